@@ -1,0 +1,3 @@
+//! The simulated Salesforce org.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]

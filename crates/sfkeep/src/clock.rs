@@ -1,0 +1,187 @@
+//! Time, injected.
+//!
+//! Every timing decision (is the token stale? how long to cool down?) reads a [`Clock`], so the
+//! tests can move time without sleeping. [`ServerClock`] adds the offset measured from the
+//! server's `Date` header, so a client whose clock is minutes off still refreshes on time.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct UnixMillis(pub i64);
+
+impl UnixMillis {
+    /// This instant plus a duration.
+    pub fn plus(self, d: Duration) -> Self {
+        UnixMillis(self.0.saturating_add(d.as_millis() as i64))
+    }
+
+    /// This instant minus a duration.
+    pub fn minus(self, d: Duration) -> Self {
+        UnixMillis(self.0.saturating_sub(d.as_millis() as i64))
+    }
+
+    /// The time from `earlier` to `self`, zero if `earlier` is later.
+    pub fn since(self, earlier: UnixMillis) -> Duration {
+        Duration::from_millis(self.0.saturating_sub(earlier.0).max(0) as u64)
+    }
+
+    /// Whole seconds since the epoch.
+    pub fn as_secs(self) -> i64 {
+        self.0.div_euclid(1000)
+    }
+}
+
+impl fmt::Display for UnixMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match time::OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000_000) {
+            Ok(t) => write!(
+                f,
+                "{}",
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_else(|_| self.0.to_string())
+            ),
+            Err(_) => write!(f, "{}ms", self.0),
+        }
+    }
+}
+
+/// A source of the current time.
+///
+/// Implementations must be cheap: the token fast path reads the clock on every call.
+pub trait Clock: Send + Sync + fmt::Debug + 'static {
+    /// Now, on this machine's clock.
+    fn now(&self) -> UnixMillis;
+}
+
+/// The operating system's wall clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> UnixMillis {
+        let d = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO);
+        UnixMillis(d.as_millis() as i64)
+    }
+}
+
+/// A clock that moves only when told to: for tests and simulations.
+#[derive(Debug, Clone)]
+pub struct ManualClock {
+    now_ms: Arc<AtomicI64>,
+}
+
+impl ManualClock {
+    /// A clock standing at `start`.
+    pub fn new(start: UnixMillis) -> Self {
+        Self {
+            now_ms: Arc::new(AtomicI64::new(start.0)),
+        }
+    }
+
+    /// A clock standing at the system time now, plus `offset_ms` (which may be negative).
+    pub fn starting_now_offset(offset_ms: i64) -> Self {
+        Self::new(UnixMillis(SystemClock.now().0 + offset_ms))
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: Duration) {
+        self.now_ms.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+    }
+
+    /// Sets the clock (it may jump backwards: the manager must cope).
+    pub fn set(&self, t: UnixMillis) {
+        self.now_ms.store(t.0, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> UnixMillis {
+        UnixMillis(self.now_ms.load(Ordering::SeqCst))
+    }
+}
+
+/// The server's time as this client best knows it: the local clock plus the offset measured
+/// from the server's `Date` header.
+///
+/// `Date` has one-second resolution, so offsets under two seconds are ignored; that is far
+/// inside the 30-second expiry margin.
+#[derive(Debug, Clone)]
+pub struct ServerClock {
+    local: Arc<dyn Clock>,
+    offset_ms: Arc<AtomicI64>,
+}
+
+impl ServerClock {
+    /// A server clock with no measured offset yet.
+    pub fn new(local: Arc<dyn Clock>) -> Self {
+        Self {
+            local,
+            offset_ms: Arc::new(AtomicI64::new(0)),
+        }
+    }
+
+    /// The local clock.
+    pub fn local(&self) -> &Arc<dyn Clock> {
+        &self.local
+    }
+
+    /// Now on the server's clock.
+    pub fn now(&self) -> UnixMillis {
+        UnixMillis(self.local.now().0 + self.offset_ms.load(Ordering::Relaxed))
+    }
+
+    /// The current estimate of server time minus local time.
+    pub fn offset(&self) -> i64 {
+        self.offset_ms.load(Ordering::Relaxed)
+    }
+
+    /// Records a `Date` header seen on a response received at local time `received_at`.
+    pub fn observe_date_header(&self, date: &str, received_at: UnixMillis) -> Option<i64> {
+        let server = parse_http_date(date)?;
+        // The header's second was truncated: its midpoint is the best estimate.
+        let offset = server.0 + 500 - received_at.0;
+        let offset = if offset.abs() < 2_000 { 0 } else { offset };
+        self.offset_ms.store(offset, Ordering::Relaxed);
+        Some(offset)
+    }
+}
+
+/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form servers must send.
+pub fn parse_http_date(s: &str) -> Option<UnixMillis> {
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let t = time::PrimitiveDateTime::parse(s.trim(), &fmt).ok()?;
+    let t = t.assume_utc();
+    Some(UnixMillis((t.unix_timestamp_nanos() / 1_000_000) as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_imf_fixdate() {
+        let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        assert_eq!(t.0, 784_111_777_000);
+        assert!(parse_http_date("yesterday").is_none());
+    }
+
+    #[test]
+    fn server_clock_corrects_skew() {
+        let local = ManualClock::new(UnixMillis(784_111_777_000 - 600_000));
+        let server = ServerClock::new(Arc::new(local.clone()));
+        let off = server
+            .observe_date_header("Sun, 06 Nov 1994 08:49:37 GMT", local.now())
+            .unwrap();
+        assert_eq!(off, 600_500);
+        assert_eq!(server.now().0, 784_111_777_500);
+    }
+}

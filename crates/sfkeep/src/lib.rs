@@ -1,0 +1,3 @@
+//! sfkeep core library.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
