@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct UnixMillis(pub i64);
 
@@ -92,7 +94,8 @@ impl ManualClock {
 
     /// Moves the clock forward.
     pub fn advance(&self, d: Duration) {
-        self.now_ms.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+        self.now_ms
+            .fetch_add(d.as_millis() as i64, Ordering::SeqCst);
     }
 
     /// Sets the clock (it may jump backwards: the manager must cope).

@@ -12,7 +12,7 @@ use crate::diagnose::Cause;
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong while getting or using a Salesforce token.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The credential is dead and only a person can revive it. Returned at once, without a
@@ -46,7 +46,9 @@ pub enum Error {
         timeout: bool,
     },
     /// A response could not be understood.
-    #[error("malformed response from {source_name}: {problem} (HTTP {status}, body starts: {snippet:?})")]
+    #[error(
+        "malformed response from {source_name}: {problem} (HTTP {status}, body starts: {snippet:?})"
+    )]
     MalformedResponse {
         /// Which endpoint answered.
         source_name: String,
@@ -67,13 +69,17 @@ pub enum Error {
     },
     /// The shared store is unreachable and refreshing without it could reuse a rotated refresh
     /// token, so sfkeep refuses (fails closed).
-    #[error("the shared token store is unavailable and the refresh token rotates: refusing to refresh without it")]
+    #[error(
+        "the shared token store is unavailable and the refresh token rotates: refusing to refresh without it"
+    )]
     StoreUnavailable,
     /// Waiting for another caller's refresh took too long.
     #[error("gave up waiting for a token refresh after {0:?}")]
     RefreshTimeout(Duration),
     /// The login budget is spent: sfkeep holds the request back to protect the org's limit.
-    #[error("login budget of {budget} token requests per hour is spent; next allowed in {retry_after:?}")]
+    #[error(
+        "login budget of {budget} token requests per hour is spent; next allowed in {retry_after:?}"
+    )]
     LoginBudgetExhausted {
         /// The configured budget.
         budget: u32,
@@ -177,7 +183,9 @@ mod tests {
 
     #[test]
     fn snippet_hides_tokens_but_keeps_words() {
-        let s = redacted_snippet(br#"{"access_token":"00Dx0000000BV7z!AR8AQAxo9UfVkh8AlV0G","instance_url":"#);
+        let s = redacted_snippet(
+            br#"{"access_token":"00Dx0000000BV7z!AR8AQAxo9UfVkh8AlV0G","instance_url":"#,
+        );
         assert!(!s.contains("AR8AQ"), "{s}");
         assert!(s.contains("access_token"));
         let s = redacted_snippet(b"<html><body>Service Unavailable</body></html>");

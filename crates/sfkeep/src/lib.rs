@@ -1,3 +1,25 @@
-//! sfkeep core library.
+//! sfkeep keeps Salesforce integrations authenticated.
+//!
+//! - [`TokenManager`]: proactive (skew-corrected) and reactive refresh, single-flight across
+//!   tasks and processes, escalation to a fallback grant, a cooldown and a login budget.
+//! - [`grant`]: every OAuth grant Salesforce offers, plus the legacy SOAP login.
+//! - [`store`]: memory and encrypted-file token stores behind one compare-and-set contract.
+//! - [`diagnose`]: why a session died, from the server's own words.
+//! - [`event`]: auth events through `tracing`, `metrics` and your own sinks; never a secret.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+
+pub mod clock;
+pub mod diagnose;
+pub mod error;
+pub mod event;
+pub mod grant;
+pub mod http;
+pub mod manager;
+pub mod secret;
+pub mod store;
+pub mod token;
+
+pub use error::{Error, Result};
+pub use grant::Grant;
+pub use manager::{Token, TokenManager, TokenManagerBuilder};

@@ -83,7 +83,10 @@ impl Cause {
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            Cause::Transient | Cause::RateLimited | Cause::InvalidClientId | Cause::AuthorizationPending
+            Cause::Transient
+                | Cause::RateLimited
+                | Cause::InvalidClientId
+                | Cause::AuthorizationPending
         )
     }
 
@@ -102,25 +105,41 @@ impl Cause {
             Cause::AuthenticationFailure => {
                 "Check the credentials, that the user is not frozen, and that the flow is allowed in the org; then `sfkeep recover`."
             }
-            Cause::InactiveUser => "An admin must re-activate the integration user in Setup > Users.",
-            Cause::InactiveOrg => "The org is locked or suspended: contact the org's admin or Salesforce support.",
+            Cause::InactiveUser => {
+                "An admin must re-activate the integration user in Setup > Users."
+            }
+            Cause::InactiveOrg => {
+                "The org is locked or suspended: contact the org's admin or Salesforce support."
+            }
             Cause::IpRestricted => {
                 "Call from an allowed address, or have an admin add it to the profile's Login IP Ranges / relax the app's IP restrictions."
             }
             Cause::AppNotApproved => {
                 "An admin must pre-authorize the user's profile or permission set for the connected app."
             }
-            Cause::InvalidAssertion => "Check the JWT signing key matches the app's certificate, and that `sub` is the username.",
-            Cause::AudienceInvalid => "Set the JWT audience to the login host (login.salesforce.com, test.salesforce.com or the community URL).",
-            Cause::AuthorizationCodeExpired => "Start the authorization-code login again; codes are single-use and short-lived.",
-            Cause::InvalidClientId => "Check the consumer key; a new app can take 2-10 minutes to propagate.",
+            Cause::InvalidAssertion => {
+                "Check the JWT signing key matches the app's certificate, and that `sub` is the username."
+            }
+            Cause::AudienceInvalid => {
+                "Set the JWT audience to the login host (login.salesforce.com, test.salesforce.com or the community URL)."
+            }
+            Cause::AuthorizationCodeExpired => {
+                "Start the authorization-code login again; codes are single-use and short-lived."
+            }
+            Cause::InvalidClientId => {
+                "Check the consumer key; a new app can take 2-10 minutes to propagate."
+            }
             Cause::InvalidClient => "Check the consumer secret.",
             Cause::UnsupportedGrantType => "A client bug: the token request was malformed.",
-            Cause::RateLimited => "Back off: the login rate limit resets within the hour. Cache tokens instead of logging in per call.",
+            Cause::RateLimited => {
+                "Back off: the login rate limit resets within the hour. Cache tokens instead of logging in per call."
+            }
             Cause::SessionNotValidForApi => {
                 "Refreshing will not help: the session lacks API access (high-assurance requirement, API Access Control, or missing `api` scope)."
             }
-            Cause::RequestLimitExceeded => "The org's daily API limit is used up: wait for it to reset or raise it.",
+            Cause::RequestLimitExceeded => {
+                "The org's daily API limit is used up: wait for it to reset or raise it."
+            }
             Cause::AuthorizationPending => "Approve the login on the device page, then poll again.",
             Cause::Transient => "Temporary: retry with backoff.",
             Cause::Unknown => "Run `sfkeep doctor` for a diagnosis.",

@@ -57,7 +57,9 @@ pub fn classify_oauth_error(error: &str, description: &str) -> Cause {
                 Cause::AudienceInvalid
             } else if d.contains("invalid assertion") {
                 Cause::InvalidAssertion
-            } else if d.contains("expired authorization code") || d.contains("invalid code verifier") {
+            } else if d.contains("expired authorization code")
+                || d.contains("invalid code verifier")
+            {
                 Cause::AuthorizationCodeExpired
             } else if d.contains("already being processed") {
                 Cause::Transient
@@ -86,25 +88,82 @@ mod tests {
     #[test]
     fn every_documented_token_error_has_its_cause() {
         let table: &[(&str, Cause)] = &[
-            (r#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#, Cause::RefreshTokenRevoked),
-            (r#"{"error_description":"authentication failure","error":"invalid_grant"}"#, Cause::AuthenticationFailure),
-            (r#"{"error":"invalid_grant","error_description":"authentication failure - Invalid Password"}"#, Cause::AuthenticationFailure),
-            (r#"{"error":"invalid_grant","error_description":"inactive user"}"#, Cause::InactiveUser),
-            (r#"{"error":"inactive_user","error_description":"x"}"#, Cause::InactiveUser),
-            (r#"{"error":"inactive_org","error_description":"x"}"#, Cause::InactiveOrg),
-            (r#"{"error":"invalid_grant","error_description":"ip restricted"}"#, Cause::IpRestricted),
-            (r#"{"error":"invalid_grant","error_description":"IP restricted or invalid login hours"}"#, Cause::IpRestricted),
-            (r#"{"error":"invalid_grant","error_description":"user hasn't approved this consumer"}"#, Cause::AppNotApproved),
-            (r#"{"error":"invalid_grant","error_description":"invalid assertion"}"#, Cause::InvalidAssertion),
-            (r#"{"error":"invalid_grant","error_description":"Audience validation failed"}"#, Cause::AudienceInvalid),
-            (r#"{"error":"invalid_grant","error_description":"expired authorization code"}"#, Cause::AuthorizationCodeExpired),
-            (r#"{"error":"invalid_request","error_description":"jti already in use"}"#, Cause::InvalidAssertion),
-            (r#"{"error":"invalid_client_id","error_description":"client identifier invalid"}"#, Cause::InvalidClientId),
-            (r#"{"error":"invalid_client","error_description":"invalid client credentials"}"#, Cause::InvalidClient),
-            (r#"{"error":"unsupported_grant_type","error_description":"grant type not supported"}"#, Cause::UnsupportedGrantType),
-            (r#"{"error":"rate_limit_exceeded","error_description":"x"}"#, Cause::RateLimited),
-            (r#"{"error":"authorization_pending","error_description":"x"}"#, Cause::AuthorizationPending),
-            (r#"{"error":"invalid_grant","error_description":"Token request is already being processed"}"#, Cause::Transient),
+            (
+                r#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#,
+                Cause::RefreshTokenRevoked,
+            ),
+            (
+                r#"{"error_description":"authentication failure","error":"invalid_grant"}"#,
+                Cause::AuthenticationFailure,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"authentication failure - Invalid Password"}"#,
+                Cause::AuthenticationFailure,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"inactive user"}"#,
+                Cause::InactiveUser,
+            ),
+            (
+                r#"{"error":"inactive_user","error_description":"x"}"#,
+                Cause::InactiveUser,
+            ),
+            (
+                r#"{"error":"inactive_org","error_description":"x"}"#,
+                Cause::InactiveOrg,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"ip restricted"}"#,
+                Cause::IpRestricted,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"IP restricted or invalid login hours"}"#,
+                Cause::IpRestricted,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"user hasn't approved this consumer"}"#,
+                Cause::AppNotApproved,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"invalid assertion"}"#,
+                Cause::InvalidAssertion,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"Audience validation failed"}"#,
+                Cause::AudienceInvalid,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"expired authorization code"}"#,
+                Cause::AuthorizationCodeExpired,
+            ),
+            (
+                r#"{"error":"invalid_request","error_description":"jti already in use"}"#,
+                Cause::InvalidAssertion,
+            ),
+            (
+                r#"{"error":"invalid_client_id","error_description":"client identifier invalid"}"#,
+                Cause::InvalidClientId,
+            ),
+            (
+                r#"{"error":"invalid_client","error_description":"invalid client credentials"}"#,
+                Cause::InvalidClient,
+            ),
+            (
+                r#"{"error":"unsupported_grant_type","error_description":"grant type not supported"}"#,
+                Cause::UnsupportedGrantType,
+            ),
+            (
+                r#"{"error":"rate_limit_exceeded","error_description":"x"}"#,
+                Cause::RateLimited,
+            ),
+            (
+                r#"{"error":"authorization_pending","error_description":"x"}"#,
+                Cause::AuthorizationPending,
+            ),
+            (
+                r#"{"error":"invalid_grant","error_description":"Token request is already being processed"}"#,
+                Cause::Transient,
+            ),
         ];
         for (body, want) in table {
             assert_eq!(classify(400, body.as_bytes()), *want, "{body}");

@@ -1,0 +1,899 @@
+//! The token manager: proactive and reactive refresh, single-flight in one process and (through
+//! the store's lock and compare-and-set) across processes, escalation to a fallback grant, and
+//! a cooldown and login budget so a dead credential never causes a request storm.
+//!
+//! | state (server clock) | what `token()` does |
+//! |---|---|
+//! | Fresh (`now < refresh_at`) | returns the cached token: one atomic load, no lock |
+//! | Stale (`refresh_at <= now < expires_at - 30 s`) | returns it, and starts at most one background refresh |
+//! | Expired, or invalidated by a 401 | waits on the one shared refresh |
+//! | ReauthRequired | returns the error with its cause at once, without a request, until the cooldown passes |
+//!
+//! A refresh runs in a spawned task: a caller that goes away never cancels a token request, so
+//! a rotated refresh token is always stored.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwapOption;
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use crate::clock::{Clock, ServerClock, SystemClock, UnixMillis};
+use crate::diagnose::Cause;
+use crate::error::{Error, Result};
+use crate::event::{AuthEvent, AuthEventKind, EventSink, FanOut, RefreshReason, TracingSink};
+use crate::grant::{self, Grant, TokenEndpoint, TokenResponse, introspect};
+use crate::secret::{AccessToken, RefreshToken};
+use crate::store::{CasOutcome, MemoryStore, Store, StoreKey};
+use crate::token::{self, ExpirySource, GrantKind, TokenRecord, TokenState};
+
+/// Minimum gap after a failed token request before the next one (per manager).
+pub const FAILURE_COOLDOWN: Duration = Duration::from_secs(30);
+/// First gap after a transient failure; doubles up to [`FAILURE_COOLDOWN`].
+pub const TRANSIENT_BACKOFF: Duration = Duration::from_secs(1);
+/// Default login budget: token requests per rolling hour, far under Salesforce's ~3,600.
+pub const DEFAULT_LOGIN_BUDGET: u32 = 600;
+/// How long a caller waits for a shared refresh.
+pub const REFRESH_WAIT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a refresher waits for another process's refresh lock (1.2 × the lock TTL).
+pub const LOCK_WAIT: Duration = Duration::from_secs(18);
+
+/// A valid access token and where to use it. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Token(Arc<TokenRecord>);
+
+impl Token {
+    /// The access token, for an `Authorization: Bearer` header.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.0.access_token
+    }
+    /// The instance URL API calls go to.
+    pub fn instance_url(&self) -> &str {
+        &self.0.instance_url
+    }
+    /// The generation: pass it to [`TokenManager::invalidate_if_current`] after a 401.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+    /// The whole record.
+    pub fn record(&self) -> &TokenRecord {
+        &self.0
+    }
+}
+
+/// What [`TokenManager::status`] reports.
+#[derive(Clone, Debug)]
+pub struct ManagerStatus {
+    /// `fresh`, `stale`, `expired`, `invalidated`, `missing` or `reauth_required`.
+    pub state: &'static str,
+    /// The current generation.
+    pub generation: Option<u64>,
+    /// Time left before the token must not be used.
+    pub expires_in: Option<Duration>,
+    /// The current token's fingerprint.
+    pub fingerprint: Option<String>,
+    /// Where its expiry came from.
+    pub expiry_source: Option<ExpirySource>,
+    /// The store kind.
+    pub store: &'static str,
+    /// The last failure's cause, if the last token request failed.
+    pub last_failure: Option<Cause>,
+    /// Measured server-minus-local clock offset.
+    pub clock_offset_ms: i64,
+}
+
+#[derive(Clone, Debug)]
+struct Failure {
+    error: Error,
+    next_attempt: UnixMillis,
+    consecutive: u32,
+}
+
+type Flight = Shared<BoxFuture<'static, Result<Arc<TokenRecord>>>>;
+
+struct Inner {
+    endpoint: TokenEndpoint,
+    clock: ServerClock,
+    primary: Grant,
+    fallback: Option<Grant>,
+    store: Arc<dyn Store>,
+    key: StoreKey,
+    session_timeout: Duration,
+    introspect: bool,
+    login_budget: u32,
+    refresh_wait: Duration,
+    lock_wait: Duration,
+    events: Arc<dyn EventSink>,
+    current: ArcSwapOption<TokenRecord>,
+    /// The generation a 401 declared dead (0: none; generations start at 1).
+    invalidated: AtomicU64,
+    flight: Mutex<Option<Flight>>,
+    background: AtomicBool,
+    failure: Mutex<Option<Failure>>,
+    requests: Mutex<VecDeque<UnixMillis>>,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenManager")
+            .field("login_url", &self.endpoint.login_url().as_str())
+            .field("grant", &self.primary)
+            .field("fallback", &self.fallback)
+            .field("store", &self.store.kind())
+            .field("key", &self.key)
+            .finish()
+    }
+}
+
+/// Keeps one Salesforce credential authenticated. Cheap to clone; clones share everything.
+///
+/// ```no_run
+/// # async fn run() -> sfkeep::Result<()> {
+/// use sfkeep::{Grant, TokenManager, secret::{ClientSecret, RefreshToken}};
+/// let manager = TokenManager::builder("https://login.salesforce.com")
+///     .grant(Grant::RefreshToken {
+///         client_id: "3MVG9...".into(),
+///         client_secret: Some(ClientSecret::new(std::env::var("SF_CLIENT_SECRET").unwrap())),
+///         refresh_token: RefreshToken::new(std::env::var("SF_REFRESH_TOKEN").unwrap()),
+///     })
+///     .build()?;
+/// let token = manager.token().await?;
+/// // ... call Salesforce with token.access_token(); on a 401 INVALID_SESSION_ID:
+/// manager.invalidate_if_current(token.generation(), "rest");
+/// let fresh = manager.token().await?; // exactly one refresh, however many callers saw the 401
+/// # let _ = fresh; Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct TokenManager {
+    inner: Arc<Inner>,
+}
+
+/// Builds a [`TokenManager`].
+#[derive(Debug)]
+pub struct TokenManagerBuilder {
+    login_url: String,
+    grant: Option<Grant>,
+    fallback: Option<Grant>,
+    store: Option<Arc<dyn Store>>,
+    key: Option<StoreKey>,
+    clock: Option<Arc<dyn Clock>>,
+    session_timeout: Duration,
+    introspect: bool,
+    login_budget: u32,
+    refresh_wait: Duration,
+    lock_wait: Duration,
+    sinks: Vec<Arc<dyn EventSink>>,
+    tracing: bool,
+    http: Option<reqwest::Client>,
+}
+
+impl TokenManagerBuilder {
+    /// The primary grant. Required.
+    pub fn grant(mut self, grant: Grant) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+    /// A grant to try when the primary one fails for good (e.g. JWT bearer after the refresh
+    /// token is revoked). Defaults to none.
+    pub fn fallback_grant(mut self, grant: Grant) -> Self {
+        self.fallback = Some(grant);
+        self
+    }
+    /// Where records live. Defaults to a [`MemoryStore`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// The record's key in the store. Defaults to a hash of login URL, client id, subject and
+    /// grant.
+    pub fn store_key(mut self, key: StoreKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+    /// The local clock. Defaults to the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The session timeout assumed when introspection does not tell. Defaults to 2 hours.
+    pub fn session_timeout(mut self, d: Duration) -> Self {
+        self.session_timeout = d;
+        self
+    }
+    /// Ask `/services/oauth2/introspect` for each new token's expiry, when the grant has a
+    /// consumer secret. Defaults to true.
+    pub fn introspect(mut self, on: bool) -> Self {
+        self.introspect = on;
+        self
+    }
+    /// Token requests allowed per rolling hour. Defaults to 600.
+    pub fn login_budget_per_hour(mut self, n: u32) -> Self {
+        self.login_budget = n;
+        self
+    }
+    /// How long a caller waits for a shared refresh. Defaults to 20 seconds.
+    pub fn refresh_wait_timeout(mut self, d: Duration) -> Self {
+        self.refresh_wait = d;
+        self
+    }
+    /// How long a refresher waits for another process's refresh lock. Defaults to 18 seconds.
+    pub fn lock_wait(mut self, d: Duration) -> Self {
+        self.lock_wait = d;
+        self
+    }
+    /// Adds an event sink. The `tracing` + `metrics` sink is always present unless
+    /// [`Self::without_tracing_sink`] is called.
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+    /// Drops the default tracing sink.
+    pub fn without_tracing_sink(mut self) -> Self {
+        self.tracing = false;
+        self
+    }
+    /// The HTTP client for token requests. Defaults to one with a 10 s timeout.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Builds the manager. Fails on a missing grant or a login URL that breaks the transport
+    /// policy (https, or http to loopback only).
+    pub fn build(self) -> Result<TokenManager> {
+        let primary = self
+            .grant
+            .ok_or_else(|| Error::Config("TokenManager needs a grant".into()))?;
+        let clock = ServerClock::new(self.clock.unwrap_or_else(|| Arc::new(SystemClock)));
+        let mut endpoint = TokenEndpoint::new(&self.login_url, clock.clone())?;
+        if let Some(http) = self.http {
+            endpoint = endpoint.with_http_client(http);
+        }
+        let key = self.key.unwrap_or_else(|| {
+            StoreKey::derive(
+                &self.login_url,
+                primary.client_id().unwrap_or(""),
+                primary.subject().unwrap_or(""),
+                primary.kind(),
+            )
+        });
+        let mut sinks = self.sinks;
+        if self.tracing {
+            sinks.insert(0, Arc::new(TracingSink));
+        }
+        Ok(TokenManager {
+            inner: Arc::new(Inner {
+                endpoint,
+                clock,
+                primary,
+                fallback: self.fallback,
+                store: self.store.unwrap_or_else(|| Arc::new(MemoryStore::new())),
+                key,
+                session_timeout: self.session_timeout,
+                introspect: self.introspect,
+                login_budget: self.login_budget,
+                refresh_wait: self.refresh_wait,
+                lock_wait: self.lock_wait,
+                events: Arc::new(FanOut(sinks)),
+                current: ArcSwapOption::empty(),
+                invalidated: AtomicU64::new(0),
+                flight: Mutex::new(None),
+                background: AtomicBool::new(false),
+                failure: Mutex::new(None),
+                requests: Mutex::new(VecDeque::new()),
+            }),
+        })
+    }
+}
+
+impl TokenManager {
+    /// A builder for the login host `login_url` (e.g. `https://login.salesforce.com`).
+    pub fn builder(login_url: impl Into<String>) -> TokenManagerBuilder {
+        TokenManagerBuilder {
+            login_url: login_url.into(),
+            grant: None,
+            fallback: None,
+            store: None,
+            key: None,
+            clock: None,
+            session_timeout: token::DEFAULT_SESSION_TIMEOUT,
+            introspect: true,
+            login_budget: DEFAULT_LOGIN_BUDGET,
+            refresh_wait: REFRESH_WAIT_TIMEOUT,
+            lock_wait: LOCK_WAIT,
+            sinks: Vec::new(),
+            tracing: true,
+            http: None,
+        }
+    }
+
+    /// A valid token. Fresh: returned at once, lock-free. Stale: returned at once, one
+    /// background refresh started. Expired or invalidated: waits on the shared refresh.
+    pub async fn token(&self) -> Result<Token> {
+        if let Some(t) = self.cached() {
+            return Ok(t);
+        }
+        self.inner.refresh(self.slow_reason()).await.map(Token)
+    }
+
+    /// The fast path: a usable cached token, or `None`.
+    fn cached(&self) -> Option<Token> {
+        let guard = self.inner.current.load();
+        let rec = guard.as_ref()?;
+        if rec.generation == self.inner.invalidated.load(Ordering::Acquire) {
+            return None;
+        }
+        match rec.state_at(self.inner.clock.now()) {
+            TokenState::Fresh => Some(Token(Arc::clone(rec))),
+            TokenState::Stale => {
+                let t = Token(Arc::clone(rec));
+                drop(guard);
+                self.inner.clone().spawn_background_refresh();
+                Some(t)
+            }
+            TokenState::Expired => None,
+        }
+    }
+
+    fn slow_reason(&self) -> RefreshReason {
+        match self.inner.current.load().as_ref() {
+            None => RefreshReason::Startup,
+            Some(r) if r.generation == self.inner.invalidated.load(Ordering::Acquire) => {
+                RefreshReason::Reactive401
+            }
+            Some(_) => RefreshReason::Expired,
+        }
+    }
+
+    /// Declares the token of `generation` dead after a 401 from `api` (`rest`, `soap`, `bulk`).
+    /// A no-op when a newer token is already current, so N 401s from requests in flight cause
+    /// one refresh. Returns whether it invalidated anything.
+    pub fn invalidate_if_current(&self, generation: u64, api: &str) -> bool {
+        let current = self.inner.current.load();
+        let Some(rec) = current.as_ref() else {
+            return false;
+        };
+        if rec.generation != generation {
+            return false;
+        }
+        let prev = self.inner.invalidated.swap(generation, Ordering::AcqRel);
+        if prev != generation {
+            self.inner.emit(
+                AuthEventKind::TokenInvalidated {
+                    api: api.to_owned(),
+                },
+                Some(rec),
+            );
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Gets a new token now, whatever the state of the current one (used by `recover`).
+    /// Clears any cooldown first.
+    pub async fn force_refresh(&self) -> Result<Token> {
+        *self.inner.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if let Some(rec) = self.inner.current.load().as_ref() {
+            self.inner
+                .invalidated
+                .store(rec.generation, Ordering::Release);
+        }
+        self.inner.refresh(RefreshReason::Forced).await.map(Token)
+    }
+
+    /// Records the server's `Date` header seen on any response, to correct clock skew.
+    pub fn observe_server_date(&self, date: &str) {
+        let now = self.inner.clock.local().now();
+        self.inner.clock.observe_date_header(date, now);
+    }
+
+    /// Forgets the token here and in the store (`sfkeep logout`).
+    pub async fn forget(&self) -> Result<()> {
+        self.inner.current.store(None);
+        self.inner.store.delete(&self.inner.key).await
+    }
+
+    /// The current state, for `sfkeep status` and `/healthz`. Never contains a token.
+    pub fn status(&self) -> ManagerStatus {
+        let now = self.inner.clock.now();
+        let cur = self.inner.current.load_full();
+        let failure = self
+            .inner
+            .failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let state = match (&cur, &failure) {
+            (_, Some(f)) if f.error.is_reauth_required() => "reauth_required",
+            (None, _) => "missing",
+            (Some(r), _) if r.generation == self.inner.invalidated.load(Ordering::Acquire) => {
+                "invalidated"
+            }
+            (Some(r), _) => match r.state_at(now) {
+                TokenState::Fresh => "fresh",
+                TokenState::Stale => "stale",
+                TokenState::Expired => "expired",
+            },
+        };
+        ManagerStatus {
+            state,
+            generation: cur.as_ref().map(|r| r.generation),
+            expires_in: cur.as_ref().map(|r| r.remaining_at(now)),
+            fingerprint: cur.as_ref().map(|r| r.fingerprint()),
+            expiry_source: cur.as_ref().map(|r| r.expiry_source),
+            store: self.inner.store.kind(),
+            last_failure: failure.and_then(|f| f.error.cause()),
+            clock_offset_ms: self.inner.clock.offset(),
+        }
+    }
+
+    /// The store key (a hash; safe to show).
+    pub fn store_key(&self) -> &StoreKey {
+        &self.inner.key
+    }
+
+    /// The skew-corrected server clock.
+    pub fn server_clock(&self) -> &ServerClock {
+        &self.inner.clock
+    }
+
+    /// The token endpoint (login URL, HTTP client).
+    pub fn endpoint(&self) -> &TokenEndpoint {
+        &self.inner.endpoint
+    }
+
+    /// Emits an event through the manager's sinks (the client reports successful calls).
+    pub fn emit(&self, kind: AuthEventKind) {
+        let cur = self.inner.current.load_full();
+        self.inner.emit(kind, cur.as_deref());
+    }
+}
+
+impl Inner {
+    fn emit(&self, kind: AuthEventKind, rec: Option<&TokenRecord>) {
+        self.events.emit(&AuthEvent {
+            at: self.clock.local().now(),
+            kind,
+            grant: rec.map(|r| r.grant).or(Some(self.primary.kind())),
+            generation: rec.map(|r| r.generation),
+            fingerprint: rec.map(|r| r.fingerprint()),
+            key: self.key.to_string(),
+        });
+    }
+
+    fn usable(&self, rec: &TokenRecord) -> bool {
+        rec.generation != self.invalidated.load(Ordering::Acquire)
+            && rec.state_at(self.clock.now()) != TokenState::Expired
+    }
+
+    fn spawn_background_refresh(self: Arc<Self>) {
+        if self.cooling_down().is_some() || self.background.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.background.store(false, Ordering::Release);
+            return;
+        };
+        rt.spawn(async move {
+            let _ = self.refresh(RefreshReason::Proactive).await;
+            self.background.store(false, Ordering::Release);
+        });
+    }
+
+    /// The error to return instead of a request while a failure's cooldown lasts.
+    fn cooling_down(&self) -> Option<Error> {
+        let f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let f = f.as_ref()?;
+        let now = self.clock.local().now();
+        if now >= f.next_attempt {
+            return None;
+        }
+        Some(match &f.error {
+            e @ Error::ReauthRequired { .. } => e.clone(),
+            e => Error::CoolingDown {
+                cause: e.cause().unwrap_or(Cause::Unknown),
+                remaining: f.next_attempt.since(now),
+            },
+        })
+    }
+
+    /// Joins the in-flight refresh, or starts one in a spawned task.
+    async fn refresh(self: &Arc<Self>, reason: RefreshReason) -> Result<Arc<TokenRecord>> {
+        let flight = {
+            let mut slot = self.flight.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(f) = slot.as_ref() {
+                f.clone()
+            } else {
+                // Double-check under the slot lock: a refresh may have finished meanwhile.
+                if let Some(cur) = self.current.load_full()
+                    && self.usable(&cur)
+                    && reason != RefreshReason::Proactive
+                    && reason != RefreshReason::Forced
+                {
+                    return Ok(cur);
+                }
+                if reason != RefreshReason::Forced
+                    && let Some(e) = self.cooling_down()
+                {
+                    return Err(e);
+                }
+                let me = Arc::clone(self);
+                let task = tokio::spawn(async move {
+                    let r = Arc::clone(&me).run_refresh(reason).await;
+                    *me.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    r
+                });
+                let f: Flight = async move {
+                    task.await.unwrap_or_else(|e| {
+                        Err(Error::Config(format!("the refresh task failed: {e}")))
+                    })
+                }
+                .boxed()
+                .shared();
+                *slot = Some(f.clone());
+                f
+            }
+        };
+        match tokio::time::timeout(self.refresh_wait, flight).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::RefreshTimeout(self.refresh_wait)),
+        }
+    }
+
+    /// Adopts `stored` if it is newer than what this process holds and usable for `reason`.
+    fn adopt_if_newer(
+        &self,
+        stored: &Option<TokenRecord>,
+        reason: RefreshReason,
+    ) -> Option<Arc<TokenRecord>> {
+        let stored = stored.as_ref()?;
+        let local_gen = self
+            .current
+            .load()
+            .as_ref()
+            .map(|r| r.generation)
+            .unwrap_or(0);
+        if stored.generation <= local_gen && reason != RefreshReason::Startup {
+            return None;
+        }
+        let good = match reason {
+            RefreshReason::Proactive => stored.state_at(self.clock.now()) == TokenState::Fresh,
+            RefreshReason::Forced => false,
+            _ => self.usable(stored),
+        };
+        if !good {
+            return None;
+        }
+        let rec = Arc::new(stored.clone());
+        self.current.store(Some(Arc::clone(&rec)));
+        self.emit(AuthEventKind::TokenAdopted, Some(&rec));
+        Some(rec)
+    }
+
+    async fn load_stored(&self) -> Option<TokenRecord> {
+        match self.store.load(&self.key).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.emit(
+                    AuthEventKind::StoreUnavailable {
+                        detail: e.to_string(),
+                    },
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    async fn run_refresh(self: Arc<Self>, reason: RefreshReason) -> Result<Arc<TokenRecord>> {
+        let stored = self.load_stored().await;
+        if let Some(r) = self.adopt_if_newer(&stored, reason) {
+            return Ok(r);
+        }
+        let _lock = match self.store.lock(&self.key, self.lock_wait).await {
+            Ok(l) => l,
+            Err(e) => {
+                self.emit(
+                    AuthEventKind::StoreUnavailable {
+                        detail: e.to_string(),
+                    },
+                    None,
+                );
+                None
+            }
+        };
+        // Double-check after the lock: another process may have refreshed while we waited.
+        let stored = self.load_stored().await;
+        if let Some(r) = self.adopt_if_newer(&stored, reason) {
+            return Ok(r);
+        }
+        match self.obtain(reason, &stored).await {
+            Ok(rec) => {
+                *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                Ok(rec)
+            }
+            Err(e) => {
+                self.record_failure(&e, reason);
+                Err(e)
+            }
+        }
+    }
+
+    fn record_failure(&self, e: &Error, reason: RefreshReason) {
+        let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        let consecutive = f.as_ref().map(|f| f.consecutive + 1).unwrap_or(1);
+        let gap = if e.is_reauth_required() || !e.is_retryable() {
+            FAILURE_COOLDOWN
+        } else {
+            (TRANSIENT_BACKOFF * 2u32.saturating_pow(consecutive.saturating_sub(1).min(5)))
+                .min(FAILURE_COOLDOWN)
+        };
+        *f = Some(Failure {
+            error: e.clone(),
+            next_attempt: self.clock.local().now().plus(gap),
+            consecutive,
+        });
+        drop(f);
+        let cause = e.cause().unwrap_or(Cause::Unknown);
+        let cur = self.current.load_full();
+        if e.is_reauth_required() {
+            self.emit(AuthEventKind::ReauthRequired { cause }, cur.as_deref());
+        } else {
+            self.emit(
+                AuthEventKind::RefreshFailed {
+                    reason,
+                    cause,
+                    detail: e.to_string(),
+                },
+                cur.as_deref(),
+            );
+        }
+    }
+
+    /// Spends one unit of the login budget, or says when the next one is free.
+    fn spend_budget(&self) -> Result<()> {
+        let now = self.clock.local().now();
+        let hour = Duration::from_secs(3600);
+        let mut q = self.requests.lock().unwrap_or_else(|p| p.into_inner());
+        while q.front().is_some_and(|t| now.since(*t) >= hour) {
+            q.pop_front();
+        }
+        if q.len() as u32 >= self.login_budget {
+            let retry_after = hour.saturating_sub(now.since(*q.front().expect("non-empty")));
+            drop(q);
+            self.emit(
+                AuthEventKind::LoginBudgetHeld {
+                    retry_after_ms: retry_after.as_millis() as u64,
+                },
+                None,
+            );
+            return Err(Error::LoginBudgetExhausted {
+                budget: self.login_budget,
+                retry_after,
+            });
+        }
+        q.push_back(now);
+        Ok(())
+    }
+
+    /// Escalation: primary grant → fallback grant → ReauthRequired with the cause.
+    async fn obtain(
+        &self,
+        reason: RefreshReason,
+        stored: &Option<TokenRecord>,
+    ) -> Result<Arc<TokenRecord>> {
+        let previous = stored
+            .clone()
+            .or_else(|| self.current.load_full().map(|r| (*r).clone()));
+        let started = Instant::now();
+        let (resp, used) = match self.run_grant(&self.primary, previous.as_ref()).await {
+            Ok(r) => (r, &self.primary),
+            Err(e) if e.is_reauth_required() => {
+                // Under rotation another process may have rotated first: re-read before
+                // declaring the credential dead.
+                let again = self.load_stored().await;
+                if let Some(r) = self.adopt_if_newer(&again, reason) {
+                    return Ok(r);
+                }
+                let Some(fallback) = &self.fallback else {
+                    return Err(e);
+                };
+                self.emit(
+                    AuthEventKind::FallbackUsed {
+                        cause: e.cause().unwrap_or(Cause::Unknown),
+                    },
+                    previous.as_ref(),
+                );
+                (self.run_grant(fallback, previous.as_ref()).await?, fallback)
+            }
+            Err(e) => return Err(e),
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let rotated = resp.refresh_token.is_some() && used.kind() == GrantKind::RefreshToken;
+        let mut rec = self.record_from(resp, used, previous.as_ref()).await;
+        let expected = stored.as_ref().map(|r| r.generation);
+        let local_gen = self
+            .current
+            .load()
+            .as_ref()
+            .map(|r| r.generation)
+            .unwrap_or(0);
+        rec.generation = expected.unwrap_or(0).max(local_gen) + 1;
+        let rec = self.persist(rec, expected).await;
+        self.emit(
+            AuthEventKind::TokenRefreshed {
+                reason,
+                latency_ms,
+                rotated,
+            },
+            Some(&rec),
+        );
+        Ok(rec)
+    }
+
+    /// Writes the record with compare-and-set and makes it current. The new record is kept
+    /// in memory even if the store fails: it may hold the only valid (rotated) refresh token.
+    async fn persist(&self, mut rec: TokenRecord, expected: Option<u64>) -> Arc<TokenRecord> {
+        let mut expected = expected;
+        for _ in 0..2 {
+            match self.store.compare_and_set(&self.key, expected, &rec).await {
+                Ok(CasOutcome::Written) => break,
+                Ok(CasOutcome::Conflict(other)) => {
+                    self.emit(AuthEventKind::RefreshDiscarded, other.as_ref());
+                    // Ours is the newest token the server issued; keep the fencing order.
+                    let other_gen = other.as_ref().map(|r| r.generation);
+                    rec.generation = rec.generation.max(other_gen.unwrap_or(0) + 1);
+                    expected = other_gen;
+                }
+                Err(e) => {
+                    self.emit(
+                        AuthEventKind::StoreUnavailable {
+                            detail: e.to_string(),
+                        },
+                        Some(&rec),
+                    );
+                    break;
+                }
+            }
+        }
+        let rec = Arc::new(rec);
+        self.current.store(Some(Arc::clone(&rec)));
+        rec
+    }
+
+    async fn run_grant(
+        &self,
+        grant: &Grant,
+        previous: Option<&TokenRecord>,
+    ) -> Result<TokenResponse> {
+        self.spend_budget()?;
+        let ep = &self.endpoint;
+        match grant {
+            Grant::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+            } => {
+                let rt: RefreshToken = previous
+                    .and_then(|p| p.refresh_token.clone())
+                    .unwrap_or_else(|| refresh_token.clone());
+                grant::refresh_token::request(ep, client_id, client_secret.as_ref(), &rt).await
+            }
+            Grant::JwtBearer {
+                client_id,
+                username,
+                private_key,
+                audience,
+            } => {
+                grant::jwt_bearer::request(
+                    ep,
+                    client_id,
+                    username,
+                    private_key,
+                    audience.as_deref(),
+                )
+                .await
+            }
+            Grant::ClientCredentials {
+                client_id,
+                client_secret,
+            } => grant::client_credentials::request(ep, client_id, client_secret).await,
+            Grant::Password {
+                client_id,
+                client_secret,
+                username,
+                password,
+                security_token,
+            } => {
+                grant::password::request(
+                    ep,
+                    client_id,
+                    client_secret,
+                    username,
+                    password,
+                    security_token.as_ref(),
+                )
+                .await
+            }
+            Grant::SoapLogin {
+                username,
+                password,
+                security_token,
+                api_version,
+            } => {
+                grant::soap_login::request(
+                    ep,
+                    username,
+                    password,
+                    security_token.as_ref(),
+                    api_version,
+                )
+                .await
+            }
+        }
+    }
+
+    /// Turns a response into a record: expiry from introspection, else `sessionSecondsValid`,
+    /// else the configured timeout; `refresh_at` with per-generation jitter.
+    async fn record_from(
+        &self,
+        resp: TokenResponse,
+        used: &Grant,
+        previous: Option<&TokenRecord>,
+    ) -> TokenRecord {
+        let now = self.clock.now();
+        let issued_at = resp.issued_at.unwrap_or(now);
+        // A server `issued_at` far from our corrected clock (a bad clock, or seconds sent as
+        // ms) must not stretch the lifetime: never trust it beyond now.
+        let issued_at = if issued_at > now {
+            now
+        } else {
+            issued_at.max(now.minus(Duration::from_secs(60)))
+        };
+        let mut expires_at = issued_at.plus(self.session_timeout);
+        let mut source = ExpirySource::Configured;
+        if let Some(secs) = resp.session_seconds_valid {
+            expires_at = issued_at.plus(Duration::from_secs(secs));
+            source = ExpirySource::SoapSessionSecondsValid;
+        } else if self.introspect
+            && let (Some(cid), Some(secret)) = (
+                used.client_id(),
+                used.client_secret().or(self.primary.client_secret()),
+            )
+            && let Ok(introspect::Introspection::Active { exp: Some(exp) }) =
+                introspect::access_token(&self.endpoint, cid, secret, &resp.access_token).await
+            && exp > now
+        {
+            expires_at = exp;
+            source = ExpirySource::Introspection;
+        }
+        let refresh_token = match (resp.refresh_token, used.kind()) {
+            (Some(rt), _) => Some(rt),
+            // No rotation: the refresh token used stays valid.
+            (None, GrantKind::RefreshToken) => previous
+                .and_then(|p| p.refresh_token.clone())
+                .or_else(|| match used {
+                    Grant::RefreshToken { refresh_token, .. } => Some(refresh_token.clone()),
+                    _ => None,
+                }),
+            (None, _) => None,
+        };
+        TokenRecord {
+            access_token: resp.access_token,
+            refresh_token,
+            instance_url: resp.instance_url,
+            id_url: resp.id,
+            scope: resp.scope,
+            issued_at,
+            expires_at,
+            refresh_at: token::refresh_at(issued_at, expires_at, fastrand::f64()),
+            expiry_source: source,
+            generation: 0,
+            grant: used.kind(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Where token records live, and how processes agree on who refreshes.
+//!
+//! A [`Store`] holds one [`TokenRecord`] per [`StoreKey`]. Its contract, which the Redis store
+//! of the fleet mode also meets:
+//!
+//! - `load` returns the newest record, or `None`. A record that cannot be decrypted or decoded
+//!   is reported as `Ok(None)` plus a [`StoreWarning`], never served and never a panic.
+//! - `compare_and_set` writes a record only if the stored generation still equals `expected`
+//!   (`None`: nothing stored). The generation is the fencing token: a writer whose lock expired
+//!   cannot overwrite a newer record. The access and refresh token are written together.
+//! - `lock` takes the cross-process refresh lock for a key, waiting up to `wait`. Dropping the
+//!   guard releases it. It is an optimisation (one refresh per fleet); correctness comes from
+//!   the compare-and-set.
+
+mod envelope;
+mod file;
+mod memory;
+
+pub use envelope::{CacheKey, decode_record, encode_record};
+pub use file::EncryptedFileStore;
+pub use memory::MemoryStore;
+
+use std::fmt;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::token::{GrantKind, TokenRecord};
+
+/// The identity of one credential in a store: a hash, never a secret.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct StoreKey(String);
+
+impl StoreKey {
+    /// `hex(sha256(login_url | client_id | subject | grant))[..16]`.
+    pub fn derive(login_url: &str, client_id: &str, subject: &str, grant: GrantKind) -> Self {
+        let mut h = Sha256::new();
+        for part in [login_url, client_id, subject, grant.as_str()] {
+            h.update(part.as_bytes());
+            h.update(b"|");
+        }
+        let hex: String = h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Self(hex)
+    }
+
+    /// A key from its string form.
+    pub fn from_string(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The key's text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "StoreKey({})", self.0)
+    }
+}
+
+impl fmt::Display for StoreKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The result of a compare-and-set.
+#[derive(Debug)]
+pub enum CasOutcome {
+    /// Written.
+    Written,
+    /// Someone else wrote first; this is what the store holds now.
+    Conflict(Option<TokenRecord>),
+}
+
+/// Something wrong with stored data that was skipped rather than served.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreWarning(pub String);
+
+/// A held refresh lock; dropping it releases the lock.
+pub trait RefreshLock: Send + fmt::Debug {}
+
+/// A token store. See the module docs for the contract.
+pub trait Store: Send + Sync + fmt::Debug + 'static {
+    /// A short name for messages: `memory`, `file`, `redis`.
+    fn kind(&self) -> &'static str;
+
+    /// The newest record for `key`.
+    fn load<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<TokenRecord>>>;
+
+    /// Writes `record` if the stored generation equals `expected`.
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+        record: &'a TokenRecord,
+    ) -> BoxFuture<'a, Result<CasOutcome>>;
+
+    /// Takes the refresh lock for `key`, waiting up to `wait`. `Ok(None)`: not acquired in time.
+    fn lock<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Option<Box<dyn RefreshLock>>>>;
+
+    /// Forgets the record for `key`.
+    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<()>>;
+
+    /// Warnings collected since the last call (undecryptable records and the like).
+    fn take_warnings(&self) -> Vec<StoreWarning> {
+        Vec::new()
+    }
+}

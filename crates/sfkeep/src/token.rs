@@ -1,0 +1,211 @@
+//! The token record, its states, and the timing rules that move a record between them.
+//!
+//! Constants come from `token-manager-design.md` §0 and §2.1: a record is **Fresh** until
+//! `refresh_at`, **Stale** (served, refreshed once in the background) until `expires_at - 30 s`,
+//! then **Expired** (callers wait on one shared refresh).
+
+use std::time::Duration;
+
+use crate::clock::UnixMillis;
+use crate::secret::{AccessToken, RefreshToken};
+
+/// Hard expiry margin: a token is treated as expired this long before its known expiry, so a
+/// request in flight does not arrive with a dead token.
+pub const EXPIRY_SKEW: Duration = Duration::from_secs(30);
+/// Refresh-ahead window bounds: 25 % of the lifetime, clamped to [2 min, 15 min].
+pub const REFRESH_AHEAD_MIN: Duration = Duration::from_secs(120);
+/// See [`REFRESH_AHEAD_MIN`].
+pub const REFRESH_AHEAD_MAX: Duration = Duration::from_secs(15 * 60);
+/// Salesforce's default session timeout, assumed when nothing better is known.
+pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
+
+/// Which grant produced a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GrantKind {
+    /// `grant_type=refresh_token`.
+    RefreshToken,
+    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`.
+    JwtBearer,
+    /// `grant_type=client_credentials`.
+    ClientCredentials,
+    /// `grant_type=password` (legacy).
+    Password,
+    /// SOAP partner `login()` (legacy).
+    SoapLogin,
+    /// `grant_type=authorization_code` (web login).
+    AuthorizationCode,
+    /// Device flow.
+    Device,
+}
+
+impl GrantKind {
+    /// The snake_case name used in events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::RefreshToken => "refresh_token",
+            GrantKind::JwtBearer => "jwt_bearer",
+            GrantKind::ClientCredentials => "client_credentials",
+            GrantKind::Password => "password",
+            GrantKind::SoapLogin => "soap_login",
+            GrantKind::AuthorizationCode => "authorization_code",
+            GrantKind::Device => "device",
+        }
+    }
+}
+
+/// Where a record's `expires_at` came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExpirySource {
+    /// `exp` from `/services/oauth2/introspect`.
+    Introspection,
+    /// `sessionSecondsValid` from a SOAP login.
+    SoapSessionSecondsValid,
+    /// The configured session timeout.
+    Configured,
+}
+
+/// One access token and everything known about it. Written whole, atomically, by one writer.
+#[derive(Clone, Debug)]
+pub struct TokenRecord {
+    /// The access token (or SOAP session id).
+    pub access_token: AccessToken,
+    /// The refresh token, when the grant has one. With rotation, the newest one.
+    pub refresh_token: Option<RefreshToken>,
+    /// Where API calls go.
+    pub instance_url: String,
+    /// The identity URL (`id`), when the server sent one.
+    pub id_url: Option<String>,
+    /// Granted scopes, space separated, when sent.
+    pub scope: Option<String>,
+    /// When the server issued the token (server clock).
+    pub issued_at: UnixMillis,
+    /// When the token stops working (server clock), as best known.
+    pub expires_at: UnixMillis,
+    /// When to start refreshing (server clock); includes per-generation jitter.
+    pub refresh_at: UnixMillis,
+    /// Where `expires_at` came from.
+    pub expiry_source: ExpirySource,
+    /// Monotonic per store key; the fencing token for compare-and-set.
+    pub generation: u64,
+    /// The grant that produced it.
+    pub grant: GrantKind,
+}
+
+/// A record's state at a given time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenState {
+    /// Serve it.
+    Fresh,
+    /// Serve it, and refresh once in the background.
+    Stale,
+    /// Do not serve it: wait for the refresh.
+    Expired,
+}
+
+impl TokenRecord {
+    /// The state at server time `now`.
+    pub fn state_at(&self, now: UnixMillis) -> TokenState {
+        if now >= self.expires_at.minus(EXPIRY_SKEW) {
+            TokenState::Expired
+        } else if now >= self.refresh_at {
+            TokenState::Stale
+        } else {
+            TokenState::Fresh
+        }
+    }
+
+    /// The first 8 hex of the access token's SHA-256.
+    pub fn fingerprint(&self) -> String {
+        self.access_token.fingerprint()
+    }
+
+    /// Time left before the hard expiry margin, zero when past it.
+    pub fn remaining_at(&self, now: UnixMillis) -> Duration {
+        self.expires_at.minus(EXPIRY_SKEW).since(now)
+    }
+}
+
+/// The refresh-ahead window for a lifetime: 25 % of it, clamped to [2 min, 15 min], and never
+/// more than half the lifetime (short test sessions).
+pub fn refresh_ahead(lifetime: Duration) -> Duration {
+    let quarter = lifetime / 4;
+    quarter
+        .clamp(REFRESH_AHEAD_MIN, REFRESH_AHEAD_MAX)
+        .min(lifetime / 2)
+}
+
+/// `refresh_at` for a token issued at `issued_at` that expires at `expires_at`, with jitter
+/// `jitter` in [0, 1) that makes the refresh happen *earlier* (up to 20 % of the window).
+pub fn refresh_at(issued_at: UnixMillis, expires_at: UnixMillis, jitter: f64) -> UnixMillis {
+    let lifetime = expires_at.since(issued_at);
+    let ahead = refresh_ahead(lifetime).mul_f64(1.0 + 0.2 * jitter.clamp(0.0, 1.0));
+    let ahead = ahead.min(lifetime.mul_f64(0.6));
+    expires_at.minus(ahead)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refresh_ahead_matches_the_design() {
+        assert_eq!(
+            refresh_ahead(Duration::from_secs(7200)),
+            Duration::from_secs(900)
+        );
+        assert_eq!(
+            refresh_ahead(Duration::from_secs(900)),
+            Duration::from_secs(225)
+        );
+        assert_eq!(
+            refresh_ahead(Duration::from_secs(240)),
+            Duration::from_secs(120)
+        );
+    }
+
+    #[test]
+    fn states_follow_the_clock() {
+        let issued = UnixMillis(1_000_000);
+        let expires = issued.plus(Duration::from_secs(900));
+        let r = TokenRecord {
+            access_token: AccessToken::new("a"),
+            refresh_token: None,
+            instance_url: "http://x".into(),
+            id_url: None,
+            scope: None,
+            issued_at: issued,
+            expires_at: expires,
+            refresh_at: refresh_at(issued, expires, 0.0),
+            expiry_source: ExpirySource::Configured,
+            generation: 1,
+            grant: GrantKind::RefreshToken,
+        };
+        assert_eq!(r.state_at(issued), TokenState::Fresh);
+        assert_eq!(
+            r.state_at(expires.minus(Duration::from_secs(200))),
+            TokenState::Stale
+        );
+        assert_eq!(
+            r.state_at(expires.minus(Duration::from_secs(29))),
+            TokenState::Expired
+        );
+        // A clock that jumps far back never makes an expired token look fresh past expiry.
+        assert_eq!(
+            r.state_at(expires.plus(Duration::from_secs(1))),
+            TokenState::Expired
+        );
+    }
+
+    #[test]
+    fn jitter_only_moves_refresh_earlier() {
+        let issued = UnixMillis(0);
+        let expires = issued.plus(Duration::from_secs(7200));
+        let plain = refresh_at(issued, expires, 0.0);
+        let jittered = refresh_at(issued, expires, 0.99);
+        assert!(jittered <= plain);
+        assert!(jittered >= expires.minus(Duration::from_secs(1080)));
+    }
+}
