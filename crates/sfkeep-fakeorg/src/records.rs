@@ -1,0 +1,432 @@
+//! The Account records: generation, create/get/update/delete, upsert by `ExtId__c`,
+//! and `touch` (records changing under an incremental sync).
+
+use serde_json::{Map, Value, json};
+use time::{Duration, OffsetDateTime};
+
+use crate::ids;
+use crate::state::Row;
+
+/// Fields a client may write.
+const WRITABLE: &[&str] = &[
+    "Name",
+    "ExtId__c",
+    "AccountNumber",
+    "Industry",
+    "AnnualRevenue",
+    "BillingCity",
+];
+/// Fields the system maintains.
+const READ_ONLY: &[&str] = &[
+    "Id",
+    "CreatedDate",
+    "LastModifiedDate",
+    "SystemModstamp",
+    "IsDeleted",
+];
+const INDUSTRIES: &[&str] = &[
+    "Agriculture",
+    "Banking",
+    "Biotechnology",
+    "Construction",
+    "Education",
+    "Energy",
+    "Healthcare",
+    "Manufacturing",
+    "Retail",
+    "Technology",
+];
+const CITIES: &[&str] = &[
+    "Berlin", "Boston", "Lisbon", "London", "Osaka", "Paris", "Sydney", "Toronto",
+];
+
+/// A record-level failure, mapped to a REST error by the caller.
+#[derive(Debug, PartialEq)]
+pub struct RecordError {
+    /// HTTP status.
+    pub status: u16,
+    /// Salesforce errorCode.
+    pub code: &'static str,
+    /// Message.
+    pub message: String,
+    /// Offending fields, if any.
+    pub fields: Vec<String>,
+}
+
+impl RecordError {
+    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        RecordError {
+            status,
+            code,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+}
+
+/// The Account table.
+pub struct Accounts {
+    rows: Vec<Row>,
+    pod: String,
+    next: u64,
+    /// The last SystemModstamp written: stamps only move forward, so `SystemModstamp > last`
+    /// incremental queries never miss a change made in the same millisecond.
+    last_stamp: OffsetDateTime,
+}
+
+impl Accounts {
+    /// `n` generated accounts, created over the 30 days before `now`.
+    pub fn generate(n: usize, pod: &str, now: OffsetDateTime) -> Self {
+        let mut a = Accounts {
+            rows: Vec::with_capacity(n),
+            pod: pod.to_owned(),
+            next: 0,
+            last_stamp: now - Duration::days(31),
+        };
+        for i in 0..n {
+            let created = now - Duration::days(30) + Duration::seconds(i as i64 % 86_400);
+            let stamp = ids::sf_datetime(created);
+            let id = a.new_id();
+            let mut row = Row::new();
+            row.insert("Id".into(), json!(id));
+            row.insert("Name".into(), json!(format!("Account {:06}", i + 1)));
+            row.insert("ExtId__c".into(), json!(format!("EXT-{:06}", i + 1)));
+            row.insert("AccountNumber".into(), json!(format!("AN{:06}", i + 1)));
+            row.insert("Industry".into(), json!(INDUSTRIES[i % INDUSTRIES.len()]));
+            row.insert(
+                "AnnualRevenue".into(),
+                json!(((i as u64 * 7919) % 500 + 1) as f64 * 10_000.0),
+            );
+            row.insert("BillingCity".into(), json!(CITIES[i % CITIES.len()]));
+            row.insert("CreatedDate".into(), json!(stamp));
+            row.insert("LastModifiedDate".into(), json!(stamp));
+            row.insert("SystemModstamp".into(), json!(stamp));
+            row.insert("IsDeleted".into(), json!(false));
+            a.rows.push(row);
+            if created > a.last_stamp {
+                a.last_stamp = created;
+            }
+        }
+        a
+    }
+
+    fn new_id(&mut self) -> String {
+        self.next += 1;
+        ids::id18("001", &self.pod, self.next)
+    }
+
+    fn stamp(&mut self, now: OffsetDateTime) -> String {
+        let t = if now > self.last_stamp {
+            now
+        } else {
+            self.last_stamp + Duration::milliseconds(1)
+        };
+        self.last_stamp = t;
+        ids::sf_datetime(t)
+    }
+
+    /// Records not deleted.
+    pub fn live_count(&self) -> usize {
+        self.rows
+            .iter()
+            .filter(|r| r.get("IsDeleted") != Some(&Value::Bool(true)))
+            .count()
+    }
+
+    /// All rows (`include_deleted` for queryAll).
+    pub fn rows(&self, include_deleted: bool) -> Vec<Row> {
+        self.rows
+            .iter()
+            .filter(|r| include_deleted || r.get("IsDeleted") != Some(&Value::Bool(true)))
+            .cloned()
+            .collect()
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        // 15- and 18-char forms of the same id both match.
+        let id15 = id.get(..15)?;
+        if id.len() != 15 && id.len() != 18 {
+            return None;
+        }
+        self.rows.iter().position(|r| {
+            r.get("Id")
+                .and_then(Value::as_str)
+                .is_some_and(|rid| rid.starts_with(id15))
+        })
+    }
+
+    fn position_ext(&self, ext: &str) -> Option<usize> {
+        self.rows.iter().position(|r| {
+            r.get("ExtId__c").and_then(Value::as_str) == Some(ext)
+                && r.get("IsDeleted") != Some(&Value::Bool(true))
+        })
+    }
+
+    /// The record with `id`.
+    pub fn get(&self, id: &str) -> Result<Row, RecordError> {
+        let i = self.position(id).ok_or_else(not_found)?;
+        let row = &self.rows[i];
+        if row.get("IsDeleted") == Some(&Value::Bool(true)) {
+            return Err(RecordError::new(
+                404,
+                "ENTITY_IS_DELETED",
+                "entity is deleted",
+            ));
+        }
+        Ok(row.clone())
+    }
+
+    /// The record whose `ExtId__c` is `ext`.
+    pub fn get_by_ext(&self, ext: &str) -> Result<Row, RecordError> {
+        self.position_ext(ext)
+            .map(|i| self.rows[i].clone())
+            .ok_or_else(not_found)
+    }
+
+    /// Creates a record; returns its id.
+    pub fn create(
+        &mut self,
+        body: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<String, RecordError> {
+        validate(body, true)?;
+        let id = self.new_id();
+        let stamp = self.stamp(now);
+        let mut row = Row::new();
+        row.insert("Id".into(), json!(id));
+        for f in WRITABLE {
+            row.insert((*f).into(), body.get(*f).cloned().unwrap_or(Value::Null));
+        }
+        for f in ["CreatedDate", "LastModifiedDate", "SystemModstamp"] {
+            row.insert(f.into(), json!(stamp));
+        }
+        row.insert("IsDeleted".into(), json!(false));
+        self.rows.push(row);
+        Ok(id)
+    }
+
+    /// Updates a record.
+    pub fn update(
+        &mut self,
+        id: &str,
+        body: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<(), RecordError> {
+        validate(body, false)?;
+        self.get(id)?;
+        let i = self.position(id).ok_or_else(not_found)?;
+        self.apply(i, body, now);
+        Ok(())
+    }
+
+    fn apply(&mut self, i: usize, body: &Map<String, Value>, now: OffsetDateTime) {
+        let stamp = self.stamp(now);
+        let row = &mut self.rows[i];
+        for (k, v) in body {
+            if let Some(f) = WRITABLE.iter().find(|f| f.eq_ignore_ascii_case(k)) {
+                row.insert((*f).into(), v.clone());
+            }
+        }
+        row.insert("LastModifiedDate".into(), json!(stamp));
+        row.insert("SystemModstamp".into(), json!(stamp));
+    }
+
+    /// Deletes a record (it stays visible to queryAll with `IsDeleted = true`).
+    pub fn delete(&mut self, id: &str, now: OffsetDateTime) -> Result<(), RecordError> {
+        self.get(id)?;
+        let i = self.position(id).ok_or_else(not_found)?;
+        let stamp = self.stamp(now);
+        let row = &mut self.rows[i];
+        row.insert("IsDeleted".into(), json!(true));
+        row.insert("SystemModstamp".into(), json!(stamp));
+        Ok(())
+    }
+
+    /// Upsert by `ExtId__c`: returns `(id, created)`.
+    pub fn upsert_ext(
+        &mut self,
+        ext: &str,
+        body: &Map<String, Value>,
+        now: OffsetDateTime,
+    ) -> Result<(String, bool), RecordError> {
+        let mut body = body.clone();
+        // The external id comes from the URL; a conflicting value in the body is an error.
+        if let Some(v) = body.get("ExtId__c") {
+            if v.as_str() != Some(ext) {
+                return Err(RecordError::new(
+                    400,
+                    "INVALID_FIELD",
+                    "Unable to create/update fields: ExtId__c. The external ID in the URL and in the body differ.",
+                ));
+            }
+        }
+        body.insert("ExtId__c".into(), json!(ext));
+        match self.position_ext(ext) {
+            Some(i) => {
+                validate(&body, false)?;
+                self.apply(i, &body, now);
+                let id = self.rows[i]["Id"].as_str().unwrap_or_default().to_owned();
+                Ok((id, false))
+            }
+            None => self.create(&body, now).map(|id| (id, true)),
+        }
+    }
+
+    /// Changes `n` live records (new SystemModstamp and revenue); returns their ids.
+    pub fn touch(&mut self, n: usize, now: OffsetDateTime) -> Vec<String> {
+        let live: Vec<usize> = (0..self.rows.len())
+            .filter(|i| self.rows[*i].get("IsDeleted") != Some(&Value::Bool(true)))
+            .collect();
+        let mut picked = live;
+        fastrand::shuffle(&mut picked);
+        picked.truncate(n);
+        picked.sort_unstable();
+        let mut ids = Vec::with_capacity(picked.len());
+        for i in picked {
+            let stamp = self.stamp(now);
+            let row = &mut self.rows[i];
+            let revenue = row
+                .get("AnnualRevenue")
+                .and_then(Value::as_f64)
+                .unwrap_or(0.0);
+            row.insert("AnnualRevenue".into(), json!(revenue + 1000.0));
+            row.insert("LastModifiedDate".into(), json!(stamp));
+            row.insert("SystemModstamp".into(), json!(stamp));
+            ids.push(row["Id"].as_str().unwrap_or_default().to_owned());
+        }
+        ids
+    }
+}
+
+fn not_found() -> RecordError {
+    RecordError::new(404, "NOT_FOUND", "The requested resource does not exist")
+}
+
+fn validate(body: &Map<String, Value>, creating: bool) -> Result<(), RecordError> {
+    for (k, v) in body {
+        if READ_ONLY.iter().any(|f| f.eq_ignore_ascii_case(k)) {
+            let mut e = RecordError::new(
+                400,
+                "INVALID_FIELD_FOR_INSERT_UPDATE",
+                format!(
+                    "Unable to create/update fields: {k}. Please check the security settings of this field and verify that it is read/write for your user or organization."
+                ),
+            );
+            e.fields.push(k.clone());
+            return Err(e);
+        }
+        let Some(f) = WRITABLE.iter().find(|f| f.eq_ignore_ascii_case(k)) else {
+            if k == "attributes" {
+                continue;
+            }
+            return Err(RecordError::new(
+                400,
+                "INVALID_FIELD",
+                format!("No such column '{k}' on sobject of type Account"),
+            ));
+        };
+        let ok = match *f {
+            "AnnualRevenue" => v.is_number() || v.is_null(),
+            _ => v.is_string() || v.is_null(),
+        };
+        if !ok {
+            return Err(RecordError::new(
+                400,
+                "JSON_PARSER_ERROR",
+                format!(
+                    "Cannot deserialize instance of {} from {} value for field {f}",
+                    if *f == "AnnualRevenue" {
+                        "currency"
+                    } else {
+                        "string"
+                    },
+                    json_kind(v)
+                ),
+            ));
+        }
+    }
+    if creating {
+        let name = body
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Name"))
+            .map(|(_, v)| v);
+        if !name.is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+            let mut e = RecordError::new(
+                400,
+                "REQUIRED_FIELD_MISSING",
+                "Required fields are missing: [Name]",
+            );
+            e.fields.push("Name".into());
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "VALUE_NULL",
+        Value::Bool(_) => "VALUE_BOOLEAN",
+        Value::Number(_) => "VALUE_NUMBER",
+        Value::String(_) => "VALUE_STRING",
+        Value::Array(_) => "START_ARRAY",
+        Value::Object(_) => "START_OBJECT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(v: Value) -> Map<String, Value> {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn crud_and_upsert() {
+        let now = OffsetDateTime::now_utc();
+        let mut a = Accounts::generate(3, "5g00", now);
+        assert_eq!(a.live_count(), 3);
+        let id = a.create(&body(json!({"Name": "X"})), now).unwrap();
+        assert_eq!(id.len(), 18);
+        assert_eq!(a.get(&id[..15]).unwrap()["Name"], "X");
+        assert_eq!(
+            a.create(&body(json!({"Foo": 1})), now).unwrap_err().code,
+            "INVALID_FIELD"
+        );
+        assert_eq!(
+            a.create(&body(json!({})), now).unwrap_err().code,
+            "REQUIRED_FIELD_MISSING"
+        );
+        let (uid, created) = a
+            .upsert_ext("EXT-000001", &body(json!({"Name": "Y"})), now)
+            .unwrap();
+        assert!(!created);
+        assert_eq!(a.get(&uid).unwrap()["Name"], "Y");
+        let (_, created) = a
+            .upsert_ext("NEW", &body(json!({"Name": "Z"})), now)
+            .unwrap();
+        assert!(created);
+        a.delete(&id, now).unwrap();
+        assert_eq!(a.get(&id).unwrap_err().code, "ENTITY_IS_DELETED");
+        assert_eq!(a.live_count(), 4);
+    }
+
+    #[test]
+    fn touch_moves_stamps_forward() {
+        let now = OffsetDateTime::now_utc();
+        let mut a = Accounts::generate(5, "5g00", now);
+        let ids = a.touch(2, now);
+        assert_eq!(ids.len(), 2);
+        let stamps: Vec<String> = ids
+            .iter()
+            .map(|i| {
+                a.get(i).unwrap()["SystemModstamp"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        assert!(stamps[0] < stamps[1] || stamps[0] != stamps[1]);
+    }
+}

@@ -1,0 +1,514 @@
+//! The REST API under `/services/data`: versions, the version's resources, `query` /
+//! `queryAll` with `nextRecordsUrl` pagination, `sobjects/Account` CRUD and upsert by
+//! `ExtId__c`, and `limits`. Every API response carries `Sforce-Limit-Info`.
+//!
+//! Paths are dispatched by hand rather than by the router so that both query URL shapes
+//! real clients send (`/query/?q=a+b` and `/query?q=a%20b`), any `vNN.0` and trailing
+//! slashes are accepted, and unknown paths get Salesforce's `NOT_FOUND` body.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
+use serde_json::{Map, Value, json};
+
+use crate::ids;
+use crate::objects;
+use crate::records::RecordError;
+use crate::sessions::{self, AuthHeader, Refusal};
+use crate::state::{Cursor, Inner, Org, Row};
+use crate::wire::{self, RawBody};
+
+/// Versions listed by `GET /services/data/` (any `vNN.0` is accepted regardless).
+const FIRST_VERSION: u32 = 20;
+const LAST_VERSION: u32 = 66;
+/// Default and bounds of the query batch size (`Sforce-Query-Options: batchSize=N`).
+const DEFAULT_BATCH: usize = 2000;
+const MIN_BATCH: usize = 200;
+const MAX_BATCH: usize = 2000;
+
+/// Release label of API version `v` (v20.0 = Winter '11, three releases a year).
+fn release_label(v: u32) -> String {
+    let n = v - FIRST_VERSION;
+    let season = ["Winter", "Spring", "Summer"][(n % 3) as usize];
+    format!("{season} '{:02}", 11 + n / 3)
+}
+
+/// `GET /services/data/` (no authentication needed, as in Salesforce).
+pub async fn versions() -> Response {
+    let list: Vec<Value> = (FIRST_VERSION..=LAST_VERSION)
+        .map(|v| {
+            json!({
+                "label": release_label(v),
+                "url": format!("/services/data/v{v}.0"),
+                "version": format!("{v}.0"),
+            })
+        })
+        .collect();
+    wire::json(StatusCode::OK, &Value::Array(list))
+}
+
+/// `vNN.N` → `NN.N`.
+fn parse_version(seg: &str) -> Option<&str> {
+    let v = seg.strip_prefix('v')?;
+    let (major, minor) = v.split_once('.')?;
+    (!major.is_empty()
+        && !minor.is_empty()
+        && major.bytes().all(|b| b.is_ascii_digit())
+        && minor.bytes().all(|b| b.is_ascii_digit()))
+    .then_some(v)
+}
+
+fn record_error(e: RecordError) -> Response {
+    let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut body = json!({"message": e.message, "errorCode": e.code});
+    if !e.fields.is_empty() {
+        body["fields"] = json!(e.fields);
+    }
+    wire::json(status, &json!([body]))
+}
+
+fn method_not_allowed(method: &Method, allowed: &str) -> Response {
+    wire::rest_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        &format!("HTTP Method '{method}' not allowed. Allowed are {allowed}"),
+    )
+}
+
+fn json_body(body: &[u8]) -> Result<Map<String, Value>, Response> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(_) => Err(wire::rest_error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            "Cannot deserialize instance of SObject from a non-object JSON value",
+        )),
+        Err(e) => Err(wire::rest_error(
+            StatusCode::BAD_REQUEST,
+            "JSON_PARSER_ERROR",
+            &format!(
+                "Unexpected character in JSON body at [line:{},column:{}]",
+                e.line(),
+                e.column()
+            ),
+        )),
+    }
+}
+
+/// Everything under `/services/data/`.
+pub async fn dispatch(
+    State(org): State<Arc<Org>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
+) -> Response {
+    let rest = uri.path().trim_start_matches("/services/data");
+    let mut segs: Vec<String> = rest
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(ids::percent_decode)
+        .collect();
+    if segs.is_empty() {
+        return versions().await;
+    }
+    let Some(version) = parse_version(&segs[0]).map(str::to_owned) else {
+        return wire::not_found();
+    };
+    segs.remove(0);
+
+    let mut inner = org.lock();
+    inner.stats.api_requests += 1;
+    let token = match sessions::auth_header(&headers) {
+        AuthHeader::Token(t) => t,
+        AuthHeader::Missing => return finish(&mut inner, refused(Refusal::Invalid)),
+        AuthHeader::Malformed => {
+            let r = wire::rest_error(
+                StatusCode::UNAUTHORIZED,
+                "INVALID_AUTH_HEADER",
+                "INVALID_HEADER_TYPE",
+            );
+            return finish(&mut inner, r);
+        }
+    };
+    if let Err(refusal) = sessions::validate_api(&mut inner, &token, peer.ip()) {
+        return finish(&mut inner, refused(refusal));
+    }
+    if inner.api_used >= inner.daily_api_limit {
+        let r = wire::rest_error(
+            StatusCode::FORBIDDEN,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded.",
+        );
+        return finish(&mut inner, r);
+    }
+    inner.api_used += 1;
+
+    let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
+    let ctx = Ctx {
+        org: &org,
+        version: &version,
+        token: &token,
+    };
+    let r = route(&ctx, &mut inner, &method, &uri, &headers, &body, &seg);
+    finish(&mut inner, r)
+}
+
+fn refused(r: Refusal) -> Response {
+    match r {
+        Refusal::Invalid => wire::invalid_session(),
+        // RECORDED (jsforce PR #1301) without WWW-Authenticate.
+        Refusal::NotApi => wire::rest_error(
+            StatusCode::UNAUTHORIZED,
+            "INVALID_SESSION_ID",
+            "This session is not valid for use with the REST API",
+        ),
+    }
+}
+
+/// Adds `Sforce-Limit-Info` and counts invalid-session answers.
+fn finish(inner: &mut Inner, mut r: Response) -> Response {
+    if r.status() == StatusCode::UNAUTHORIZED {
+        inner.stats.invalid_session_responses += 1;
+    }
+    let info = format!("api-usage={}/{}", inner.api_used, inner.daily_api_limit);
+    if let Ok(v) = HeaderValue::from_str(&info) {
+        r.headers_mut().insert("Sforce-Limit-Info", v);
+    }
+    r
+}
+
+struct Ctx<'a> {
+    org: &'a Org,
+    version: &'a str,
+    token: &'a str,
+}
+
+fn route(
+    ctx: &Ctx<'_>,
+    inner: &mut Inner,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    seg: &[&str],
+) -> Response {
+    let get_only = |f: &dyn Fn() -> Response| {
+        if method == Method::GET || method == Method::HEAD {
+            f()
+        } else {
+            method_not_allowed(method, "GET,HEAD")
+        }
+    };
+    match seg {
+        [] => get_only(&|| resources(ctx, inner)),
+        [kind @ ("query" | "queryAll")] => {
+            if method != Method::GET && method != Method::HEAD {
+                return method_not_allowed(method, "GET,HEAD");
+            }
+            let pairs = ids::query_pairs(uri.query());
+            let Some(q) = ids::pair(&pairs, "q").filter(|q| !q.trim().is_empty()) else {
+                return wire::rest_error(
+                    StatusCode::BAD_REQUEST,
+                    "MALFORMED_QUERY",
+                    "A query string has to be specified",
+                );
+            };
+            query(ctx, inner, kind, q, batch_size(headers))
+        }
+        [kind @ ("query" | "queryAll"), locator] => {
+            if method != Method::GET && method != Method::HEAD {
+                return method_not_allowed(method, "GET,HEAD");
+            }
+            next_page(ctx, inner, kind, locator)
+        }
+        ["limits"] => get_only(&|| limits(inner)),
+        ["sobjects"] => get_only(&|| describe_global()),
+        ["sobjects", obj, rest @ ..] if obj.eq_ignore_ascii_case("Account") => {
+            account(ctx, inner, method, body, rest)
+        }
+        _ => wire::not_found(),
+    }
+}
+
+fn resources(ctx: &Ctx<'_>, inner: &Inner) -> Response {
+    let d = format!("/services/data/v{}", ctx.version);
+    let user = inner
+        .sessions
+        .get(ctx.token)
+        .map(|s| s.user_id.clone())
+        .unwrap_or_default();
+    wire::json(
+        StatusCode::OK,
+        &json!({
+            "sobjects": format!("{d}/sobjects"),
+            "identity": ctx.org.identity_url(&user),
+            "search": format!("{d}/search"),
+            "query": format!("{d}/query"),
+            "queryAll": format!("{d}/queryAll"),
+            "limits": format!("{d}/limits"),
+            "recent": format!("{d}/recent"),
+            "chatter": format!("{d}/chatter"),
+            "jobs": format!("{d}/jobs"),
+        }),
+    )
+}
+
+fn describe_global() -> Response {
+    let sobjects: Vec<Value> = objects::OBJECTS
+        .iter()
+        .map(|o| json!({"name": o, "label": o, "queryable": true, "createable": *o == "Account"}))
+        .collect();
+    wire::json(
+        StatusCode::OK,
+        &json!({"encoding": "UTF-8", "maxBatchSize": 200, "sobjects": sobjects}),
+    )
+}
+
+fn limits(inner: &Inner) -> Response {
+    let max = inner.daily_api_limit;
+    let remaining = max.saturating_sub(inner.api_used);
+    let mr = |m: u64, r: u64| json!({"Max": m, "Remaining": r});
+    wire::json(
+        StatusCode::OK,
+        &json!({
+            "ConcurrentAsyncGetReportInstances": mr(200, 200),
+            "ConcurrentSyncReportRuns": mr(20, 20),
+            "DailyApiRequests": mr(max, remaining),
+            "DailyAsyncApexExecutions": mr(250000, 250000),
+            "DailyBulkApiBatches": mr(15000, 15000),
+            "DailyBulkV2QueryFileStorageMB": mr(976562, 976562),
+            "DailyBulkV2QueryJobs": mr(10000, 10000),
+            "DataStorageMB": mr(5, 5),
+            "FileStorageMB": mr(20, 20),
+            "HourlyODataCallout": mr(20000, 20000),
+            "PermissionSets": {"Max": 1500, "Remaining": 1500, "CreateCustom": mr(1000, 1000)},
+            "SingleEmail": mr(15, 15),
+        }),
+    )
+}
+
+/// `Sforce-Query-Options: batchSize=N`, clamped to Salesforce's 200..2000.
+fn batch_size(headers: &HeaderMap) -> usize {
+    headers
+        .get("Sforce-Query-Options")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.split(',')
+                .filter_map(|kv| kv.trim().split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("batchSize"))
+                .and_then(|(_, n)| n.trim().parse::<usize>().ok())
+        })
+        .map(|n| n.clamp(MIN_BATCH, MAX_BATCH))
+        .unwrap_or(DEFAULT_BATCH)
+}
+
+fn query(ctx: &Ctx<'_>, inner: &mut Inner, kind: &str, soql: &str, batch: usize) -> Response {
+    let result = match objects::run(ctx.org, inner, soql, kind == "queryAll", ctx.token) {
+        Ok(r) => r,
+        Err(e) => return wire::rest_error(StatusCode::BAD_REQUEST, e.code, &e.message),
+    };
+    if result.count_only {
+        return wire::json(
+            StatusCode::OK,
+            &json!({"totalSize": result.total, "done": true, "records": []}),
+        );
+    }
+    let rows: Vec<Row> = result
+        .rows
+        .into_iter()
+        .map(|r| with_attributes(ctx.version, &result.object, r))
+        .collect();
+    let total = rows.len();
+    if total <= batch {
+        return wire::json(
+            StatusCode::OK,
+            &json!({"totalSize": total, "done": true, "records": rows}),
+        );
+    }
+    let first: Vec<Row> = rows[..batch].to_vec();
+    let cursor = inner.store_cursor(
+        &ctx.org.pod,
+        Cursor {
+            object: result.object,
+            rows,
+            batch,
+        },
+    );
+    wire::json(
+        StatusCode::OK,
+        &json!({
+            "totalSize": total,
+            "done": false,
+            "nextRecordsUrl": format!("/services/data/v{}/{kind}/{cursor}-{batch}", ctx.version),
+            "records": first,
+        }),
+    )
+}
+
+fn next_page(ctx: &Ctx<'_>, inner: &mut Inner, kind: &str, locator: &str) -> Response {
+    let invalid = || {
+        wire::rest_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_QUERY_LOCATOR",
+            "invalid query locator",
+        )
+    };
+    let Some((cursor, offset)) = locator.rsplit_once('-') else {
+        return invalid();
+    };
+    let Ok(offset) = offset.parse::<usize>() else {
+        return invalid();
+    };
+    let Some(c) = inner.cursors.get(cursor) else {
+        return invalid();
+    };
+    let total = c.rows.len();
+    if offset >= total {
+        return invalid();
+    }
+    let end = (offset + c.batch).min(total);
+    let mut body = json!({
+        "totalSize": total,
+        "done": end >= total,
+        "records": c.rows[offset..end].to_vec(),
+    });
+    if end < total {
+        body["nextRecordsUrl"] = json!(format!(
+            "/services/data/v{}/{kind}/{cursor}-{end}",
+            ctx.version
+        ));
+    }
+    wire::json(StatusCode::OK, &body)
+}
+
+/// Adds `attributes` the way the REST API does.
+pub fn with_attributes(version: &str, object: &str, mut row: Row) -> Row {
+    let id = row
+        .get("Id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let mut attrs = json!({"type": object});
+    if !id.is_empty() {
+        attrs["url"] = json!(format!("/services/data/v{version}/sobjects/{object}/{id}"));
+    }
+    row.insert("attributes".into(), attrs);
+    row
+}
+
+fn account(
+    ctx: &Ctx<'_>,
+    inner: &mut Inner,
+    method: &Method,
+    body: &[u8],
+    rest: &[&str],
+) -> Response {
+    let now = inner.now();
+    match rest {
+        [] => match *method {
+            Method::POST => {
+                let body = match json_body(body) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                match inner.accounts.create(&body, now) {
+                    Ok(id) => wire::json(
+                        StatusCode::CREATED,
+                        &json!({"id": id, "success": true, "errors": []}),
+                    ),
+                    Err(e) => record_error(e),
+                }
+            }
+            Method::GET | Method::HEAD => wire::json(
+                StatusCode::OK,
+                &json!({
+                    "objectDescribe": {"name": "Account", "label": "Account", "keyPrefix": "001",
+                        "queryable": true, "createable": true, "updateable": true, "deletable": true,
+                        "urls": {"sobject": format!("/services/data/v{}/sobjects/Account", ctx.version)}},
+                    "recentItems": [],
+                }),
+            ),
+            _ => method_not_allowed(method, "GET,HEAD,POST"),
+        },
+        [id] => match *method {
+            Method::GET | Method::HEAD => match inner.accounts.get(id) {
+                Ok(row) => wire::json(
+                    StatusCode::OK,
+                    &Value::Object(with_attributes(ctx.version, "Account", row)),
+                ),
+                Err(e) => record_error(e),
+            },
+            Method::PATCH => {
+                let body = match json_body(body) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                match inner.accounts.update(id, &body, now) {
+                    Ok(()) => wire::empty(StatusCode::NO_CONTENT),
+                    Err(e) => record_error(e),
+                }
+            }
+            Method::DELETE => match inner.accounts.delete(id, now) {
+                Ok(()) => wire::empty(StatusCode::NO_CONTENT),
+                Err(e) => record_error(e),
+            },
+            _ => method_not_allowed(method, "GET,PATCH,DELETE,HEAD"),
+        },
+        [field, value] if field.eq_ignore_ascii_case("ExtId__c") => match *method {
+            Method::GET | Method::HEAD => match inner.accounts.get_by_ext(value) {
+                Ok(row) => wire::json(
+                    StatusCode::OK,
+                    &Value::Object(with_attributes(ctx.version, "Account", row)),
+                ),
+                Err(e) => record_error(e),
+            },
+            Method::PATCH | Method::POST => {
+                let body = match json_body(body) {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+                // Since API v46 an upsert answers 201 (created) or 200 (updated), each with a
+                // body carrying `created`.
+                match inner.accounts.upsert_ext(value, &body, now) {
+                    Ok((id, created)) => wire::json(
+                        if created {
+                            StatusCode::CREATED
+                        } else {
+                            StatusCode::OK
+                        },
+                        &json!({"id": id, "success": true, "errors": [], "created": created}),
+                    ),
+                    Err(e) => record_error(e),
+                }
+            }
+            _ => method_not_allowed(method, "GET,PATCH,HEAD,POST"),
+        },
+        [field, _] => wire::rest_error(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            &format!("Provided external ID field does not exist or is not accessible: {field}"),
+        ),
+        _ => wire::not_found(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_versions() {
+        assert_eq!(release_label(20), "Winter '11");
+        assert_eq!(release_label(21), "Spring '11");
+        assert_eq!(release_label(59), "Winter '24");
+        assert_eq!(parse_version("v59.0"), Some("59.0"));
+        assert_eq!(parse_version("v50.0"), Some("50.0"));
+        assert_eq!(parse_version("59.0"), None);
+        assert_eq!(parse_version("vX.0"), None);
+    }
+}

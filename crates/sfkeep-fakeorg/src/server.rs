@@ -1,0 +1,232 @@
+//! The HTTP server: the router, the fault-injection middleware, the Salesforce-shaped
+//! fallbacks, and start-up (listener, state files, initial org).
+
+use std::io;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{any, get, post};
+use serde_json::json;
+use tokio::net::TcpSocket;
+
+use crate::oauth::TokenLatency;
+use crate::state::{Fault, Org};
+use crate::{admin, identity, oauth, rest, soap, wire};
+
+/// Listen backlog: real clients open hundreds of connections at once (real-clients.md §2.5).
+pub const BACKLOG: u32 = 1024;
+
+/// The org's routes.
+pub fn router(org: Arc<Org>) -> Router {
+    Router::new()
+        .route("/services/oauth2/token", post(oauth::token))
+        .route("/services/oauth2/authorize", get(oauth::authorize))
+        .route("/services/oauth2/introspect", post(oauth::introspect))
+        .route(
+            "/services/oauth2/revoke",
+            post(oauth::revoke).get(oauth::revoke),
+        )
+        .route(
+            "/services/oauth2/userinfo",
+            get(identity::userinfo).post(identity::userinfo),
+        )
+        .route(
+            "/id/{*rest}",
+            get(identity::identity).post(identity::identity),
+        )
+        .route("/services/data", get(rest::versions))
+        .route("/services/data/", get(rest::versions))
+        .route("/services/data/{*rest}", any(rest::dispatch))
+        .route("/services/Soap/u/{*rest}", post(soap::handle))
+        .route("/_fake", any(admin::dispatch))
+        .route("/_fake/{*rest}", any(admin::dispatch))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(org.clone(), faults))
+        // Bodies are read by `wire::RawBody`, which enforces its own limit with a
+        // Salesforce-shaped 413 instead of axum's plain-text rejection.
+        .layer(DefaultBodyLimit::disable())
+        .with_state(org)
+}
+
+async fn fallback(method: Method, uri: Uri) -> Response {
+    let path = uri.path();
+    if path.starts_with("/_fake") {
+        return wire::admin_error(
+            StatusCode::NOT_FOUND,
+            "unknown admin call",
+            json!({"method": method.as_str(), "path": path}),
+        );
+    }
+    wire::error_for_path(
+        path,
+        StatusCode::NOT_FOUND,
+        "NOT_FOUND",
+        "The requested resource does not exist",
+    )
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> Response {
+    wire::error_for_path(
+        uri.path(),
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        &format!("HTTP Method '{method}' not allowed"),
+    )
+}
+
+/// Takes one use of the first fault matching `path`.
+fn take_fault(faults: &mut Vec<Fault>, path: &str) -> Option<Fault> {
+    let i = faults
+        .iter()
+        .position(|f| path.starts_with(&f.path_prefix) && f.count != Some(0))?;
+    let f = faults[i].clone();
+    if let Some(n) = faults[i].count.as_mut() {
+        *n -= 1;
+        if *n == 0 {
+            faults.remove(i);
+        }
+    }
+    Some(f)
+}
+
+/// Applies injected faults to everything but the admin API.
+async fn faults(State(org): State<Arc<Org>>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_owned();
+    if path.starts_with("/_fake") {
+        return next.run(req).await;
+    }
+    let fault = take_fault(&mut org.lock().faults, &path);
+    let Some(fault) = fault else {
+        return next.run(req).await;
+    };
+    let latency = Duration::from_millis(fault.latency_ms.unwrap_or(0));
+    if fault.reset {
+        tokio::time::sleep(latency).await;
+        return reset();
+    }
+    if let Some(status) = fault.status {
+        tokio::time::sleep(latency).await;
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if status == StatusCode::UNAUTHORIZED {
+            org.lock().stats.invalid_session_responses += 1;
+        }
+        return fault_response(&path, status);
+    }
+    if path == "/services/oauth2/token" {
+        req.extensions_mut().insert(TokenLatency(latency));
+    } else {
+        tokio::time::sleep(latency).await;
+    }
+    next.run(req).await
+}
+
+/// A response whose body fails at once: hyper gives up on the connection before the
+/// head is flushed, so the client sees the connection drop with no response.
+fn reset() -> Response {
+    let stream = futures_util::stream::once(async {
+        Err::<Bytes, io::Error>(io::Error::new(
+            io::ErrorKind::ConnectionReset,
+            "injected connection reset",
+        ))
+    });
+    Response::new(Body::from_stream(stream))
+}
+
+/// What Salesforce sends with `status` on the API at `path`.
+fn fault_response(path: &str, status: StatusCode) -> Response {
+    if path.starts_with("/services/oauth2") {
+        // UNVERIFIED: the body Salesforce's token endpoint sends when it fails internally.
+        return wire::token_json(
+            status,
+            &json!({"error": "unknown_error", "error_description": "retry your request"}),
+        );
+    }
+    let (code, message) = match status.as_u16() {
+        401 => ("INVALID_SESSION_ID", "Session expired or invalid"),
+        403 => ("REQUEST_LIMIT_EXCEEDED", "TotalRequests Limit exceeded."),
+        404 => ("NOT_FOUND", "The requested resource does not exist"),
+        500 => (
+            "UNKNOWN_EXCEPTION",
+            "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567890-12345 (-123456789)",
+        ),
+        503 => ("SERVER_UNAVAILABLE", "Server temporarily unavailable"),
+        _ => ("UNKNOWN_EXCEPTION", "Injected failure"),
+    };
+    if path.starts_with("/services/Soap") {
+        let kind = crate::soapxml::FaultKind::UnexpectedError;
+        let body = if code == "INVALID_SESSION_ID" {
+            crate::soapxml::invalid_session_fault()
+        } else {
+            crate::soapxml::fault(kind, code, message)
+        };
+        return wire::soap(StatusCode::INTERNAL_SERVER_ERROR, body);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return wire::invalid_session();
+    }
+    wire::rest_error(status, code, message)
+}
+
+/// Binds `addr` with a backlog of [`BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Writes `contents` to `dir/name` with mode 0600.
+pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> io::Result<std::path::PathBuf> {
+    use std::io::Write;
+    let path = dir.join(name);
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts.open(&path)?;
+    f.write_all(contents)?;
+    // An existing file keeps its old mode through open(); tighten it explicitly.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fault_counts_down() {
+        let mut faults = vec![Fault {
+            path_prefix: "/services/data".into(),
+            status: Some(503),
+            count: Some(2),
+            latency_ms: None,
+            reset: false,
+        }];
+        assert!(take_fault(&mut faults, "/services/oauth2/token").is_none());
+        assert!(take_fault(&mut faults, "/services/data/v59.0/query").is_some());
+        assert!(take_fault(&mut faults, "/services/data/v59.0/query").is_some());
+        assert!(take_fault(&mut faults, "/services/data/v59.0/query").is_none());
+        assert!(faults.is_empty());
+    }
+}
