@@ -1,0 +1,83 @@
+//! `sfkeep fake-org`: runs the simulated org. When ready, prints exactly one JSON line (the
+//! ready info: URLs, credentials, and a profile file that works as is) on stdout and flushes,
+//! then serves until SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig};
+
+use crate::commands::print_line;
+use crate::error::{CliError, CliResult};
+use crate::exit::Exit;
+
+/// `sfkeep fake-org` arguments.
+#[derive(Debug, Args)]
+pub struct FakeOrgArgs {
+    /// Address to listen on (port 0: any free port).
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// Number of Account records.
+    #[arg(long, value_name = "N")]
+    accounts: Option<usize>,
+    /// Inactivity timeout of sessions, in seconds.
+    #[arg(long, value_name = "SECS")]
+    session_timeout: Option<u64>,
+    /// Where to write the key, secrets and profile file (default: a temporary directory).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// Starts the org, prints the ready line, waits for a signal, shuts down.
+pub async fn run(a: FakeOrgArgs) -> CliResult<Exit> {
+    let mut cfg = FakeOrgConfig::default().listen(a.listen);
+    if let Some(n) = a.accounts {
+        cfg = cfg.accounts(n);
+    }
+    if let Some(s) = a.session_timeout {
+        if s == 0 {
+            return Err(CliError::usage(
+                "--session-timeout must be at least 1 second.",
+            ));
+        }
+        cfg = cfg.session_timeout(Duration::from_secs(s));
+    }
+    if let Some(d) = a.state_dir {
+        cfg = cfg.state_dir(d);
+    }
+    let org = FakeOrg::start(cfg).await.map_err(|e| {
+        CliError::usage(format!(
+            "cannot start the simulated org on {}: {e}. Pick another address with --listen (port 0 picks a free one).",
+            a.listen
+        ))
+    })?;
+    let line = serde_json::to_string(org.ready_info())
+        .map_err(|e| CliError::unexpected(format!("cannot encode the ready line: {e}.")))?;
+    print_line(&line)?;
+    wait_for_signal().await;
+    org.shutdown().await;
+    Ok(Exit::Ok)
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}

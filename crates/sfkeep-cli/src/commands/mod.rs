@@ -1,0 +1,84 @@
+//! The commands, one per module, and the argument grammar.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::CliResult;
+use crate::exit::Exit;
+use crate::session::Globals;
+
+mod demo;
+#[cfg(feature = "fake-org")]
+mod fake_org;
+mod login;
+mod logout;
+mod status;
+mod token;
+
+/// sfkeep keeps Salesforce integrations authenticated.
+#[derive(Debug, Parser)]
+#[command(name = "sfkeep", version, about, long_about = None)]
+pub struct Cli {
+    /// Config file (default: ./sfkeep.toml, then $XDG_CONFIG_HOME/sfkeep/sfkeep.toml).
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Profile in the config file (default: `default`).
+    #[arg(long, global = true, value_name = "NAME", env = "SFKEEP_PROFILE")]
+    pub profile: Option<String>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The whole story on the embedded simulated org (not built yet).
+    Demo,
+    /// Run the simulated Salesforce org; prints one JSON line when ready.
+    #[cfg(feature = "fake-org")]
+    FakeOrg(fake_org::FakeOrgArgs),
+    /// Obtain a token with one grant and store it.
+    Login(login::LoginArgs),
+    /// Forget the stored token; with --revoke, revoke this profile's refresh token.
+    Logout(logout::LogoutArgs),
+    /// Print a valid access token, for scripts.
+    Token(token::TokenArgs),
+    /// Token state, expiry, generation and store; never the token.
+    Status(status::StatusArgs),
+}
+
+/// `--json`, shared by the commands whose output is data.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct JsonFlag {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Runs the parsed command line.
+pub async fn run(cli: Cli) -> CliResult<Exit> {
+    let g = Globals {
+        config: cli.config,
+        profile: cli.profile,
+    };
+    match cli.command {
+        Command::Demo => demo::run(),
+        #[cfg(feature = "fake-org")]
+        Command::FakeOrg(a) => fake_org::run(a).await,
+        Command::Login(a) => login::run(&g, a).await,
+        Command::Logout(a) => logout::run(&g, a).await,
+        Command::Token(a) => token::run(&g, a).await,
+        Command::Status(a) => status::run(&g, a).await,
+    }
+}
+
+/// Writes `line` and a newline to stdout and flushes; a closed pipe is not an error worth a
+/// paragraph.
+pub fn print_line(line: &str) -> CliResult<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|_| out.flush())
+        .map_err(|e| crate::error::CliError::unexpected(format!("cannot write to stdout: {e}.")))
+}

@@ -1,0 +1,102 @@
+//! `sfkeep status [--json]`: the stored token's state, expiry, generation, store and
+//! fingerprint. Never the token; never a request to Salesforce.
+
+use clap::Args;
+use sfkeep::clock::{Clock, SystemClock};
+use sfkeep::token::TokenState;
+
+use crate::commands::{JsonFlag, print_line};
+use crate::error::CliResult;
+use crate::exit::Exit;
+use crate::session::{self, Globals};
+
+/// `sfkeep status` arguments.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+fn human_duration(secs: u64) -> String {
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    match (h, m) {
+        (0, 0) => format!("{s}s"),
+        (0, _) => format!("{m}m{s:02}s"),
+        _ => format!("{h}h{m:02}m"),
+    }
+}
+
+/// Prints the status of the profile's stored token.
+pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
+    let p = session::load_profile(g)?;
+    let store = session::open_store(&p)?;
+    let rec = session::load_record(&p, store.as_ref()).await?;
+    let now = SystemClock.now();
+    let state = match &rec {
+        None => "missing",
+        Some(r) => match r.state_at(now) {
+            TokenState::Fresh => "fresh",
+            TokenState::Stale => "stale",
+            TokenState::Expired => "expired",
+        },
+    };
+    let expires_in = rec.as_ref().map(|r| r.remaining_at(now).as_secs());
+    let store_path = match &p.store {
+        crate::config::StoreConfig::File { path, .. } => Some(path.display().to_string()),
+        crate::config::StoreConfig::Memory => None,
+    };
+    if a.json.json {
+        let v = serde_json::json!({
+            "profile": p.name,
+            "config": p.config_path.display().to_string(),
+            "state": state,
+            "expires_in_secs": expires_in,
+            "generation": rec.as_ref().map(|r| r.generation),
+            "grant": rec.as_ref().map(|r| r.grant.as_str()),
+            "expiry_source": rec.as_ref().map(|r| r.expiry_source),
+            "fingerprint": rec.as_ref().map(|r| r.fingerprint()),
+            "instance_url": rec.as_ref().map(|r| r.instance_url.clone()),
+            "has_refresh_token": rec.as_ref().map(|r| r.refresh_token.is_some()),
+            "store": store.kind(),
+            "store_path": store_path,
+            "store_key": session::store_key(&p).to_string(),
+        });
+        print_line(&v.to_string())?;
+        return Ok(Exit::Ok);
+    }
+    let mut lines = vec![format!("profile      {}", p.describe())];
+    lines.push(format!("state        {state}"));
+    if let Some(r) = &rec {
+        let exp = expires_in.unwrap_or(0);
+        lines.push(format!(
+            "expires in   {}{}",
+            human_duration(exp),
+            match r.expiry_source {
+                sfkeep::token::ExpirySource::Introspection => " (from introspection)",
+                sfkeep::token::ExpirySource::SoapSessionSecondsValid => " (from the SOAP login)",
+                sfkeep::token::ExpirySource::Configured => " (assumed from the session timeout)",
+            }
+        ));
+        lines.push(format!("generation   {}", r.generation));
+        lines.push(format!("grant        {}", r.grant.as_str()));
+        lines.push(format!("instance     {}", r.instance_url));
+        lines.push(format!("fingerprint  {}", r.fingerprint()));
+        lines.push(format!(
+            "refresh tok  {}",
+            if r.refresh_token.is_some() {
+                "stored"
+            } else {
+                "none"
+            }
+        ));
+    }
+    lines.push(format!("store        {}", session::describe_store(&p)));
+    if rec.is_none() {
+        lines.push(match p.store {
+            crate::config::StoreConfig::Memory => "note         a memory store keeps nothing between runs; set [profiles.NAME.store] kind = \"file\" to persist tokens".to_owned(),
+            _ => "note         nothing stored: `sfkeep token` or `sfkeep login` gets one".to_owned(),
+        });
+    }
+    print_line(&lines.join("\n"))?;
+    Ok(Exit::Ok)
+}

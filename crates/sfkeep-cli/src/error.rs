@@ -1,0 +1,123 @@
+//! The CLI's error: one paragraph for a person (what is wrong, what to do) and an exit code.
+//! Messages never contain a secret: they are built from names, paths and the library's errors,
+//! which redact by construction.
+
+use std::fmt;
+
+use crate::exit::Exit;
+
+/// A failed command.
+#[derive(Debug)]
+pub struct CliError {
+    /// The exit code.
+    pub exit: Exit,
+    /// What is wrong and what to do, as one paragraph.
+    pub message: String,
+}
+
+/// `Result` with [`CliError`].
+pub type CliResult<T> = Result<T, CliError>;
+
+impl CliError {
+    /// A usage or configuration error (exit 2).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Usage,
+            message: message.into(),
+        }
+    }
+
+    /// An unexpected error (exit 1).
+    pub fn unexpected(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Unexpected,
+            message: message.into(),
+        }
+    }
+
+    /// A transient error (exit 4).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Transient,
+            message: message.into(),
+        }
+    }
+
+    /// Re-authentication required (exit 3).
+    pub fn reauth(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::ReauthRequired,
+            message: message.into(),
+        }
+    }
+
+    /// A store error (exit 5).
+    pub fn store(message: impl Into<String>) -> Self {
+        Self {
+            exit: Exit::Store,
+            message: message.into(),
+        }
+    }
+
+    /// Wraps a library error, with `context` naming what was being done (e.g. the profile
+    /// and the config file) so the paragraph says where to look.
+    pub fn from_sfkeep(e: &sfkeep::Error, context: &str) -> Self {
+        use sfkeep::Error as E;
+        let (exit, advice) = match e {
+            E::ReauthRequired { .. } => (Exit::ReauthRequired, String::new()),
+            E::CoolingDown { cause, .. } if cause.needs_human() => {
+                (Exit::ReauthRequired, cause.fix().to_owned())
+            }
+            E::Transport { timeout, .. } => (
+                Exit::Transient,
+                if *timeout {
+                    "The server did not answer in time; retry later, and check the network path to it.".to_owned()
+                } else {
+                    "Check that the login URL is right and the org is reachable from here (network, proxy, firewall), then retry.".to_owned()
+                },
+            ),
+            E::Store { .. } => (
+                Exit::Store,
+                "Check the store's path and permissions and the cache key; `sfkeep logout` forgets the stored record.".to_owned(),
+            ),
+            E::StoreUnavailable => (
+                Exit::Store,
+                "Bring the shared store back, then retry.".to_owned(),
+            ),
+            E::Config(_) => (
+                Exit::Usage,
+                "Fix the profile in the config file.".to_owned(),
+            ),
+            E::MalformedResponse { .. } => (
+                Exit::Unexpected,
+                "The server's answer was not understood: check that the login URL points at a Salesforce login host, and run with SFKEEP_LOG=debug for details.".to_owned(),
+            ),
+            e if e.is_retryable() => (
+                Exit::Transient,
+                e.cause()
+                    .map(|c| c.fix().to_owned())
+                    .unwrap_or_else(|| "Temporary: retry later.".to_owned()),
+            ),
+            e => (
+                Exit::Unexpected,
+                e.cause()
+                    .map(|c| c.fix().to_owned())
+                    .unwrap_or_else(|| "Run `sfkeep doctor` for a diagnosis.".to_owned()),
+            ),
+        };
+        let mut message = format!("{context}: {e}.");
+        if !advice.is_empty() {
+            message.push(' ');
+            message.push_str(&advice);
+        }
+        Self { exit, message }
+    }
+}
+
+impl fmt::Display for CliError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for CliError {}

@@ -1,0 +1,58 @@
+//! Exit codes of `sfkeep`. Every command ends through [`Exit`]; nothing else calls
+//! `std::process::exit` with a number.
+//!
+//! | code | meaning | what to do |
+//! |---|---|---|
+//! | 0 | success | |
+//! | 1 | unexpected error (a bug, or a response nothing recognises) | run with `SFKEEP_LOG=debug` and report it |
+//! | 2 | usage or configuration error (bad flag, bad config file, missing secret, missing profile) | fix the command line or the config file |
+//! | 3 | re-authentication required (refresh token revoked or expired, user frozen or deactivated, app not approved, IP restricted) | a person must act: `sfkeep login`, or the fix printed with the error |
+//! | 4 | transient failure (network, timeout, HTTP 5xx, rate limit) | retry later, with backoff |
+//! | 5 | token store error (cannot read, write or decrypt the store) | fix the store path, its permissions, or the cache key |
+
+use std::process::ExitCode;
+
+/// A process exit code with a meaning. See the module docs for the table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: success.
+    Ok = 0,
+    /// 1: unexpected error.
+    Unexpected = 1,
+    /// 2: usage or configuration error.
+    Usage = 2,
+    /// 3: re-authentication required.
+    ReauthRequired = 3,
+    /// 4: transient failure (network, 5xx, timeout).
+    Transient = 4,
+    /// 5: token store error.
+    Store = 5,
+}
+
+impl Exit {
+    /// The numeric code.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+impl From<Exit> for ExitCode {
+    fn from(e: Exit) -> Self {
+        ExitCode::from(e.code())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_stable() {
+        assert_eq!(Exit::Ok.code(), 0);
+        assert_eq!(Exit::Unexpected.code(), 1);
+        assert_eq!(Exit::Usage.code(), 2);
+        assert_eq!(Exit::ReauthRequired.code(), 3);
+        assert_eq!(Exit::Transient.code(), 4);
+        assert_eq!(Exit::Store.code(), 5);
+    }
+}

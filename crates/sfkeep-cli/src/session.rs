@@ -1,0 +1,221 @@
+//! From a profile to a working [`TokenManager`]: secrets resolved, grants built, store opened.
+//!
+//! Every grant of a profile writes to one store key, derived from the profile's primary grant
+//! (the same formula the library uses by default), so `sfkeep login --jwt` stores a token that
+//! `sfkeep token` then serves.
+
+use std::sync::Arc;
+
+use sfkeep::event::{AuthEvent, AuthEventKind, EventSink};
+use sfkeep::secret::{ClientSecret, Password, PrivateKeyPem, RefreshToken, SecurityToken};
+use sfkeep::store::{CacheKey, EncryptedFileStore, MemoryStore, Store, StoreKey};
+use sfkeep::token::TokenRecord;
+use sfkeep::{Grant, TokenManager};
+
+use crate::config::{Config, GrantName, Profile, StoreConfig};
+use crate::error::{CliError, CliResult};
+
+/// Global options every command gets.
+#[derive(Clone, Debug, Default)]
+pub struct Globals {
+    /// `--config`.
+    pub config: Option<std::path::PathBuf>,
+    /// `--profile` / `SFKEEP_PROFILE`.
+    pub profile: Option<String>,
+}
+
+/// Loads the config file and picks the profile.
+pub fn load_profile(g: &Globals) -> CliResult<Profile> {
+    let path = crate::config::locate(g.config.as_deref())?;
+    let config = Config::load(&path)?;
+    let name = g
+        .profile
+        .clone()
+        .unwrap_or_else(|| crate::config::DEFAULT_PROFILE.to_owned());
+    config.profile(&name).cloned()
+}
+
+/// The profile's store key (a hash, safe to show).
+pub fn store_key(p: &Profile) -> StoreKey {
+    let subject = match p.grant {
+        GrantName::JwtBearer | GrantName::Password | GrantName::SoapLogin => {
+            p.username.as_deref().unwrap_or("")
+        }
+        GrantName::RefreshToken | GrantName::ClientCredentials => "",
+    };
+    let client_id = match p.grant {
+        GrantName::SoapLogin => "",
+        _ => p.client_id.as_deref().unwrap_or(""),
+    };
+    StoreKey::derive(&p.login_url, client_id, subject, p.grant.kind())
+}
+
+/// `file (PATH)` or `memory`.
+pub fn describe_store(p: &Profile) -> String {
+    match &p.store {
+        StoreConfig::Memory => "memory".into(),
+        StoreConfig::File { path, .. } => format!("file ({})", path.display()),
+    }
+}
+
+/// Opens the profile's store.
+pub fn open_store(p: &Profile) -> CliResult<Arc<dyn Store>> {
+    match &p.store {
+        StoreConfig::Memory => Ok(Arc::new(MemoryStore::new())),
+        StoreConfig::File { path, key_file } => {
+            if std::env::var_os("SFKEEP_CACHE_KEY").is_none()
+                && let Some(k) = key_file
+                && !k.exists()
+            {
+                return Err(CliError::usage(format!(
+                    "the cache key file {} (`{}` in {}) does not exist. Create one with `head -c 32 /dev/urandom | base64 > {} && chmod 600 {}`, or set SFKEEP_CACHE_KEY.",
+                    k.display(),
+                    p.key_path("store.key_file"),
+                    p.config_path.display(),
+                    k.display(),
+                    k.display()
+                )));
+            }
+            let key = CacheKey::load(key_file.as_deref()).map_err(|e| {
+                CliError::usage(format!(
+                    "cannot load the cache key for the file store of {}: {e}.",
+                    p.describe()
+                ))
+            })?;
+            Ok(Arc::new(EncryptedFileStore::new(path.clone(), key)))
+        }
+    }
+}
+
+/// Loads the profile's stored record, with store errors as exit 5.
+pub async fn load_record(p: &Profile, store: &dyn Store) -> CliResult<Option<TokenRecord>> {
+    let r = store.load(&store_key(p)).await.map_err(|e| {
+        CliError::from_sfkeep(&e, &format!("reading the token store of {}", p.describe()))
+    })?;
+    for w in store.take_warnings() {
+        eprintln!("sfkeep: warning: {}", w.0);
+    }
+    Ok(r)
+}
+
+fn client_id(p: &Profile, why: &str) -> CliResult<String> {
+    p.require(&p.client_id, "client_id", why).map(str::to_owned)
+}
+
+fn username(p: &Profile, why: &str) -> CliResult<String> {
+    p.require(&p.username, "username", why).map(str::to_owned)
+}
+
+/// Builds a grant from the profile's settings. For `refresh_token` without a configured
+/// refresh token, the stored record's one is used (after `login --web`, `--device` or
+/// `--sfdx-url`).
+pub async fn build_grant(p: &Profile, name: GrantName, store: &dyn Store) -> CliResult<Grant> {
+    let why = format!("the {} grant", name.as_str());
+    Ok(match name {
+        GrantName::RefreshToken => {
+            let client_id = client_id(p, &why)?;
+            let client_secret = p
+                .optional_secret(&p.client_secret, "client_secret")?
+                .map(|s| ClientSecret::new(s.as_str()));
+            let refresh_token = match p.optional_secret(&p.refresh_token, "refresh_token")? {
+                Some(s) => RefreshToken::new(s.as_str()),
+                None => match load_record(p, store).await?.and_then(|r| r.refresh_token) {
+                    Some(rt) => rt,
+                    None => {
+                        return Err(CliError::reauth(format!(
+                            "{} uses the refresh_token grant but has no `refresh_token` and none is stored. Log in once with `sfkeep login --web`, `--device` or `--sfdx-url URL` (or add `refresh_token = {{ env = \"NAME\" }}`).",
+                            p.describe()
+                        )));
+                    }
+                },
+            };
+            Grant::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token,
+            }
+        }
+        GrantName::JwtBearer => Grant::JwtBearer {
+            client_id: client_id(p, &why)?,
+            username: username(p, &why)?,
+            private_key: PrivateKeyPem::new(
+                p.require_secret(&p.jwt_key, "jwt_key", &why)?.as_str(),
+            ),
+            audience: None,
+        },
+        GrantName::ClientCredentials => Grant::ClientCredentials {
+            client_id: client_id(p, &why)?,
+            client_secret: ClientSecret::new(
+                p.require_secret(&p.client_secret, "client_secret", &why)?
+                    .as_str(),
+            ),
+        },
+        GrantName::Password => Grant::Password {
+            client_id: client_id(p, &why)?,
+            client_secret: ClientSecret::new(
+                p.require_secret(&p.client_secret, "client_secret", &why)?
+                    .as_str(),
+            ),
+            username: username(p, &why)?,
+            password: Password::new(p.require_secret(&p.password, "password", &why)?.as_str()),
+            security_token: p
+                .optional_secret(&p.security_token, "security_token")?
+                .map(|s| SecurityToken::new(s.as_str())),
+        },
+        GrantName::SoapLogin => Grant::SoapLogin {
+            username: username(p, &why)?,
+            password: Password::new(p.require_secret(&p.password, "password", &why)?.as_str()),
+            security_token: p
+                .optional_secret(&p.security_token, "security_token")?
+                .map(|s| SecurityToken::new(s.as_str())),
+            api_version: p.api_version.clone(),
+        },
+    })
+}
+
+/// Prints store trouble the manager would otherwise only log: the CLI user must know when a
+/// token was not persisted.
+#[derive(Debug)]
+struct StoreWarningSink;
+
+impl EventSink for StoreWarningSink {
+    fn emit(&self, event: &AuthEvent) {
+        if let AuthEventKind::StoreUnavailable { detail } = &event.kind {
+            eprintln!("sfkeep: warning: the token store failed: {detail}");
+        }
+    }
+}
+
+/// A manager for `p` with an explicit primary grant (and the profile's fallback, if any).
+pub fn manager_with(
+    p: &Profile,
+    primary: Grant,
+    fallback: Option<Grant>,
+    store: Arc<dyn Store>,
+) -> CliResult<TokenManager> {
+    let mut b = TokenManager::builder(p.login_url.clone())
+        .grant(primary)
+        .store(store)
+        .store_key(store_key(p))
+        .event_sink(Arc::new(StoreWarningSink));
+    if let Some(f) = fallback {
+        b = b.fallback_grant(f);
+    }
+    if let Some(t) = p.session_timeout {
+        b = b.session_timeout(t);
+    }
+    b.build()
+        .map_err(|e| CliError::from_sfkeep(&e, &format!("setting up {}", p.describe())))
+}
+
+/// The profile's manager: its primary grant, its fallback grant, its store.
+pub async fn manager(p: &Profile) -> CliResult<(TokenManager, Arc<dyn Store>)> {
+    let store = open_store(p)?;
+    let primary = build_grant(p, p.grant, store.as_ref()).await?;
+    let fallback = match p.fallback_grant {
+        Some(f) if f != p.grant => Some(build_grant(p, f, store.as_ref()).await?),
+        _ => None,
+    };
+    let m = manager_with(p, primary, fallback, Arc::clone(&store))?;
+    Ok((m, store))
+}
