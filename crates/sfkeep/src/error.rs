@@ -97,6 +97,9 @@ pub enum Error {
     /// The configuration is wrong.
     #[error("configuration error: {0}")]
     Config(String),
+    /// Salesforce answered an API call with an error.
+    #[error(transparent)]
+    Api(#[from] crate::client::ApiError),
 }
 
 impl Error {
@@ -107,6 +110,16 @@ impl Error {
             | Error::TokenEndpoint { cause, .. }
             | Error::CoolingDown { cause, .. } => Some(*cause),
             Error::Transport { .. } => Some(Cause::Transient),
+            Error::Api(a)
+                if a.status == 401 && a.message.contains("not valid for use with the REST API") =>
+            {
+                Some(Cause::SessionNotValidForApi)
+            }
+            Error::Api(a) if a.error_code == "REQUEST_LIMIT_EXCEEDED" => {
+                Some(Cause::RequestLimitExceeded)
+            }
+            Error::Api(a) if a.status == 401 => Some(Cause::SessionExpired),
+            Error::Api(a) if a.is_transient() => Some(Cause::Transient),
             _ => None,
         }
     }
@@ -121,6 +134,7 @@ impl Error {
             | Error::StoreUnavailable
             | Error::Store { .. } => true,
             Error::CoolingDown { cause, .. } => cause.is_transient(),
+            Error::Api(a) => a.is_transient(),
             _ => false,
         }
     }

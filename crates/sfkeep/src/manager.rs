@@ -319,7 +319,13 @@ impl TokenManager {
         self.inner.refresh(self.slow_reason()).await.map(Token)
     }
 
-    /// The fast path: a usable cached token, or `None`.
+    /// The fast path, without waiting: a usable cached token, or `None` when a refresh is
+    /// needed (call [`TokenManager::token`] then). Lock-free; a Stale token starts the
+    /// background refresh, as `token()` does.
+    pub fn cached_token(&self) -> Option<Token> {
+        self.cached()
+    }
+
     fn cached(&self) -> Option<Token> {
         let guard = self.inner.current.load();
         let rec = guard.as_ref()?;

@@ -2,11 +2,12 @@
 //!
 //! | cause | where it is recognised |
 //! |---|---|
-//! | session timeout, logout elsewhere, password change, IP move, admin revoke (access token) | a REST 401 `INVALID_SESSION_ID` / SOAP fault (`crate::diagnose::api_error`), healed by a refresh |
+//! | session timeout, logout elsewhere, password change, IP move, admin revoke (access token) | a REST 401 `INVALID_SESSION_ID` / SOAP fault ([`api_error`]), healed by a refresh |
 //! | refresh token revoked or expired by policy, rotated-out reuse | token 400 `expired access/refresh token` ([`token_error`]) |
 //! | user deactivated / frozen / IP restricted / app not approved | token 400 `inactive user` / `authentication failure` / `ip restricted` / `user hasn't approved this consumer` ([`token_error`]) |
-//! | session not valid for the REST API | REST 401 with that message (`crate::diagnose::api_error`): never refreshed |
+//! | session not valid for the REST API | REST 401 with that message ([`api_error`]): never refreshed |
 
+pub mod api_error;
 mod cause;
 pub mod token_error;
 

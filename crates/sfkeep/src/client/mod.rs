@@ -1,0 +1,373 @@
+//! A Salesforce REST client over the [`TokenManager`]: every call heals from a session death
+//! exactly once, rides out transient failures where a retry cannot duplicate a write, and turns
+//! Salesforce's error arrays into [`ApiError`]s.
+//!
+//! Retry rules (reqwest's advice: *requests should not be retried if the server cannot safely
+//! handle the same request twice*):
+//!
+//! - **Auth retry**, any method: a 401 means the call did not run. Invalidate the token's
+//!   generation, take the one shared refresh, replay once. A 401 a refresh cannot fix ("This
+//!   session is not valid for use with the REST API") fails at once without a token request.
+//! - **Transient retry**: connect errors, timeouts, 429, 502, 503, 504 (honouring
+//!   `Retry-After`), with exponential backoff and full jitter, 3 attempts by default; only for
+//!   GET, HEAD, PUT, DELETE, or calls the caller marks idempotent (an upsert by external id).
+//! - `403 REQUEST_LIMIT_EXCEEDED` is never retried.
+
+mod rest;
+
+pub use rest::QueryPages;
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::diagnose::Cause;
+use crate::diagnose::api_error::{Api, SessionVerdict, session_verdict};
+use crate::error::{Error, Result, redacted_snippet};
+use crate::event::AuthEventKind;
+use crate::http::{date_header, read_capped};
+use crate::manager::TokenManager;
+
+/// Default API version.
+pub const DEFAULT_API_VERSION: &str = "59.0";
+/// Largest API response body read into memory.
+pub const MAX_API_BODY: usize = 64 * 1024 * 1024;
+
+/// A Salesforce API error: the first element of the error array (or the status alone).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Salesforce API error {status} {error_code}: {message}")]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// `errorCode`, e.g. `INVALID_FIELD`; empty when the body was not an error array.
+    pub error_code: String,
+    /// `message` (or a redacted snippet of a non-JSON body).
+    pub message: String,
+    /// `fields`, when sent.
+    pub fields: Vec<String>,
+    /// `Sforce-Limit-Info` usage (used, max), when sent.
+    pub api_usage: Option<(u64, u64)>,
+}
+
+impl ApiError {
+    /// Parses an error response.
+    pub fn from_response(status: u16, body: &[u8], api_usage: Option<(u64, u64)>) -> Self {
+        let first = serde_json::from_slice::<Value>(body)
+            .ok()
+            .and_then(|v| v.as_array().and_then(|a| a.first().cloned()));
+        match first {
+            Some(e) => ApiError {
+                status,
+                error_code: e["errorCode"].as_str().unwrap_or_default().to_owned(),
+                message: e["message"].as_str().unwrap_or_default().to_owned(),
+                fields: e["fields"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|f| f.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                api_usage,
+            },
+            None => ApiError {
+                status,
+                error_code: String::new(),
+                message: redacted_snippet(body),
+                fields: Vec::new(),
+                api_usage,
+            },
+        }
+    }
+
+    /// Retrying later, unchanged, may succeed (5xx, 429).
+    pub fn is_transient(&self) -> bool {
+        matches!(self.status, 429 | 502 | 503 | 504)
+    }
+}
+
+/// Parses `Sforce-Limit-Info: api-usage=18/5000[; per-app-api-usage=…]`.
+pub fn parse_limit_info(v: &str) -> Option<(u64, u64)> {
+    let rest = v.split("api-usage=").nth(1)?;
+    let rest = rest.split([';', ' ']).next()?;
+    let (used, max) = rest.split_once('/')?;
+    Some((used.trim().parse().ok()?, max.trim().parse().ok()?))
+}
+
+/// A response body with its status.
+#[derive(Debug)]
+pub struct ApiResponse {
+    /// HTTP status.
+    pub status: u16,
+    /// The body.
+    pub body: Vec<u8>,
+    /// `Sforce-Limit-Info` usage.
+    pub api_usage: Option<(u64, u64)>,
+}
+
+impl ApiResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::MalformedResponse {
+            source_name: "the REST API".into(),
+            problem: format!("not JSON ({e})"),
+            status: self.status,
+            snippet: redacted_snippet(&self.body),
+        })
+    }
+}
+
+/// How many attempts transient failures get, and how they back off.
+#[derive(Clone, Copy, Debug)]
+pub struct RetryPolicy {
+    /// Attempts in all (1 = no retry). Defaults to 3.
+    pub max_attempts: u32,
+    /// First backoff ceiling. Defaults to 200 ms.
+    pub base: Duration,
+    /// Backoff ceiling. Defaults to 20 s.
+    pub cap: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            base: Duration::from_millis(200),
+            cap: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+        let ceiling = self
+            .base
+            .saturating_mul(2u32.saturating_pow(attempt))
+            .min(self.cap);
+        let jittered = ceiling.mul_f64(fastrand::f64());
+        retry_after.map(|r| r.min(self.cap)).unwrap_or(jittered)
+    }
+}
+
+/// A REST client that heals.
+#[derive(Clone, Debug)]
+pub struct Client {
+    manager: TokenManager,
+    http: reqwest::Client,
+    api_version: String,
+    retry: RetryPolicy,
+}
+
+impl Client {
+    /// A client over `manager`, API version 59.0, default retry policy.
+    pub fn new(manager: TokenManager) -> Self {
+        Self {
+            manager,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(120))
+                .connect_timeout(Duration::from_secs(5))
+                .build()
+                .unwrap_or_default(),
+            api_version: DEFAULT_API_VERSION.into(),
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    /// Uses API version `v` (e.g. `62.0`). Defaults to 59.0.
+    pub fn api_version(mut self, v: impl Into<String>) -> Self {
+        self.api_version = v.into();
+        self
+    }
+
+    /// Uses this retry policy. Defaults to [`RetryPolicy::default`].
+    pub fn retry_policy(mut self, p: RetryPolicy) -> Self {
+        self.retry = p;
+        self
+    }
+
+    /// Uses this HTTP client.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = http;
+        self
+    }
+
+    /// The token manager.
+    pub fn manager(&self) -> &TokenManager {
+        &self.manager
+    }
+
+    /// `/services/data/vXX.X` + `rest`.
+    pub fn data_path(&self, rest: &str) -> String {
+        format!("/services/data/v{}{}", self.api_version, rest)
+    }
+
+    /// Sends a request to `path` (starting with `/services/`) on the instance.
+    /// `idempotent`: the caller says a replay cannot duplicate an effect (e.g. upsert by
+    /// external id); GET, HEAD, PUT and DELETE are always treated as idempotent.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+        idempotent: bool,
+    ) -> Result<ApiResponse> {
+        if !path.starts_with("/services/") {
+            return Err(Error::Config(format!(
+                "API path `{path}` must start with /services/ (absolute URLs to other hosts are refused)"
+            )));
+        }
+        let retryable = idempotent
+            || matches!(
+                method,
+                reqwest::Method::GET
+                    | reqwest::Method::HEAD
+                    | reqwest::Method::PUT
+                    | reqwest::Method::DELETE
+            );
+        let mut attempt = 0u32;
+        loop {
+            let result = self.send_healing(method.clone(), path, body).await;
+            let (transient, retry_after) = match &result {
+                Err(Error::Transport { .. }) => (true, None),
+                Err(Error::Api(e)) if e.is_transient() => (true, None),
+                _ => (false, None),
+            };
+            attempt += 1;
+            if !(transient && retryable && attempt < self.retry.max_attempts) {
+                return result;
+            }
+            tokio::time::sleep(self.retry.backoff(attempt - 1, retry_after)).await;
+        }
+    }
+
+    /// One attempt with the auth retry: on a dead session, one refresh and one replay.
+    async fn send_healing(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<ApiResponse> {
+        let mut replayed = false;
+        loop {
+            let token = self.manager.token().await?;
+            let url = format!("{}{}", token.instance_url().trim_end_matches('/'), path);
+            let mut req = self
+                .http
+                .request(method.clone(), &url)
+                .bearer_auth(token.access_token().expose_secret())
+                .header(reqwest::header::ACCEPT, "application/json");
+            if let Some(b) = body {
+                req = req.json(b);
+            }
+            let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+            let resp = req.send().await.map_err(|e| Error::transport(&what, &e))?;
+            if let Some(d) = date_header(&resp) {
+                self.manager.observe_server_date(&d);
+            }
+            let status = resp.status().as_u16();
+            let usage = resp
+                .headers()
+                .get("sforce-limit-info")
+                .and_then(|v| v.to_str().ok())
+                .and_then(parse_limit_info);
+            if let Some((used, max)) = usage {
+                metrics::gauge!("sf_api_usage_used").set(used as f64);
+                metrics::gauge!("sf_api_usage_limit").set(max as f64);
+            }
+            let body_bytes = read_capped(resp, MAX_API_BODY, &what).await?;
+            match session_verdict(Api::Rest, status, &body_bytes) {
+                SessionVerdict::Alive => {}
+                SessionVerdict::Dead if !replayed => {
+                    self.manager
+                        .invalidate_if_current(token.generation(), Api::Rest.as_str());
+                    replayed = true;
+                    continue;
+                }
+                SessionVerdict::Dead | SessionVerdict::Unfixable(_) => {
+                    return Err(Error::Api(ApiError::from_response(
+                        status,
+                        &body_bytes,
+                        usage,
+                    )));
+                }
+            }
+            if (200..300).contains(&status) {
+                self.manager.emit(AuthEventKind::ApiCallSucceeded);
+                return Ok(ApiResponse {
+                    status,
+                    body: body_bytes,
+                    api_usage: usage,
+                });
+            }
+            return Err(Error::Api(ApiError::from_response(
+                status,
+                &body_bytes,
+                usage,
+            )));
+        }
+    }
+
+    /// GET a JSON resource.
+    pub async fn get_json(&self, path: &str) -> Result<Value> {
+        self.send(reqwest::Method::GET, path, None, false)
+            .await?
+            .json()
+    }
+
+    /// A SOQL query, page by page across `nextRecordsUrl`.
+    pub fn query(&self, soql: &str) -> QueryPages {
+        QueryPages::new(
+            self.clone(),
+            self.data_path(&format!("/query?q={}", urlencode(soql))),
+        )
+    }
+
+    /// Like [`Client::query`], including deleted and archived records.
+    pub fn query_all(&self, soql: &str) -> QueryPages {
+        QueryPages::new(
+            self.clone(),
+            self.data_path(&format!("/queryAll?q={}", urlencode(soql))),
+        )
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// Whether an error from the client means the session cannot be used with this API.
+pub fn is_session_unusable(e: &Error) -> bool {
+    matches!(e, Error::Api(a) if a.status == 401) || e.cause() == Some(Cause::SessionNotValidForApi)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_info_parses_both_documented_forms() {
+        assert_eq!(parse_limit_info("api-usage=18/5000"), Some((18, 5000)));
+        assert_eq!(
+            parse_limit_info(
+                "api-usage=25/5000; per-app-api-usage=17/250(appName=sample-connected-app)"
+            ),
+            Some((25, 5000))
+        );
+        assert_eq!(parse_limit_info("garbage"), None);
+    }
+
+    #[test]
+    fn error_arrays_and_html_become_api_errors() {
+        let e = ApiError::from_response(
+            400,
+            br#"[{"message":"Required fields are missing: [Name]","errorCode":"REQUIRED_FIELD_MISSING","fields":["Name"]}]"#,
+            None,
+        );
+        assert_eq!(e.error_code, "REQUIRED_FIELD_MISSING");
+        assert_eq!(e.fields, vec!["Name"]);
+        let e =
+            ApiError::from_response(503, b"<html><body>Service Unavailable</body></html>", None);
+        assert!(e.is_transient());
+        assert!(e.message.contains("Service Unavailable"));
+    }
+}

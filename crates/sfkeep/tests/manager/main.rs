@@ -1,0 +1,373 @@
+//! TokenManager against the simulated org. Every count is read from the org's `/_fake/stats`.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use sfkeep::clock::{ManualClock, UnixMillis};
+use sfkeep::diagnose::Cause;
+use sfkeep::event::{AuthEventKind, MemorySink, RefreshReason};
+use sfkeep::store::{CacheKey, EncryptedFileStore, MemoryStore, Store};
+use support::{Org, Outcome, call, eventually};
+
+const MIN15: Duration = Duration::from_secs(15 * 60);
+
+/// Runs `calls` calls spread evenly over `span`, moving the org's and the client's clocks
+/// together, and returns the events.
+async fn spread_calls(
+    org: &Org,
+    clock: &ManualClock,
+    calls: u64,
+    span: Duration,
+) -> Vec<AuthEventKind> {
+    let sink = MemorySink::new();
+    let m = org
+        .manager(org.refresh_grant(), clock)
+        .session_timeout(MIN15)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    let step_ms = span.as_millis() as u64 / calls;
+    let mut owed_ms = 0u64;
+    for _ in 0..calls {
+        assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+        owed_ms += step_ms;
+        // The admin API moves whole seconds; move the client clock the same amount.
+        let secs = owed_ms / 1000;
+        if secs > 0 {
+            owed_ms -= secs * 1000;
+            org.advance(secs).await;
+            clock.advance(Duration::from_secs(secs));
+        }
+    }
+    sink.events().into_iter().map(|e| e.kind).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proactive_refresh_sees_no_401_over_two_hours() {
+    let org = Org::start(MIN15).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let events = spread_calls(&org, &clock, 1000, Duration::from_secs(7200)).await;
+    let stats = org.stats().await;
+    assert_eq!(stats["invalid_session_responses"], 0, "{stats}");
+    let refreshes: Vec<_> = events
+        .iter()
+        .filter_map(|e| match e {
+            AuthEventKind::TokenRefreshed { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        refreshes.len() >= 8,
+        "a 15-minute session over 2 h needs 8+ tokens: {refreshes:?}"
+    );
+    assert!(
+        refreshes
+            .iter()
+            .all(|r| matches!(r, RefreshReason::Startup | RefreshReason::Proactive)),
+        "every refresh happened before expiry: {refreshes:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clock_ten_minutes_off_either_way_still_sees_no_401() {
+    for offset_ms in [-600_000i64, 600_000] {
+        let org = Org::start(MIN15).await;
+        let clock = ManualClock::starting_now_offset(offset_ms);
+        spread_calls(&org, &clock, 300, Duration::from_secs(3600)).await;
+        let stats = org.stats().await;
+        assert_eq!(
+            stats["invalid_session_responses"], 0,
+            "offset {offset_ms}: {stats}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_logout_the_next_call_refreshes_once_and_replays() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+    let before = org.token_requests("refresh_token").await;
+    org.logout().await;
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Healed));
+    assert_eq!(org.token_requests("refresh_token").await, before + 1);
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_callers_on_an_expired_token_cause_one_token_request() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    m.token().await.unwrap();
+    let before = org.token_requests("refresh_token").await;
+    org.advance(3 * 3600).await;
+    clock.advance(Duration::from_secs(3 * 3600));
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let m = m.clone();
+            tokio::spawn(async move { m.token().await.map(|t| t.generation()) })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 2);
+    }
+    assert_eq!(org.token_requests("refresh_token").await, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_concurrent_401s_for_one_generation_cause_one_token_request() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    let t = m.token().await.unwrap();
+    let before = org.token_requests("refresh_token").await;
+    org.logout().await;
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let m = m.clone();
+            let http = org.http.clone();
+            let t = t.clone();
+            tokio::spawn(async move {
+                // Every caller holds the dead token and sees its own 401.
+                assert_eq!(support::get_limits(&http, &t).await, 401);
+                m.invalidate_if_current(t.generation(), "rest");
+                let fresh = m.token().await.unwrap();
+                support::get_limits(&http, &fresh).await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 200);
+    }
+    assert_eq!(org.token_requests("refresh_token").await, before + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_survives_200_refreshes_with_concurrent_callers() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store = Arc::new(MemoryStore::new());
+    let m = org
+        .manager(org.refresh_grant(), &clock)
+        .store(store.clone())
+        .introspect(false)
+        .login_budget_per_hour(10_000)
+        .build()
+        .unwrap();
+    m.token().await.unwrap();
+    let mut last_rt = None;
+    for round in 0..200 {
+        clock.advance(Duration::from_secs(3 * 3600));
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let m = m.clone();
+                tokio::spawn(async move { m.token().await.map(|t| t.generation()) })
+            })
+            .collect();
+        for t in tasks {
+            t.await
+                .unwrap()
+                .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        let rec = store.load(m.store_key()).await.unwrap().unwrap();
+        let rt = rec
+            .refresh_token
+            .clone()
+            .expect("a rotated refresh token is stored");
+        assert_ne!(
+            Some(rt.expose_secret().to_owned()),
+            last_rt,
+            "round {round} stored a new refresh token"
+        );
+        last_rt = Some(rt.expose_secret().to_owned());
+    }
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 201, "{stats}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_caller_dropped_mid_refresh_does_not_lose_the_rotated_refresh_token() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store = Arc::new(MemoryStore::new());
+    let m = org
+        .manager(org.refresh_grant(), &clock)
+        .store(store.clone())
+        .introspect(false)
+        .build()
+        .unwrap();
+    m.token().await.unwrap();
+    clock.advance(Duration::from_secs(3 * 3600));
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "latency_ms": 400, "count": 1}),
+    )
+    .await;
+    // The caller gives up long before the slow token endpoint answers.
+    let r = tokio::time::timeout(Duration::from_millis(50), m.token()).await;
+    assert!(r.is_err(), "the caller was dropped mid-refresh");
+    let key = m.store_key().clone();
+    eventually(Duration::from_secs(10), || {
+        let store = store.clone();
+        let key = key.clone();
+        async move {
+            store
+                .load(&key)
+                .await
+                .unwrap()
+                .is_some_and(|r| r.generation == 2)
+        }
+    })
+    .await;
+    // The stored (rotated) refresh token is the live one: the next refresh works.
+    clock.advance(Duration::from_secs(3 * 3600));
+    assert_eq!(m.token().await.unwrap().generation(), 3);
+    assert_eq!(org.stats().await["refresh_token_reuse_detected"], 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_revoke_heals_through_the_jwt_fallback() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let sink = MemorySink::new();
+    let m = org
+        .manager(org.refresh_grant(), &clock)
+        .fallback_grant(org.jwt_grant())
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+    let c = org.info().client_id.clone();
+    org.post(&format!("/apps/{c}/revoke"), json!({})).await;
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Healed));
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["jwt_bearer"], 1, "{stats}");
+    assert!(sink.events().iter().any(|e| matches!(
+        e.kind,
+        AuthEventKind::FallbackUsed {
+            cause: Cause::RefreshTokenRevoked
+        }
+    )));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_revoke_without_fallback_is_reauth_required_after_one_request_and_then_quiet() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+    let c = org.info().client_id.clone();
+    org.post(&format!("/apps/{c}/revoke"), json!({})).await;
+    let before = org.token_requests("refresh_token").await;
+    let e = call(&org.http, &m).await.unwrap_err();
+    assert!(e.contains("refresh_token_revoked"), "{e}");
+    assert_eq!(org.token_requests("refresh_token").await, before + 1);
+    for _ in 0..100 {
+        let err = m.token().await.unwrap_err();
+        assert!(err.is_reauth_required());
+        assert_eq!(err.cause(), Some(Cause::RefreshTokenRevoked));
+    }
+    assert_eq!(
+        org.token_requests("refresh_token").await,
+        before + 1,
+        "no request inside the cooldown"
+    );
+    // After the cooldown, exactly one more attempt.
+    clock.advance(Duration::from_secs(31));
+    assert!(m.token().await.is_err());
+    assert_eq!(org.token_requests("refresh_token").await, before + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn soap_login_expiry_comes_from_session_seconds_valid() {
+    let org = Org::start(Duration::from_secs(1800)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.soap_grant(), &clock).build().unwrap();
+    let t = m.token().await.unwrap();
+    let rec = t.record();
+    assert_eq!(
+        rec.expiry_source,
+        sfkeep::token::ExpirySource::SoapSessionSecondsValid
+    );
+    assert_eq!(rec.expires_at.0 - rec.issued_at.0, 1_800_000);
+    assert_eq!(org.stats().await["soap_logins"], 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_sets_expiry_when_the_app_may_introspect() {
+    let org = Org::start(Duration::from_secs(1800)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    let t = m.token().await.unwrap();
+    assert_eq!(
+        t.record().expiry_source,
+        sfkeep::token::ExpirySource::Introspection
+    );
+    let lifetime = t.record().expires_at.0 - t.record().issued_at.0;
+    assert!((1_795_000..=1_805_000).contains(&lifetime), "{lifetime}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_cache_key_is_a_clear_error_and_leaves_the_file_alone() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.enc");
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org
+        .manager(org.refresh_grant(), &clock)
+        .store(Arc::new(EncryptedFileStore::new(
+            &path,
+            CacheKey::generate(),
+        )))
+        .build()
+        .unwrap();
+    m.token().await.unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let other = EncryptedFileStore::new(&path, CacheKey::generate());
+    let e = other.load(m.store_key()).await.unwrap_err().to_string();
+    assert!(e.contains("different cache key"), "{e}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the file was not touched"
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_clock_that_jumps_back_never_serves_past_expiry() {
+    // No server needed: the record's expiry is absolute on the server clock.
+    let issued = UnixMillis(10_000_000);
+    let rec = sfkeep::token::TokenRecord {
+        access_token: sfkeep::secret::AccessToken::new("x"),
+        refresh_token: None,
+        instance_url: "http://127.0.0.1:1".into(),
+        id_url: None,
+        scope: None,
+        issued_at: issued,
+        expires_at: issued.plus(MIN15),
+        refresh_at: issued.plus(Duration::from_secs(600)),
+        expiry_source: sfkeep::token::ExpirySource::Configured,
+        generation: 1,
+        grant: sfkeep::token::GrantKind::JwtBearer,
+    };
+    assert_eq!(
+        rec.state_at(issued.plus(MIN15)),
+        sfkeep::token::TokenState::Expired
+    );
+}
