@@ -56,6 +56,7 @@ fn parse_json(body: &[u8]) -> Result<Value, Response> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(Value::Null) => Ok(json!({})),
         Ok(_) => Err(bad(
             "invalid JSON body",
             json!({"detail": "expected a JSON object"}),

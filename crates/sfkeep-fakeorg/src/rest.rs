@@ -281,6 +281,7 @@ fn limits(inner: &Inner) -> Response {
             "DailyApiRequests": mr(max, remaining),
             "DailyAsyncApexExecutions": mr(250000, 250000),
             "DailyBulkApiBatches": mr(15000, 15000),
+            "DailyBulkApiRequests": mr(10000, 10000),
             "DailyBulkV2QueryFileStorageMB": mr(976562, 976562),
             "DailyBulkV2QueryJobs": mr(10000, 10000),
             "DataStorageMB": mr(5, 5),
