@@ -60,6 +60,7 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
             "store": store.kind(),
             "store_path": store_path,
             "store_key": session::store_key(&p).to_string(),
+            "configured_instance_url": p.instance_url,
         });
         print_line(&v.to_string())?;
         return Ok(Exit::Ok);
