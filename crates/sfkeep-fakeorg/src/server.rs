@@ -51,10 +51,28 @@ pub fn router(org: Arc<Org>) -> Router {
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(org.clone(), faults))
+        .layer(middleware::from_fn_with_state(org.clone(), date_header))
         // Bodies are read by `wire::RawBody`, which enforces its own limit with a
         // Salesforce-shaped 413 instead of axum's plain-text rejection.
         .layer(DefaultBodyLimit::disable())
         .with_state(org)
+}
+
+/// `Date` on every response, from the org's clock (which `/_fake/clock/advance` moves), as
+/// Salesforce's servers send theirs: clients measure clock skew from it. Without this, hyper
+/// would stamp the host's real time and a client would "correct" away every clock advance.
+async fn date_header(State(org): State<Arc<Org>>, req: Request, next: Next) -> Response {
+    let mut resp = next.run(req).await;
+    let fmt = time::macros::format_description!(
+        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+    );
+    let now = org.lock().now();
+    if let Ok(v) = now.format(&fmt)
+        && let Ok(v) = axum::http::HeaderValue::from_str(&v)
+    {
+        resp.headers_mut().insert(axum::http::header::DATE, v);
+    }
+    resp
 }
 
 async fn fallback(method: Method, uri: Uri) -> Response {
