@@ -26,7 +26,8 @@ impl Write for Capture {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// One thread, so the thread-local subscriber sees the spawned refresh tasks too.
+#[tokio::test(flavor = "current_thread")]
 async fn no_secret_reaches_logs_errors_or_the_store_file() {
     let capture = Capture::default();
     let writer = capture.clone();
