@@ -198,6 +198,11 @@ pub fn manager_with(
         .store(store)
         .store_key(store_key(p))
         .event_sink(Arc::new(StoreWarningSink));
+    if !crate::logging_requested() {
+        // The CLI reports failures itself, as one paragraph; the library's log lines would
+        // only repeat them. SFKEEP_LOG / RUST_LOG turn them back on.
+        b = b.without_tracing_sink();
+    }
     if let Some(f) = fallback {
         b = b.fallback_grant(f);
     }

@@ -1,0 +1,113 @@
+//! Helpers shared by the CLI tests: run the real binary, start the simulated org through it.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_sfkeep");
+
+/// The binary with an environment that cannot pick up the user's own config or keys.
+pub fn sfkeep(home: &Path) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_remove("SFKEEP_PROFILE")
+        .env_remove("SFKEEP_CACHE_KEY")
+        .env_remove("SFKEEP_LOG")
+        .env_remove("RUST_LOG")
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .current_dir(home)
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs to completion; returns (exit code, stdout, stderr).
+pub fn run(mut c: Command) -> (i32, String, String) {
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = c.output().expect("sfkeep runs");
+    (
+        status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&stdout).into_owned(),
+        String::from_utf8_lossy(&stderr).into_owned(),
+    )
+}
+
+/// A running `sfkeep fake-org`; killed on drop.
+pub struct Org {
+    child: Child,
+    pub ready: serde_json::Value,
+}
+
+impl Org {
+    /// Starts `sfkeep fake-org --listen 127.0.0.1:0 --accounts N --state-dir DIR` and reads
+    /// the ready line (10 s deadline).
+    pub fn start(home: &Path, accounts: usize) -> Org {
+        let state = home.join("org");
+        let mut child = sfkeep(home)
+            .args(["fake-org", "--listen", "127.0.0.1:0", "--accounts"])
+            .arg(accounts.to_string())
+            .arg("--state-dir")
+            .arg(&state)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("fake-org starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(r);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(Ok(l)) => l,
+            other => {
+                let _ = child.kill();
+                panic!("no ready line from fake-org within 10 s: {other:?}");
+            }
+        };
+        let ready: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
+            let _ = child.kill();
+            panic!("the ready line is not JSON ({e}): {line}")
+        });
+        Org { child, ready }
+    }
+
+    pub fn field(&self, name: &str) -> String {
+        self.ready[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("ready line has no {name}: {}", self.ready))
+            .to_owned()
+    }
+
+    /// POSTs to the admin API (`path` relative to admin_url) and returns the status.
+    pub fn admin_post(&self, path: &str, body: serde_json::Value) -> u16 {
+        let url = format!("{}{path}", self.field("admin_url"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            reqwest::Client::new()
+                .post(&url)
+                .json(&body)
+                .send()
+                .await
+                .expect("admin call")
+                .status()
+                .as_u16()
+        })
+    }
+}
+
+impl Drop for Org {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,238 @@
+//! Bad configs, missing secrets and unreachable orgs: the right exit code and one paragraph on
+//! stderr that says what to do, never a secret value.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{run, sfkeep};
+
+const CLIENT_SECRET: &str = "CLIENTSECRETVALUE0123456789";
+const REFRESH_TOKEN: &str = "5AepREFRESHTOKENVALUE0123456789";
+const ENV_SECRET: &str = "ENVSECRETVALUE0123456789";
+
+fn write_secret(dir: &Path, name: &str, value: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, value).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+    p
+}
+
+/// A profile `t` with a memory store and secrets in files.
+fn config(dir: &Path, login_url: &str, extra: &str) -> PathBuf {
+    let cs = write_secret(dir, "client_secret", CLIENT_SECRET);
+    let rt = write_secret(dir, "refresh_token", REFRESH_TOKEN);
+    let text = format!(
+        r#"[profiles.t]
+login_url = "{login_url}"
+client_id = "3MVG9test"
+client_secret = {{ file = "{}" }}
+refresh_token = {{ file = "{}" }}
+{extra}
+"#,
+        cs.display(),
+        rt.display()
+    );
+    let p = dir.join("sfkeep.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn token(home: &Path, cfg: &Path) -> (i32, String, String) {
+    let mut c = sfkeep(home);
+    c.arg("token")
+        .arg("--config")
+        .arg(cfg)
+        .args(["--profile", "t"])
+        .env("SFKEEP_TEST_SECRET", ENV_SECRET);
+    run(c)
+}
+
+fn assert_clean(err: &str) {
+    for s in [CLIENT_SECRET, REFRESH_TOKEN, ENV_SECRET] {
+        assert!(!err.contains(s), "a secret leaked: {err}");
+    }
+    assert!(err.starts_with("sfkeep: "), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one paragraph: {err}");
+}
+
+/// A loopback port nothing listens on.
+fn closed_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+#[test]
+fn unknown_key_is_exit_2_with_did_you_mean() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(
+        home.path(),
+        "http://127.0.0.1:1",
+        "sesion_timeout_secs = 60",
+    );
+    let (code, out, err) = token(home.path(), &cfg);
+    assert_eq!(code, 2, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains(&cfg.display().to_string()), "{err}");
+    assert!(err.contains("profiles.t.sesion_timeout_secs"), "{err}");
+    assert!(
+        err.contains("Did you mean `session_timeout_secs`?"),
+        "{err}"
+    );
+    assert_clean(&err);
+}
+
+#[test]
+fn literal_secret_is_exit_2_without_the_value() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("sfkeep.toml");
+    std::fs::write(
+        &cfg,
+        format!("[profiles.t]\nclient_id = \"x\"\nclient_secret = \"{CLIENT_SECRET}\"\n"),
+    )
+    .unwrap();
+    let (code, _, err) = token(home.path(), &cfg);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("{ env = \"NAME\" }"), "{err}");
+    assert_clean(&err);
+}
+
+#[test]
+fn missing_secret_file_is_exit_2_naming_the_file() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(home.path(), "http://127.0.0.1:1", "");
+    let gone = home.path().join("client_secret");
+    std::fs::remove_file(&gone).unwrap();
+    let (code, _, err) = token(home.path(), &cfg);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&gone.display().to_string()), "{err}");
+    assert!(err.contains("profiles.t.client_secret"), "{err}");
+    assert_clean(&err);
+}
+
+#[test]
+fn missing_env_var_is_exit_2_naming_it() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = home.path().join("sfkeep.toml");
+    std::fs::write(
+        &cfg,
+        "[profiles.t]\nlogin_url = \"http://127.0.0.1:1\"\nclient_id = \"x\"\nrefresh_token = { env = \"SFKEEP_TEST_UNSET_VARIABLE\" }\n",
+    )
+    .unwrap();
+    let (code, _, err) = token(home.path(), &cfg);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("SFKEEP_TEST_UNSET_VARIABLE"), "{err}");
+    assert_clean(&err);
+}
+
+#[test]
+fn unreachable_org_is_exit_4() {
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    // A secret from the environment too, to check it is not echoed either.
+    let cfg = config(
+        home.path(),
+        &url,
+        "password = { env = \"SFKEEP_TEST_SECRET\" }",
+    );
+    let (code, out, err) = token(home.path(), &cfg);
+    assert_eq!(code, 4, "{err}");
+    assert!(out.is_empty());
+    assert!(err.contains(&url), "{err}");
+    assert!(err.contains("retry"), "{err}");
+    assert_clean(&err);
+}
+
+#[test]
+fn missing_profile_and_missing_config_are_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(home.path(), "http://127.0.0.1:1", "");
+    let mut c = sfkeep(home.path());
+    c.args(["status", "--profile", "prod", "--config"])
+        .arg(&cfg);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no profile `prod`") && err.contains("`t`"),
+        "{err}"
+    );
+    assert_clean(&err);
+
+    // No --config and nothing in ./ or the user config dir.
+    let empty = tempfile::tempdir().unwrap();
+    let (code, _, err) = run({
+        let mut c = sfkeep(empty.path());
+        c.arg("status");
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(err.contains("no config file found"), "{err}");
+}
+
+#[test]
+fn config_is_found_in_the_working_directory_and_profile_from_env() {
+    let home = tempfile::tempdir().unwrap();
+    config(home.path(), "http://127.0.0.1:1", "");
+    let mut c = sfkeep(home.path());
+    c.args(["status", "--json"]).env("SFKEEP_PROFILE", "t");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""profile":"t""#), "{out}");
+    assert!(out.contains(r#""state":"missing""#), "{out}");
+}
+
+#[cfg(unix)]
+#[test]
+fn group_readable_secret_file_warns_but_works_until_the_network() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = config(home.path(), &url, "");
+    let rt = home.path().join("refresh_token");
+    std::fs::set_permissions(&rt, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (code, _, err) = token(home.path(), &cfg);
+    assert_eq!(code, 4, "{err}");
+    assert!(
+        err.contains("warning") && err.contains("chmod 600"),
+        "{err}"
+    );
+    for s in [CLIENT_SECRET, REFRESH_TOKEN] {
+        assert!(!err.contains(s), "{err}");
+    }
+}
+
+#[test]
+fn demo_says_not_built_yet() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, err) = run({
+        let mut c = sfkeep(home.path());
+        c.arg("demo");
+        c
+    });
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("sfkeep demo: not built yet (see issue 8). Meanwhile: sfkeep fake-org"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_are_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, _, _) = run({
+        let mut c = sfkeep(home.path());
+        c.args(["login"]);
+        c
+    });
+    assert_eq!(code, 2);
+    let (code, _, _) = run({
+        let mut c = sfkeep(home.path());
+        c.args(["login", "--jwt", "--soap"]);
+        c
+    });
+    assert_eq!(code, 2);
+}

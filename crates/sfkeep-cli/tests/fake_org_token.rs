@@ -1,0 +1,198 @@
+//! End to end through the real binary: `sfkeep fake-org`, then `token`, `status`, `login`,
+//! `logout` against it with the profile file the org writes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Org, run, sfkeep};
+
+fn with_profile(home: &std::path::Path, org: &Org, args: &[&str]) -> std::process::Command {
+    let mut c = sfkeep(home);
+    c.args(args)
+        .arg("--config")
+        .arg(org.field("profile_file"))
+        .args(["--profile", "fake"]);
+    c
+}
+
+#[test]
+fn fake_org_then_token_status_login_logout() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 5000);
+    for f in [
+        "login_url",
+        "instance_url",
+        "admin_url",
+        "client_id",
+        "client_secret",
+        "username",
+        "password",
+        "security_token",
+        "refresh_token",
+        "jwt_key_file",
+        "profile_file",
+    ] {
+        assert!(
+            org.ready[f].is_string(),
+            "ready line lacks {f}: {}",
+            org.ready
+        );
+    }
+    let h = home.path();
+
+    // token: the token alone on stdout.
+    let (code, out, err) = run(with_profile(h, &org, &["token"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    let token = out.trim().to_owned();
+    assert!(
+        !token.is_empty() && !token.contains(char::is_whitespace),
+        "{out:?}"
+    );
+    assert_eq!(out.lines().count(), 1);
+
+    // token --json: the documented fields; the same (cached) token.
+    let (code, out, err) = run(with_profile(h, &org, &["token", "--json"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["access_token"], token.as_str());
+    assert_eq!(v["instance_url"], org.field("instance_url").as_str());
+    assert_eq!(v["generation"], 1);
+    assert!(v["expires_in_secs"].as_u64().unwrap() > 60, "{v}");
+
+    // status --json: fresh, and never the token.
+    let (code, out, err) = run(with_profile(h, &org, &["status", "--json"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    let s: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(s["state"], "fresh", "{s}");
+    assert_eq!(s["store"], "file");
+    assert_eq!(s["generation"], 1);
+    assert_eq!(s["fingerprint"].as_str().unwrap().len(), 8);
+    assert!(!out.contains(&token) && !err.contains(&token));
+    let (code, out, _) = run(with_profile(h, &org, &["status"]));
+    assert_eq!(code, 0);
+    assert!(out.contains("fresh") && !out.contains(&token), "{out}");
+
+    // The user logs out elsewhere: `token` still answers from the store (it does not call
+    // the org for a fresh token; healing a dead one is the client's and proxy's job).
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/logout"), serde_json::json!({})),
+        200
+    );
+    let (code, out, err) = run(with_profile(h, &org, &["token"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_eq!(out.trim(), token);
+
+    // login --jwt stores a new token under the same key; `token` serves it.
+    let (code, out, err) = run(with_profile(h, &org, &["login", "--jwt"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(out.contains("jwt_bearer"), "{out}");
+    let (code, out, _) = run(with_profile(h, &org, &["token", "--json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["generation"], 2);
+    assert_ne!(v["access_token"], token.as_str());
+
+    // logout forgets; the next `token` gets a new one.
+    let (code, _, err) = run(with_profile(h, &org, &["logout"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    let (code, out, _) = run(with_profile(h, &org, &["status", "--json"]));
+    assert_eq!(code, 0);
+    assert!(out.contains(r#""state":"missing""#), "{out}");
+    let (code, out, err) = run(with_profile(h, &org, &["token"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert_ne!(out.trim(), token);
+
+    // login --soap works and warns about the retirement.
+    let (code, _, err) = run(with_profile(h, &org, &["login", "--soap"]));
+    assert_eq!(code, 0, "stderr: {err}");
+    assert!(
+        err.contains("API version 65.0") && err.contains("OAuth"),
+        "{err}"
+    );
+}
+
+#[test]
+fn revoked_app_tokens_without_fallback_exit_3() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let h = home.path();
+    // The org's profile without the JWT fallback, and a memory store.
+    let text = std::fs::read_to_string(org.field("profile_file")).unwrap();
+    let text: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("fallback_grant"))
+        .map(|l| l.replace("kind = \"file\"", "kind = \"memory\""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let cfg = h.join("nofallback.toml");
+    std::fs::write(&cfg, text).unwrap();
+    let cmd = || {
+        let mut c = sfkeep(h);
+        c.arg("token")
+            .arg("--config")
+            .arg(&cfg)
+            .args(["--profile", "fake"]);
+        c
+    };
+    let (code, _, err) = run(cmd());
+    assert_eq!(code, 0, "stderr: {err}");
+    let client_id = org.field("client_id");
+    assert_eq!(
+        org.admin_post(&format!("/apps/{client_id}/revoke"), serde_json::json!({})),
+        200
+    );
+    let (code, out, err) = run(cmd());
+    assert_eq!(code, 3, "stdout: {out} stderr: {err}");
+    assert!(out.is_empty());
+    assert!(err.contains("sfkeep login"), "{err}");
+    for secret in [
+        "refresh_token",
+        "client_secret",
+        "password",
+        "security_token",
+    ] {
+        assert!(!err.contains(&org.field(secret)), "{secret} leaked: {err}");
+    }
+    assert_eq!(err.trim().lines().count(), 1, "one paragraph: {err}");
+}
+
+#[cfg(unix)]
+#[test]
+fn fake_org_exits_cleanly_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let mut child = sfkeep(home.path())
+        .args(["fake-org", "--listen", "127.0.0.1:0", "--accounts", "10"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("ready line");
+    assert!(line.starts_with('{'), "{line}");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("fake-org did not exit within 10 s of SIGTERM");
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(exit.code(), Some(0));
+}
