@@ -196,3 +196,164 @@ fn fake_org_exits_cleanly_on_sigterm() {
     };
     assert_eq!(exit.code(), Some(0));
 }
+
+/// Runs `sfkeep login ARGS` against the org; hands each stderr line to `on_line` until it
+/// returns true; then waits (30 s deadline) for the exit. Returns (code, stdout).
+fn interactive_login(
+    home: &std::path::Path,
+    org: &Org,
+    args: &[&str],
+    on_line: impl Fn(&str) -> bool,
+) -> (i32, String) {
+    use std::io::{BufRead, Read};
+    let mut child = with_profile(home, org, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if on_line(&line) => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("login never printed what the test waits for: {e}");
+            }
+        }
+    }
+    let mut stdout = child.stdout.take().unwrap();
+    let (etx, erx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        let _ = stdout.read_to_string(&mut out);
+        let _ = etx.send((child.wait().map(|s| s.code().unwrap_or(-1)), out));
+    });
+    let left = deadline.saturating_duration_since(Instant::now());
+    let (code, out) = erx.recv_timeout(left).expect("login exits in time");
+    (code.unwrap(), out)
+}
+
+#[test]
+fn login_web_and_device_against_the_fake_org() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let h = home.path();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // --web: play the browser: follow the authorize URL to the callback.
+    let (code, out) = interactive_login(
+        h,
+        &org,
+        &[
+            "login",
+            "--web",
+            "--port",
+            "0",
+            "--no-browser",
+            "--timeout",
+            "25",
+        ],
+        |line| {
+            let Some(url) = line
+                .split_whitespace()
+                .find(|w| w.contains("/services/oauth2/authorize"))
+            else {
+                return false;
+            };
+            rt.block_on(async {
+                let http = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                let resp = http.get(url).send().await.unwrap();
+                assert_eq!(resp.status().as_u16(), 302);
+                let loc = resp.headers()["location"].to_str().unwrap().to_owned();
+                assert!(
+                    loc.contains("/OauthRedirect?") && loc.contains("code="),
+                    "{loc}"
+                );
+                let page = http.get(&loc).send().await.unwrap();
+                assert_eq!(page.status().as_u16(), 200);
+            });
+            true
+        },
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("authorization_code"), "{out}");
+
+    // The stored record now carries a refresh token from the web login.
+    let (code, out, _) = run(with_profile(h, &org, &["status", "--json"]));
+    assert_eq!(code, 0);
+    let s: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(s["grant"], "authorization_code");
+    assert_eq!(s["has_refresh_token"], true);
+
+    // --device: approve the user code through the admin API.
+    let (code, out) =
+        interactive_login(h, &org, &["login", "--device", "--timeout", "25"], |line| {
+            let Some(code) = line
+                .split("enter the code ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+            else {
+                return false;
+            };
+            assert_eq!(
+                org.admin_post(&format!("/device/{code}/approve"), serde_json::json!({})),
+                200
+            );
+            true
+        });
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("with device"), "{out}");
+
+    // --sfdx-url -: the URL comes on stdin, so it never shows in the process list; nothing
+    // of it is echoed.
+    let url = format!(
+        "force://{}:{}:{}@{}",
+        org.field("client_id"),
+        org.field("client_secret"),
+        org.field("refresh_token"),
+        org.field("login_url").trim_start_matches("http://")
+    );
+    let mut child = with_profile(h, &org, &["login", "--sfdx-url", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(url.as_bytes()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("with refresh_token"), "{stdout}");
+    for secret in ["client_secret", "refresh_token"] {
+        let v = org.field(secret);
+        assert!(
+            !stdout.contains(&v) && !stderr.contains(&v),
+            "{secret} echoed"
+        );
+    }
+}
