@@ -12,6 +12,9 @@
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
+// Handlers return `Result<_, Response>` to short-circuit with a ready-made Salesforce error;
+// a response is built once per request, so boxing it would only add noise.
+#![allow(clippy::result_large_err)]
 
 mod admin;
 mod identity;
@@ -314,13 +317,12 @@ impl FakeOrg {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task)
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(Duration::from_secs(2), &mut task)
                 .await
                 .is_err()
-            {
-                task.abort();
-            }
+        {
+            task.abort();
         }
     }
 }

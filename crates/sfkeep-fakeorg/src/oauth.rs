@@ -122,21 +122,19 @@ fn client_auth(headers: &HeaderMap, p: &[(String, String)]) -> (Option<String>, 
             v.strip_prefix("Basic ")
                 .or_else(|| v.strip_prefix("basic "))
         })
-    {
-        if let Some((id, secret)) = STANDARD
+        && let Some((id, secret)) = STANDARD
             .decode(basic.trim())
             .ok()
             .and_then(|b| String::from_utf8(b).ok())
             .and_then(|s| s.split_once(':').map(|(a, b)| (a.to_owned(), b.to_owned())))
-        {
-            let dec = |s: &str| {
-                url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default()
-            };
-            return (Some(dec(&id)), Some(dec(&secret)));
-        }
+    {
+        let dec = |s: &str| {
+            url::form_urlencoded::parse(format!("x={s}").as_bytes())
+                .next()
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default()
+        };
+        return (Some(dec(&id)), Some(dec(&secret)));
     }
     (
         param(p, "client_id").map(str::to_owned),
@@ -346,24 +344,21 @@ pub async fn token(
     org.lock().count_token_request(stat);
 
     let mut _guard = None;
-    if grant == "refresh_token" {
-        if let Some(rt) = params.as_deref().and_then(|p| param(p, "refresh_token")) {
-            let mut inner = org.lock();
-            if !inner.inflight_refresh.insert(rt.to_owned()) {
-                inner.stats.token_errors += 1;
-                // UNVERIFIED: exact body not recorded (Salesforce refuses a concurrent refresh
-                // with the same token since Summer '24).
-                return wire::token_error(
-                    "invalid_grant",
-                    "Token request is already being processed",
-                );
-            }
-            drop(inner);
-            _guard = Some(InflightGuard {
-                org: org.clone(),
-                token: rt.to_owned(),
-            });
+    if grant == "refresh_token"
+        && let Some(rt) = params.as_deref().and_then(|p| param(p, "refresh_token"))
+    {
+        let mut inner = org.lock();
+        if !inner.inflight_refresh.insert(rt.to_owned()) {
+            inner.stats.token_errors += 1;
+            // UNVERIFIED: exact body not recorded (Salesforce refuses a concurrent refresh
+            // with the same token since Summer '24).
+            return wire::token_error("invalid_grant", "Token request is already being processed");
         }
+        drop(inner);
+        _guard = Some(InflightGuard {
+            org: org.clone(),
+            token: rt.to_owned(),
+        });
     }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
@@ -418,14 +413,14 @@ fn grant_code(
     {
         return Err(expired_code());
     }
-    if let Some(expected) = &c.redirect_uri {
-        if param(p, "redirect_uri") != Some(expected.as_str()) {
-            // UNVERIFIED wording.
-            return Err(err(
-                "invalid_grant",
-                "redirect_uri must match configuration",
-            ));
-        }
+    if let Some(expected) = &c.redirect_uri
+        && param(p, "redirect_uri") != Some(expected.as_str())
+    {
+        // UNVERIFIED wording.
+        return Err(err(
+            "invalid_grant",
+            "redirect_uri must match configuration",
+        ));
     }
     match &c.code_challenge {
         Some(challenge) => {
@@ -585,10 +580,10 @@ fn grant_jwt(
     if exp > now + JWT_MAX_AHEAD_SECS {
         return Err(invalid_assertion());
     }
-    if let Some(jti) = claims.get("jti").and_then(Value::as_str) {
-        if !inner.used_jti.insert(jti.to_owned()) {
-            return Err(err("invalid_request", "jti already in use"));
-        }
+    if let Some(jti) = claims.get("jti").and_then(Value::as_str)
+        && !inner.used_jti.insert(jti.to_owned())
+    {
+        return Err(err("invalid_request", "jti already in use"));
     }
     let sub = claims.get("sub").and_then(Value::as_str).unwrap_or("");
     let ui = inner.user_by_name(sub).ok_or_else(invalid_assertion)?;

@@ -251,14 +251,14 @@ impl Accounts {
     ) -> Result<(String, bool), RecordError> {
         let mut body = body.clone();
         // The external id comes from the URL; a conflicting value in the body is an error.
-        if let Some(v) = body.get("ExtId__c") {
-            if v.as_str() != Some(ext) {
-                return Err(RecordError::new(
-                    400,
-                    "INVALID_FIELD",
-                    "Unable to create/update fields: ExtId__c. The external ID in the URL and in the body differ.",
-                ));
-            }
+        if let Some(v) = body.get("ExtId__c")
+            && v.as_str() != Some(ext)
+        {
+            return Err(RecordError::new(
+                400,
+                "INVALID_FIELD",
+                "Unable to create/update fields: ExtId__c. The external ID in the URL and in the body differ.",
+            ));
         }
         body.insert("ExtId__c".into(), json!(ext));
         match self.position_ext(ext) {
@@ -350,7 +350,7 @@ fn validate(body: &Map<String, Value>, creating: bool) -> Result<(), RecordError
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("Name"))
             .map(|(_, v)| v);
-        if !name.is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
+        if name.is_none_or(|v| v.as_str().is_none_or(|s| s.is_empty())) {
             let mut e = RecordError::new(
                 400,
                 "REQUIRED_FIELD_MISSING",

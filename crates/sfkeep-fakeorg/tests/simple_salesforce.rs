@@ -14,7 +14,9 @@ fn python() -> String {
         return p;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-venv");
-    let out = Command::new(script).output().expect("scripts/python-venv runs");
+    let out = Command::new(script)
+        .output()
+        .expect("scripts/python-venv runs");
     assert!(
         out.status.success(),
         "scripts/python-venv failed: {}",
@@ -26,11 +28,16 @@ fn python() -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simple_salesforce_logs_in_pages_and_sees_its_own_expired_session() {
     let accounts = 2500; // more than one 2000-record page
-    let org = FakeOrg::start(FakeOrgConfig::default().accounts(accounts)).await.unwrap();
+    let org = FakeOrg::start(FakeOrgConfig::default().accounts(accounts))
+        .await
+        .unwrap();
     let info = org.ready_info().clone();
     let py = python();
     let out = tokio::process::Command::new(py)
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/simple_salesforce_check.py"))
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/python/simple_salesforce_check.py"
+        ))
         .env("SF_URL", &info.instance_url)
         .env("SF_USERNAME", &info.username)
         .env("SF_PASSWORD", &info.password)
@@ -57,5 +64,8 @@ async fn simple_salesforce_logs_in_pages_and_sees_its_own_expired_session() {
         .await
         .unwrap();
     assert!(stats["soap_logins"].as_u64().unwrap() >= 2, "{stats}");
-    assert!(stats["invalid_session_responses"].as_u64().unwrap() >= 1, "{stats}");
+    assert!(
+        stats["invalid_session_responses"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
 }

@@ -201,3 +201,61 @@ pub fn xml_text(xml: &str, tag: &str) -> Option<String> {
     let end = xml[start..].find(&format!("</{tag}>"))? + start;
     Some(xml[start..end].to_owned())
 }
+
+/// Runs SOQL through REST (`/query?q=…`), returning (status, body).
+pub async fn soql(org: &FakeOrg, tok: &str, q: &str) -> (u16, Value) {
+    let r = client()
+        .get(format!("{}/services/data/v59.0/query", org.base_url()))
+        .query(&[("q", q)])
+        .bearer_auth(tok)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap())
+}
+
+/// The records of a query that must succeed.
+pub async fn records(org: &FakeOrg, tok: &str, q: &str) -> Vec<Value> {
+    let (s, v) = soql(org, tok, q).await;
+    assert_eq!(s, 200, "{q}: {v}");
+    v["records"].as_array().unwrap().clone()
+}
+
+/// An access token of the org's admin-like view (a fresh session via client credentials).
+pub async fn admin_token(org: &FakeOrg) -> String {
+    let i = org.ready_info();
+    let (s, v) = token(
+        org,
+        &[
+            ("grant_type", "client_credentials"),
+            ("client_id", &i.client_id),
+            ("client_secret", &i.client_secret),
+        ],
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    v["access_token"].as_str().unwrap().to_owned()
+}
+
+pub fn err_desc(v: &Value) -> (&str, &str) {
+    (
+        v["error"].as_str().unwrap_or(""),
+        v["error_description"].as_str().unwrap_or(""),
+    )
+}
+
+pub async fn other_app(org: &FakeOrg) -> (String, String) {
+    let (_, apps) = admin(org, reqwest::Method::GET, "/apps", Value::Null).await;
+    let a = apps["apps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["client_id"] != json!(org.ready_info().client_id))
+        .unwrap()
+        .clone();
+    (
+        a["client_id"].as_str().unwrap().to_owned(),
+        a["client_secret"].as_str().unwrap().to_owned(),
+    )
+}
