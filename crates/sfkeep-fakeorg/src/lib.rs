@@ -17,6 +17,7 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod bulk;
 mod identity;
 mod ids;
 mod oauth;

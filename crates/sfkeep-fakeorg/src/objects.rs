@@ -38,6 +38,8 @@ pub struct QueryResult {
     pub count_only: bool,
     /// `totalSize`.
     pub total: usize,
+    /// Selected fields in SELECT order (canonical names).
+    pub fields: Vec<String>,
 }
 
 /// Parses and runs `soql`. `all` includes deleted Accounts (queryAll); `current` is the
@@ -74,8 +76,10 @@ pub fn run(
     } else {
         None
     };
+    let fields = query.select_fields(&rows).map_err(to_err)?;
     let rows = query.execute(&rows, now).map_err(to_err)?;
     Ok(QueryResult {
+        fields,
         object: (*object).to_owned(),
         total: count.unwrap_or(rows.len()),
         rows,

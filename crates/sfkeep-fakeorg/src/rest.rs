@@ -228,6 +228,16 @@ fn route(
         }
         ["limits"] => get_only(&|| limits(inner)),
         ["sobjects"] => get_only(&|| describe_global()),
+        ["jobs", "query", rest @ ..] => crate::bulk::route(
+            ctx.org,
+            inner,
+            ctx.version,
+            ctx.token,
+            method,
+            uri,
+            body,
+            rest,
+        ),
         ["sobjects", obj, rest @ ..] if obj.eq_ignore_ascii_case("Account") => {
             account(ctx, inner, method, body, rest)
         }

@@ -191,6 +191,7 @@ pub fn initial_state(pod: &str, secrets: &Secrets, key: &KeyPem, s: &Settings) -
         cursor_order: VecDeque::new(),
         inflight_refresh: HashSet::new(),
         used_jti: HashSet::new(),
+        bulk_jobs: HashMap::new(),
         seq: 10_000,
     }
 }

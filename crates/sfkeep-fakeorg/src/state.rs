@@ -336,6 +336,8 @@ pub struct Inner {
     pub cursor_order: VecDeque<String>,
     /// Refresh tokens whose refresh is in flight.
     pub inflight_refresh: HashSet<String>,
+    /// Bulk API 2.0 query jobs by id.
+    pub bulk_jobs: HashMap<String, crate::bulk::Job>,
     /// JWT `jti` values already used.
     pub used_jti: HashSet<String>,
     /// Sequence for generated ids.

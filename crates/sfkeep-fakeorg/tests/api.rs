@@ -311,3 +311,78 @@ async fn diagnosis_objects_are_queryable() {
         (400, "INVALID_TYPE")
     );
 }
+
+#[tokio::test]
+async fn bulk_v2_query_job() {
+    let org = org().await;
+    let tok = access_token(&org).await;
+    let (s, job) = send(
+        &org,
+        &tok,
+        reqwest::Method::POST,
+        "/jobs/query",
+        Some(json!({"operation": "query", "query": "SELECT Id, Name, AnnualRevenue FROM Account"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{job}");
+    assert_eq!(job["state"], "UploadComplete");
+    let id = job["id"].as_str().unwrap().to_owned();
+    let (s, info) = send(
+        &org,
+        &tok,
+        reqwest::Method::GET,
+        &format!("/jobs/query/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200);
+    assert!(info["state"].is_string());
+    let mut locator: Option<String> = None;
+    let mut lines = 0;
+    loop {
+        let mut url = format!(
+            "{}/services/data/v59.0/jobs/query/{id}/results?maxRecords=10",
+            org.base_url()
+        );
+        if let Some(l) = &locator {
+            url.push_str(&format!("&locator={l}"));
+        }
+        let r = client().get(url).bearer_auth(&tok).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let next = r.headers()["sforce-locator"].to_str().unwrap().to_owned();
+        let csv = r.text().await.unwrap();
+        assert!(csv.starts_with("\"Id\",\"Name\",\"AnnualRevenue\"\n"));
+        lines += csv.lines().count() - 1;
+        if next == "null" {
+            break;
+        }
+        locator = Some(next);
+    }
+    assert_eq!(lines, 25);
+    let (s, info) = send(
+        &org,
+        &tok,
+        reqwest::Method::GET,
+        &format!("/jobs/query/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!((s, info["state"].as_str().unwrap()), (200, "JobComplete"));
+    let (s, _) = send(
+        &org,
+        &tok,
+        reqwest::Method::DELETE,
+        &format!("/jobs/query/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    // Session death on Bulk 2.0 is the REST 401.
+    let (s, h, b) = api_get(
+        &org,
+        "00Dx!dead",
+        &format!("/services/data/v59.0/jobs/query/{id}"),
+    )
+    .await;
+    assert_session_dead(s, &h, &b);
+}
