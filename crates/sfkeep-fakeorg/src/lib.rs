@@ -1,11 +1,24 @@
-//! The simulated Salesforce org: a small org served over HTTP that looks like Salesforce
-//! on the wire (salesforce-wire.md) and reproduces every cause of session death on
-//! demand through its admin API (`/_fake`, see [`admin`](crate) module docs in the
-//! source, and DESIGN.md "The simulated org").
+//! The simulated Salesforce org: a small org served over HTTP that looks like Salesforce on
+//! the wire (shapes, status codes, headers and error texts of reference/salesforce-wire.md)
+//! and reproduces every cause of session death on demand.
+//!
+//! Salesforce surface: `/services/oauth2/{token,authorize,introspect,revoke,userinfo}`, the
+//! identity URL `/id/{orgId}/{userId}`, `/services/Soap/u/{version}[/{orgId}]` (`login`,
+//! `getUserInfo`, `query`, `queryMore`, `logout`), `/services/data/` and
+//! `/services/data/vXX.X/{query,queryAll,sobjects/Account[/Id|/ExtId__c/VALUE],limits,jobs/query}`,
+//! with the diagnosis objects User, UserLogin, LoginHistory, AuthSession, OauthToken and
+//! SetupAuditTrail queryable by SOQL.
+//!
+//! The admin API under `/_fake` (JSON, loopback clients only) is DESIGN.md's table —
+//! `clock/advance`, `users/{username}/{logout,password,freeze,unfreeze,deactivate,activate}`,
+//! `apps/{client_id}/{revoke,policy}`, `network`, `faults`, `device/{user_code}/approve`,
+//! `records/Account/touch`, `stats` — plus `GET clock|users|apps|network|faults|limits` and
+//! `PUT limits`; each call is documented at the top of `src/admin.rs`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sfkeep_fakeorg::FakeOrgError> {
-//! let org = sfkeep_fakeorg::FakeOrg::start(sfkeep_fakeorg::FakeOrgConfig::default().accounts(50)).await?;
+//! use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig};
+//! let org = FakeOrg::start(FakeOrgConfig::default().accounts(50)).await?;
 //! println!("{}", serde_json::to_string(org.ready_info()).unwrap());
 //! org.shutdown().await;
 //! # Ok(()) }

@@ -172,7 +172,10 @@ fn refused(r: Refusal) -> Response {
 
 /// Adds `Sforce-Limit-Info` and counts invalid-session answers.
 fn finish(inner: &mut Inner, mut r: Response) -> Response {
-    if r.status() == StatusCode::UNAUTHORIZED {
+    // Only the refreshable session-death answer counts (it alone carries WWW-Authenticate).
+    if r.headers()
+        .contains_key(axum::http::header::WWW_AUTHENTICATE)
+    {
         inner.stats.invalid_session_responses += 1;
     }
     let info = format!("api-usage={}/{}", inner.api_used, inner.daily_api_limit);
