@@ -4,9 +4,12 @@
 
 mod commands;
 mod config;
+#[cfg(feature = "fake-org")]
+mod demo;
 mod error;
 mod exit;
 mod session;
+mod sync;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

@@ -114,6 +114,9 @@ struct Inner {
     background: AtomicBool,
     failure: Mutex<Option<Failure>>,
     requests: Mutex<VecDeque<UnixMillis>>,
+    /// Fingerprint of a refresh token the server refused for good: never sent again, so a
+    /// manager with a fallback grant goes straight to it.
+    refused_refresh_token: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for Inner {
@@ -284,6 +287,7 @@ impl TokenManagerBuilder {
                 background: AtomicBool::new(false),
                 failure: Mutex::new(None),
                 requests: Mutex::new(VecDeque::new()),
+                refused_refresh_token: Mutex::new(None),
             }),
         })
     }
@@ -787,7 +791,31 @@ impl Inner {
                 let rt: RefreshToken = previous
                     .and_then(|p| p.refresh_token.clone())
                     .unwrap_or_else(|| refresh_token.clone());
-                grant::refresh_token::request(ep, client_id, client_secret.as_ref(), &rt).await
+                let fp = rt.fingerprint();
+                let already_refused = self
+                    .refused_refresh_token
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_deref()
+                    == Some(fp.as_str());
+                if already_refused {
+                    return Err(Error::ReauthRequired {
+                        cause: Cause::RefreshTokenRevoked,
+                        detail: format!("refresh token {fp} was already refused by the server"),
+                    });
+                }
+                self.spend_budget()?;
+                let r =
+                    grant::refresh_token::request(ep, client_id, client_secret.as_ref(), &rt).await;
+                if let Err(e) = &r
+                    && e.cause() == Some(Cause::RefreshTokenRevoked)
+                {
+                    *self
+                        .refused_refresh_token
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(fp);
+                }
+                r
             }
             Grant::JwtBearer {
                 client_id,

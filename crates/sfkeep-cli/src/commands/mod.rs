@@ -8,12 +8,12 @@ use crate::error::CliResult;
 use crate::exit::Exit;
 use crate::session::Globals;
 
-mod demo;
 #[cfg(feature = "fake-org")]
 mod fake_org;
 mod login;
 mod logout;
 mod status;
+mod sync;
 mod token;
 
 /// sfkeep keeps Salesforce integrations authenticated.
@@ -33,8 +33,12 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// The whole story on the embedded simulated org (not built yet).
-    Demo,
+    /// The whole story on the embedded simulated org: a billing sync through every cause of
+    /// session death, and proof that nothing was lost.
+    #[cfg(feature = "fake-org")]
+    Demo(crate::demo::DemoArgs),
+    /// The billing sync integration: Accounts into SQLite, incremental and idempotent.
+    Sync(sync::SyncArgs),
     /// Run the simulated Salesforce org; prints one JSON line when ready.
     #[cfg(feature = "fake-org")]
     FakeOrg(fake_org::FakeOrgArgs),
@@ -63,7 +67,9 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         profile: cli.profile,
     };
     match cli.command {
-        Command::Demo => demo::run(),
+        #[cfg(feature = "fake-org")]
+        Command::Demo(a) => crate::demo::run(a).await,
+        Command::Sync(a) => sync::run(&g, a).await,
         #[cfg(feature = "fake-org")]
         Command::FakeOrg(a) => fake_org::run(a).await,
         Command::Login(a) => login::run(&g, a).await,

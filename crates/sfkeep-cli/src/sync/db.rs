@@ -18,13 +18,17 @@ pub const SCHEMA_VERSION: i64 = 1;
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The file belongs to another tool.
-    #[error("{path} is not a sfkeep billing database (it has tables but no sfkeep metadata); refusing to touch it. Point --to at a new file.")]
+    #[error(
+        "{path} is not a sfkeep billing database (it has tables but no sfkeep metadata); refusing to touch it. Point --to at a new file."
+    )]
     ForeignDatabase {
         /// The file.
         path: PathBuf,
     },
     /// Written by a newer sfkeep.
-    #[error("{path} has schema version {found}, newer than this sfkeep understands ({SCHEMA_VERSION}); upgrade sfkeep.")]
+    #[error(
+        "{path} has schema version {found}, newer than this sfkeep understands ({SCHEMA_VERSION}); upgrade sfkeep."
+    )]
     NewerSchema {
         /// The file.
         path: PathBuf,
@@ -32,7 +36,9 @@ pub enum DbError {
         found: i64,
     },
     /// SQLite failed (disk full, read-only, corrupt).
-    #[error("billing database {path}: {source}. Nothing was half-written: the watermark moves only with the rows it covers.")]
+    #[error(
+        "billing database {path}: {source}. Nothing was half-written: the watermark moves only with the rows it covers."
+    )]
     Sqlite {
         /// The file.
         path: PathBuf,
@@ -74,8 +80,10 @@ impl BillingDb {
             source,
         };
         let conn = Connection::open(path).map_err(wrap)?;
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "FULL").map_err(wrap)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(wrap)?;
         let db = BillingDb {
             conn,
             path: path.to_owned(),
@@ -104,7 +112,11 @@ impl BillingDb {
         if !has_meta {
             let tables: i64 = self
                 .conn
-                .query_row("SELECT count(*) FROM sqlite_master WHERE type='table'", [], |r| r.get(0))
+                .query_row(
+                    "SELECT count(*) FROM sqlite_master WHERE type='table'",
+                    [],
+                    |r| r.get(0),
+                )
                 .map_err(|e| self.wrap(e))?;
             if tables > 0 {
                 return Err(DbError::ForeignDatabase {
@@ -134,7 +146,9 @@ impl BillingDb {
         }
         let tool: Option<String> = self
             .conn
-            .query_row("SELECT value FROM sfkeep_meta WHERE key='tool'", [], |r| r.get(0))
+            .query_row("SELECT value FROM sfkeep_meta WHERE key='tool'", [], |r| {
+                r.get(0)
+            })
             .optional()
             .map_err(|e| self.wrap(e))?;
         if tool.as_deref() != Some(TOOL) {
@@ -292,12 +306,18 @@ mod tests {
             .unwrap()
             .execute_batch("CREATE TABLE invoices (id INTEGER);")
             .unwrap();
-        assert!(matches!(BillingDb::open(&foreign), Err(DbError::ForeignDatabase { .. })));
+        assert!(matches!(
+            BillingDb::open(&foreign),
+            Err(DbError::ForeignDatabase { .. })
+        ));
         let newer = dir.path().join("newer.db");
         drop(BillingDb::open(&newer).unwrap());
         Connection::open(&newer)
             .unwrap()
-            .execute("UPDATE sfkeep_meta SET value='99' WHERE key='schema_version'", [])
+            .execute(
+                "UPDATE sfkeep_meta SET value='99' WHERE key='schema_version'",
+                [],
+            )
             .unwrap();
         let e = BillingDb::open(&newer).unwrap_err();
         assert!(e.to_string().contains("newer"), "{e}");
@@ -307,7 +327,10 @@ mod tests {
     fn a_bad_record_leaves_the_database_and_watermark_untouched() {
         let dir = tempfile::tempdir().unwrap();
         let mut db = BillingDb::open(&dir.path().join("b.db")).unwrap();
-        let page = vec![json!({"Id":"001A","SystemModstamp":"x"}), json!({"Name":"no id"})];
+        let page = vec![
+            json!({"Id":"001A","SystemModstamp":"x"}),
+            json!({"Name":"no id"}),
+        ];
         assert!(db.apply_page(&page).is_err());
         assert_eq!(db.count().unwrap(), 0);
         assert_eq!(db.watermark().unwrap(), Watermark::default());
@@ -318,13 +341,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ro.db");
         let mut db = BillingDb::open(&path).unwrap();
-        db.apply_page(&[json!({"Id":"001A","SystemModstamp":"t1"})]).unwrap();
+        db.apply_page(&[json!({"Id":"001A","SystemModstamp":"t1"})])
+            .unwrap();
         drop(db);
         let mut ro = BillingDb {
-            conn: Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap(),
+            conn: Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap(),
             path: path.clone(),
         };
-        let e = ro.apply_page(&[json!({"Id":"001B","SystemModstamp":"t2"})]).unwrap_err();
+        let e = ro
+            .apply_page(&[json!({"Id":"001B","SystemModstamp":"t2"})])
+            .unwrap_err();
         assert!(e.to_string().contains("Nothing was half-written"), "{e}");
         assert_eq!(ro.watermark().unwrap().id.as_deref(), Some("001A"));
     }

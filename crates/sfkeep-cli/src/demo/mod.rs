@@ -1,0 +1,476 @@
+//! `sfkeep demo`: the story sfkeep exists for, on the embedded simulated org.
+//!
+//! A billing integration syncs Accounts into SQLite while the org kills its session in every
+//! way Salesforce can: inactivity timeout, logout elsewhere, password change, a move to
+//! another IP with sessions locked to IP, an admin revoking the app's tokens, and a frozen user
+//! (the one cause that cannot heal by itself: it is diagnosed, then the script unfreezes the
+//! user and recovers). 503s and connection resets are thrown in. A naive client that logs in
+//! once and caches its session forever runs beside it. At the end the org and the billing
+//! database are compared record by record; the demo exits 0 only if nothing was lost.
+
+mod naive;
+mod org;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sfkeep::TokenManager;
+use sfkeep::client::Client;
+use sfkeep::diagnose::Cause;
+use sfkeep::event::{AuthEventKind, MemorySink};
+use sfkeep::store::{MemoryStore, Store};
+
+use crate::error::{CliError, CliResult};
+use crate::exit::Exit;
+use crate::sync::{self, BillingDb};
+use org::DemoOrg;
+
+/// `sfkeep demo` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoArgs {
+    /// Accounts in the simulated org.
+    #[arg(long, default_value_t = 20_000)]
+    pub accounts: usize,
+    /// Accounts changed between two deaths.
+    #[arg(long, default_value_t = 500)]
+    pub changes: usize,
+    /// Keep the billing database here instead of a temporary file.
+    #[arg(long, value_name = "PATH")]
+    pub db: Option<std::path::PathBuf>,
+    /// Print the final report as JSON (the timeline still goes to stderr).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One line of the timeline.
+#[derive(Debug, Clone, serde::Serialize)]
+struct Step {
+    at_ms: u64,
+    event: String,
+    cause: String,
+    healed_by: String,
+    synced: u64,
+    naive_client: String,
+}
+
+/// What the demo proves.
+#[derive(Debug, serde::Serialize)]
+struct Report {
+    timeline: Vec<Step>,
+    records_in_org: usize,
+    records_in_billing_db: usize,
+    lost: usize,
+    stale: usize,
+    duplicated: usize,
+    token_requests: serde_json::Value,
+    invalid_session_errors_seen_by_integration: u64,
+    invalid_session_responses_at_org: u64,
+    naive_client_first_failure: Option<String>,
+    elapsed_ms: u64,
+}
+
+struct Run {
+    org: DemoOrg,
+    store: Arc<MemoryStore>,
+    sink: MemorySink,
+    client: Client,
+    db: BillingDb,
+    fields: Vec<String>,
+    naive: naive::NaiveClient,
+    started: Instant,
+    timeline: Vec<Step>,
+    integration_invalid_session_errors: u64,
+}
+
+fn say(line: &str) {
+    eprintln!("{line}");
+}
+
+/// The integration's token manager: refresh token first, JWT bearer as the fallback, one
+/// shared store (so a manager on a new address adopts the current token).
+fn build_manager(
+    org: &DemoOrg,
+    store: &Arc<MemoryStore>,
+    sink: &MemorySink,
+    bind: Option<std::net::IpAddr>,
+) -> CliResult<TokenManager> {
+    let info = org.info();
+    let mut b = TokenManager::builder(info.login_url.clone())
+        .grant(org.refresh_grant()?)
+        .fallback_grant(org.jwt_grant()?)
+        .store(store.clone() as Arc<dyn Store>)
+        .event_sink(Arc::new(sink.clone()))
+        .without_tracing_sink();
+    if let Some(ip) = bind {
+        b = b.http_client(bound_client(ip)?);
+    }
+    b.build()
+        .map_err(|e| CliError::unexpected(format!("cannot build the token manager: {e}")))
+}
+
+impl Run {
+    async fn sync_pass(&mut self) -> CliResult<u64> {
+        match sync::sync_accounts(&self.client, &mut self.db, &self.fields, |_| {}).await {
+            Ok(s) => Ok(s.fetched),
+            Err(sync::SyncError::Salesforce(e)) => {
+                if e.to_string().contains("INVALID_SESSION_ID") {
+                    self.integration_invalid_session_errors += 1;
+                }
+                Err(CliError::reauth(format!("{e}")))
+            }
+            Err(e) => Err(CliError::store(e.to_string())),
+        }
+    }
+
+    /// Runs one chaos step: `kill` damages the session, the sync heals, the timeline records
+    /// how.
+    async fn step(&mut self, event: &str, cause: &str) -> CliResult<()> {
+        let before = self.org.stats().await?;
+        let events_before = self.sink.events().len();
+        self.org.touch(self.org_changes()).await?;
+        let synced = self.sync_pass().await?;
+        let after = self.org.stats().await?;
+        let healed_by = describe_healing(&before, &after, &self.sink.events()[events_before..]);
+        let naive = self.naive.try_call(&self.org).await;
+        self.record(event, cause, &healed_by, synced, naive);
+        Ok(())
+    }
+
+    fn org_changes(&self) -> usize {
+        self.org.changes
+    }
+
+    fn record(&mut self, event: &str, cause: &str, healed_by: &str, synced: u64, naive: String) {
+        let at_ms = self.started.elapsed().as_millis() as u64;
+        say(&format!(
+            "{:>7.1}s  {:<34} {:<22} {:<40} synced {:>6}   naive: {}",
+            at_ms as f64 / 1000.0,
+            event,
+            cause,
+            healed_by,
+            synced,
+            naive
+        ));
+        self.timeline.push(Step {
+            at_ms,
+            event: event.into(),
+            cause: cause.into(),
+            healed_by: healed_by.into(),
+            synced,
+            naive_client: naive,
+        });
+    }
+}
+
+fn bound_client(ip: std::net::IpAddr) -> CliResult<reqwest::Client> {
+    reqwest::Client::builder()
+        .local_address(ip)
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| {
+            CliError::unexpected(format!("cannot build an HTTP client bound to {ip}: {e}"))
+        })
+}
+
+/// "refresh (1 token request)", "JWT fallback", "retried 503s", … from the org's counters and
+/// the manager's events between two points.
+fn describe_healing(
+    before: &serde_json::Value,
+    after: &serde_json::Value,
+    events: &[sfkeep::event::AuthEvent],
+) -> String {
+    let delta = |g: &str| {
+        after["token_requests"][g].as_u64().unwrap_or(0)
+            - before["token_requests"][g].as_u64().unwrap_or(0)
+    };
+    let fallback = events
+        .iter()
+        .any(|e| matches!(e.kind, AuthEventKind::FallbackUsed { .. }));
+    let reactive = events
+        .iter()
+        .any(|e| matches!(e.kind, AuthEventKind::TokenInvalidated { .. }));
+    let startup = events.iter().any(|e| {
+        matches!(
+            e.kind,
+            AuthEventKind::TokenRefreshed {
+                reason: sfkeep::event::RefreshReason::Startup,
+                ..
+            }
+        )
+    });
+    let (rt, jwt) = (delta("refresh_token"), delta("jwt_bearer"));
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    match (rt, jwt, fallback) {
+        (0, 0, _) => "no token request needed".into(),
+        (_, j, true) if j > 0 => format!(
+            "refresh refused → JWT fallback ({} request{})",
+            rt + j,
+            plural(rt + j)
+        ),
+        (r, 0, _) if startup => format!("first login ({r} request{})", plural(r)),
+        (r, 0, _) if reactive => format!("401 → refresh, replay ({r} request{})", plural(r)),
+        (r, 0, _) => format!("refreshed ahead of expiry ({r} request{})", plural(r)),
+        (0, j, _) => format!("JWT bearer ({j} request{})", plural(j)),
+        (r, j, _) => format!("{} token request{}", r + j, plural(r + j)),
+    }
+}
+
+/// Runs the demo.
+pub async fn run(args: DemoArgs) -> CliResult<Exit> {
+    let started = Instant::now();
+    say(&format!(
+        "sfkeep demo: a billing sync of {} Accounts through every cause of session death\n",
+        args.accounts
+    ));
+    let org = DemoOrg::start(args.accounts, args.changes).await?;
+    let dir = tempfile_dir()?;
+    let db_path = args.db.clone().unwrap_or_else(|| dir.join("billing.db"));
+    let db = BillingDb::open(&db_path).map_err(|e| CliError::store(e.to_string()))?;
+    let store = Arc::new(MemoryStore::new());
+    let sink = MemorySink::new();
+    let naive = naive::NaiveClient::login(&org).await?;
+    let client = Client::new(build_manager(&org, &store, &sink, None)?);
+    let mut run = Run {
+        client,
+        org,
+        store,
+        sink,
+        db,
+        fields: sync::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+        naive,
+        started,
+        timeline: Vec::new(),
+        integration_invalid_session_errors: 0,
+    };
+    say(&format!(
+        "{:>8}  {:<34} {:<22} {:<40} {:>13}   {}",
+        "time", "event", "cause", "how sfkeep healed", "records", "naive client (logs in once)"
+    ));
+
+    // The initial load.
+    let before = run.org.stats().await?;
+    let synced = run.sync_pass().await?;
+    let after = run.org.stats().await?;
+    let h = describe_healing(&before, &after, &run.sink.events());
+    let naive = run.naive.try_call(&run.org).await;
+    run.record("initial load", "-", &h, synced, naive);
+
+    // Inactivity timeout: the org's clock moves past the session timeout.
+    run.org.advance(run.org.session_timeout_secs + 60).await?;
+    run.step("inactivity timeout (+2h01m)", "session_timeout")
+        .await?;
+
+    run.org.logout().await?;
+    run.step("logout elsewhere", "logged_out_elsewhere").await?;
+
+    run.org
+        .fault(json!({"path_prefix": "/services/data", "status": 503, "count": 2}))
+        .await?;
+    run.step("two 503s from a load balancer", "transient")
+        .await?;
+
+    run.org.change_password().await?;
+    run.step("password changed", "password_changed").await?;
+
+    // The integration moves to another address while sessions are locked to the IP they
+    // started from: the old session dies, a refresh from the new address works.
+    run.org
+        .network(
+            json!({"login_ip_ranges": [["127.0.0.1", "127.0.0.2"]], "lock_sessions_to_ip": true}),
+        )
+        .await?;
+    let moved = std::net::IpAddr::from([127, 0, 0, 2]);
+    run.client = Client::new(build_manager(&run.org, &run.store, &run.sink, Some(moved))?)
+        .http_client(bound_client(moved)?);
+    run.step("moved to 127.0.0.2, IP-locked", "ip_restricted")
+        .await?;
+
+    run.org
+        .fault(json!({"path_prefix": "/services/data", "reset": true, "count": 2}))
+        .await?;
+    run.step("two connection resets", "transient").await?;
+
+    run.org.revoke_app().await?;
+    run.step("admin revoked the app's tokens", "app_tokens_revoked")
+        .await?;
+
+    // The one that cannot heal by itself.
+    run.org.freeze().await?;
+    run.org.touch(run.org.changes).await?;
+    let before = run.org.stats().await?;
+    match run.sync_pass().await {
+        Ok(_) => {
+            return Err(CliError::unexpected(
+                "the sync kept working for a frozen user: the simulated org is wrong",
+            ));
+        }
+        Err(e) => {
+            let cause = run
+                .client
+                .manager()
+                .status()
+                .last_failure
+                .unwrap_or(Cause::Unknown);
+            let naive = run.naive.try_call(&run.org).await;
+            run.record(
+                "user frozen",
+                cause.as_str(),
+                "cannot heal: diagnosed ↓",
+                0,
+                naive,
+            );
+            say(&format!(
+                "           sfkeep says: {}",
+                first_sentence(&e.message)
+            ));
+            say(&format!("           fix: {}", cause.fix()));
+            say(
+                "           (the script now does what the admin would: unfreeze, then `sfkeep recover`)",
+            );
+        }
+    }
+    run.org.unfreeze().await?;
+    let recovered = run.client.manager().force_refresh().await;
+    let synced = run.sync_pass().await?;
+    let after = run.org.stats().await?;
+    let h = match recovered {
+        Ok(_) => describe_healing(&before, &after, &[]),
+        Err(e) => format!("recover failed: {e}"),
+    };
+    let naive = run.naive.try_call(&run.org).await;
+    run.record("unfrozen + recover", "-", &h, synced, naive);
+    // The evidence a person would look for, read with the recovered session.
+    if let Ok(rows) = run
+        .client
+        .query(
+            "SELECT LoginTime, Status, SourceIp FROM LoginHistory ORDER BY LoginTime DESC LIMIT 20",
+        )
+        .collect_all()
+        .await
+        && let Some(frozen) = rows
+            .iter()
+            .find(|r| r["Status"].as_str() == Some("User Is Frozen"))
+    {
+        say(&format!(
+            "           evidence: LoginHistory {} Status = \"User Is Frozen\" → cause user_frozen",
+            frozen["LoginTime"].as_str().unwrap_or("?")
+        ));
+    }
+
+    // A final pass so the billing DB holds the latest of everything.
+    run.sync_pass().await?;
+    finish(run, args.json).await
+}
+
+fn first_sentence(s: &str) -> &str {
+    s.split(". Fix:").next().unwrap_or(s)
+}
+
+fn tempfile_dir() -> CliResult<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sfkeep-demo-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| CliError::unexpected(format!("cannot create {}: {e}", dir.display())))?;
+    Ok(dir)
+}
+
+async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
+    // Compare the org and the billing DB record by record.
+    let org_rows = run
+        .client
+        .query("SELECT Id, SystemModstamp FROM Account")
+        .collect_all()
+        .await
+        .map_err(|e| {
+            CliError::transient(format!("cannot read the org for the final check: {e}"))
+        })?;
+    let mut org_map = std::collections::BTreeMap::new();
+    for r in &org_rows {
+        org_map.insert(
+            r["Id"].as_str().unwrap_or_default().to_owned(),
+            r["SystemModstamp"].as_str().unwrap_or_default().to_owned(),
+        );
+    }
+    let db_rows = run
+        .db
+        .fingerprints()
+        .map_err(|e| CliError::store(e.to_string()))?;
+    let db_count = run.db.count().map_err(|e| CliError::store(e.to_string()))? as usize;
+    let db_map: std::collections::BTreeMap<_, _> = db_rows.iter().cloned().collect();
+    let lost = org_map.keys().filter(|k| !db_map.contains_key(*k)).count();
+    let stale = org_map
+        .iter()
+        .filter(|(k, v)| db_map.get(*k).is_some_and(|d| d != *v))
+        .count();
+    let duplicated = db_count - db_map.len();
+    let stats = run.org.stats().await?;
+    let report = Report {
+        records_in_org: org_map.len(),
+        records_in_billing_db: db_count,
+        lost,
+        stale,
+        duplicated,
+        token_requests: stats["token_requests"].clone(),
+        invalid_session_errors_seen_by_integration: run.integration_invalid_session_errors,
+        invalid_session_responses_at_org: stats["invalid_session_responses"].as_u64().unwrap_or(0),
+        naive_client_first_failure: run.naive.first_failure.clone(),
+        elapsed_ms: run.started.elapsed().as_millis() as u64,
+        timeline: run.timeline,
+    };
+    let ok = lost == 0
+        && stale == 0
+        && duplicated == 0
+        && report.invalid_session_errors_seen_by_integration == 0;
+    if json_out {
+        crate::commands::print_line(&serde_json::to_string(&report).unwrap_or_default())?;
+    } else {
+        let t = &report.token_requests;
+        let lines = [
+            String::new(),
+            "                                   sfkeep        naive client".into(),
+            format!(
+                "records in the org                 {:<13} {}",
+                report.records_in_org, report.records_in_org
+            ),
+            format!(
+                "records in the billing DB          {:<13} -",
+                report.records_in_billing_db
+            ),
+            format!(
+                "lost / stale / duplicated          {} / {} / {}",
+                lost, stale, duplicated
+            ),
+            format!(
+                "INVALID_SESSION_ID seen by the app {:<13} {}",
+                report.invalid_session_errors_seen_by_integration,
+                if report.naive_client_first_failure.is_some() {
+                    "dead after the first one"
+                } else {
+                    "0"
+                }
+            ),
+            format!(
+                "token requests                     refresh {} · jwt {} · soap {}",
+                t["refresh_token"], t["jwt_bearer"], stats["soap_logins"]
+            ),
+            format!(
+                "401s the org sent (all healed)     {}",
+                report.invalid_session_responses_at_org
+            ),
+            format!(
+                "time                               {:.1}s",
+                report.elapsed_ms as f64 / 1000.0
+            ),
+            String::new(),
+            if ok {
+                "nothing lost, nothing duplicated: the billing DB equals the org.".into()
+            } else {
+                "MISMATCH: the billing DB differs from the org.".into()
+            },
+        ];
+        for l in lines {
+            crate::commands::print_line(&l)?;
+        }
+    }
+    Ok(if ok { Exit::Ok } else { Exit::Unexpected })
+}

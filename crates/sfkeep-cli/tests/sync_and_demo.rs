@@ -1,0 +1,194 @@
+//! The billing sync and the demo, through the real binary.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+use common::{Org, run, sfkeep};
+use rusqlite::Connection;
+
+/// Every (Id, SystemModstamp) of the org's Accounts, read with the org's own token.
+fn org_accounts(home: &std::path::Path, org: &Org) -> Vec<(String, String)> {
+    let mut c = sfkeep(home);
+    c.args(["token", "--json", "--config"])
+        .arg(org.field("profile_file"))
+        .args(["--profile", "fake"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let token = t["access_token"].as_str().unwrap().to_owned();
+    let base = t["instance_url"].as_str().unwrap().to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let mut next =
+            Some("/services/data/v59.0/query?q=SELECT+Id,+SystemModstamp+FROM+Account".to_owned());
+        let mut all = Vec::new();
+        while let Some(path) = next.take() {
+            let v: serde_json::Value = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for r in v["records"].as_array().unwrap() {
+                all.push((
+                    r["Id"].as_str().unwrap().to_owned(),
+                    r["SystemModstamp"].as_str().unwrap().to_owned(),
+                ));
+            }
+            next = v["nextRecordsUrl"].as_str().map(str::to_owned);
+        }
+        all.sort();
+        all
+    })
+}
+
+fn db_accounts(db: &std::path::Path) -> (Vec<(String, String)>, i64) {
+    let c = Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT id, system_modstamp FROM accounts ORDER BY id")
+        .unwrap();
+    let rows: Vec<(String, String)> = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let n: i64 = c
+        .query_row("SELECT count(*) FROM accounts", [], |r| r.get(0))
+        .unwrap();
+    (rows, n)
+}
+
+fn sync_cmd(home: &std::path::Path, org: &Org, db: &std::path::Path) -> std::process::Command {
+    let mut c = sfkeep(home);
+    c.args(["sync", "accounts", "--to"])
+        .arg(format!("sqlite:{}", db.display()))
+        .arg("--config")
+        .arg(org.field("profile_file"))
+        .args(["--profile", "fake"]);
+    c
+}
+
+#[test]
+fn sync_killed_at_random_points_resumes_to_an_exact_copy() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 6000);
+    let db = h.join("billing.db");
+    for round in 0..20u64 {
+        // Kill after `k` progress lines (0 = as soon as it started), plus a few hundred
+        // microseconds, so the kill lands at different points of a page's transaction.
+        let k = round % 4;
+        let mut child = sync_cmd(h, &org, &db)
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        for _ in 0..k {
+            if lines.next().is_none() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_micros(fastrand_like(round) % 800));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // New data keeps arriving between runs.
+        assert_eq!(
+            org.admin_post("/records/Account/touch", serde_json::json!({"count": 150})),
+            200
+        );
+    }
+    let (code, out, err) = run(sync_cmd(h, &org, &db));
+    assert_eq!(code, 0, "{out}{err}");
+    let (rows, n) = db_accounts(&db);
+    assert_eq!(n as usize, rows.len(), "no duplicates");
+    assert_eq!(rows, org_accounts(h, &org), "the billing DB equals the org");
+}
+
+fn fastrand_like(seed: u64) -> u64 {
+    let mut x = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    x ^= x >> 33;
+    x
+}
+
+#[test]
+fn a_field_that_does_not_exist_is_named_in_the_error() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let db = h.join("billing.db");
+    let mut c = sync_cmd(h, &org, &db);
+    c.args(["--fields", "Name,NoSuchField__c"]);
+    let (code, _out, err) = run(c);
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("INVALID_FIELD") && err.contains("NoSuchField__c"),
+        "{err}"
+    );
+    // The watermark did not move: nothing was written.
+    let (rows, _) = db_accounts(&db);
+    assert!(rows.is_empty());
+}
+
+#[test]
+fn a_database_from_another_tool_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let db = h.join("other.db");
+    Connection::open(&db)
+        .unwrap()
+        .execute_batch("CREATE TABLE invoices (id INTEGER);")
+        .unwrap();
+    let (code, _out, err) = run(sync_cmd(h, &org, &db));
+    assert_eq!(code, 5, "{err}");
+    assert!(err.contains("not a sfkeep billing database"), "{err}");
+}
+
+#[test]
+fn the_demo_heals_every_cause_and_loses_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let mut c = sfkeep(home.path());
+    c.args(["demo", "--accounts", "3000", "--changes", "100", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(report["lost"], 0, "{report}");
+    assert_eq!(report["stale"], 0);
+    assert_eq!(report["duplicated"], 0);
+    assert_eq!(report["records_in_org"], report["records_in_billing_db"]);
+    assert_eq!(report["invalid_session_errors_seen_by_integration"], 0);
+    assert!(
+        report["naive_client_first_failure"]
+            .as_str()
+            .is_some_and(|s| s.contains("INVALID_SESSION_ID"))
+    );
+    let causes: Vec<&str> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["cause"].as_str().unwrap())
+        .collect();
+    for c in [
+        "session_timeout",
+        "logged_out_elsewhere",
+        "password_changed",
+        "ip_restricted",
+        "app_tokens_revoked",
+    ] {
+        assert!(causes.contains(&c), "{causes:?}");
+    }
+    // The timeline is readable text on stderr.
+    assert!(err.contains("admin revoked the app's tokens"), "{err}");
+}
