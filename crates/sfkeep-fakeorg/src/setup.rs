@@ -253,6 +253,8 @@ pub fn write_files(
     session_timeout_secs: u64,
 ) -> std::io::Result<Files> {
     std::fs::create_dir_all(dir)?;
+    // The profile must work from any working directory, so every path in it is absolute.
+    let dir = &dir.canonicalize()?;
     let jwt_key = write_private(dir, "jwt.key", key.private_pem.as_bytes())?;
     let client_secret = write_private(dir, "client_secret", secrets.client_secret.as_bytes())?;
     let refresh = write_private(dir, "refresh_token", refresh_token.as_bytes())?;

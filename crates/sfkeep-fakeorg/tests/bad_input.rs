@@ -152,6 +152,16 @@ async fn forged_expired_and_misaddressed_jwts() {
     );
     let (s, _) = grant(sign(&key, &claims("https://test.salesforce.com", now + 60))).await;
     assert_eq!(s, 200);
+
+    // A replayed jti is refused.
+    let with_jti = json!({"iss": i.client_id, "sub": i.username, "aud": org.base_url(), "exp": now + 60, "jti": "once"});
+    let (s, _) = grant(sign(&key, &with_jti)).await;
+    assert_eq!(s, 200);
+    let (s, v) = grant(sign(&key, &with_jti)).await;
+    assert_eq!(
+        (s, err_desc(&v)),
+        (400, ("invalid_request", "jti already in use"))
+    );
 }
 
 #[tokio::test]
