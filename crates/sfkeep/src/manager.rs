@@ -41,6 +41,33 @@ pub const REFRESH_WAIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a refresher waits for another process's refresh lock (1.2 × the lock TTL).
 pub const LOCK_WAIT: Duration = Duration::from_secs(18);
 
+/// What the manager does while the shared store is unreachable (token-manager-design §2.6).
+/// In every mode a still-valid in-memory token keeps being served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnStoreUnavailable {
+    /// Fail closed for a rotating refresh token, open for every other grant.
+    #[default]
+    Auto,
+    /// Refresh locally (in-process single-flight: at most one token request per process).
+    FailOpen,
+    /// Never refresh without the store: once the in-memory token is unusable, callers get
+    /// [`Error::StoreUnavailable`] until the store is back.
+    FailClosed,
+}
+
+/// Whether the refresh token rotates (each refresh returns a new one and the old one dies).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Rotation {
+    /// Learned: rotation counts as on once a refresh token other than the configured one is
+    /// seen (a refresh response carrying a new one, or such a record in the store).
+    #[default]
+    Auto,
+    /// The app rotates refresh tokens.
+    On,
+    /// It does not.
+    Off,
+}
+
 /// A valid access token and where to use it. Cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Token(Arc<TokenRecord>);
@@ -117,6 +144,12 @@ struct Inner {
     /// Fingerprint of a refresh token the server refused for good: never sent again, so a
     /// manager with a fallback grant goes straight to it.
     refused_refresh_token: Mutex<Option<String>>,
+    on_store_unavailable: OnStoreUnavailable,
+    rotation: Rotation,
+    /// `Rotation::Auto` has seen a rotated refresh token.
+    rotation_seen: AtomicBool,
+    /// The last store operation failed (events are emitted once per transition).
+    store_down: AtomicBool,
 }
 
 impl std::fmt::Debug for Inner {
@@ -171,6 +204,8 @@ pub struct TokenManagerBuilder {
     sinks: Vec<Arc<dyn EventSink>>,
     tracing: bool,
     http: Option<reqwest::Client>,
+    on_store_unavailable: OnStoreUnavailable,
+    rotation: Rotation,
 }
 
 impl TokenManagerBuilder {
@@ -243,6 +278,17 @@ impl TokenManagerBuilder {
         self.http = Some(http);
         self
     }
+    /// What to do while the shared store is unreachable. Defaults to
+    /// [`OnStoreUnavailable::Auto`]: fail closed for a rotating refresh token, open otherwise.
+    pub fn on_store_unavailable(mut self, mode: OnStoreUnavailable) -> Self {
+        self.on_store_unavailable = mode;
+        self
+    }
+    /// Whether the refresh token rotates. Defaults to [`Rotation::Auto`] (learned).
+    pub fn rotation(mut self, rotation: Rotation) -> Self {
+        self.rotation = rotation;
+        self
+    }
 
     /// Builds the manager. Fails on a missing grant or a login URL that breaks the transport
     /// policy (https, or http to loopback only).
@@ -288,6 +334,10 @@ impl TokenManagerBuilder {
                 failure: Mutex::new(None),
                 requests: Mutex::new(VecDeque::new()),
                 refused_refresh_token: Mutex::new(None),
+                on_store_unavailable: self.on_store_unavailable,
+                rotation: self.rotation,
+                rotation_seen: AtomicBool::new(false),
+                store_down: AtomicBool::new(false),
             }),
         })
     }
@@ -311,6 +361,8 @@ impl TokenManager {
             sinks: Vec::new(),
             tracing: true,
             http: None,
+            on_store_unavailable: OnStoreUnavailable::Auto,
+            rotation: Rotation::Auto,
         }
     }
 
@@ -579,21 +631,82 @@ impl Inner {
             return None;
         }
         let rec = Arc::new(stored.clone());
+        self.note_rotation(&rec);
         self.current.store(Some(Arc::clone(&rec)));
         self.emit(AuthEventKind::TokenAdopted, Some(&rec));
         Some(rec)
     }
 
+    /// `Rotation::Auto`: a refresh token other than the configured one means rotation is on.
+    fn note_rotation(&self, rec: &TokenRecord) {
+        if self.rotation != Rotation::Auto || self.rotation_seen.load(Ordering::Relaxed) {
+            return;
+        }
+        if let (Grant::RefreshToken { refresh_token, .. }, Some(rt)) =
+            (&self.primary, rec.refresh_token.as_ref())
+            && rt.expose_secret() != refresh_token.expose_secret()
+        {
+            self.rotation_seen.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// Refreshing without the shared store is refused (§2.6): a rotating refresh token, or
+    /// `OnStoreUnavailable::FailClosed`.
+    fn fails_closed(&self) -> bool {
+        match self.on_store_unavailable {
+            OnStoreUnavailable::FailOpen => false,
+            OnStoreUnavailable::FailClosed => true,
+            OnStoreUnavailable::Auto => {
+                matches!(self.primary, Grant::RefreshToken { .. })
+                    && match self.rotation {
+                        Rotation::On => true,
+                        Rotation::Off => false,
+                        Rotation::Auto => self.rotation_seen.load(Ordering::Relaxed),
+                    }
+            }
+        }
+    }
+
+    /// The store is down and this manager fails closed: serve the in-memory token while it is
+    /// usable, else [`Error::StoreUnavailable`]. No token request, no cooldown: the store's own
+    /// circuit breaker keeps this cheap, and the first success after recovery proceeds.
+    fn fail_closed_now(&self) -> Option<Result<Arc<TokenRecord>>> {
+        if !self.store_down.load(Ordering::Acquire) || !self.fails_closed() {
+            return None;
+        }
+        Some(match self.current.load_full() {
+            Some(cur) if self.usable(&cur) => Ok(cur),
+            _ => Err(Error::StoreUnavailable),
+        })
+    }
+
+    /// Records a store failure; the event is emitted once per outage.
+    fn store_failed(&self, e: &Error, rec: Option<&TokenRecord>) {
+        if !self.store_down.swap(true, Ordering::AcqRel) {
+            self.emit(
+                AuthEventKind::StoreUnavailable {
+                    detail: e.to_string(),
+                },
+                rec,
+            );
+        }
+    }
+
+    /// Records a store success; emits `StoreRecovered` after an outage.
+    fn store_ok(&self) {
+        if self.store_down.swap(false, Ordering::AcqRel) {
+            self.emit(AuthEventKind::StoreRecovered, None);
+        }
+    }
+
     async fn load_stored(&self) -> Option<TokenRecord> {
         match self.store.load(&self.key).await {
-            Ok(r) => r,
+            Ok(r) => {
+                self.store_ok();
+                r
+            }
             Err(e) => {
-                self.emit(
-                    AuthEventKind::StoreUnavailable {
-                        detail: e.to_string(),
-                    },
-                    None,
-                );
+                self.store_failed(&e, None);
                 None
             }
         }
@@ -604,22 +717,29 @@ impl Inner {
         if let Some(r) = self.adopt_if_newer(&stored, reason) {
             return Ok(r);
         }
+        if let Some(r) = self.fail_closed_now() {
+            return r;
+        }
         let _lock = match self.store.lock(&self.key, self.lock_wait).await {
-            Ok(l) => l,
+            Ok(l) => {
+                self.store_ok();
+                l
+            }
             Err(e) => {
-                self.emit(
-                    AuthEventKind::StoreUnavailable {
-                        detail: e.to_string(),
-                    },
-                    None,
-                );
+                self.store_failed(&e, None);
                 None
             }
         };
+        if let Some(r) = self.fail_closed_now() {
+            return r;
+        }
         // Double-check after the lock: another process may have refreshed while we waited.
         let stored = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&stored, reason) {
             return Ok(r);
+        }
+        if let Some(r) = self.fail_closed_now() {
+            return r;
         }
         match self.obtain(reason, &stored).await {
             Ok(rec) => {
@@ -724,6 +844,9 @@ impl Inner {
         };
         let latency_ms = started.elapsed().as_millis() as u64;
         let rotated = resp.refresh_token.is_some() && used.kind() == GrantKind::RefreshToken;
+        if rotated && self.rotation == Rotation::Auto {
+            self.rotation_seen.store(true, Ordering::Relaxed);
+        }
         let mut rec = self.record_from(resp, used, previous.as_ref()).await;
         let expected = stored.as_ref().map(|r| r.generation);
         let local_gen = self
@@ -751,8 +874,12 @@ impl Inner {
         let mut expected = expected;
         for _ in 0..2 {
             match self.store.compare_and_set(&self.key, expected, &rec).await {
-                Ok(CasOutcome::Written) => break,
+                Ok(CasOutcome::Written) => {
+                    self.store_ok();
+                    break;
+                }
                 Ok(CasOutcome::Conflict(other)) => {
+                    self.store_ok();
                     self.emit(AuthEventKind::RefreshDiscarded, other.as_ref());
                     // Ours is the newest token the server issued; keep the fencing order.
                     let other_gen = other.as_ref().map(|r| r.generation);
@@ -760,12 +887,7 @@ impl Inner {
                     expected = other_gen;
                 }
                 Err(e) => {
-                    self.emit(
-                        AuthEventKind::StoreUnavailable {
-                            detail: e.to_string(),
-                        },
-                        Some(&rec),
-                    );
+                    self.store_failed(&e, Some(&rec));
                     break;
                 }
             }

@@ -15,10 +15,14 @@
 mod envelope;
 mod file;
 mod memory;
+#[cfg(feature = "redis")]
+mod redis;
 
 pub use envelope::{CacheKey, decode_record, encode_record};
 pub use file::EncryptedFileStore;
 pub use memory::MemoryStore;
+#[cfg(feature = "redis")]
+pub use redis::RedisStore;
 
 use std::fmt;
 use std::time::Duration;

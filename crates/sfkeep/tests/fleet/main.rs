@@ -1,0 +1,713 @@
+//! Fleet mode: many OS processes share one token through Redis. Each test starts its own
+//! `redis-server` on a free loopback port and its own simulated org; every count is read from
+//! the org's `/_fake/stats`. Worker processes are this binary re-run as `fleet_worker`.
+//!
+//! Without `redis-server` the tests say SKIPPED and pass, unless `CI` is set (then they fail).
+
+#[path = "../manager/support.rs"]
+mod support;
+
+mod fleet;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fleet::{Fleet, FleetGrant, RedisServer, SERIAL, WorkerSpec, sum};
+use serde_json::json;
+use sfkeep::clock::{Clock, ManualClock};
+use sfkeep::event::{AuthEventKind, MemorySink};
+use sfkeep::store::{CacheKey, CasOutcome, RedisStore, Store, StoreKey, encode_record};
+use sfkeep::{Error, TokenManager};
+use support::Org;
+
+const HOUR2: Duration = Duration::from_secs(2 * 3600);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a fleet worker process, started by the other tests"]
+async fn fleet_worker() {
+    if std::env::var_os("SFKEEP_FLEET_WORKER").is_none() {
+        return;
+    }
+    fleet::worker_main().await;
+}
+
+async fn total_token_requests(org: &Org) -> u64 {
+    let s = org.stats().await;
+    s["token_requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
+fn assert_all_ok(replies: &[fleet::Reply], per_worker: u64) {
+    for r in replies {
+        assert_eq!(r.n("ok"), per_worker, "a worker saw failures: {r:?}");
+    }
+}
+
+/// Polls `f` every `every` until it returns true, failing after `deadline`.
+async fn poll_until<F, Fut>(deadline: Duration, every: Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let until = Instant::now() + deadline;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(Instant::now() < until, "{what}: not within {deadline:?}");
+        tokio::time::sleep(every).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_processes_twenty_deaths_exactly_twenty_token_requests() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = Org::start(HOUR2).await;
+    let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
+    let mut fleet = Fleet::spawn(8, &org, &spec).await;
+
+    // First login: 8 processes × 100 tasks with an empty store → one token request.
+    let r = fleet.all("calls 100").await;
+    assert_all_ok(&r, 100);
+    assert_eq!(total_token_requests(&org).await, 1);
+
+    for death in 1..=20u64 {
+        org.logout().await;
+        let r = fleet.all("calls 100").await;
+        assert_all_ok(&r, 100);
+        assert!(
+            sum(&r, "healed") > 0,
+            "death {death}: nobody saw the 401: {r:?}"
+        );
+        assert!(
+            r.iter().all(|x| x.n("gen") == death + 1),
+            "death {death}: everyone ends on generation {}: {r:?}",
+            death + 1
+        );
+        assert_eq!(
+            total_token_requests(&org).await,
+            1 + death,
+            "death {death}: exactly one token request for 8 processes × 100 tasks"
+        );
+    }
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["refresh_token"], 21, "{stats}");
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    fleet.quit().await;
+
+    // The raw values in Redis hold no secret.
+    assert_no_secret_in_redis(&redis, &org, &spec.cache_key);
+}
+
+fn assert_no_secret_in_redis(redis: &RedisServer, org: &Org, cache_key: &str) {
+    let info = org.info();
+    let dump = redis.dump_all();
+    assert!(!dump.is_empty(), "the fleet wrote its record");
+    let mut secrets = vec![
+        info.client_secret.clone(),
+        info.refresh_token.clone(),
+        info.password.clone(),
+        info.security_token.clone(),
+        cache_key.to_owned(),
+    ];
+    // Every access token the org issued looks like `00D…!…`; the stored record holds the
+    // current one: take it from a manager reading the same store.
+    for (k, v) in &dump {
+        let text = String::from_utf8_lossy(v);
+        assert!(!text.contains('!'), "{k} holds an org-id!token-like value");
+        assert!(!text.contains("5Aep861"), "{k} holds a refresh token");
+        for s in &secrets {
+            assert!(!k.contains(s.as_str()), "key name {k} holds a secret");
+            assert!(!text.contains(s.as_str()), "{k} holds a secret");
+        }
+    }
+    secrets.clear();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotation_on_eight_processes_500_refreshes_no_reuse() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = Org::start(HOUR2).await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
+    let mut fleet = Fleet::spawn(8, &org, &spec).await;
+    let started = Instant::now();
+    let r = fleet.all("calls 10").await;
+    assert_all_ok(&r, 10);
+    // 8 processes force 500 refreshes between them, concurrently: 4 × 63 + 4 × 62.
+    for (i, w) in fleet.workers.iter_mut().enumerate() {
+        w.send(&format!("force {}", if i < 4 { 63 } else { 62 }))
+            .await;
+    }
+    let mut forced = 0;
+    for w in &mut fleet.workers {
+        let r = w.recv().await;
+        assert_eq!(r.n("err") + r.n("store_unavailable"), 0, "{r:?}");
+        forced += r.n("ok");
+    }
+    assert_eq!(forced, 500);
+    // And everyone still works with the newest token.
+    org.logout().await;
+    let r = fleet.all("calls 20").await;
+    assert_all_ok(&r, 20);
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(
+        stats["token_requests"]["refresh_token"], 502,
+        "first login + 500 forced + 1 after the logout: {stats}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "took {:?}",
+        started.elapsed()
+    );
+    fleet.quit().await;
+    assert_no_secret_in_redis(&redis, &org, &spec.cache_key);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = Org::start(HOUR2).await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let mut spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
+    spec.lock_ttl = Duration::from_millis(1000);
+    let mut fleet = Fleet::spawn(3, &org, &spec).await;
+    let r = fleet.all("calls 10").await;
+    assert_all_ok(&r, 10);
+    let before = org.token_requests("refresh_token").await;
+    assert_eq!(before, 1);
+
+    // The next token request takes 3 s; the session dies; worker 0 starts the refresh.
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "latency_ms": 3000, "count": 1}),
+    )
+    .await;
+    org.logout().await;
+    fleet.workers[0].send("calls 1").await;
+    let key = {
+        let mut c = redis.conn();
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg("sfkeep:v1:*:lock")
+            .query(&mut c)
+            .unwrap();
+        keys
+    };
+    let _ = key;
+    // Wait until it holds the lock and its token request reached the org.
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        "worker 0 holds the lock with its token request in flight",
+        || async {
+            let mut c = redis.conn();
+            let locks: Vec<String> = redis::cmd("KEYS")
+                .arg("sfkeep:v1:*:lock")
+                .query(&mut c)
+                .unwrap();
+            !locks.is_empty() && org.token_requests("refresh_token").await == before + 1
+        },
+    )
+    .await;
+    fleet.workers[0].kill().await;
+    let killed_at = Instant::now();
+
+    // The others see the 401 and wait on the dead holder's lock until its TTL passes.
+    let mut r = Vec::new();
+    for w in &mut fleet.workers[1..] {
+        w.send("calls 20").await;
+    }
+    for w in &mut fleet.workers[1..] {
+        r.push(w.recv().await);
+    }
+    assert_all_ok(&r, 20);
+    assert!(r.iter().all(|x| x.n("gen") == 2), "{r:?}");
+    let stats = org.stats().await;
+    assert_eq!(
+        stats["token_requests"]["refresh_token"],
+        before + 2,
+        "the killed request and one takeover: {stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    eprintln!(
+        "takeover done {:?} after the kill; stats {stats}",
+        killed_at.elapsed()
+    );
+    fleet.workers.remove(0);
+    fleet.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_jwt_fleet_keeps_serving_and_recovers() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = Org::start(HOUR2).await;
+    let spec = WorkerSpec::new(FleetGrant::Jwt, &redis);
+    let mut fleet = Fleet::spawn(8, &org, &spec).await;
+    let r = fleet.all("calls 50").await;
+    assert_all_ok(&r, 50);
+    assert_eq!(org.token_requests("jwt_bearer").await, 1);
+
+    redis.stop();
+    // Serving from memory: no death, no request.
+    let r = fleet.all("calls 50").await;
+    assert_all_ok(&r, 50);
+    assert_eq!(org.token_requests("jwt_bearer").await, 1);
+    // Two deaths while Redis is down: each process refreshes for itself, at most once.
+    for death in 1..=2u64 {
+        let before = org.token_requests("jwt_bearer").await;
+        org.logout().await;
+        let r = fleet.all("calls 50").await;
+        assert_all_ok(&r, 50);
+        let n = org.token_requests("jwt_bearer").await - before;
+        assert!(
+            (1..=8).contains(&n),
+            "death {death} with Redis down: {n} token requests for 8 processes"
+        );
+    }
+
+    // Redis comes back (empty). Without anyone acting, the fleet coordinates again: a death
+    // costs exactly one token request once every process's circuit has closed.
+    redis.restart();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = org.token_requests("jwt_bearer").await;
+        org.logout().await;
+        let r = fleet.all("calls 50").await;
+        assert_all_ok(&r, 50);
+        let n = org.token_requests("jwt_bearer").await - before;
+        assert!(n <= 8, "at most one request per process per death: {n}");
+        if n == 1 {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "one token request per death after Redis returned: not within 30 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // And it stays that way.
+    for _ in 0..3 {
+        let before = org.token_requests("jwt_bearer").await;
+        org.logout().await;
+        let r = fleet.all("calls 50").await;
+        assert_all_ok(&r, 50);
+        assert_eq!(org.token_requests("jwt_bearer").await - before, 1);
+    }
+    fleet.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_rotating_fleet_serves_cached_then_fails_closed_and_recovers() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = Org::start(HOUR2).await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
+    let mut fleet = Fleet::spawn(8, &org, &spec).await;
+    let r = fleet.all("calls 50").await;
+    assert_all_ok(&r, 50);
+    // One death with Redis up: everyone learns that the refresh token rotates (auto).
+    org.logout().await;
+    let r = fleet.all("calls 50").await;
+    assert_all_ok(&r, 50);
+    assert_eq!(org.token_requests("refresh_token").await, 2);
+
+    redis.stop();
+    // Valid cached tokens are served.
+    let r = fleet.all("calls 50").await;
+    assert_all_ok(&r, 50);
+    // The session dies: no refresh without the store, a typed error instead.
+    org.logout().await;
+    let r = fleet.all("calls 50").await;
+    for x in &r {
+        assert_eq!(x.n("ok"), 0, "{x:?}");
+        assert_eq!(x.n("store_unavailable"), 50, "{x:?}");
+    }
+    assert_eq!(org.token_requests("refresh_token").await, 2);
+
+    // Redis comes back (empty): the fleet recovers by itself, with one refresh and no reuse.
+    redis.restart();
+    let until = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = fleet.all("calls 50").await;
+        for x in &r {
+            assert_eq!(
+                x.n("err"),
+                0,
+                "only StoreUnavailable while recovering: {x:?}"
+            );
+        }
+        if r.iter().all(|x| x.n("ok") == 50) {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "every worker serves again after Redis returned: not within 30 s: {r:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["refresh_token"], 3, "{stats}");
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    fleet.quit().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// In-process: the store contract and bad input.
+
+fn sample_record(generation: u64) -> sfkeep::token::TokenRecord {
+    use sfkeep::clock::UnixMillis;
+    use sfkeep::secret::{AccessToken, RefreshToken};
+    use sfkeep::token::{ExpirySource, GrantKind, TokenRecord};
+    TokenRecord {
+        access_token: AccessToken::new("00Dxx0000001gEH!AQ4AQFakeAccessTokenValue"),
+        refresh_token: Some(RefreshToken::new("5Aep861FakeRefreshTokenValue")),
+        instance_url: "http://127.0.0.1:1".into(),
+        id_url: None,
+        scope: None,
+        issued_at: UnixMillis(1_000_000),
+        expires_at: UnixMillis(1_000_000 + 7_200_000),
+        refresh_at: UnixMillis(1_000_000 + 6_300_000),
+        expiry_source: ExpirySource::Configured,
+        generation,
+        grant: GrantKind::RefreshToken,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_contract_cas_lock_and_key_names() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&redis.url(), CacheKey::generate()).unwrap();
+    let k = StoreKey::from_string("00112233aabbccdd");
+    assert!(store.load(&k).await.unwrap().is_none());
+    assert!(matches!(
+        store
+            .compare_and_set(&k, None, &sample_record(1))
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    ));
+    match store
+        .compare_and_set(&k, None, &sample_record(1))
+        .await
+        .unwrap()
+    {
+        CasOutcome::Conflict(Some(r)) => assert_eq!(r.generation, 1),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        store
+            .compare_and_set(&k, Some(1), &sample_record(2))
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    ));
+    let r = store.load(&k).await.unwrap().unwrap();
+    assert_eq!(r.generation, 2);
+    assert_eq!(
+        r.access_token.expose_secret(),
+        "00Dxx0000001gEH!AQ4AQFakeAccessTokenValue"
+    );
+    // Key layout, hash tag, TTL, plaintext gen.
+    let mut c = redis.conn();
+    let gen_raw: String = redis::cmd("HGET")
+        .arg("sfkeep:v1:{00112233aabbccdd}:tok")
+        .arg("gen")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(gen_raw, "2");
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg("sfkeep:v1:{00112233aabbccdd}:tok")
+        .query(&mut c)
+        .unwrap();
+    assert!(ttl > 7_200_000 && ttl <= 7_260_000, "{ttl}");
+
+    // The lock is exclusive, and released on drop (the waiter is woken).
+    let l1 = store.lock(&k, Duration::from_secs(1)).await.unwrap();
+    assert!(l1.is_some());
+    let t = Instant::now();
+    assert!(
+        store
+            .lock(&k, Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(t.elapsed() >= Duration::from_millis(300));
+    let s2 = store.clone();
+    let k2 = k.clone();
+    let waiter = tokio::spawn(async move {
+        let t = Instant::now();
+        let l = s2.lock(&k2, Duration::from_secs(5)).await.unwrap();
+        (l.is_some(), t.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    drop(l1);
+    let (got, waited) = waiter.await.unwrap();
+    assert!(got);
+    assert!(waited < Duration::from_secs(2), "{waited:?}");
+
+    store.delete(&k).await.unwrap();
+    assert!(store.load(&k).await.unwrap().is_none());
+    assert!(store.take_warnings().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_values_are_a_miss_with_a_warning_and_foreign_locks_stay() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let key = CacheKey::generate();
+    let store = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    let k = StoreKey::from_string("feedfacecafebeef");
+    let tok = RedisStore::record_key(&k);
+    let mut c = redis.conn();
+    let good = encode_record(&key, &sample_record(3));
+
+    let cases: Vec<(&str, Box<dyn Fn(&mut redis::Connection)>)> = vec![
+        (
+            "corrupt",
+            Box::new({
+                let mut bad = good.clone();
+                let n = bad.len() - 3;
+                bad[n] ^= 0x55;
+                let tok = tok.clone();
+                move |c| {
+                    redis::cmd("HSET")
+                        .arg(&tok)
+                        .arg("gen")
+                        .arg("3")
+                        .arg("env")
+                        .arg(bad.clone())
+                        .query::<()>(c)
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "other key",
+            Box::new({
+                let other = encode_record(&CacheKey::generate(), &sample_record(3));
+                let tok = tok.clone();
+                move |c| {
+                    redis::cmd("HSET")
+                        .arg(&tok)
+                        .arg("gen")
+                        .arg("3")
+                        .arg("env")
+                        .arg(other.clone())
+                        .query::<()>(c)
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "other format (a JSON string)",
+            Box::new({
+                let tok = tok.clone();
+                move |c| {
+                    redis::cmd("SET")
+                        .arg(&tok)
+                        .arg(r#"{"access_token":"x","generation":3}"#)
+                        .query::<()>(c)
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "older format version",
+            Box::new({
+                let mut v0 = good.clone();
+                v0[4] = 0;
+                let tok = tok.clone();
+                move |c| {
+                    redis::cmd("HSET")
+                        .arg(&tok)
+                        .arg("gen")
+                        .arg("3")
+                        .arg("env")
+                        .arg(v0.clone())
+                        .query::<()>(c)
+                        .unwrap()
+                }
+            }),
+        ),
+        (
+            "non-numeric generation",
+            Box::new({
+                let tok = tok.clone();
+                let good = good.clone();
+                move |c| {
+                    redis::cmd("HSET")
+                        .arg(&tok)
+                        .arg("gen")
+                        .arg("three")
+                        .arg("env")
+                        .arg(good.clone())
+                        .query::<()>(c)
+                        .unwrap()
+                }
+            }),
+        ),
+    ];
+    for (name, write) in &cases {
+        redis::cmd("DEL").arg(&tok).query::<()>(&mut c).unwrap();
+        write(&mut c);
+        assert!(
+            store.load(&k).await.unwrap().is_none(),
+            "{name}: must be a miss"
+        );
+        let w = store.take_warnings();
+        assert_eq!(w.len(), 1, "{name}: one warning: {w:?}");
+        // A write expecting "nothing usable" replaces it; the next read works again.
+        assert!(
+            matches!(
+                store
+                    .compare_and_set(&k, None, &sample_record(4))
+                    .await
+                    .unwrap(),
+                CasOutcome::Written
+            ),
+            "{name}: the bad value is replaced"
+        );
+        assert_eq!(store.load(&k).await.unwrap().unwrap().generation, 4);
+    }
+
+    // A manager on a store with a corrupt value gets a token (a miss, never served).
+    let org = Org::start(HOUR2).await;
+    redis::cmd("DEL").arg(&tok).query::<()>(&mut c).unwrap();
+    let sink = MemorySink::new();
+    let clock = ManualClock::starting_now_offset(0);
+    let m = TokenManager::builder(org.info().login_url.clone())
+        .grant(org.refresh_grant())
+        .clock(Arc::new(clock) as Arc<dyn Clock>)
+        .store(Arc::new(store.clone()))
+        .introspect(false)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    let mk = m.store_key().clone();
+    let mtok = RedisStore::record_key(&mk);
+    redis::cmd("HSET")
+        .arg(&mtok)
+        .arg("gen")
+        .arg("7")
+        .arg("env")
+        .arg(b"SFKE\x01garbage-garbage-garbage-garbage-garbage-garbage".to_vec())
+        .query::<()>(&mut c)
+        .unwrap();
+    let t = m.token().await.unwrap();
+    assert_ne!(t.access_token().expose_secret(), "x");
+    assert!(!store.take_warnings().is_empty());
+    assert_eq!(
+        store.load(&mk).await.unwrap().unwrap().generation,
+        t.generation()
+    );
+
+    // A foreign lock value is never deleted: not on timeout, not by a guard.
+    let lock = RedisStore::lock_key(&k);
+    redis::cmd("SET")
+        .arg(&lock)
+        .arg("someone-else")
+        .query::<()>(&mut c)
+        .unwrap();
+    assert!(
+        store
+            .lock(&k, Duration::from_millis(250))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let v: String = redis::cmd("GET").arg(&lock).query(&mut c).unwrap();
+    assert_eq!(v, "someone-else");
+    assert!(
+        store
+            .take_warnings()
+            .iter()
+            .any(|w| w.0.contains("did not write")),
+        "a warning names the foreign lock"
+    );
+    // Our lock expires and someone else takes the key: dropping our guard leaves theirs.
+    redis::cmd("DEL").arg(&lock).query::<()>(&mut c).unwrap();
+    let ours = store
+        .clone()
+        .lock(&k, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    redis::cmd("SET")
+        .arg(&lock)
+        .arg("someone-else-2")
+        .query::<()>(&mut c)
+        .unwrap();
+    drop(ours);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let v: String = redis::cmd("GET").arg(&lock).query(&mut c).unwrap();
+    assert_eq!(v, "someone-else-2");
+    let _ = sink
+        .events()
+        .iter()
+        .filter(|e| matches!(e.kind, AuthEventKind::TokenRefreshed { .. }))
+        .count();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn store_down_fails_fast_and_recovers_in_process() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&redis.url(), CacheKey::generate())
+        .unwrap()
+        .with_probe_interval(Duration::from_millis(300));
+    let k = StoreKey::from_string("0badc0de0badc0de");
+    assert!(matches!(
+        store
+            .compare_and_set(&k, None, &sample_record(1))
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    ));
+    redis.stop();
+    for _ in 0..3 {
+        assert!(matches!(store.load(&k).await, Err(Error::Store { .. })));
+    }
+    assert!(store.circuit_open());
+    let t = Instant::now();
+    assert!(store.load(&k).await.is_err());
+    assert!(
+        t.elapsed() < Duration::from_millis(50),
+        "fails fast while open"
+    );
+    redis.restart();
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(50),
+        "the store works again",
+        || async { store.load(&k).await.is_ok() },
+    )
+    .await;
+    assert!(!store.circuit_open());
+}
