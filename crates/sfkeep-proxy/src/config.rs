@@ -1,0 +1,182 @@
+//! The proxy's configuration and its builder.
+
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
+use sfkeep::TokenManager;
+use sfkeep::secret::ClientSecret;
+
+/// Default size up to which a request body is kept for a replay: 1 MiB.
+pub const DEFAULT_MAX_REPLAY_BODY: usize = 1 << 20;
+/// Default limit on a request body: 512 MiB (Bulk uploads are at most 150 MB).
+pub const DEFAULT_MAX_BODY: u64 = 512 << 20;
+/// Default limit on a request head (request line and headers): 64 KiB.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
+/// Default time a client has to send a complete request head (slowloris guard), also the
+/// longest a kept-alive connection may sit idle.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
+/// Default time the instance has to send a response head.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// The key clients must present when the proxy is given one: `Authorization: Bearer KEY`, or
+/// as the password of a shimmed login. Compared in constant time; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientKey(ClientSecret);
+
+impl ClientKey {
+    /// Wraps a key.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(ClientSecret::new(value))
+    }
+
+    pub(crate) fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientKey([redacted])")
+    }
+}
+
+/// Why [`ProxyBuilder::build`] refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// Binding anywhere but loopback needs a client key.
+    #[error(
+        "refusing to listen on {0} without a client key: anything that can reach it could use the org's credentials; bind to 127.0.0.1 or set a client key"
+    )]
+    ClientKeyRequired(SocketAddr),
+    /// The client key is empty.
+    #[error("the client key is empty")]
+    EmptyClientKey,
+    /// A limit is out of range.
+    #[error("invalid setting: {0}")]
+    Invalid(String),
+    /// The TLS client for the instance could not be set up.
+    #[error("cannot set up TLS to the instance: {0}")]
+    Tls(String),
+}
+
+/// Builds a [`Proxy`].
+#[derive(Debug)]
+pub struct ProxyBuilder {
+    pub(crate) manager: TokenManager,
+    pub(crate) listen: SocketAddr,
+    pub(crate) client_key: Option<ClientKey>,
+    pub(crate) max_replay_body: usize,
+    pub(crate) max_body: u64,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) header_read_timeout: Duration,
+    pub(crate) upstream_timeout: Duration,
+    pub(crate) expected_username: Option<String>,
+}
+
+/// A configured proxy, not yet listening: [`Proxy::spawn`] or [`Proxy::run`] it.
+#[derive(Debug)]
+pub struct Proxy {
+    pub(crate) cfg: ProxyBuilder,
+}
+
+impl Proxy {
+    /// A builder forwarding to `manager`'s instance, listening on `127.0.0.1:0` by default.
+    pub fn builder(manager: TokenManager) -> ProxyBuilder {
+        ProxyBuilder {
+            manager,
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            client_key: None,
+            max_replay_body: DEFAULT_MAX_REPLAY_BODY,
+            max_body: DEFAULT_MAX_BODY,
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
+            expected_username: None,
+        }
+    }
+}
+
+impl ProxyBuilder {
+    /// Where to listen. Anything but a loopback address requires [`ProxyBuilder::client_key`].
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = addr;
+        self
+    }
+
+    /// The key every client must present (see [`ClientKey`]). `None`: loopback trust only.
+    pub fn client_key(mut self, key: Option<ClientKey>) -> Self {
+        self.client_key = key;
+        self
+    }
+
+    /// Request bodies up to this size are kept for one replay after a session death.
+    pub fn max_replay_body(mut self, bytes: usize) -> Self {
+        self.max_replay_body = bytes;
+        self
+    }
+
+    /// The largest request body accepted (413 past it).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
+    }
+
+    /// The largest request head accepted (431 past it); at least 8 KiB.
+    pub fn max_header_bytes(mut self, bytes: usize) -> Self {
+        self.max_header_bytes = bytes;
+        self
+    }
+
+    /// How long a client may take to send a request head (slowloris guard).
+    pub fn header_read_timeout(mut self, d: Duration) -> Self {
+        self.header_read_timeout = d;
+        self
+    }
+
+    /// How long the instance may take to answer with a response head.
+    pub fn upstream_timeout(mut self, d: Duration) -> Self {
+        self.upstream_timeout = d;
+        self
+    }
+
+    /// The profile's username: a shimmed SOAP or OAuth password login must name it
+    /// (case-insensitively). `None` accepts any username.
+    pub fn expected_username(mut self, username: Option<String>) -> Self {
+        self.expected_username = username;
+        self
+    }
+
+    /// Checks the configuration.
+    pub fn build(self) -> Result<Proxy, BuildError> {
+        if let Some(k) = &self.client_key
+            && k.expose().is_empty()
+        {
+            return Err(BuildError::EmptyClientKey);
+        }
+        if !self.listen.ip().is_loopback() {
+            if self.client_key.is_none() {
+                return Err(BuildError::ClientKeyRequired(self.listen));
+            }
+            tracing::warn!(
+                target: "sfkeep_proxy",
+                listen = %self.listen,
+                "the proxy listens beyond loopback: every client must present the client key"
+            );
+        }
+        if self.max_header_bytes < 8192 {
+            return Err(BuildError::Invalid(
+                "max_header_bytes must be at least 8192".into(),
+            ));
+        }
+        if self.max_replay_body as u64 > self.max_body {
+            return Err(BuildError::Invalid(
+                "max_replay_body must not exceed max_body".into(),
+            ));
+        }
+        if self.header_read_timeout.is_zero() || self.upstream_timeout.is_zero() {
+            return Err(BuildError::Invalid("timeouts must be positive".into()));
+        }
+        Ok(Proxy { cfg: self })
+    }
+}

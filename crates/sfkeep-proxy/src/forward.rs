@@ -1,0 +1,350 @@
+//! Forwarding to the instance: header hygiene, token injection, and one replay after a
+//! session death (salesforce-wire.md §4–§6, token-manager-design.md §2.9).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::request::Parts;
+use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use sfkeep::Token;
+use sfkeep::diagnose::api_error::{Api, SessionVerdict, session_verdict};
+
+use crate::body::{self, Body, Prefix};
+use crate::server::{Replayed, Shape, Shared, error_response, is_length_limit};
+use crate::soap;
+use crate::stats::Counter;
+
+/// The largest error body read to decide whether a session died.
+const MAX_VERDICT_BODY: usize = 256 << 10;
+
+/// A request body, as far as a replay is concerned.
+pub(crate) enum Payload {
+    /// Buffered (at most `max_replay_body`): replayable.
+    Bytes(Bytes),
+    /// A SOAP envelope: replayable, the session id rewritten per attempt.
+    Soap {
+        raw: Bytes,
+        env: Box<soap::Envelope>,
+        ns: &'static str,
+    },
+    /// Too large to keep: streams once.
+    Stream(Body),
+}
+
+/// Request headers never forwarded: credentials of the client's own, hop-by-hop headers, and
+/// what the proxy sets itself.
+fn strip_request(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "authorization"
+            | "x-sfdc-session"
+            | "cookie"
+            | "host"
+            | "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "expect"
+            | "content-length"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// Response headers never passed back.
+fn strip_response(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "set-cookie"
+    ) || name.as_str().starts_with("proxy-")
+}
+
+/// Names listed in `Connection` are hop-by-hop too.
+fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, strip: fn(&HeaderName) -> bool) {
+    let listed = connection_listed(from);
+    for (name, value) in from {
+        if !strip(name) && !listed.contains(name) {
+            to.append(name.clone(), value.clone());
+        }
+    }
+}
+
+fn upstream_request(
+    parts: &Parts,
+    token: &Token,
+    api: Api,
+    body: Body,
+    length: Option<u64>,
+) -> Result<Request<Body>, String> {
+    let base = token.instance_url().trim_end_matches('/');
+    let pq = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    let uri: Uri = format!("{base}{pq}")
+        .parse()
+        .map_err(|_| "the token's instance URL does not form a valid request URL".to_owned())?;
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    let headers = req.headers_mut();
+    copy_headers(&parts.headers, headers, strip_request);
+    let secret = token.access_token().expose_secret();
+    match api {
+        Api::Rest => {
+            let mut v = HeaderValue::from_str(&format!("Bearer {secret}"))
+                .map_err(|_| "the access token is not a valid header value".to_owned())?;
+            v.set_sensitive(true);
+            headers.insert(header::AUTHORIZATION, v);
+        }
+        Api::Bulk1 => {
+            let mut v = HeaderValue::from_str(secret)
+                .map_err(|_| "the access token is not a valid header value".to_owned())?;
+            v.set_sensitive(true);
+            headers.insert("x-sfdc-session", v);
+        }
+        Api::Soap => {
+            // The session goes in the envelope; compressed faults could not be classified.
+            headers.remove(header::ACCEPT_ENCODING);
+        }
+    }
+    if let Some(n) = length {
+        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    }
+    Ok(req)
+}
+
+fn client_response(
+    sh: &Shared,
+    instance_url: &str,
+    parts: http::response::Parts,
+    body: Body,
+) -> Response<Body> {
+    let mut resp = Response::new(body);
+    *resp.status_mut() = parts.status;
+    copy_headers(&parts.headers, resp.headers_mut(), strip_response);
+    // An absolute Location on the instance would take the client away from the proxy.
+    if let Some(loc) = resp
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let base = instance_url.trim_end_matches('/');
+        if let Some(rest) = loc.strip_prefix(base)
+            && (rest.is_empty() || rest.starts_with('/'))
+            && let Ok(v) = HeaderValue::from_str(&format!("{}{rest}", sh.base_url))
+        {
+            resp.headers_mut().insert(header::LOCATION, v);
+        }
+    }
+    resp
+}
+
+fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Response<Body> {
+    sh.stats.inc(Counter::upstream_errors);
+    tracing::warn!(target: "sfkeep_proxy", error = %e, "no token to forward with");
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        Shape::from(api),
+        "SFKEEP_NO_TOKEN",
+        &format!("sfkeep proxy cannot get a token for the org: {e}; run `sfkeep doctor`"),
+    )
+}
+
+/// Whether `status` can mean a dead session for `api`.
+fn candidate(api: Api, status: StatusCode) -> bool {
+    match api {
+        Api::Rest => status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN,
+        Api::Soap => status == StatusCode::INTERNAL_SERVER_ERROR,
+        Api::Bulk1 => status == StatusCode::BAD_REQUEST,
+    }
+}
+
+fn attempt_body(
+    payload: &mut Option<Payload>,
+    token: &Token,
+    method: &Method,
+) -> (Body, Option<u64>, bool) {
+    let needs_length = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
+    match payload {
+        Some(Payload::Bytes(b)) => {
+            let len = (!b.is_empty() || needs_length).then_some(b.len() as u64);
+            (body::full(b.clone()), len, true)
+        }
+        Some(Payload::Soap { raw, env, ns }) => {
+            let v = soap::with_session(raw, env, token.access_token().expose_secret(), ns);
+            let len = v.len() as u64;
+            (body::full(v), Some(len), true)
+        }
+        Some(Payload::Stream(_)) => match payload.take() {
+            Some(Payload::Stream(s)) => (s, None, false),
+            _ => (body::empty(), None, false),
+        },
+        None => (body::empty(), None, false),
+    }
+}
+
+/// Forwards once, and once more after a session death when the body was kept.
+pub(crate) async fn forward(
+    sh: &Arc<Shared>,
+    parts: Parts,
+    payload: Payload,
+    api: Api,
+) -> Response<Body> {
+    let mut token = match sh.manager.token().await {
+        Ok(t) => t,
+        Err(e) => return no_token(sh, api, &e),
+    };
+    let stream_length = match &payload {
+        Payload::Stream(_) => parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok()),
+        _ => None,
+    };
+    let mut payload = Some(payload);
+    let mut replayed = false;
+    loop {
+        let (body, mut length, replayable) = attempt_body(&mut payload, &token, &parts.method);
+        if !replayable {
+            length = stream_length;
+        }
+        let req = match upstream_request(&parts, &token, api, body, length) {
+            Ok(r) => r,
+            Err(msg) => {
+                sh.stats.inc(Counter::upstream_errors);
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    api.into(),
+                    "SFKEEP_UPSTREAM_ERROR",
+                    &msg,
+                );
+            }
+        };
+        sh.stats.inc(Counter::forwarded);
+        let resp = match tokio::time::timeout(sh.upstream_timeout, sh.client.request(req)).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if is_length_limit(&e) {
+                    sh.stats.inc(Counter::rejected);
+                    return error_response(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        api.into(),
+                        "SFKEEP_PROXY_REFUSED",
+                        "the request body is larger than the proxy's limit",
+                    );
+                }
+                sh.stats.inc(Counter::upstream_errors);
+                tracing::warn!(target: "sfkeep_proxy", error = %e, "request to the instance failed");
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    api.into(),
+                    "SFKEEP_UPSTREAM_ERROR",
+                    "sfkeep proxy could not reach the org's instance",
+                );
+            }
+            Err(_) => {
+                sh.stats.inc(Counter::upstream_errors);
+                return error_response(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    api.into(),
+                    "SFKEEP_UPSTREAM_TIMEOUT",
+                    "the org's instance did not answer in time",
+                );
+            }
+        };
+        if let Some(date) = resp
+            .headers()
+            .get(header::DATE)
+            .and_then(|v| v.to_str().ok())
+        {
+            sh.manager.observe_server_date(date);
+        }
+        let instance = token.instance_url().to_owned();
+        let (rparts, rbody) = resp.into_parts();
+        if !candidate(api, rparts.status) {
+            let body = rbody
+                .map_err(|e| Box::new(e) as body::BoxError)
+                .boxed_unsync();
+            return mark(client_response(sh, &instance, rparts, body), replayed);
+        }
+        let bytes = match body::read_prefix(rbody, MAX_VERDICT_BODY).await {
+            Ok(Prefix::Whole(b)) => b,
+            Ok(Prefix::Stream(s)) => {
+                return mark(client_response(sh, &instance, rparts, s), replayed);
+            }
+            Err(_) => {
+                sh.stats.inc(Counter::upstream_errors);
+                return error_response(
+                    StatusCode::BAD_GATEWAY,
+                    api.into(),
+                    "SFKEEP_UPSTREAM_ERROR",
+                    "the org's instance ended its response early",
+                );
+            }
+        };
+        // A compressed error body cannot be read; REST treats any 401 as dead (one replay).
+        let readable = !rparts.headers.contains_key(header::CONTENT_ENCODING);
+        let verdict = if readable {
+            session_verdict(api, rparts.status.as_u16(), &bytes)
+        } else if api == Api::Rest && rparts.status == StatusCode::UNAUTHORIZED {
+            SessionVerdict::Dead
+        } else {
+            SessionVerdict::Alive
+        };
+        if verdict == SessionVerdict::Dead {
+            sh.manager
+                .invalidate_if_current(token.generation(), api.as_str());
+            if !replayed && payload.is_some() {
+                match sh.manager.token().await {
+                    Ok(t) => {
+                        token = t;
+                        replayed = true;
+                        sh.stats.inc(Counter::replays);
+                        continue;
+                    }
+                    Err(e) => return no_token(sh, api, &e),
+                }
+            }
+            sh.stats.inc(Counter::passthrough_401);
+            tracing::warn!(
+                target: "sfkeep_proxy",
+                api = api.as_str(),
+                replayed,
+                "session death passed to the client (body too large to replay, or dead again after the replay)"
+            );
+        }
+        return mark(
+            client_response(sh, &instance, rparts, body::full(bytes)),
+            replayed,
+        );
+    }
+}
+
+fn mark(mut r: Response<Body>, replayed: bool) -> Response<Body> {
+    if replayed {
+        r.extensions_mut().insert(Replayed);
+    }
+    r
+}

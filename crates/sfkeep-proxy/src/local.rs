@@ -1,0 +1,419 @@
+//! What the proxy answers itself: the SOAP login and OAuth token shims, proxy-local sessions,
+//! `/healthz`, `/metrics` and reload.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use bytes::Bytes;
+use hmac::{Hmac, Mac};
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use sha2::{Digest, Sha256};
+
+use crate::body::{self, Body};
+use crate::server::{
+    Shape, Shared, credential_ok, error_response, presented_credential, unauthorized,
+};
+use crate::soap;
+use crate::stats::Counter;
+
+/// At most this many proxy-local credentials are remembered (oldest forgotten first).
+const MAX_SESSIONS: usize = 100_000;
+/// The largest token request read.
+const MAX_TOKEN_REQUEST: usize = 64 << 10;
+
+/// Constant-time equality: compares SHA-256 digests, so neither content nor length leaks.
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
+    x.iter()
+        .zip(y.iter())
+        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
+        == 0
+}
+
+/// Whether a login password carries the client key (optionally followed by a security token).
+fn password_has_key(password: &str, key: &str) -> bool {
+    let (p, k) = (password.as_bytes(), key.as_bytes());
+    p.len() >= k.len() && ct_eq(&p[..k.len()], k)
+}
+
+/// Proxy-local credentials: random, known only by their SHA-256, useless against Salesforce.
+#[derive(Default)]
+pub(crate) struct Sessions {
+    inner: Mutex<Known>,
+}
+
+/// Digests of live credentials, and their issue order for eviction.
+type Known = (HashSet<[u8; 32]>, VecDeque<[u8; 32]>);
+
+fn digest(s: &str) -> [u8; 32] {
+    Sha256::digest(s.as_bytes()).into()
+}
+
+impl Sessions {
+    /// A new credential, `{org15}!SFKEEP.{random}`.
+    pub(crate) fn issue(&self, org: &str) -> String {
+        let random: [u8; 32] = rand::random();
+        let prefix: String = org.chars().take(15).collect();
+        let id = format!("{prefix}!SFKEEP.{}", URL_SAFE_NO_PAD.encode(random));
+        let d = digest(&id);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0.insert(d) {
+            g.1.push_back(d);
+        }
+        while g.1.len() > MAX_SESSIONS {
+            if let Some(old) = g.1.pop_front() {
+                g.0.remove(&old);
+            }
+        }
+        id
+    }
+
+    pub(crate) fn contains(&self, s: &str) -> bool {
+        let d = digest(s);
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .0
+            .contains(&d)
+    }
+
+    pub(crate) fn remove(&self, s: &str) {
+        let d = digest(s);
+        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        if g.0.remove(&d) {
+            g.1.retain(|x| *x != d);
+        }
+    }
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
+    let mut r = Response::new(body::full(value.to_string()));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json;charset=UTF-8"),
+    );
+    r
+}
+
+fn xml(status: StatusCode, text: String) -> Response<Body> {
+    let mut r = Response::new(body::full(text));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/xml;charset=UTF-8"),
+    );
+    r
+}
+
+/// `(orgId, userId)` from the token's identity URL (`…/id/{org}/{user}`).
+fn ids(token: &sfkeep::Token) -> (String, String) {
+    let mut org = "00D000000000000AAA".to_owned();
+    let mut user = "005000000000000AAA".to_owned();
+    if let Some(id) = &token.record().id_url {
+        let mut parts = id.trim_end_matches('/').rsplit('/');
+        if let (Some(u), Some(o), Some("id")) = (parts.next(), parts.next(), parts.next()) {
+            user = u.to_owned();
+            org = o.to_owned();
+        }
+    }
+    (org, user)
+}
+
+fn username_ok(sh: &Shared, username: &str) -> bool {
+    match &sh.expected_username {
+        Some(want) => want.eq_ignore_ascii_case(username.trim()),
+        None => true,
+    }
+}
+
+/// A partner/enterprise `login()`, answered with a proxy-local session.
+pub(crate) async fn soap_login(
+    sh: &Arc<Shared>,
+    path: &str,
+    env: &soap::Envelope,
+) -> Response<Body> {
+    let (username, password) = env.login.clone().unwrap_or_default();
+    let key_ok = match &sh.client_key {
+        Some(k) => password_has_key(&password, k.expose()),
+        None => true,
+    };
+    if !key_ok || !username_ok(sh, &username) {
+        sh.stats.inc(Counter::unauthorized);
+        return xml(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            soap::fault(
+                "INVALID_LOGIN",
+                "Invalid username, password, security token; or user locked out.",
+                true,
+            ),
+        );
+    }
+    let token = match sh.manager.token().await {
+        Ok(t) => t,
+        Err(e) => {
+            sh.stats.inc(Counter::upstream_errors);
+            return error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                Shape::Soap,
+                "SFKEEP_NO_TOKEN",
+                &format!("sfkeep proxy cannot get a token for the org: {e}; run `sfkeep doctor`"),
+            );
+        }
+    };
+    let mut segs = path.trim_start_matches("/services/Soap/").split('/');
+    let kind = match segs.next() {
+        Some("c") => "c",
+        _ => "u",
+    };
+    let version = segs
+        .next()
+        .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
+        .unwrap_or("59.0");
+    let (org, user_id) = ids(&token);
+    let session = sh.sessions.issue(&org);
+    let rec = token.record();
+    let seconds = rec.expires_at.since(rec.issued_at).as_secs().max(60);
+    let org15: String = org.chars().take(15).collect();
+    let username = sh.expected_username.clone().unwrap_or(username);
+    let namespace = if kind == "c" {
+        "urn:enterprise.soap.sforce.com"
+    } else {
+        "urn:partner.soap.sforce.com"
+    };
+    sh.stats.inc(Counter::local_logins);
+    xml(
+        StatusCode::OK,
+        soap::login_response(&soap::LoginResult {
+            namespace,
+            server_url: &format!("{}/services/Soap/{kind}/{version}/{org15}", sh.base_url),
+            metadata_server_url: &format!("{}/services/Soap/m/{version}/{org15}", sh.base_url),
+            session_id: &session,
+            user_id: &user_id,
+            org_id: &org,
+            username: &username,
+            session_seconds_valid: seconds,
+        }),
+    )
+}
+
+fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<Body> {
+    json(
+        status,
+        &serde_json::json!({ "error": error, "error_description": description }),
+    )
+}
+
+/// `POST /services/oauth2/token` (password or refresh_token grant), answered with a
+/// proxy-local token whose `instance_url` is the proxy.
+pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Incoming) -> Response<Body> {
+    let bytes: Bytes = match body::read_all(body, MAX_TOKEN_REQUEST).await {
+        Ok(Some(b)) => b,
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body could not be read",
+            );
+        }
+    };
+    let form: Vec<(String, String)> = match serde_urlencoded::from_bytes(&bytes) {
+        Ok(f) => f,
+        Err(_) => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the request body is not a form",
+            );
+        }
+    };
+    let field = |name: &str| {
+        form.iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let key = sh.client_key.as_ref().map(|k| k.expose());
+    let secret_is_key = |v: Option<&str>| match (key, v) {
+        (Some(k), Some(v)) => ct_eq(v.as_bytes(), k.as_bytes()),
+        _ => false,
+    };
+    let authenticated = match field("grant_type") {
+        Some("password") => {
+            username_ok(sh, field("username").unwrap_or(""))
+                && match key {
+                    None => true,
+                    Some(k) => {
+                        password_has_key(field("password").unwrap_or(""), k)
+                            || secret_is_key(field("client_secret"))
+                    }
+                }
+        }
+        Some("refresh_token") => match key {
+            None => true,
+            Some(_) => {
+                secret_is_key(field("client_secret"))
+                    || secret_is_key(field("refresh_token"))
+                    || field("refresh_token").is_some_and(|r| sh.sessions.contains(r))
+            }
+        },
+        _ => {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "unsupported_grant_type",
+                "grant type not supported",
+            );
+        }
+    };
+    if !authenticated {
+        sh.stats.inc(Counter::unauthorized);
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_grant",
+            "authentication failure",
+        );
+    }
+    let token = match sh.manager.token().await {
+        Ok(t) => t,
+        Err(e) => {
+            sh.stats.inc(Counter::upstream_errors);
+            return oauth_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                &format!("sfkeep proxy cannot get a token for the org: {e}"),
+            );
+        }
+    };
+    let (org, user) = ids(&token);
+    let access = sh.sessions.issue(&org);
+    let id = format!("{}/id/{org}/{user}", sh.base_url);
+    let issued_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or_default()
+        .to_string();
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&sh.hmac_key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    mac.update(id.as_bytes());
+    mac.update(issued_at.as_bytes());
+    let signature = STANDARD.encode(mac.finalize().into_bytes());
+    sh.stats.inc(Counter::local_logins);
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "access_token": access,
+            "instance_url": sh.base_url,
+            "id": id,
+            "token_type": "Bearer",
+            "issued_at": issued_at,
+            "signature": signature,
+            "scope": "api",
+        }),
+    )
+}
+
+/// `/services/oauth2/revoke`: forgets a proxy-local credential; never reaches Salesforce.
+pub(crate) async fn revoke(sh: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    let query_token = req
+        .uri()
+        .query()
+        .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
+        .and_then(|f| f.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v));
+    let header_cred = presented_credential(req.headers()).map(str::to_owned);
+    let form_token = match body::read_all(req.into_body(), MAX_TOKEN_REQUEST).await {
+        Ok(Some(b)) => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&b)
+            .ok()
+            .and_then(|f| f.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)),
+        _ => None,
+    };
+    let Some(token) = form_token.or(query_token).or(header_cred) else {
+        return oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_token_type",
+            "this token type is not supported",
+        );
+    };
+    if !credential_ok(sh, Some(&token)) {
+        return unauthorized(sh, Shape::Rest);
+    }
+    sh.sessions.remove(&token);
+    Response::new(body::empty())
+}
+
+/// `/healthz`: the token's state, never the token.
+pub(crate) fn healthz(sh: &Arc<Shared>) -> Response<Body> {
+    let s = sh.manager.status();
+    let ok = s.state != "reauth_required";
+    json(
+        if ok {
+            StatusCode::OK
+        } else {
+            StatusCode::SERVICE_UNAVAILABLE
+        },
+        &serde_json::json!({
+            "status": if ok { "ok" } else { "reauth_required" },
+            "token": {
+                "state": s.state,
+                "generation": s.generation,
+                "expires_in": s.expires_in.map(|d| d.as_secs()),
+                "store": s.store,
+                "last_failure": s.last_failure.map(|c| c.to_string()),
+            },
+            "proxy": { "listen": sh.addr.to_string(), "client_key": sh.client_key.is_some() },
+        }),
+    )
+}
+
+/// `/metrics`: Prometheus text.
+pub(crate) fn metrics(sh: &Arc<Shared>) -> Response<Body> {
+    let mut r = Response::new(body::full(sh.stats.prometheus()));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    r
+}
+
+/// `POST /_sfkeep/reload`: a forced refresh (what `sfkeep recover` and SIGHUP do).
+pub(crate) async fn reload(sh: &Arc<Shared>) -> Response<Body> {
+    sh.stats.inc(Counter::reloads);
+    match sh.manager.force_refresh().await {
+        Ok(t) => json(
+            StatusCode::OK,
+            &serde_json::json!({ "reloaded": true, "generation": t.generation() }),
+        ),
+        Err(e) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &serde_json::json!({ "reloaded": false, "error": e.to_string() }),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare_and_key_prefix() {
+        assert!(ct_eq(b"abc", b"abc"));
+        assert!(!ct_eq(b"abc", b"abd"));
+        assert!(!ct_eq(b"abc", b"abcd"));
+        assert!(password_has_key("KEYsecuritytoken", "KEY"));
+        assert!(!password_has_key("KE", "KEY"));
+        assert!(!password_has_key("XEYsecuritytoken", "KEY"));
+    }
+
+    #[test]
+    fn sessions_are_remembered_by_digest() {
+        let s = Sessions::default();
+        let a = s.issue("00D5g000001ABCDEAA");
+        assert!(a.starts_with("00D5g000001ABCD!SFKEEP."));
+        assert!(s.contains(&a));
+        assert!(!s.contains("00D5g000001ABCD!SFKEEP.x"));
+        s.remove(&a);
+        assert!(!s.contains(&a));
+    }
+}

@@ -1,0 +1,662 @@
+//! Listening, routing, the open-proxy guards, client authentication and the access log.
+
+use std::convert::Infallible;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use sfkeep::TokenManager;
+use sfkeep::diagnose::api_error::Api;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::body::{self, Body};
+use crate::config::{BuildError, ClientKey, Proxy};
+use crate::forward::{self, Payload};
+use crate::local::{self, Sessions};
+use crate::soap;
+use crate::stats::{Counter, Stats, StatsSnapshot};
+
+pub(crate) type Upstream = Client<HttpsConnector<HttpConnector>, Body>;
+
+/// Everything a request handler reads.
+pub(crate) struct Shared {
+    pub manager: TokenManager,
+    pub client_key: Option<ClientKey>,
+    pub max_replay_body: usize,
+    pub max_body: u64,
+    pub upstream_timeout: Duration,
+    pub expected_username: Option<String>,
+    pub client: Upstream,
+    /// `http://ADDR`, what clients are told to use.
+    pub base_url: String,
+    pub addr: SocketAddr,
+    pub sessions: Sessions,
+    pub stats: Stats,
+    pub hmac_key: [u8; 32],
+    pub max_header_bytes: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Marks a response that needed a replay (for the access log).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Replayed;
+
+/// A running proxy.
+#[derive(Debug)]
+pub struct ProxyHandle {
+    addr: SocketAddr,
+    url: String,
+    shared: Arc<SharedDebug>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// `Shared` without a Debug impl of its own.
+pub(crate) struct SharedDebug(Arc<Shared>);
+impl std::fmt::Debug for SharedDebug {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("addr", &self.0.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyHandle {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`: the URL to give the integration as its login and instance URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The counters since start.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.shared.0.stats.snapshot()
+    }
+
+    /// Stops accepting, lets requests in flight finish (up to 5 s), and returns.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn upstream_client() -> Result<Upstream, BuildError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(Duration::from_secs(10)));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
+        .map_err(|e| BuildError::Tls(e.to_string()))?
+        .https_or_http()
+        .enable_http1()
+        .wrap_connector(http);
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(60))
+        .pool_max_idle_per_host(256)
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .build(https))
+}
+
+impl Proxy {
+    /// Binds and serves in a background task; returns at once with the bound address.
+    pub async fn spawn(self) -> std::io::Result<ProxyHandle> {
+        let (listener, shared) = self.bind().await?;
+        let (tx, rx) = oneshot::channel::<()>();
+        let s = Arc::clone(&shared);
+        let task = tokio::spawn(async move {
+            serve(listener, s, async {
+                let _ = rx.await;
+            })
+            .await
+        });
+        Ok(ProxyHandle {
+            addr: shared.addr,
+            url: shared.base_url.clone(),
+            shared: Arc::new(SharedDebug(shared)),
+            shutdown: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Binds and serves until `shutdown` completes. `on_ready` is told the bound address.
+    pub async fn run(
+        self,
+        on_ready: impl FnOnce(SocketAddr),
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let (listener, shared) = self.bind().await?;
+        on_ready(shared.addr);
+        serve(listener, shared, shutdown).await;
+        Ok(())
+    }
+
+    async fn bind(self) -> std::io::Result<(TcpListener, Arc<Shared>)> {
+        let cfg = self.cfg;
+        let listener = TcpListener::bind(cfg.listen).await?;
+        let addr = listener.local_addr()?;
+        let client = upstream_client().map_err(std::io::Error::other)?;
+        let shared = Arc::new(Shared {
+            manager: cfg.manager,
+            client_key: cfg.client_key,
+            max_replay_body: cfg.max_replay_body,
+            max_body: cfg.max_body,
+            upstream_timeout: cfg.upstream_timeout,
+            expected_username: cfg.expected_username,
+            client,
+            base_url: format!("http://{addr}"),
+            addr,
+            sessions: Sessions::default(),
+            stats: Stats::default(),
+            hmac_key: rand::random(),
+            max_header_bytes: cfg.max_header_bytes,
+            header_read_timeout: cfg.header_read_timeout,
+        });
+        Ok((listener, shared))
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    sh: Arc<Shared>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(sh.header_read_timeout)
+        .max_buf_size(sh.max_header_bytes)
+        .keep_alive(true);
+    tracing::info!(target: "sfkeep_proxy", listen = %sh.addr, "sfkeep proxy listening");
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off briefly, keep serving.
+                        tracing::warn!(target: "sfkeep_proxy", error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let s = Arc::clone(&sh);
+                let svc = service_fn(move |req| {
+                    let s = Arc::clone(&s);
+                    async move { Ok::<_, Infallible>(handle(s, peer, req).await) }
+                });
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
+                tokio::spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(target: "sfkeep_proxy", peer = %peer, error = %e, "connection ended with an error");
+                    }
+                });
+            }
+            () = &mut shutdown => break,
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
+}
+
+/// One request: route it, then write the access log line (never headers, bodies or queries).
+async fn handle(sh: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let started = Instant::now();
+    let id = uuid::Uuid::new_v4();
+    sh.stats.inc(Counter::requests);
+    let method = req.method().clone();
+    let mut path = req.uri().path().to_owned();
+    if path.len() > 200 {
+        let mut cut = 200;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path.truncate(cut);
+        path.push('…');
+    }
+    let mut resp = route(&sh, peer, req).await;
+    let replayed = resp.extensions().get::<Replayed>().is_some();
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert("x-sfkeep-request-id", v);
+    }
+    tracing::info!(
+        target: "sfkeep_proxy::access",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        replayed,
+    );
+    resp
+}
+
+/// Which kind of body a refusal should carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// `[{"errorCode":…,"message":…}]` (REST).
+    Rest,
+    /// A SOAP fault.
+    Soap,
+    /// Bulk 1.0 `<error>`.
+    Bulk1,
+}
+
+impl From<Api> for Shape {
+    fn from(a: Api) -> Self {
+        match a {
+            Api::Rest => Shape::Rest,
+            Api::Soap => Shape::Soap,
+            Api::Bulk1 => Shape::Bulk1,
+        }
+    }
+}
+
+fn shape_for(path: &str) -> Shape {
+    if path.starts_with("/services/Soap/") {
+        Shape::Soap
+    } else if path.starts_with("/services/async/") {
+        Shape::Bulk1
+    } else {
+        Shape::Rest
+    }
+}
+
+/// A local error response in the shape the client expects.
+pub(crate) fn error_response(
+    status: StatusCode,
+    shape: Shape,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
+    let (ctype, body) = match shape {
+        Shape::Rest => (
+            "application/json;charset=UTF-8",
+            serde_json::json!([{ "errorCode": code, "message": message }]).to_string(),
+        ),
+        Shape::Soap => ("text/xml;charset=UTF-8", soap::fault(code, message, false)),
+        Shape::Bulk1 => (
+            "application/xml;charset=UTF-8",
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><error xmlns=\"http://www.force.com/2009/06/asyncapi/dataload\"><exceptionCode>{}</exceptionCode><exceptionMessage>{}</exceptionMessage></error>",
+                quick_xml::escape::escape(code),
+                quick_xml::escape::escape(message)
+            ),
+        ),
+    };
+    let mut r = Response::new(body::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn refuse(sh: &Shared, status: StatusCode, shape: Shape, message: &str) -> Response<Body> {
+    sh.stats.inc(Counter::rejected);
+    error_response(status, shape, "SFKEEP_PROXY_REFUSED", message)
+}
+
+/// The 401 (REST), 500 fault (SOAP) or 400 (Bulk 1.0) a client without valid credentials gets:
+/// what Salesforce says about an invalid session, so clients report it as such.
+pub(crate) fn unauthorized(sh: &Shared, shape: Shape) -> Response<Body> {
+    sh.stats.inc(Counter::unauthorized);
+    match shape {
+        Shape::Rest => {
+            let mut r = error_response(
+                StatusCode::UNAUTHORIZED,
+                Shape::Rest,
+                "INVALID_SESSION_ID",
+                "Session expired or invalid",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
+            r
+        }
+        Shape::Soap => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Shape::Soap,
+            "INVALID_SESSION_ID",
+            "Invalid Session ID found in SessionHeader: Illegal Session",
+        ),
+        Shape::Bulk1 => error_response(
+            StatusCode::BAD_REQUEST,
+            Shape::Bulk1,
+            "InvalidSessionId",
+            "Invalid session id",
+        ),
+    }
+}
+
+/// `Host` must name this proxy on loopback (DNS-rebinding guard) unless a client key is set.
+fn host_ok(sh: &Shared, headers: &HeaderMap) -> bool {
+    if sh.client_key.is_some() {
+        return true;
+    }
+    let Some(host) = headers.get(header::HOST) else {
+        return true; // HTTP/1.0: the connection itself is the proof (loopback bind)
+    };
+    let Ok(host) = host.to_str() else {
+        return false;
+    };
+    let name = match host.rfind(':') {
+        Some(i)
+            if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            &host[..i]
+        }
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    if name.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    match name.parse::<IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == sh.addr.ip(),
+        Err(_) => false,
+    }
+}
+
+/// A path that a server could normalise to somewhere outside `/services/`.
+fn path_is_clean(path: &str) -> bool {
+    if !path.starts_with('/') || path.contains('\\') {
+        return false;
+    }
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2e")
+        || lower.contains("%2f")
+        || lower.contains("%5c")
+        || lower.contains("%00")
+    {
+        return false;
+    }
+    !path.split('/').any(|seg| seg == "." || seg == "..")
+}
+
+/// The bearer value or `X-SFDC-Session` value a request presents.
+pub(crate) fn presented_credential(headers: &HeaderMap) -> Option<&str> {
+    if let Some(v) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let v = v.trim();
+        for scheme in ["Bearer ", "OAuth "] {
+            if v.len() > scheme.len() && v[..scheme.len()].eq_ignore_ascii_case(scheme) {
+                return Some(v[scheme.len()..].trim());
+            }
+        }
+    }
+    headers
+        .get("x-sfdc-session")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// With a client key: the credential is the key or a proxy-local session. Without: anyone.
+pub(crate) fn credential_ok(sh: &Shared, credential: Option<&str>) -> bool {
+    let Some(key) = &sh.client_key else {
+        return true;
+    };
+    let Some(c) = credential else {
+        return false;
+    };
+    local::ct_eq(c.as_bytes(), key.expose().as_bytes()) || sh.sessions.contains(c)
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+async fn route(sh: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let shape = shape_for(&path);
+    if req.method() == Method::CONNECT {
+        return refuse(
+            sh,
+            StatusCode::METHOD_NOT_ALLOWED,
+            Shape::Rest,
+            "CONNECT is not supported: sfkeep proxy forwards only to the org's instance",
+        );
+    }
+    if req.uri().scheme().is_some() || req.uri().authority().is_some() {
+        return refuse(
+            sh,
+            StatusCode::BAD_REQUEST,
+            Shape::Rest,
+            "absolute-form request targets are not accepted: sfkeep proxy forwards only to the org's instance; send the path alone",
+        );
+    }
+    if !host_ok(sh, req.headers()) {
+        return refuse(
+            sh,
+            StatusCode::MISDIRECTED_REQUEST,
+            Shape::Rest,
+            "the Host header does not name this proxy: sfkeep proxy forwards only to the org's instance",
+        );
+    }
+    if !path_is_clean(&path) {
+        return refuse(
+            sh,
+            StatusCode::BAD_REQUEST,
+            shape,
+            "the request path has dot segments or encoded separators",
+        );
+    }
+    if content_length(req.headers()).is_some_and(|n| n > sh.max_body) {
+        return refuse(
+            sh,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            shape,
+            "the request body is larger than the proxy's limit",
+        );
+    }
+    let method = req.method().clone();
+    match path.as_str() {
+        "/healthz" | "/metrics" | "/_sfkeep/reload" => {
+            if !credential_ok(sh, presented_credential(req.headers())) {
+                return unauthorized(sh, Shape::Rest);
+            }
+            match (path.as_str(), &method) {
+                ("/healthz", &Method::GET | &Method::HEAD) => local::healthz(sh),
+                ("/metrics", &Method::GET | &Method::HEAD) => local::metrics(sh),
+                ("/_sfkeep/reload", &Method::POST) => {
+                    if !peer.ip().is_loopback() {
+                        return refuse(
+                            sh,
+                            StatusCode::FORBIDDEN,
+                            Shape::Rest,
+                            "reload is allowed from loopback only",
+                        );
+                    }
+                    local::reload(sh).await
+                }
+                _ => refuse(
+                    sh,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Shape::Rest,
+                    "method not allowed",
+                ),
+            }
+        }
+        "/services/oauth2/token" => {
+            if method != Method::POST {
+                return refuse(
+                    sh,
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    Shape::Rest,
+                    "method not allowed",
+                );
+            }
+            local::token_shim(sh, req.into_body()).await
+        }
+        "/services/oauth2/revoke" => {
+            // Never forwarded: a client's revoke must not end the proxy's own session.
+            local::revoke(sh, req).await
+        }
+        p if p.starts_with("/services/oauth2/") && p != "/services/oauth2/userinfo" => refuse(
+            sh,
+            StatusCode::NOT_FOUND,
+            Shape::Rest,
+            "sfkeep proxy answers /services/oauth2/token itself and does not forward other OAuth endpoints",
+        ),
+        p if p.starts_with("/services/Soap/") => soap_request(sh, req).await,
+        p if p.starts_with("/services/") => {
+            let api = if p.starts_with("/services/async/") {
+                Api::Bulk1
+            } else {
+                Api::Rest
+            };
+            if !credential_ok(sh, presented_credential(req.headers())) {
+                return unauthorized(sh, api.into());
+            }
+            let (parts, body) = req.into_parts();
+            let body = body::limited(body, sh.max_body);
+            let payload = match body::read_prefix(body, sh.max_replay_body).await {
+                Ok(body::Prefix::Whole(b)) => Payload::Bytes(b),
+                Ok(body::Prefix::Stream(s)) => Payload::Stream(s),
+                Err(e) => return body_error(sh, api.into(), &e),
+            };
+            forward::forward(sh, parts, payload, api).await
+        }
+        _ => refuse(
+            sh,
+            StatusCode::NOT_FOUND,
+            Shape::Rest,
+            "sfkeep proxy serves /services/… (forwarded to the org's instance), /healthz, /metrics and POST /_sfkeep/reload only",
+        ),
+    }
+}
+
+pub(crate) fn body_error(sh: &Shared, shape: Shape, e: &body::BoxError) -> Response<Body> {
+    if is_length_limit(e.as_ref()) {
+        refuse(
+            sh,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            shape,
+            "the request body is larger than the proxy's limit",
+        )
+    } else {
+        refuse(
+            sh,
+            StatusCode::BAD_REQUEST,
+            shape,
+            "the request body could not be read",
+        )
+    }
+}
+
+pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
+async fn soap_request(sh: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::POST {
+        return refuse(
+            sh,
+            StatusCode::METHOD_NOT_ALLOWED,
+            Shape::Soap,
+            "SOAP calls are POSTs",
+        );
+    }
+    let (parts, body) = req.into_parts();
+    let bytes = match body::read_all(body::limited(body, sh.max_body), usize::MAX).await {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return refuse(
+                sh,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Shape::Soap,
+                "the request body is larger than the proxy's limit",
+            );
+        }
+        Err(e) => return body_error(sh, Shape::Soap, &e),
+    };
+    let env = match soap::inspect(&bytes) {
+        Ok(env) => env,
+        Err(msg) => {
+            sh.stats.inc(Counter::rejected);
+            return error_response(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Shape::Soap,
+                "soapenv:Client",
+                &msg,
+            );
+        }
+    };
+    let path = parts.uri.path().to_owned();
+    match env.operation.as_str() {
+        "login" => local::soap_login(sh, &path, &env).await,
+        op => {
+            let session = env.session.as_ref().map(|(_, v)| v.as_str());
+            let cred = session
+                .filter(|s| !s.is_empty())
+                .or_else(|| presented_credential(&parts.headers));
+            if !credential_ok(sh, cred) {
+                return unauthorized(sh, Shape::Soap);
+            }
+            if op == "logout" {
+                if let Some(s) = session {
+                    sh.sessions.remove(s);
+                }
+                let mut r = Response::new(body::full(soap::logout_response(
+                    soap::session_namespace(&path),
+                )));
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/xml;charset=UTF-8"),
+                );
+                return r;
+            }
+            let ns = soap::session_namespace(&path);
+            forward::forward(
+                sh,
+                parts,
+                Payload::Soap {
+                    raw: bytes,
+                    env: Box::new(env),
+                    ns,
+                },
+                Api::Soap,
+            )
+            .await
+        }
+    }
+}
