@@ -13,9 +13,13 @@
 //!   GET, HEAD, PUT, DELETE, or calls the caller marks idempotent (an upsert by external id).
 //! - `403 REQUEST_LIMIT_EXCEEDED` is never retried.
 
+mod bulk;
 mod rest;
+mod soap;
 
+pub use bulk::BulkQuery;
 pub use rest::QueryPages;
+pub use soap::SoapQueryResult;
 
 use std::time::Duration;
 
@@ -47,6 +51,8 @@ pub struct ApiError {
     pub fields: Vec<String>,
     /// `Sforce-Limit-Info` usage (used, max), when sent.
     pub api_usage: Option<(u64, u64)>,
+    /// `Retry-After`, when sent with a 429 or 503.
+    pub retry_after: Option<Duration>,
 }
 
 impl ApiError {
@@ -69,6 +75,7 @@ impl ApiError {
                     })
                     .unwrap_or_default(),
                 api_usage,
+                retry_after: None,
             },
             None => ApiError {
                 status,
@@ -76,6 +83,7 @@ impl ApiError {
                 message: redacted_snippet(body),
                 fields: Vec::new(),
                 api_usage,
+                retry_after: None,
             },
         }
     }
@@ -84,6 +92,50 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         matches!(self.status, 429 | 502 | 503 | 504)
     }
+}
+
+/// The error for a failed response of `api`: REST error arrays, SOAP faults, Bulk 1.0 XML.
+fn api_error(
+    api: Api,
+    status: u16,
+    body: &[u8],
+    usage: Option<(u64, u64)>,
+    headers: &reqwest::header::HeaderMap,
+) -> ApiError {
+    let mut e = match api {
+        Api::Rest => ApiError::from_response(status, body, usage),
+        Api::Soap | Api::Bulk1 => {
+            let text = String::from_utf8_lossy(body);
+            let code = crate::diagnose::api_error::soap_fault_code(&text)
+                .map(str::to_owned)
+                .or_else(|| between(&text, "<exceptionCode>", "</exceptionCode>"))
+                .unwrap_or_default();
+            let message = between(&text, "<faultstring>", "</faultstring>")
+                .or_else(|| between(&text, "<exceptionMessage>", "</exceptionMessage>"))
+                .map(|m| redacted_snippet(m.as_bytes()))
+                .unwrap_or_else(|| redacted_snippet(body));
+            ApiError {
+                status,
+                error_code: code,
+                message,
+                fields: Vec::new(),
+                api_usage: usage,
+                retry_after: None,
+            }
+        }
+    };
+    e.retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    e
+}
+
+fn between(text: &str, open: &str, close: &str) -> Option<String> {
+    let start = text.find(open)? + open.len();
+    let end = start + text[start..].find(close)?;
+    Some(text[start..end].to_owned())
 }
 
 /// Parses `Sforce-Limit-Info: api-usage=18/5000[; per-app-api-usage=…]`.
@@ -103,6 +155,8 @@ pub struct ApiResponse {
     pub body: Vec<u8>,
     /// `Sforce-Limit-Info` usage.
     pub api_usage: Option<(u64, u64)>,
+    /// The response headers.
+    pub headers: reqwest::header::HeaderMap,
 }
 
 impl ApiResponse {
@@ -139,7 +193,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    /// The wait before retry number `attempt` (0-based): full jitter under an exponential
+    /// ceiling, or the server's `Retry-After` (capped).
+    pub fn backoff(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let ceiling = self
             .base
             .saturating_mul(2u32.saturating_pow(attempt))
@@ -191,6 +247,16 @@ impl Client {
         self
     }
 
+    /// The API version in use.
+    pub fn version(&self) -> &str {
+        &self.api_version
+    }
+
+    /// The HTTP client.
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The token manager.
     pub fn manager(&self) -> &TokenManager {
         &self.manager
@@ -229,7 +295,7 @@ impl Client {
             let result = self.send_healing(method.clone(), path, body).await;
             let (transient, retry_after) = match &result {
                 Err(Error::Transport { .. }) => (true, None),
-                Err(Error::Api(e)) if e.is_transient() => (true, None),
+                Err(Error::Api(e)) if e.is_transient() => (true, e.retry_after),
                 _ => (false, None),
             };
             attempt += 1;
@@ -247,9 +313,8 @@ impl Client {
         path: &str,
         body: Option<&Value>,
     ) -> Result<ApiResponse> {
-        let mut replayed = false;
-        loop {
-            let token = self.manager.token().await?;
+        let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
+        self.execute(Api::Rest, &what, |token| {
             let url = format!("{}{}", token.instance_url().trim_end_matches('/'), path);
             let mut req = self
                 .http
@@ -259,14 +324,34 @@ impl Client {
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
-            let resp = req.send().await.map_err(|e| Error::transport(&what, &e))?;
+            req
+        })
+        .await
+    }
+
+    /// Sends what `build` makes for the current token; if the response says the session is
+    /// dead (per `api`'s rules), invalidates that token's generation, takes the one shared
+    /// refresh, and replays once. A second dead answer, or one a refresh cannot fix, is an
+    /// error: never a loop.
+    pub(crate) async fn execute(
+        &self,
+        api: Api,
+        what: &str,
+        build: impl Fn(&crate::manager::Token) -> reqwest::RequestBuilder,
+    ) -> Result<ApiResponse> {
+        let mut replayed = false;
+        loop {
+            let token = self.manager.token().await?;
+            let resp = build(&token)
+                .send()
+                .await
+                .map_err(|e| Error::transport(what, &e))?;
             if let Some(d) = date_header(&resp) {
                 self.manager.observe_server_date(&d);
             }
             let status = resp.status().as_u16();
-            let usage = resp
-                .headers()
+            let headers = resp.headers().clone();
+            let usage = headers
                 .get("sforce-limit-info")
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_limit_info);
@@ -274,20 +359,22 @@ impl Client {
                 metrics::gauge!("sf_api_usage_used").set(used as f64);
                 metrics::gauge!("sf_api_usage_limit").set(max as f64);
             }
-            let body_bytes = read_capped(resp, MAX_API_BODY, &what).await?;
-            match session_verdict(Api::Rest, status, &body_bytes) {
+            let body_bytes = read_capped(resp, MAX_API_BODY, what).await?;
+            match session_verdict(api, status, &body_bytes) {
                 SessionVerdict::Alive => {}
                 SessionVerdict::Dead if !replayed => {
                     self.manager
-                        .invalidate_if_current(token.generation(), Api::Rest.as_str());
+                        .invalidate_if_current(token.generation(), api.as_str());
                     replayed = true;
                     continue;
                 }
                 SessionVerdict::Dead | SessionVerdict::Unfixable(_) => {
-                    return Err(Error::Api(ApiError::from_response(
+                    return Err(Error::Api(api_error(
+                        api,
                         status,
                         &body_bytes,
                         usage,
+                        &headers,
                     )));
                 }
             }
@@ -297,12 +384,15 @@ impl Client {
                     status,
                     body: body_bytes,
                     api_usage: usage,
+                    headers,
                 });
             }
-            return Err(Error::Api(ApiError::from_response(
+            return Err(Error::Api(api_error(
+                api,
                 status,
                 &body_bytes,
                 usage,
+                &headers,
             )));
         }
     }
