@@ -134,6 +134,9 @@ async fn faults(State(org): State<Arc<Org>>, mut req: Request, next: Next) -> Re
     if let Some(status) = fault.status {
         tokio::time::sleep(latency).await;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+        if fault.html {
+            return html_page(status);
+        }
         if status == StatusCode::UNAUTHORIZED {
             org.lock().stats.invalid_session_responses += 1;
         }
@@ -157,6 +160,21 @@ fn reset() -> Response {
         ))
     });
     Response::new(Body::from_stream(stream))
+}
+
+/// A load balancer's error page: not JSON, not XML.
+fn html_page(status: StatusCode) -> Response {
+    let body = format!(
+        "<html><head><title>{0}</title></head><body><h1>{0}</h1><p>The server is temporarily unable to service your request. Please try again later.</p></body></html>",
+        status
+    );
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        axum::http::header::CONTENT_TYPE,
+        axum::http::HeaderValue::from_static("text/html; charset=UTF-8"),
+    );
+    resp
 }
 
 /// What Salesforce sends with `status` on the API at `path`.

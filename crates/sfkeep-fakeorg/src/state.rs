@@ -261,6 +261,10 @@ pub struct Fault {
     /// Drop the connection without a response.
     #[serde(default)]
     pub reset: bool,
+    /// Answer with an HTML page instead of Salesforce's error body, as a load balancer or a
+    /// maintenance page in front of the org does.
+    #[serde(default)]
+    pub html: bool,
 }
 
 /// A pagination cursor of a query (REST `nextRecordsUrl` or SOAP `queryLocator`).
