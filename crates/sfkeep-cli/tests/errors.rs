@@ -206,21 +206,6 @@ fn group_readable_secret_file_warns_but_works_until_the_network() {
 }
 
 #[test]
-fn demo_says_not_built_yet() {
-    let home = tempfile::tempdir().unwrap();
-    let (code, _, err) = run({
-        let mut c = sfkeep(home.path());
-        c.arg("demo");
-        c
-    });
-    assert_eq!(code, 2);
-    assert!(
-        err.contains("sfkeep demo: not built yet (see issue 8). Meanwhile: sfkeep fake-org"),
-        "{err}"
-    );
-}
-
-#[test]
 fn bad_flags_are_exit_2() {
     let home = tempfile::tempdir().unwrap();
     let (code, _, _) = run({

@@ -144,7 +144,7 @@ impl Run {
     fn record(&mut self, event: &str, cause: &str, healed_by: &str, synced: u64, naive: String) {
         let at_ms = self.started.elapsed().as_millis() as u64;
         say(&format!(
-            "{:>7.1}s  {:<34} {:<22} {:<40} synced {:>6}   naive: {}",
+            "{:>7.1}s  {:<34} {:<22} {:<44} synced {:>6}   naive: {}",
             at_ms as f64 / 1000.0,
             event,
             cause,
@@ -244,7 +244,7 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
         integration_invalid_session_errors: 0,
     };
     say(&format!(
-        "{:>8}  {:<34} {:<22} {:<40} {:>13}   {}",
+        "{:>8}  {:<34} {:<22} {:<44} {:>13}   {}",
         "time", "event", "cause", "how sfkeep healed", "records", "naive client (logs in once)"
     ));
 
@@ -298,7 +298,6 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
     // The one that cannot heal by itself.
     run.org.freeze().await?;
     run.org.touch(run.org.changes).await?;
-    let before = run.org.stats().await?;
     match run.sync_pass().await {
         Ok(_) => {
             return Err(CliError::unexpected(
@@ -330,6 +329,7 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
             );
         }
     }
+    let before = run.org.stats().await?;
     run.org.unfreeze().await?;
     let recovered = run.client.manager().force_refresh().await;
     let synced = run.sync_pass().await?;
