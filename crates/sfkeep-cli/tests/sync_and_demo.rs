@@ -192,3 +192,40 @@ fn the_demo_heals_every_cause_and_loses_nothing() {
     // The timeline is readable text on stderr.
     assert!(err.contains("admin revoked the app's tokens"), "{err}");
 }
+
+#[test]
+fn query_returns_every_record_when_the_session_dies_between_pages() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 4500);
+    // The next page (and only it) answers 401 INVALID_SESSION_ID, as after a logout.
+    assert_eq!(
+        org.admin_post(
+            "/faults",
+            serde_json::json!({"path_prefix": "/services/data/v59.0/query/", "status": 401, "count": 1})
+        ),
+        200
+    );
+    let mut c = sfkeep(h);
+    c.args([
+        "query",
+        "SELECT Id, Name FROM Account",
+        "--json",
+        "--config",
+    ])
+    .arg(org.field("profile_file"))
+    .args(["--profile", "fake"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let ids: std::collections::BTreeSet<String> = out
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["Id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 4500, "every record, none twice");
+    assert_eq!(out.lines().count(), 4500);
+}

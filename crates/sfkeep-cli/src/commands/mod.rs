@@ -8,10 +8,12 @@ use crate::error::CliResult;
 use crate::exit::Exit;
 use crate::session::Globals;
 
+mod api;
 #[cfg(feature = "fake-org")]
 mod fake_org;
 mod login;
 mod logout;
+mod query;
 mod status;
 mod sync;
 mod token;
@@ -37,6 +39,10 @@ pub enum Command {
     /// session death, and proof that nothing was lost.
     #[cfg(feature = "fake-org")]
     Demo(crate::demo::DemoArgs),
+    /// One authenticated API request that heals like the library.
+    Api(api::ApiArgs),
+    /// Every record of a SOQL query, across pages.
+    Query(query::QueryArgs),
     /// The billing sync integration: Accounts into SQLite, incremental and idempotent.
     Sync(sync::SyncArgs),
     /// Run the simulated Salesforce org; prints one JSON line when ready.
@@ -70,6 +76,8 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         #[cfg(feature = "fake-org")]
         Command::Demo(a) => crate::demo::run(a).await,
         Command::Sync(a) => sync::run(&g, a).await,
+        Command::Api(a) => api::run(&g, a).await,
+        Command::Query(a) => query::run(&g, a).await,
         #[cfg(feature = "fake-org")]
         Command::FakeOrg(a) => fake_org::run(a).await,
         Command::Login(a) => login::run(&g, a).await,
