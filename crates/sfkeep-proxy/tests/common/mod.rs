@@ -168,3 +168,45 @@ where
 }
 
 pub const QUERY: &str = "/services/data/v59.0/query?q=SELECT+Id,Name+FROM+Account";
+
+/// A manager whose store already holds a fresh token for `instance_url` (a test upstream),
+/// so no token request is ever made. Its grant points at a login URL that refuses connections.
+pub async fn seeded_manager(instance_url: &str) -> TokenManager {
+    use std::sync::Arc;
+
+    use sfkeep::clock::UnixMillis;
+    use sfkeep::secret::AccessToken;
+    use sfkeep::store::{MemoryStore, Store, StoreKey};
+    use sfkeep::token::{ExpirySource, GrantKind, TokenRecord};
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let store = Arc::new(MemoryStore::new());
+    let key = StoreKey::from_string("seeded");
+    let record = TokenRecord {
+        access_token: AccessToken::new("00Dseeded!upstream-token"),
+        refresh_token: None,
+        instance_url: instance_url.to_owned(),
+        id_url: None,
+        scope: None,
+        issued_at: UnixMillis(now),
+        expires_at: UnixMillis(now + 7_200_000),
+        refresh_at: UnixMillis(now + 3_600_000),
+        expiry_source: ExpirySource::Configured,
+        generation: 1,
+        grant: GrantKind::ClientCredentials,
+    };
+    store.compare_and_set(&key, None, &record).await.unwrap();
+    TokenManager::builder("http://127.0.0.1:9")
+        .grant(Grant::ClientCredentials {
+            client_id: "unused".into(),
+            client_secret: ClientSecret::new("unused"),
+        })
+        .store(store)
+        .store_key(key)
+        .introspect(false)
+        .build()
+        .unwrap()
+}
