@@ -31,6 +31,17 @@ async fn fleet_worker() {
     fleet::worker_main().await;
 }
 
+/// A simulated org with room for the fleet's API calls.
+async fn start_org() -> Org {
+    let org = Org::start(HOUR2).await;
+    org.put(
+        "/limits",
+        json!({"daily_api_limit": 100_000_000u64, "login_rate_limit_per_hour": 100_000}),
+    )
+    .await;
+    org
+}
+
 async fn total_token_requests(org: &Org) -> u64 {
     let s = org.stats().await;
     s["token_requests"]
@@ -71,7 +82,7 @@ async fn eight_processes_twenty_deaths_exactly_twenty_token_requests() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let org = Org::start(HOUR2).await;
+    let org = start_org().await;
     let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
     let mut fleet = Fleet::spawn(8, &org, &spec).await;
 
@@ -119,18 +130,30 @@ fn assert_no_secret_in_redis(redis: &RedisServer, org: &Org, cache_key: &str) {
         info.security_token.clone(),
         cache_key.to_owned(),
     ];
-    // Every access token the org issued looks like `00D…!…`; the stored record holds the
-    // current one: take it from a manager reading the same store.
-    for (k, v) in &dump {
-        let text = String::from_utf8_lossy(v);
-        assert!(!text.contains('!'), "{k} holds an org-id!token-like value");
-        assert!(!text.contains("5Aep861"), "{k} holds a refresh token");
-        for s in &secrets {
-            assert!(!k.contains(s.as_str()), "key name {k} holds a secret");
-            assert!(!text.contains(s.as_str()), "{k} holds a secret");
+    // The stored record's own tokens, decrypted with the fleet's key.
+    let key = CacheKey::from_base64(cache_key).unwrap();
+    let mut c = redis.conn();
+    for (k, _) in dump.iter().filter(|(k, _)| k.ends_with(":tok")) {
+        let env: Vec<u8> = redis::cmd("HGET").arg(k).arg("env").query(&mut c).unwrap();
+        let rec = sfkeep::store::decode_record(&key, &env).expect("the fleet's record decrypts");
+        secrets.push(rec.access_token.expose_secret().to_owned());
+        if let Some(rt) = &rec.refresh_token {
+            secrets.push(rt.expose_secret().to_owned());
         }
     }
-    secrets.clear();
+    assert!(secrets.len() >= 6);
+    for (k, v) in &dump {
+        for s in &secrets {
+            assert!(!k.contains(s.as_str()), "key name {k} holds a secret");
+            assert!(
+                !v.windows(s.len()).any(|w| w == s.as_bytes()),
+                "{k} holds a secret in clear"
+            );
+        }
+        // No token-shaped plaintext either (access tokens are `00D…!…`, refresh `5Aep861…`).
+        assert!(!v.windows(7).any(|w| w == b"5Aep861"), "{k}");
+        assert!(!v.windows(12).any(|w| w == b"access_token"), "{k}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,7 +162,7 @@ async fn rotation_on_eight_processes_500_refreshes_no_reuse() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let org = Org::start(HOUR2).await;
+    let org = start_org().await;
     org.policy(json!({"rotate_refresh_tokens": true})).await;
     let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
     let mut fleet = Fleet::spawn(8, &org, &spec).await;
@@ -183,7 +206,7 @@ async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let org = Org::start(HOUR2).await;
+    let org = start_org().await;
     org.policy(json!({"rotate_refresh_tokens": true})).await;
     let mut spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
     spec.lock_ttl = Duration::from_millis(1000);
@@ -201,15 +224,6 @@ async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
     .await;
     org.logout().await;
     fleet.workers[0].send("calls 1").await;
-    let key = {
-        let mut c = redis.conn();
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg("sfkeep:v1:*:lock")
-            .query(&mut c)
-            .unwrap();
-        keys
-    };
-    let _ = key;
     // Wait until it holds the lock and its token request reached the org.
     poll_until(
         Duration::from_secs(10),
@@ -225,6 +239,15 @@ async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
         },
     )
     .await;
+    let ttl_left: i64 = {
+        let mut c = redis.conn();
+        let locks: Vec<String> = redis::cmd("KEYS")
+            .arg("sfkeep:v1:*:lock")
+            .query(&mut c)
+            .unwrap();
+        redis::cmd("PTTL").arg(&locks[0]).query(&mut c).unwrap()
+    };
+    assert!(ttl_left > 0 && ttl_left <= 1000, "{ttl_left}");
     fleet.workers[0].kill().await;
     let killed_at = Instant::now();
 
@@ -245,6 +268,11 @@ async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
         "the killed request and one takeover: {stats}"
     );
     assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_errors"], 0, "{stats}");
+    assert!(
+        killed_at.elapsed() + Duration::from_millis(20) >= Duration::from_millis(ttl_left as u64),
+        "nobody refreshed before the dead holder's lock expired"
+    );
     eprintln!(
         "takeover done {:?} after the kill; stats {stats}",
         killed_at.elapsed()
@@ -259,7 +287,7 @@ async fn redis_down_jwt_fleet_keeps_serving_and_recovers() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let org = Org::start(HOUR2).await;
+    let org = start_org().await;
     let spec = WorkerSpec::new(FleetGrant::Jwt, &redis);
     let mut fleet = Fleet::spawn(8, &org, &spec).await;
     let r = fleet.all("calls 50").await;
@@ -321,7 +349,7 @@ async fn redis_down_rotating_fleet_serves_cached_then_fails_closed_and_recovers(
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let org = Org::start(HOUR2).await;
+    let org = start_org().await;
     org.policy(json!({"rotate_refresh_tokens": true})).await;
     let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
     let mut fleet = Fleet::spawn(8, &org, &spec).await;
@@ -597,7 +625,7 @@ async fn bad_values_are_a_miss_with_a_warning_and_foreign_locks_stay() {
     }
 
     // A manager on a store with a corrupt value gets a token (a miss, never served).
-    let org = Org::start(HOUR2).await;
+    let org = start_org().await;
     redis::cmd("DEL").arg(&tok).query::<()>(&mut c).unwrap();
     let sink = MemorySink::new();
     let clock = ManualClock::starting_now_offset(0);
