@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# scripts/bench sync [ACCOUNTS] [RUNS]: sfkeep sync vs simple-salesforce query_all + sqlite3
+# executemany, on the same simulated org, alternating runs; prints medians and the ratio.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ACCOUNTS="${1:-100000}"
+RUNS="${2:-3}"
+cargo build --release -q -p sfkeep-cli
+BIN=target/release/sfkeep
+PY="${SFKEEP_PYTHON:-$(./scripts/python-venv)}"
+WORK="$(mktemp -d)"
+trap 'kill "$ORG_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+"$BIN" fake-org --accounts "$ACCOUNTS" --state-dir "$WORK/org" > "$WORK/ready.json" &
+ORG_PID=$!
+for _ in $(seq 1 600); do [ -s "$WORK/ready.json" ] && break; sleep 0.1; done
+field() { python3 -c "import json,sys; print(json.load(open('$WORK/ready.json'))['$1'])"; }
+PROFILE="$(field profile_file)"
+
+sfkeep_run() {
+  rm -f "$WORK/sfkeep.db"*
+  local t0 t1
+  t0=$(date +%s.%N)
+  "$BIN" sync accounts --to "sqlite:$WORK/sfkeep.db" --config "$PROFILE" --profile fake >/dev/null 2>&1
+  t1=$(date +%s.%N)
+  python3 -c "print($t1 - $t0)"
+}
+baseline_run() {
+  rm -f "$WORK/base.db"
+  SF_URL="$(field instance_url)" SF_USERNAME="$(field username)" SF_PASSWORD="$(field password)" \
+  SF_SECURITY_TOKEN="$(field security_token)" BENCH_DB="$WORK/base.db" \
+    "$PY" scripts/bench.d/sync_baseline.py | python3 -c "import json,sys; print(json.load(sys.stdin)['seconds'])"
+}
+
+S=(); B=()
+for i in $(seq 1 "$RUNS"); do
+  S+=("$(sfkeep_run)")
+  B+=("$(baseline_run)")
+done
+python3 - "$ACCOUNTS" "${S[*]}" "${B[*]}" <<'PY'
+import statistics, sys
+n = int(sys.argv[1]); s = [float(x) for x in sys.argv[2].split()]; b = [float(x) for x in sys.argv[3].split()]
+ms, mb = statistics.median(s), statistics.median(b)
+print(f"sync of {n} Accounts into SQLite, median of {len(s)} alternating runs")
+print(f"  sfkeep sync                                  {ms:8.2f} s   {n/ms:10.0f} records/s   runs {' '.join(f'{x:.2f}' for x in s)}")
+print(f"  simple-salesforce query_all + executemany    {mb:8.2f} s   {n/mb:10.0f} records/s   runs {' '.join(f'{x:.2f}' for x in b)}")
+print(f"  ratio (baseline time / sfkeep time)          {mb/ms:8.2f}x")
+PY
