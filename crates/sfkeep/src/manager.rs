@@ -393,7 +393,7 @@ impl TokenManager {
             TokenState::Stale => {
                 let t = Token(Arc::clone(rec));
                 drop(guard);
-                self.inner.clone().spawn_background_refresh();
+                self.inner.spawn_background_refresh();
                 Some(t)
             }
             TokenState::Expired => None,
@@ -532,17 +532,23 @@ impl Inner {
             && rec.state_at(self.clock.now()) != TokenState::Expired
     }
 
-    fn spawn_background_refresh(self: Arc<Self>) {
-        if self.cooling_down().is_some() || self.background.swap(true, Ordering::AcqRel) {
+    /// Starts the one background refresh of a Stale token, unless one is running or a failure
+    /// is cooling down. Cheap when one is already running: one atomic load.
+    fn spawn_background_refresh(self: &Arc<Self>) {
+        if self.background.load(Ordering::Acquire) || self.cooling_down().is_some() {
+            return;
+        }
+        if self.background.swap(true, Ordering::AcqRel) {
             return;
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             self.background.store(false, Ordering::Release);
             return;
         };
+        let me = Arc::clone(self);
         rt.spawn(async move {
-            let _ = self.refresh(RefreshReason::Proactive).await;
-            self.background.store(false, Ordering::Release);
+            let _ = me.refresh(RefreshReason::Proactive).await;
+            me.background.store(false, Ordering::Release);
         });
     }
 
