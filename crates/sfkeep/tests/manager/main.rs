@@ -349,25 +349,118 @@ async fn a_wrong_cache_key_is_a_clear_error_and_leaves_the_file_alone() {
     }
 }
 
-#[tokio::test]
-async fn a_clock_that_jumps_back_never_serves_past_expiry() {
-    // No server needed: the record's expiry is absolute on the server clock.
-    let issued = UnixMillis(10_000_000);
-    let rec = sfkeep::token::TokenRecord {
-        access_token: sfkeep::secret::AccessToken::new("x"),
-        refresh_token: None,
-        instance_url: "http://127.0.0.1:1".into(),
-        id_url: None,
-        scope: None,
-        issued_at: issued,
-        expires_at: issued.plus(MIN15),
-        refresh_at: issued.plus(Duration::from_secs(600)),
-        expiry_source: sfkeep::token::ExpirySource::Configured,
-        generation: 1,
-        grant: sfkeep::token::GrantKind::JwtBearer,
-    };
-    assert_eq!(
-        rec.state_at(issued.plus(MIN15)),
-        sfkeep::token::TokenState::Expired
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clock_that_jumps_forward_never_gets_a_token_served_past_its_expiry() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    assert_eq!(m.token().await.unwrap().generation(), 1);
+    // The local clock leaps three hours: by its reckoning the token is dead, so it is not
+    // served; a refresh runs, and its Date header re-measures the skew.
+    clock.advance(Duration::from_secs(3 * 3600));
+    assert!(
+        m.cached_token().is_none(),
+        "an expired token is never served"
     );
+    let t = m.token().await.unwrap();
+    assert_eq!(t.generation(), 2);
+    assert!(t.record().expires_at > m.server_clock().now());
+    assert!(
+        m.server_clock().offset() < -3 * 3600 * 1000 + 5_000,
+        "skew re-measured"
+    );
+    // And a jump back leaves the (valid) token in service without a request.
+    let before = org.token_requests("refresh_token").await;
+    clock.set(UnixMillis(clock_now(&clock) - 24 * 3600 * 1000));
+    assert_eq!(m.token().await.unwrap().generation(), 2);
+    assert_eq!(org.token_requests("refresh_token").await, before);
+}
+
+fn clock_now(c: &ManualClock) -> i64 {
+    use sfkeep::clock::Clock;
+    c.now().0
+}
+
+/// A real local HTTP server that answers every request with `status` and `body`: for
+/// responses the simulated org never sends (a proxy's HTML page, a runaway body).
+async fn canned_server(status: u16, content_type: &'static str, body: Vec<u8>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = Arc::new(body);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = sock.read(&mut buf).await;
+                let head = format!(
+                    "HTTP/1.1 {status} X\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = sock.write_all(head.as_bytes()).await;
+                let _ = sock.write_all(&body).await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_token_responses_are_typed_errors_never_panics() {
+    let grant = sfkeep::Grant::RefreshToken {
+        client_id: "cid".into(),
+        client_secret: None,
+        refresh_token: sfkeep::secret::RefreshToken::new("rt-secret-value-123456"),
+    };
+    let cases: Vec<(u16, &str, Vec<u8>, &str)> = vec![
+        (
+            200,
+            "application/json",
+            vec![b'{'; 2 * 1024 * 1024],
+            "body larger than",
+        ),
+        (
+            503,
+            "text/html",
+            b"<html><body>Down for maintenance</body></html>".to_vec(),
+            "transient",
+        ),
+        (
+            200,
+            "text/html",
+            b"<html>login page</html>".to_vec(),
+            "not JSON",
+        ),
+        (200, "application/json", b"".to_vec(), "not JSON"),
+        (
+            200,
+            "application/json",
+            br#"{"access_token":"x","instance_url":5}"#.to_vec(),
+            "instance_url",
+        ),
+        (
+            400,
+            "application/json",
+            br#"{"error":"invalid_grant","error_description":"expired access/refresh token"}"#
+                .to_vec(),
+            "refresh_token_revoked",
+        ),
+    ];
+    for (status, ct, body, want) in cases {
+        let url = canned_server(status, ct, body).await;
+        let clock = ManualClock::starting_now_offset(0);
+        let m = sfkeep::TokenManager::builder(url)
+            .grant(grant.clone())
+            .clock(Arc::new(clock) as Arc<dyn sfkeep::clock::Clock>)
+            .build()
+            .unwrap();
+        let e = m.token().await.unwrap_err();
+        let shown = format!("{e} {e:?}");
+        assert!(shown.contains(want), "want {want:?} in {shown}");
+        assert!(!shown.contains("rt-secret-value"), "{shown}");
+    }
 }
