@@ -229,6 +229,14 @@ impl Reply {
     pub fn n(&self, k: &str) -> u64 {
         self.0.get(k).and_then(|v| v.parse().ok()).unwrap_or(0)
     }
+    /// The `lat=` list: every token() latency in µs, and whether it was a wait after a 401.
+    pub fn latencies(&self) -> Vec<(u64, bool)> {
+        self.s("lat")
+            .split(',')
+            .filter_map(|x| x.parse::<u64>().ok())
+            .map(|v| (v & !HEAL_MARK, v & HEAL_MARK != 0))
+            .collect()
+    }
     pub fn s(&self, k: &str) -> &str {
         self.0.get(k).map(String::as_str).unwrap_or("")
     }
@@ -478,6 +486,14 @@ impl Tally {
     }
 
     fn render(mut self) -> String {
+        let lat: Vec<String> = self
+            .token_latency_us
+            .iter()
+            .map(|v| v.to_string())
+            .collect();
+        for v in &mut self.token_latency_us {
+            *v &= !HEAL_MARK;
+        }
         self.token_latency_us.sort_unstable();
         let pct = |p: f64| {
             let v = &self.token_latency_us;
@@ -488,7 +504,7 @@ impl Tally {
             }
         };
         format!(
-            "ok={} healed={} store_unavailable={} err={} gen={} p50_us={} p99_us={} max_us={} n_lat={} first_err={}",
+            "ok={} healed={} store_unavailable={} err={} gen={} p50_us={} p99_us={} max_us={} n_lat={} lat={} first_err={}",
             self.ok,
             self.healed,
             self.store_unavailable,
@@ -498,6 +514,7 @@ impl Tally {
             pct(0.99),
             pct(1.0),
             self.token_latency_us.len(),
+            lat.join(","),
             self.first_err.unwrap_or_default()
         )
     }
@@ -519,6 +536,9 @@ async fn limits(http: &reqwest::Client, t: &sfkeep::Token) -> u16 {
         .unwrap_or(0)
 }
 
+/// Marks a token() latency measured after a 401 (the wait on the shared refresh).
+pub const HEAL_MARK: u64 = 1 << 62;
+
 /// One call: 0 = ok, 1 = healed; Err otherwise. Pushes token() latencies.
 ///
 /// On a 401: invalidate that generation, get a token, replay. A replay that gets 401 again is
@@ -538,7 +558,11 @@ async fn one_call(
             200 => return Ok((healed.min(1), t.generation())),
             401 if healed == 0 || (healed == 1 && t.record().issued_at < started) => {
                 m.invalidate_if_current(t.generation(), "rest");
-                t = timed_token(m, lat).await?;
+                let mut heal = Vec::new();
+                let r = timed_token(m, &mut heal).await;
+                // A heal's wait is marked with the top bit so the parent can tell it apart.
+                lat.extend(heal.iter().map(|v| v | HEAL_MARK));
+                t = r?;
                 healed += 1;
             }
             s => {

@@ -515,7 +515,8 @@ async fn bad_values_are_a_miss_with_a_warning_and_foreign_locks_stay() {
     let mut c = redis.conn();
     let good = encode_record(&key, &sample_record(3));
 
-    let cases: Vec<(&str, Box<dyn Fn(&mut redis::Connection)>)> = vec![
+    type Write = Box<dyn Fn(&mut redis::Connection)>;
+    let cases: Vec<(&str, Write)> = vec![
         (
             "corrupt",
             Box::new({
@@ -738,4 +739,104 @@ async fn store_down_fails_fast_and_recovers_in_process() {
     )
     .await;
     assert!(!store.circuit_open());
+}
+
+// ---------------------------------------------------------------------------------------------
+// `scripts/bench fleet`
+
+/// Token requests per session death and token() latency during the refresh storm, sfkeep
+/// (Redis store) against a baseline where each process refreshes for itself (memory store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "benchmark: scripts/bench fleet"]
+async fn fleet_bench() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let procs: usize = std::env::var("FLEET_BENCH_PROCS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(8);
+    let tasks: u64 = std::env::var("FLEET_BENCH_TASKS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let deaths: u64 = std::env::var("FLEET_BENCH_DEATHS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let grant = match std::env::var("FLEET_BENCH_GRANT").as_deref() {
+        Ok("refresh") => FleetGrant::Refresh,
+        _ => FleetGrant::Jwt,
+    };
+    struct Figures {
+        failed: u64,
+        per_death: f64,
+        all: [u64; 3],
+        heal: [u64; 3],
+    }
+    fn pcts(mut v: Vec<u64>) -> [u64; 3] {
+        v.sort_unstable();
+        let p = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
+        [p(0.5), p(0.99), p(1.0)]
+    }
+    let mut results = Vec::new();
+    for shared in [true, false] {
+        let org = start_org().await;
+        let mut spec = WorkerSpec::new(grant, &redis);
+        if !shared {
+            spec.redis_url = None;
+        }
+        let mut fleet = Fleet::spawn(procs, &org, &spec).await;
+        // Warm-up (the first login); a per-process refresh-token baseline may already fail here.
+        fleet.all(&format!("calls {tasks}")).await;
+        let before = total_token_requests(&org).await;
+        let (mut all, mut heal) = (Vec::new(), Vec::new());
+        let mut failed = 0;
+        for _ in 0..deaths {
+            org.logout().await;
+            let r = fleet.all(&format!("calls {tasks}")).await;
+            failed += sum(&r, "err") + sum(&r, "store_unavailable");
+            for x in &r {
+                for (v, healing) in x.latencies() {
+                    all.push(v);
+                    if healing {
+                        heal.push(v);
+                    }
+                }
+            }
+        }
+        let requests = total_token_requests(&org).await - before;
+        results.push(Figures {
+            failed,
+            per_death: requests as f64 / deaths as f64,
+            all: pcts(all),
+            heal: pcts(heal),
+        });
+        fleet.quit().await;
+    }
+    let (a, b) = (&results[0], &results[1]);
+    println!(
+        "fleet: {procs} processes × {tasks} tasks, {deaths} session deaths (logout; every task sees its 401, invalidates, waits, replays), grant {grant:?}"
+    );
+    println!(
+        "{:<34} {:>16} {:>24}",
+        "", "sfkeep (redis)", "baseline (per process)"
+    );
+    println!(
+        "{:<34} {:>16.2} {:>24.2}",
+        "token requests per session death", a.per_death, b.per_death
+    );
+    println!("{:<34} {:>16} {:>24}", "failed calls", a.failed, b.failed);
+    let rows = [
+        ("token() p50, every call (µs)", a.all[0], b.all[0]),
+        ("token() p99, every call (µs)", a.all[1], b.all[1]),
+        ("token() max, every call (µs)", a.all[2], b.all[2]),
+        ("token() p50, after the 401 (µs)", a.heal[0], b.heal[0]),
+        ("token() p99, after the 401 (µs)", a.heal[1], b.heal[1]),
+        ("token() max, after the 401 (µs)", a.heal[2], b.heal[2]),
+    ];
+    for (name, x, y) in rows {
+        println!("{name:<34} {x:>16} {y:>24}");
+    }
 }
