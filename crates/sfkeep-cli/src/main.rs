@@ -6,10 +6,12 @@ mod commands;
 mod config;
 #[cfg(feature = "fake-org")]
 mod demo;
+mod diagnosis;
 mod error;
 mod exit;
 mod session;
 mod sync;
+mod ui;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;

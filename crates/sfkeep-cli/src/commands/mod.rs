@@ -9,6 +9,7 @@ use crate::exit::Exit;
 use crate::session::Globals;
 
 mod api;
+mod doctor;
 #[cfg(feature = "fake-org")]
 mod fake_org;
 mod login;
@@ -56,6 +57,9 @@ pub enum Command {
     Token(token::TokenArgs),
     /// Token state, expiry, generation and store; never the token.
     Status(status::StatusArgs),
+    /// Why the session died: the causes ranked, with evidence and the fix. `--error` classifies
+    /// a pasted error offline.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// `--json`, shared by the commands whose output is data.
@@ -84,6 +88,7 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         Command::Logout(a) => logout::run(&g, a).await,
         Command::Token(a) => token::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,
+        Command::Doctor(a) => doctor::run(&g, a).await,
     }
 }
 

@@ -6,9 +6,18 @@
 //! | refresh token revoked or expired by policy, rotated-out reuse | token 400 `expired access/refresh token` ([`token_error`]) |
 //! | user deactivated / frozen / IP restricted / app not approved | token 400 `inactive user` / `authentication failure` / `ip restricted` / `user hasn't approved this consumer` ([`token_error`]) |
 //! | session not valid for the REST API | REST 401 with that message ([`api_error`]): never refreshed |
+//!
+//! For operators: [`Diagnosis`] ranks [`DiagnosisCause`]s with evidence and a fix, either
+//! offline from a pasted error ([`classify`]) or from facts gathered about an org
+//! ([`evidence`], used by `sfkeep doctor`).
 
 pub mod api_error;
 mod cause;
+pub mod classify;
+pub mod diagnosis;
+pub mod evidence;
 pub mod token_error;
 
 pub use cause::Cause;
+pub use classify::classify_error_text;
+pub use diagnosis::{Diagnosis, DiagnosisCause, Finding};
