@@ -840,3 +840,22 @@ async fn fleet_bench() {
         println!("{name:<34} {x:>16} {y:>24}");
     }
 }
+
+/// `rediss://` builds a rustls client on the process's aws-lc-rs provider (no panic, no second
+/// stack); against a plain-text server the TLS handshake fails as a store error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_url_uses_tls() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(
+        &format!("rediss://127.0.0.1:{}/", redis.port),
+        CacheKey::generate(),
+    )
+    .unwrap();
+    let e = store
+        .load(&StoreKey::from_string("0011223344556677"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, Error::Store { .. }), "{e}");
+}
