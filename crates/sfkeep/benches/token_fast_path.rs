@@ -98,7 +98,8 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
-    for threads in [2usize] {
+    {
+        let threads = 2usize;
         let m = manager.clone();
         g.bench_function(format!("sfkeep_cached_token/{threads}_threads"), |b| {
             let m = m.clone();

@@ -60,17 +60,24 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> UnixMillis;
 }
 
-/// The operating system's wall clock.
+/// The operating system's wall clock, read coarsely (a few milliseconds of resolution, a few
+/// nanoseconds per read): the token fast path reads it on every call, and its decisions have
+/// a 30-second margin.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixMillis {
-        let d = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO);
-        UnixMillis(d.as_millis() as i64)
+        UnixMillis(coarsetime::Clock::now_since_epoch().as_millis() as i64)
     }
+}
+
+/// The operating system's wall clock, precisely (for measuring, not for the fast path).
+pub fn precise_now() -> UnixMillis {
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO);
+    UnixMillis(d.as_millis() as i64)
 }
 
 /// A clock that moves only when told to: for tests and simulations.
@@ -89,7 +96,7 @@ impl ManualClock {
 
     /// A clock standing at the system time now, plus `offset_ms` (which may be negative).
     pub fn starting_now_offset(offset_ms: i64) -> Self {
-        Self::new(UnixMillis(SystemClock.now().0 + offset_ms))
+        Self::new(UnixMillis(precise_now().0 + offset_ms))
     }
 
     /// Moves the clock forward.
