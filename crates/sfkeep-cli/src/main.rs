@@ -2,6 +2,7 @@
 //! [`exit`] for the exit codes.
 #![forbid(unsafe_code)]
 
+mod audit;
 mod commands;
 mod config;
 #[cfg(feature = "fake-org")]

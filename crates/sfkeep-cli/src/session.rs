@@ -4,7 +4,9 @@
 //! (the same formula the library uses by default), so `sfkeep login --jwt` stores a token that
 //! `sfkeep token` then serves.
 
-use std::sync::Arc;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use sfkeep::event::{AuthEvent, AuthEventKind, EventSink};
 use sfkeep::secret::{ClientSecret, Password, PrivateKeyPem, RefreshToken, SecurityToken};
@@ -22,6 +24,53 @@ pub struct Globals {
     pub config: Option<std::path::PathBuf>,
     /// `--profile` / `SFKEEP_PROFILE`.
     pub profile: Option<String>,
+}
+
+/// The env var (and hidden global flag `--bind-address`) that binds every outgoing connection
+/// to one local address, e.g. to move a client to 127.0.0.2 in tests.
+pub const BIND_ENV: &str = "SFKEEP_BIND_ADDRESS";
+
+static BIND: OnceLock<Option<IpAddr>> = OnceLock::new();
+
+/// Sets the local bind address from `--bind-address` / `SFKEEP_BIND_ADDRESS` (once).
+pub fn set_bind_address(v: Option<&str>) -> CliResult<()> {
+    let ip = match v.map(str::trim).filter(|v| !v.is_empty()) {
+        None => None,
+        Some(v) => Some(v.parse::<IpAddr>().map_err(|_| {
+            CliError::usage(format!(
+                "--bind-address / {BIND_ENV} = `{v}` is not an IP address (e.g. 127.0.0.2)."
+            ))
+        })?),
+    };
+    let _ = BIND.set(ip);
+    Ok(())
+}
+
+/// The local address outgoing connections are bound to, if any.
+pub fn bind_address() -> Option<IpAddr> {
+    BIND.get().copied().flatten()
+}
+
+/// An HTTP client with these timeouts, bound to [`bind_address`] when one is set.
+pub fn http_client(timeout: Duration, connect: Duration) -> CliResult<reqwest::Client> {
+    let mut b = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(connect);
+    if let Some(ip) = bind_address() {
+        b = b.local_address(ip);
+    }
+    b.build()
+        .map_err(|e| CliError::unexpected(format!("cannot build the HTTP client: {e}.")))
+}
+
+/// A REST client over `m` for profile `p`: its API version, the CLI's HTTP client.
+pub fn api_client(p: &Profile, m: TokenManager) -> CliResult<sfkeep::client::Client> {
+    Ok(sfkeep::client::Client::new(m)
+        .api_version(p.api_version.clone())
+        .http_client(http_client(
+            Duration::from_secs(120),
+            Duration::from_secs(5),
+        )?))
 }
 
 /// Loads the config file and picks the profile.
@@ -193,11 +242,20 @@ pub fn manager_with(
     fallback: Option<Grant>,
     store: Arc<dyn Store>,
 ) -> CliResult<TokenManager> {
+    let audit = crate::audit::open_for_recording(p)
+        .map(|log| Arc::new(crate::audit::AuditSink::new(log, p)));
     let mut b = TokenManager::builder(p.login_url.clone())
         .grant(primary)
         .store(store)
         .store_key(store_key(p))
-        .event_sink(Arc::new(StoreWarningSink));
+        .event_sink(Arc::new(StoreWarningSink))
+        .http_client(http_client(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+        )?);
+    if let Some(a) = &audit {
+        b = b.event_sink(Arc::clone(a) as Arc<dyn EventSink>);
+    }
     if !crate::logging_requested() {
         // The CLI reports failures itself, as one paragraph; the library's log lines would
         // only repeat them. SFKEEP_LOG / RUST_LOG turn them back on.
@@ -209,8 +267,13 @@ pub fn manager_with(
     if let Some(t) = p.session_timeout {
         b = b.session_timeout(t);
     }
-    b.build()
-        .map_err(|e| CliError::from_sfkeep(&e, &format!("setting up {}", p.describe())))
+    let m = b
+        .build()
+        .map_err(|e| CliError::from_sfkeep(&e, &format!("setting up {}", p.describe())))?;
+    if let Some(a) = audit {
+        a.set_server_clock(m.server_clock().clone());
+    }
+    Ok(m)
 }
 
 /// The profile's manager: its primary grant, its fallback grant, its store.

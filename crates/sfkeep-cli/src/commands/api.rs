@@ -5,7 +5,6 @@
 use std::io::Read;
 
 use clap::Args;
-use sfkeep::client::Client;
 
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
@@ -57,7 +56,7 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
     };
     let profile = session::load_profile(g)?;
     let (manager, _store) = session::manager(&profile).await?;
-    let client = Client::new(manager).api_version(profile.api_version.clone());
+    let client = session::api_client(&profile, manager)?;
     let path = if a.path.starts_with('/') {
         a.path.clone()
     } else {

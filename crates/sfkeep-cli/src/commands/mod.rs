@@ -10,6 +10,7 @@ use crate::session::Globals;
 
 mod api;
 mod doctor;
+mod events;
 #[cfg(feature = "fake-org")]
 mod fake_org;
 mod login;
@@ -29,6 +30,15 @@ pub struct Cli {
     /// Profile in the config file (default: `default`).
     #[arg(long, global = true, value_name = "NAME", env = "SFKEEP_PROFILE")]
     pub profile: Option<String>,
+    /// Bind outgoing connections to this local address (e.g. 127.0.0.2).
+    #[arg(
+        long,
+        global = true,
+        hide = true,
+        value_name = "IP",
+        env = "SFKEEP_BIND_ADDRESS"
+    )]
+    pub bind_address: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -60,6 +70,8 @@ pub enum Command {
     /// Why the session died: the causes ranked, with evidence and the fix. `--error` classifies
     /// a pasted error offline.
     Doctor(doctor::DoctorArgs),
+    /// Auth events from the audit log.
+    Events(events::EventsArgs),
 }
 
 /// `--json`, shared by the commands whose output is data.
@@ -72,6 +84,7 @@ pub struct JsonFlag {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> CliResult<Exit> {
+    crate::session::set_bind_address(cli.bind_address.as_deref())?;
     let g = Globals {
         config: cli.config,
         profile: cli.profile,
@@ -89,6 +102,7 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         Command::Token(a) => token::run(&g, a).await,
         Command::Status(a) => status::run(&g, a).await,
         Command::Doctor(a) => doctor::run(&g, a).await,
+        Command::Events(a) => events::run(&g, a).await,
     }
 }
 

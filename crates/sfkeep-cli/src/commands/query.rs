@@ -1,7 +1,6 @@
 //! `sfkeep query "SOQL" [--json|--csv]`: every page of a query, healing between pages.
 
 use clap::Args;
-use sfkeep::client::Client;
 
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
@@ -43,7 +42,7 @@ fn csv_escape(s: &str) -> String {
 pub async fn run(g: &Globals, a: QueryArgs) -> CliResult<Exit> {
     let profile = session::load_profile(g)?;
     let (manager, _store) = session::manager(&profile).await?;
-    let client = Client::new(manager).api_version(profile.api_version.clone());
+    let client = session::api_client(&profile, manager)?;
     let mut pages = if a.all {
         client.query_all(&a.soql)
     } else {

@@ -4,7 +4,6 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
-use sfkeep::client::Client;
 
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
@@ -71,7 +70,7 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
     };
     let profile = session::load_profile(g)?;
     let (manager, _store) = session::manager(&profile).await?;
-    let client = Client::new(manager);
+    let client = session::api_client(&profile, manager)?;
     let mut db = BillingDb::open(&path).map_err(|e| CliError::store(e.to_string()))?;
     let tty = std::io::stderr().is_terminal();
     let summary = sync::sync_accounts(&client, &mut db, &fields, |p| {

@@ -1,0 +1,490 @@
+//! The audit log: every [`AuthEvent`] of every command, and the time and local source address
+//! of the last successful API call, in SQLite.
+//!
+//! - Where: `SFKEEP_AUDIT_DB` if set; else `audit.db` next to the profile's file store; else
+//!   `$XDG_STATE_HOME/sfkeep/audit.db` (or `~/.local/state/sfkeep/audit.db`).
+//! - Schema-versioned through `PRAGMA user_version`. A file from a newer sfkeep is refused
+//!   (`events` and `doctor` fail with a clear paragraph; other commands warn once and run
+//!   without recording).
+//! - Appends are cheap: one std mutex and a cached prepared statement, WAL journal, a short
+//!   busy timeout; a failed append is a warning, never the caller's error.
+//! - Nothing secret goes in: events carry fingerprints and hashed store keys only.
+
+use std::net::{ToSocketAddrs, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use sfkeep::clock::ServerClock;
+use sfkeep::event::{AuthEvent, AuthEventKind, EventSink};
+
+use crate::config::{Profile, StoreConfig};
+use crate::error::CliError;
+
+/// The schema this sfkeep writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+/// Overrides the audit log's location.
+pub const AUDIT_DB_ENV: &str = "SFKEEP_AUDIT_DB";
+/// The file name next to a file store.
+pub const FILE_NAME: &str = "audit.db";
+
+/// Where the profile's audit log lives.
+pub fn path_for(p: &Profile) -> PathBuf {
+    if let Some(v) = std::env::var_os(AUDIT_DB_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(v);
+    }
+    match &p.store {
+        StoreConfig::File { path, .. } => path
+            .parent()
+            .map(|d| d.join(FILE_NAME))
+            .unwrap_or_else(|| PathBuf::from(FILE_NAME)),
+        StoreConfig::Memory => state_dir().join("sfkeep").join(FILE_NAME),
+    }
+}
+
+fn state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local").join("state")
+}
+
+/// An audit-log failure.
+#[derive(Debug)]
+pub enum AuditError {
+    /// The file was written by a newer sfkeep.
+    Newer {
+        /// The file.
+        path: PathBuf,
+        /// Its schema version.
+        found: i64,
+    },
+    /// SQLite or the file system failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What failed.
+        message: String,
+    },
+}
+
+impl std::fmt::Display for AuditError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AuditError::Newer { path, found } => write!(
+                f,
+                "the audit log {} has schema version {found}, written by a newer sfkeep; this sfkeep understands version {SCHEMA_VERSION} and will not read or change it. Upgrade sfkeep, or move the file away (or set {AUDIT_DB_ENV} to another path) to start a new log",
+                path.display()
+            ),
+            AuditError::Io { path, message } => {
+                write!(f, "the audit log {} failed: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl AuditError {
+    /// As a CLI error (exit 2 for a newer file, 5 for I/O: it is local storage).
+    pub fn into_cli(self) -> CliError {
+        match &self {
+            AuditError::Newer { .. } => CliError::usage(format!("{self}.")),
+            AuditError::Io { .. } => CliError::store(format!(
+                "{self}. Check the file's directory and permissions, or set {AUDIT_DB_ENV}."
+            )),
+        }
+    }
+}
+
+/// One stored event.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EventRow {
+    /// Row id (increasing).
+    pub id: i64,
+    /// When, local clock, ms since the epoch.
+    pub at: i64,
+    /// `token.refreshed`, …
+    pub kind: String,
+    /// The cause, when the event has one.
+    pub cause: Option<String>,
+    /// The grant.
+    pub grant: Option<String>,
+    /// The generation.
+    pub generation: Option<i64>,
+    /// The token fingerprint.
+    pub fingerprint: Option<String>,
+    /// The store key.
+    pub store_key: String,
+    /// The profile.
+    pub profile: String,
+    /// The whole event as JSON.
+    pub event: serde_json::Value,
+}
+
+/// The last successful API call.
+#[derive(Clone, Debug)]
+pub struct LastSuccess {
+    /// Local clock, ms.
+    pub at: i64,
+    /// Server clock, ms (local plus the measured `Date` offset at the time).
+    pub server_at: i64,
+    /// The local source address.
+    pub source_ip: Option<String>,
+}
+
+/// An open audit log.
+#[derive(Debug)]
+pub struct AuditLog {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+fn io(path: &Path, e: impl std::fmt::Display) -> AuditError {
+    AuditError::Io {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+impl AuditLog {
+    /// Opens (creating it and its directory if needed) and migrates the log at `path`.
+    pub fn open(path: &Path) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| io(path, e))?;
+        }
+        let conn = Connection::open(path).map_err(|e| io(path, e))?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600));
+        }
+        Self::init(path, conn)
+    }
+
+    /// Opens an existing log for reading; `Ok(None)` when there is none yet.
+    pub fn open_existing(path: &Path) -> Result<Option<Self>, AuditError> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        Self::open(path).map(Some)
+    }
+
+    fn init(path: &Path, conn: Connection) -> Result<Self, AuditError> {
+        conn.busy_timeout(Duration::from_millis(500))
+            .map_err(|e| io(path, e))?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| io(path, format!("not an sfkeep audit log ({e})")))?;
+        if version > SCHEMA_VERSION {
+            return Err(AuditError::Newer {
+                path: path.to_owned(),
+                found: version,
+            });
+        }
+        let _ = conn.pragma_update(None, "journal_mode", "WAL");
+        let _ = conn.pragma_update(None, "synchronous", "NORMAL");
+        if version < 1 {
+            conn.execute_batch(
+                "BEGIN;
+                 CREATE TABLE IF NOT EXISTS events (
+                     id INTEGER PRIMARY KEY AUTOINCREMENT,
+                     at INTEGER NOT NULL,
+                     kind TEXT NOT NULL,
+                     cause TEXT,
+                     grant_kind TEXT,
+                     generation INTEGER,
+                     fingerprint TEXT,
+                     store_key TEXT NOT NULL,
+                     profile TEXT NOT NULL,
+                     json TEXT NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS events_key_at ON events(store_key, at);
+                 CREATE TABLE IF NOT EXISTS last_success (
+                     store_key TEXT PRIMARY KEY,
+                     profile TEXT NOT NULL,
+                     at INTEGER NOT NULL,
+                     server_at INTEGER NOT NULL,
+                     source_ip TEXT
+                 );
+                 PRAGMA user_version = 1;
+                 COMMIT;",
+            )
+            .map_err(|e| io(path, e))?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Appends one event; for `api.succeeded` also records the last success.
+    pub fn append(
+        &self,
+        profile: &str,
+        e: &AuthEvent,
+        server_at: i64,
+        source_ip: Option<&str>,
+    ) -> Result<(), AuditError> {
+        let json = serde_json::to_string(e).map_err(|x| io(&self.path, x))?;
+        let cause = match &e.kind {
+            AuthEventKind::RefreshFailed { cause, .. }
+            | AuthEventKind::FallbackUsed { cause }
+            | AuthEventKind::ReauthRequired { cause } => Some(cause.as_str()),
+            _ => None,
+        };
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "INSERT INTO events (at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(|x| io(&self.path, x))?;
+        st.execute(params![
+            e.at.0,
+            e.kind.name(),
+            cause,
+            e.grant.map(|g| g.as_str()),
+            e.generation.map(|g| g as i64),
+            e.fingerprint,
+            e.key,
+            profile,
+            json
+        ])
+        .map_err(|x| io(&self.path, x))?;
+        if matches!(e.kind, AuthEventKind::ApiCallSucceeded) {
+            let mut st = conn
+                .prepare_cached(
+                    "INSERT INTO last_success (store_key, profile, at, server_at, source_ip)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT(store_key) DO UPDATE SET profile = ?2, at = ?3, server_at = ?4, source_ip = ?5",
+                )
+                .map_err(|x| io(&self.path, x))?;
+            st.execute(params![e.key, profile, e.at.0, server_at, source_ip])
+                .map_err(|x| io(&self.path, x))?;
+        }
+        Ok(())
+    }
+
+    /// Events of `store_key` at or after `since_ms` with id above `after_id`, oldest first.
+    pub fn events(
+        &self,
+        store_key: &str,
+        since_ms: i64,
+        after_id: i64,
+    ) -> Result<Vec<EventRow>, AuditError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT id, at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json
+                 FROM events WHERE store_key = ?1 AND at >= ?2 AND id > ?3 ORDER BY id LIMIT 10000",
+            )
+            .map_err(|x| io(&self.path, x))?;
+        let rows = st
+            .query_map(params![store_key, since_ms, after_id], |r| {
+                let json: String = r.get(9)?;
+                Ok(EventRow {
+                    id: r.get(0)?,
+                    at: r.get(1)?,
+                    kind: r.get(2)?,
+                    cause: r.get(3)?,
+                    grant: r.get(4)?,
+                    generation: r.get(5)?,
+                    fingerprint: r.get(6)?,
+                    store_key: r.get(7)?,
+                    profile: r.get(8)?,
+                    event: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+                })
+            })
+            .map_err(|x| io(&self.path, x))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|x| io(&self.path, x))
+    }
+
+    /// The last successful API call of `store_key`.
+    pub fn last_success(&self, store_key: &str) -> Result<Option<LastSuccess>, AuditError> {
+        self.conn()
+            .query_row(
+                "SELECT at, server_at, source_ip FROM last_success WHERE store_key = ?1",
+                params![store_key],
+                |r| {
+                    Ok(LastSuccess {
+                        at: r.get(0)?,
+                        server_at: r.get(1)?,
+                        source_ip: r.get(2)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|x| io(&self.path, x))
+    }
+}
+
+/// The local address this machine uses to reach `url`'s host (no packet is sent: a UDP
+/// socket is connected only to ask the routing table).
+pub fn source_ip_for(url: &str) -> Option<String> {
+    if let Some(ip) = crate::session::bind_address() {
+        return Some(ip.to_string());
+    }
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str()?.trim_matches(['[', ']']).to_owned();
+    let port = u.port_or_known_default().unwrap_or(443);
+    let addr = (host.as_str(), port).to_socket_addrs().ok()?.next()?;
+    let sock = if addr.is_ipv4() {
+        UdpSocket::bind("0.0.0.0:0")
+    } else {
+        UdpSocket::bind("[::]:0")
+    }
+    .ok()?;
+    sock.connect(addr).ok()?;
+    Some(sock.local_addr().ok()?.ip().to_string())
+}
+
+/// Appends every event to the audit log.
+#[derive(Debug)]
+pub struct AuditSink {
+    log: Arc<AuditLog>,
+    profile: String,
+    /// The org's host, to find the local source address.
+    url: String,
+    clock: OnceLock<ServerClock>,
+    source_ip: OnceLock<Option<String>>,
+    warned: AtomicBool,
+}
+
+impl AuditSink {
+    /// A sink for `profile` appending to `log`.
+    pub fn new(log: Arc<AuditLog>, p: &Profile) -> Self {
+        Self {
+            log,
+            profile: p.name.clone(),
+            url: p
+                .instance_url
+                .clone()
+                .unwrap_or_else(|| p.login_url.clone()),
+            clock: OnceLock::new(),
+            source_ip: OnceLock::new(),
+            warned: AtomicBool::new(false),
+        }
+    }
+
+    /// Gives the sink the manager's server clock, so the last success is dated on the
+    /// server's clock (local time plus the measured `Date` offset).
+    pub fn set_server_clock(&self, clock: ServerClock) {
+        let _ = self.clock.set(clock);
+    }
+}
+
+impl EventSink for AuditSink {
+    fn emit(&self, event: &AuthEvent) {
+        let success = matches!(event.kind, AuthEventKind::ApiCallSucceeded);
+        let server_at = self
+            .clock
+            .get()
+            .map(|c| event.at.0 + c.offset())
+            .unwrap_or(event.at.0);
+        let ip = if success {
+            self.source_ip
+                .get_or_init(|| source_ip_for(&self.url))
+                .as_deref()
+        } else {
+            None
+        };
+        if let Err(e) = self.log.append(&self.profile, event, server_at, ip)
+            && !self.warned.swap(true, Ordering::AcqRel)
+        {
+            eprintln!("sfkeep: warning: not recording auth events: {e}.");
+        }
+    }
+}
+
+/// Opens the profile's audit log for writing, warning (once) and returning `None` when it
+/// cannot be used: recording must never stop a command.
+pub fn open_for_recording(p: &Profile) -> Option<Arc<AuditLog>> {
+    static WARNED: AtomicBool = AtomicBool::new(false);
+    let path = path_for(p);
+    match AuditLog::open(&path) {
+        Ok(l) => Some(Arc::new(l)),
+        Err(e) => {
+            if !WARNED.swap(true, Ordering::AcqRel) {
+                eprintln!("sfkeep: warning: not recording auth events: {e}.");
+            }
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sfkeep::clock::UnixMillis;
+
+    fn event(kind: AuthEventKind, at: i64) -> AuthEvent {
+        AuthEvent {
+            at: UnixMillis(at),
+            kind,
+            grant: Some(sfkeep::token::GrantKind::RefreshToken),
+            generation: Some(3),
+            fingerprint: Some("abcd1234".into()),
+            key: "k1".into(),
+        }
+    }
+
+    #[test]
+    fn appends_reads_and_refuses_newer() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a").join("audit.db");
+        let log = AuditLog::open(&path).unwrap();
+        log.append(
+            "p",
+            &event(
+                AuthEventKind::ReauthRequired {
+                    cause: sfkeep::diagnose::Cause::InactiveUser,
+                },
+                10,
+            ),
+            10,
+            None,
+        )
+        .unwrap();
+        log.append(
+            "p",
+            &event(AuthEventKind::ApiCallSucceeded, 20),
+            25,
+            Some("127.0.0.1"),
+        )
+        .unwrap();
+        let rows = log.events("k1", 0, 0).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].cause.as_deref(), Some("inactive_user"));
+        assert_eq!(rows[1].kind, "api.succeeded");
+        assert_eq!(rows[1].event["kind"], "api_call_succeeded");
+        assert!(log.events("k1", 15, 0).unwrap().len() == 1);
+        let last = log.last_success("k1").unwrap().unwrap();
+        assert_eq!((last.at, last.server_at), (20, 25));
+        assert_eq!(last.source_ip.as_deref(), Some("127.0.0.1"));
+        drop(log);
+
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "user_version", 7).unwrap();
+        drop(conn);
+        let e = AuditLog::open(&path).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains("schema version 7") && msg.contains("newer sfkeep"),
+            "{msg}"
+        );
+    }
+}

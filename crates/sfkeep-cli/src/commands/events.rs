@@ -1,0 +1,179 @@
+//! `sfkeep events [--since 1h] [--follow] [--json]`: the profile's auth events from the audit
+//! log, oldest first; `--follow` keeps polling the log until Ctrl-C.
+
+use std::time::Duration;
+
+use clap::Args;
+use sfkeep::clock::{Clock, SystemClock};
+
+use crate::audit::{self, AuditLog, EventRow};
+use crate::commands::{JsonFlag, print_line};
+use crate::error::CliResult;
+use crate::exit::Exit;
+use crate::session::{self, Globals};
+use crate::ui::Paint;
+
+/// How often `--follow` polls the log.
+const FOLLOW_INTERVAL: Duration = Duration::from_millis(250);
+
+/// `sfkeep events` arguments.
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Only events this recent: `90s`, `15m`, `1h`, `2d` (default: all).
+    #[arg(long, value_name = "DURATION", value_parser = parse_since)]
+    pub since: Option<Duration>,
+    /// Keep printing new events until interrupted.
+    #[arg(long)]
+    pub follow: bool,
+    #[command(flatten)]
+    json: JsonFlag,
+}
+
+/// `90s`, `15m`, `1h`, `2d`, `1h30m`.
+pub fn parse_since(s: &str) -> Result<Duration, String> {
+    let err = || format!("`{s}` is not a duration like 90s, 15m, 1h or 2d");
+    let mut total = 0u64;
+    let mut num = String::new();
+    let mut any = false;
+    for c in s.trim().chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let n: u64 = num.parse().map_err(|_| err())?;
+        num.clear();
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return Err(err()),
+        };
+        total = total.saturating_add(n.saturating_mul(unit));
+        any = true;
+    }
+    if !num.is_empty() || !any {
+        return Err(err());
+    }
+    Ok(Duration::from_secs(total))
+}
+
+fn iso(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
+}
+
+fn line(r: &EventRow, p: Paint) -> String {
+    let mut s = format!("{}  {:<18}", p.dim(&iso(r.at)), r.kind);
+    if let Some(g) = &r.grant {
+        s.push_str(&format!(" grant={g}"));
+    }
+    if let Some(g) = r.generation {
+        s.push_str(&format!(" gen={g}"));
+    }
+    if let Some(f) = &r.fingerprint {
+        s.push_str(&format!(" token={f}"));
+    }
+    if let Some(c) = &r.cause {
+        s.push_str(&format!(" cause={}", p.red(c)));
+    }
+    for k in ["reason", "detail", "api", "latency_ms", "rotated"] {
+        if let Some(v) = r.event.get(k) {
+            let v = v
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| v.to_string());
+            s.push_str(&format!(" {k}={v}"));
+        }
+    }
+    s
+}
+
+fn print_rows(rows: &[EventRow], json: bool, p: Paint) -> CliResult<()> {
+    for r in rows {
+        if json {
+            let v = serde_json::json!({
+                "id": r.id,
+                "at": iso(r.at),
+                "at_ms": r.at,
+                "kind": r.kind,
+                "cause": r.cause,
+                "grant": r.grant,
+                "generation": r.generation,
+                "fingerprint": r.fingerprint,
+                "store_key": r.store_key,
+                "profile": r.profile,
+                "event": r.event,
+            });
+            print_line(&v.to_string())?;
+        } else {
+            print_line(&line(r, p))?;
+        }
+    }
+    Ok(())
+}
+
+/// Prints the events.
+pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
+    let p = session::load_profile(g)?;
+    let key = session::store_key(&p).to_string();
+    let path = audit::path_for(&p);
+    let since_ms = a
+        .since
+        .map(|d| SystemClock.now().0 - d.as_millis() as i64)
+        .unwrap_or(i64::MIN);
+    let paint = Paint::stdout();
+    let mut log = AuditLog::open_existing(&path).map_err(|e| e.into_cli())?;
+    if log.is_none() && !a.follow && !a.json.json {
+        eprintln!(
+            "sfkeep: no audit log yet at {}: no command has run for {}.",
+            path.display(),
+            p.describe()
+        );
+        return Ok(Exit::Ok);
+    }
+    let mut last_id = 0i64;
+    loop {
+        if log.is_none() {
+            log = AuditLog::open_existing(&path).map_err(|e| e.into_cli())?;
+        }
+        if let Some(l) = &log {
+            let rows = l
+                .events(&key, since_ms, last_id)
+                .map_err(|e| e.into_cli())?;
+            if let Some(r) = rows.last() {
+                last_id = r.id;
+            }
+            print_rows(&rows, a.json.json, paint)?;
+        }
+        if !a.follow {
+            return Ok(Exit::Ok);
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => return Ok(Exit::Ok),
+            _ = tokio::time::sleep(FOLLOW_INTERVAL) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_parses() {
+        assert_eq!(parse_since("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_since("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_since("2d").unwrap(), Duration::from_secs(172_800));
+        assert!(parse_since("1").is_err());
+        assert!(parse_since("abc").is_err());
+        assert!(parse_since("").is_err());
+    }
+}
