@@ -96,6 +96,23 @@ pub async fn dispatch(
     let m = &method;
     match (m, seg.as_slice()) {
         (&Method::GET, ["stats"]) => ok(inner.stats_json()),
+        // Test hook for leak audits: every access and refresh token this org ever issued.
+        (&Method::GET, ["tokens"]) => ok(json!({
+            "access_tokens": inner.issued_access,
+            "refresh_tokens": inner.refresh.keys().collect::<Vec<_>>(),
+            "current_refresh_tokens": inner
+                .families
+                .values()
+                .filter(|f| !f.revoked)
+                .map(|f| f.current.as_str())
+                .collect::<Vec<_>>(),
+        })),
+        // Test hook: a new refresh token for the default app and the integration user, as a
+        // fresh authorization-code login would leave (crash-safety tests re-authorize with it).
+        (&Method::POST, ["tokens"]) => {
+            let token = crate::setup::initial_refresh_token(&mut inner, &org.pod, &org.base_url);
+            ok(json!({ "refresh_token": token }))
+        }
         (&Method::GET, ["clock"]) => ok(json!({"now": ids::sf_datetime(inner.now())})),
         (&Method::POST, ["clock", "advance"]) => clock_advance(&mut inner, &body),
         (&Method::GET, ["users"]) => ok(users(&inner)),

@@ -269,6 +269,7 @@ fn issue(
         scope: scope.clone(),
         family,
     };
+    inner.issued_access.push(token.clone());
     inner.sessions.insert(token.clone(), session);
 
     let id = org.identity_url(&user_id);

@@ -193,6 +193,7 @@ pub fn initial_state(pod: &str, secrets: &Secrets, key: &KeyPem, s: &Settings) -
         used_jti: HashSet::new(),
         bulk_jobs: HashMap::new(),
         seq: 10_000,
+        issued_access: Vec::new(),
     }
 }
 

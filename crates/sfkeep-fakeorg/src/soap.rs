@@ -198,6 +198,7 @@ fn login(
         scope: "api web full".into(),
         family: None,
     };
+    inner.issued_access.push(token.clone());
     inner.sessions.insert(token.clone(), session.clone());
     let Some(info) = user_info(org, inner, &session) else {
         return fault(FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN);

@@ -346,6 +346,8 @@ pub struct Inner {
     pub used_jti: HashSet<String>,
     /// Sequence for generated ids.
     pub seq: u64,
+    /// Every access token / session id ever issued (for `GET /_fake/tokens`: leak audits).
+    pub issued_access: Vec<String>,
 }
 
 /// The org: fixed facts plus the locked mutable state.

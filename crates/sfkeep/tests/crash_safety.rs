@@ -1,0 +1,401 @@
+//! Crash safety: SIGKILL a process in the middle of encrypted file-store writes and in the
+//! middle of rotating refreshes, 200 times each, then check what is on disk and at the org.
+//!
+//! * Store writes: after every kill the store file decrypts to a whole record (the old or the
+//!   new one, never a torn or mixed one), and generations never go backwards.
+//! * Refreshes with refresh-token rotation: after every kill the stored refresh token is
+//!   either the org's current one, or (the kill fell after the org rotated and before the
+//!   store write was durable) the one just rotated out. That window cannot be closed by any
+//!   client: the new token existed only in the dead process's memory. The test counts how
+//!   often the window is hit and checks what sfkeep then does: it presents the stale token
+//!   once, the org refuses it, and sfkeep returns a typed `ReauthRequired` error with a cause
+//!   (it never reports success with a dead token, and never retries it in a loop). The
+//!   operator re-authorizes (here: the org's test hook mints a new refresh token) and the loop
+//!   goes on. At the end a refresh with the stored refresh token succeeds, and the org's
+//!   `refresh_token_reuse_detected` equals exactly the number of window hits.
+//!
+//! The test binary re-runs itself as the worker (`crash_worker`, ignored unless invoked with
+//! the worker environment), like `file_store_processes.rs`.
+
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sfkeep::clock::{Clock, ManualClock, UnixMillis};
+use sfkeep::secret::{AccessToken, ClientSecret, RefreshToken};
+use sfkeep::store::{CacheKey, CasOutcome, EncryptedFileStore, Store, StoreKey};
+use sfkeep::token::{ExpirySource, GrantKind, TokenRecord};
+use sfkeep::{Grant, TokenManager};
+use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig};
+
+const ENV_MODE: &str = "SFKEEP_CRASH_WORKER_MODE";
+const KILLS: usize = 200;
+
+fn env(k: &str) -> String {
+    std::env::var(k).unwrap_or_else(|_| panic!("{k} is set for the worker"))
+}
+
+fn record(generation: u64) -> TokenRecord {
+    // Every field derives from the generation, so a torn or mixed record is detectable.
+    TokenRecord {
+        access_token: AccessToken::new(format!("00Dcrash!AQ{generation:012}{}", "a".repeat(80))),
+        refresh_token: Some(RefreshToken::new(format!(
+            "5Aep{generation:012}{}",
+            "r".repeat(70)
+        ))),
+        instance_url: format!("https://gen{generation}.my.salesforce.com"),
+        id_url: None,
+        scope: Some("api refresh_token".into()),
+        issued_at: UnixMillis(generation as i64),
+        expires_at: UnixMillis(generation as i64 + 7_200_000),
+        refresh_at: UnixMillis(generation as i64 + 6_000_000),
+        expiry_source: ExpirySource::Configured,
+        generation,
+        grant: GrantKind::RefreshToken,
+    }
+}
+
+fn check_coherent(r: &TokenRecord) {
+    let g = r.generation;
+    let want = record(g);
+    assert_eq!(
+        r.access_token.expose_secret(),
+        want.access_token.expose_secret()
+    );
+    assert_eq!(
+        r.refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned()),
+        want.refresh_token
+            .as_ref()
+            .map(|t| t.expose_secret().to_owned())
+    );
+    assert_eq!(r.instance_url, want.instance_url);
+    assert_eq!(r.issued_at, want.issued_at);
+    assert_eq!(r.expires_at, want.expires_at);
+}
+
+fn manager(login_url: &str, store: EncryptedFileStore, rt: &str) -> TokenManager {
+    TokenManager::builder(login_url.to_owned())
+        .grant(Grant::RefreshToken {
+            client_id: env("SFKEEP_CRASH_CLIENT_ID"),
+            client_secret: Some(ClientSecret::new(env("SFKEEP_CRASH_CLIENT_SECRET"))),
+            refresh_token: RefreshToken::new(rt.to_owned()),
+        })
+        .clock(Arc::new(ManualClock::starting_now_offset(0)) as Arc<dyn Clock>)
+        .store(Arc::new(store))
+        .store_key(StoreKey::from_string("crash"))
+        .rotation(sfkeep::manager::Rotation::On)
+        .introspect(false)
+        .without_tracing_sink()
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "run by the crash tests as a child process"]
+async fn crash_worker() {
+    let Ok(mode) = std::env::var(ENV_MODE) else {
+        return;
+    };
+    let key = CacheKey::from_base64(&env("SFKEEP_CRASH_KEY")).unwrap();
+    let store = EncryptedFileStore::new(env("SFKEEP_CRASH_STORE"), key);
+    let skey = StoreKey::from_string("crash");
+    match mode.as_str() {
+        // Writes generation after generation until killed.
+        "write" => {
+            let mut current = store.load(&skey).await.unwrap().map(|r| r.generation);
+            println!("READY");
+            loop {
+                let next = current.unwrap_or(0) + 1;
+                match store.compare_and_set(&skey, current, &record(next)).await {
+                    Ok(CasOutcome::Written) => current = Some(next),
+                    other => panic!("single writer: {other:?}"),
+                }
+            }
+        }
+        // Forced refreshes (each one rotates the refresh token) until killed.
+        "refresh" => {
+            let m = manager(
+                &env("SFKEEP_CRASH_LOGIN_URL"),
+                store,
+                &env("SFKEEP_CRASH_REFRESH_TOKEN"),
+            );
+            println!("READY");
+            loop {
+                let t = m.force_refresh().await.expect("a refresh succeeds");
+                println!("GEN {}", t.generation());
+            }
+        }
+        // One refresh; prints OK or the typed error.
+        "once" => {
+            let m = manager(
+                &env("SFKEEP_CRASH_LOGIN_URL"),
+                store,
+                &env("SFKEEP_CRASH_REFRESH_TOKEN"),
+            );
+            match m.force_refresh().await {
+                Ok(t) => println!("ONCE-OK {}", t.generation()),
+                Err(e) => println!(
+                    "ONCE-ERR reauth={} cause={:?} {e}",
+                    e.is_reauth_required(),
+                    e.cause()
+                ),
+            }
+        }
+        other => panic!("unknown mode {other}"),
+    }
+}
+
+struct Worker<'a> {
+    store: &'a std::path::Path,
+    key: &'a str,
+    info: Option<&'a sfkeep_fakeorg::ReadyInfo>,
+    refresh_token: String,
+}
+
+impl Worker<'_> {
+    fn command(&self, mode: &str) -> Command {
+        let mut c = Command::new(std::env::current_exe().unwrap());
+        c.args([
+            "--ignored",
+            "--exact",
+            "crash_worker",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ENV_MODE, mode)
+        .env("SFKEEP_CRASH_STORE", self.store)
+        .env("SFKEEP_CRASH_KEY", self.key)
+        .env("SFKEEP_CRASH_REFRESH_TOKEN", &self.refresh_token)
+        .stdin(Stdio::null());
+        if let Some(info) = self.info {
+            c.env("SFKEEP_CRASH_LOGIN_URL", &info.login_url)
+                .env("SFKEEP_CRASH_CLIENT_ID", &info.client_id)
+                .env("SFKEEP_CRASH_CLIENT_SECRET", &info.client_secret);
+        }
+        c
+    }
+
+    /// Starts a worker, waits until it printed READY plus `after` (random), and kills it.
+    fn run_and_kill(&self, mode: &str, after: Duration) -> String {
+        use std::io::{BufRead, BufReader, Read};
+        let mut child = self
+            .command(mode)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if out.read_line(&mut line).unwrap() == 0 {
+                let mut err = String::new();
+                child
+                    .stderr
+                    .take()
+                    .unwrap()
+                    .read_to_string(&mut err)
+                    .unwrap();
+                panic!("worker exited before READY: {err}");
+            }
+            if line.contains("READY") {
+                break;
+            }
+        }
+        std::thread::sleep(after);
+        child.kill().unwrap(); // SIGKILL
+        let mut rest = String::new();
+        let _ = out.read_to_string(&mut rest);
+        child.wait().unwrap();
+        rest
+    }
+
+    fn once(&self) -> String {
+        let out = self.command("once").output().unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{s}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        s.lines()
+            .find_map(|l| l.find("ONCE-").map(|i| l[i..].to_owned()))
+            .unwrap_or_else(|| panic!("worker printed no result: {s}"))
+    }
+}
+
+fn key_b64() -> String {
+    use base64::Engine;
+    let mut b = [0u8; 32];
+    for x in &mut b {
+        *x = fastrand::u8(..);
+    }
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+async fn load(path: &std::path::Path, key: &str) -> Option<TokenRecord> {
+    let store = EncryptedFileStore::new(path, CacheKey::from_base64(key).unwrap());
+    store
+        .load(&StoreKey::from_string("crash"))
+        .await
+        .unwrap_or_else(|e| panic!("the store file is readable after a kill: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_file_store_writes_leaves_old_or_new_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.enc");
+    let key = key_b64();
+    let w = Worker {
+        store: &path,
+        key: &key,
+        info: None,
+        refresh_token: String::new(),
+    };
+    let started = Instant::now();
+    let mut last = 0u64;
+    let mut advanced = 0;
+    for _ in 0..KILLS {
+        w.run_and_kill("write", Duration::from_micros(fastrand::u64(0..15_000)));
+        let r = load(&path, &key).await;
+        let Some(r) = r else {
+            assert_eq!(last, 0, "a record once written never disappears");
+            continue;
+        };
+        check_coherent(&r);
+        assert!(
+            r.generation >= last,
+            "generation went back: {} < {last}",
+            r.generation
+        );
+        if r.generation > last {
+            advanced += 1;
+        }
+        last = r.generation;
+    }
+    eprintln!(
+        "store-write kills: {KILLS}, generations written: {last}, kills after progress: {advanced}, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        advanced > KILLS / 2,
+        "the worker made progress between kills"
+    );
+}
+
+async fn org_tokens(http: &reqwest::Client, admin: &str) -> Value {
+    http.get(format!("{admin}/tokens"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_during_rotating_refreshes_never_silently_reuses_a_refresh_token() {
+    let org = FakeOrg::start(FakeOrgConfig::default().accounts(1))
+        .await
+        .unwrap();
+    let info = org.ready_info().clone();
+    let http = reqwest::Client::new();
+    let r = http
+        .put(format!("{}/apps/{}/policy", info.admin_url, info.client_id))
+        .json(&json!({"rotate_refresh_tokens": true}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tokens.enc");
+    let key = key_b64();
+    let mut w = Worker {
+        store: &path,
+        key: &key,
+        info: Some(&info),
+        refresh_token: info.refresh_token.clone(),
+    };
+    let started = Instant::now();
+    let (mut window_hits, mut clean, mut typed_errors) = (0u32, 0u32, 0u32);
+    let mut refreshes = 0u64;
+    for _ in 0..KILLS {
+        let out = w.run_and_kill("refresh", Duration::from_micros(fastrand::u64(0..40_000)));
+        refreshes += out.lines().filter(|l| l.contains("GEN ")).count() as u64;
+        let stored = load(&path, &key).await;
+        let tokens = org_tokens(&http, &info.admin_url).await;
+        let current: Vec<&str> = tokens["current_refresh_tokens"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let stored_rt = stored
+            .as_ref()
+            .and_then(|r| r.refresh_token.as_ref())
+            .map(|t| t.expose_secret().to_owned())
+            .unwrap_or_else(|| w.refresh_token.clone());
+        if current.contains(&stored_rt.as_str()) {
+            clean += 1;
+            continue;
+        }
+        // The window: the org rotated, the process died before the store write was durable.
+        window_hits += 1;
+        assert!(
+            tokens["refresh_tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|v| v.as_str() == Some(&stored_rt)),
+            "the stored refresh token is one the org issued (old, not corrupt)"
+        );
+        // sfkeep presents it once; the org refuses it; sfkeep says so with a typed error.
+        let result = w.once();
+        assert!(
+            result.starts_with("ONCE-ERR reauth=true cause=Some("),
+            "a lost rotation is reported as ReauthRequired with a cause: {result}"
+        );
+        typed_errors += 1;
+        // The operator re-authorizes; the next worker starts from the new refresh token.
+        let v: Value = http
+            .post(format!("{}/tokens", info.admin_url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        w.refresh_token = v["refresh_token"].as_str().unwrap().to_owned();
+        let _ = std::fs::remove_file(&path); // absent when killed before the first write
+    }
+    // After all kills: a refresh with the stored refresh token succeeds.
+    let last = w.once();
+    assert!(last.starts_with("ONCE-OK"), "final refresh: {last}");
+    let stats: Value = http
+        .get(format!("{}/stats", info.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reuse = stats["refresh_token_reuse_detected"].as_u64().unwrap();
+    eprintln!(
+        "refresh kills: {KILLS}, refreshes completed: {refreshes}, clean: {clean}, \
+         rotation-lost window hits: {window_hits} (each reported as ReauthRequired: {typed_errors}), \
+         reuse detected by the org: {reuse}, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        reuse, window_hits as u64,
+        "the stale token was presented exactly once per window hit, never silently reused"
+    );
+    assert!(
+        refreshes > KILLS as u64,
+        "workers made progress between kills"
+    );
+}
