@@ -69,6 +69,9 @@ fn strip_response(name: &HeaderName) -> bool {
 
 /// Names listed in `Connection` are hop-by-hop too.
 fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
+    if !headers.contains_key(header::CONNECTION) {
+        return Vec::new();
+    }
     headers
         .get_all(header::CONNECTION)
         .iter()
@@ -274,12 +277,8 @@ pub(crate) async fn forward(
                 );
             }
         };
-        if let Some(date) = resp
-            .headers()
-            .get(header::DATE)
-            .and_then(|v| v.to_str().ok())
-        {
-            sh.manager.observe_server_date(date);
+        if let Some(date) = resp.headers().get(header::DATE) {
+            sh.observe_date(date);
         }
         let instance = token.instance_url().to_owned();
         let (rparts, rbody) = resp.into_parts();

@@ -45,6 +45,24 @@ pub(crate) struct Shared {
     pub hmac_key: [u8; 32],
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    /// The last `Date` seen from the instance (it changes once a second).
+    pub last_date: std::sync::Mutex<Option<HeaderValue>>,
+}
+
+impl Shared {
+    /// Feeds the instance's `Date` to the manager's skew correction, once per distinct value.
+    pub(crate) fn observe_date(&self, date: &HeaderValue) {
+        {
+            let mut last = self.last_date.lock().unwrap_or_else(|p| p.into_inner());
+            if last.as_ref() == Some(date) {
+                return;
+            }
+            *last = Some(date.clone());
+        }
+        if let Ok(d) = date.to_str() {
+            self.manager.observe_server_date(d);
+        }
+    }
 }
 
 /// Marks a response that needed a replay (for the access log).
@@ -178,6 +196,7 @@ impl Proxy {
             hmac_key: rand::random(),
             max_header_bytes: cfg.max_header_bytes,
             header_read_timeout: cfg.header_read_timeout,
+            last_date: std::sync::Mutex::new(None),
         });
         Ok((listener, shared))
     }
@@ -231,7 +250,8 @@ async fn serve(
 /// One request: route it, then write the access log line (never headers, bodies or queries).
 async fn handle(sh: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
     let started = Instant::now();
-    let id = uuid::Uuid::new_v4();
+    // A v4 UUID from the thread-local RNG: no system call per request.
+    let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     sh.stats.inc(Counter::requests);
     let method = req.method().clone();
     let mut path = req.uri().path().to_owned();
@@ -245,7 +265,8 @@ async fn handle(sh: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Re
     }
     let mut resp = route(&sh, peer, req).await;
     let replayed = resp.extensions().get::<Replayed>().is_some();
-    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+    let mut buf = uuid::Uuid::encode_buffer();
+    if let Ok(v) = HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes()) {
         resp.headers_mut().insert("x-sfkeep-request-id", v);
     }
     tracing::info!(
