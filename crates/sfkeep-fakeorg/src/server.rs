@@ -258,6 +258,7 @@ mod tests {
             count: Some(2),
             latency_ms: None,
             reset: false,
+            html: false,
         }];
         assert!(take_fault(&mut faults, "/services/oauth2/token").is_none());
         assert!(take_fault(&mut faults, "/services/data/v59.0/query").is_some());
