@@ -221,11 +221,6 @@ impl AuditLog {
         })
     }
 
-    /// The file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -362,6 +357,7 @@ pub struct AuditSink {
     clock: OnceLock<ServerClock>,
     source_ip: OnceLock<Option<String>>,
     warned: AtomicBool,
+    record_success: bool,
 }
 
 impl AuditSink {
@@ -377,7 +373,15 @@ impl AuditSink {
             clock: OnceLock::new(),
             source_ip: OnceLock::new(),
             warned: AtomicBool::new(false),
+            record_success: true,
         }
+    }
+
+    /// Leaves out `api.succeeded`: for doctor's own probing calls, which must not move the
+    /// integration's "last successful call".
+    pub fn without_success_records(mut self) -> Self {
+        self.record_success = false;
+        self
     }
 
     /// Gives the sink the manager's server clock, so the last success is dated on the
@@ -390,6 +394,9 @@ impl AuditSink {
 impl EventSink for AuditSink {
     fn emit(&self, event: &AuthEvent) {
         let success = matches!(event.kind, AuthEventKind::ApiCallSucceeded);
+        if success && !self.record_success {
+            return;
+        }
         let server_at = self
             .clock
             .get()

@@ -14,6 +14,9 @@
 //! key_file = "~/.config/sfkeep/cache.key"
 //! ```
 //!
+//! `proxy_url = "http://127.0.0.1:8787"` names a running `sfkeep proxy` that `sfkeep recover`
+//! tells to reload.
+//!
 //! - Secrets are references only: `{ env = "NAME" }` or `{ file = "PATH" }`. A literal string
 //!   for a secret key is an error. A secret file readable by group or others gets a warning.
 //! - Unknown keys are errors naming the file, the key, its line and the nearest known key.
@@ -59,6 +62,7 @@ const PROFILE_KEYS: &[&str] = &[
     "fallback_grant",
     "session_timeout_secs",
     "store",
+    "proxy_url",
 ];
 const SECRET_KEYS: &[&str] = &[
     "client_secret",
@@ -179,6 +183,9 @@ pub struct Profile {
     pub session_timeout: Option<Duration>,
     /// Token store.
     pub store: StoreConfig,
+    /// A running `sfkeep proxy` for this profile (e.g. `http://127.0.0.1:8787`), told to
+    /// reload by `sfkeep recover`.
+    pub proxy_url: Option<String>,
 }
 
 impl Profile {
@@ -543,6 +550,15 @@ impl Parser<'_> {
                 )
             })?;
         }
+        let proxy_url = self.string(t, &prefix, "proxy_url")?;
+        if let Some(u) = &proxy_url {
+            sfkeep::http::check_url("proxy_url", u).map_err(|e| {
+                self.err(
+                    &format!("{prefix}.proxy_url"),
+                    format!("is not usable: {e}."),
+                )
+            })?;
+        }
         let api_version = self
             .string(t, &prefix, "api_version")?
             .unwrap_or_else(|| DEFAULT_API_VERSION.to_owned());
@@ -602,6 +618,7 @@ impl Parser<'_> {
             config_path: self.path.to_owned(),
             login_url,
             instance_url,
+            proxy_url,
             api_version,
             client_id: self.string(t, &prefix, "client_id")?,
             client_secret: self.secret(t, &prefix, "client_secret")?,

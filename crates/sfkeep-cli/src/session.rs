@@ -242,8 +242,26 @@ pub fn manager_with(
     fallback: Option<Grant>,
     store: Arc<dyn Store>,
 ) -> CliResult<TokenManager> {
-    let audit = crate::audit::open_for_recording(p)
-        .map(|log| Arc::new(crate::audit::AuditSink::new(log, p)));
+    manager_with_audit(p, primary, fallback, store, true)
+}
+
+/// Like [`manager_with`]; `record_success: false` keeps this manager's API calls out of the
+/// audit log's "last successful call" (doctor's probing calls).
+pub fn manager_with_audit(
+    p: &Profile,
+    primary: Grant,
+    fallback: Option<Grant>,
+    store: Arc<dyn Store>,
+    record_success: bool,
+) -> CliResult<TokenManager> {
+    let audit = crate::audit::open_for_recording(p).map(|log| {
+        let sink = crate::audit::AuditSink::new(log, p);
+        Arc::new(if record_success {
+            sink
+        } else {
+            sink.without_success_records()
+        })
+    });
     let mut b = TokenManager::builder(p.login_url.clone())
         .grant(primary)
         .store(store)

@@ -16,6 +16,7 @@ mod fake_org;
 mod login;
 mod logout;
 mod query;
+mod recover;
 mod status;
 mod sync;
 mod token;
@@ -72,6 +73,8 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
     /// Auth events from the audit log.
     Events(events::EventsArgs),
+    /// Re-authenticate with the best grant, verify, store, and tell a running proxy.
+    Recover(recover::RecoverArgs),
 }
 
 /// `--json`, shared by the commands whose output is data.
@@ -103,6 +106,7 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         Command::Status(a) => status::run(&g, a).await,
         Command::Doctor(a) => doctor::run(&g, a).await,
         Command::Events(a) => events::run(&g, a).await,
+        Command::Recover(a) => recover::run(&g, a).await,
     }
 }
 

@@ -87,6 +87,16 @@ impl Org {
 
     /// POSTs to the admin API (`path` relative to admin_url) and returns the status.
     pub fn admin_post(&self, path: &str, body: serde_json::Value) -> u16 {
+        self.admin(reqwest::Method::POST, path, body)
+    }
+
+    /// PUTs to the admin API and returns the status.
+    pub fn admin_put(&self, path: &str, body: serde_json::Value) -> u16 {
+        self.admin(reqwest::Method::PUT, path, body)
+    }
+
+    /// Calls the admin API and returns the status.
+    pub fn admin(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> u16 {
         let url = format!("{}{path}", self.field("admin_url"));
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -94,7 +104,7 @@ impl Org {
             .expect("runtime");
         rt.block_on(async {
             reqwest::Client::new()
-                .post(&url)
+                .request(method, &url)
                 .json(&body)
                 .send()
                 .await

@@ -1,0 +1,211 @@
+//! `sfkeep doctor --json` and `sfkeep recover` end to end: for each way a session dies, drive
+//! the simulated org into that state, assert doctor's verdict, then assert that recover
+//! restores a working token where the configured grants can (the org's profile has
+//! `grant = "refresh_token"`, `fallback_grant = "jwt_bearer"`) and exits 3 naming the cause
+//! where they cannot.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{Org, run, sfkeep};
+use serde_json::json;
+
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    Logout,
+    PasswordChange,
+    AdminRevoke,
+    Freeze,
+    Deactivate,
+    IpRestriction,
+    LongInactivity,
+    AppNotApproved,
+    Healthy,
+}
+
+/// A copy of the org's profile that uses only the JWT bearer grant, with its own store file.
+fn jwt_only_profile(home: &Path, org: &Org) -> PathBuf {
+    let text = std::fs::read_to_string(org.field("profile_file")).unwrap();
+    let text = text
+        .replace("grant = \"refresh_token\"\n", "grant = \"jwt_bearer\"\n")
+        .replace("fallback_grant = \"jwt_bearer\"\n", "")
+        .replace("tokens.enc", "jwt-tokens.enc");
+    assert!(text.contains("grant = \"jwt_bearer\"") && !text.contains("fallback_grant"));
+    let p = home.join("jwt.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+struct Run<'a> {
+    home: &'a Path,
+    config: PathBuf,
+    bind: Option<&'a str>,
+}
+
+impl Run<'_> {
+    fn cmd(&self, args: &[&str]) -> (i32, String, String) {
+        let mut c = sfkeep(self.home);
+        c.args(args)
+            .arg("--config")
+            .arg(&self.config)
+            .args(["--profile", "fake"]);
+        if let Some(b) = self.bind {
+            c.env("SFKEEP_BIND_ADDRESS", b);
+        }
+        run(c)
+    }
+}
+
+fn scenario(s: Scenario) {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let user = org.field("username");
+    let client_id = org.field("client_id");
+    let config = match s {
+        Scenario::AppNotApproved => jwt_only_profile(h, &org),
+        _ => PathBuf::from(org.field("profile_file")),
+    };
+    let mut r = Run {
+        home: h,
+        config,
+        bind: None,
+    };
+    // A working integration: a token and a successful call in the audit log.
+    let (code, _, err) = r.cmd(&["api", "GET", "limits"]);
+    assert_eq!(code, 0, "{s:?}: {err}");
+
+    // Drive the org into the state.
+    let ok = |status: u16| assert_eq!(status, 200, "{s:?}: admin call");
+    let (want, recoverable) = match s {
+        Scenario::Logout => {
+            ok(org.admin_post(&format!("/users/{user}/logout"), json!({})));
+            ("logged_out_elsewhere", true)
+        }
+        Scenario::PasswordChange => {
+            ok(org.admin_post(
+                &format!("/users/{user}/password"),
+                json!({"password": "A-new-password-42"}),
+            ));
+            ("password_changed", true)
+        }
+        Scenario::AdminRevoke => {
+            ok(org.admin_post(&format!("/apps/{client_id}/revoke"), json!({})));
+            ("app_tokens_revoked", true)
+        }
+        Scenario::Freeze => {
+            ok(org.admin_post(&format!("/users/{user}/freeze"), json!({})));
+            ("user_frozen", false)
+        }
+        Scenario::Deactivate => {
+            ok(org.admin_post(&format!("/users/{user}/deactivate"), json!({})));
+            ("user_deactivated", false)
+        }
+        Scenario::IpRestriction => {
+            ok(org.admin_put(
+                "/network",
+                json!({"login_ip_ranges": [["127.0.0.1", "127.0.0.1"]], "lock_sessions_to_ip": true}),
+            ));
+            // The client moves to 127.0.0.2, outside the ranges.
+            r.bind = Some("127.0.0.2");
+            ("ip_restricted", false)
+        }
+        Scenario::LongInactivity => {
+            ok(org.admin_post("/clock/advance", json!({"seconds": 3 * 3600})));
+            ("session_timeout", true)
+        }
+        Scenario::AppNotApproved => {
+            ok(org.admin_put(
+                &format!("/apps/{client_id}/policy"),
+                json!({"jwt_preapproved": false}),
+            ));
+            ("app_not_approved", false)
+        }
+        Scenario::Healthy => ("healthy", true),
+    };
+
+    let (code, out, err) = r.cmd(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{s:?}: {err}");
+    let d: serde_json::Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{s:?}: not JSON ({e}): {out}"));
+    assert_eq!(d["verdict"], want, "{s:?}: {d:#}");
+    assert_eq!(d["recoverable"], recoverable, "{s:?}: {d:#}");
+    assert_eq!(d.as_object().unwrap().len(), 3);
+    let top = &d["causes"][0];
+    assert_eq!(top["cause"], want);
+    assert!(!top["evidence"].as_array().unwrap().is_empty(), "{d:#}");
+    assert!(top["fix"].as_str().unwrap().len() > 10);
+
+    // The human form ranks the same verdict first.
+    let (code, out, _) = r.cmd(&["doctor"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("verdict: {want}")), "{s:?}: {out}");
+    assert!(out.contains("fix:"), "{out}");
+
+    let (code, out, err) = r.cmd(&["recover"]);
+    if recoverable {
+        assert_eq!(code, 0, "{s:?}: {out}\n{err}");
+        assert!(out.contains("verified: /services/oauth2/userinfo"), "{out}");
+        assert!(out.contains("/limits answers"), "{out}");
+        assert!(out.contains("stored: generation"), "{out}");
+        // A working token is stored: the integration runs again.
+        let (code, _, err) = r.cmd(&["api", "GET", "limits"]);
+        assert_eq!(code, 0, "{s:?} after recover: {err}");
+    } else {
+        assert_eq!(code, 3, "{s:?}: {out}\n{err}");
+        assert!(err.contains(want), "{s:?}: {err}");
+        assert!(err.contains("Fix:"), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one paragraph: {err}");
+    }
+    // Never a secret on any output.
+    for f in [
+        "client_secret",
+        "password",
+        "security_token",
+        "refresh_token",
+    ] {
+        let secret = org.field(f);
+        assert!(
+            !out.contains(&secret) && !err.contains(&secret),
+            "{s:?}: {f} leaked"
+        );
+    }
+}
+
+#[test]
+fn logout() {
+    scenario(Scenario::Logout);
+}
+#[test]
+fn password_change() {
+    scenario(Scenario::PasswordChange);
+}
+#[test]
+fn admin_revoke() {
+    scenario(Scenario::AdminRevoke);
+}
+#[test]
+fn freeze() {
+    scenario(Scenario::Freeze);
+}
+#[test]
+fn deactivate() {
+    scenario(Scenario::Deactivate);
+}
+#[test]
+fn ip_restriction() {
+    scenario(Scenario::IpRestriction);
+}
+#[test]
+fn long_inactivity() {
+    scenario(Scenario::LongInactivity);
+}
+#[test]
+fn app_not_approved() {
+    scenario(Scenario::AppNotApproved);
+}
+#[test]
+fn healthy() {
+    scenario(Scenario::Healthy);
+}
