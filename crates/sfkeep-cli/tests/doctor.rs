@@ -209,3 +209,91 @@ fn app_not_approved() {
 fn healthy() {
     scenario(Scenario::Healthy);
 }
+
+/// A revoked refresh token without a fallback grant: doctor says so (not recoverable) and
+/// recover exits 3 with one paragraph naming the cause, never a secret.
+#[test]
+fn revoked_token_without_a_fallback() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let text = std::fs::read_to_string(org.field("profile_file"))
+        .unwrap()
+        .replace("fallback_grant = \"jwt_bearer\"\n", "");
+    let r = Run {
+        home: h,
+        config: {
+            let p = h.join("rt.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        },
+        bind: None,
+    };
+    assert_eq!(r.cmd(&["api", "GET", "limits"]).0, 0);
+    let cid = org.field("client_id");
+    assert_eq!(
+        org.admin_post(&format!("/apps/{cid}/revoke"), json!({})),
+        200
+    );
+    let (code, out, err) = r.cmd(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let d: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(d["verdict"], "app_tokens_revoked", "{d:#}");
+    assert_eq!(d["recoverable"], false);
+    let (code, out, err) = r.cmd(&["recover"]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.starts_with("sfkeep: cannot recover"), "{err}");
+    assert!(
+        err.contains("app_tokens_revoked") && err.contains("Fix:"),
+        "{err}"
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    for f in ["client_secret", "refresh_token"] {
+        assert!(!err.contains(&org.field(f)) && !out.contains(&org.field(f)));
+    }
+}
+
+/// `recover --proxy URL` tells a running proxy to reload (a stub answering like
+/// `sfkeep proxy`'s `POST /_sfkeep/reload`).
+#[test]
+fn recover_tells_the_proxy_to_reload() {
+    use std::io::{BufRead, BufReader, Write};
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let stub = std::thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        let mut request_line = String::new();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        r.read_line(&mut request_line).unwrap();
+        loop {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            if l == "\r\n" || l.is_empty() {
+                break;
+            }
+        }
+        let body = r#"{"reloaded":true,"generation":7}"#;
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        request_line
+    });
+    let r = Run {
+        home: h,
+        config: PathBuf::from(org.field("profile_file")),
+        bind: None,
+    };
+    let (code, out, err) = r.cmd(&["recover", "--proxy", &url]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("proxy at") && out.contains("reloaded (generation 7)"),
+        "{out}"
+    );
+    assert_eq!(stub.join().unwrap().trim(), "POST /_sfkeep/reload HTTP/1.1");
+}

@@ -221,3 +221,69 @@ fn bad_flags_are_exit_2() {
     });
     assert_eq!(code, 2);
 }
+
+fn cmd(home: &Path, cfg: &Path, args: &[&str]) -> (i32, String, String) {
+    let mut c = sfkeep(home);
+    c.args(args)
+        .arg("--config")
+        .arg(cfg)
+        .args(["--profile", "t"])
+        .env("SFKEEP_TEST_SECRET", ENV_SECRET)
+        .env("SFKEEP_AUDIT_DB", home.join("audit.db"));
+    run(c)
+}
+
+#[test]
+fn doctor_recover_and_events_with_a_broken_config_are_exit_2() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(home.path(), "http://127.0.0.1:1", "grnat = \"jwt_bearer\"");
+    for args in [
+        &["doctor"][..],
+        &["recover"],
+        &["events"],
+        &["doctor", "--json"],
+    ] {
+        let (code, out, err) = cmd(home.path(), &cfg, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.contains("profiles.t.grnat") && err.contains("`grant`"),
+            "{err}"
+        );
+        assert_clean(&err);
+    }
+}
+
+#[test]
+fn doctor_and_recover_with_a_missing_secret_are_exit_2_naming_it() {
+    let home = tempfile::tempdir().unwrap();
+    let cfg = config(home.path(), "http://127.0.0.1:1", "");
+    let gone = home.path().join("client_secret");
+    std::fs::remove_file(&gone).unwrap();
+    for args in [&["doctor"][..], &["recover"]] {
+        let (code, _, err) = cmd(home.path(), &cfg, args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(&gone.display().to_string()), "{err}");
+        assert_clean(&err);
+    }
+}
+
+#[test]
+fn doctor_and_recover_with_an_unreachable_org_are_exit_4() {
+    let home = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let cfg = config(
+        home.path(),
+        &url,
+        "password = { env = \"SFKEEP_TEST_SECRET\" }",
+    );
+    for args in [&["doctor"][..], &["recover"], &["doctor", "--json"]] {
+        let (code, out, err) = cmd(home.path(), &cfg, args);
+        assert_eq!(code, 4, "{args:?}: {out} {err}");
+        assert!(err.contains(&url) && err.contains("retry"), "{err}");
+        assert_clean(&err);
+    }
+    // events needs no network.
+    let (code, _, err) = cmd(home.path(), &cfg, &["events"]);
+    assert_eq!(code, 0, "{err}");
+}
