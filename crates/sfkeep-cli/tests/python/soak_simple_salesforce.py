@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""simple-salesforce through `sfkeep proxy` for the soak (crates/sfkeep-cli/tests/soak.rs).
+
+Environment: PROXY_URL, SF_USERNAME, SF_PASSWORD, SOAK_SECONDS, SOAK_STOP_FILE (stop early
+when it exists). Logs in once with SOAP login() (answered by the proxy's shim), then queries
+until the time is up. Each failure is classified by what the client raised. Prints one JSON
+line: {"calls", "ok", "failures": {class: n}, "samples": [...], "unrecoverable_windows_hit"}.
+The soak decides which failures were expected (during a frozen-user window).
+"""
+
+import json
+import os
+import sys
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from simple_salesforce import Salesforce
+
+
+class HttpRewriteAdapter(HTTPAdapter):
+    def __init__(self, target, **kw):
+        self.t = urlsplit(target)
+        super().__init__(**kw)
+
+    def send(self, request, **kw):
+        p = urlsplit(request.url)
+        request.url = urlunsplit((self.t.scheme, self.t.netloc, p.path, p.query, p.fragment))
+        if kw.get("timeout") is None:
+            kw["timeout"] = 30
+        return super().send(request, **kw)
+
+
+def main():
+    env = os.environ
+    proxy = env["PROXY_URL"].rstrip("/")
+    deadline = time.monotonic() + float(env.get("SOAK_SECONDS", "10"))
+    stop_file = env.get("SOAK_STOP_FILE", "")
+    session = requests.Session()
+    session.mount("https://", HttpRewriteAdapter(proxy))
+    out = {"calls": 0, "ok": 0, "failures": {}, "samples": [], "failure_times": []}
+    sf = Salesforce(username=env["SF_USERNAME"], password=env["SF_PASSWORD"], security_token="",
+                    session=session)
+    t0 = time.time()
+    while time.monotonic() < deadline and not (stop_file and os.path.exists(stop_file)):
+        out["calls"] += 1
+        try:
+            res = sf.query("SELECT Id, Name FROM Account LIMIT 5")
+            if res.get("records"):
+                out["ok"] += 1
+            else:
+                out["failures"]["empty_result"] = out["failures"].get("empty_result", 0) + 1
+        except Exception as e:  # noqa: BLE001 - classify whatever the client raised
+            cls = type(e).__name__
+            out["failures"][cls] = out["failures"].get(cls, 0) + 1
+            out["failure_times"].append(round(time.time() - t0, 3))
+            if len(out["samples"]) < 5:
+                out["samples"].append(f"{cls}: {str(e)[:200]}")
+            time.sleep(0.05)
+    out["started_unix"] = t0
+    print(json.dumps(out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,897 @@
+//! The chaos soak (`scripts/soak [--seconds N]`; `scripts/test` runs 60 s).
+//!
+//! Library clients (`sfkeep::client::Client` over one `TokenManager` with the Redis fleet store,
+//! refresh-token grant, JWT bearer fallback; several tasks), the proxy (same manager) with
+//! simple-salesforce behind it, and a billing sync into SQLite, against the simulated org while
+//! a chaos task injects at random: inactivity timeout (clock advance), logout, password change,
+//! admin revoke (healed by the JWT fallback), freeze + unfreeze (unrecoverable until the admin
+//! unfreezes; then `force_refresh`, as `sfkeep recover` does), 503s, 429s, latency, connection
+//! resets, and Redis stopped and started. At the end: calls, failures by class, token requests
+//! per death by cause, records lost and duplicated, and a secret-leak audit of everything the
+//! run produced (logs, the Python client's output, the proxy's /metrics, Redis, the SQLite
+//! file): zero hits.
+//!
+//! Ignored by `cargo test`; run with `SFKEEP_SOAK_SECONDS=N cargo test -p sfkeep-cli --test soak
+//! -- --ignored --nocapture`. The report is printed as a Markdown table and as one JSON line
+//! (`SOAK-JSON {...}`).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sfkeep::client::Client;
+use sfkeep::secret::{ClientSecret, PrivateKeyPem, RefreshToken};
+use sfkeep::store::{CacheKey, RedisStore};
+use sfkeep::{Grant, TokenManager};
+use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig, ReadyInfo};
+use sfkeep_proxy::Proxy;
+
+/// xorshift64*, seeded from the clock (or `SFKEEP_SOAK_SEED`, printed in the report).
+static RNG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn seed() -> u64 {
+    let s = std::env::var("SFKEEP_SOAK_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        })
+        | 1;
+    RNG.store(s, Ordering::Relaxed);
+    s
+}
+
+/// In `lo..hi`.
+fn rand_range(lo: u64, hi: u64) -> u64 {
+    let mut x = RNG.load(Ordering::Relaxed);
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    RNG.store(x, Ordering::Relaxed);
+    lo + x.wrapping_mul(0x2545_F491_4F6C_DD1D) % (hi - lo).max(1)
+}
+
+const LIB_TASKS: usize = 4;
+const ACCOUNTS: usize = 2000;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Redis {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.up();
+        r
+    }
+    fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    fn cli(&self, args: &[&str]) -> Vec<u8> {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    }
+    /// Every key and every value, as bytes.
+    fn dump_all(&self) -> Vec<u8> {
+        let keys = String::from_utf8_lossy(&self.cli(&["--scan"])).into_owned();
+        let mut all = keys.clone().into_bytes();
+        for k in keys.lines().filter(|k| !k.is_empty()) {
+            let ty = String::from_utf8_lossy(&self.cli(&["TYPE", k]))
+                .trim()
+                .to_owned();
+            let v = match ty.as_str() {
+                "string" => self.cli(&["GET", k]),
+                "hash" => self.cli(&["HGETALL", k]),
+                "list" => self.cli(&["LRANGE", k, "0", "-1"]),
+                "set" => self.cli(&["SMEMBERS", k]),
+                _ => self.cli(&["DUMP", k]),
+            };
+            all.extend_from_slice(&v);
+        }
+        all
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// Failures seen by callers, by class; `expected` ones happened while the user was frozen
+/// (unrecoverable by design) and must carry the right cause.
+#[derive(Default)]
+struct Tally {
+    calls: u64,
+    ok: u64,
+    unexpected: BTreeMap<String, u64>,
+    expected: BTreeMap<String, u64>,
+    samples: Vec<String>,
+}
+
+fn class_of(e: &sfkeep::Error) -> String {
+    if e.is_reauth_required() {
+        format!(
+            "reauth_required({})",
+            e.cause().map(|c| c.to_string()).unwrap_or_default()
+        )
+    } else {
+        let d = format!("{e:?}");
+        let head: String = d.chars().take_while(|c| c.is_alphanumeric()).collect();
+        match e.cause() {
+            Some(c) => format!("{head}({c})"),
+            None => head,
+        }
+    }
+}
+
+struct Chaos {
+    /// Set while the user is frozen (from the freeze until `force_refresh` after unfreezing).
+    frozen: AtomicBool,
+    /// Set for a grace period after unfreezing, so calls that started frozen count as expected.
+    stop: AtomicBool,
+}
+
+fn python() -> Option<String> {
+    if let Ok(p) = std::env::var("SFKEEP_PYTHON") {
+        return Some(p);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-venv");
+    let out = Command::new(script).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+fn manager(info: &ReadyInfo, redis_port: u16, key: &CacheKey) -> TokenManager {
+    let pem = std::fs::read_to_string(&info.jwt_key_file).unwrap();
+    let store = RedisStore::new(&format!("redis://127.0.0.1:{redis_port}/"), key.clone())
+        .unwrap()
+        .with_op_timeout(Duration::from_millis(300))
+        .with_probe_interval(Duration::from_millis(500));
+    TokenManager::builder(info.login_url.clone())
+        .grant(Grant::RefreshToken {
+            client_id: info.client_id.clone(),
+            client_secret: Some(ClientSecret::new(info.client_secret.clone())),
+            refresh_token: RefreshToken::new(info.refresh_token.clone()),
+        })
+        .fallback_grant(Grant::JwtBearer {
+            client_id: info.client_id.clone(),
+            username: info.username.clone(),
+            private_key: PrivateKeyPem::new(pem),
+            audience: None,
+        })
+        .store(Arc::new(store))
+        .introspect(false)
+        .build()
+        .unwrap()
+}
+
+async fn admin(http: &reqwest::Client, info: &ReadyInfo, method: &str, path: &str, body: Value) {
+    let url = format!("{}{}", info.admin_url, path);
+    let req = match method {
+        "PUT" => http.put(url),
+        "DELETE" => http.delete(url),
+        "GET" => http.get(url),
+        _ => http.post(url),
+    };
+    let r = req.json(&body).send().await.unwrap();
+    assert!(r.status().is_success(), "admin {path}: {}", r.status());
+}
+
+async fn stats(http: &reqwest::Client, info: &ReadyInfo) -> Value {
+    http.get(format!("{}/stats", info.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+fn token_requests(s: &Value) -> u64 {
+    s["token_requests"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0)
+        + s["soap_logins"].as_u64().unwrap_or(0)
+}
+
+/// One sync round: every Account (Id, SystemModstamp) into SQLite, update-else-insert.
+async fn sync_round(client: &Client, db: &Mutex<rusqlite::Connection>) -> sfkeep::Result<usize> {
+    let records = client
+        .query("SELECT Id, SystemModstamp FROM Account")
+        .collect_all()
+        .await?;
+    let c = db.lock().unwrap();
+    for r in &records {
+        let id = r["Id"].as_str().unwrap_or_default();
+        let ts = r["SystemModstamp"].as_str().unwrap_or_default();
+        let n = c
+            .execute(
+                "UPDATE accounts SET system_modstamp = ?2 WHERE id = ?1",
+                (id, ts),
+            )
+            .unwrap();
+        if n == 0 {
+            c.execute(
+                "INSERT INTO accounts (id, system_modstamp) VALUES (?1, ?2)",
+                (id, ts),
+            )
+            .unwrap();
+        }
+    }
+    Ok(records.len())
+}
+
+#[test]
+#[ignore = "the chaos soak: scripts/soak, or SFKEEP_SOAK_SECONDS=N … -- --ignored"]
+fn soak() {
+    let seconds: u64 = std::env::var("SFKEEP_SOAK_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::set_global_default(subscriber).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(run(seconds, capture));
+}
+
+async fn run(seconds: u64, capture: Capture) {
+    let seed = seed();
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(seconds);
+    let mut redis = Redis::start();
+    let org = FakeOrg::start(
+        FakeOrgConfig::default()
+            .accounts(ACCOUNTS)
+            .session_timeout(Duration::from_secs(7200)),
+    )
+    .await
+    .unwrap();
+    let info = org.ready_info().clone();
+    let http = reqwest::Client::new();
+    let key = CacheKey::generate();
+    let m = manager(&info, redis.port, &key);
+    let client = Client::new(m.clone());
+    let proxy = Proxy::builder(m.clone())
+        .expected_username(Some(info.username.clone()))
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db_path = dir.path().join("billing.db");
+    let db = Arc::new(Mutex::new(rusqlite::Connection::open(&db_path).unwrap()));
+    db.lock()
+        .unwrap()
+        .execute_batch("CREATE TABLE accounts (id TEXT NOT NULL, system_modstamp TEXT NOT NULL);")
+        .unwrap();
+    // The initial load, before any chaos.
+    sync_round(&client, &db).await.expect("initial load");
+
+    let chaos = Arc::new(Chaos {
+        frozen: AtomicBool::new(false),
+        stop: AtomicBool::new(false),
+    });
+    let tally = Arc::new(Mutex::new(Tally::default()));
+
+    // Library callers.
+    let mut tasks = Vec::new();
+    for i in 0..LIB_TASKS {
+        let (client, chaos, tally) = (client.clone(), chaos.clone(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            let path = client.data_path("/query?q=SELECT+Id,+Name+FROM+Account+LIMIT+5");
+            while !chaos.stop.load(Ordering::Relaxed) {
+                let was_frozen = chaos.frozen.load(Ordering::Relaxed);
+                let r = if i % 2 == 0 {
+                    client.get_json(&path).await.map(|_| ())
+                } else {
+                    client
+                        .soap_query("SELECT Id FROM Account LIMIT 5")
+                        .await
+                        .map(|_| ())
+                };
+                let frozen = was_frozen || chaos.frozen.load(Ordering::Relaxed);
+                let failed = {
+                    let mut t = tally.lock().unwrap();
+                    t.calls += 1;
+                    match r {
+                        Ok(()) => {
+                            t.ok += 1;
+                            false
+                        }
+                        Err(e) => {
+                            let class = class_of(&e);
+                            let right_cause = e.is_reauth_required();
+                            let bucket = if frozen && right_cause {
+                                &mut t.expected
+                            } else {
+                                &mut t.unexpected
+                            };
+                            *bucket.entry(class).or_default() += 1;
+                            if !(frozen && right_cause) && t.samples.len() < 10 {
+                                t.samples.push(format!("lib: {e}"));
+                            }
+                            true
+                        }
+                    }
+                };
+                if failed {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }));
+    }
+
+    // The sync, every 2 s.
+    let sync_stats = Arc::new(Mutex::new((0u64, 0u64, Vec::<String>::new())));
+    {
+        let (client, chaos, db, st) = (
+            client.clone(),
+            chaos.clone(),
+            db.clone(),
+            sync_stats.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while !chaos.stop.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let frozen = chaos.frozen.load(Ordering::Relaxed);
+                let r = sync_round(&client, &db).await;
+                let mut s = st.lock().unwrap();
+                s.0 += 1;
+                if let Err(e) = r
+                    && !(frozen || chaos.frozen.load(Ordering::Relaxed))
+                {
+                    s.1 += 1;
+                    s.2.push(e.to_string());
+                }
+            }
+        }));
+    }
+
+    // simple-salesforce through the proxy.
+    let stop_file = dir.path().join("stop");
+    let py = python();
+    if py.is_none() && std::env::var_os("CI").is_some() {
+        panic!("no Python with simple-salesforce (scripts/python-venv) and CI is set");
+    }
+    let py_child = py.map(|p| {
+        Command::new(p)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/soak_simple_salesforce.py"
+            ))
+            .env("PROXY_URL", proxy.url())
+            .env("SF_USERNAME", &info.username)
+            .env("SF_PASSWORD", "anything")
+            .env("SOAK_SECONDS", (seconds + 30).to_string())
+            .env("SOAK_STOP_FILE", &stop_file)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    });
+    let py_started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+
+    // The chaos schedule.
+    let user = info.username.clone();
+    let cid = info.client_id.clone();
+    let mut deaths: BTreeMap<&str, (u64, u64)> = BTreeMap::new(); // cause → (deaths, token requests)
+    let mut events: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut frozen_windows: Vec<(f64, f64)> = Vec::new();
+    let mut unrecoverable_reported = 0u64;
+    while Instant::now() + Duration::from_secs(3) < deadline {
+        tokio::time::sleep(Duration::from_millis(rand_range(600, 1500))).await;
+        let before = token_requests(&stats(&http, &info).await);
+        let kind = match rand_range(0, 100) as u32 {
+            0..12 => "timeout",
+            12..24 => "logout",
+            24..34 => "password",
+            34..42 => "revoke",
+            42..47 => "freeze",
+            47..57 => "503",
+            57..67 => "429",
+            67..75 => "latency",
+            75..85 => "reset",
+            85..92 => "redis_restart",
+            _ => "touch",
+        };
+        *events.entry(kind).or_default() += 1;
+        match kind {
+            "timeout" => {
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    "/clock/advance",
+                    json!({"seconds": 7260}),
+                )
+                .await
+            }
+            "logout" => {
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/logout"),
+                    json!({}),
+                )
+                .await
+            }
+            "password" => {
+                let p = format!("New-{:016x}", rand_range(0, u64::MAX));
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/password"),
+                    json!({"password": p}),
+                )
+                .await
+            }
+            "revoke" => {
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/apps/{cid}/revoke"),
+                    json!({}),
+                )
+                .await
+            }
+            "freeze" => {
+                let t0 = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs_f64();
+                chaos.frozen.store(true, Ordering::SeqCst);
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/freeze"),
+                    json!({}),
+                )
+                .await;
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/logout"),
+                    json!({}),
+                )
+                .await;
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                // The cause is reported: a caller's token() fails with ReauthRequired.
+                match m.token().await {
+                    Err(e) if e.is_reauth_required() => unrecoverable_reported += 1,
+                    Err(_) | Ok(_) => {}
+                }
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/unfreeze"),
+                    json!({}),
+                )
+                .await;
+                // What `sfkeep recover` does.
+                let mut tries = 0;
+                while m.force_refresh().await.is_err() && tries < 20 {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                chaos.frozen.store(false, Ordering::SeqCst);
+                let t1 = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs_f64();
+                frozen_windows.push((t0 - py_started, t1 - py_started));
+            }
+            "503" | "429" => {
+                let status: u16 = kind.parse().unwrap();
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    "/faults",
+                    json!({"path_prefix": "/services/data", "status": status, "count": 2}),
+                )
+                .await
+            }
+            "latency" => {
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    "/faults",
+                    json!({"path_prefix": "/services/", "latency_ms": 400, "count": 4}),
+                )
+                .await
+            }
+            "reset" => {
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    "/faults",
+                    json!({"path_prefix": "/services/data", "reset": true, "count": 2}),
+                )
+                .await
+            }
+            "redis_restart" => {
+                redis.down();
+                tokio::time::sleep(Duration::from_millis(rand_range(500, 2000))).await;
+                redis.up();
+            }
+            _ => {
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    "/records/Account/touch",
+                    json!({"count": 50}),
+                )
+                .await
+            }
+        }
+        if matches!(
+            kind,
+            "timeout" | "logout" | "password" | "revoke" | "freeze"
+        ) {
+            // Let every caller meet the dead session and heal.
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            let after = token_requests(&stats(&http, &info).await);
+            let e = deaths.entry(kind).or_default();
+            e.0 += 1;
+            e.1 += after - before;
+        }
+    }
+
+    // Wind down: everything healthy, a last sync, compare with the org.
+    let _ = std::fs::write(&stop_file, b"");
+    let _ = http
+        .delete(format!("{}/faults", info.admin_url))
+        .send()
+        .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    chaos.stop.store(true, Ordering::SeqCst);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let final_sync = sync_round(&client, &db).await;
+    assert!(final_sync.is_ok(), "final sync: {final_sync:?}");
+    let org_records: BTreeMap<String, String> = client
+        .query("SELECT Id, SystemModstamp FROM Account")
+        .collect_all()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            (
+                r["Id"].as_str().unwrap().to_owned(),
+                r["SystemModstamp"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    let (rows, distinct, lost, stale) = {
+        let c = db.lock().unwrap();
+        let rows: i64 = c
+            .query_row("SELECT COUNT(*) FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        let distinct: i64 = c
+            .query_row("SELECT COUNT(DISTINCT id) FROM accounts", [], |r| r.get(0))
+            .unwrap();
+        let mut st = c
+            .prepare("SELECT id, system_modstamp FROM accounts")
+            .unwrap();
+        let in_db: BTreeMap<String, String> = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let lost = org_records
+            .keys()
+            .filter(|k| !in_db.contains_key(*k))
+            .count();
+        let stale = org_records
+            .iter()
+            .filter(|(k, v)| in_db.get(*k).is_some_and(|d| d != *v))
+            .count();
+        (rows, distinct, lost, stale)
+    };
+    let duplicated = rows - distinct;
+
+    // The Python client's result.
+    let (py_out, py_err) = match py_child {
+        Some(c) => {
+            let o = c.wait_with_output().unwrap();
+            (
+                String::from_utf8_lossy(&o.stdout).into_owned(),
+                String::from_utf8_lossy(&o.stderr).into_owned(),
+            )
+        }
+        None => (String::new(), String::new()),
+    };
+    let py: Value = py_out
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    // Python failures inside a frozen window (+1 s of slack for requests in flight) were expected.
+    let mut py_expected = 0u64;
+    let mut py_unexpected = 0u64;
+    for t in py["failure_times"].as_array().into_iter().flatten() {
+        let t = t.as_f64().unwrap_or(-1.0);
+        if frozen_windows
+            .iter()
+            .any(|(a, b)| t >= a - 1.0 && t <= b + 1.0)
+        {
+            py_expected += 1;
+        } else {
+            py_unexpected += 1;
+        }
+    }
+
+    // The secret-leak audit.
+    let metrics = http
+        .get(format!("{}/metrics", proxy.url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let tokens: Value = http
+        .get(format!("{}/tokens", info.admin_url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let pem = std::fs::read_to_string(&info.jwt_key_file).unwrap();
+    let mut secrets: Vec<String> = vec![
+        info.client_secret.clone(),
+        info.password.clone(),
+        info.security_token.clone(),
+        info.refresh_token.clone(),
+    ];
+    secrets.extend(
+        pem.lines()
+            .filter(|l| !l.starts_with("-----"))
+            .map(str::to_owned),
+    );
+    for k in ["access_tokens", "refresh_tokens"] {
+        for v in tokens[k].as_array().unwrap() {
+            secrets.push(v.as_str().unwrap().to_owned());
+        }
+    }
+    let issued_access = tokens["access_tokens"].as_array().unwrap().len();
+    let logs = capture.0.lock().unwrap().clone();
+    let haystacks: Vec<(&str, Vec<u8>)> = vec![
+        ("tracing logs", logs.clone()),
+        ("python stdout", py_out.clone().into_bytes()),
+        ("python stderr", py_err.clone().into_bytes()),
+        ("proxy /metrics", metrics.into_bytes()),
+        ("redis", redis.dump_all()),
+        ("sqlite", std::fs::read(&db_path).unwrap()),
+    ];
+    let mut leaks = Vec::new();
+    for s in secrets.iter().filter(|s| s.len() >= 8) {
+        for (name, h) in &haystacks {
+            if h.windows(s.len()).any(|w| w == s.as_bytes()) {
+                leaks.push(format!("{name} contains a secret ({}…)", &s[..4]));
+            }
+        }
+    }
+    let audited_bytes: usize = haystacks.iter().map(|(_, h)| h.len()).sum();
+
+    // The report.
+    let st = stats(&http, &info).await;
+    let t = tally.lock().unwrap();
+    let (sync_rounds, sync_failures, sync_errors) = sync_stats.lock().unwrap().clone();
+    let total_deaths: u64 = deaths.values().map(|d| d.0).sum();
+    let total_death_requests: u64 = deaths.values().map(|d| d.1).sum();
+    let mut report = String::new();
+    use std::fmt::Write as _;
+    let _ = writeln!(
+        report,
+        "\n## sfkeep soak: {:.0} s (seed {seed})\n",
+        started.elapsed().as_secs_f64()
+    );
+    let _ = writeln!(
+        report,
+        "| who | calls | ok | failures (unexpected) | failures during a frozen user (expected, cause reported) |"
+    );
+    let _ = writeln!(report, "|---|---:|---:|---|---|");
+    let _ = writeln!(
+        report,
+        "| library ({LIB_TASKS} tasks, REST + SOAP) | {} | {} | {} {:?} | {} {:?} |",
+        t.calls,
+        t.ok,
+        t.unexpected.values().sum::<u64>(),
+        t.unexpected,
+        t.expected.values().sum::<u64>(),
+        t.expected
+    );
+    let _ = writeln!(
+        report,
+        "| simple-salesforce via proxy | {} | {} | {py_unexpected} | {py_expected} {} |",
+        py["calls"], py["ok"], py["failures"]
+    );
+    let _ = writeln!(
+        report,
+        "| billing sync rounds (full read → SQLite) | {sync_rounds} | {} | {sync_failures} | - |",
+        sync_rounds - sync_failures
+    );
+    let _ = writeln!(
+        report,
+        "\n| cause of death | deaths | token requests | per death |"
+    );
+    let _ = writeln!(report, "|---|---:|---:|---:|");
+    for (k, (n, r)) in &deaths {
+        let _ = writeln!(
+            report,
+            "| {k} | {n} | {r} | {:.2} |",
+            *r as f64 / (*n).max(1) as f64
+        );
+    }
+    let _ = writeln!(
+        report,
+        "| all | {total_deaths} | {total_death_requests} | {:.2} |",
+        total_death_requests as f64 / total_deaths.max(1) as f64
+    );
+    let _ = writeln!(
+        report,
+        "\nother injections: {:?}",
+        events
+            .iter()
+            .filter(|(k, _)| !deaths.contains_key(*k))
+            .collect::<BTreeMap<_, _>>()
+    );
+    let _ = writeln!(
+        report,
+        "org: token requests {} · 401s sent {} · API requests {} · reuse detected {}",
+        st["token_requests"],
+        st["invalid_session_responses"],
+        st["api_requests"],
+        st["refresh_token_reuse_detected"]
+    );
+    let _ = writeln!(
+        report,
+        "frozen-user windows: {} · unrecoverable reported as ReauthRequired: {unrecoverable_reported}",
+        frozen_windows.len()
+    );
+    let _ = writeln!(
+        report,
+        "records: org {} · billing DB rows {rows} · lost {lost} · stale {stale} · duplicated {duplicated}",
+        org_records.len()
+    );
+    let _ = writeln!(
+        report,
+        "leak audit: {} secret values ({issued_access} access tokens issued) × {audited_bytes} bytes: {} hits",
+        secrets.len(),
+        leaks.len()
+    );
+    if !t.samples.is_empty() || !sync_errors.is_empty() {
+        let _ = writeln!(
+            report,
+            "samples: {:?} {:?} {}",
+            t.samples, sync_errors, py["samples"]
+        );
+    }
+    println!("{report}");
+    println!(
+        "SOAK-JSON {}",
+        json!({
+            "seconds": started.elapsed().as_secs(),
+            "library": {"calls": t.calls, "ok": t.ok, "unexpected": t.unexpected, "expected": t.expected},
+            "python": {"calls": py["calls"], "ok": py["ok"], "unexpected": py_unexpected, "expected": py_expected},
+            "deaths": deaths.iter().map(|(k, (n, r))| (k.to_string(), json!({"deaths": n, "token_requests": r}))).collect::<BTreeMap<_, _>>(),
+            "records": {"org": org_records.len(), "lost": lost, "stale": stale, "duplicated": duplicated},
+            "leaks": leaks.len(),
+        })
+    );
+    proxy.shutdown().await;
+
+    assert!(leaks.is_empty(), "secret leaks: {leaks:?}");
+    assert_eq!(
+        (lost, stale, duplicated),
+        (0, 0, 0),
+        "records lost/stale/duplicated"
+    );
+    assert!(
+        !py.is_null() || python().is_none(),
+        "the Python client reported: {py_out}\n{py_err}"
+    );
+    assert_eq!(
+        t.unexpected.values().sum::<u64>(),
+        0,
+        "library callers saw failures outside a frozen window: {:?} {:?}",
+        t.unexpected,
+        t.samples
+    );
+    assert_eq!(
+        py_unexpected, 0,
+        "simple-salesforce failures outside a frozen window: {}",
+        py["samples"]
+    );
+    assert_eq!(sync_failures, 0, "sync failures: {sync_errors:?}");
+    assert_eq!(
+        unrecoverable_reported,
+        frozen_windows.len() as u64,
+        "every frozen user was reported as ReauthRequired"
+    );
+}
