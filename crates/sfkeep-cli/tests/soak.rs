@@ -760,7 +760,7 @@ async fn run(seconds: u64, capture: Capture) {
 
     // The report.
     let st = stats(&http, &info).await;
-    let t = tally.lock().unwrap();
+    let t = std::mem::take(&mut *tally.lock().unwrap());
     let (sync_rounds, sync_failures, sync_errors) = sync_stats.lock().unwrap().clone();
     let total_deaths: u64 = deaths.values().map(|d| d.0).sum();
     let total_death_requests: u64 = deaths.values().map(|d| d.1).sum();
