@@ -139,7 +139,7 @@ fn fuzz(name: &str, extra: &[&[u8]], target: impl Fn(&[u8], u64)) -> u64 {
     let budget = std::env::var("SFKEEP_FUZZ_SECONDS")
         .ok()
         .and_then(|s| s.parse::<u64>().ok());
-    let mut rng = Rng(seed ^ name.len() as u64 * 0x9e37_79b9);
+    let mut rng = Rng(seed ^ (name.len() as u64 * 0x9e37_79b9));
     let started = Instant::now();
     let mut buf = Vec::new();
     let mut execs = 0u64;
