@@ -40,7 +40,9 @@ pub fn path_for(p: &Profile) -> PathBuf {
             .parent()
             .map(|d| d.join(FILE_NAME))
             .unwrap_or_else(|| PathBuf::from(FILE_NAME)),
-        StoreConfig::Memory => state_dir().join("sfkeep").join(FILE_NAME),
+        StoreConfig::Memory | StoreConfig::Redis { .. } => {
+            state_dir().join("sfkeep").join(FILE_NAME)
+        }
     }
 }
 

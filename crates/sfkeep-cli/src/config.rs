@@ -71,7 +71,7 @@ const SECRET_KEYS: &[&str] = &[
     "password",
     "security_token",
 ];
-const STORE_KEYS: &[&str] = &["kind", "path", "key_file"];
+const STORE_KEYS: &[&str] = &["kind", "path", "key_file", "url"];
 const SECRET_REF_KEYS: &[&str] = &["env", "file"];
 const GRANT_NAMES: &[&str] = &[
     "refresh_token",
@@ -143,6 +143,14 @@ pub enum StoreConfig {
     File {
         /// The data file.
         path: PathBuf,
+        /// The cache key file (unless `SFKEEP_CACHE_KEY` is set).
+        key_file: Option<PathBuf>,
+    },
+    /// Redis, shared by a fleet of processes on many machines (values encrypted with the
+    /// cache key; `redis://` or `rediss://` for TLS).
+    Redis {
+        /// `redis://[user:password@]host:port[/db]` or `rediss://…`.
+        url: String,
         /// The cache key file (unless `SFKEEP_CACHE_KEY` is set).
         key_file: Option<PathBuf>,
     },
@@ -598,16 +606,19 @@ impl Parser<'_> {
                         })?,
                         key_file: self.path_value(st, &sp, "key_file")?,
                     },
-                    Some("redis") => {
-                        return Err(self.err(
-                            &format!("{sp}.kind"),
-                            "is `redis`, which this build of sfkeep does not support yet. Use `file` or `memory`.",
-                        ));
-                    }
+                    Some("redis") => StoreConfig::Redis {
+                        url: self.string(st, &sp, "url")?.ok_or_else(|| {
+                            self.err(
+                                &format!("{sp}.url"),
+                                "is missing; a redis store needs `url = \"redis://host:6379\"` (or rediss:// for TLS).",
+                            )
+                        })?,
+                        key_file: self.path_value(st, &sp, "key_file")?,
+                    },
                     Some(other) => {
                         return Err(self.err(
                             &format!("{sp}.kind"),
-                            format!("is `{other}`; expected `memory` or `file`."),
+                            format!("is `{other}`; expected `memory`, `file` or `redis`."),
                         ));
                     }
                 }
@@ -846,7 +857,7 @@ grant = "refresh_token"          # refresh_token | jwt_bearer | client_credentia
 fallback_grant = "jwt_bearer"    # optional
 session_timeout_secs = 7200
 [profiles.fake.store]
-kind = "file"                    # memory | file  (redis comes later)
+kind = "file"                    # memory | file | redis
 path = "/STATE/tokens.enc"
 key_file = "/STATE/cache.key"
 "#;
@@ -969,6 +980,25 @@ key_file = "/STATE/cache.key"
             StoreConfig::File { path, .. } => assert_eq!(path, Path::new("/etc/sfkeep/tokens.enc")),
             s => panic!("{s:?}"),
         }
+    }
+
+    #[test]
+    fn a_redis_store_parses_and_needs_a_url() {
+        let text = FAKE.replace(
+            "kind = \"file\"",
+            "kind = \"redis\"\nurl = \"rediss://:pw@cache.internal:6380/2\"",
+        );
+        let c = parse(&text).unwrap();
+        match &c.profile("fake").unwrap().store {
+            StoreConfig::Redis { url, key_file } => {
+                assert_eq!(url, "rediss://:pw@cache.internal:6380/2");
+                assert!(key_file.is_some());
+            }
+            s => panic!("{s:?}"),
+        }
+        let no_url = FAKE.replace("kind = \"file\"", "kind = \"redis\"");
+        let e = parse(&no_url).unwrap_err();
+        assert!(e.message.contains("store.url"), "{}", e.message);
     }
 
     #[test]

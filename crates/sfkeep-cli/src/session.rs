@@ -104,6 +104,20 @@ pub fn describe_store(p: &Profile) -> String {
     match &p.store {
         StoreConfig::Memory => "memory".into(),
         StoreConfig::File { path, .. } => format!("file ({})", path.display()),
+        StoreConfig::Redis { url, .. } => format!("redis ({})", redacted_url(url)),
+    }
+}
+
+/// A Redis URL without its password, for messages.
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("redacted"));
+            }
+            u.to_string()
+        }
+        Err(_) => "an unparsable URL".into(),
     }
 }
 
@@ -112,28 +126,44 @@ pub fn open_store(p: &Profile) -> CliResult<Arc<dyn Store>> {
     match &p.store {
         StoreConfig::Memory => Ok(Arc::new(MemoryStore::new())),
         StoreConfig::File { path, key_file } => {
-            if std::env::var_os("SFKEEP_CACHE_KEY").is_none()
-                && let Some(k) = key_file
-                && !k.exists()
-            {
-                return Err(CliError::usage(format!(
-                    "the cache key file {} (`{}` in {}) does not exist. Create one with `head -c 32 /dev/urandom | base64 > {} && chmod 600 {}`, or set SFKEEP_CACHE_KEY.",
-                    k.display(),
-                    p.key_path("store.key_file"),
-                    p.config_path.display(),
-                    k.display(),
-                    k.display()
-                )));
-            }
-            let key = CacheKey::load(key_file.as_deref()).map_err(|e| {
-                CliError::usage(format!(
-                    "cannot load the cache key for the file store of {}: {e}.",
-                    p.describe()
-                ))
-            })?;
+            let key = cache_key(p, key_file.as_deref())?;
             Ok(Arc::new(EncryptedFileStore::new(path.clone(), key)))
         }
+        StoreConfig::Redis { url, key_file } => {
+            let key = cache_key(p, key_file.as_deref())?;
+            let store = sfkeep::store::RedisStore::new(url, key).map_err(|e| {
+                CliError::usage(format!(
+                    "the redis store of {} (`{}`): {e}.",
+                    p.describe(),
+                    p.key_path("store.url")
+                ))
+            })?;
+            Ok(Arc::new(store))
+        }
     }
+}
+
+/// The cache key: `SFKEEP_CACHE_KEY`, else the key file (which must exist, mode 0600).
+fn cache_key(p: &Profile, key_file: Option<&std::path::Path>) -> CliResult<CacheKey> {
+    if std::env::var_os("SFKEEP_CACHE_KEY").is_none()
+        && let Some(k) = key_file
+        && !k.exists()
+    {
+        return Err(CliError::usage(format!(
+            "the cache key file {} (`{}` in {}) does not exist. Create one with `head -c 32 /dev/urandom | base64 > {} && chmod 600 {}`, or set SFKEEP_CACHE_KEY.",
+            k.display(),
+            p.key_path("store.key_file"),
+            p.config_path.display(),
+            k.display(),
+            k.display()
+        )));
+    }
+    CacheKey::load(key_file).map_err(|e| {
+        CliError::usage(format!(
+            "cannot load the cache key for the store of {}: {e}.",
+            p.describe()
+        ))
+    })
 }
 
 /// Loads the profile's stored record, with store errors as exit 5.

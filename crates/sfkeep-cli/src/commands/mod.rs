@@ -15,6 +15,7 @@ mod events;
 mod fake_org;
 mod login;
 mod logout;
+mod proxy;
 mod query;
 mod recover;
 mod status;
@@ -53,6 +54,8 @@ pub enum Command {
     Demo(crate::demo::DemoArgs),
     /// One authenticated API request that heals like the library.
     Api(api::ApiArgs),
+    /// The auth-injecting loopback proxy: integrations in any language point at it.
+    Proxy(proxy::ProxyArgs),
     /// Every record of a SOQL query, across pages.
     Query(query::QueryArgs),
     /// The billing sync integration: Accounts into SQLite, incremental and idempotent.
@@ -98,6 +101,7 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         Command::Sync(a) => sync::run(&g, a).await,
         Command::Api(a) => api::run(&g, a).await,
         Command::Query(a) => query::run(&g, a).await,
+        Command::Proxy(a) => proxy::run(&g, a).await,
         #[cfg(feature = "fake-org")]
         Command::FakeOrg(a) => fake_org::run(a).await,
         Command::Login(a) => login::run(&g, a).await,

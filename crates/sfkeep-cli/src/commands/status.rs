@@ -43,6 +43,7 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
     let expires_in = rec.as_ref().map(|r| r.remaining_at(now).as_secs());
     let store_path = match &p.store {
         crate::config::StoreConfig::File { path, .. } => Some(path.display().to_string()),
+        crate::config::StoreConfig::Redis { url, .. } => Some(crate::session::redacted_url(url)),
         crate::config::StoreConfig::Memory => None,
     };
     if a.json.json {

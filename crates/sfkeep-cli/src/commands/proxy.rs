@@ -1,0 +1,99 @@
+//! `sfkeep proxy [--listen 127.0.0.1:PORT] [--client-key KEY]`: the auth-injecting reverse
+//! proxy on loopback, for integrations in any language. Prints one JSON ready line
+//! (`{"url": …}`), serves until SIGINT/SIGTERM, and re-authenticates on SIGHUP (as
+//! `sfkeep recover` does through `POST /_sfkeep/reload`).
+
+use std::net::SocketAddr;
+
+use clap::Args;
+use sfkeep_proxy::{ClientKey, Proxy};
+
+use crate::error::{CliError, CliResult};
+use crate::exit::Exit;
+use crate::session::{self, Globals};
+
+/// `sfkeep proxy` arguments.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Where to listen. Anything but loopback requires --client-key.
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// A key every client must present (`Authorization: Bearer KEY`, or as the password of a
+    /// shimmed login). Read from the environment variable named here, never from the command
+    /// line, so it stays out of the process list.
+    #[arg(long, value_name = "ENV_VAR")]
+    pub client_key_env: Option<String>,
+    /// Request bodies up to this many bytes are kept for one replay after a session death.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    pub max_replay_body: usize,
+}
+
+/// Runs the proxy until a stop signal.
+pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
+    let profile = session::load_profile(g)?;
+    let (manager, _store) = session::manager(&profile).await?;
+    let key = match &a.client_key_env {
+        None => None,
+        Some(var) => Some(ClientKey::new(std::env::var(var).map_err(|_| {
+            CliError::usage(format!(
+                "--client-key-env names `{var}`, which is not set; export the key in it."
+            ))
+        })?)),
+    };
+    // Get a token first: a proxy that cannot authenticate should say so now, not on the first call.
+    manager.token().await.map_err(|e| {
+        CliError::from_sfkeep(
+            &e,
+            &format!("starting the proxy for {}", profile.describe()),
+        )
+    })?;
+    let proxy = Proxy::builder(manager.clone())
+        .listen(a.listen)
+        .client_key(key)
+        .max_replay_body(a.max_replay_body)
+        .expected_username(profile.username.clone())
+        .build()
+        .map_err(|e| CliError::usage(format!("cannot start the proxy: {e}.")))?;
+    let reload = manager.clone();
+    let stop = async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut hup)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::hangup()),
+            ) else {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            };
+            loop {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => return,
+                    _ = term.recv() => return,
+                    _ = hup.recv() => {
+                        match reload.force_refresh().await {
+                            Ok(_) => eprintln!("sfkeep proxy: SIGHUP: re-authenticated"),
+                            Err(e) => eprintln!("sfkeep proxy: SIGHUP: re-authentication failed: {e}"),
+                        }
+                    }
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    };
+    proxy
+        .run(
+            |addr| {
+                let _ = crate::commands::print_line(
+                    &serde_json::json!({"url": format!("http://{addr}")}).to_string(),
+                );
+            },
+            stop,
+        )
+        .await
+        .map_err(|e| CliError::usage(format!("cannot listen on {}: {e}.", a.listen)))?;
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,84 @@
+//! `sfkeep proxy` through the real binary: a client with no credentials calls the org through
+//! it, keeps working after the session is killed, and the proxy stops on SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Org, sfkeep};
+
+#[test]
+fn the_proxy_command_serves_heals_and_stops() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 20);
+    let mut child = sfkeep(h)
+        .args(["proxy", "--listen", "127.0.0.1:0", "--config"])
+        .arg(org.field("profile_file"))
+        .args(["--profile", "fake"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("ready line");
+    let url = serde_json::from_str::<serde_json::Value>(line.trim()).unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let query = format!("{url}/services/data/v59.0/query?q=SELECT+Id+FROM+Account");
+    rt.block_on(async {
+        let r = http.get(&query).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["totalSize"], 20);
+    });
+    // Kill every session: the client, which holds no credential at all, never notices.
+    let logout = format!("/users/{}/logout", org.field("username"));
+    assert_eq!(org.admin_post(&logout, serde_json::json!({})), 200);
+    rt.block_on(async {
+        assert_eq!(http.get(&query).send().await.unwrap().status(), 200);
+        let health = http
+            .get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(!health.contains(&org.field("refresh_token")));
+        // Not an open proxy.
+        let other = http
+            .get(format!("{url}/somewhere/else"))
+            .send()
+            .await
+            .unwrap();
+        assert!(other.status().is_client_error());
+    });
+    // SIGTERM stops it cleanly.
+    let pid = child.id().to_string();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
