@@ -60,15 +60,22 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
     fn now(&self) -> UnixMillis;
 }
 
-/// The operating system's wall clock, read coarsely (a few milliseconds of resolution, a few
-/// nanoseconds per read): the token fast path reads it on every call, and its decisions have
-/// a 30-second margin.
+/// The operating system's wall clock as of the first read, carried forward by the coarse
+/// monotonic clock (`CLOCK_MONOTONIC_COARSE`: a few milliseconds of resolution, a few
+/// nanoseconds per read, no shared write). The token fast path reads it on every call and its
+/// decisions have a 30-second margin; a step of the wall clock is not followed, which is what
+/// expiry timing wants, and the skew against the server is measured from its `Date` header.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
+static SYSTEM_CLOCK_BASE: std::sync::OnceLock<(i64, coarsetime::Instant)> = std::sync::OnceLock::new();
+
 impl Clock for SystemClock {
     fn now(&self) -> UnixMillis {
-        UnixMillis(coarsetime::Clock::now_since_epoch().as_millis() as i64)
+        let (wall, mono) = *SYSTEM_CLOCK_BASE
+            .get_or_init(|| (precise_now().0, coarsetime::Instant::now_without_cache_update()));
+        let elapsed = coarsetime::Instant::now_without_cache_update().duration_since(mono);
+        UnixMillis(wall + elapsed.as_millis() as i64)
     }
 }
 

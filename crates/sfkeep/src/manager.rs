@@ -13,7 +13,8 @@
 //! a rotated refresh token is always stored.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,11 @@ struct Inner {
     lock_wait: Duration,
     events: Arc<dyn EventSink>,
     current: ArcSwapOption<TokenRecord>,
+    /// Bumped on every change of `current` (never reused, unlike generations after a
+    /// `forget`), so the fast path can check its thread-local copy with one shared read.
+    current_version: AtomicU64,
+    /// Identifies this manager in the thread-local fast-path cache.
+    id: usize,
     /// The generation a 401 declared dead (0: none; generations start at 1).
     invalidated: AtomicU64,
     flight: Mutex<Option<Flight>>,
@@ -328,6 +334,8 @@ impl TokenManagerBuilder {
                 lock_wait: self.lock_wait,
                 events: Arc::new(FanOut(sinks)),
                 current: ArcSwapOption::empty(),
+                current_version: AtomicU64::new(0),
+                id: NEXT_MANAGER_ID.fetch_add(1, Ordering::Relaxed),
                 invalidated: AtomicU64::new(0),
                 flight: Mutex::new(None),
                 background: AtomicBool::new(false),
@@ -383,18 +391,17 @@ impl TokenManager {
     }
 
     fn cached(&self) -> Option<Token> {
-        let guard = self.inner.current.load();
-        let rec = guard.as_ref()?;
-        if rec.generation == self.inner.invalidated.load(Ordering::Acquire) {
+        let inner = &*self.inner;
+        let version = inner.current_version.load(Ordering::Acquire);
+        let rec = hot_copy(inner, version)?;
+        if rec.generation == inner.invalidated.load(Ordering::Acquire) {
             return None;
         }
-        match rec.state_at(self.inner.clock.now()) {
-            TokenState::Fresh => Some(Token(Arc::clone(rec))),
+        match rec.state_at(inner.clock.now()) {
+            TokenState::Fresh => Some(Token(rec)),
             TokenState::Stale => {
-                let t = Token(Arc::clone(rec));
-                drop(guard);
                 self.inner.spawn_background_refresh();
-                Some(t)
+                Some(Token(rec))
             }
             TokenState::Expired => None,
         }
@@ -455,7 +462,7 @@ impl TokenManager {
 
     /// Forgets the token here and in the store (`sfkeep logout`).
     pub async fn forget(&self) -> Result<()> {
-        self.inner.current.store(None);
+        self.inner.set_current(None);
         self.inner.store.delete(&self.inner.key).await
     }
 
@@ -515,7 +522,57 @@ impl TokenManager {
     }
 }
 
+/// Source of [`Inner::id`].
+static NEXT_MANAGER_ID: AtomicUsize = AtomicUsize::new(1);
+/// Thread-local fast-path entries kept per thread (a few managers per process is the norm).
+const HOT_ENTRIES: usize = 8;
+
+/// This thread's private copy of a manager's current record.
+struct HotEntry {
+    manager: usize,
+    version: u64,
+    record: Arc<TokenRecord>,
+}
+
+thread_local! {
+    /// Per-thread copies of current records: handing out a clone of a thread-private `Arc`
+    /// touches no cache line another thread writes, so the fast path scales with threads
+    /// instead of bouncing one reference count between cores.
+    static HOT: RefCell<Vec<HotEntry>> = const { RefCell::new(Vec::new()) };
+}
+
+/// This thread's copy of `inner`'s current record if it is of `version`, refreshing the
+/// copy from the shared slot when the version moved.
+fn hot_copy(inner: &Inner, version: u64) -> Option<Arc<TokenRecord>> {
+    HOT.with(|hot| {
+        let mut hot = hot.borrow_mut();
+        if let Some(e) = hot.iter().find(|e| e.manager == inner.id)
+            && e.version == version
+        {
+            return Some(Arc::clone(&e.record));
+        }
+        let shared = inner.current.load_full()?;
+        let private = Arc::new((*shared).clone());
+        hot.retain(|e| e.manager != inner.id);
+        if hot.len() >= HOT_ENTRIES {
+            hot.remove(0);
+        }
+        hot.push(HotEntry {
+            manager: inner.id,
+            version,
+            record: Arc::clone(&private),
+        });
+        Some(private)
+    })
+}
+
 impl Inner {
+    /// Makes `rec` current (or clears it), and publishes its generation for the fast path.
+    fn set_current(&self, rec: Option<Arc<TokenRecord>>) {
+        self.current.store(rec);
+        self.current_version.fetch_add(1, Ordering::AcqRel);
+    }
+
     fn emit(&self, kind: AuthEventKind, rec: Option<&TokenRecord>) {
         self.events.emit(&AuthEvent {
             at: self.clock.local().now(),
@@ -638,7 +695,7 @@ impl Inner {
         }
         let rec = Arc::new(stored.clone());
         self.note_rotation(&rec);
-        self.current.store(Some(Arc::clone(&rec)));
+        self.set_current(Some(Arc::clone(&rec)));
         self.emit(AuthEventKind::TokenAdopted, Some(&rec));
         Some(rec)
     }
@@ -899,7 +956,7 @@ impl Inner {
             }
         }
         let rec = Arc::new(rec);
-        self.current.store(Some(Arc::clone(&rec)));
+        self.set_current(Some(Arc::clone(&rec)));
         rec
     }
 

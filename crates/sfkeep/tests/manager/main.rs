@@ -464,3 +464,18 @@ async fn bad_token_responses_are_typed_errors_never_panics() {
         assert!(!shown.contains("rt-secret-value"), "{shown}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_forget_the_fast_path_never_serves_the_forgotten_token() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org.manager(org.refresh_grant(), &clock).build().unwrap();
+    let first = m.token().await.unwrap();
+    m.forget().await.unwrap();
+    assert!(m.cached_token().is_none());
+    let second = m.token().await.unwrap();
+    // Numbering restarts after a forget; the thread-local copy must not confuse the two.
+    assert_eq!(second.generation(), first.generation());
+    assert_ne!(second.access_token(), first.access_token());
+    assert_eq!(m.cached_token().unwrap().access_token(), second.access_token());
+}
