@@ -19,9 +19,13 @@ fn bench(c: &mut Criterion) {
         .build()
         .unwrap();
     let (_org, client, raw, url, token) = rt.block_on(async {
-        let org = FakeOrg::start(FakeOrgConfig::default().accounts(1))
-            .await
-            .unwrap();
+        let org = FakeOrg::start(
+            FakeOrgConfig::default()
+                .accounts(1)
+                .daily_api_limit(u64::MAX / 2),
+        )
+        .await
+        .unwrap();
         let i = org.ready_info();
         let m = TokenManager::builder(i.login_url.clone())
             .grant(Grant::RefreshToken {
