@@ -39,7 +39,7 @@ def main():
     stop_file = env.get("SOAK_STOP_FILE", "")
     session = requests.Session()
     session.mount("https://", HttpRewriteAdapter(proxy))
-    out = {"calls": 0, "ok": 0, "failures": {}, "samples": [], "failure_times": []}
+    out = {"calls": 0, "ok": 0, "failures": {}, "samples": [], "failure_times": [], "transient": 0}
     sf = Salesforce(username=env["SF_USERNAME"], password=env["SF_PASSWORD"], security_token="",
                     session=session)
     t0 = time.time()
@@ -52,6 +52,16 @@ def main():
             else:
                 out["failures"]["empty_result"] = out["failures"].get("empty_result", 0) + 1
         except Exception as e:  # noqa: BLE001 - classify whatever the client raised
+            text = str(e)
+            injected = ("Error Code 503" in text or "Error Code 429" in text
+                        or "SFKEEP_UPSTREAM_ERROR" in text)
+            if injected and "SFKEEP_NO_TOKEN" not in text:
+                # An injected 503/429 or connection reset (the proxy answers 502
+                # SFKEEP_UPSTREAM_ERROR): the proxy passes these through (it replays only
+                # session deaths) and simple-salesforce does not retry.
+                out["transient"] += 1
+                time.sleep(0.05)
+                continue
             cls = type(e).__name__
             out["failures"][cls] = out["failures"].get(cls, 0) + 1
             out["failure_times"].append(round(time.time() - t0, 3))
