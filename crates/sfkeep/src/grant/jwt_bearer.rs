@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::{ClientAuth, TokenEndpoint, TokenResponse};
+use crate::diagnose::Cause;
 use crate::error::{Error, Result};
 use crate::secret::PrivateKeyPem;
 
@@ -47,8 +48,57 @@ pub fn assertion(
     .map_err(|e| Error::Config(format!("cannot sign the JWT assertion: {e}")))
 }
 
+/// How far the server's `Date` must move our clock estimate during a refused request for the
+/// refusal to be blamed on the clock and the assertion re-signed once.
+pub const SKEW_RETRY_THRESHOLD_MS: i64 = 60_000;
+
 /// Requests a token with a fresh assertion.
+///
+/// The assertion's `exp` is set on the skew-corrected clock, which only learns of a jump of
+/// the server's clock from the server's next `Date` header. If the server refuses the
+/// assertion as expired (or not yet valid) and that very answer moved the estimate by more
+/// than a minute, the assertion is re-signed on the corrected clock and sent once more.
 pub async fn request(
+    endpoint: &TokenEndpoint,
+    client_id: &str,
+    username: &str,
+    private_key: &PrivateKeyPem,
+    audience: Option<&str>,
+) -> Result<TokenResponse> {
+    let before = endpoint.clock().offset();
+    match request_once(endpoint, client_id, username, private_key, audience).await {
+        Err(e)
+            if matches!(
+                e.cause(),
+                Some(Cause::AuthorizationCodeExpired | Cause::InvalidAssertion)
+            ) && (endpoint.clock().offset() - before).abs() > SKEW_RETRY_THRESHOLD_MS =>
+        {
+            request_once(endpoint, client_id, username, private_key, audience)
+                .await
+                .map_err(assertion_error)
+        }
+        r => r.map_err(assertion_error),
+    }
+}
+
+/// For this grant, Salesforce's "expired authorization code" means the assertion's `exp`
+/// has passed on the server's clock: say so, instead of sending the reader to a web login.
+fn assertion_error(e: Error) -> Error {
+    match e {
+        Error::ReauthRequired {
+            cause: Cause::AuthorizationCodeExpired,
+            detail,
+        } => Error::ReauthRequired {
+            cause: Cause::InvalidAssertion,
+            detail: format!(
+                "{detail} (the JWT assertion's exp had passed on the server's clock: check this machine's clock)"
+            ),
+        },
+        e => e,
+    }
+}
+
+async fn request_once(
     endpoint: &TokenEndpoint,
     client_id: &str,
     username: &str,

@@ -477,5 +477,36 @@ async fn after_forget_the_fast_path_never_serves_the_forgotten_token() {
     // Numbering restarts after a forget; the thread-local copy must not confuse the two.
     assert_eq!(second.generation(), first.generation());
     assert_ne!(second.access_token(), first.access_token());
-    assert_eq!(m.cached_token().unwrap().access_token(), second.access_token());
+    assert_eq!(
+        m.cached_token().unwrap().access_token(),
+        second.access_token()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_fallback_follows_the_org_clock_after_revoke_jumps_and_a_freeze() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org
+        .manager(org.refresh_grant(), &clock)
+        .fallback_grant(org.jwt_grant())
+        .build()
+        .unwrap();
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+    let cid = org.info().client_id.clone();
+    let user = org.info().username.clone();
+    org.post(&format!("/apps/{cid}/revoke"), json!({})).await;
+    for _ in 0..3 {
+        org.advance(3 * 3600).await;
+        let r = call(&org.http, &m).await;
+        assert!(r.is_ok(), "{r:?} {:?}", m.status());
+    }
+    org.post(&format!("/users/{user}/freeze"), json!({})).await;
+    org.advance(3 * 3600).await;
+    let e = call(&org.http, &m).await.unwrap_err();
+    assert!(!e.contains("authorization_code_expired"), "{e}");
+    org.post(&format!("/users/{user}/unfreeze"), json!({}))
+        .await;
+    m.force_refresh().await.unwrap();
+    assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
 }
