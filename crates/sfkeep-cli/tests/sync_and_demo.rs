@@ -229,3 +229,27 @@ fn query_returns_every_record_when_the_session_dies_between_pages() {
     assert_eq!(ids.len(), 4500, "every record, none twice");
     assert_eq!(out.lines().count(), 4500);
 }
+
+#[test]
+fn an_initial_load_through_bulk_then_incremental_passes_equal_the_org() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 4500);
+    let db = h.join("billing.db");
+    let mut c = sync_cmd(h, &org, &db);
+    c.args(["--bulk", "on", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["fetched"], 4500);
+    assert_eq!(
+        org.admin_post("/records/Account/touch", serde_json::json!({"count": 300})),
+        200
+    );
+    let (code, out, err) = run(sync_cmd(h, &org, &db));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("synced 300 accounts"), "{out}");
+    let (rows, n) = db_accounts(&db);
+    assert_eq!(n as usize, rows.len());
+    assert_eq!(rows, org_accounts(h, &org));
+}

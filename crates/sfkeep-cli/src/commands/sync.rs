@@ -20,9 +20,9 @@ pub enum SyncObject {
 /// Bulk API use.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum BulkMode {
-    /// Bulk 2.0 for large initial loads (not built yet: behaves as `off`).
+    /// Bulk 2.0 for initial loads of 10,000 records or more.
     Auto,
-    /// Always Bulk 2.0 (not built yet: refused).
+    /// Bulk 2.0 for every initial load.
     On,
     /// REST query only.
     Off,
@@ -54,11 +54,6 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
         a.to.strip_prefix("sqlite:")
             .map(PathBuf::from)
             .ok_or_else(|| CliError::usage(format!("--to `{}` must be `sqlite:PATH`.", a.to)))?;
-    if a.bulk == BulkMode::On {
-        return Err(CliError::usage(
-            "--bulk on: the Bulk API 2.0 path is not built yet; use --bulk off (REST query, every page) or auto.",
-        ));
-    }
     let fields: Vec<String> = if a.fields.is_empty() {
         sync::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect()
     } else {
@@ -73,7 +68,12 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
     let client = session::api_client(&profile, manager)?;
     let mut db = BillingDb::open(&path).map_err(|e| CliError::store(e.to_string()))?;
     let tty = std::io::stderr().is_terminal();
-    let summary = sync::sync_accounts(&client, &mut db, &fields, |p| {
+    let bulk = match a.bulk {
+        BulkMode::Auto => sync::Bulk::Auto,
+        BulkMode::On => sync::Bulk::On,
+        BulkMode::Off => sync::Bulk::Off,
+    };
+    let summary = sync::sync_accounts(&client, &mut db, &fields, bulk, |p| {
         let total = p.total.map(|t| format!("/{t}")).unwrap_or_default();
         let rate = p.fetched as f64 / p.elapsed.as_secs_f64().max(0.001);
         let eta = p

@@ -111,7 +111,15 @@ fn build_manager(
 
 impl Run {
     async fn sync_pass(&mut self) -> CliResult<u64> {
-        match sync::sync_accounts(&self.client, &mut self.db, &self.fields, |_| {}).await {
+        match sync::sync_accounts(
+            &self.client,
+            &mut self.db,
+            &self.fields,
+            sync::Bulk::Auto,
+            |_| {},
+        )
+        .await
+        {
             Ok(s) => Ok(s.fetched),
             Err(sync::SyncError::Salesforce(e)) => {
                 if e.to_string().contains("INVALID_SESSION_ID") {

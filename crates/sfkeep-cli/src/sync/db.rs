@@ -195,6 +195,29 @@ impl BillingDb {
     /// Upserts one page of records and moves the watermark to its last record, atomically.
     /// Returns how many rows were inserted (the rest updated).
     pub fn apply_page(&mut self, records: &[Value]) -> Result<usize, DbError> {
+        self.apply(records, true)
+    }
+
+    /// Upserts records without moving the watermark (an unordered bulk load, whose watermark
+    /// is set once at the end with [`BillingDb::set_watermark`]).
+    pub fn apply_rows(&mut self, records: &[Value]) -> Result<usize, DbError> {
+        self.apply(records, false)
+    }
+
+    /// Moves the watermark.
+    pub fn set_watermark(&mut self, w: &Watermark) -> Result<(), DbError> {
+        self.conn
+            .execute(
+                "INSERT INTO watermark (object, system_modstamp, last_id) VALUES ('Account', ?1, ?2)
+                 ON CONFLICT(object) DO UPDATE SET system_modstamp = excluded.system_modstamp,
+                   last_id = excluded.last_id",
+                params![w.system_modstamp, w.id],
+            )
+            .map(drop)
+            .map_err(|e| self.wrap(e))
+    }
+
+    fn apply(&mut self, records: &[Value], move_watermark: bool) -> Result<usize, DbError> {
         for (index, r) in records.iter().enumerate() {
             for field in ["Id", "SystemModstamp"] {
                 if !r[field].is_string() {
@@ -238,7 +261,7 @@ impl BillingDb {
                     ])
                     .map_err(wrap)?;
             }
-            if let Some(last) = records.last() {
+            if let Some(last) = records.last().filter(|_| move_watermark) {
                 tx.execute(
                     "INSERT INTO watermark (object, system_modstamp, last_id) VALUES ('Account', ?1, ?2)
                      ON CONFLICT(object) DO UPDATE SET system_modstamp = excluded.system_modstamp,
