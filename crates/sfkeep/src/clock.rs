@@ -68,12 +68,17 @@ pub trait Clock: Send + Sync + fmt::Debug + 'static {
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SystemClock;
 
-static SYSTEM_CLOCK_BASE: std::sync::OnceLock<(i64, coarsetime::Instant)> = std::sync::OnceLock::new();
+static SYSTEM_CLOCK_BASE: std::sync::OnceLock<(i64, coarsetime::Instant)> =
+    std::sync::OnceLock::new();
 
 impl Clock for SystemClock {
     fn now(&self) -> UnixMillis {
-        let (wall, mono) = *SYSTEM_CLOCK_BASE
-            .get_or_init(|| (precise_now().0, coarsetime::Instant::now_without_cache_update()));
+        let (wall, mono) = *SYSTEM_CLOCK_BASE.get_or_init(|| {
+            (
+                precise_now().0,
+                coarsetime::Instant::now_without_cache_update(),
+            )
+        });
         let elapsed = coarsetime::Instant::now_without_cache_update().duration_since(mono);
         UnixMillis(wall + elapsed.as_millis() as i64)
     }

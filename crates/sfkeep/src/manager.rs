@@ -12,8 +12,8 @@
 //! A refresh runs in a spawned task: a caller that goes away never cancels a token request, so
 //! a rotated refresh token is always stored.
 
-use std::collections::VecDeque;
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
