@@ -14,10 +14,12 @@
 //! - `403 REQUEST_LIMIT_EXCEEDED` is never retried.
 
 mod bulk;
+pub mod layer;
 mod rest;
 mod soap;
 
 pub use bulk::BulkQuery;
+pub use layer::{Idempotent, SessionLayer, TransientRetryLayer};
 pub use rest::QueryPages;
 pub use soap::SoapQueryResult;
 

@@ -309,3 +309,46 @@ async fn an_html_503_from_a_load_balancer_is_transient_with_a_snippet() {
     let c = fast_retries(c);
     c.get_json(&c.data_path("/limits")).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tower_layers_heal_a_plain_hyper_client_like_the_client_does() {
+    use bytes::Bytes;
+    use http_body_util::{BodyExt, Full};
+    use sfkeep::client::layer::{SessionLayer, TransientRetryLayer};
+    use tower_layer::Layer;
+    use tower_service::Service;
+
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let c = client(&org).await;
+    let hyper = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<Bytes>>();
+    let mut svc = TransientRetryLayer::new(RetryPolicy {
+        max_attempts: 3,
+        base: Duration::from_millis(5),
+        cap: Duration::from_millis(20),
+    })
+    .layer(SessionLayer::new(c.manager().clone()).layer(hyper));
+    let get = || {
+        http::Request::get("/services/data/v59.0/limits")
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let r = svc.call(get()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    let before = org.token_requests("refresh_token").await;
+    org.logout().await;
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/data", "status": 503, "count": 1}),
+    )
+    .await;
+    let r = svc.call(get()).await.unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "a 503 retried, then a dead session healed with one replay"
+    );
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    assert!(serde_json::from_slice::<Value>(&body).unwrap()["DailyApiRequests"].is_object());
+    assert_eq!(org.token_requests("refresh_token").await, before + 1);
+}
