@@ -207,7 +207,9 @@ fn attempt_body(
     }
 }
 
-/// Forwards once, and once more after a session death when the body was kept.
+/// Forwards once; once more after a session death when the body was kept; and, for GET and
+/// HEAD only, once more after a connection failure or a 502/503/504 (a repeat cannot change
+/// anything on the server, and simple clients such as simple-salesforce do not retry).
 pub(crate) async fn forward(
     sh: &Arc<Shared>,
     parts: Parts,
@@ -228,6 +230,8 @@ pub(crate) async fn forward(
     };
     let mut payload = Some(payload);
     let mut replayed = false;
+    let safe_method = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+    let mut transient_retried = false;
     loop {
         let (body, mut length, replayable) = attempt_body(&mut payload, &token, &parts.method);
         if !replayable {
@@ -260,6 +264,10 @@ pub(crate) async fn forward(
                 }
                 sh.stats.inc(Counter::upstream_errors);
                 tracing::warn!(target: "sfkeep_proxy", error = %e, "request to the instance failed");
+                if safe_method && !transient_retried && payload.is_some() {
+                    transient_retried = true;
+                    continue;
+                }
                 return error_response(
                     StatusCode::BAD_GATEWAY,
                     api.into(),
@@ -282,6 +290,15 @@ pub(crate) async fn forward(
         }
         let instance = token.instance_url().to_owned();
         let (rparts, rbody) = resp.into_parts();
+        if safe_method
+            && !transient_retried
+            && payload.is_some()
+            && matches!(rparts.status.as_u16(), 502..=504)
+        {
+            transient_retried = true;
+            sh.stats.inc(Counter::upstream_errors);
+            continue;
+        }
         if !candidate(api, rparts.status) {
             let body = rbody
                 .map_err(|e| Box::new(e) as body::BoxError)

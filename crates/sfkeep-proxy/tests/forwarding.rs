@@ -295,3 +295,42 @@ fn between(text: &str, a: &str, b: &str) -> String {
     let e = s + text[s..].find(b).unwrap();
     text[s..e].to_owned()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_rides_out_one_503_and_one_reset_but_a_post_is_never_repeated() {
+    let env = start(5).await;
+    let c = client();
+    let url = format!("{}{QUERY}", env.proxy.url());
+    assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    for fault in [
+        json!({"path_prefix": "/services/data", "status": 503, "count": 1}),
+        json!({"path_prefix": "/services/data", "reset": true, "count": 1}),
+    ] {
+        admin_post(&env.info, "/faults", fault).await;
+        assert_eq!(c.get(&url).send().await.unwrap().status(), 200);
+    }
+    // A create is not safe to repeat: the 503 reaches the client.
+    admin_post(
+        &env.info,
+        "/faults",
+        json!({"path_prefix": "/services/data", "status": 503, "count": 1}),
+    )
+    .await;
+    let before = org_stats(&env.info).await["records"]["Account"]
+        .as_u64()
+        .unwrap();
+    let r = c
+        .post(format!(
+            "{}/services/data/v59.0/sobjects/Account",
+            env.proxy.url()
+        ))
+        .json(&json!({"Name": "once"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    let after = org_stats(&env.info).await["records"]["Account"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(after, before);
+}
