@@ -982,6 +982,71 @@ key_file = "/STATE/cache.key"
         }
     }
 
+    /// Mutation fuzzing of the config parser (the same approach as `crates/sfkeep/tests/fuzz.rs`,
+    /// which cannot reach this binary-private module): no input may panic, and no error may
+    /// echo a secret-looking value from the file.
+    #[test]
+    fn fuzz_config_parser_never_panics_or_echoes_values() {
+        let seeds: Vec<Vec<u8>> = vec![
+            FAKE.as_bytes().to_vec(),
+            FAKE.replace("kind = \"file\"", "kind = \"redis\"\nurl = \"redis://x\"")
+                .into_bytes(),
+            b"[profiles.a]\nlogin_url = 1\n".to_vec(),
+            b"[profiles.a]\nclient_secret = \"SECRET-LITERAL-VALUE\"\n".to_vec(),
+        ];
+        let iterations: u64 = std::env::var("SFKEEP_FUZZ_CONFIG_ITERATIONS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(20_000);
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let pieces: [&[u8]; 11] = [
+            b"[",
+            b"]",
+            b"=",
+            b"\"",
+            b"{",
+            b"}",
+            b"\n",
+            b"'''",
+            b"\\u0000",
+            b"profiles.",
+            b"\xff",
+        ];
+        for _ in 0..iterations {
+            let mut buf = seeds[(next() % seeds.len() as u64) as usize].clone();
+            for _ in 0..=(next() % 6) {
+                let len = buf.len();
+                match next() % 4 {
+                    0 if len > 0 => {
+                        let i = (next() % len as u64) as usize;
+                        buf[i] ^= 1 << (next() % 8);
+                    }
+                    1 if len > 0 => {
+                        let i = (next() % len as u64) as usize;
+                        let n = ((next() % 32) as usize + 1).min(len - i);
+                        buf.drain(i..i + n);
+                    }
+                    2 => {
+                        let i = (next() % (len as u64 + 1)) as usize;
+                        let p = pieces[(next() % pieces.len() as u64) as usize];
+                        buf.splice(i..i, p.iter().copied());
+                    }
+                    _ => buf.truncate((next() % (len as u64 + 1)) as usize),
+                }
+            }
+            let text = String::from_utf8_lossy(&buf);
+            if let Err(e) = parse(&text) {
+                assert!(!e.message.contains("SECRET-LITERAL-VALUE"), "{}", e.message);
+            }
+        }
+    }
+
     #[test]
     fn a_redis_store_parses_and_needs_a_url() {
         let text = FAKE.replace(

@@ -248,3 +248,28 @@ fn fuzz_store_envelope_decoder() {
         let _ = key.open(b);
     });
 }
+
+#[test]
+fn fuzz_soap_query_response_parser() {
+    fuzz(
+        "parse_soap_query_response",
+        &[br#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:sf="urn:sobject.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><queryResponse><result><done>false</done><queryLocator>01g-2000</queryLocator><records xsi:type="sf:sObject"><sf:type>Account</sf:type><sf:Id>001A</sf:Id><sf:Name>A &amp; B</sf:Name><sf:Industry xsi:nil="true"/></records><size>3</size></result></queryResponse></soapenv:Body></soapenv:Envelope>"#],
+        |b, _| {
+            let _ = sfkeep::client::parse_soap_query_response(&String::from_utf8_lossy(b));
+        },
+    );
+}
+
+#[test]
+fn fuzz_offline_error_classifier() {
+    fuzz(
+        "diagnose::classify_error_text",
+        &[
+            br#"2026-11-28 ERROR sync failed: [{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
+            br#"invalid_grant: expired access/refresh token"#,
+        ],
+        |b, _| {
+            let _ = sfkeep::diagnose::classify::classify_error_text(&String::from_utf8_lossy(b));
+        },
+    );
+}

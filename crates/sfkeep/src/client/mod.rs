@@ -21,7 +21,7 @@ mod soap;
 pub use bulk::BulkQuery;
 pub use layer::{Idempotent, SessionLayer, TransientRetryLayer};
 pub use rest::QueryPages;
-pub use soap::SoapQueryResult;
+pub use soap::{SoapQueryResult, parse_query_response as parse_soap_query_response};
 
 use std::time::Duration;
 
