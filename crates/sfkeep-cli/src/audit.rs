@@ -310,6 +310,22 @@ impl AuditLog {
             .map_err(|x| io(&self.path, x))
     }
 
+    /// The newest `n` events of `store_key`, oldest first.
+    pub fn recent(&self, store_key: &str, n: usize) -> Result<Vec<EventRow>, AuditError> {
+        let first_id: i64 = self
+            .conn()
+            .query_row(
+                "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM events WHERE store_key = ?1 ORDER BY id DESC LIMIT ?2)",
+                params![store_key, n as i64],
+                |r| r.get(0),
+            )
+            .map_err(|x| io(&self.path, x))?;
+        if first_id == 0 {
+            return Ok(Vec::new());
+        }
+        self.events(store_key, 0, first_id - 1)
+    }
+
     /// The last successful API call of `store_key`.
     pub fn last_success(&self, store_key: &str) -> Result<Option<LastSuccess>, AuditError> {
         self.conn()

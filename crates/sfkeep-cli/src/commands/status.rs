@@ -46,8 +46,22 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
         crate::config::StoreConfig::Redis { url, .. } => Some(crate::session::redacted_url(url)),
         crate::config::StoreConfig::Memory => None,
     };
+    // The last few auth events from the audit log, when there is one (never a token: events
+    // carry fingerprints only).
+    let recent: Vec<crate::audit::EventRow> =
+        crate::audit::AuditLog::open_existing(&crate::audit::path_for(&p))
+            .ok()
+            .flatten()
+            .and_then(|log| {
+                log.recent(&session::store_key(&p).to_string(), RECENT_EVENTS)
+                    .ok()
+            })
+            .unwrap_or_default();
     if a.json.json {
         let v = serde_json::json!({
+            "recent_events": recent.iter().map(|e| serde_json::json!({
+                "at_ms": e.at, "kind": e.kind, "cause": e.cause, "generation": e.generation,
+            })).collect::<Vec<_>>(),
             "profile": p.name,
             "config": p.config_path.display().to_string(),
             "state": state,
@@ -99,6 +113,26 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
             _ => "note         nothing stored: `sfkeep token` or `sfkeep login` gets one".to_owned(),
         });
     }
+    if !recent.is_empty() {
+        lines.push("recent       (audit log, newest last)".to_owned());
+        for e in &recent {
+            let at = sfkeep::clock::UnixMillis(e.at);
+            lines.push(format!(
+                "  {at}  {}{}{}",
+                e.kind,
+                e.cause
+                    .as_deref()
+                    .map(|c| format!(" ({c})"))
+                    .unwrap_or_default(),
+                e.generation
+                    .map(|g| format!(" gen {g}"))
+                    .unwrap_or_default()
+            ));
+        }
+    }
     print_line(&lines.join("\n"))?;
     Ok(Exit::Ok)
 }
+
+/// Events shown by `status`.
+const RECENT_EVENTS: usize = 5;
