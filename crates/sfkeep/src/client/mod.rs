@@ -12,6 +12,8 @@
 //!   `Retry-After`), with exponential backoff and full jitter, 3 attempts by default; only for
 //!   GET, HEAD, PUT, DELETE, or calls the caller marks idempotent (an upsert by external id).
 //! - `403 REQUEST_LIMIT_EXCEEDED` is never retried.
+//! - A [`RetryBudget`] caps retries at about 20 % of a client's calls (burst 10), so an outage
+//!   does not multiply the load on an org that is already struggling.
 
 mod bulk;
 pub mod layer;
@@ -23,6 +25,8 @@ pub use layer::{Idempotent, SessionLayer, TransientRetryLayer};
 pub use rest::QueryPages;
 pub use soap::{SoapQueryResult, parse_query_response as parse_soap_query_response};
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -214,6 +218,46 @@ pub struct Client {
     http: reqwest::Client,
     api_version: String,
     retry: RetryPolicy,
+    budget: Arc<RetryBudget>,
+}
+
+/// Bounds retries to a share of traffic, so an outage does not turn every caller into three
+/// (tower's `TpsBudget`, AWS's retry quota). Every first attempt deposits `RATIO` of a token;
+/// a retry withdraws one; with too few tokens, no retry. Shared by a client's clones.
+#[derive(Debug)]
+pub struct RetryBudget {
+    /// Tokens × 1000.
+    balance: AtomicI64,
+}
+
+impl RetryBudget {
+    /// Retries allowed per first attempt, over time: 20 %.
+    pub const RATIO_PER_MILLE: i64 = 200;
+    /// Retries that can be spent at once after a quiet spell, and the starting balance.
+    pub const BURST: i64 = 10;
+
+    fn new() -> Self {
+        Self {
+            balance: AtomicI64::new(Self::BURST * 1000),
+        }
+    }
+
+    fn deposit(&self) {
+        let _ = self
+            .balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                Some((b + Self::RATIO_PER_MILLE).min(Self::BURST * 1000))
+            });
+    }
+
+    /// Takes one retry's worth, if there is one.
+    fn withdraw(&self) -> bool {
+        self.balance
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| {
+                (b >= 1000).then_some(b - 1000)
+            })
+            .is_ok()
+    }
 }
 
 impl Client {
@@ -228,6 +272,7 @@ impl Client {
                 .unwrap_or_default(),
             api_version: DEFAULT_API_VERSION.into(),
             retry: RetryPolicy::default(),
+            budget: Arc::new(RetryBudget::new()),
         }
     }
 
@@ -293,6 +338,7 @@ impl Client {
                     | reqwest::Method::DELETE
             );
         let mut attempt = 0u32;
+        self.budget.deposit();
         loop {
             let result = self.send_healing(method.clone(), path, body).await;
             let (transient, retry_after) = match &result {
@@ -302,6 +348,10 @@ impl Client {
             };
             attempt += 1;
             if !(transient && retryable && attempt < self.retry.max_attempts) {
+                return result;
+            }
+            if !self.budget.withdraw() {
+                metrics::counter!("sfkeep_retry_budget_exhausted_total").increment(1);
                 return result;
             }
             tokio::time::sleep(self.retry.backoff(attempt - 1, retry_after)).await;
@@ -435,6 +485,18 @@ pub fn is_session_unusable(e: &Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_budget_allows_a_burst_then_a_fifth_of_traffic() {
+        let b = RetryBudget::new();
+        let burst = (0..100).take_while(|_| b.withdraw()).count();
+        assert_eq!(burst, RetryBudget::BURST as usize);
+        for _ in 0..50 {
+            b.deposit();
+        }
+        let later = (0..100).take_while(|_| b.withdraw()).count();
+        assert_eq!(later, 10, "50 calls earn 10 retries");
+    }
 
     #[test]
     fn limit_info_parses_both_documented_forms() {
