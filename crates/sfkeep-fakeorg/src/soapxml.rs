@@ -729,9 +729,11 @@ mod tests {
 
     fn login_result() -> LoginResultXml {
         LoginResultXml {
-            server_url: "https://foobar.my.salesforce.com/services/Soap/u/37.0/00D30ACACA00RnR".into(),
-            metadata_server_url: "https://foobar.my.salesforce.com/services/Soap/m/37.0/00D30ACACA00RnR".into(),
-            session_id: "00D30ACACA00RnR!AQQAQHLrBFDFGFDFDFDFDFDFQ4PretFUYUYUYI1jPG94DyEr.Kk3J6909090909HaF76RTuxpZ.lU6Wl121212121lKDR8Ig".into(),
+            server_url: "https://foobar.my.salesforce.com/services/Soap/u/37.0/00D30ACACA00RnR"
+                .into(),
+            metadata_server_url:
+                "https://foobar.my.salesforce.com/services/Soap/m/37.0/00D30ACACA00RnR".into(),
+            session_id: "00D30ACACA00RnR!EXAMPLE-session-id".into(),
             user_id: "000606060606WH5AAO".into(),
             password_expired: false,
             sandbox: false,
@@ -983,7 +985,7 @@ mod tests {
     }
 
     /// The recorded loginResponse of reference/salesforce-wire.md §5.2.
-    const RECORDED_LOGIN_RESPONSE: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result><metadataServerUrl>https://foobar.my.salesforce.com/services/Soap/m/37.0/00D30ACACA00RnR</metadataServerUrl><passwordExpired>false</passwordExpired><sandbox>false</sandbox><serverUrl>https://foobar.my.salesforce.com/services/Soap/u/37.0/00D30ACACA00RnR</serverUrl><sessionId>00D30ACACA00RnR!AQQAQHLrBFDFGFDFDFDFDFDFQ4PretFUYUYUYI1jPG94DyEr.Kk3J6909090909HaF76RTuxpZ.lU6Wl121212121lKDR8Ig</sessionId><userId>000606060606WH5AAO</userId><userInfo><accessibilityMode>false</accessibilityMode><currencySymbol>$</currencySymbol><orgAttachmentFileSizeLimit>5242880</orgAttachmentFileSizeLimit><orgDefaultCurrencyIsoCode>USD</orgDefaultCurrencyIsoCode><orgDisallowHtmlAttachments>false</orgDisallowHtmlAttachments><orgHasPersonAccounts>false</orgHasPersonAccounts><organizationId>0090909ACA00RnREAU</organizationId><organizationMultiCurrency>false</organizationMultiCurrency><organizationName>Foo Bar, Inc.</organizationName><profileId>0fdfdfdfdfdfdwfAAC</profileId><roleId>00E84884800njJZEAY</roleId><sessionSecondsValid>14400</sessionSecondsValid><userDefaultCurrencyIsoCode xsi:nil="true"/><userEmail>foobar.homer@foobar.com</userEmail><userFullName>FooBar Homer</userFullName><userLanguage>en_US</userLanguage><userId>000606060606WH5AAO</userId><userLocale>en_US</userLocale><userName>foobar.homer@foobar.com</userName><userTimeZone>America/New_York</userTimeZone><userType>Standard</userType><userUiSkin>Theme3</userUiSkin></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"#;
+    const RECORDED_LOGIN_RESPONSE: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result><metadataServerUrl>https://foobar.my.salesforce.com/services/Soap/m/37.0/00D30ACACA00RnR</metadataServerUrl><passwordExpired>false</passwordExpired><sandbox>false</sandbox><serverUrl>https://foobar.my.salesforce.com/services/Soap/u/37.0/00D30ACACA00RnR</serverUrl><sessionId>00D30ACACA00RnR!EXAMPLE-session-id</sessionId><userId>000606060606WH5AAO</userId><userInfo><accessibilityMode>false</accessibilityMode><currencySymbol>$</currencySymbol><orgAttachmentFileSizeLimit>5242880</orgAttachmentFileSizeLimit><orgDefaultCurrencyIsoCode>USD</orgDefaultCurrencyIsoCode><orgDisallowHtmlAttachments>false</orgDisallowHtmlAttachments><orgHasPersonAccounts>false</orgHasPersonAccounts><organizationId>0090909ACA00RnREAU</organizationId><organizationMultiCurrency>false</organizationMultiCurrency><organizationName>Foo Bar, Inc.</organizationName><profileId>0fdfdfdfdfdfdwfAAC</profileId><roleId>00E84884800njJZEAY</roleId><sessionSecondsValid>14400</sessionSecondsValid><userDefaultCurrencyIsoCode xsi:nil="true"/><userEmail>foobar.homer@foobar.com</userEmail><userFullName>FooBar Homer</userFullName><userLanguage>en_US</userLanguage><userId>000606060606WH5AAO</userId><userLocale>en_US</userLocale><userName>foobar.homer@foobar.com</userName><userTimeZone>America/New_York</userTimeZone><userType>Standard</userType><userUiSkin>Theme3</userUiSkin></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"#;
 
     /// Qualified names of all elements, and the text of every leaf, via quick-xml.
     fn elements(xml: &str) -> Vec<(String, String)> {
