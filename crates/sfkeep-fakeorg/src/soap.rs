@@ -23,6 +23,21 @@ const DEFAULT_BATCH: usize = 500;
 const SOAP_LOGIN_TYPE: &str = "Other Apex API";
 const INVALID_LOGIN: &str = "Invalid username, password, security token; or user locked out.";
 
+/// Versions up to this one are retired (Summer '25 retired v21.0–30.0; salesforce-wire.md §5).
+const LAST_RETIRED_VERSION: u32 = 30;
+/// SOAP `login()` is not available from this version on (salesforce-wire.md §5).
+pub const FIRST_VERSION_WITHOUT_LOGIN: u32 = 65;
+
+/// `"59.0"` → 59. Anything else (no version, a malformed one) → `None`: the partner endpoint
+/// answers it as before rather than guessing a version.
+fn api_major_version(version: &str) -> Option<u32> {
+    let (major, minor) = version.split_once('.')?;
+    if minor != "0" {
+        return None;
+    }
+    major.parse().ok()
+}
+
 fn fault(kind: FaultKind, code: &str, message: &str) -> Response {
     wire::soap(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -48,6 +63,16 @@ pub async fn handle(
         .next()
         .unwrap_or("")
         .to_owned();
+    let major = api_major_version(&version);
+    if major.is_some_and(|v| v <= LAST_RETIRED_VERSION) {
+        // DOC (api_eol_soap): a retired version answers 500 UNSUPPORTED_API_VERSION for every
+        // operation. The message text is UNVERIFIED.
+        return fault(
+            FaultKind::UnexpectedError,
+            "UNSUPPORTED_API_VERSION",
+            "Invalid Api version specified on URL",
+        );
+    }
     let req = match soapxml::parse_request(&body) {
         Ok(r) => r,
         // The parse message never contains request content (it may hold a password).
@@ -56,6 +81,16 @@ pub async fn handle(
     let mut inner = org.lock();
     let peer = peer.ip();
     if let SoapRequest::Login { username, password } = &req {
+        if major.is_some_and(|v| v >= FIRST_VERSION_WITHOUT_LOGIN) {
+            // login() is not part of the v65.0+ partner API (salesforce-wire.md §5): the
+            // dispatcher does not know the operation. No credential is checked and no
+            // LoginHistory row is written, because no login was attempted.
+            inner.stats.soap_logins += 1;
+            return wire::soap(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                soapxml::dispatch_fault("login"),
+            );
+        }
         return login(&org, &mut inner, &version, username, password, peer);
     }
     inner.stats.api_requests += 1;

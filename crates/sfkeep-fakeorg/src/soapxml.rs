@@ -630,6 +630,24 @@ pub fn fault(kind: FaultKind, code: &str, message: &str) -> String {
     format!("{XML_DECL}{ENVELOPE_OPEN}{FAULT_NS}{XSI_NS}><soapenv:Body>{b}{ENVELOPE_CLOSE}")
 }
 
+/// The SOAP dispatcher's fault for an operation the endpoint's API version does not have:
+/// `soapenv:Client`, no `detail`. The text is Salesforce's generic dispatch fault, recorded for
+/// `describeSObjects` posted to the wrong endpoint; that `login()` at v65.0+ answers with it is
+/// UNVERIFIED (salesforce-wire.md §5 says only that login() is not available there).
+pub fn dispatch_fault(operation: &str) -> String {
+    let mut b = String::from("<soapenv:Fault>");
+    element(&mut b, "faultcode", "soapenv:Client");
+    element(
+        &mut b,
+        "faultstring",
+        &format!(
+            "No operation available for request {{urn:partner.soap.sforce.com}}{operation}, please check the WSDL for the service."
+        ),
+    );
+    b.push_str("</soapenv:Fault>");
+    format!("{XML_DECL}{ENVELOPE_OPEN}><soapenv:Body>{b}{ENVELOPE_CLOSE}")
+}
+
 /// `ERROR at Row:R:Column:C` → `(R, C)`.
 fn error_position(message: &str) -> Option<(i64, i64)> {
     let rest = &message[message.find("ERROR at Row:")? + "ERROR at Row:".len()..];
