@@ -27,9 +27,12 @@ fn python() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn simple_salesforce_survives_every_session_death_through_the_proxy() {
-    let env = start(20).await;
+/// Runs tests/python/simple_salesforce_proxy.py against `env` and returns its JSON line.
+async fn run_client(
+    env: &Env,
+    queries: u32,
+    extra: &[(&str, String)],
+) -> (Value, std::process::Output) {
     let out = tokio::process::Command::new(python())
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -41,7 +44,8 @@ async fn simple_salesforce_survives_every_session_death_through_the_proxy() {
         .env("SF_ADMIN_URL", &env.info.admin_url)
         .env("SF_CLIENT_ID", &env.info.client_id)
         .env("SF_SESSION_TIMEOUT_SECS", "7200")
-        .env("SF_QUERIES", "1000")
+        .env("SF_QUERIES", queries.to_string())
+        .envs(extra.iter().map(|(k, v)| (k, v)))
         .kill_on_drop(true)
         .output()
         .await
@@ -54,6 +58,48 @@ async fn simple_salesforce_survives_every_session_death_through_the_proxy() {
             String::from_utf8_lossy(&out.stderr)
         )
     });
+    (result, out)
+}
+
+/// API v65.0 has no SOAP `login()` (salesforce-wire.md §5): the same simple-salesforce login
+/// fails against the org, and works through the proxy, whose shim answers it locally while the
+/// proxy authenticates with OAuth.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_salesforce_at_v65_logs_in_through_the_proxy_where_the_org_has_no_login() {
+    let env = start(20).await;
+    let extra = [
+        ("SF_API_VERSION", "65.0".to_owned()),
+        ("SF_DIRECT_URL", env.info.instance_url.clone()),
+        (
+            "SF_DIRECT_PASSWORD",
+            format!("{}{}", env.info.password, env.info.security_token),
+        ),
+    ];
+    let (result, out) = run_client(&env, 100, &extra).await;
+    let direct = result["direct_login"].as_str().unwrap_or_default();
+    assert!(
+        direct.starts_with("SalesforceAuthenticationFailed")
+            && direct.contains("No operation available for request"),
+        "the direct v65.0 login must fail at the org: {result}"
+    );
+    assert!(
+        out.status.success() && result["ok"] == true,
+        "{result}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(result["queries"], 100);
+    assert_eq!(result["exceptions"], 0);
+    let stats = org_stats(&env.info).await;
+    assert_eq!(
+        stats["soap_logins"], 1,
+        "only the direct attempt reached the org's SOAP endpoint: {stats}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_salesforce_survives_every_session_death_through_the_proxy() {
+    let env = start(20).await;
+    let (result, out) = run_client(&env, 1000, &[]).await;
     assert!(
         out.status.success() && result["ok"] == true,
         "{result}\n{}",

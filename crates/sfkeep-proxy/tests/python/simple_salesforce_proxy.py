@@ -10,6 +10,10 @@ Environment:
   SF_SESSION_TIMEOUT_SECS  the org's session timeout (the clock is advanced past it)
   SF_QUERIES        total queries (default 1000)
   SF_TIMEOUT        per-request timeout in seconds (default 30)
+  SF_API_VERSION    the client's API version (default: simple-salesforce's own)
+  SF_DIRECT_URL, SF_DIRECT_PASSWORD
+                    when set, first try the same SOAP login directly against the org (the
+                    password with its security token appended) and report what happened
 
 The client logs in with SOAP username/password (answered by the proxy's shim) and runs
 SF_QUERIES queries in batches; between batches this script kills the session at the org
@@ -85,9 +89,19 @@ def main():
     log = []
     session = requests.Session()
     session.mount("https://", HttpRewriteAdapter(proxy, log, timeout))
+    extra = {"version": env["SF_API_VERSION"]} if env.get("SF_API_VERSION") else {}
+    if env.get("SF_DIRECT_URL"):
+        direct = requests.Session()
+        direct.mount("https://", HttpRewriteAdapter(env["SF_DIRECT_URL"], [], timeout))
+        try:
+            Salesforce(username=username, password=env["SF_DIRECT_PASSWORD"], security_token="",
+                       session=direct, **extra)
+            out["direct_login"] = "ok"
+        except Exception as e:  # noqa: BLE001 - report what the client raised
+            out["direct_login"] = f"{type(e).__name__}: {str(e)[:300]}"
     try:
         sf = Salesforce(username=username, password=env["SF_PASSWORD"], security_token="",
-                        session=session)
+                        session=session, **extra)
     except Exception as e:  # noqa: BLE001
         out["errors"].append(f"login: {type(e).__name__}: {e}")
         print(json.dumps(out))

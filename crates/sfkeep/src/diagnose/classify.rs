@@ -764,6 +764,13 @@ fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool
         "LOGIN_CHALLENGE_ISSUED" | "LOGIN_CHALLENGE_PENDING" => config_error(what, "Salesforce wants identity verification for this login (a new device or address)", "Use OAuth (JWT bearer) for the integration, or verify the login once, or add the address to the trusted IP ranges."),
         "UNSUPPORTED_API_VERSION" | "InvalidVersion" => config_error(what, "the API version is retired", "Use a supported API version (api_version in the profile; v31.0 or later, SOAP login() needs v64.0 or earlier)."),
         "SERVER_UNAVAILABLE" | "UNKNOWN_EXCEPTION" => not_auth(what, "a Salesforce server error", "Retry with backoff; if it persists, include the ErrorId when contacting support."),
+        "Client" if message.contains("No operation available for request") => {
+            if message.contains("}login") {
+                config_error(what, "SOAP login() is not available in API v65.0 and later", "Log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`), or use api_version 64.0 or lower until Summer '27. An integration that cannot change can keep calling login() through `sfkeep proxy`, whose login shim answers it.")
+            } else {
+                config_error(what, "the SOAP endpoint has no such operation: the URL's API (partner /u/, enterprise /c/, metadata /m/) or its version is wrong", "Post the call to the endpoint whose WSDL defines it, at a version that has it.")
+            }
+        }
         "INVALID_OPERATION" => not_auth(what, "the operation is not permitted for this user (a 403 that is not a session death)", "Check the integration user's permissions for this operation."),
         _ => not_auth(what, "a request error (field, query or record problem)", "Fix the request: the message says what is wrong with it."),
     }
@@ -777,6 +784,17 @@ mod tests {
         let r = recognize_error_text(text);
         assert!(r.is_some(), "not recognized: {text}");
         classify_error_text(text).verdict
+    }
+
+    #[test]
+    fn soap_login_at_v65_is_a_configuration_problem_with_a_way_out() {
+        let fault = r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>No operation available for request {urn:partner.soap.sforce.com}login, please check the WSDL for the service.</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+        let d = classify_error_text(fault);
+        assert_eq!(d.verdict, D::Unknown);
+        assert!(!d.recoverable);
+        let text = format!("{d:?}");
+        assert!(text.contains("not available in API v65.0"), "{text}");
+        assert!(text.contains("sfkeep proxy"), "{text}");
     }
 
     #[test]

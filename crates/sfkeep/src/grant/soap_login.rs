@@ -121,6 +121,19 @@ pub async fn request(
     parse_login_response(status, &raw)
 }
 
+/// Why a SOAP login at API v65.0+ fails, and what to do instead.
+const LOGIN_NOT_AVAILABLE: &str = "SOAP login() is not available in API v65.0 and later (Salesforce retires it for v31.0-64.0 in Summer '27): log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`), or set api_version to 64.0 or lower until then";
+/// Why a SOAP login at a retired version fails.
+const RETIRED_VERSION: &str = "UNSUPPORTED_API_VERSION: API versions 30.0 and lower are retired; set api_version to 31.0 or later (SOAP login() needs 64.0 or lower)";
+
+/// The partner endpoint's dispatch fault for `login`: the version has no such operation
+/// (API v65.0+, salesforce-wire.md §5).
+fn is_login_not_an_operation(code: &str, faultstring: &str) -> bool {
+    code == "Client"
+        && faultstring.contains("No operation available for request")
+        && faultstring.contains("}login")
+}
+
 /// Parses a SOAP login response or fault.
 pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
     let malformed = |problem: &str| Error::MalformedResponse {
@@ -155,6 +168,19 @@ pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
     ] = <[Option<String>; 8]>::try_from(fields).map_err(|_| malformed("internal"))?;
     if let Some(code) = exception_code.or(faultcode) {
         let code = code.rsplit(':').next().unwrap_or_default().to_owned();
+        let faultstring = faultstring.unwrap_or_default();
+        if is_login_not_an_operation(&code, &faultstring) {
+            return Err(Error::ReauthRequired {
+                cause: Cause::AuthenticationFailure,
+                detail: LOGIN_NOT_AVAILABLE.to_owned(),
+            });
+        }
+        if code == "UNSUPPORTED_API_VERSION" {
+            return Err(Error::ReauthRequired {
+                cause: Cause::AuthenticationFailure,
+                detail: RETIRED_VERSION.to_owned(),
+            });
+        }
         let cause = match code.as_str() {
             "INVALID_LOGIN" | "LOGIN_MUST_USE_SECURITY_TOKEN" | "PASSWORD_LOCKOUT" => {
                 Cause::AuthenticationFailure
@@ -168,10 +194,7 @@ pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
             "API_DISABLED_FOR_ORG" | "API_CURRENTLY_DISABLED" => Cause::SessionNotValidForApi,
             _ => Cause::Unknown,
         };
-        let detail = format!(
-            "{code}: {}",
-            redacted_snippet(faultstring.unwrap_or_default().as_bytes())
-        );
+        let detail = format!("{code}: {}", redacted_snippet(faultstring.as_bytes()));
         return Err(if cause.needs_human() {
             Error::ReauthRequired { cause, detail }
         } else {
@@ -238,6 +261,24 @@ mod tests {
         let e = parse_login_response(500, fault.as_bytes()).unwrap_err();
         assert!(e.is_reauth_required(), "{e}");
         assert_eq!(e.cause(), Some(Cause::AuthenticationFailure));
+    }
+
+    #[test]
+    fn login_at_v65_says_login_is_gone_and_what_to_use_instead() {
+        let fault = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body><soapenv:Fault><faultcode>soapenv:Client</faultcode><faultstring>No operation available for request {urn:partner.soap.sforce.com}login, please check the WSDL for the service.</faultstring></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+        let e = parse_login_response(500, fault.as_bytes()).unwrap_err();
+        assert!(e.is_reauth_required(), "{e}");
+        let text = e.to_string();
+        assert!(text.contains("not available in API v65.0"), "{text}");
+        assert!(text.contains("sfkeep login --jwt"), "{text}");
+    }
+
+    #[test]
+    fn a_retired_version_names_the_version_to_use() {
+        let fault = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>sf:UNSUPPORTED_API_VERSION</faultcode><faultstring>UNSUPPORTED_API_VERSION: Invalid Api version specified on URL</faultstring><detail><sf:UnexpectedErrorFault xsi:type="sf:UnexpectedErrorFault"><sf:exceptionCode>UNSUPPORTED_API_VERSION</sf:exceptionCode><sf:exceptionMessage>Invalid Api version specified on URL</sf:exceptionMessage></sf:UnexpectedErrorFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
+        let e = parse_login_response(500, fault.as_bytes()).unwrap_err();
+        assert!(e.is_reauth_required(), "{e}");
+        assert!(e.to_string().contains("31.0 or later"), "{e}");
     }
 
     #[test]
