@@ -29,6 +29,8 @@
 //!
 //! - `compare_and_set` is one Lua script (`CAS_GEN`): compare `gen`, write `gen` + `env`,
 //!   `PEXPIRE`, `PUBLISH`.
+//! - The holder extends the lock (an owner-checked `PEXPIRE`) every third of its TTL while the
+//!   refresh runs, for at most [`MAX_LOCK_HOLD`]; a killed holder's lock expires after the TTL.
 //! - The lock is released by a Lua compare-and-delete: only its owner deletes it, so a lock key
 //!   holding anybody else's value (another process's, or a foreign one) is never deleted.
 //! - A waiter subscribes to the channel and also polls every 100 ms ±25 %, up to its wait.
@@ -54,6 +56,11 @@ use crate::token::TokenRecord;
 
 /// Default refresh lock TTL.
 pub const LOCK_TTL: Duration = Duration::from_secs(15);
+/// The longest a live holder keeps the refresh lock by extending it. A refresh that falls back
+/// to a second grant can outlast one TTL (two 10 s token requests), so the holder extends the
+/// lock every third of the TTL; a holder stuck beyond this bound stops extending and the lock
+/// expires, so one wedged process cannot block the fleet forever.
+pub const MAX_LOCK_HOLD: Duration = Duration::from_secs(60);
 /// Default timeout of one Redis operation.
 pub const OP_TIMEOUT: Duration = Duration::from_millis(250);
 /// Consecutive failures that open the circuit.
@@ -109,6 +116,14 @@ end
 return 0
 "#;
 
+/// Owner-checked extension. KEYS[1] = lock. ARGV: owner, TTL ms. Returns 1 when extended.
+const EXTEND: &str = r#"
+if redis.call('TYPE', KEYS[1])['ok'] == 'string' and redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+"#;
+
 /// A token store in Redis for a fleet of processes. Cheap to clone; clones share the
 /// connection and the circuit breaker.
 #[derive(Clone)]
@@ -132,6 +147,7 @@ struct Inner {
     read: Script,
     cas: Script,
     release: Script,
+    extend: Script,
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +208,7 @@ impl RedisStore {
                 read: Script::new(READ),
                 cas: Script::new(CAS_GEN),
                 release: Script::new(RELEASE),
+                extend: Script::new(EXTEND),
             }),
         })
     }
@@ -247,7 +264,11 @@ impl Inner {
     }
 
     fn warn(&self, message: String) {
-        tracing::warn!(target: "sfkeep::auth", event = "store.record_skipped", store = "redis", detail = %message);
+        self.warn_as("store.record_skipped", message);
+    }
+
+    fn warn_as(&self, event: &'static str, message: String) {
+        tracing::warn!(target: "sfkeep::auth", event, store = "redis", detail = %message);
         self.warnings
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -500,6 +521,51 @@ impl Inner {
         Ok(r == 1)
     }
 
+    /// Extends the lock's TTL if this owner still holds it: true when extended.
+    async fn extend(&self, lock: &str, owner: &str) -> Result<bool> {
+        let script = &self.extend;
+        let ttl = self.lock_ttl.as_millis() as u64;
+        let r: i64 = self
+            .op("extend lock", |mut c| async move {
+                script
+                    .key(lock)
+                    .arg(owner)
+                    .arg(ttl)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        Ok(r == 1)
+    }
+
+    /// Keeps `lock` alive while its guard lives: every third of the TTL, up to
+    /// [`MAX_LOCK_HOLD`]. Stops when the lock is no longer ours (it expired and someone else
+    /// took it; the compare-and-set still fences our write) or Redis does not answer (the
+    /// lock then expires by itself).
+    async fn keep_alive(self: Arc<Self>, lock: String, owner: String) {
+        let every = (self.lock_ttl / 3).max(Duration::from_millis(5));
+        let until = tokio::time::Instant::now() + MAX_LOCK_HOLD;
+        loop {
+            tokio::time::sleep(every).await;
+            if tokio::time::Instant::now() + every > until {
+                self.warn_as("store.lock_hold_limit", format!(
+                    "{lock}: the refresh has held the lock for {MAX_LOCK_HOLD:?}; no longer extending it"
+                ));
+                return;
+            }
+            match self.extend(&lock, &owner).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.warn_as("store.lock_lost", format!(
+                        "{lock}: the refresh lock expired while held; another process may refresh too"
+                    ));
+                    return;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+
     /// After a lock wait timed out: warn when the lock key holds something no sfkeep wrote.
     async fn check_foreign_lock(&self, lock: &str) {
         let r: Result<Value> = self
@@ -532,11 +598,13 @@ impl Inner {
             rand::random::<u128>()
         );
         let guard = |owner: String| {
+            let keep_alive = tokio::spawn(Arc::clone(self).keep_alive(lock.clone(), owner.clone()));
             Some(Box::new(RedisLockGuard {
                 store: Arc::clone(self),
                 lock: lock.clone(),
                 channel: channel.clone(),
                 owner,
+                keep_alive: keep_alive.abort_handle(),
             }) as Box<dyn RefreshLock>)
         };
         if self.try_lock(&lock, &owner).await? {
@@ -577,12 +645,14 @@ impl Inner {
     }
 }
 
-/// A held Redis refresh lock; dropping it releases the lock if this process still owns it.
+/// A held Redis refresh lock, extended while held; dropping it stops the extension and
+/// releases the lock if this process still owns it.
 struct RedisLockGuard {
     store: Arc<Inner>,
     lock: String,
     channel: String,
     owner: String,
+    keep_alive: tokio::task::AbortHandle,
 }
 
 impl fmt::Debug for RedisLockGuard {
@@ -597,6 +667,7 @@ impl RefreshLock for RedisLockGuard {}
 
 impl Drop for RedisLockGuard {
     fn drop(&mut self) {
+        self.keep_alive.abort();
         let Ok(rt) = tokio::runtime::Handle::try_current() else {
             return; // it expires after its TTL
         };

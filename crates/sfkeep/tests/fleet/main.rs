@@ -281,6 +281,59 @@ async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
     fleet.quit().await;
 }
 
+/// A refresh slower than the lock's TTL: the live holder keeps extending the lock, so the
+/// others wait for its result instead of refreshing the same (rotating) refresh token again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_slower_than_the_lock_ttl_keeps_the_lock_and_stays_single() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let mut spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
+    spec.lock_ttl = Duration::from_millis(300);
+    let mut fleet = Fleet::spawn(3, &org, &spec).await;
+    let r = fleet.all("calls 10").await;
+    assert_all_ok(&r, 10);
+    let before = org.token_requests("refresh_token").await;
+    assert_eq!(before, 1);
+
+    // The next token request takes 2 s, over six lock TTLs.
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "latency_ms": 2000, "count": 1}),
+    )
+    .await;
+    org.logout().await;
+    fleet.workers[0].send("calls 1").await;
+    poll_until(
+        Duration::from_secs(10),
+        Duration::from_millis(10),
+        "worker 0 holds the lock with its token request in flight",
+        || async { org.token_requests("refresh_token").await == before + 1 },
+    )
+    .await;
+    for w in &mut fleet.workers[1..] {
+        w.send("calls 20").await;
+    }
+    let mut r = vec![fleet.workers[0].recv().await];
+    for w in &mut fleet.workers[1..] {
+        r.push(w.recv().await);
+    }
+    assert_eq!(r[0].n("ok"), 1, "{r:?}");
+    assert_all_ok(&r[1..], 20);
+    let stats = org.stats().await;
+    assert_eq!(
+        stats["token_requests"]["refresh_token"],
+        before + 1,
+        "one refresh for the fleet, however slow: {stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_errors"], 0, "{stats}");
+    fleet.quit().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_down_jwt_fleet_keeps_serving_and_recovers() {
     let _serial = SERIAL.lock().await;
