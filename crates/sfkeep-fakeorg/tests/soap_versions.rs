@@ -7,23 +7,6 @@ mod common;
 use common::*;
 use sfkeep_fakeorg::FakeOrg;
 
-async fn soap_at(org: &FakeOrg, version: &str, action: &str, body: String) -> (u16, String) {
-    let r = client()
-        .post(format!("{}/services/Soap/u/{version}", org.base_url()))
-        .header("Content-Type", "text/xml; charset=UTF-8")
-        .header("SOAPAction", action)
-        .body(body)
-        .send()
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    assert_eq!(
-        r.headers().get("content-type").unwrap(),
-        "text/xml;charset=UTF-8"
-    );
-    (status, r.text().await.unwrap())
-}
-
 fn login_body(org: &FakeOrg) -> String {
     let i = org.ready_info();
     soap_login_body(&i.username, &format!("{}{}", i.password, i.security_token))
@@ -36,7 +19,7 @@ async fn login_at_v65_and_later_is_not_an_operation_and_writes_no_login_history(
     let history = |body: serde_json::Value| body["totalSize"].as_u64().unwrap();
     let (_, before) = soql(&org, &token, "SELECT Id FROM LoginHistory").await;
     for version in ["65.0", "66.0"] {
-        let (status, xml) = soap_at(&org, version, "login", login_body(&org)).await;
+        let (status, xml) = soap_post_at(&org, version, "login", login_body(&org)).await;
         assert_eq!(status, 500, "{xml}");
         assert_eq!(xml_text(&xml, "faultcode").unwrap(), "soapenv:Client");
         assert_eq!(
@@ -55,10 +38,10 @@ async fn login_at_v65_and_later_is_not_an_operation_and_writes_no_login_history(
 #[tokio::test]
 async fn login_at_v64_works_and_its_session_serves_v65_calls() {
     let org = org().await;
-    let (status, xml) = soap_at(&org, "64.0", "login", login_body(&org)).await;
+    let (status, xml) = soap_post_at(&org, "64.0", "login", login_body(&org)).await;
     assert_eq!(status, 200, "{xml}");
     let sid = xml_text(&xml, "sessionId").unwrap();
-    let (status, xml) = soap_at(
+    let (status, xml) = soap_post_at(
         &org,
         "65.0",
         "getUserInfo",
@@ -75,7 +58,7 @@ async fn login_at_v64_works_and_its_session_serves_v65_calls() {
 #[tokio::test]
 async fn retired_versions_answer_unsupported_api_version_for_every_operation() {
     let org = org().await;
-    let (status, xml) = soap_at(&org, "30.0", "login", login_body(&org)).await;
+    let (status, xml) = soap_post_at(&org, "30.0", "login", login_body(&org)).await;
     assert_eq!(status, 500, "{xml}");
     assert_eq!(
         xml_text(&xml, "faultcode").unwrap(),
@@ -84,7 +67,7 @@ async fn retired_versions_answer_unsupported_api_version_for_every_operation() {
     assert!(xml.contains("<sf:exceptionCode>UNSUPPORTED_API_VERSION</sf:exceptionCode>"));
 
     let token = access_token(&org).await;
-    let (status, xml) = soap_at(
+    let (status, xml) = soap_post_at(
         &org,
         "21.0",
         "getUserInfo",
@@ -97,6 +80,6 @@ async fn retired_versions_answer_unsupported_api_version_for_every_operation() {
         "sf:UNSUPPORTED_API_VERSION"
     );
     // v31.0, the oldest supported version, still logs in.
-    let (status, xml) = soap_at(&org, "31.0", "login", login_body(&org)).await;
+    let (status, xml) = soap_post_at(&org, "31.0", "login", login_body(&org)).await;
     assert_eq!(status, 200, "{xml}");
 }

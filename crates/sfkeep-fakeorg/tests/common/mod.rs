@@ -178,10 +178,20 @@ pub fn soap_call_body(session: &str, op_xml: &str) -> String {
 }
 
 pub async fn soap_post(org: &FakeOrg, body: String) -> (u16, String) {
+    soap_post_at(org, "59.0", "login", body).await
+}
+
+/// Posts a partner SOAP call at API `version`; asserts the SOAP content type.
+pub async fn soap_post_at(
+    org: &FakeOrg,
+    version: &str,
+    action: &str,
+    body: String,
+) -> (u16, String) {
     let r = client()
-        .post(format!("{}/services/Soap/u/59.0", org.base_url()))
+        .post(format!("{}/services/Soap/u/{version}", org.base_url()))
         .header("Content-Type", "text/xml")
-        .header("SOAPAction", "login")
+        .header("SOAPAction", action)
         .body(body)
         .send()
         .await

@@ -200,31 +200,37 @@ async fn rotation_on_eight_processes_500_refreshes_no_reuse() {
     assert_no_secret_in_redis(&redis, &org, &spec.cache_key);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
-    let _serial = SERIAL.lock().await;
-    let Some(redis) = RedisServer::start() else {
-        return;
-    };
+/// Three rotating-refresh workers sharing `redis` with a lock TTL of `lock_ttl`, after worker
+/// 0 took the lock on a session death and sent a token request that the org holds for
+/// `latency_ms` (it has reached the org when this returns).
+struct SlowRefresh {
+    org: Org,
+    fleet: Fleet,
+    /// Refresh-token requests before the slow one.
+    before: u64,
+}
+
+async fn slow_refresh_in_flight(
+    redis: &RedisServer,
+    lock_ttl: Duration,
+    latency_ms: u64,
+) -> SlowRefresh {
     let org = start_org().await;
     org.policy(json!({"rotate_refresh_tokens": true})).await;
-    let mut spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
-    spec.lock_ttl = Duration::from_millis(1000);
+    let mut spec = WorkerSpec::new(FleetGrant::Refresh, redis);
+    spec.lock_ttl = lock_ttl;
     let mut fleet = Fleet::spawn(3, &org, &spec).await;
     let r = fleet.all("calls 10").await;
     assert_all_ok(&r, 10);
     let before = org.token_requests("refresh_token").await;
     assert_eq!(before, 1);
-
-    // The next token request takes 3 s; the session dies; worker 0 starts the refresh.
     org.post(
         "/faults",
-        json!({"path_prefix": "/services/oauth2/token", "latency_ms": 3000, "count": 1}),
+        json!({"path_prefix": "/services/oauth2/token", "latency_ms": latency_ms, "count": 1}),
     )
     .await;
     org.logout().await;
     fleet.workers[0].send("calls 1").await;
-    // Wait until it holds the lock and its token request reached the org.
     poll_until(
         Duration::from_secs(10),
         Duration::from_millis(10),
@@ -239,6 +245,20 @@ async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
         },
     )
     .await;
+    SlowRefresh { org, fleet, before }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lock_holder_killed_mid_refresh_another_takes_over_after_the_ttl() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let SlowRefresh {
+        org,
+        mut fleet,
+        before,
+    } = slow_refresh_in_flight(&redis, Duration::from_millis(1000), 3000).await;
     let ttl_left: i64 = {
         let mut c = redis.conn();
         let locks: Vec<String> = redis::cmd("KEYS")
@@ -289,31 +309,12 @@ async fn a_refresh_slower_than_the_lock_ttl_keeps_the_lock_and_stays_single() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
-    let org = start_org().await;
-    org.policy(json!({"rotate_refresh_tokens": true})).await;
-    let mut spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
-    spec.lock_ttl = Duration::from_millis(300);
-    let mut fleet = Fleet::spawn(3, &org, &spec).await;
-    let r = fleet.all("calls 10").await;
-    assert_all_ok(&r, 10);
-    let before = org.token_requests("refresh_token").await;
-    assert_eq!(before, 1);
-
-    // The next token request takes 2 s, over six lock TTLs.
-    org.post(
-        "/faults",
-        json!({"path_prefix": "/services/oauth2/token", "latency_ms": 2000, "count": 1}),
-    )
-    .await;
-    org.logout().await;
-    fleet.workers[0].send("calls 1").await;
-    poll_until(
-        Duration::from_secs(10),
-        Duration::from_millis(10),
-        "worker 0 holds the lock with its token request in flight",
-        || async { org.token_requests("refresh_token").await == before + 1 },
-    )
-    .await;
+    // The token request takes 2 s, over six lock TTLs.
+    let SlowRefresh {
+        org,
+        mut fleet,
+        before,
+    } = slow_refresh_in_flight(&redis, Duration::from_millis(300), 2000).await;
     for w in &mut fleet.workers[1..] {
         w.send("calls 20").await;
     }
