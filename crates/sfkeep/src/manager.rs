@@ -965,7 +965,7 @@ impl Inner {
         grant: &Grant,
         previous: Option<&TokenRecord>,
     ) -> Result<TokenResponse> {
-        self.spend_budget()?;
+        // Each branch spends one unit of the login budget per token request it sends.
         let ep = &self.endpoint;
         match grant {
             Grant::RefreshToken {
@@ -1008,6 +1008,7 @@ impl Inner {
                 private_key,
                 audience,
             } => {
+                self.spend_budget()?;
                 grant::jwt_bearer::request(
                     ep,
                     client_id,
@@ -1020,7 +1021,10 @@ impl Inner {
             Grant::ClientCredentials {
                 client_id,
                 client_secret,
-            } => grant::client_credentials::request(ep, client_id, client_secret).await,
+            } => {
+                self.spend_budget()?;
+                grant::client_credentials::request(ep, client_id, client_secret).await
+            }
             Grant::Password {
                 client_id,
                 client_secret,
@@ -1028,6 +1032,7 @@ impl Inner {
                 password,
                 security_token,
             } => {
+                self.spend_budget()?;
                 grant::password::request(
                     ep,
                     client_id,
@@ -1044,6 +1049,7 @@ impl Inner {
                 security_token,
                 api_version,
             } => {
+                self.spend_budget()?;
                 grant::soap_login::request(
                     ep,
                     username,

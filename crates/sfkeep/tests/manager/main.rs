@@ -147,6 +147,33 @@ async fn a_thousand_concurrent_401s_for_one_generation_cause_one_token_request()
     assert_eq!(org.token_requests("refresh_token").await, before + 1);
 }
 
+/// The login budget counts token requests sent: a budget of 3 lets exactly 3 refreshes reach
+/// the org in an hour, refuses the 4th without a request, and frees up as the hour passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_budget_counts_each_token_request_once() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let m = org
+        .manager(org.refresh_grant(), &clock)
+        .introspect(false)
+        .login_budget_per_hour(3)
+        .build()
+        .unwrap();
+    for n in 1..=3 {
+        m.force_refresh()
+            .await
+            .unwrap_or_else(|e| panic!("refresh {n} within the budget: {e}"));
+    }
+    match m.force_refresh().await {
+        Err(sfkeep::Error::LoginBudgetExhausted { budget: 3, .. }) => {}
+        other => panic!("the 4th refresh must be held by the budget: {other:?}"),
+    }
+    assert_eq!(org.token_requests("refresh_token").await, 3);
+    clock.advance(Duration::from_secs(3601));
+    m.force_refresh().await.unwrap();
+    assert_eq!(org.token_requests("refresh_token").await, 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotation_survives_200_refreshes_with_concurrent_callers() {
     let org = Org::start(Duration::from_secs(7200)).await;
