@@ -115,7 +115,9 @@ impl Error {
             {
                 Some(Cause::SessionNotValidForApi)
             }
-            Error::Api(a) if a.error_code == "REQUEST_LIMIT_EXCEEDED" => {
+            Error::Api(a)
+                if a.error_code == "REQUEST_LIMIT_EXCEEDED" && !a.is_concurrency_limit() =>
+            {
                 Some(Cause::RequestLimitExceeded)
             }
             Error::Api(a) if a.status == 401 => Some(Cause::SessionExpired),

@@ -11,7 +11,10 @@
 //! - **Transient retry**: connect errors, timeouts, 429, 502, 503, 504 (honouring
 //!   `Retry-After`), with exponential backoff and full jitter, 3 attempts by default; only for
 //!   GET, HEAD, PUT, DELETE, or calls the caller marks idempotent (an upsert by external id).
-//! - `403 REQUEST_LIMIT_EXCEEDED` is never retried.
+//! - `403 REQUEST_LIMIT_EXCEEDED` for the daily limit (`TotalRequests Limit exceeded.`) is
+//!   never retried: nothing changes until the 24-hour window moves. The same code for a
+//!   concurrency limit (`ConcurrentRequests (Concurrent API Requests) Limit exceeded.`,
+//!   `ConcurrentPerOrgLongTxn Limit exceeded`) is transient: it clears as other requests finish.
 //! - A [`RetryBudget`] caps retries at about 20 % of a client's calls (burst 10), so an outage
 //!   does not multiply the load on an org that is already struggling.
 
@@ -94,9 +97,17 @@ impl ApiError {
         }
     }
 
-    /// Retrying later, unchanged, may succeed (5xx, 429).
+    /// Retrying later, unchanged, may succeed: 429, 502, 503, 504, or a concurrency limit.
     pub fn is_transient(&self) -> bool {
-        matches!(self.status, 429 | 502 | 503 | 504)
+        matches!(self.status, 429 | 502 | 503 | 504) || self.is_concurrency_limit()
+    }
+
+    /// `REQUEST_LIMIT_EXCEEDED` because too many requests run at once (the org's concurrent
+    /// API or long-transaction limit), not because the daily allowance is spent. Recorded
+    /// messages: `ConcurrentRequests (Concurrent API Requests) Limit exceeded.` and
+    /// `ConcurrentPerOrgLongTxn Limit exceeded`.
+    pub fn is_concurrency_limit(&self) -> bool {
+        self.error_code == "REQUEST_LIMIT_EXCEEDED" && self.message.contains("Concurrent")
     }
 }
 
@@ -523,5 +534,30 @@ mod tests {
             ApiError::from_response(503, b"<html><body>Service Unavailable</body></html>", None);
         assert!(e.is_transient());
         assert!(e.message.contains("Service Unavailable"));
+    }
+
+    #[test]
+    fn the_daily_limit_is_final_and_a_concurrency_limit_is_transient() {
+        let daily = ApiError::from_response(
+            403,
+            br#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+            None,
+        );
+        assert!(!daily.is_transient());
+        let daily = Error::Api(daily);
+        assert_eq!(daily.cause(), Some(Cause::RequestLimitExceeded));
+        assert!(!daily.is_retryable());
+        for message in [
+            "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+            "ConcurrentPerOrgLongTxn Limit exceeded",
+        ] {
+            let body =
+                format!(r#"[{{"message":"{message}","errorCode":"REQUEST_LIMIT_EXCEEDED"}}]"#);
+            let e = ApiError::from_response(403, body.as_bytes(), None);
+            assert!(e.is_concurrency_limit() && e.is_transient(), "{message}");
+            let e = Error::Api(e);
+            assert_eq!(e.cause(), Some(Cause::Transient), "{message}");
+            assert!(e.is_retryable(), "{message}");
+        }
     }
 }

@@ -713,6 +713,7 @@ fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool
             (session_death(&what), true)
         }
         "INVALID_AUTH_HEADER" => config_error(what, "the Authorization header is missing or malformed", "A client bug: send `Authorization: Bearer <access token>`."),
+        "REQUEST_LIMIT_EXCEEDED" if message.contains("Concurrent") => not_auth(what, "too many requests are running at once in the org (the concurrent API or long-transaction limit), not the daily allowance", "Retry with backoff (sfkeep's client does, for idempotent calls) and lower the integration's parallelism; long-running requests (over 20 s) count against this limit."),
         "REQUEST_LIMIT_EXCEEDED" => (
             vec![Finding::new(D::RateLimited, 0.95, ev("the org's daily API request limit (rolling 24 h) is used up"))
                 .with_fix("Wait for the rolling 24-hour limit to free up, or have the admin raise it; see /limits DailyApiRequests.")],
@@ -784,6 +785,19 @@ mod tests {
         let r = recognize_error_text(text);
         assert!(r.is_some(), "not recognized: {text}");
         classify_error_text(text).verdict
+    }
+
+    #[test]
+    fn a_concurrency_limit_is_not_the_daily_limit() {
+        let concurrent = classify_error_text(
+            r#"[{"message":"ConcurrentRequests (Concurrent API Requests) Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
+        assert_eq!(concurrent.verdict, D::Healthy);
+        assert!(format!("{concurrent:?}").contains("parallelism"));
+        let daily = classify_error_text(
+            r#"[{"message":"TotalRequests Limit exceeded.","errorCode":"REQUEST_LIMIT_EXCEEDED"}]"#,
+        );
+        assert_eq!(daily.verdict, D::RateLimited);
     }
 
     #[test]
