@@ -15,6 +15,7 @@ use crate::body::{self, Body, Prefix};
 use crate::server::{Replayed, Shape, Shared, error_response, is_length_limit};
 use crate::soap;
 use crate::stats::Counter;
+use crate::upstream::{Affinity, Target};
 
 /// The largest error body read to decide whether a session died.
 const MAX_VERDICT_BODY: usize = 256 << 10;
@@ -67,64 +68,137 @@ fn strip_response(name: &HeaderName) -> bool {
     ) || name.as_str().starts_with("proxy-")
 }
 
-/// Names listed in `Connection` are hop-by-hop too.
-fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
-    if !headers.contains_key(header::CONNECTION) {
-        return Vec::new();
+/// Removes the headers `strip` names and those listed in `Connection` (hop-by-hop too), in
+/// place: cheaper than copying the rest into a new map, as most headers stay.
+fn strip_headers(headers: &mut HeaderMap, strip: fn(&HeaderName) -> bool) {
+    if headers.contains_key(header::CONNECTION) {
+        let listed: Vec<HeaderName> = headers
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .collect();
+        for name in listed {
+            headers.remove(name);
+        }
     }
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect()
+    // Requests carry at most hyper's 100 headers, so rescanning after each removal is cheap.
+    while let Some(name) = headers.keys().find(|n| strip(n)).cloned() {
+        headers.remove(name);
+    }
 }
 
-fn copy_headers(from: &HeaderMap, to: &mut HeaderMap, strip: fn(&HeaderName) -> bool) {
-    let listed = connection_listed(from);
-    for (name, value) in from {
-        if !strip(name) && !listed.contains(name) {
-            to.append(name.clone(), value.clone());
+/// What a token means for the requests forwarded with it, worked out once per token rather
+/// than per request.
+pub(crate) struct Prepared {
+    /// The token these were made from (kept so its identity can be compared).
+    token: Token,
+    /// The instance URL without a trailing slash (for `Location` rewriting).
+    base: String,
+    /// Where connections go.
+    target: Option<Target>,
+    /// `Host` for the instance.
+    host: Option<HeaderValue>,
+    /// A path the instance URL carries before `/services/…` (normally none).
+    prefix: Option<String>,
+    /// `Authorization: Bearer …` (REST) and `X-SFDC-Session` (Bulk 1.0), marked sensitive.
+    bearer: Option<HeaderValue>,
+    session: Option<HeaderValue>,
+}
+
+impl Prepared {
+    fn new(token: &Token) -> Self {
+        let base = token.instance_url().trim_end_matches('/').to_owned();
+        let uri: Option<Uri> = base.parse().ok();
+        let target = uri.as_ref().and_then(Target::of);
+        let host = uri.as_ref().and_then(|u| {
+            let host = u.host()?;
+            let default = match u.scheme_str() {
+                Some("https") => 443,
+                _ => 80,
+            };
+            let v = match u.port_u16() {
+                Some(p) if p != default => HeaderValue::from_str(&format!("{host}:{p}")),
+                _ => HeaderValue::from_str(host),
+            };
+            v.ok()
+        });
+        let prefix = uri
+            .as_ref()
+            .map(|u| u.path().trim_end_matches('/'))
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        let secret = token.access_token().expose_secret();
+        let sensitive = |v: Result<HeaderValue, _>| {
+            v.ok().map(|mut v: HeaderValue| {
+                v.set_sensitive(true);
+                v
+            })
+        };
+        Self {
+            token: token.clone(),
+            base,
+            target,
+            host,
+            prefix,
+            bearer: sensitive(HeaderValue::from_str(&format!("Bearer {secret}"))),
+            session: sensitive(HeaderValue::from_str(secret)),
         }
+    }
+
+    /// The prepared values for `token`: cached, remade when the token changes.
+    pub(crate) fn of(sh: &Shared, token: &Token) -> Arc<Self> {
+        let mut cached = sh.prepared.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = cached.as_ref()
+            && std::ptr::eq(p.token.record(), token.record())
+        {
+            return Arc::clone(p);
+        }
+        let p = Arc::new(Self::new(token));
+        *cached = Some(Arc::clone(&p));
+        p
     }
 }
 
 fn upstream_request(
     parts: &Parts,
-    token: &Token,
+    prepared: &Prepared,
     api: Api,
+    mut headers: HeaderMap,
     body: Body,
     length: Option<u64>,
 ) -> Result<Request<Body>, String> {
-    let base = token.instance_url().trim_end_matches('/');
-    let pq = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/");
-    let uri: Uri = format!("{base}{pq}")
-        .parse()
-        .map_err(|_| "the token's instance URL does not form a valid request URL".to_owned())?;
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    let headers = req.headers_mut();
-    copy_headers(&parts.headers, headers, strip_request);
-    let secret = token.access_token().expose_secret();
+    let bad_url = || "the token's instance URL does not form a valid request URL".to_owned();
+    let (Some(_), Some(host)) = (&prepared.target, &prepared.host) else {
+        return Err(bad_url());
+    };
+    // Origin-form, as sent to the proxy (absolute-form was refused before this point).
+    let uri = match &prepared.prefix {
+        None => parts.uri.clone(),
+        Some(prefix) => {
+            let pq = parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/");
+            format!("{prefix}{pq}").parse().map_err(|_| bad_url())?
+        }
+    };
+    headers.insert(header::HOST, host.clone());
+    let bad_token = || "the access token is not a valid header value".to_owned();
     match api {
         Api::Rest => {
-            let mut v = HeaderValue::from_str(&format!("Bearer {secret}"))
-                .map_err(|_| "the access token is not a valid header value".to_owned())?;
-            v.set_sensitive(true);
-            headers.insert(header::AUTHORIZATION, v);
+            headers.insert(
+                header::AUTHORIZATION,
+                prepared.bearer.clone().ok_or_else(bad_token)?,
+            );
         }
         Api::Bulk1 => {
-            let mut v = HeaderValue::from_str(secret)
-                .map_err(|_| "the access token is not a valid header value".to_owned())?;
-            v.set_sensitive(true);
-            headers.insert("x-sfdc-session", v);
+            headers.insert(
+                "x-sfdc-session",
+                prepared.session.clone().ok_or_else(bad_token)?,
+            );
         }
         Api::Soap => {
             // The session goes in the envelope; compressed faults could not be classified.
@@ -134,31 +208,34 @@ fn upstream_request(
     if let Some(n) = length {
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
     }
+    let mut req = Request::new(body);
+    *req.method_mut() = parts.method.clone();
+    *req.uri_mut() = uri;
+    *req.version_mut() = Version::HTTP_11;
+    *req.headers_mut() = headers;
     Ok(req)
 }
 
 fn client_response(
     sh: &Shared,
-    instance_url: &str,
+    base: &str,
     parts: http::response::Parts,
     body: Body,
 ) -> Response<Body> {
     let mut resp = Response::new(body);
     *resp.status_mut() = parts.status;
-    copy_headers(&parts.headers, resp.headers_mut(), strip_response);
+    *resp.headers_mut() = parts.headers;
+    strip_headers(resp.headers_mut(), strip_response);
     // An absolute Location on the instance would take the client away from the proxy.
     if let Some(loc) = resp
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
+        && let Some(rest) = loc.strip_prefix(base)
+        && (rest.is_empty() || rest.starts_with('/'))
+        && let Ok(v) = HeaderValue::from_str(&format!("{}{rest}", sh.base_url))
     {
-        let base = instance_url.trim_end_matches('/');
-        if let Some(rest) = loc.strip_prefix(base)
-            && (rest.is_empty() || rest.starts_with('/'))
-            && let Ok(v) = HeaderValue::from_str(&format!("{}{rest}", sh.base_url))
-        {
-            resp.headers_mut().insert(header::LOCATION, v);
-        }
+        resp.headers_mut().insert(header::LOCATION, v);
     }
     resp
 }
@@ -212,7 +289,8 @@ fn attempt_body(
 /// anything on the server, and simple clients such as simple-salesforce do not retry).
 pub(crate) async fn forward(
     sh: &Arc<Shared>,
-    parts: Parts,
+    affinity: &Arc<Affinity>,
+    mut parts: Parts,
     payload: Payload,
     api: Api,
 ) -> Response<Body> {
@@ -228,6 +306,9 @@ pub(crate) async fn forward(
             .and_then(|v| v.trim().parse::<u64>().ok()),
         _ => None,
     };
+    // Stripped once; each attempt gets a copy while another attempt may follow.
+    let mut headers = std::mem::take(&mut parts.headers);
+    strip_headers(&mut headers, strip_request);
     let mut payload = Some(payload);
     let mut replayed = false;
     let safe_method = matches!(parts.method, http::Method::GET | http::Method::HEAD);
@@ -237,7 +318,15 @@ pub(crate) async fn forward(
         if !replayable {
             length = stream_length;
         }
-        let req = match upstream_request(&parts, &token, api, body, length) {
+        let prepared = Prepared::of(sh, &token);
+        // Another attempt can follow only a kept body: a replay, or a GET/HEAD retry.
+        let last = payload.is_none() || (replayed && (!safe_method || transient_retried));
+        let attempt_headers = if last {
+            std::mem::take(&mut headers)
+        } else {
+            headers.clone()
+        };
+        let req = match upstream_request(&parts, &prepared, api, attempt_headers, body, length) {
             Ok(r) => r,
             Err(msg) => {
                 sh.stats.inc(Counter::upstream_errors);
@@ -250,10 +339,20 @@ pub(crate) async fn forward(
             }
         };
         sh.stats.inc(Counter::forwarded);
-        let resp = match tokio::time::timeout(sh.upstream_timeout, sh.client.request(req)).await {
+        let Some(target) = &prepared.target else {
+            // upstream_request has refused such a token already.
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                api.into(),
+                "SFKEEP_UPSTREAM_ERROR",
+                "the token's instance URL does not form a valid request URL",
+            );
+        };
+        let sent = affinity.send(target, req);
+        let resp = match tokio::time::timeout(sh.upstream_timeout, sent).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                if is_length_limit(&e) {
+                if is_length_limit(e.as_ref()) {
                     sh.stats.inc(Counter::rejected);
                     return error_response(
                         StatusCode::PAYLOAD_TOO_LARGE,
@@ -288,7 +387,6 @@ pub(crate) async fn forward(
         if let Some(date) = resp.headers().get(header::DATE) {
             sh.observe_date(date);
         }
-        let instance = token.instance_url().to_owned();
         let (rparts, rbody) = resp.into_parts();
         if safe_method
             && !transient_retried
@@ -300,15 +398,13 @@ pub(crate) async fn forward(
             continue;
         }
         if !candidate(api, rparts.status) {
-            let body = rbody
-                .map_err(|e| Box::new(e) as body::BoxError)
-                .boxed_unsync();
-            return mark(client_response(sh, &instance, rparts, body), replayed);
+            let body = rbody.boxed_unsync();
+            return mark(client_response(sh, &prepared.base, rparts, body), replayed);
         }
         let bytes = match body::read_prefix(rbody, MAX_VERDICT_BODY).await {
             Ok(Prefix::Whole(b)) => b,
             Ok(Prefix::Stream(s)) => {
-                return mark(client_response(sh, &instance, rparts, s), replayed);
+                return mark(client_response(sh, &prepared.base, rparts, s), replayed);
             }
             Err(_) => {
                 sh.stats.inc(Counter::upstream_errors);
@@ -352,7 +448,7 @@ pub(crate) async fn forward(
             );
         }
         return mark(
-            client_response(sh, &instance, rparts, body::full(bytes)),
+            client_response(sh, &prepared.base, rparts, body::full(bytes)),
             replayed,
         );
     }

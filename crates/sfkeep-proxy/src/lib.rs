@@ -38,6 +38,7 @@ mod local;
 mod server;
 mod soap;
 mod stats;
+mod upstream;
 
 pub use config::{
     BuildError, ClientKey, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES,

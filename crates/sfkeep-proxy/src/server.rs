@@ -9,10 +9,7 @@ use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use sfkeep::TokenManager;
 use sfkeep::diagnose::api_error::Api;
 use tokio::net::TcpListener;
@@ -20,13 +17,12 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::body::{self, Body};
-use crate::config::{BuildError, ClientKey, Proxy};
+use crate::config::{ClientKey, Proxy};
 use crate::forward::{self, Payload};
 use crate::local::{self, Sessions};
 use crate::soap;
 use crate::stats::{Counter, Stats, StatsSnapshot};
-
-pub(crate) type Upstream = Client<HttpsConnector<HttpConnector>, Body>;
+use crate::upstream::{Affinity, Upstream};
 
 /// Everything a request handler reads.
 pub(crate) struct Shared {
@@ -36,7 +32,10 @@ pub(crate) struct Shared {
     pub max_body: u64,
     pub upstream_timeout: Duration,
     pub expected_username: Option<String>,
-    pub client: Upstream,
+    /// The connector and idle upstream connections.
+    pub upstream: Arc<Upstream>,
+    /// Header values and target for the current token (see [`forward::Prepared`]).
+    pub prepared: std::sync::Mutex<Option<Arc<forward::Prepared>>>,
     /// `http://ADDR`, what clients are told to use.
     pub base_url: String,
     pub addr: SocketAddr,
@@ -124,25 +123,6 @@ impl Drop for ProxyHandle {
     }
 }
 
-fn upstream_client() -> Result<Upstream, BuildError> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(10)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
-        .map_err(|e| BuildError::Tls(e.to_string()))?
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(256)
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .build(https))
-}
-
 impl Proxy {
     /// Binds and serves in a background task; returns at once with the bound address.
     pub async fn spawn(self) -> std::io::Result<ProxyHandle> {
@@ -180,7 +160,7 @@ impl Proxy {
         let cfg = self.cfg;
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
-        let client = upstream_client().map_err(std::io::Error::other)?;
+        let upstream = Arc::new(Upstream::new().map_err(std::io::Error::other)?);
         let shared = Arc::new(Shared {
             manager: cfg.manager,
             client_key: cfg.client_key,
@@ -188,7 +168,8 @@ impl Proxy {
             max_body: cfg.max_body,
             upstream_timeout: cfg.upstream_timeout,
             expected_username: cfg.expected_username,
-            client,
+            upstream,
+            prepared: std::sync::Mutex::new(None),
             base_url: format!("http://{addr}"),
             addr,
             sessions: Sessions::default(),
@@ -229,9 +210,12 @@ async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let s = Arc::clone(&sh);
+                // This connection's own upstream connection (see upstream.rs).
+                let affinity = Arc::new(Affinity::new(Arc::clone(&sh.upstream)));
                 let svc = service_fn(move |req| {
                     let s = Arc::clone(&s);
-                    async move { Ok::<_, Infallible>(handle(s, peer, req).await) }
+                    let a = Arc::clone(&affinity);
+                    async move { Ok::<_, Infallible>(handle(s, a, peer, req).await) }
                 });
                 let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), svc));
                 tokio::spawn(async move {
@@ -248,7 +232,12 @@ async fn serve(
 }
 
 /// One request: route it, then write the access log line (never headers, bodies or queries).
-async fn handle(sh: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn handle(
+    sh: Arc<Shared>,
+    affinity: Arc<Affinity>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let started = Instant::now();
     // A v4 UUID from the thread-local RNG: no system call per request.
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
@@ -263,7 +252,7 @@ async fn handle(sh: Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Re
         path.truncate(cut);
         path.push('…');
     }
-    let mut resp = route(&sh, peer, req).await;
+    let mut resp = route(&sh, &affinity, peer, req).await;
     let replayed = resp.extensions().get::<Replayed>().is_some();
     let mut buf = uuid::Uuid::encode_buffer();
     if let Ok(v) = HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes()) {
@@ -459,7 +448,12 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-async fn route(sh: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Response<Body> {
+async fn route(
+    sh: &Arc<Shared>,
+    affinity: &Arc<Affinity>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Body> {
     let path = req.uri().path().to_owned();
     let shape = shape_for(&path);
     if req.method() == Method::CONNECT {
@@ -551,7 +545,7 @@ async fn route(sh: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Re
             Shape::Rest,
             "sfkeep proxy answers /services/oauth2/token itself and does not forward other OAuth endpoints",
         ),
-        p if p.starts_with("/services/Soap/") => soap_request(sh, req).await,
+        p if p.starts_with("/services/Soap/") => soap_request(sh, affinity, req).await,
         p if p.starts_with("/services/") => {
             let api = if p.starts_with("/services/async/") {
                 Api::Bulk1
@@ -568,7 +562,7 @@ async fn route(sh: &Arc<Shared>, peer: SocketAddr, req: Request<Incoming>) -> Re
                 Ok(body::Prefix::Stream(s)) => Payload::Stream(s),
                 Err(e) => return body_error(sh, api.into(), &e),
             };
-            forward::forward(sh, parts, payload, api).await
+            forward::forward(sh, affinity, parts, payload, api).await
         }
         _ => refuse(
             sh,
@@ -608,7 +602,11 @@ pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-async fn soap_request(sh: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
+async fn soap_request(
+    sh: &Arc<Shared>,
+    affinity: &Arc<Affinity>,
+    req: Request<Incoming>,
+) -> Response<Body> {
     if req.method() != Method::POST {
         return refuse(
             sh,
@@ -669,6 +667,7 @@ async fn soap_request(sh: &Arc<Shared>, req: Request<Incoming>) -> Response<Body
             let ns = soap::session_namespace(&path);
             forward::forward(
                 sh,
+                affinity,
                 parts,
                 Payload::Soap {
                     raw: bytes,
