@@ -62,6 +62,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             expiry_source: ExpirySource::Configured,
             generation: 1,
             grant: GrantKind::ClientCredentials,
+            refused_refresh_token: None,
         };
         store.compare_and_set(&key, None, &record).await?;
         let manager = TokenManager::builder("http://127.0.0.1:9")

@@ -982,7 +982,9 @@ impl Inner {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .as_deref()
-                    == Some(fp.as_str());
+                    == Some(fp.as_str())
+                    || previous.and_then(|p| p.refused_refresh_token.as_deref())
+                        == Some(fp.as_str());
                 if already_refused {
                     return Err(Error::ReauthRequired {
                         cause: Cause::RefreshTokenRevoked,
@@ -1119,6 +1121,12 @@ impl Inner {
             expiry_source: source,
             generation: 0,
             grant: used.kind(),
+            refused_refresh_token: self
+                .refused_refresh_token
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+                .or_else(|| previous.and_then(|p| p.refused_refresh_token.clone())),
         }
     }
 }

@@ -92,6 +92,11 @@ pub struct TokenRecord {
     pub generation: u64,
     /// The grant that produced it.
     pub grant: GrantKind,
+    /// The fingerprint of a refresh token the server refused (revoked, expired, reused), so
+    /// that no process presents it again: after a fallback grant healed the session, every
+    /// later death goes straight to the fallback instead of one refused request first.
+    /// Cleared when a different refresh token is configured or stored.
+    pub refused_refresh_token: Option<String>,
 }
 
 /// A record's state at a given time.
@@ -182,6 +187,7 @@ mod tests {
             expiry_source: ExpirySource::Configured,
             generation: 1,
             grant: GrantKind::RefreshToken,
+            refused_refresh_token: None,
         };
         assert_eq!(r.state_at(issued), TokenState::Fresh);
         assert_eq!(

@@ -53,6 +53,7 @@ fn record(generation: u64) -> TokenRecord {
         expiry_source: ExpirySource::Configured,
         generation,
         grant: GrantKind::RefreshToken,
+        refused_refresh_token: None,
     }
 }
 

@@ -241,6 +241,7 @@ fn fuzz_store_envelope_decoder() {
         expiry_source: sfkeep::token::ExpirySource::Configured,
         generation: 1,
         grant: sfkeep::token::GrantKind::RefreshToken,
+        refused_refresh_token: None,
     };
     let blob = encode_record(&key, &rec);
     fuzz("store::decode_record", &[&blob], |b, _| {

@@ -185,6 +185,7 @@ async fn store_response(
         expiry_source: source,
         generation: 0,
         grant,
+        refused_refresh_token: None,
     };
     for _ in 0..3 {
         rec.generation = expected.unwrap_or(0) + 1;

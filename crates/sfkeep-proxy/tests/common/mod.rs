@@ -197,6 +197,7 @@ pub async fn seeded_manager(instance_url: &str) -> TokenManager {
         expiry_source: ExpirySource::Configured,
         generation: 1,
         grant: GrantKind::ClientCredentials,
+        refused_refresh_token: None,
     };
     store.compare_and_set(&key, None, &record).await.unwrap();
     TokenManager::builder("http://127.0.0.1:9")

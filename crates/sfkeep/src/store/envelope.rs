@@ -190,6 +190,9 @@ pub(crate) struct StoredRecord {
     expiry_source: ExpirySource,
     generation: u64,
     grant: GrantKind,
+    /// Absent in records written before it existed.
+    #[serde(default)]
+    refused_refresh_token: Option<String>,
 }
 
 impl From<&TokenRecord> for StoredRecord {
@@ -209,6 +212,7 @@ impl From<&TokenRecord> for StoredRecord {
             expiry_source: r.expiry_source,
             generation: r.generation,
             grant: r.grant,
+            refused_refresh_token: r.refused_refresh_token.clone(),
         }
     }
 }
@@ -227,6 +231,7 @@ impl From<StoredRecord> for TokenRecord {
             expiry_source: s.expiry_source,
             generation: s.generation,
             grant: s.grant,
+            refused_refresh_token: s.refused_refresh_token,
         }
     }
 }

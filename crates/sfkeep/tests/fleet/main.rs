@@ -474,6 +474,7 @@ fn sample_record(generation: u64) -> sfkeep::token::TokenRecord {
         expiry_source: ExpirySource::Configured,
         generation,
         grant: GrantKind::RefreshToken,
+        refused_refresh_token: None,
     }
 }
 

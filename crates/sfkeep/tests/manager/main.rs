@@ -285,6 +285,48 @@ async fn admin_revoke_heals_through_the_jwt_fallback() {
     )));
 }
 
+/// The refused refresh token is remembered in the stored record: a later process (a new
+/// manager on the same store) goes straight to the fallback on each death instead of sending
+/// the dead refresh token first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_refresh_token_is_never_sent_again_by_any_process_sharing_the_store() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let process = || {
+        org.manager(org.refresh_grant(), &clock)
+            .fallback_grant(org.jwt_grant())
+            .store(Arc::clone(&store))
+            .build()
+            .unwrap()
+    };
+    let first = process();
+    assert_eq!(call(&org.http, &first).await, Ok(Outcome::Ok));
+    let c = org.info().client_id.clone();
+    org.post(&format!("/apps/{c}/revoke"), json!({})).await;
+    assert_eq!(call(&org.http, &first).await, Ok(Outcome::Healed));
+    assert_eq!(
+        org.token_requests("refresh_token").await,
+        2,
+        "the first and the refused one"
+    );
+    assert_eq!(org.token_requests("jwt_bearer").await, 1);
+    drop(first);
+
+    for death in 1..=3u64 {
+        let later = process();
+        assert_eq!(call(&org.http, &later).await, Ok(Outcome::Ok));
+        org.logout().await;
+        assert_eq!(call(&org.http, &later).await, Ok(Outcome::Healed));
+        assert_eq!(
+            org.token_requests("refresh_token").await,
+            2,
+            "death {death}: the refused refresh token was sent again"
+        );
+        assert_eq!(org.token_requests("jwt_bearer").await, 1 + death);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_revoke_without_fallback_is_reauth_required_after_one_request_and_then_quiet() {
     let org = Org::start(Duration::from_secs(7200)).await;
