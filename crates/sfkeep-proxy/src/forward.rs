@@ -77,7 +77,10 @@ fn strip_headers(headers: &mut HeaderMap, strip: fn(&HeaderName) -> bool) {
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
+            .map(str::trim)
+            // The usual values name no header: skip parsing them (and the allocation).
+            .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
+            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
             .collect();
         for name in listed {
             headers.remove(name);
@@ -87,6 +90,11 @@ fn strip_headers(headers: &mut HeaderMap, strip: fn(&HeaderName) -> bool) {
     while let Some(name) = headers.keys().find(|n| strip(n)).cloned() {
         headers.remove(name);
     }
+}
+
+/// [`strip_headers`] for a request.
+pub(crate) fn strip_request_headers(headers: &mut HeaderMap) {
+    strip_headers(headers, strip_request);
 }
 
 /// What a token means for the requests forwarded with it, worked out once per token rather
@@ -308,7 +316,7 @@ pub(crate) async fn forward(
     };
     // Stripped once; each attempt gets a copy while another attempt may follow.
     let mut headers = std::mem::take(&mut parts.headers);
-    strip_headers(&mut headers, strip_request);
+    strip_request_headers(&mut headers);
     let mut payload = Some(payload);
     let mut replayed = false;
     let safe_method = matches!(parts.method, http::Method::GET | http::Method::HEAD);

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub prepared: std::sync::Mutex<Option<Arc<forward::Prepared>>>,
     /// `http://ADDR`, what clients are told to use.
     pub base_url: String,
+    /// `ADDR`, the `Host` those clients send.
+    pub host: String,
     pub addr: SocketAddr,
     pub sessions: Sessions,
     pub stats: Stats,
@@ -171,6 +173,7 @@ impl Proxy {
             upstream,
             prepared: std::sync::Mutex::new(None),
             base_url: format!("http://{addr}"),
+            host: addr.to_string(),
             addr,
             sessions: Sessions::default(),
             stats: Stats::default(),
@@ -238,35 +241,37 @@ async fn handle(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let started = Instant::now();
     // A v4 UUID from the thread-local RNG: no system call per request.
     let id = uuid::Builder::from_random_bytes(rand::random()).into_uuid();
     sh.stats.inc(Counter::requests);
-    let method = req.method().clone();
-    let mut path = req.uri().path().to_owned();
-    if path.len() > 200 {
-        let mut cut = 200;
-        while !path.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        path.truncate(cut);
-        path.push('…');
-    }
+    // The access line's fields cost a clock read and a copy of the path: only when it is on.
+    let log = tracing::enabled!(target: "sfkeep_proxy::access", tracing::Level::INFO)
+        .then(|| (Instant::now(), req.method().clone(), req.uri().clone()));
     let mut resp = route(&sh, &affinity, peer, req).await;
-    let replayed = resp.extensions().get::<Replayed>().is_some();
     let mut buf = uuid::Uuid::encode_buffer();
     if let Ok(v) = HeaderValue::from_bytes(id.hyphenated().encode_lower(&mut buf).as_bytes()) {
         resp.headers_mut().insert("x-sfkeep-request-id", v);
     }
-    tracing::info!(
-        target: "sfkeep_proxy::access",
-        request_id = %id,
-        method = %method,
-        path = %path,
-        status = resp.status().as_u16(),
-        latency_us = started.elapsed().as_micros() as u64,
-        replayed,
-    );
+    if let Some((started, method, uri)) = log {
+        let mut path = uri.path();
+        let long = path.len() > 200;
+        if long {
+            let mut cut = 200;
+            while !path.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            path = &path[..cut];
+        }
+        tracing::info!(
+            target: "sfkeep_proxy::access",
+            request_id = %id,
+            method = %method,
+            path = %format_args!("{path}{}", if long { "…" } else { "" }),
+            status = resp.status().as_u16(),
+            latency_us = started.elapsed().as_micros() as u64,
+            replayed = resp.extensions().get::<Replayed>().is_some(),
+        );
+    }
     resp
 }
 
@@ -374,6 +379,10 @@ fn host_ok(sh: &Shared, headers: &HeaderMap) -> bool {
     let Some(host) = headers.get(header::HOST) else {
         return true; // HTTP/1.0: the connection itself is the proof (loopback bind)
     };
+    // What clients told the proxy's own URL send: no parsing needed.
+    if host.as_bytes() == sh.host.as_bytes() {
+        return true;
+    }
     let Ok(host) = host.to_str() else {
         return false;
     };
@@ -400,12 +409,15 @@ fn path_is_clean(path: &str) -> bool {
     if !path.starts_with('/') || path.contains('\\') {
         return false;
     }
-    let lower = path.to_ascii_lowercase();
-    if lower.contains("%2e")
-        || lower.contains("%2f")
-        || lower.contains("%5c")
-        || lower.contains("%00")
-    {
+    // Percent-encoded `.`, `/`, `\` and NUL, in either case.
+    let encoded_separator = path.as_bytes().windows(3).any(|w| {
+        w[0] == b'%'
+            && matches!(
+                (w[1], w[2].to_ascii_lowercase()),
+                (b'2', b'e' | b'f') | (b'5', b'c') | (b'0', b'0')
+            )
+    });
+    if encoded_separator {
         return false;
     }
     !path.split('/').any(|seg| seg == "." || seg == "..")
@@ -454,8 +466,10 @@ async fn route(
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let path = req.uri().path().to_owned();
-    let shape = shape_for(&path);
+    // A clone of the URI shares its bytes: the path stays readable after `req` is consumed.
+    let uri = req.uri().clone();
+    let path = uri.path();
+    let shape = shape_for(path);
     if req.method() == Method::CONNECT {
         return refuse(
             sh,
@@ -480,7 +494,7 @@ async fn route(
             "the Host header does not name this proxy: sfkeep proxy forwards only to the org's instance",
         );
     }
-    if !path_is_clean(&path) {
+    if !path_is_clean(path) {
         return refuse(
             sh,
             StatusCode::BAD_REQUEST,
@@ -497,12 +511,12 @@ async fn route(
         );
     }
     let method = req.method().clone();
-    match path.as_str() {
+    match path {
         "/healthz" | "/metrics" | "/_sfkeep/reload" => {
             if !credential_ok(sh, presented_credential(req.headers())) {
                 return unauthorized(sh, Shape::Rest);
             }
-            match (path.as_str(), &method) {
+            match (path, &method) {
                 ("/healthz", &Method::GET | &Method::HEAD) => local::healthz(sh),
                 ("/metrics", &Method::GET | &Method::HEAD) => local::metrics(sh),
                 ("/_sfkeep/reload", &Method::POST) => {
@@ -678,5 +692,59 @@ async fn soap_request(
             )
             .await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoded_separators_and_dot_segments_are_not_clean() {
+        for bad in [
+            "/services/%2e%2e/x",
+            "/services/%2E%2E/x",
+            "/services/a%2fb",
+            "/services/a%2Fb",
+            "/services/a%5cb",
+            "/services/a%5Cb",
+            "/services/a%00",
+            "/services/../x",
+            "/services/./x",
+            "/services/a\\b",
+            "services/x",
+        ] {
+            assert!(!path_is_clean(bad), "{bad}");
+        }
+        for good in [
+            "/services/data/v59.0/query",
+            "/services/data/v59.0/query%20x",
+            "/services/a%2",
+            "/services/a%",
+            "/services/a%e2%80%a6",
+            "/services/..x/y.z",
+        ] {
+            assert!(path_is_clean(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn only_the_connection_listed_names_and_hop_by_hop_headers_are_stripped() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-hop"),
+        );
+        h.insert("x-hop", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer c"));
+        h.insert(header::HOST, HeaderValue::from_static("127.0.0.1"));
+        h.insert("proxy-authorization", HeaderValue::from_static("x"));
+        h.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        h.append(header::ACCEPT, HeaderValue::from_static("text/plain"));
+        forward::strip_request_headers(&mut h);
+        let names: Vec<&str> = h.keys().map(|n| n.as_str()).collect();
+        assert_eq!(names, ["accept"]);
+        assert_eq!(h.get_all(header::ACCEPT).iter().count(), 2);
     }
 }
