@@ -64,6 +64,11 @@ impl CliError {
     pub fn from_sfkeep(e: &sfkeep::Error, context: &str) -> Self {
         use sfkeep::Error as E;
         let (exit, advice) = match e {
+            // The profile's api_version is the problem, not the credential.
+            E::ReauthRequired {
+                cause: sfkeep::diagnose::Cause::ApiVersionUnsupported,
+                ..
+            } => (Exit::Usage, String::new()),
             E::ReauthRequired { .. } => (Exit::ReauthRequired, String::new()),
             E::CoolingDown { cause, .. } if cause.needs_human() => {
                 (Exit::ReauthRequired, cause.fix().to_owned())
@@ -88,6 +93,12 @@ impl CliError {
                 Exit::Usage,
                 "Fix the profile in the config file.".to_owned(),
             ),
+            // The org understood the session and refused the request itself: the query, path
+            // or body on the command line is what to fix, and doctor cannot help.
+            E::Api(a) if matches!(a.status, 400 | 404 | 405 | 409 | 415) => (
+                Exit::Usage,
+                "The org refused the request itself, not the session: fix the query, path or body as the message says.".to_owned(),
+            ),
             E::MalformedResponse { .. } => (
                 Exit::Unexpected,
                 "The server's answer was not understood: check that the login URL points at a Salesforce login host, and run with SFKEEP_LOG=debug for details.".to_owned(),
@@ -105,7 +116,9 @@ impl CliError {
                     .unwrap_or_else(|| "Run `sfkeep doctor` for a diagnosis.".to_owned()),
             ),
         };
-        let mut message = format!("{context}: {e}.");
+        // Library messages may end with their own full stop.
+        let detail = e.to_string();
+        let mut message = format!("{context}: {}.", detail.trim_end_matches('.'));
         if !advice.is_empty() {
             message.push(' ');
             message.push_str(&advice);

@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | 0 | success | |
 //! | 1 | unexpected error (a bug, or a response nothing recognises) | run with `SFKEEP_LOG=debug` and report it |
-//! | 2 | usage or configuration error (bad flag, bad config file, missing secret, missing profile) | fix the command line or the config file |
+//! | 2 | usage or configuration error (bad flag, bad config file, missing secret, missing profile, an API version without the call), or a request the org refuses as malformed (bad SOQL, unknown field or path) | fix the command line or the config file |
 //! | 3 | re-authentication required (refresh token revoked or expired, user frozen or deactivated, app not approved, IP restricted) | a person must act: `sfkeep login`, or the fix printed with the error |
 //! | 4 | transient failure (network, timeout, HTTP 5xx, rate limit) | retry later, with backoff |
 //! | 5 | token store error (cannot read, write or decrypt the store) | fix the store path, its permissions, or the cache key |

@@ -252,17 +252,54 @@ pub async fn build_grant(p: &Profile, name: GrantName, store: &dyn Store) -> Cli
     })
 }
 
-/// Prints store trouble the manager would otherwise only log: the CLI user must know when a
-/// token was not persisted.
-#[derive(Debug)]
-struct StoreWarningSink;
+/// Set when the token store failed during this run (see [`check_store_kept_up`]).
+static STORE_FAILED: OnceLock<String> = OnceLock::new();
 
-impl EventSink for StoreWarningSink {
+/// Remembers store trouble the manager would otherwise only log: a CLI process lives for one
+/// command, so a token it could not persist is a token the next invocation requests again.
+#[derive(Debug)]
+struct StoreFailureSink;
+
+impl EventSink for StoreFailureSink {
     fn emit(&self, event: &AuthEvent) {
         if let AuthEventKind::StoreUnavailable { detail } = &event.kind {
-            eprintln!("sfkeep: warning: the token store failed: {detail}");
+            let _ = STORE_FAILED.set(detail.clone());
         }
     }
+}
+
+/// Exit 5 when the token store failed during this run. The library carries on from memory
+/// (right for a long-lived process); a CLI invocation that did would make every later one
+/// log in again, spending the org's login limit in silence.
+pub fn check_store_kept_up(p: &Profile) -> CliResult<()> {
+    match STORE_FAILED.get() {
+        None => Ok(()),
+        Some(detail) => Err(CliError::store(format!(
+            "the token store of {} ({}) failed: {detail}. The token was not saved, so the next command would have to log in again. Check the store's path and permissions, the cache key (SFKEEP_CACHE_KEY or `{}`), or that Redis is up.",
+            p.describe(),
+            describe_store(p),
+            p.key_path("store.key_file")
+        ))),
+    }
+}
+
+/// Reads the profile's record once before any token request: a store that fails, or holds a
+/// record this key cannot decrypt, is exit 5 now rather than a silent login per command.
+pub async fn probe_store(p: &Profile, store: &dyn Store) -> CliResult<()> {
+    store.load(&store_key(p)).await.map_err(|e| {
+        CliError::from_sfkeep(&e, &format!("reading the token store of {}", p.describe()))
+    })?;
+    let warnings = store.take_warnings();
+    if let Some(w) = warnings.first() {
+        return Err(CliError::store(format!(
+            "the token store of {} ({}) holds a record sfkeep cannot read: {}. Use the cache key it was written with (SFKEEP_CACHE_KEY or `{}`), or discard the record with `sfkeep logout`.",
+            p.describe(),
+            describe_store(p),
+            w.0,
+            p.key_path("store.key_file")
+        )));
+    }
+    Ok(())
 }
 
 /// A manager for `p` with an explicit primary grant (and the profile's fallback, if any).
@@ -296,7 +333,7 @@ pub fn manager_with_audit(
         .grant(primary)
         .store(store)
         .store_key(store_key(p))
-        .event_sink(Arc::new(StoreWarningSink))
+        .event_sink(Arc::new(StoreFailureSink))
         .http_client(http_client(
             Duration::from_secs(10),
             Duration::from_secs(3),
@@ -327,6 +364,7 @@ pub fn manager_with_audit(
 /// The profile's manager: its primary grant, its fallback grant, its store.
 pub async fn manager(p: &Profile) -> CliResult<(TokenManager, Arc<dyn Store>)> {
     let store = open_store(p)?;
+    probe_store(p, store.as_ref()).await?;
     let primary = build_grant(p, p.grant, store.as_ref()).await?;
     let fallback = match p.fallback_grant {
         Some(f) if f != p.grant => Some(build_grant(p, f, store.as_ref()).await?),

@@ -70,5 +70,6 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
     if !text.is_empty() {
         crate::commands::print_line(text.trim_end())?;
     }
+    session::check_store_kept_up(&profile)?;
     Ok(Exit::Ok)
 }

@@ -15,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 use crate::commands::print_line;
-use crate::config::{GrantName, Profile};
+use crate::config::{GrantName, Profile, StoreConfig};
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
 use crate::session::{self, Globals};
@@ -68,6 +68,16 @@ pub struct LoginArgs {
 /// Logs in with the chosen method and stores the token.
 pub async fn run(g: &Globals, a: LoginArgs) -> CliResult<Exit> {
     let p = session::load_profile(g)?;
+    if (a.web || a.device || a.sfdx_url.is_some()) && matches!(p.store, StoreConfig::Memory) {
+        // The refresh token is what these logins produce, and nothing else holds it: with a
+        // memory store it would die with this process while staying valid at Salesforce.
+        return Err(CliError::usage(format!(
+            "{} keeps tokens in memory, so the refresh token from this login would be lost when sfkeep exits (and stay valid at Salesforce). Give the profile a persistent store first: in {} add `[profiles.{}.store]` with `kind = \"file\"`, `path = \"…/tokens.enc\"` and `key_file = \"…/cache.key\"` (32 random bytes, base64, mode 0600; or set SFKEEP_CACHE_KEY), or `kind = \"redis\"`.",
+            p.describe(),
+            p.config_path.display(),
+            p.name
+        )));
+    }
     let store = session::open_store(&p)?;
     let rec = if a.web {
         web(&p, &a, store.as_ref()).await?

@@ -99,5 +99,6 @@ pub async fn run(g: &Globals, a: QueryArgs) -> CliResult<Exit> {
     if !a.json && !a.csv {
         eprintln!("{n} records");
     }
+    session::check_store_kept_up(&profile)?;
     Ok(Exit::Ok)
 }

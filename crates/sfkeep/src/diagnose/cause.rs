@@ -34,6 +34,9 @@ pub enum Cause {
     InvalidClient,
     /// The request's grant type is not supported: a client bug.
     UnsupportedGrantType,
+    /// The API version does not offer the call: a retired version (30.0 and lower), or SOAP
+    /// `login()` at 65.0 and later.
+    ApiVersionUnsupported,
     /// The login rate limit (about 3,600 per user per hour) is used up.
     RateLimited,
     /// The session cannot be used with this API (high assurance, API access control, scope).
@@ -65,6 +68,7 @@ impl Cause {
             Cause::InvalidClientId => "invalid_client_id",
             Cause::InvalidClient => "invalid_client",
             Cause::UnsupportedGrantType => "unsupported_grant_type",
+            Cause::ApiVersionUnsupported => "api_version_unsupported",
             Cause::RateLimited => "rate_limited",
             Cause::SessionNotValidForApi => "session_not_valid_for_api",
             Cause::RequestLimitExceeded => "request_limit_exceeded",
@@ -131,6 +135,9 @@ impl Cause {
             }
             Cause::InvalidClient => "Check the consumer secret.",
             Cause::UnsupportedGrantType => "A client bug: the token request was malformed.",
+            Cause::ApiVersionUnsupported => {
+                "Set api_version in the profile: 31.0 or later for any call, and 64.0 or lower for SOAP login() until it retires in Summer '27; better, log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`)."
+            }
             Cause::RateLimited => {
                 "Back off: the login rate limit resets within the hour. Cache tokens instead of logging in per call."
             }

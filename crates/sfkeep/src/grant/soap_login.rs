@@ -122,9 +122,9 @@ pub async fn request(
 }
 
 /// Why a SOAP login at API v65.0+ fails, and what to do instead.
-const LOGIN_NOT_AVAILABLE: &str = "SOAP login() is not available in API v65.0 and later (Salesforce retires it for v31.0-64.0 in Summer '27): log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`), or set api_version to 64.0 or lower until then";
+const LOGIN_NOT_AVAILABLE: &str = "SOAP login() is not available in API v65.0 and later (the org answered `No operation available for request …login`)";
 /// Why a SOAP login at a retired version fails.
-const RETIRED_VERSION: &str = "UNSUPPORTED_API_VERSION: API versions 30.0 and lower are retired; set api_version to 31.0 or later (SOAP login() needs 64.0 or lower)";
+const RETIRED_VERSION: &str = "UNSUPPORTED_API_VERSION: API versions 30.0 and lower are retired";
 
 /// The partner endpoint's dispatch fault for `login`: the version has no such operation
 /// (API v65.0+, salesforce-wire.md §5).
@@ -171,13 +171,13 @@ pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
         let faultstring = faultstring.unwrap_or_default();
         if is_login_not_an_operation(&code, &faultstring) {
             return Err(Error::ReauthRequired {
-                cause: Cause::AuthenticationFailure,
+                cause: Cause::ApiVersionUnsupported,
                 detail: LOGIN_NOT_AVAILABLE.to_owned(),
             });
         }
         if code == "UNSUPPORTED_API_VERSION" {
             return Err(Error::ReauthRequired {
-                cause: Cause::AuthenticationFailure,
+                cause: Cause::ApiVersionUnsupported,
                 detail: RETIRED_VERSION.to_owned(),
             });
         }
@@ -271,6 +271,7 @@ mod tests {
         let text = e.to_string();
         assert!(text.contains("not available in API v65.0"), "{text}");
         assert!(text.contains("sfkeep login --jwt"), "{text}");
+        assert_eq!(e.cause(), Some(Cause::ApiVersionUnsupported));
     }
 
     #[test]

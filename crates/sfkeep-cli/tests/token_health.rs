@@ -1,0 +1,209 @@
+//! What `sfkeep token` and friends do when the token or its store cannot be trusted: a token
+//! an earlier call saw refused, a store that fails or holds a record this key cannot read, a
+//! login whose refresh token would not outlive the process, an API version without SOAP
+//! login(). Every count is read from the simulated org's `/_fake/stats`.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{Org, run, sfkeep};
+use serde_json::{Value, json};
+
+/// The org's profile file with `edit` applied to its text, written as `name`.
+fn derived_profile(org: &Org, home: &Path, name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let text = std::fs::read_to_string(org.field("profile_file")).unwrap();
+    let cfg = home.join(name);
+    std::fs::write(&cfg, edit(&text)).unwrap();
+    cfg
+}
+
+fn cmd(home: &Path, cfg: &Path, args: &[&str]) -> Command {
+    let mut c = sfkeep(home);
+    c.args(args)
+        .arg("--config")
+        .arg(cfg)
+        .args(["--profile", "fake"]);
+    c
+}
+
+fn stats(org: &Org) -> Value {
+    let url = format!("{}/stats", org.field("admin_url"));
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::get(&url)
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        })
+}
+
+fn token_requests(org: &Org) -> u64 {
+    stats(org)["token_requests"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_token_an_earlier_call_saw_refused_is_not_handed_out() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (code, first, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 0, "{err}");
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/freeze"), json!({})),
+        200
+    );
+
+    // The call sees the 401, cannot refresh (frozen), and records both.
+    let (code, _, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 3, "{err}");
+    // `token` must not print the refused token; it tries once more and says why not.
+    let (code, out, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 3, "stdout: {out} stderr: {err}");
+    assert!(!out.contains(first.trim()) && out.is_empty(), "{out}");
+
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/unfreeze"), json!({})),
+        200
+    );
+    let (code, out, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 0, "{err}");
+    assert_ne!(out.trim(), first.trim(), "a new token after the unfreeze");
+}
+
+#[test]
+fn a_store_this_key_cannot_read_is_exit_5_without_a_token_request() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (code, _, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 0, "{err}");
+    let before = token_requests(&org);
+    for _ in 0..3 {
+        let mut c = cmd(h, &cfg, &["token"]);
+        // Another valid key: the stored record does not decrypt with it.
+        c.env(
+            "SFKEEP_CACHE_KEY",
+            "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+        );
+        let (code, out, err) = run(c);
+        assert_eq!(code, 5, "stdout: {out} stderr: {err}");
+        assert!(out.is_empty());
+        assert!(err.contains("different cache key"), "{err}");
+    }
+    assert_eq!(token_requests(&org), before, "no login per invocation");
+}
+
+#[test]
+fn a_store_that_cannot_be_written_is_exit_5() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let not_a_dir = h.join("plain-file");
+    std::fs::write(&not_a_dir, "x").unwrap();
+    let cfg = derived_profile(&org, h, "unwritable.toml", |t| {
+        t.lines()
+            .map(|l| {
+                if l.starts_with("path = ") {
+                    format!(
+                        "path = {:?}",
+                        not_a_dir.join("tokens.enc").display().to_string()
+                    )
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let (code, out, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 5, "stdout: {out} stderr: {err}");
+    assert!(out.is_empty(), "no token when it could not be kept: {out}");
+}
+
+#[test]
+fn an_interactive_login_into_a_memory_store_is_refused_before_it_starts() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = derived_profile(&org, h, "memory.toml", |t| {
+        t.replace("kind = \"file\"", "kind = \"memory\"")
+    });
+    for args in [
+        &["login", "--web"][..],
+        &["login", "--device"],
+        &[
+            "login",
+            "--sfdx-url",
+            "force://a:b:c@example.my.salesforce.com",
+        ],
+    ] {
+        let (code, _, err) = run(cmd(h, &cfg, args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(
+            err.contains("in memory") && err.contains("kind = \"file\""),
+            "{err}"
+        );
+    }
+    assert_eq!(token_requests(&org), 0);
+}
+
+#[test]
+fn soap_login_at_v65_is_a_configuration_error() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = derived_profile(&org, h, "soap65.toml", |t| {
+        t.lines()
+            .filter(|l| !l.starts_with("fallback_grant"))
+            .map(|l| {
+                if l.starts_with("grant = ") {
+                    "grant = \"soap_login\"\napi_version = \"65.0\"".to_owned()
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let (code, out, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 2, "stdout: {out} stderr: {err}");
+    assert!(
+        err.contains("not available in API v65.0") && err.contains("64.0"),
+        "{err}"
+    );
+    assert!(!err.contains(".."), "{err}");
+    assert_eq!(stats(&org)["soap_logins"], 1);
+}
+
+#[test]
+fn a_request_the_org_refuses_is_a_usage_error_not_a_bug() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    for args in [
+        &["query", "SELEC Id FROM Account"][..],
+        &["query", "SELECT NoSuchField__c FROM Account"],
+        &["api", "GET", "sobjects/Account/001000000000000AAA"],
+    ] {
+        let (code, _, err) = run(cmd(h, &cfg, args));
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains("refused the request itself"), "{err}");
+        assert!(!err.contains("sfkeep doctor"), "{err}");
+    }
+}
