@@ -9,6 +9,12 @@
 //! - Appends are cheap: one std mutex and a cached prepared statement, WAL journal, a short
 //!   busy timeout; a failed append is a warning, never the caller's error.
 //! - Nothing secret goes in: events carry fingerprints and hashed store keys only.
+//! - Events of `sfkeep doctor`'s own dry refresh are recorded too (they are token requests the
+//!   org saw), tagged `origin = 'doctor'` (also `"origin":"doctor"` in the event's JSON). They
+//!   are not the integration's history: doctor's evidence and `status`'s recent list leave
+//!   them out, and they never move the last successful call.
+//!
+//! Schema history: 1, the events and last_success tables; 2, `events.origin`.
 
 use std::net::{ToSocketAddrs, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -24,7 +30,9 @@ use crate::config::{Profile, StoreConfig};
 use crate::error::CliError;
 
 /// The schema this sfkeep writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
+/// The `origin` of events recorded by `sfkeep doctor`'s own probing.
+pub const ORIGIN_DOCTOR: &str = "doctor";
 /// Overrides the audit log's location.
 pub const AUDIT_DB_ENV: &str = "SFKEEP_AUDIT_DB";
 /// The file name next to a file store.
@@ -123,8 +131,17 @@ pub struct EventRow {
     pub store_key: String,
     /// The profile.
     pub profile: String,
+    /// Who recorded it when not the integration: `doctor` for doctor's own dry refresh.
+    pub origin: Option<String>,
     /// The whole event as JSON.
     pub event: serde_json::Value,
+}
+
+impl EventRow {
+    /// Recorded by `sfkeep doctor`'s probing, not by the integration.
+    pub fn is_doctor_probe(&self) -> bool {
+        self.origin.as_deref() == Some(ORIGIN_DOCTOR)
+    }
 }
 
 /// The last successful API call.
@@ -189,10 +206,25 @@ impl AuditLog {
         }
         let _ = conn.pragma_update(None, "journal_mode", "WAL");
         let _ = conn.pragma_update(None, "synchronous", "NORMAL");
-        if version < 1 {
-            conn.execute_batch(
-                "BEGIN;
-                 CREATE TABLE IF NOT EXISTS events (
+        if version < SCHEMA_VERSION {
+            Self::migrate(path, &conn)?;
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            conn: Mutex::new(conn),
+        })
+    }
+
+    /// Brings the schema to [`SCHEMA_VERSION`], in one write transaction that re-reads the
+    /// version, so processes opening an old file at once migrate it exactly once.
+    fn migrate(path: &Path, conn: &Connection) -> Result<(), AuditError> {
+        conn.execute_batch("BEGIN IMMEDIATE;")
+            .map_err(|e| io(path, e))?;
+        let step = || -> rusqlite::Result<()> {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version < 1 {
+                conn.execute_batch(
+                    "CREATE TABLE IF NOT EXISTS events (
                      id INTEGER PRIMARY KEY AUTOINCREMENT,
                      at INTEGER NOT NULL,
                      kind TEXT NOT NULL,
@@ -211,23 +243,33 @@ impl AuditLog {
                      at INTEGER NOT NULL,
                      server_at INTEGER NOT NULL,
                      source_ip TEXT
-                 );
-                 PRAGMA user_version = 1;
-                 COMMIT;",
-            )
-            .map_err(|e| io(path, e))?;
+                 );",
+                )?;
+            }
+            if version < 2 {
+                conn.execute_batch("ALTER TABLE events ADD COLUMN origin TEXT;")?;
+            }
+            if version < SCHEMA_VERSION {
+                conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+            }
+            Ok(())
+        };
+        match step() {
+            Ok(()) => conn.execute_batch("COMMIT;").map_err(|e| io(path, e)),
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK;");
+                Err(io(path, e))
+            }
         }
-        Ok(Self {
-            path: path.to_owned(),
-            conn: Mutex::new(conn),
-        })
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Appends one event; for `api.succeeded` also records the last success.
+    /// Appends one event of the integration; for `api.succeeded` also records the last
+    /// success.
+    #[cfg(test)]
     pub fn append(
         &self,
         profile: &str,
@@ -235,7 +277,24 @@ impl AuditLog {
         server_at: i64,
         source_ip: Option<&str>,
     ) -> Result<(), AuditError> {
-        let json = serde_json::to_string(e).map_err(|x| io(&self.path, x))?;
+        self.append_from(profile, e, server_at, source_ip, None)
+    }
+
+    /// Appends one event recorded by `origin` (`None`: the integration). Only the
+    /// integration's `api.succeeded` moves the last success.
+    pub fn append_from(
+        &self,
+        profile: &str,
+        e: &AuthEvent,
+        server_at: i64,
+        source_ip: Option<&str>,
+        origin: Option<&str>,
+    ) -> Result<(), AuditError> {
+        let mut v = serde_json::to_value(e).map_err(|x| io(&self.path, x))?;
+        if let (Some(o), Some(m)) = (origin, v.as_object_mut()) {
+            m.insert("origin".into(), serde_json::Value::String(o.to_owned()));
+        }
+        let json = v.to_string();
         let cause = match &e.kind {
             AuthEventKind::RefreshFailed { cause, .. }
             | AuthEventKind::FallbackUsed { cause }
@@ -245,8 +304,8 @@ impl AuditLog {
         let conn = self.conn();
         let mut st = conn
             .prepare_cached(
-                "INSERT INTO events (at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                "INSERT INTO events (at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json, origin)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
             )
             .map_err(|x| io(&self.path, x))?;
         st.execute(params![
@@ -258,10 +317,11 @@ impl AuditLog {
             e.fingerprint,
             e.key,
             profile,
-            json
+            json,
+            origin
         ])
         .map_err(|x| io(&self.path, x))?;
-        if matches!(e.kind, AuthEventKind::ApiCallSucceeded) {
+        if origin.is_none() && matches!(e.kind, AuthEventKind::ApiCallSucceeded) {
             let mut st = conn
                 .prepare_cached(
                     "INSERT INTO last_success (store_key, profile, at, server_at, source_ip)
@@ -285,7 +345,7 @@ impl AuditLog {
         let conn = self.conn();
         let mut st = conn
             .prepare_cached(
-                "SELECT id, at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json
+                "SELECT id, at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json, origin
                  FROM events WHERE store_key = ?1 AND at >= ?2 AND id > ?3 ORDER BY id LIMIT 10000",
             )
             .map_err(|x| io(&self.path, x))?;
@@ -302,6 +362,7 @@ impl AuditLog {
                     fingerprint: r.get(6)?,
                     store_key: r.get(7)?,
                     profile: r.get(8)?,
+                    origin: r.get(10)?,
                     event: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
                 })
             })
@@ -310,12 +371,13 @@ impl AuditLog {
             .map_err(|x| io(&self.path, x))
     }
 
-    /// The newest `n` events of `store_key`, oldest first.
+    /// The integration's newest `n` events of `store_key`, oldest first (doctor's probes
+    /// left out).
     pub fn recent(&self, store_key: &str, n: usize) -> Result<Vec<EventRow>, AuditError> {
         let first_id: i64 = self
             .conn()
             .query_row(
-                "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM events WHERE store_key = ?1 ORDER BY id DESC LIMIT ?2)",
+                "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM events WHERE store_key = ?1 AND origin IS NULL ORDER BY id DESC LIMIT ?2)",
                 params![store_key, n as i64],
                 |r| r.get(0),
             )
@@ -323,7 +385,11 @@ impl AuditLog {
         if first_id == 0 {
             return Ok(Vec::new());
         }
-        self.events(store_key, 0, first_id - 1)
+        Ok(self
+            .events(store_key, 0, first_id - 1)?
+            .into_iter()
+            .filter(|r| r.origin.is_none())
+            .collect())
     }
 
     /// The last successful API call of `store_key`.
@@ -375,7 +441,8 @@ pub struct AuditSink {
     clock: OnceLock<ServerClock>,
     source_ip: OnceLock<Option<String>>,
     warned: AtomicBool,
-    record_success: bool,
+    /// `Some(ORIGIN_DOCTOR)` for doctor's probing managers.
+    origin: Option<&'static str>,
 }
 
 impl AuditSink {
@@ -391,14 +458,16 @@ impl AuditSink {
             clock: OnceLock::new(),
             source_ip: OnceLock::new(),
             warned: AtomicBool::new(false),
-            record_success: true,
+            origin: None,
         }
     }
 
-    /// Leaves out `api.succeeded`: for doctor's own probing calls, which must not move the
-    /// integration's "last successful call".
+    /// For doctor's own probing managers (`session::manager_with_audit(.., false)`): their
+    /// events are recorded tagged `origin = 'doctor'`, so they are never taken for the
+    /// integration's history (doctor's evidence, `status`), and their `api.succeeded` are
+    /// left out, so they never move the integration's "last successful call".
     pub fn without_success_records(mut self) -> Self {
-        self.record_success = false;
+        self.origin = Some(ORIGIN_DOCTOR);
         self
     }
 
@@ -412,7 +481,7 @@ impl AuditSink {
 impl EventSink for AuditSink {
     fn emit(&self, event: &AuthEvent) {
         let success = matches!(event.kind, AuthEventKind::ApiCallSucceeded);
-        if success && !self.record_success {
+        if success && self.origin.is_some() {
             return;
         }
         let server_at = self
@@ -427,7 +496,9 @@ impl EventSink for AuditSink {
         } else {
             None
         };
-        if let Err(e) = self.log.append(&self.profile, event, server_at, ip)
+        if let Err(e) = self
+            .log
+            .append_from(&self.profile, event, server_at, ip, self.origin)
             && !self.warned.swap(true, Ordering::AcqRel)
         {
             eprintln!("sfkeep: warning: not recording auth events: {e}.");
@@ -511,5 +582,65 @@ mod tests {
             msg.contains("schema version 7") && msg.contains("newer sfkeep"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn a_version_1_log_is_migrated_and_doctor_probes_stay_out_of_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.db");
+        // A log written by the previous sfkeep: schema 1, no `origin`.
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at INTEGER NOT NULL,
+                 kind TEXT NOT NULL, cause TEXT, grant_kind TEXT, generation INTEGER,
+                 fingerprint TEXT, store_key TEXT NOT NULL, profile TEXT NOT NULL, json TEXT NOT NULL);
+             CREATE TABLE last_success (store_key TEXT PRIMARY KEY, profile TEXT NOT NULL,
+                 at INTEGER NOT NULL, server_at INTEGER NOT NULL, source_ip TEXT);
+             INSERT INTO events (at, kind, store_key, profile, json)
+                 VALUES (5, 'token.refreshed', 'k1', 'p', '{}');
+             PRAGMA user_version = 1;",
+        )
+        .unwrap();
+        drop(conn);
+
+        let log = AuditLog::open(&path).unwrap();
+        let probe = |kind, at| {
+            log.append_from("p", &event(kind, at), at, None, Some(ORIGIN_DOCTOR))
+                .unwrap()
+        };
+        probe(
+            AuthEventKind::ReauthRequired {
+                cause: sfkeep::diagnose::Cause::AuthenticationFailure,
+            },
+            10,
+        );
+        probe(AuthEventKind::ApiCallSucceeded, 11);
+        log.append("p", &event(AuthEventKind::ApiCallSucceeded, 20), 20, None)
+            .unwrap();
+
+        let all = log.events("k1", 0, 0).unwrap();
+        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(all[0].origin, None);
+        assert!(all[1].is_doctor_probe() && all[2].is_doctor_probe());
+        assert_eq!(all[1].event["origin"], "doctor");
+        assert!(all[3].event.get("origin").is_none());
+        // Only the integration's call is the last success; `recent` is its history only.
+        assert_eq!(log.last_success("k1").unwrap().unwrap().at, 20);
+        let recent: Vec<String> = log
+            .recent("k1", 5)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(recent, ["token.refreshed", "api.succeeded"]);
+        assert_eq!(log.recent("k1", 1).unwrap().len(), 1);
+        drop(log);
+        let v: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
+        // Opening again is a no-op.
+        AuditLog::open(&path).unwrap();
     }
 }
