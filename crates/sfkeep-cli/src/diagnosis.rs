@@ -352,6 +352,7 @@ pub fn audit_facts(p: &Profile, facts: &mut Facts, notes: &mut Vec<String>) -> C
                     .as_ref()
                     .and_then(|c| serde_json::from_value(Value::String(c.clone())).ok()),
                 rotated: r.event.get("rotated").and_then(Value::as_bool) == Some(true),
+                probe: r.is_doctor_probe(),
             })
             .collect();
     }
@@ -434,7 +435,10 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
     });
     facts.clock_offset_ms = offset;
     if let Some(o) = offset {
-        notes.push(format!("server clock minus local clock: {} ms", o));
+        notes.push(format!(
+            "the server's clock is {}",
+            evidence::clock_offset_text(o)
+        ));
     }
     let unreachable = matches!(probe, TokenProbe::Unreachable(_));
     facts.probe = probe;

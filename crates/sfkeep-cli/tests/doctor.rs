@@ -120,6 +120,10 @@ fn scenario(s: Scenario) {
                 &format!("/apps/{client_id}/policy"),
                 json!({"jwt_preapproved": false}),
             ));
+            // A policy change leaves running sessions alone (that state is "healthy now, the
+            // next login will be refused": `a_working_session_that_cannot_be_renewed`); the
+            // session must also end for the missing approval to be why it cannot come back.
+            ok(org.admin_post(&format!("/users/{user}/logout"), json!({})));
             ("app_not_approved", false)
         }
         Scenario::Healthy => ("healthy", true),
@@ -137,11 +141,62 @@ fn scenario(s: Scenario) {
     assert!(!top["evidence"].as_array().unwrap().is_empty(), "{d:#}");
     assert!(top["fix"].as_str().unwrap().len() > 10);
 
-    // The human form ranks the same verdict first.
+    // Never "no password change … shows" next to a password change, and so on.
+    let absent_claims: Vec<String> = d["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["evidence"].as_array().unwrap().clone())
+        .filter_map(|e| {
+            e.as_str()
+                .filter(|e| e.contains("shows in the org"))
+                .map(str::to_owned)
+        })
+        .collect();
+    for c in d["causes"].as_array().unwrap() {
+        let word = match c["cause"].as_str().unwrap() {
+            "password_changed" => "password change",
+            "user_frozen" => "freeze",
+            "user_deactivated" => "deactivation",
+            "app_tokens_revoked" => "token revoke",
+            "ip_restricted" => "IP change",
+            _ => continue,
+        };
+        for claim in &absent_claims {
+            assert!(
+                !claim.contains(word),
+                "{s:?}: says `{claim}` while listing {c}"
+            );
+        }
+    }
+
+    // The human form ranks the same verdict first, and its recoverable line agrees.
     let (code, out, _) = r.cmd(&["doctor"]);
     assert_eq!(code, 0);
     assert!(out.contains(&format!("verdict: {want}")), "{s:?}: {out}");
     assert!(out.contains("fix:"), "{out}");
+    assert!(!out.contains("healthy — healthy"), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("recoverable:"))
+        .unwrap_or_else(|| panic!("{s:?}: no recoverable line: {out}"));
+    if recoverable {
+        assert!(
+            line.starts_with("recoverable: yes") || line.contains("nothing to recover"),
+            "{s:?}: {line}"
+        );
+    } else {
+        assert!(!line.starts_with("recoverable: yes"), "{s:?}: {line}");
+    }
+    if matches!(s, Scenario::AdminRevoke) {
+        // The profile has a JWT fallback: the fix says it heals, not "configure one".
+        let top = &d["causes"][0]["fix"];
+        let fix = top.as_str().unwrap();
+        assert!(
+            fix.contains("jwt_bearer") && !fix.contains("configure a JWT"),
+            "{fix}"
+        );
+    }
 
     let (code, out, err) = r.cmd(&["recover"]);
     if recoverable {
@@ -296,4 +351,153 @@ fn recover_tells_the_proxy_to_reload() {
         "{out}"
     );
     assert_eq!(stub.join().unwrap().trim(), "POST /_sfkeep/reload HTTP/1.1");
+}
+
+/// `sfkeep doctor --json`, parsed.
+fn doctor_json(r: &Run<'_>) -> serde_json::Value {
+    let (code, out, err) = r.cmd(&["doctor", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+}
+
+fn causes(d: &serde_json::Value) -> Vec<String> {
+    d["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cause"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Frozen, diagnosed, unfrozen, recovered: doctor's own refused dry refreshes (recorded in the
+/// audit log while the user was frozen) and the org's evidence from before the recovered
+/// token was issued do not make a healthy session look frozen.
+#[test]
+fn a_recovered_session_is_healthy_whatever_doctor_saw_before() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let user = org.field("username");
+    let r = Run {
+        home: h,
+        config: PathBuf::from(org.field("profile_file")),
+        bind: None,
+    };
+    assert_eq!(r.cmd(&["api", "GET", "limits"]).0, 0);
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/freeze"), json!({})),
+        200
+    );
+    let d = doctor_json(&r);
+    assert_eq!(d["verdict"], "user_frozen", "{d:#}");
+    // Twice: the second run reads the first one's probe events.
+    assert_eq!(doctor_json(&r)["verdict"], "user_frozen");
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/unfreeze"), json!({})),
+        200
+    );
+    let (code, out, err) = r.cmd(&["recover"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let d = doctor_json(&r);
+    assert_eq!(d["verdict"], "healthy", "{d:#}");
+    assert_eq!(d["recoverable"], true, "{d:#}");
+    assert!(!causes(&d).contains(&"user_frozen".to_owned()), "{d:#}");
+}
+
+/// The app's tokens are revoked and the JWT fallback heals it; two hours later the fallback's
+/// token times out. The verdict is the timeout, the standing revoke is listed with the fix the
+/// profile already has, and the clock offset reads like a duration.
+#[test]
+fn a_timeout_after_a_healed_revoke_is_a_timeout() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let cid = org.field("client_id");
+    let r = Run {
+        home: h,
+        config: PathBuf::from(org.field("profile_file")),
+        bind: None,
+    };
+    assert_eq!(r.cmd(&["api", "GET", "limits"]).0, 0);
+    assert_eq!(
+        org.admin_post(&format!("/apps/{cid}/revoke"), json!({})),
+        200
+    );
+    // The integration heals by itself (refresh refused → JWT fallback).
+    let (code, _, err) = r.cmd(&["api", "GET", "limits"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(doctor_json(&r)["verdict"], "healthy");
+    assert_eq!(
+        org.admin_post("/clock/advance", json!({"seconds": 7300})),
+        200
+    );
+    let d = doctor_json(&r);
+    assert_eq!(d["verdict"], "session_timeout", "{d:#}");
+    assert!(
+        d["causes"][0]["confidence"].as_f64().unwrap() >= 0.8,
+        "{d:#}"
+    );
+    assert_eq!(d["recoverable"], true);
+    let revoked = d["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["cause"] == "app_tokens_revoked")
+        .unwrap_or_else(|| panic!("the dead refresh token is listed: {d:#}"));
+    let fix = revoked["fix"].as_str().unwrap();
+    assert!(
+        fix.contains("jwt_bearer") && !fix.contains("configure a JWT"),
+        "{fix}"
+    );
+
+    let (code, out, _) = r.cmd(&["doctor"]);
+    assert_eq!(code, 0);
+    // 7300 s, give or take the `Date` header's one-second resolution.
+    assert!(
+        ["2h 1m 39s", "2h 1m 40s", "2h 1m 41s"]
+            .iter()
+            .any(|d| out.contains(&format!("server's clock is {d} ahead of this machine's"))),
+        "{out}"
+    );
+    assert!(!out.contains(" ms"), "{out}");
+}
+
+/// The org's login IP ranges exclude this machine, but sessions are not locked to an address:
+/// the stored token keeps working, and every token request is refused. Doctor says the session
+/// is healthy now and warns that the next login or refresh will be refused.
+#[test]
+fn a_working_session_that_cannot_be_renewed() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let r = Run {
+        home: h,
+        config: PathBuf::from(org.field("profile_file")),
+        bind: None,
+    };
+    assert_eq!(r.cmd(&["api", "GET", "limits"]).0, 0);
+    assert_eq!(
+        org.admin_put(
+            "/network",
+            json!({"login_ip_ranges": [["10.0.0.1", "10.0.0.9"]], "lock_sessions_to_ip": false}),
+        ),
+        200
+    );
+    let (code, _, err) = r.cmd(&["api", "GET", "limits"]);
+    assert_eq!(code, 0, "the session still works: {err}");
+    let d = doctor_json(&r);
+    assert_eq!(d["verdict"], "healthy", "{d:#}");
+    assert_eq!(d["recoverable"], false, "{d:#}");
+    assert_eq!(d["causes"][1]["cause"], "ip_restricted", "{d:#}");
+    let (code, out, _) = r.cmd(&["doctor"]);
+    assert_eq!(code, 0);
+    let verdict = out.lines().next().unwrap();
+    assert!(
+        verdict.contains("works now") && verdict.contains("ip_restricted"),
+        "{out}"
+    );
+    assert!(
+        !out.contains("recoverable: no: a person must act first"),
+        "{out}"
+    );
 }

@@ -8,8 +8,9 @@
 use std::io::Read;
 
 use clap::Args;
-use sfkeep::diagnose::Diagnosis;
 use sfkeep::diagnose::classify;
+use sfkeep::diagnose::{Diagnosis, DiagnosisCause};
+use sfkeep::error::redact_secrets;
 
 use crate::commands::{JsonFlag, print_line};
 use crate::error::{CliError, CliResult};
@@ -74,39 +75,108 @@ fn offline(arg: &str, json: bool) -> CliResult<Exit> {
     }
 }
 
-/// Prints a diagnosis as JSON (exactly the documented shape) or for a person.
+/// Prints a diagnosis as JSON (exactly the documented shape) or for a person. `notes` are
+/// what was checked against the org; `None` means an offline classification (`--error`: no
+/// profile, no grants). Everything printed goes through [`redact_secrets`] first: evidence
+/// can quote pasted text and server answers.
 pub fn print_diagnosis(d: &Diagnosis, json: bool, notes: Option<&[String]>) -> CliResult<()> {
+    let d = redacted(d);
     if json {
-        let v = serde_json::to_string(d)
+        let v = serde_json::to_string(&d)
             .map_err(|e| CliError::unexpected(format!("cannot encode the diagnosis: {e}.")))?;
         return print_line(&v);
     }
-    print_line(&render(d, notes.unwrap_or(&[]), Paint::stdout()))
+    let notes: Vec<String> = notes
+        .map(|n| n.iter().map(|l| redact_secrets(l)).collect())
+        .unwrap_or_default();
+    let context = if notes.is_empty() {
+        Context::Offline
+    } else {
+        Context::Org
+    };
+    print_line(&render(&d, &notes, context, Paint::stdout()))
+}
+
+/// `d` with every credential-looking value in its evidence and fixes redacted.
+pub fn redacted(d: &Diagnosis) -> Diagnosis {
+    let mut d = d.clone();
+    for c in &mut d.causes {
+        for e in &mut c.evidence {
+            *e = redact_secrets(e);
+        }
+        c.fix = redact_secrets(&c.fix);
+    }
+    d
+}
+
+/// Where a diagnosis came from: what "recoverable" can promise depends on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// A pasted error, classified without a profile: nothing is known about the grants.
+    Offline,
+    /// The profile's org, with a dry refresh of its grants.
+    Org,
+}
+
+/// The verdict line's text after the cause's name.
+fn verdict_text(d: &Diagnosis) -> String {
+    let warning = d.causes.iter().find(|c| c.cause != DiagnosisCause::Healthy);
+    match (d.verdict, d.recoverable, warning) {
+        (DiagnosisCause::Healthy, false, Some(w)) => format!(
+            "the session works now, but the next login or token refresh would fail: {} ({})",
+            w.cause.as_str(),
+            w.cause.title()
+        ),
+        (v, _, _) => v.title().to_owned(),
+    }
+}
+
+/// What the "recoverable:" line says, consistent with the verdict and its fix.
+fn recoverable_text(d: &Diagnosis, context: Context) -> &'static str {
+    use DiagnosisCause as D;
+    match (d.verdict, d.recoverable, context) {
+        (D::Healthy, true, _) => "nothing to recover: the session itself is fine",
+        (D::Healthy, false, _) => {
+            "not when this token ends: no configured grant can get a new one now, so act before then (see the fix)"
+        }
+        (D::RateLimited, false, _) => {
+            "not yet, and nobody needs to log in again: wait for the limit to reset (see the fix)"
+        }
+        (_, true, Context::Org) => "yes, with the configured grants (`sfkeep recover`)",
+        (_, true, Context::Offline) => {
+            "yes: a new access token fixes it (`sfkeep recover`; the sfkeep library and proxy get one by themselves)"
+        }
+        (
+            D::AppTokensRevoked | D::RefreshTokenExpiredByPolicy | D::RefreshTokenReused,
+            false,
+            Context::Offline,
+        ) => {
+            "not with this refresh token: with a JWT bearer or client-credentials fallback grant configured, `sfkeep recover`; without one, a person must log in again (`sfkeep login --web`)"
+        }
+        (_, false, _) => "no: a person must act first (the fix says what), then `sfkeep recover`",
+    }
 }
 
 /// The human form.
-pub fn render(d: &Diagnosis, notes: &[String], p: Paint) -> String {
+pub fn render(d: &Diagnosis, notes: &[String], context: Context, p: Paint) -> String {
     let mut out = Vec::new();
     let verdict = d.verdict.as_str();
     let coloured = match d.verdict {
-        sfkeep::diagnose::DiagnosisCause::Healthy => p.green(verdict),
+        DiagnosisCause::Healthy if d.recoverable => p.green(verdict),
         _ if d.recoverable => p.yellow(verdict),
+        DiagnosisCause::Healthy => p.yellow(verdict),
         _ => p.red(verdict),
     };
     out.push(format!(
         "{} {} — {}",
         p.bold("verdict:"),
         coloured,
-        d.verdict.title()
+        verdict_text(d)
     ));
     out.push(format!(
         "{} {}",
         p.bold("recoverable:"),
-        if d.recoverable {
-            "yes, with the configured grants (`sfkeep recover`)"
-        } else {
-            "no: a person must act first"
-        }
+        recoverable_text(d, context)
     ));
     for (i, c) in d.causes.iter().enumerate() {
         out.push(String::new());

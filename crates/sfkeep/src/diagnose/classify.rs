@@ -49,8 +49,13 @@ pub enum Recognized {
 }
 
 impl Recognized {
-    /// One line describing what was found, for evidence.
+    /// One line describing what was found, for evidence. Anything credential-like in the
+    /// pasted text (a session id in a fault string, a token in a log line) is redacted.
     pub fn describe(&self) -> String {
+        crate::error::redact_secrets(&self.describe_raw())
+    }
+
+    fn describe_raw(&self) -> String {
         match self {
             Recognized::OAuth { error, description } => {
                 format!("OAuth token error `{error}`: \"{description}\"")
@@ -539,6 +544,15 @@ pub fn classify_recognized(r: &Recognized) -> Diagnosis {
         ),
         Recognized::LoginStatus(s) => classify_login_status(what, s),
     };
+    let mut findings = findings;
+    if !recoverable {
+        // A refused login, not a dead session: a new password is needed before a recover.
+        for f in &mut findings {
+            if f.cause == D::PasswordChanged && f.fix == D::PasswordChanged.fix() {
+                f.fix = super::diagnosis::NEW_PASSWORD_FIX.to_owned();
+            }
+        }
+    }
     Diagnosis::ranked(findings, Some(recoverable))
 }
 
@@ -630,7 +644,8 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
             } else {
                 (
                     vec![
-                        Finding::new(D::PasswordChanged, 0.4, ev("for the password grant this is a wrong password or security token; a password change resets the security token too")),
+                        Finding::new(D::PasswordChanged, 0.4, ev("for the password grant this is a wrong password or security token; a password change resets the security token too"))
+                            .with_fix("If the refused login sends a password (the password grant, SOAP login()), put the new password and its new security token in the profile's secrets, then run `sfkeep recover`. If it was a refresh-token or JWT login, the password is not the problem: an admin must unfreeze the user, or run `sfkeep doctor` against the org to see why."),
                         Finding::new(D::UserFrozen, 0.3, ev("Salesforce refuses a frozen user's logins as an authentication failure, for every grant")),
                         Finding::new(D::Unknown, 0.2, ev("also: the username-password flow is blocked in the org (the default since Summer '23), or the JWT certificate does not match the app")),
                     ],
@@ -809,6 +824,37 @@ mod tests {
         let text = format!("{d:?}");
         assert!(text.contains("not available in API v65.0"), "{text}");
         assert!(text.contains("sfkeep proxy"), "{text}");
+    }
+
+    #[test]
+    fn a_refused_login_never_says_recover_alone_will_do() {
+        for body in [
+            r#"{"error":"invalid_grant","error_description":"authentication failure"}"#,
+            r#"{"error":"invalid_grant","error_description":"authentication failure - Invalid Password"}"#,
+            "<soapenv:Fault><faultcode>sf:INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, security token; or user locked out.</faultstring></soapenv:Fault>",
+            "Status: Invalid Password",
+        ] {
+            let d = classify_error_text(body);
+            assert_eq!(d.verdict, D::PasswordChanged, "{body}");
+            assert!(!d.recoverable);
+            let fix = &d.top().fix;
+            assert!(fix.contains("new password"), "{body}: {fix}");
+            assert!(!fix.contains("survive a password change"), "{body}: {fix}");
+        }
+    }
+
+    #[test]
+    fn pasted_credentials_never_come_back_in_the_evidence() {
+        let sid = "00Dx0000000BV7z!AR8AQAxo9UfVkh8AlV0G.qz_3kT5";
+        for body in [
+            format!("<soapenv:Fault><faultcode>sf:INVALID_SESSION_ID</faultcode><faultstring>INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: {sid}</faultstring></soapenv:Fault>"),
+            format!("ERROR INVALID_SESSION_ID: bad session {sid}"),
+            "invalid_grant: expired access/refresh token 5Aep861z_iWbuBORRQMGJwAMr9TAO17bB5r8NLggLI85E5dKY4fK3".to_owned(),
+        ] {
+            let d = classify_error_text(&body);
+            let all = format!("{d:?}");
+            assert!(!all.contains("AR8AQ") && !all.contains("iWbuB"), "{all}");
+        }
     }
 
     #[test]

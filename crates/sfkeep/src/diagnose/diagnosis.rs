@@ -106,8 +106,8 @@ impl DiagnosisCause {
             Self::ClockSkew => "the local clock is off",
             Self::ApiDisabled => "API access is disabled",
             Self::RateLimited => "a rate limit is used up",
-            Self::Healthy => "healthy",
-            Self::Unknown => "unknown",
+            Self::Healthy => "the session works",
+            Self::Unknown => "the evidence does not point at a cause",
         }
     }
 
@@ -187,6 +187,10 @@ impl std::str::FromStr for DiagnosisCause {
             .ok_or_else(|| format!("`{s}` is not a diagnosis cause"))
     }
 }
+
+/// The fix for a changed password when the failing login sends it (password grant, SOAP
+/// `login()`), so a plain `sfkeep recover` cannot work yet.
+pub(crate) const NEW_PASSWORD_FIX: &str = "Put the new password (and the new security token that came with it) in the profile's `password` / `security_token` secrets, then run `sfkeep recover`. Or switch the profile to a grant that sends no password (JWT bearer, refresh token).";
 
 /// One ranked cause with its evidence.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]

@@ -87,6 +87,20 @@ pub struct PastEvent {
     pub cause: Option<Cause>,
     /// A refresh that rotated the refresh token.
     pub rotated: bool,
+    /// Recorded by `sfkeep doctor`'s own dry refresh, not by the integration: it tells how
+    /// the grants answered doctor, not what happened to the session. Only its `rotated` counts
+    /// as evidence.
+    pub probe: bool,
+}
+
+impl PastEvent {
+    /// A token was obtained, adopted or used successfully: a failure before it was healed.
+    pub fn is_success(&self) -> bool {
+        matches!(
+            self.kind.as_str(),
+            "token.refreshed" | "token.adopted" | "api.succeeded"
+        )
+    }
 }
 
 /// Everything `doctor` gathered.
@@ -158,6 +172,38 @@ impl Default for Facts {
 
 /// Clock offsets at or above this are reported.
 pub const SKEW_WARN: Duration = Duration::from_secs(5 * 60);
+
+/// `2h 1m 40s`, `4m 10s`, `12s`, `0s`: a duration to the second, for a person.
+pub fn human_exact(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, h, m, s) = (s / 86_400, (s % 86_400) / 3600, (s % 3600) / 60, s % 60);
+    let parts: Vec<String> = [(days, "d"), (h, "h"), (m, "m"), (s, "s")]
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .filter(|(n, _)| *n != 0)
+        .map(|(n, u)| format!("{n}{u}"))
+        .collect();
+    if parts.is_empty() {
+        "0s".to_owned()
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// How the server's clock relates to this machine's, from `offset_ms` (server minus local):
+/// `2h 1m 40s ahead of this machine's`, `12s behind this machine's`, or `in step with this
+/// machine's` under two seconds (the `Date` header has one-second resolution).
+pub fn clock_offset_text(offset_ms: i64) -> String {
+    if offset_ms.unsigned_abs() < 2_000 {
+        return "in step with this machine's (within 2s)".to_owned();
+    }
+    let d = human_exact(Duration::from_millis(offset_ms.unsigned_abs()));
+    if offset_ms > 0 {
+        format!("{d} ahead of this machine's")
+    } else {
+        format!("{d} behind this machine's")
+    }
+}
 
 /// `3h05m`, `4m10s`, `12s`.
 pub fn human(d: Duration) -> String {
@@ -331,12 +377,53 @@ fn grant_failure(
 
 fn offset_text(f: &Facts) -> String {
     let o = f.clock_offset_ms.unwrap_or(0);
-    let d = human(Duration::from_millis(o.unsigned_abs()));
+    let d = human_exact(Duration::from_millis(o.unsigned_abs()));
     if o >= 0 {
         format!("{d} (the server is ahead)")
     } else {
         format!("{d} (the server is behind)")
     }
+}
+
+/// Causes that mean the refresh token is dead (a JWT bearer or client-credentials fallback
+/// grant does not need it).
+fn refresh_token_dead(c: D) -> bool {
+    matches!(
+        c,
+        D::AppTokensRevoked | D::RefreshTokenExpiredByPolicy | D::RefreshTokenReused
+    )
+}
+
+/// The fix for a dead refresh token given what the profile's fallback grant did in the dry
+/// refresh; `None` without a fallback (the cause's own fix says to configure one).
+fn refresh_token_fix(c: D, f: &Facts) -> Option<String> {
+    let fb = f
+        .dry_refresh
+        .iter()
+        .find(|a| a.grant != GrantKind::RefreshToken)?;
+    let g = fb.grant.as_str();
+    let why = match c {
+        D::AppTokensRevoked => "Ask the admin why the app's tokens were revoked.",
+        D::RefreshTokenExpiredByPolicy => {
+            "Check the app's refresh-token policy (Manage Connected Apps > OAuth Policies)."
+        }
+        _ => {
+            "Make every process share one token store so a rotated refresh token is never used twice."
+        }
+    };
+    Some(match &fb.outcome {
+        Ok(()) => format!(
+            "The profile's {g} fallback grant gets new tokens without the refresh token (the sfkeep library and proxy switch to it by themselves): run `sfkeep recover` to store one now. For a new refresh token, `sfkeep login --web`. {why}"
+        ),
+        Err((cause, _)) => format!(
+            "The profile's {g} fallback grant was refused too ({cause}): fix that first (see its finding), then `sfkeep recover`; or get a new refresh token with `sfkeep login --web`. {why}"
+        ),
+    })
+}
+
+/// Whether a refused grant sends the user's password (so a changed password breaks it).
+fn sends_password(g: GrantKind) -> bool {
+    matches!(g, GrantKind::Password | GrantKind::SoapLogin)
 }
 
 fn at_text(now: UnixMillis, t: UnixMillis) -> String {
@@ -363,7 +450,17 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
     };
-    let after_since = |t: UnixMillis| since.is_none_or(|s| t.0 >= s.0 - 1_000);
+    // What happened before this cannot have killed the stored token: it was issued later
+    // (the server's own `issued_at`, exact), or it was still used successfully later (the
+    // audit log's time plus the measured `Date` offset, good to about a second).
+    let cutoff = match (
+        f.last_success_at.map(|t| UnixMillis(t.0 - 1_000)),
+        f.token_issued_at,
+    ) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    };
+    let after_since = |t: UnixMillis| cutoff.is_none_or(|c| t.0 >= c.0);
 
     // 1. The dry refresh: the server's own words about each grant.
     for a in &f.dry_refresh {
@@ -389,7 +486,7 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
             ));
         }
         if let Some(pc) = u.last_password_change
-            && since.is_some_and(|s| pc.0 >= s.0)
+            && cutoff.is_some_and(|c| pc.0 >= c.0)
         {
             out.push(Finding::new(
                 D::PasswordChanged,
@@ -467,6 +564,15 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
             "Invalid Password" => D::PasswordChanged,
             _ => continue,
         };
+        // The user as SOQL shows it now outranks an older refused login.
+        let undone = match cause {
+            D::UserFrozen => f.user.as_ref().is_some_and(|u| !u.is_frozen),
+            D::UserDeactivated => f.user.as_ref().is_some_and(|u| u.is_active),
+            _ => false,
+        };
+        if undone {
+            continue;
+        }
         out.push(Finding::new(
             cause,
             0.8,
@@ -526,14 +632,16 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         }
     }
 
-    // 7. Earlier failures in the audit log.
-    let mut past: Vec<&PastEvent> = f
-        .recent_events
-        .iter()
-        .filter(|e| e.cause.is_some())
-        .collect();
+    // 7. The integration's last failure in the audit log, unless something worked after it
+    //    (a refresh, an adopted token, a successful call: it was healed). Doctor's own dry
+    //    refreshes are not the integration's history: their answers are in step 1 already.
+    let mut past: Vec<&PastEvent> = f.recent_events.iter().filter(|e| !e.probe).collect();
     past.sort_by_key(|e| e.at);
-    if let Some(e) = past.last()
+    let last_failure = past.iter().rposition(|e| e.cause.is_some());
+    let unhealed = last_failure
+        .filter(|&i| !past[i + 1..].iter().any(|e| e.is_success()))
+        .map(|i| past[i]);
+    if let Some(e) = unhealed
         && let Some(c) = e.cause
         && c != Cause::SessionExpired
     {
@@ -602,8 +710,23 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
                             human(timeout)
                         ),
                     ];
-                    if f.org_queried {
-                        ev.push("no password change, freeze, deactivation, token revoke or IP change shows in the org since then".into());
+                    // Only what is not already a finding: never "no revoke shows" next to one.
+                    let absent: Vec<&str> = [
+                        (D::PasswordChanged, "password change"),
+                        (D::UserFrozen, "freeze"),
+                        (D::UserDeactivated, "deactivation"),
+                        (D::AppTokensRevoked, "token revoke"),
+                        (D::IpRestricted, "IP change"),
+                    ]
+                    .into_iter()
+                    .filter(|(c, _)| !out.iter().any(|x| x.cause == *c))
+                    .map(|(_, n)| n)
+                    .collect();
+                    if f.org_queried && !absent.is_empty() {
+                        ev.push(format!(
+                            "no {} shows in the org since then",
+                            or_list(&absent)
+                        ));
                     }
                     out.push(Finding::new(D::LoggedOutElsewhere, 0.65 * scale, ev));
                     out.push(Finding::new(
@@ -638,9 +761,88 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         }
     }
 
-    // 10. Healthy.
+    // Fixes that depend on the profile: a dead refresh token with a fallback grant, a changed
+    // password when only a password login is left.
+    let password_refused = f
+        .dry_refresh
+        .iter()
+        .any(|a| sends_password(a.grant) && a.outcome.is_err());
+    for x in &mut out {
+        if refresh_token_dead(x.cause)
+            && let Some(fix) = refresh_token_fix(x.cause, f)
+        {
+            x.fix = fix;
+        }
+        if x.cause == D::PasswordChanged && !any_grant_ok && password_refused {
+            x.fix = super::diagnosis::NEW_PASSWORD_FIX.to_owned();
+        }
+    }
+
+    // 10. Healthy. A stored token the server accepts means the session works now, whatever
+    //     else was found: that becomes a warning about the next token request.
     let strongest = out.iter().map(|x| x.confidence).fold(0.0, f64::max);
-    if !token_dead && !grants_failed_for_good && any_grant_ok && strongest < 0.5 {
+    if f.probe == TokenProbe::Alive {
+        for x in &mut out {
+            x.confidence *= 0.6;
+        }
+        let mut ev = vec![
+            "the stored token is accepted at /services/oauth2/userinfo: the session works now"
+                .to_owned(),
+        ];
+        match f.dry_refresh.iter().find(|a| a.outcome.is_ok()) {
+            Some(a) => ev.push(format!(
+                "a dry refresh with the {} grant succeeded",
+                a.grant.as_str()
+            )),
+            None if f.dry_refresh.is_empty() => ev.push(
+                "but no grant of the profile can run, so nothing can replace this token when it ends"
+                    .to_owned(),
+            ),
+            None => {
+                for a in &f.dry_refresh {
+                    if let Err((c, d)) = &a.outcome {
+                        ev.push(format!(
+                            "but a dry refresh with the {} grant was refused ({c}): {d}",
+                            a.grant.as_str()
+                        ));
+                    }
+                }
+            }
+        }
+        let warning = out.iter().filter(|x| x.cause != D::Healthy).max_by(|a, b| {
+            a.confidence
+                .partial_cmp(&b.confidence)
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let ends = f
+            .token_issued_at
+            .map(|t| t.plus(f.session_timeout))
+            .filter(|e| e.0 > now.0)
+            .map(|e| format!(" (in about {})", human(e.since(now))))
+            .unwrap_or_default();
+        let fix = if any_grant_ok {
+            match warning {
+                Some(w) if w.confidence >= 0.3 => {
+                    "Nothing to do now; the other findings are worth a look.".to_owned()
+                }
+                _ => D::Healthy.fix().to_owned(),
+            }
+        } else {
+            match warning {
+                Some(w) if grants_failed_for_good => format!(
+                    "Nothing to do for the running session, but when the stored token ends{ends} the next login or refresh will be refused ({}): act before then. {}",
+                    w.cause, w.fix
+                ),
+                Some(_) => format!(
+                    "Nothing to do for the running session; the dry refresh failed for a reason that may pass: run `sfkeep doctor` again before the stored token ends{ends}."
+                ),
+                None => format!(
+                    "Nothing to do for the running session, but no grant of the profile can replace the stored token when it ends{ends}: log in again (`sfkeep login`) or configure a grant that can run."
+                ),
+            }
+        };
+        out.push(Finding::new(D::Healthy, 0.9, ev).with_fix(fix));
+    } else if !token_dead && !grants_failed_for_good && any_grant_ok && strongest < 0.5 {
         let mut ev = Vec::new();
         match &f.probe {
             TokenProbe::Alive => ev.push("the stored token is accepted".to_owned()),
@@ -663,9 +865,19 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
     };
     let mut d = Diagnosis::ranked(out, recoverable);
     if d.verdict == D::Healthy {
-        d.recoverable = true;
+        // Healthy now; recoverable says whether a new token can be had when this one ends.
+        d.recoverable = any_grant_ok;
     }
     d
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
 }
 
 #[cfg(test)]
@@ -836,6 +1048,7 @@ mod tests {
             kind: "token.refreshed".into(),
             cause: None,
             rotated: true,
+            probe: false,
         });
         f.dry_refresh = vec![fail(
             GrantKind::RefreshToken,
@@ -843,6 +1056,192 @@ mod tests {
             "expired access/refresh token",
         )];
         assert_eq!(diagnose(&f).verdict, D::RefreshTokenReused);
+    }
+
+    fn past(at: i64, kind: &str, cause: Option<Cause>, probe: bool) -> PastEvent {
+        PastEvent {
+            at: UnixMillis(at),
+            kind: kind.into(),
+            cause,
+            rotated: false,
+            probe,
+        }
+    }
+
+    fn alive_healthy() -> Facts {
+        let mut f = base();
+        f.probe = TokenProbe::Alive;
+        f.introspection = Some(true);
+        f
+    }
+
+    #[test]
+    fn a_healed_failure_and_doctors_own_probes_are_not_evidence() {
+        // The user was frozen (the integration's refresh failed), then unfrozen and
+        // recovered: the failure is history, and doctor's own refused probes never count.
+        let mut f = alive_healthy();
+        f.recent_events = vec![
+            past(
+                NOW.0 - 50_000,
+                "reauth.required",
+                Some(Cause::AuthenticationFailure),
+                false,
+            ),
+            past(
+                NOW.0 - 40_000,
+                "reauth.required",
+                Some(Cause::AuthenticationFailure),
+                true,
+            ),
+            past(NOW.0 - 30_000, "token.refreshed", None, false),
+            past(
+                NOW.0 - 20_000,
+                "reauth.required",
+                Some(Cause::AuthenticationFailure),
+                true,
+            ),
+        ];
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::Healthy, "{d:#?}");
+        assert_eq!(d.causes.len(), 1, "{d:#?}");
+        assert!(d.recoverable);
+
+        // Without the later success, the integration's failure is still evidence.
+        f.recent_events.remove(2);
+        let d = diagnose(&f);
+        assert!(d.causes.iter().any(|c| c.cause == D::UserFrozen), "{d:#?}");
+    }
+
+    #[test]
+    fn org_evidence_older_than_the_stored_token_does_not_outrank_a_timeout() {
+        // The app's tokens were revoked and the JWT fallback healed it within the same second;
+        // two hours later the fallback's token timed out.
+        let healed = NOW.0 - 2 * H - 60_000;
+        let mut f = base();
+        f.token_issued_at = Some(UnixMillis(healed));
+        f.last_success_at = Some(UnixMillis(healed + 200));
+        f.setup_audit.push(AuditRow {
+            at: UnixMillis(healed - 300),
+            action: "connectedapprevoketokens".into(),
+            display: "Revoked all OAuth tokens".into(),
+        });
+        f.login_history.push(LoginRow {
+            at: UnixMillis(healed - 250),
+            source_ip: "127.0.0.1".into(),
+            status: "User Is Frozen".into(),
+        });
+        f.recent_events = vec![
+            past(
+                healed - 200,
+                "fallback.used",
+                Some(Cause::RefreshTokenRevoked),
+                false,
+            ),
+            past(healed - 100, "token.refreshed", None, false),
+        ];
+        f.dry_refresh = vec![
+            fail(
+                GrantKind::RefreshToken,
+                Cause::RefreshTokenRevoked,
+                "invalid_grant: expired access/refresh token",
+            ),
+            GrantAttempt {
+                grant: GrantKind::JwtBearer,
+                outcome: Ok(()),
+            },
+        ];
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::SessionTimeout, "{d:#?}");
+        assert!(d.top().confidence >= 0.8, "{d:#?}");
+        assert!(!d.causes.iter().any(|c| c.cause == D::UserFrozen), "{d:#?}");
+        // The standing revoke is still listed, with the fix the profile actually has.
+        let revoked = d
+            .causes
+            .iter()
+            .find(|c| c.cause == D::AppTokensRevoked)
+            .expect("listed");
+        assert!(revoked.fix.contains("jwt_bearer"), "{}", revoked.fix);
+        assert!(!revoked.fix.contains("configure"), "{}", revoked.fix);
+    }
+
+    #[test]
+    fn a_working_token_with_refused_grants_is_healthy_now_with_a_warning() {
+        for (cause, want) in [
+            (Cause::IpRestricted, D::IpRestricted),
+            (Cause::AppNotApproved, D::AppNotApproved),
+        ] {
+            let mut f = alive_healthy();
+            f.org_queried = false;
+            f.user = None;
+            f.dry_refresh = vec![
+                fail(GrantKind::RefreshToken, cause, "refused"),
+                fail(GrantKind::JwtBearer, cause, "refused"),
+            ];
+            let d = diagnose(&f);
+            assert_eq!(d.verdict, D::Healthy, "{d:#?}");
+            assert!(!d.recoverable, "no grant can replace the token: {d:#?}");
+            assert_eq!(d.causes[1].cause, want, "{d:#?}");
+            assert!(d.top().fix.contains("will be refused"), "{}", d.top().fix);
+            assert!(d.top().fix.contains(want.as_str()), "{}", d.top().fix);
+        }
+    }
+
+    #[test]
+    fn a_logout_never_claims_the_absence_of_what_was_found() {
+        let mut f = base();
+        f.user.as_mut().unwrap().last_password_change = Some(UnixMillis(NOW.0 - 10_000));
+        let d = diagnose(&f);
+        let logout = d
+            .causes
+            .iter()
+            .find(|c| c.cause == D::LoggedOutElsewhere)
+            .expect("listed");
+        let said = logout.evidence.join("\n");
+        assert!(!said.contains("password change"), "{said}");
+        assert!(
+            said.contains("no freeze, deactivation, token revoke or IP change shows"),
+            "{said}"
+        );
+        // With nothing found, all five are named.
+        let d = diagnose(&base());
+        assert!(
+            d.top().evidence.iter().any(|e| e
+                == "no password change, freeze, deactivation, token revoke or IP change shows in the org since then"),
+            "{d:#?}"
+        );
+    }
+
+    #[test]
+    fn a_changed_password_for_a_password_login_needs_the_new_password_first() {
+        let mut f = base();
+        f.dry_refresh = vec![fail(
+            GrantKind::Password,
+            Cause::AuthenticationFailure,
+            "authentication failure",
+        )];
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::PasswordChanged, "{d:#?}");
+        assert!(!d.recoverable);
+        assert!(
+            d.top().fix.starts_with("Put the new password"),
+            "{}",
+            d.top().fix
+        );
+    }
+
+    #[test]
+    fn durations_and_clock_offsets_read_like_a_person_wrote_them() {
+        assert_eq!(human_exact(Duration::from_millis(7_300_003)), "2h 1m 40s");
+        assert_eq!(human_exact(Duration::from_secs(3600)), "1h");
+        assert_eq!(human_exact(Duration::from_secs(61)), "1m 1s");
+        assert_eq!(human_exact(Duration::from_secs(90_061)), "1d 1h 1m 1s");
+        assert_eq!(human_exact(Duration::ZERO), "0s");
+        assert_eq!(
+            clock_offset_text(7_300_003),
+            "2h 1m 40s ahead of this machine's"
+        );
+        assert_eq!(clock_offset_text(-12_000), "12s behind this machine's");
+        assert!(clock_offset_text(0).starts_with("in step"));
     }
 
     #[test]
