@@ -51,6 +51,14 @@ impl CliError {
         }
     }
 
+    /// Stdout's reader went away (a closed pipe): stop quietly, exit 0.
+    pub fn reader_gone() -> Self {
+        Self {
+            exit: Exit::Ok,
+            message: String::new(),
+        }
+    }
+
     /// A store error (exit 5).
     pub fn store(message: impl Into<String>) -> Self {
         Self {

@@ -2,6 +2,24 @@
 //! [`exit`] for the exit codes.
 #![forbid(unsafe_code)]
 
+/// Shadows `std::eprintln!` for the whole binary: the standard one panics when stderr is
+/// closed (`sfkeep … 2>&- `, or a reader that went away), and a diagnostic line is never worth
+/// a panic. This one drops the line instead.
+macro_rules! eprintln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` without the panic, for the same reason as [`eprintln!`].
+macro_rules! eprint {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod audit;
 mod commands;
 mod config;
@@ -53,7 +71,9 @@ fn main() -> ExitCode {
     match result {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("sfkeep: {}", e.message);
+            if !e.message.is_empty() {
+                eprintln!("sfkeep: {}", e.message);
+            }
             e.exit.into()
         }
     }

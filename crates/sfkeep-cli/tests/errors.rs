@@ -287,3 +287,51 @@ fn doctor_and_recover_with_an_unreachable_org_are_exit_4() {
     let (code, _, err) = cmd(home.path(), &cfg, &["events"]);
     assert_eq!(code, 0, "{err}");
 }
+
+/// A reader that went away (`sfkeep … | head`) ends the command quietly with 0, and a closed
+/// stderr never makes a message panic (exit 101).
+#[cfg(unix)]
+#[test]
+fn closed_pipes_end_quietly_and_a_closed_stderr_is_no_panic() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let mut child = sfkeep(h)
+        .args([
+            "doctor",
+            "--error",
+            "INVALID_SESSION_ID: Session expired or invalid",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let bin = env!("CARGO_BIN_EXE_sfkeep");
+    let status = std::process::Command::new("sh")
+        .args([
+            "-c",
+            "exec 2>&-; exec \"$0\" --config /nonexistent/sfkeep.toml token",
+        ])
+        .arg(bin)
+        .env("HOME", h)
+        .status()
+        .unwrap();
+    assert_eq!(
+        status.code(),
+        Some(2),
+        "an error message to a closed stderr"
+    );
+}

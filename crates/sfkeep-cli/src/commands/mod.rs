@@ -114,12 +114,18 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
     }
 }
 
-/// Writes `line` and a newline to stdout and flushes; a closed pipe is not an error worth a
-/// paragraph.
+/// Writes `line` and a newline to stdout and flushes. A closed pipe (`sfkeep events | head`)
+/// ends the command quietly with exit 0: the reader has what it wanted.
 pub fn print_line(line: &str) -> CliResult<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")
         .and_then(|_| out.flush())
-        .map_err(|e| crate::error::CliError::unexpected(format!("cannot write to stdout: {e}.")))
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                crate::error::CliError::reader_gone()
+            } else {
+                crate::error::CliError::unexpected(format!("cannot write to stdout: {e}."))
+            }
+        })
 }
