@@ -365,10 +365,16 @@ pub fn manager_with_audit(
 pub async fn manager(p: &Profile) -> CliResult<(TokenManager, Arc<dyn Store>)> {
     let store = open_store(p)?;
     probe_store(p, store.as_ref()).await?;
-    let primary = build_grant(p, p.grant, store.as_ref()).await?;
     let fallback = match p.fallback_grant {
         Some(f) if f != p.grant => Some(build_grant(p, f, store.as_ref()).await?),
         _ => None,
+    };
+    let (primary, fallback) = match (build_grant(p, p.grant, store.as_ref()).await, fallback) {
+        (Ok(primary), fallback) => (primary, fallback),
+        // No refresh token yet (nobody ran `login --web`): the fallback is what the profile
+        // has for exactly this, so start with it rather than refuse.
+        (Err(e), Some(fallback)) if e.exit == crate::exit::Exit::ReauthRequired => (fallback, None),
+        (Err(e), _) => return Err(e),
     };
     let m = manager_with(p, primary, fallback, Arc::clone(&store))?;
     Ok((m, store))

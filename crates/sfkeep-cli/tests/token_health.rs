@@ -207,3 +207,70 @@ fn a_request_the_org_refuses_is_a_usage_error_not_a_bug() {
         assert!(!err.contains("sfkeep doctor"), "{err}");
     }
 }
+
+#[test]
+fn a_profile_without_a_refresh_token_starts_with_its_fallback_grant() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = derived_profile(&org, h, "no-rt.toml", |t| {
+        t.lines()
+            .filter(|l| !l.starts_with("refresh_token"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let (code, out, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    let s = stats(&org);
+    assert_eq!(s["token_requests"]["jwt_bearer"], 1, "{s}");
+    assert_eq!(s["token_requests"]["refresh_token"], 0, "{s}");
+}
+
+#[test]
+fn the_proxy_off_loopback_names_the_flag_and_wants_a_real_key() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (code, _, err) = run(cmd(h, &cfg, &["proxy", "--listen", "0.0.0.0:0"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--client-key-env"), "{err}");
+    let mut c = cmd(
+        h,
+        &cfg,
+        &[
+            "proxy",
+            "--listen",
+            "0.0.0.0:0",
+            "--client-key-env",
+            "PROXY_KEY",
+        ],
+    );
+    c.env("PROXY_KEY", "short");
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("at least 16"), "{err}");
+    assert!(
+        !err.contains("short"),
+        "the key itself is not echoed: {err}"
+    );
+}
+
+#[test]
+fn recover_refuses_plain_http_to_a_proxy_off_loopback() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (_, out, err) = run(cmd(
+        h,
+        &cfg,
+        &["recover", "--proxy", "http://proxy.example.com:8787"],
+    ));
+    let all = format!("{out}{err}");
+    assert!(all.contains("loopback") || all.contains("https"), "{all}");
+    assert!(
+        !all.contains("did not answer"),
+        "no request was tried: {all}"
+    );
+}

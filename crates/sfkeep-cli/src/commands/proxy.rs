@@ -1,4 +1,4 @@
-//! `sfkeep proxy [--listen 127.0.0.1:PORT] [--client-key KEY]`: the auth-injecting reverse
+//! `sfkeep proxy [--listen 127.0.0.1:PORT] [--client-key-env VAR]`: the auth-injecting reverse
 //! proxy on loopback, for integrations in any language. Prints one JSON ready line
 //! (`{"url": …}`), serves until SIGINT/SIGTERM, and re-authenticates on SIGHUP (as
 //! `sfkeep recover` does through `POST /_sfkeep/reload`).
@@ -12,10 +12,13 @@ use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
 use crate::session::{self, Globals};
 
+/// The shortest client key accepted.
+const MIN_CLIENT_KEY_CHARS: usize = 16;
+
 /// `sfkeep proxy` arguments.
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
-    /// Where to listen. Anything but loopback requires --client-key.
+    /// Where to listen. Anything but loopback requires --client-key-env.
     #[arg(long, default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
     /// A key every client must present (`Authorization: Bearer KEY`, or as the password of a
@@ -34,11 +37,21 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
     let (manager, _store) = session::manager(&profile).await?;
     let key = match &a.client_key_env {
         None => None,
-        Some(var) => Some(ClientKey::new(std::env::var(var).map_err(|_| {
-            CliError::usage(format!(
-                "--client-key-env names `{var}`, which is not set; export the key in it."
-            ))
-        })?)),
+        Some(var) => {
+            let key = std::env::var(var).map_err(|_| {
+                CliError::usage(format!(
+                    "--client-key-env names `{var}`, which is not set; export the key in it."
+                ))
+            })?;
+            // Anyone who can reach the port and guess the key acts as the integration user.
+            if key.chars().count() < MIN_CLIENT_KEY_CHARS {
+                return Err(CliError::usage(format!(
+                    "the client key in `{var}` has {} characters; use at least {MIN_CLIENT_KEY_CHARS} random ones, e.g. `export {var}=$(openssl rand -base64 24)`.",
+                    key.chars().count()
+                )));
+            }
+            Some(ClientKey::new(key))
+        }
     };
     // Get a token first: a proxy that cannot authenticate should say so now, not on the first call.
     manager.token().await.map_err(|e| {
@@ -53,7 +66,12 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
         .max_replay_body(a.max_replay_body)
         .expected_username(profile.username.clone())
         .build()
-        .map_err(|e| CliError::usage(format!("cannot start the proxy: {e}.")))?;
+        .map_err(|e| match e {
+            sfkeep_proxy::BuildError::ClientKeyRequired(addr) => CliError::usage(format!(
+                "cannot listen on {addr} without a client key: off loopback, clients must present one. Put a random key in an environment variable and name it with --client-key-env VAR (e.g. `export SFKEEP_PROXY_KEY=$(openssl rand -base64 24)` and `--client-key-env SFKEEP_PROXY_KEY`)."
+            )),
+            e => CliError::usage(format!("cannot start the proxy: {e}.")),
+        })?;
     let reload = manager.clone();
     let stop = async move {
         #[cfg(unix)]

@@ -176,6 +176,8 @@ pub async fn run(g: &Globals, a: RecoverArgs) -> CliResult<Exit> {
 }
 
 async fn reload_proxy(url: &str) -> Result<String, String> {
+    // Plain http only to loopback, as everywhere else.
+    sfkeep::http::check_url("the proxy URL", url).map_err(|e| e.to_string())?;
     let endpoint = format!("{}/_sfkeep/reload", url.trim_end_matches('/'));
     let http = session::http_client(Duration::from_secs(30), Duration::from_secs(3))
         .map_err(|e| e.message)?;
