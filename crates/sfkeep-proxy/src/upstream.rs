@@ -247,7 +247,9 @@ impl Affinity {
         loop {
             let ready = std::future::poll_fn(|cx| self.poll_ready(cx, target)).await;
             if let Readiness::Gone = ready {
-                self.establish(target).await?;
+                // Boxed: connecting (DNS, TCP, TLS) is rare but its state is large, and every
+                // request's future would otherwise carry (and move) room for it.
+                Box::pin(self.establish(target)).await?;
                 continue;
             }
             let sent = match self.live().as_mut() {
