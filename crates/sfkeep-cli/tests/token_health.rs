@@ -274,3 +274,45 @@ fn recover_refuses_plain_http_to_a_proxy_off_loopback() {
         "no request was tried: {all}"
     );
 }
+
+#[test]
+fn status_and_login_judge_expiry_on_the_servers_clock() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let timeout: u64 = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("session_timeout_secs = "))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    // The org's clock runs three hours ahead of this machine's.
+    assert_eq!(
+        org.admin_post("/clock/advance", json!({"seconds": 10_800})),
+        200
+    );
+    let (code, out, err) = run(cmd(h, &cfg, &["login", "--jwt"]));
+    assert_eq!(code, 0, "{err}");
+    let minutes: u64 = out
+        .split("valid for about ")
+        .nth(1)
+        .and_then(|r| r.split('m').next())
+        .and_then(|m| m.parse().ok())
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        minutes <= timeout / 60,
+        "{minutes} min from a {timeout} s session: {out}"
+    );
+    let (code, out, err) = run(cmd(h, &cfg, &["status", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    let s: Value = serde_json::from_str(out.trim()).unwrap();
+    let left = s["expires_in_secs"].as_u64().unwrap();
+    assert!(
+        left <= timeout,
+        "{left} s left of a {timeout} s session: {s}"
+    );
+    assert_eq!(s["state"], "fresh", "{s}");
+}

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch.
@@ -138,6 +138,8 @@ impl Clock for ManualClock {
 pub struct ServerClock {
     local: Arc<dyn Clock>,
     offset_ms: Arc<AtomicI64>,
+    /// Whether a `Date` header was seen: then [`ServerClock::seed`] no longer applies.
+    observed: Arc<AtomicBool>,
 }
 
 impl ServerClock {
@@ -146,6 +148,15 @@ impl ServerClock {
         Self {
             local,
             offset_ms: Arc::new(AtomicI64::new(0)),
+            observed: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Starts from an offset measured elsewhere (the one stored with a token record), unless
+    /// this clock has measured its own from a `Date` header.
+    pub fn seed(&self, offset_ms: i64) {
+        if !self.observed.load(Ordering::Acquire) {
+            self.offset_ms.store(offset_ms, Ordering::Relaxed);
         }
     }
 
@@ -171,6 +182,7 @@ impl ServerClock {
         let offset = server.0 + 500 - received_at.0;
         let offset = if offset.abs() < 2_000 { 0 } else { offset };
         self.offset_ms.store(offset, Ordering::Relaxed);
+        self.observed.store(true, Ordering::Release);
         Some(offset)
     }
 }

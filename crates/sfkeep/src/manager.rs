@@ -676,6 +676,9 @@ impl Inner {
         reason: RefreshReason,
     ) -> Option<Arc<TokenRecord>> {
         let stored = stored.as_ref()?;
+        // Before judging its state: a process that has not heard from the server yet takes
+        // the writer's skew estimate.
+        self.clock.seed(stored.server_offset_ms);
         let local_gen = self
             .current
             .load()
@@ -1127,6 +1130,7 @@ impl Inner {
                 .unwrap_or_else(|p| p.into_inner())
                 .clone()
                 .or_else(|| previous.and_then(|p| p.refused_refresh_token.clone())),
+            server_offset_ms: self.clock.offset(),
         }
     }
 }

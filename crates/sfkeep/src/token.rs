@@ -97,6 +97,10 @@ pub struct TokenRecord {
     /// later death goes straight to the fallback instead of one refused request first.
     /// Cleared when a different refresh token is configured or stored.
     pub refused_refresh_token: Option<String>,
+    /// The writer's estimate of server time minus local time (ms) when it wrote the record.
+    /// A process that has not seen a `Date` header yet (a fresh CLI invocation) starts from
+    /// it, so its expiry checks are skew-corrected from the first call.
+    pub server_offset_ms: i64,
 }
 
 /// A record's state at a given time.
@@ -188,6 +192,7 @@ mod tests {
             generation: 1,
             grant: GrantKind::RefreshToken,
             refused_refresh_token: None,
+            server_offset_ms: 0,
         };
         assert_eq!(r.state_at(issued), TokenState::Fresh);
         assert_eq!(

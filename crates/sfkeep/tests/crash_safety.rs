@@ -54,6 +54,7 @@ fn record(generation: u64) -> TokenRecord {
         generation,
         grant: GrantKind::RefreshToken,
         refused_refresh_token: None,
+        server_offset_ms: 0,
     }
 }
 

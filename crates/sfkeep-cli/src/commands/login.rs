@@ -119,6 +119,8 @@ fn warn_soap(p: &Profile) {
 
 fn report(p: &Profile, rec: &TokenRecord) -> CliResult<()> {
     let now = sfkeep::clock::Clock::now(&SystemClock);
+    // On the server's clock, as measured when the token was obtained.
+    let now = sfkeep::clock::UnixMillis(now.0.saturating_add(rec.server_offset_ms));
     let secs = rec.remaining_at(now).as_secs();
     print_line(&format!(
         "Logged in: {} with {}; instance {}; generation {}, token fingerprint {}, valid for about {}m; stored in {}.",
@@ -196,6 +198,7 @@ async fn store_response(
         generation: 0,
         grant,
         refused_refresh_token: None,
+        server_offset_ms: ep.clock().offset(),
     };
     for _ in 0..3 {
         rec.generation = expected.unwrap_or(0) + 1;

@@ -2,7 +2,7 @@
 //! fingerprint. Never the token; never a request to Salesforce.
 
 use clap::Args;
-use sfkeep::clock::{Clock, SystemClock};
+use sfkeep::clock::{Clock, SystemClock, UnixMillis};
 use sfkeep::token::TokenState;
 
 use crate::commands::{JsonFlag, print_line};
@@ -31,7 +31,9 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
     let p = session::load_profile(g)?;
     let store = session::open_store(&p)?;
     let rec = session::load_record(&p, store.as_ref()).await?;
-    let now = SystemClock.now();
+    // Judged on the server's clock, as the writer of the record last measured it.
+    let offset = rec.as_ref().map_or(0, |r| r.server_offset_ms);
+    let now = UnixMillis(SystemClock.now().0.saturating_add(offset));
     let state = match &rec {
         None => "missing",
         Some(r) => match r.state_at(now) {

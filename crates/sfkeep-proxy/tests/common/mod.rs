@@ -198,6 +198,7 @@ pub async fn seeded_manager(instance_url: &str) -> TokenManager {
         generation: 1,
         grant: GrantKind::ClientCredentials,
         refused_refresh_token: None,
+        server_offset_ms: 0,
     };
     store.compare_and_set(&key, None, &record).await.unwrap();
     TokenManager::builder("http://127.0.0.1:9")

@@ -193,6 +193,9 @@ pub(crate) struct StoredRecord {
     /// Absent in records written before it existed.
     #[serde(default)]
     refused_refresh_token: Option<String>,
+    /// Absent in records written before it existed.
+    #[serde(default)]
+    server_offset_ms: i64,
 }
 
 impl From<&TokenRecord> for StoredRecord {
@@ -213,6 +216,7 @@ impl From<&TokenRecord> for StoredRecord {
             generation: r.generation,
             grant: r.grant,
             refused_refresh_token: r.refused_refresh_token.clone(),
+            server_offset_ms: r.server_offset_ms,
         }
     }
 }
@@ -232,6 +236,7 @@ impl From<StoredRecord> for TokenRecord {
             generation: s.generation,
             grant: s.grant,
             refused_refresh_token: s.refused_refresh_token,
+            server_offset_ms: s.server_offset_ms,
         }
     }
 }

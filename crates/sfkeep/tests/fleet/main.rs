@@ -475,6 +475,7 @@ fn sample_record(generation: u64) -> sfkeep::token::TokenRecord {
         generation,
         grant: GrantKind::RefreshToken,
         refused_refresh_token: None,
+        server_offset_ms: 0,
     }
 }
 

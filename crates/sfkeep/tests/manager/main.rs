@@ -327,6 +327,46 @@ async fn a_refused_refresh_token_is_never_sent_again_by_any_process_sharing_the_
     }
 }
 
+/// A process that has not heard from the server yet (a fresh CLI invocation) judges a stored
+/// token with the skew its writer measured, not with its own clock alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_process_starts_from_the_stored_clock_offset() {
+    let org = Org::start(Duration::from_secs(3600)).await;
+    // The org's clock runs two hours ahead of this machine's.
+    org.advance(7200).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let writer = org
+        .manager(org.refresh_grant(), &clock)
+        .store(Arc::clone(&store))
+        .introspect(false)
+        .session_timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    writer.token().await.unwrap();
+    let offset = writer.server_clock().offset();
+    assert!((7_190_000..7_210_000).contains(&offset), "{offset}");
+
+    let reader = org
+        .manager(org.refresh_grant(), &clock)
+        .store(Arc::clone(&store))
+        .introspect(false)
+        .session_timeout(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    reader.token().await.unwrap();
+    assert_eq!(
+        org.token_requests("refresh_token").await,
+        1,
+        "adopted, not refreshed"
+    );
+    let left = reader.status().expires_in.unwrap();
+    assert!(
+        left <= Duration::from_secs(3600) && left > Duration::from_secs(3500),
+        "an hour from the server's point of view, not three: {left:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_revoke_without_fallback_is_reauth_required_after_one_request_and_then_quiet() {
     let org = Org::start(Duration::from_secs(7200)).await;
