@@ -316,3 +316,46 @@ fn status_and_login_judge_expiry_on_the_servers_clock() {
     );
     assert_eq!(s["state"], "fresh", "{s}");
 }
+
+#[test]
+fn logout_revoke_also_revokes_a_stored_access_token_from_a_grant_without_refresh_token() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (code, _, err) = run(cmd(h, &cfg, &["login", "--jwt"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, token, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 0, "{err}");
+    let limits = |tok: &str| -> u16 {
+        let url = format!("{}/services/data/v59.0/limits", org.field("instance_url"));
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(async {
+                reqwest::Client::new()
+                    .get(&url)
+                    .bearer_auth(tok)
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+                    .as_u16()
+            })
+    };
+    assert_eq!(limits(token.trim()), 200);
+    let (code, _, err) = run(cmd(h, &cfg, &["logout", "--revoke"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("revoked the stored access token"), "{err}");
+    assert_eq!(
+        limits(token.trim()),
+        401,
+        "the JWT-minted token no longer works"
+    );
+    assert!(!err.contains(token.trim()), "{err}");
+    // Revoking the configured refresh token a second time: the org says it is already invalid.
+    let (code, _, err) = run(cmd(h, &cfg, &["logout", "--revoke"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("already invalid"), "{err}");
+}

@@ -902,9 +902,15 @@ pub async fn revoke(
     if inner.sessions.remove(&token).is_some() {
         return wire::empty(StatusCode::OK);
     }
-    if let Some(family) = inner.refresh.get(&token).map(|e| e.family) {
-        inner.revoke_family(family);
-        return wire::empty(StatusCode::OK);
+    if let Some(e) = inner.refresh.get(&token) {
+        let family = e.family;
+        let live = !e.rotated_out && inner.families.get(&family).is_some_and(|f| !f.revoked);
+        // UNVERIFIED: a refresh token that is already revoked (or rotated out) is answered
+        // like any token the org no longer honours, `invalid_token` (§3.2's error).
+        if live {
+            inner.revoke_family(family);
+            return wire::empty(StatusCode::OK);
+        }
     }
     wire::token_error("invalid_token", "Token was invalid")
 }

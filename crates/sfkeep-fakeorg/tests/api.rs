@@ -267,6 +267,14 @@ async fn revoke_endpoint() {
     assert_eq!(api_get(&org, &tok, QUERY_IDS).await.0, 401);
     let (s, e) = refresh(&org, &i.refresh_token).await;
     assert_eq!((s, err_desc(&e).1), (400, "expired access/refresh token"));
+    // Revoking it again: the org no longer honours it.
+    let r = client()
+        .post(format!("{}/services/oauth2/revoke", org.base_url()))
+        .form(&[("token", i.refresh_token.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
 
     let r = client()
         .post(format!("{}/services/oauth2/revoke", org.base_url()))

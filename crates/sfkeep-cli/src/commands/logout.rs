@@ -1,6 +1,8 @@
 //! `sfkeep logout [--revoke]`: forgets the profile's stored token. With `--revoke`, first
-//! revokes at Salesforce the refresh token this profile owns (the stored one, else the
-//! configured one) — never an access token another process may share.
+//! revokes at Salesforce what this profile owns: its refresh token (the stored one, else the
+//! configured one), which takes its access tokens with it, and the stored access token when a
+//! grant without a refresh token (JWT bearer, client credentials, password, SOAP) made it.
+//! Never an access token this profile did not store.
 
 use clap::Args;
 use sfkeep::secret::RefreshToken;
@@ -30,10 +32,26 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
                 .optional_secret(&p.refresh_token, "refresh_token")?
                 .map(|s| RefreshToken::new(s.as_str())),
         };
+        // An access token from another grant is not tied to the refresh token: revoking the
+        // refresh token would leave it working until it times out.
+        let own_access_token = rec
+            .as_ref()
+            .filter(|r| r.grant != sfkeep::token::GrantKind::RefreshToken)
+            .map(|r| r.access_token.clone());
+        if let Some(at) = &own_access_token {
+            revoke(
+                &p,
+                "stored access token",
+                at.expose_secret(),
+                &at.fingerprint(),
+            )
+            .await?;
+        }
         match rt {
-            Some(rt) => revoke(&p, &rt).await?,
+            Some(rt) => revoke(&p, "refresh token", rt.expose_secret(), &rt.fingerprint()).await?,
+            None if own_access_token.is_some() => {}
             None => eprintln!(
-                "sfkeep: nothing to revoke: {} has no refresh token (stored or configured). Grants without one (JWT bearer, client credentials) have nothing long-lived to revoke; an admin can revoke the app's sessions in Setup.",
+                "sfkeep: nothing to revoke: {} has no refresh token (stored or configured) and no stored access token.",
                 p.describe()
             ),
         }
@@ -56,7 +74,13 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-async fn revoke(p: &crate::config::Profile, rt: &RefreshToken) -> CliResult<()> {
+/// Revokes one token (`what`: "refresh token" or "stored access token").
+async fn revoke(
+    p: &crate::config::Profile,
+    what: &str,
+    secret: &str,
+    fingerprint: &str,
+) -> CliResult<()> {
     let url = format!(
         "{}/services/oauth2/revoke",
         p.login_url.trim_end_matches('/')
@@ -68,12 +92,12 @@ async fn revoke(p: &crate::config::Profile, rt: &RefreshToken) -> CliResult<()> 
         .map_err(|e| CliError::unexpected(format!("cannot build the HTTP client: {e}.")))?;
     let resp = http
         .post(&url)
-        .form(&[("token", rt.expose_secret())])
+        .form(&[("token", secret)])
         .send()
         .await
         .map_err(|e| {
             CliError::transient(format!(
-                "cannot revoke the refresh token of {}: POST {url} failed ({}). Nothing was forgotten; retry when the org is reachable.",
+                "cannot revoke the {what} of {}: POST {url} failed ({}). Nothing was forgotten; retry when the org is reachable.",
                 p.describe(),
                 if e.is_timeout() { "timed out".to_owned() } else { transport_reason(&e) }
             ))
@@ -82,28 +106,32 @@ async fn revoke(p: &crate::config::Profile, rt: &RefreshToken) -> CliResult<()> 
     let body = resp.bytes().await.unwrap_or_default();
     match status {
         200 => {
+            let tail = if what == "refresh token" {
+                " and its access tokens"
+            } else {
+                ""
+            };
             eprintln!(
-                "sfkeep: revoked the refresh token of {} (fingerprint {}) and its access tokens.",
+                "sfkeep: revoked the {what} of {} (fingerprint {fingerprint}){tail}.",
                 p.describe(),
-                rt.fingerprint()
             );
             Ok(())
         }
         400 => {
             // `invalid_token`: already revoked or expired. Nothing left to revoke.
             eprintln!(
-                "sfkeep: the org says the refresh token of {} is already invalid ({}); nothing to revoke.",
+                "sfkeep: the org says the {what} of {} is already invalid ({}); nothing to revoke.",
                 p.describe(),
                 sfkeep::error::redacted_snippet(&body)
             );
             Ok(())
         }
         s if s >= 500 => Err(CliError::transient(format!(
-            "cannot revoke the refresh token of {}: the org answered HTTP {s}. Nothing was forgotten; retry later.",
+            "cannot revoke the {what} of {}: the org answered HTTP {s}. Nothing was forgotten; retry later.",
             p.describe()
         ))),
         s => Err(CliError::unexpected(format!(
-            "cannot revoke the refresh token of {}: the org answered HTTP {s} ({}). Nothing was forgotten.",
+            "cannot revoke the {what} of {}: the org answered HTTP {s} ({}). Nothing was forgotten.",
             p.describe(),
             sfkeep::error::redacted_snippet(&body)
         ))),
