@@ -41,6 +41,8 @@ use crate::error::{CliError, CliResult};
 pub const DEFAULT_PROFILE: &str = "default";
 /// The API version used when a profile does not set one.
 pub const DEFAULT_API_VERSION: &str = "59.0";
+/// API versions up to this one are retired (Summer '25 retired 21.0 to 30.0).
+const LAST_RETIRED_API_VERSION: u32 = 30;
 /// The login host used when a profile does not set one.
 pub const DEFAULT_LOGIN_URL: &str = "https://login.salesforce.com";
 /// The config file name looked up in the working directory and the user config dir.
@@ -576,9 +578,28 @@ impl Parser<'_> {
                 format!("is `{api_version}`; expected a version like \"59.0\"."),
             ));
         }
+        if api_version
+            .split('.')
+            .next()
+            .and_then(|m| m.parse::<u32>().ok())
+            .is_some_and(|major| major <= LAST_RETIRED_API_VERSION)
+        {
+            return Err(self.err(
+                &format!("{prefix}.api_version"),
+                format!(
+                    "is `{api_version}`, a retired version (Salesforce retired 30.0 and older in Summer '25); use 31.0 or later, e.g. \"{DEFAULT_API_VERSION}\"."
+                ),
+            ));
+        }
         let session_timeout = match t.get("session_timeout_secs") {
             None => None,
             Some(Value::Integer(n)) if *n > 0 => Some(Duration::from_secs(*n as u64)),
+            Some(Value::Integer(n)) => {
+                return Err(self.err(
+                    &format!("{prefix}.session_timeout_secs"),
+                    format!("must be a positive whole number of seconds, found {n}."),
+                ));
+            }
             Some(v) => {
                 return Err(self.err(
                     &format!("{prefix}.session_timeout_secs"),
@@ -739,6 +760,13 @@ pub fn locate(explicit: Option<&Path>) -> CliResult<PathBuf> {
     if let Some(p) = explicit {
         if p.is_file() {
             return Ok(p.to_owned());
+        }
+        if p.is_dir() {
+            return Err(CliError::usage(format!(
+                "--config {} is a directory; give the config file itself (e.g. {}).",
+                p.display(),
+                p.join(CONFIG_FILE_NAME).display()
+            )));
         }
         return Err(CliError::usage(format!(
             "the config file {} given with --config does not exist. Check the path; `sfkeep fake-org` prints a working one as `profile_file`.",

@@ -89,6 +89,10 @@ impl CliError {
                     "Check that the login URL is right and the org is reachable from here (network, proxy, firewall), then retry.".to_owned()
                 },
             ),
+            E::Store { store: "redis", .. } => (
+                Exit::Store,
+                "Check that Redis is up and reachable at the profile's store.url, and that the cache key is the fleet's.".to_owned(),
+            ),
             E::Store { .. } => (
                 Exit::Store,
                 "Check the store's path and permissions and the cache key; `sfkeep logout` forgets the stored record.".to_owned(),

@@ -8,7 +8,7 @@
 //! | 2 | usage or configuration error (bad flag, bad config file, missing secret, missing profile, an API version without the call), or a request the org refuses as malformed (bad SOQL, unknown field or path) | fix the command line or the config file |
 //! | 3 | re-authentication required (refresh token revoked or expired, user frozen or deactivated, app not approved, IP restricted) | a person must act: `sfkeep login`, or the fix printed with the error |
 //! | 4 | transient failure (network, timeout, HTTP 5xx, rate limit) | retry later, with backoff |
-//! | 5 | token store error (cannot read, write or decrypt the store) | fix the store path, its permissions, or the cache key |
+//! | 5 | storage error: the token store (cannot read, write or decrypt it) or `sync`'s billing database (missing directory, read-only, full, another tool's schema) | fix the path, its permissions, or the cache key |
 
 use std::process::ExitCode;
 
@@ -25,7 +25,7 @@ pub enum Exit {
     ReauthRequired = 3,
     /// 4: transient failure (network, 5xx, timeout).
     Transient = 4,
-    /// 5: token store error.
+    /// 5: storage error (the token store, or the billing database of `sync`).
     Store = 5,
 }
 

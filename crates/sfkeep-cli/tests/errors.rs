@@ -335,3 +335,35 @@ fn closed_pipes_end_quietly_and_a_closed_stderr_is_no_panic() {
         "an error message to a closed stderr"
     );
 }
+
+#[test]
+fn config_mistakes_say_exactly_what_is_wrong() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    // --config pointing at a directory.
+    let (code, _, err) = cmd(h, h, &["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("is a directory"), "{err}");
+    // A negative session timeout names the value.
+    let cfg = config(
+        h,
+        "https://login.salesforce.com",
+        "session_timeout_secs = -5",
+    );
+    let (code, _, err) = token(h, &cfg);
+    assert_eq!(code, 2);
+    assert!(err.contains("found -5"), "{err}");
+    // A retired API version.
+    let cfg = config(h, "https://login.salesforce.com", "api_version = \"30.0\"");
+    let (code, _, err) = token(h, &cfg);
+    assert_eq!(code, 2);
+    assert!(err.contains("retired") && err.contains("31.0"), "{err}");
+    // A URL instead of a path in `api`: refused before any token is read.
+    let cfg = config(h, "https://login.salesforce.com", "");
+    let (code, _, err) = cmd(h, &cfg, &["api", "GET", "https://elsewhere.example.com/x"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("is a URL") && !err.contains("config file"),
+        "{err}"
+    );
+}

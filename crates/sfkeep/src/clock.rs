@@ -38,14 +38,21 @@ impl UnixMillis {
     }
 }
 
+/// RFC 3339 in UTC with exactly three fractional digits (`2026-11-28T08:46:58.990Z`), so
+/// timestamps line up in columns.
 impl fmt::Display for UnixMillis {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match time::OffsetDateTime::from_unix_timestamp_nanos(self.0 as i128 * 1_000_000) {
             Ok(t) => write!(
                 f,
-                "{}",
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .unwrap_or_else(|_| self.0.to_string())
+                "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+                t.millisecond()
             ),
             Err(_) => write!(f, "{}ms", self.0),
         }

@@ -54,6 +54,14 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
                 .map_err(|e| CliError::usage(format!("the body is not JSON: {e}.")))?,
         ),
     };
+    if a.path.contains("://") {
+        // Requests go to the profile's instance only; a URL here is a mistake, and never a
+        // way to send the token somewhere else.
+        return Err(CliError::usage(format!(
+            "`{}` is a URL; give a path on the profile's instance instead, e.g. `sfkeep api GET limits` or `/services/data/v59.0/limits`.",
+            a.path
+        )));
+    }
     let profile = session::load_profile(g)?;
     let (manager, _store) = session::manager(&profile).await?;
     let client = session::api_client(&profile, manager)?;

@@ -108,9 +108,10 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
         crate::commands::print_line(&serde_json::to_string(&summary).unwrap_or_default())?;
     } else {
         crate::commands::print_line(&format!(
-            "synced {} accounts in {} pages ({} new, {} updated) into {}; {} rows in total, {:.1}s",
+            "synced {} accounts in {} page{} ({} new, {} updated) into {}; {} rows in total, {:.1}s",
             summary.fetched,
             summary.pages,
+            if summary.pages == 1 { "" } else { "s" },
             summary.inserted,
             summary.updated,
             path.display(),
