@@ -20,8 +20,7 @@ pub struct Job {
     created_by: String,
     created: String,
     state: &'static str,
-    fields: Vec<String>,
-    rows: Vec<Row>,
+    results: CsvResults,
     api_version: String,
     polled: bool,
 }
@@ -45,7 +44,7 @@ impl Job {
         });
         if detailed {
             v["jobType"] = json!("V2Query");
-            v["numberRecordsProcessed"] = json!(self.rows.len());
+            v["numberRecordsProcessed"] = json!(self.results.len());
             v["retries"] = json!(0);
             v["totalProcessingTime"] = json!(0);
         }
@@ -53,13 +52,67 @@ impl Job {
     }
 }
 
-fn csv_cell(v: Option<&Value>) -> String {
+/// A job's results rendered as CSV once, when the job runs: each results page is then the
+/// header plus a slice of lines, not a fresh rendering of every cell.
+struct CsvResults {
+    header: String,
+    /// Every record's line, each ending with `\n`.
+    lines: String,
+    /// Where each line starts in `lines`, plus `lines.len()` at the end.
+    starts: Vec<usize>,
+}
+
+impl CsvResults {
+    fn render(fields: &[String], rows: &[&Row]) -> Self {
+        let mut header = fields
+            .iter()
+            .map(|f| format!("\"{f}\""))
+            .collect::<Vec<_>>()
+            .join(",");
+        header.push('\n');
+        let mut lines = String::with_capacity(rows.len() * 24 * fields.len().max(1));
+        let mut starts = Vec::with_capacity(rows.len() + 1);
+        for row in rows {
+            starts.push(lines.len());
+            for (i, f) in fields.iter().enumerate() {
+                if i > 0 {
+                    lines.push(',');
+                }
+                csv_cell(&mut lines, row.get(f));
+            }
+            lines.push('\n');
+        }
+        starts.push(lines.len());
+        CsvResults {
+            header,
+            lines,
+            starts,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.starts.len() - 1
+    }
+}
+
+/// Appends one cell: empty for null, otherwise quoted with quotes doubled.
+fn csv_cell(out: &mut String, v: Option<&Value>) {
+    let other;
     let text = match v {
-        None | Some(Value::Null) => return String::new(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
+        None | Some(Value::Null) => return,
+        Some(Value::String(s)) => s.as_str(),
+        Some(v) => {
+            other = v.to_string();
+            other.as_str()
+        }
     };
-    format!("\"{}\"", text.replace('"', "\"\""))
+    out.push('"');
+    if text.contains('"') {
+        out.push_str(&text.replace('"', "\"\""));
+    } else {
+        out.push_str(text);
+    }
+    out.push('"');
 }
 
 /// Routes `jobs/query[/{id}[/results]]`.
@@ -135,7 +188,10 @@ fn create(org: &Org, inner: &mut Inner, version: &str, token: &str, body: &[u8])
         );
     };
     // UNVERIFIED: job-creation errors reuse the REST query error codes.
-    let result = match objects::run(org, inner, soql, operation == "queryAll", token) {
+    let selected = objects::with_selection(org, inner, soql, operation == "queryAll", token, |s| {
+        (s.object, CsvResults::render(&s.fields, &s.rows))
+    });
+    let (object, results) = match selected {
         Ok(r) => r,
         Err(e) => return wire::rest_error(StatusCode::BAD_REQUEST, e.code, &e.message),
     };
@@ -149,12 +205,11 @@ fn create(org: &Org, inner: &mut Inner, version: &str, token: &str, body: &[u8])
     let job = Job {
         id: id.clone(),
         operation: operation.to_owned(),
-        object: result.object,
+        object: object.to_owned(),
         created_by,
         created: ids::sf_datetime(now),
         state: "UploadComplete",
-        fields: result.fields,
-        rows: result.rows,
+        results,
         api_version: version.to_owned(),
         polled: false,
     };
@@ -166,28 +221,21 @@ fn create(org: &Org, inner: &mut Inner, version: &str, token: &str, body: &[u8])
 fn results(job: &mut Job, uri: &Uri) -> Response {
     job.state = "JobComplete";
     let pairs = ids::query_pairs(uri.query());
+    let r = &job.results;
     let offset = ids::pair(&pairs, "locator")
         .and_then(|l| l.parse::<usize>().ok())
         .unwrap_or(0)
-        .min(job.rows.len());
+        .min(r.len());
     let max = ids::pair(&pairs, "maxRecords")
         .and_then(|m| m.parse::<usize>().ok())
         .filter(|m| *m > 0)
         .unwrap_or(50_000);
-    let end = offset.saturating_add(max).min(job.rows.len());
-    let mut csv = job
-        .fields
-        .iter()
-        .map(|f| format!("\"{f}\""))
-        .collect::<Vec<_>>()
-        .join(",");
-    csv.push('\n');
-    for row in &job.rows[offset..end] {
-        let line: Vec<String> = job.fields.iter().map(|f| csv_cell(row.get(f))).collect();
-        csv.push_str(&line.join(","));
-        csv.push('\n');
-    }
-    let locator = if end < job.rows.len() {
+    let end = offset.saturating_add(max).min(r.len());
+    let lines = &r.lines[r.starts[offset]..r.starts[end]];
+    let mut csv = String::with_capacity(r.header.len() + lines.len());
+    csv.push_str(&r.header);
+    csv.push_str(lines);
+    let locator = if end < r.len() {
         end.to_string()
     } else {
         "null".to_owned()

@@ -2,6 +2,8 @@
 //! LoginHistory, AuthSession, OauthToken, SetupAuditTrail), materialised as rows from the
 //! org model, and the SOQL entry point shared by REST and SOAP.
 
+use std::borrow::Cow;
+
 use serde_json::{Value, json};
 
 use crate::ids;
@@ -38,19 +40,34 @@ pub struct QueryResult {
     pub count_only: bool,
     /// `totalSize`.
     pub total: usize,
-    /// Selected fields in SELECT order (canonical names).
-    pub fields: Vec<String>,
 }
 
-/// Parses and runs `soql`. `all` includes deleted Accounts (queryAll); `current` is the
-/// caller's session token (AuthSession.IsCurrent).
-pub fn run(
+/// A query's result borrowed from the org's records (see [`with_selection`]).
+pub struct Selected<'a> {
+    /// Canonical object name.
+    pub object: &'static str,
+    /// Selected fields in SELECT order (canonical names).
+    pub fields: Vec<String>,
+    /// Matching rows (all their fields: serialize only `fields`).
+    pub rows: Vec<&'a Row>,
+    /// `SELECT COUNT() …`: only `total` matters.
+    pub count_only: bool,
+    /// `totalSize`.
+    pub total: usize,
+}
+
+/// Parses and runs `soql` and hands the matching rows, borrowed, to `f`: REST and Bulk
+/// serialize them straight from the org's records instead of copying 100,000 of them first.
+/// `all` includes deleted Accounts (queryAll); `current` is the caller's session token
+/// (AuthSession.IsCurrent).
+pub fn with_selection<T>(
     org: &Org,
     inner: &Inner,
     soql_text: &str,
     all: bool,
     current: &str,
-) -> Result<QueryResult, QueryError> {
+    f: impl FnOnce(Selected<'_>) -> T,
+) -> Result<T, QueryError> {
     let query = soql::parse(soql_text).map_err(|e| QueryError {
         code: e.error_code,
         message: e.message,
@@ -66,33 +83,54 @@ pub fn run(
         });
     };
     let rows = rows_of(org, inner, object, all, current);
-    let now = inner.now();
-    let to_err = |e: soql::SoqlError| QueryError {
-        code: e.error_code,
-        message: e.message,
-    };
-    let count = if query.count_only {
-        Some(query.count(&rows, now).map_err(to_err)?)
-    } else {
-        None
-    };
-    let fields = query.select_fields(&rows).map_err(to_err)?;
-    let rows = query.execute(&rows, now).map_err(to_err)?;
-    Ok(QueryResult {
-        fields,
-        object: (*object).to_owned(),
-        total: count.unwrap_or(rows.len()),
-        rows,
+    // Accounts have a fixed set of fields; the other objects' fields are their rows' keys.
+    let fields = (*object == "Account").then_some(crate::records::FIELDS);
+    let s = query
+        .select(&rows, fields, inner.now())
+        .map_err(|e| QueryError {
+            code: e.error_code,
+            message: e.message,
+        })?;
+    Ok(f(Selected {
+        object,
+        fields: s.fields,
+        total: s.count,
+        rows: s.rows,
         count_only: query.count_only,
+    }))
+}
+
+/// Parses and runs `soql`, returning owned rows projected to the SELECT list. `all`
+/// includes deleted Accounts (queryAll); `current` is the caller's session token
+/// (AuthSession.IsCurrent).
+pub fn run(
+    org: &Org,
+    inner: &Inner,
+    soql_text: &str,
+    all: bool,
+    current: &str,
+) -> Result<QueryResult, QueryError> {
+    with_selection(org, inner, soql_text, all, current, |s| QueryResult {
+        rows: soql::project(&s.fields, &s.rows),
+        object: s.object.to_owned(),
+        total: s.total,
+        count_only: s.count_only,
     })
 }
 
 /// Every row of `object` as the org sees it now.
-pub fn rows_of(org: &Org, inner: &Inner, object: &str, all: bool, current: &str) -> Vec<Row> {
+/// Accounts are borrowed, not cloned; the other objects are materialised from the org model.
+pub fn rows_of<'a>(
+    org: &Org,
+    inner: &'a Inner,
+    object: &str,
+    all: bool,
+    current: &str,
+) -> Vec<Cow<'a, Row>> {
     let now = inner.now();
     let mut out = Vec::new();
     match object {
-        "Account" => return inner.accounts.rows(all),
+        "Account" => return inner.accounts.rows(all).map(Cow::Borrowed).collect(),
         "User" => {
             for u in &inner.users {
                 out.push(row(json!({
@@ -120,8 +158,8 @@ pub fn rows_of(org: &Org, inner: &Inner, object: &str, all: bool, current: &str)
                 })));
             }
         }
-        "LoginHistory" => out = inner.login_history.clone(),
-        "SetupAuditTrail" => out = inner.audit.clone(),
+        "LoginHistory" => return inner.login_history.iter().map(Cow::Borrowed).collect(),
+        "SetupAuditTrail" => return inner.audit.iter().map(Cow::Borrowed).collect(),
         "AuthSession" => {
             let mut sessions: Vec<_> = inner
                 .sessions
@@ -166,7 +204,7 @@ pub fn rows_of(org: &Org, inner: &Inner, object: &str, all: bool, current: &str)
         _ => {}
     }
     let _ = org;
-    out
+    out.into_iter().map(Cow::Owned).collect()
 }
 
 fn row(v: Value) -> Row {

@@ -13,7 +13,7 @@ use axum::response::Response;
 use crate::objects;
 use crate::sessions::{self, Refusal};
 use crate::soapxml::{self, FaultKind, LoginResultXml, SoapRequest, UserInfoXml};
-use crate::state::{Cursor, Inner, Org, Session, login_status};
+use crate::state::{Cursor, CursorRows, Inner, Org, Session, login_status};
 use crate::wire::{self, RawBody};
 
 /// SOAP `query` batch size when QueryOptions says nothing (the partner API's default).
@@ -288,7 +288,7 @@ fn run_query(org: &Org, inner: &mut Inner, soql: &str, batch: usize, current: &s
         &org.pod,
         Cursor {
             object: result.object,
-            rows: result.rows,
+            rows: CursorRows::Soap(result.rows),
             batch,
         },
     );
@@ -317,10 +317,11 @@ fn query_more(inner: &mut Inner, locator: &str) -> Response {
     let Ok(offset) = offset.parse::<usize>() else {
         return invalid();
     };
-    let Some(c) = inner.cursors.get(cursor) else {
+    // A REST cursor holds serialized JSON, not rows SOAP can page.
+    let Some((c, CursorRows::Soap(rows))) = inner.cursors.get(cursor).map(|c| (c, &c.rows)) else {
         return invalid();
     };
-    let total = c.rows.len();
+    let total = rows.len();
     if offset >= total {
         return invalid();
     }
@@ -328,7 +329,7 @@ fn query_more(inner: &mut Inner, locator: &str) -> Response {
     let next = (end < total).then(|| format!("{cursor}-{end}"));
     ok(soapxml::query_response(
         &c.object,
-        &c.rows[offset..end],
+        &rows[offset..end],
         next.is_none(),
         next.as_deref(),
         total,

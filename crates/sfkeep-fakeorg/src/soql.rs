@@ -29,6 +29,7 @@
 //! done on saturating `i128` nanoseconds, and sorting uses a total order.
 #![allow(dead_code)]
 
+use std::borrow::Borrow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::fmt;
@@ -226,6 +227,18 @@ pub fn parse(soql: &str) -> Result<Query, SoqlError> {
     p.query()
 }
 
+/// The records a query picked, borrowed from the rows it ran over: what a caller needs to
+/// serialize them without building projected copies first.
+#[derive(Debug)]
+pub struct Selection<'r> {
+    /// Canonical names of the selected fields, in SELECT order (empty for `COUNT()`).
+    pub fields: Vec<String>,
+    /// The matching records after `ORDER BY`, `OFFSET` and `LIMIT` (empty for `COUNT()`).
+    pub rows: Vec<&'r Map<String, Json>>,
+    /// How many records matched (`totalSize`, also for `COUNT()`).
+    pub count: usize,
+}
+
 impl Query {
     /// Runs the query over `rows` (the object's records) at org time `now`.
     ///
@@ -237,23 +250,41 @@ impl Query {
         rows: &[Map<String, Json>],
         now: OffsetDateTime,
     ) -> Result<Vec<Map<String, Json>>, SoqlError> {
-        let names = self.resolve(rows)?;
-        if self.count_only {
-            return Ok(Vec::new());
-        }
-        let selected = self.select_names(&names);
+        let s = self.select(rows, None, now)?;
+        Ok(project(&s.fields, &s.rows))
+    }
+
+    /// Like [`Query::execute`], but borrows the matching rows instead of copying the selected
+    /// fields out of them. `rows` may be owned rows or references (anything that borrows as a
+    /// row), so a caller holding its records elsewhere need not clone them to query them.
+    ///
+    /// `fields`, when given, are the object's field names: they replace the union of the rows'
+    /// keys for checking the query's field references (no scan of every key of every row, and
+    /// an unknown field is refused even when there are no rows, as Salesforce does).
+    pub fn select<'r, R: Borrow<Map<String, Json>>>(
+        &self,
+        rows: &'r [R],
+        fields: Option<&[&str]>,
+        now: OffsetDateTime,
+    ) -> Result<Selection<'r>, SoqlError> {
+        let names = match fields {
+            Some(f) => self.resolve_names(f.iter().copied(), false)?,
+            None => self.resolve(rows)?,
+        };
         let picked = self.matching(rows, &names, now);
-        Ok(picked
-            .into_iter()
-            .map(|row| {
-                let mut out = Map::new();
-                for name in &selected {
-                    let v = lookup(row, name).cloned().unwrap_or(Json::Null);
-                    out.insert(name.clone(), v);
-                }
-                out
-            })
-            .collect())
+        let count = picked.len();
+        if self.count_only {
+            return Ok(Selection {
+                fields: Vec::new(),
+                rows: Vec::new(),
+                count,
+            });
+        }
+        Ok(Selection {
+            fields: self.select_names(&names),
+            rows: picked,
+            count,
+        })
     }
 
     /// The number of records the query yields (after `OFFSET` / `LIMIT`): the `totalSize` of a
@@ -289,20 +320,44 @@ impl Query {
 
     /// Checks every field reference against the union of the rows' keys and returns the map from
     /// lower-cased name to canonical name.
-    fn resolve(&self, rows: &[Map<String, Json>]) -> Result<HashMap<String, String>, SoqlError> {
-        let mut names: HashMap<String, String> = HashMap::new();
+    fn resolve<R: Borrow<Map<String, Json>>>(
+        &self,
+        rows: &[R],
+    ) -> Result<HashMap<String, String>, SoqlError> {
+        // Records of one object nearly always share one key set, and a row whose keys equal
+        // the previous row's adds nothing.
+        let mut keys: Vec<&str> = Vec::new();
+        let mut prev: Option<&Map<String, Json>> = None;
         for row in rows {
-            for key in row.keys() {
-                names
-                    .entry(key.to_ascii_lowercase())
-                    .or_insert_with(|| key.clone());
+            let row = row.borrow();
+            if prev.is_some_and(|p| p.len() == row.len() && p.keys().eq(row.keys())) {
+                continue;
             }
+            keys.extend(row.keys().map(String::as_str));
+            prev = Some(row);
+        }
+        self.resolve_names(keys.into_iter(), rows.is_empty())
+    }
+
+    /// The map from lower-cased to canonical name of `keys` (the first spelling wins), after
+    /// checking every field reference against it; `lenient` accepts any reference (no rows
+    /// to know the fields from).
+    fn resolve_names<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k str>,
+        lenient: bool,
+    ) -> Result<HashMap<String, String>, SoqlError> {
+        let mut names: HashMap<String, String> = HashMap::new();
+        for key in keys {
+            names
+                .entry(key.to_ascii_lowercase())
+                .or_insert_with(|| key.to_owned());
         }
         let mut refs: Vec<&(usize, String)> = self.refs.iter().collect();
         refs.sort_by_key(|(pos, _)| *pos);
         for (pos, field) in refs {
             let lower = field.to_ascii_lowercase();
-            if lower == "id" || rows.is_empty() || names.contains_key(&lower) {
+            if lower == "id" || lenient || names.contains_key(&lower) {
                 continue;
             }
             return Err(located(
@@ -323,18 +378,26 @@ impl Query {
     }
 
     /// Filter, sort, offset, limit.
-    fn matching<'r>(
+    fn matching<'r, R: Borrow<Map<String, Json>>>(
         &self,
-        rows: &'r [Map<String, Json>],
+        rows: &'r [R],
         names: &HashMap<String, String>,
         now: OffsetDateTime,
     ) -> Vec<&'r Map<String, Json>> {
+        // Field names as written → canonical, once per query rather than once per row.
+        let fields: HashMap<&str, String> = self
+            .refs
+            .iter()
+            .map(|(_, f)| (f.as_str(), canonical(names, f)))
+            .collect();
         let ctx = Ctx {
             names,
+            fields: &fields,
             today: now.unix_timestamp_nanos().div_euclid(NANOS_PER_DAY) * NANOS_PER_DAY,
         };
         let mut picked: Vec<&Map<String, Json>> = rows
             .iter()
+            .map(Borrow::borrow)
             .filter(|row| self.conditions.iter().all(|c| ctx.eval(c, row)))
             .collect();
         if !self.order_by.is_empty() {
@@ -380,6 +443,20 @@ impl Query {
     }
 }
 
+/// The `fields` (canonical names) of each row, as owned rows.
+pub fn project(fields: &[String], rows: &[&Map<String, Json>]) -> Vec<Map<String, Json>> {
+    rows.iter()
+        .map(|row| {
+            let mut out = Map::new();
+            for name in fields {
+                let v = lookup(row, name).cloned().unwrap_or(Json::Null);
+                out.insert(name.clone(), v);
+            }
+            out
+        })
+        .collect()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Evaluation
 // ---------------------------------------------------------------------------------------------
@@ -403,6 +480,8 @@ fn lookup<'r>(row: &'r Map<String, Json>, name: &str) -> Option<&'r Json> {
 
 struct Ctx<'a> {
     names: &'a HashMap<String, String>,
+    /// Field names as written in the query → canonical names.
+    fields: &'a HashMap<&'a str, String>,
     /// Start of the current UTC day, in Unix nanoseconds.
     today: i128,
 }
@@ -414,8 +493,11 @@ impl Ctx<'_> {
             Condition::Or(v) => v.iter().any(|c| self.eval(c, row)),
             Condition::Not(c) => !self.eval(c, row),
             Condition::Compare(cmp) => {
-                let name = canonical(self.names, &cmp.field);
-                let v = lookup(row, &name).filter(|v| !v.is_null());
+                let v = match self.fields.get(cmp.field.as_str()) {
+                    Some(name) => lookup(row, name),
+                    None => lookup(row, &canonical(self.names, &cmp.field)),
+                }
+                .filter(|v| !v.is_null());
                 self.compare(v, cmp)
             }
         }

@@ -267,14 +267,33 @@ pub struct Fault {
     pub html: bool,
 }
 
-/// A pagination cursor of a query (REST `nextRecordsUrl` or SOAP `queryLocator`).
+/// A pagination cursor of a query (REST `nextRecordsUrl` or SOAP `queryLocator`). It holds
+/// the result as it was when the query ran: records changed later are served as they were.
 pub struct Cursor {
     /// Queried object.
     pub object: String,
-    /// All result rows (REST rows already carry `attributes`).
-    pub rows: Vec<Row>,
+    /// All result records.
+    pub rows: CursorRows,
     /// Page size.
     pub batch: usize,
+}
+
+/// The records of a cursor, in the form its API pages them.
+pub enum CursorRows {
+    /// SOAP: rows projected to the SELECT list.
+    Soap(Vec<Row>),
+    /// REST: each record already serialized (with `attributes`), so a page is a slice of text.
+    Rest(crate::rest::RenderedRecords),
+}
+
+impl CursorRows {
+    /// Records in the cursor.
+    pub fn len(&self) -> usize {
+        match self {
+            CursorRows::Soap(rows) => rows.len(),
+            CursorRows::Rest(r) => r.len(),
+        }
+    }
 }
 
 /// Counters served by `GET /_fake/stats`.

@@ -23,6 +23,14 @@ pub fn json(status: StatusCode, value: &Value) -> Response {
     r
 }
 
+/// A JSON response from text already serialized (query pages rendered from stored records).
+pub fn json_text(status: StatusCode, body: String) -> Response {
+    let mut r = (status, body).into_response();
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_CT));
+    r
+}
+
 /// A token-endpoint style JSON response (`Cache-Control: no-cache, no-store`, §2).
 pub fn token_json(status: StatusCode, value: &Value) -> Response {
     let mut r = json(status, value);
