@@ -145,6 +145,11 @@ fn unreachable_org_is_exit_4() {
     assert!(err.contains(&url), "{err}");
     assert!(err.contains("retry"), "{err}");
     assert_clean(&err);
+    // `query` retries inside the cooldown: the message still says what failed first.
+    let (code, _, err) = cmd(home.path(), &cfg, &["query", "SELECT Id FROM Account"]);
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains(&url), "the refused connection is named: {err}");
+    assert_clean(&err);
 }
 
 #[test]

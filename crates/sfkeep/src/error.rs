@@ -87,12 +87,16 @@ pub enum Error {
         retry_after: Duration,
     },
     /// The last token request failed and the cooldown has not passed; no request was sent.
-    #[error("cooling down after a failed token request ({cause}); next attempt in {remaining:?}")]
+    #[error(
+        "cooling down after a failed token request ({cause}: {last_error}); next attempt in {remaining:?}"
+    )]
     CoolingDown {
         /// Why the last attempt failed.
         cause: Cause,
         /// Time left.
         remaining: Duration,
+        /// The failed attempt's own message (a refused connection, a 503, …): what to fix.
+        last_error: String,
     },
     /// The configuration is wrong.
     #[error("configuration error: {0}")]

@@ -622,6 +622,7 @@ impl Inner {
             e => Error::CoolingDown {
                 cause: e.cause().unwrap_or(Cause::Unknown),
                 remaining: f.next_attempt.since(now),
+                last_error: e.to_string(),
             },
         })
     }
