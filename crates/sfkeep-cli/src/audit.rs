@@ -462,7 +462,7 @@ impl AuditSink {
         }
     }
 
-    /// For doctor's own probing managers (`session::manager_with_audit(.., false)`): their
+    /// For doctor's own probing managers (`session::Recording::DoctorProbe`): their
     /// events are recorded tagged `origin = 'doctor'`, so they are never taken for the
     /// integration's history (doctor's evidence, `status`), and their `api.succeeded` are
     /// left out, so they never move the integration's "last successful call".

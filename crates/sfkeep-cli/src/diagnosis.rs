@@ -374,7 +374,7 @@ pub async fn dry_refresh(
             continue;
         };
         let mem: Arc<dyn Store> = Arc::new(MemoryStore::new());
-        let m = session::manager_with_audit(p, grant, None, mem, false)?;
+        let m = session::manager_with_audit(p, grant, None, mem, session::Recording::DoctorProbe)?;
         match m.token().await {
             Ok(t) => {
                 notes.push(format!(
@@ -462,7 +462,7 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
             },
             None,
             Arc::new(MemoryStore::new()),
-            false,
+            session::Recording::DoctorProbe,
         )?;
         let cs = sfkeep::secret::ClientSecret::new(secret.as_str());
         match sfkeep::grant::introspect::access_token(

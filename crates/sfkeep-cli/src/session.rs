@@ -309,24 +309,32 @@ pub fn manager_with(
     fallback: Option<Grant>,
     store: Arc<dyn Store>,
 ) -> CliResult<TokenManager> {
-    manager_with_audit(p, primary, fallback, store, true)
+    manager_with_audit(p, primary, fallback, store, Recording::Integration)
 }
 
-/// Like [`manager_with`]; `record_success: false` keeps this manager's API calls out of the
-/// audit log's "last successful call" (doctor's probing calls).
+/// Whose events a manager's audit records are.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recording {
+    /// The integration's own: evidence for doctor, shown by `status`.
+    Integration,
+    /// doctor's test refreshes and calls: recorded tagged as probes, never taken for the
+    /// integration's history, never its "last successful call".
+    DoctorProbe,
+}
+
+/// Like [`manager_with`], with the audit records tagged as `recording` says.
 pub fn manager_with_audit(
     p: &Profile,
     primary: Grant,
     fallback: Option<Grant>,
     store: Arc<dyn Store>,
-    record_success: bool,
+    recording: Recording,
 ) -> CliResult<TokenManager> {
     let audit = crate::audit::open_for_recording(p).map(|log| {
         let sink = crate::audit::AuditSink::new(log, p);
-        Arc::new(if record_success {
-            sink
-        } else {
-            sink.without_success_records()
+        Arc::new(match recording {
+            Recording::Integration => sink,
+            Recording::DoctorProbe => sink.without_success_records(),
         })
     });
     let mut b = TokenManager::builder(p.login_url.clone())

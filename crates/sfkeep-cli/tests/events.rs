@@ -125,3 +125,31 @@ fn an_audit_log_from_a_newer_version_is_refused() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("newer sfkeep"), "{err}");
 }
+
+#[test]
+fn doctors_own_probes_are_marked_in_the_listing() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let (code, _, err) = run(with_profile(h, &org, &["token"]));
+    assert_eq!(code, 0, "{err}");
+    let (_, _, _) = run(with_profile(h, &org, &["doctor"]));
+    let (code, out, err) = run(with_profile(h, &org, &["events"]));
+    assert_eq!(code, 0, "{err}");
+    let probes = out
+        .lines()
+        .filter(|l| l.ends_with("(doctor probe)"))
+        .count();
+    let own = out
+        .lines()
+        .filter(|l| !l.ends_with("(doctor probe)"))
+        .count();
+    assert!(
+        probes >= 1,
+        "doctor's test refresh is listed and marked: {out}"
+    );
+    assert!(
+        own >= 1,
+        "the integration's own events are not marked: {out}"
+    );
+}

@@ -93,6 +93,10 @@ fn line(r: &EventRow, p: Paint) -> String {
             s.push_str(&format!(" {k}={v}"));
         }
     }
+    if r.is_doctor_probe() {
+        // doctor's own test refresh: real traffic at the org, but not the integration's.
+        s.push_str(&p.dim(" (doctor probe)"));
+    }
     s
 }
 
