@@ -83,8 +83,17 @@ struct Run {
     integration_invalid_session_errors: u64,
 }
 
+/// Set with `--json`: stdout then carries the JSON report alone.
+static JSON_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One line of the timeline: on stdout with the final table (the story reads as one block,
+/// and `sfkeep demo > demo.txt` keeps all of it); on stderr with `--json`.
 fn say(line: &str) {
-    eprintln!("{line}");
+    if JSON_OUTPUT.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("{line}");
+    } else {
+        let _ = crate::commands::print_line(line);
+    }
 }
 
 /// The integration's token manager: refresh token first, JWT bearer as the fallback, one
@@ -226,6 +235,7 @@ fn describe_healing(
 
 /// Runs the demo.
 pub async fn run(args: DemoArgs) -> CliResult<Exit> {
+    JSON_OUTPUT.store(args.json, std::sync::atomic::Ordering::Relaxed);
     let started = Instant::now();
     say(&format!(
         "sfkeep demo: a billing sync of {} Accounts through every cause of session death\n",
@@ -252,7 +262,7 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
         integration_invalid_session_errors: 0,
     };
     say(&format!(
-        "{:>8}  {:<34} {:<22} {:<44} {:>13}   {}",
+        "{:>8}  {:<34} {:<22} {:<44} {:<13}   {}",
         "time", "event", "cause", "how sfkeep healed", "records", "naive client (logs in once)"
     ));
 
@@ -435,13 +445,13 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
         let t = &report.token_requests;
         let lines = [
             String::new(),
-            "                                   sfkeep        naive client".into(),
+            format!("{:<35}{:<21}naive client", "", "sfkeep"),
             format!(
-                "records in the org                 {:<13} {}",
+                "records in the org                 {:<20} {}",
                 report.records_in_org, report.records_in_org
             ),
             format!(
-                "records in the billing DB          {:<13} -",
+                "records in the billing DB          {:<20} -",
                 report.records_in_billing_db
             ),
             format!(
@@ -449,7 +459,7 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
                 lost, stale, duplicated
             ),
             format!(
-                "INVALID_SESSION_ID seen by the app {:<13} {}",
+                "INVALID_SESSION_ID seen by the app {:<20} {}",
                 report.invalid_session_errors_seen_by_integration,
                 if report.naive_client_first_failure.is_some() {
                     "dead after the first one"
@@ -458,8 +468,9 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
                 }
             ),
             format!(
-                "token requests                     refresh {} · jwt {} · soap {}",
-                t["refresh_token"], t["jwt_bearer"], stats["soap_logins"]
+                "token requests                     {:<20} {}",
+                format!("refresh {} · jwt {}", t["refresh_token"], t["jwt_bearer"]),
+                format!("soap login {}", stats["soap_logins"])
             ),
             format!(
                 "401s the org sent (all healed)     {}",
