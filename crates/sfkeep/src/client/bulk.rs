@@ -103,6 +103,16 @@ impl BulkQuery {
     /// The next page of results as records (CSV header → field names; empty cells → null),
     /// or `None` after the last page.
     pub async fn next_page(&mut self) -> Result<Option<Vec<Map<String, Value>>>> {
+        match self.next_page_csv().await? {
+            Some(body) => parse_csv(&body).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next page of results as the CSV text Salesforce sent (header line first), or
+    /// `None` after the last page: for callers that parse the CSV straight into their own
+    /// types rather than into maps of JSON values.
+    pub async fn next_page_csv(&mut self) -> Result<Option<Vec<u8>>> {
         if self.done {
             return Ok(None);
         }
@@ -130,7 +140,7 @@ impl BulkQuery {
             None | Some("null") | Some("") => self.done = true,
             Some(l) => self.locator = Some(l.to_owned()),
         }
-        parse_csv(&resp.body).map(Some)
+        Ok(Some(resp.body))
     }
 }
 
