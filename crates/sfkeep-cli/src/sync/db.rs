@@ -14,6 +14,9 @@ pub const TOOL: &str = "sfkeep-billing-sync";
 /// The schema version this build writes and reads.
 pub const SCHEMA_VERSION: i64 = 1;
 
+/// Page size of a new billing database.
+const PAGE_SIZE: i64 = 16384;
+
 /// Why the billing database cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
@@ -46,6 +49,15 @@ pub enum DbError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The thread writing to the database went away without an answer (the runtime is
+    /// shutting down).
+    #[error(
+        "billing database {path}: the writer stopped before finishing. Nothing was half-written: the watermark moves only with the rows it covers."
+    )]
+    WriterStopped {
+        /// The file.
+        path: PathBuf,
+    },
     /// A record without the fields the sync needs.
     #[error("record {index} of a page has no {field}; refusing to apply the page")]
     BadRecord {
@@ -54,6 +66,126 @@ pub enum DbError {
         /// The missing field.
         field: &'static str,
     },
+}
+
+/// One Account as the billing database stores it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyncRecord {
+    /// `Id`.
+    pub id: String,
+    /// `Name`, when present.
+    pub name: Option<String>,
+    /// `SystemModstamp` (Salesforce format).
+    pub system_modstamp: String,
+    /// The record's fields as a JSON object (no `attributes`), keys in sorted order.
+    pub json: String,
+}
+
+impl SyncRecord {
+    /// From a REST record (`attributes` dropped). `index` is its position in the page, for
+    /// the error.
+    pub fn from_value(index: usize, r: &Value) -> Result<Self, DbError> {
+        let text = |field: &'static str| {
+            r[field]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or(DbError::BadRecord { index, field })
+        };
+        let id = text("Id")?;
+        let system_modstamp = text("SystemModstamp")?;
+        let mut clean = r.clone();
+        if let Some(o) = clean.as_object_mut() {
+            o.remove("attributes");
+        }
+        Ok(SyncRecord {
+            id,
+            name: r["Name"].as_str().map(str::to_owned),
+            system_modstamp,
+            json: clean.to_string(),
+        })
+    }
+}
+
+/// An open transaction of the billing database (see [`BillingDb::begin`]).
+pub struct Load<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: &'a Path,
+}
+
+impl Load<'_> {
+    fn wrap(&self, source: rusqlite::Error) -> DbError {
+        DbError::Sqlite {
+            path: self.path.to_owned(),
+            source,
+        }
+    }
+
+    /// Upserts `records`; returns how many rows were inserted (the rest updated).
+    pub fn upsert(&self, records: &[SyncRecord]) -> Result<usize, DbError> {
+        // Insert first and update only on a conflict: one statement per new row (all of an
+        // initial load) instead of an existence check plus an upsert.
+        let mut insert = self
+            .tx
+            .prepare_cached(
+                "INSERT INTO accounts (id, name, system_modstamp, record) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(id) DO NOTHING",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let mut update = self
+            .tx
+            .prepare_cached(
+                "UPDATE accounts SET name = ?2, system_modstamp = ?3, record = ?4 WHERE id = ?1",
+            )
+            .map_err(|e| self.wrap(e))?;
+        let mut inserted = 0;
+        for r in records {
+            let p = params![r.id, r.name, r.system_modstamp, r.json];
+            if insert.execute(p).map_err(|e| self.wrap(e))? == 1 {
+                inserted += 1;
+            } else {
+                update.execute(p).map_err(|e| self.wrap(e))?;
+            }
+        }
+        Ok(inserted)
+    }
+
+    /// Moves the watermark, as part of this transaction.
+    pub fn set_watermark(&self, w: &Watermark) -> Result<(), DbError> {
+        write_watermark(
+            &self.tx,
+            self.path,
+            w.system_modstamp.as_deref(),
+            w.id.as_deref(),
+        )
+    }
+
+    /// Commits everything at once.
+    pub fn commit(self) -> Result<(), DbError> {
+        let path = self.path;
+        self.tx.commit().map_err(|source| DbError::Sqlite {
+            path: path.to_owned(),
+            source,
+        })
+    }
+}
+
+fn write_watermark(
+    conn: &Connection,
+    path: &Path,
+    system_modstamp: Option<&str>,
+    id: Option<&str>,
+) -> Result<(), DbError> {
+    conn.prepare_cached(
+        "INSERT INTO watermark (object, system_modstamp, last_id) VALUES ('Account', ?1, ?2)
+         ON CONFLICT(object) DO UPDATE SET system_modstamp = excluded.system_modstamp,
+           last_id = excluded.last_id",
+    )
+    .and_then(|mut st| st.execute(params![system_modstamp, id]))
+    .map(drop)
+    .map_err(|source| DbError::Sqlite {
+        path: path.to_owned(),
+        source,
+    })
 }
 
 /// Where the last committed page ended.
@@ -80,9 +212,17 @@ impl BillingDb {
             source,
         };
         let conn = Connection::open(path).map_err(wrap)?;
+        // Takes effect only on a new, empty file (before WAL mode is set); an existing
+        // database keeps its page size. Larger pages: fewer b-tree pages and writes per row.
+        conn.pragma_update(None, "page_size", PAGE_SIZE)
+            .map_err(wrap)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(wrap)?;
-        conn.pragma_update(None, "synchronous", "FULL")
+        // In WAL mode, NORMAL syncs at checkpoints rather than at every commit: a commit is
+        // durable against a crash of this process (SIGKILL) — the WAL is in the OS's hands —
+        // and the database stays consistent after a power loss, which may only undo the
+        // last pages, watermark included, so the next run fetches them again.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(wrap)?;
         let db = BillingDb {
             conn,
@@ -90,6 +230,27 @@ impl BillingDb {
         };
         db.check_or_init()?;
         Ok(db)
+    }
+
+    /// A second connection to the same database, for a writer thread (the caller's keeps
+    /// reading). The file was checked when `self` was opened.
+    pub fn reopen(&self) -> Result<Self, DbError> {
+        let wrap = |source| DbError::Sqlite {
+            path: self.path.clone(),
+            source,
+        };
+        let conn = Connection::open(&self.path).map_err(wrap)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(wrap)?;
+        Ok(BillingDb {
+            conn,
+            path: self.path.clone(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn wrap(&self, source: rusqlite::Error) -> DbError {
@@ -192,87 +353,60 @@ impl BillingDb {
         Ok(w.unwrap_or_default())
     }
 
-    /// Upserts one page of records and moves the watermark to its last record, atomically.
-    /// Returns how many rows were inserted (the rest updated).
+    /// Upserts one page of REST records and moves the watermark to its last record,
+    /// atomically; a page with a bad record is refused whole. Returns how many rows were
+    /// inserted (the rest updated).
+    #[cfg(test)]
     pub fn apply_page(&mut self, records: &[Value]) -> Result<usize, DbError> {
-        self.apply(records, true)
-    }
-
-    /// Upserts records without moving the watermark (an unordered bulk load, whose watermark
-    /// is set once at the end with [`BillingDb::set_watermark`]).
-    pub fn apply_rows(&mut self, records: &[Value]) -> Result<usize, DbError> {
-        self.apply(records, false)
+        let records = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| SyncRecord::from_value(i, r))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.apply_records(&records, true)
     }
 
     /// Moves the watermark.
     pub fn set_watermark(&mut self, w: &Watermark) -> Result<(), DbError> {
-        self.conn
-            .execute(
-                "INSERT INTO watermark (object, system_modstamp, last_id) VALUES ('Account', ?1, ?2)
-                 ON CONFLICT(object) DO UPDATE SET system_modstamp = excluded.system_modstamp,
-                   last_id = excluded.last_id",
-                params![w.system_modstamp, w.id],
-            )
-            .map(drop)
-            .map_err(|e| self.wrap(e))
+        let path = self.path.clone();
+        write_watermark(
+            &self.conn,
+            &path,
+            w.system_modstamp.as_deref(),
+            w.id.as_deref(),
+        )
     }
 
-    fn apply(&mut self, records: &[Value], move_watermark: bool) -> Result<usize, DbError> {
-        for (index, r) in records.iter().enumerate() {
-            for field in ["Id", "SystemModstamp"] {
-                if !r[field].is_string() {
-                    return Err(DbError::BadRecord { index, field });
-                }
-            }
+    /// Upserts `records` in one transaction, moving the watermark to the last of them when
+    /// `move_watermark`. Returns how many rows were inserted (the rest updated).
+    pub fn apply_records(
+        &mut self,
+        records: &[SyncRecord],
+        move_watermark: bool,
+    ) -> Result<usize, DbError> {
+        let load = self.begin()?;
+        let inserted = load.upsert(records)?;
+        if let Some(last) = records.last().filter(|_| move_watermark) {
+            write_watermark(
+                &load.tx,
+                load.path,
+                Some(&last.system_modstamp),
+                Some(&last.id),
+            )?;
         }
-        let path = self.path.clone();
-        let wrap = |source| DbError::Sqlite {
+        load.commit()?;
+        Ok(inserted)
+    }
+
+    /// Starts a transaction that may span many pages: nothing of it is visible, nor survives
+    /// a crash, until [`Load::commit`]; dropping it rolls everything back.
+    pub fn begin(&mut self) -> Result<Load<'_>, DbError> {
+        let path = &self.path;
+        let tx = self.conn.transaction().map_err(|source| DbError::Sqlite {
             path: path.clone(),
             source,
-        };
-        let tx = self.conn.transaction().map_err(wrap)?;
-        let mut inserted = 0;
-        {
-            let mut exists = tx
-                .prepare_cached("SELECT 1 FROM accounts WHERE id = ?1")
-                .map_err(wrap)?;
-            let mut upsert = tx
-                .prepare_cached(
-                    "INSERT INTO accounts (id, name, system_modstamp, record) VALUES (?1, ?2, ?3, ?4)
-                     ON CONFLICT(id) DO UPDATE SET name = excluded.name,
-                       system_modstamp = excluded.system_modstamp, record = excluded.record",
-                )
-                .map_err(wrap)?;
-            for r in records {
-                let id = r["Id"].as_str().unwrap_or_default();
-                if !exists.exists(params![id]).map_err(wrap)? {
-                    inserted += 1;
-                }
-                let mut clean = r.clone();
-                if let Some(o) = clean.as_object_mut() {
-                    o.remove("attributes");
-                }
-                upsert
-                    .execute(params![
-                        id,
-                        r["Name"].as_str(),
-                        r["SystemModstamp"].as_str().unwrap_or_default(),
-                        clean.to_string()
-                    ])
-                    .map_err(wrap)?;
-            }
-            if let Some(last) = records.last().filter(|_| move_watermark) {
-                tx.execute(
-                    "INSERT INTO watermark (object, system_modstamp, last_id) VALUES ('Account', ?1, ?2)
-                     ON CONFLICT(object) DO UPDATE SET system_modstamp = excluded.system_modstamp,
-                       last_id = excluded.last_id",
-                    params![last["SystemModstamp"].as_str(), last["Id"].as_str()],
-                )
-                .map_err(wrap)?;
-            }
-        }
-        tx.commit().map_err(wrap)?;
-        Ok(inserted)
+        })?;
+        Ok(Load { tx, path })
     }
 
     /// Rows in the accounts table.
