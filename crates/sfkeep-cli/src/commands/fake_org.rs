@@ -55,29 +55,39 @@ pub async fn run(a: FakeOrgArgs) -> CliResult<Exit> {
     })?;
     let line = serde_json::to_string(org.ready_info())
         .map_err(|e| CliError::unexpected(format!("cannot encode the ready line: {e}.")))?;
+    // Handlers first: whoever reads the ready line may signal at once.
+    let stop = signals();
     print_line(&line)?;
-    wait_for_signal().await;
+    stop.await;
     org.shutdown().await;
     Ok(Exit::Ok)
 }
 
+/// SIGINT or SIGTERM, with the handlers installed by the time this returns (not when the
+/// future is first polled).
 #[cfg(unix)]
-async fn wait_for_signal() {
+fn signals() -> impl std::future::Future<Output = ()> {
     use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
             }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
+            _ => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
         }
     }
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
-    let _ = tokio::signal::ctrl_c().await;
+fn signals() -> impl std::future::Future<Output = ()> {
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
