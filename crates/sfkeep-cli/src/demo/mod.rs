@@ -443,6 +443,7 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
         crate::commands::print_line(&serde_json::to_string(&report).unwrap_or_default())?;
     } else {
         let t = &report.token_requests;
+        let sfkeep_requests = format!("refresh {} · jwt {}", t["refresh_token"], t["jwt_bearer"]);
         let lines = [
             String::new(),
             format!("{:<35}{:<21}naive client", "", "sfkeep"),
@@ -468,9 +469,8 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
                 }
             ),
             format!(
-                "token requests                     {:<20} {}",
-                format!("refresh {} · jwt {}", t["refresh_token"], t["jwt_bearer"]),
-                format!("soap login {}", stats["soap_logins"])
+                "token requests                     {sfkeep_requests:<20} soap login {}",
+                stats["soap_logins"]
             ),
             format!(
                 "401s the org sent (all healed)     {}",
