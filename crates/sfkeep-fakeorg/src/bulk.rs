@@ -63,7 +63,7 @@ struct CsvResults {
 }
 
 impl CsvResults {
-    fn render(fields: &[String], rows: &[&Row]) -> Self {
+    fn render(object: &str, fields: &[String], rows: &[&Row]) -> Self {
         let mut header = fields
             .iter()
             .map(|f| format!("\"{f}\""))
@@ -72,13 +72,17 @@ impl CsvResults {
         header.push('\n');
         let mut lines = String::with_capacity(rows.len() * 24 * fields.len().max(1));
         let mut starts = Vec::with_capacity(rows.len() + 1);
+        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
+        let picker = crate::records::Picker::new(object, &names);
+        let mut values = Vec::with_capacity(names.len());
         for row in rows {
             starts.push(lines.len());
-            for (i, f) in fields.iter().enumerate() {
+            picker.pick(row, &mut values);
+            for (i, v) in values.iter().enumerate() {
                 if i > 0 {
                     lines.push(',');
                 }
-                csv_cell(&mut lines, row.get(f));
+                csv_cell(&mut lines, v);
             }
             lines.push('\n');
         }
@@ -96,12 +100,12 @@ impl CsvResults {
 }
 
 /// Appends one cell: empty for null, otherwise quoted with quotes doubled.
-fn csv_cell(out: &mut String, v: Option<&Value>) {
+fn csv_cell(out: &mut String, v: &Value) {
     let other;
     let text = match v {
-        None | Some(Value::Null) => return,
-        Some(Value::String(s)) => s.as_str(),
-        Some(v) => {
+        Value::Null => return,
+        Value::String(s) => s.as_str(),
+        v => {
             other = v.to_string();
             other.as_str()
         }
@@ -189,7 +193,7 @@ fn create(org: &Org, inner: &mut Inner, version: &str, token: &str, body: &[u8])
     };
     // UNVERIFIED: job-creation errors reuse the REST query error codes.
     let selected = objects::with_selection(org, inner, soql, operation == "queryAll", token, |s| {
-        (s.object, CsvResults::render(&s.fields, &s.rows))
+        (s.object, CsvResults::render(s.object, &s.fields, &s.rows))
     });
     let (object, results) = match selected {
         Ok(r) => r,

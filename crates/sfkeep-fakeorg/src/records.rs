@@ -38,6 +38,53 @@ pub const FIELDS: &[&str] = &[
     "SystemModstamp",
     "IsDeleted",
 ];
+/// Reads selected fields out of query rows. An Account row holds exactly [`FIELDS`], and a
+/// map iterates its keys in sorted order, so a field of an Account row is found by position
+/// among its values: no key comparisons, each of which reads another scattered heap string
+/// (searching 7 fields in each of 100,000 rows was most of rendering a query's results).
+/// Rows of other objects, or of another shape, are searched by key.
+pub struct Picker<'f> {
+    fields: &'f [&'f str],
+    /// Position of each field among an Account row's values, when all are Account fields.
+    positions: Option<Vec<usize>>,
+}
+
+impl<'f> Picker<'f> {
+    /// A picker of `fields` (canonical names) from rows of `object`.
+    pub fn new(object: &str, fields: &'f [&'f str]) -> Self {
+        let mut sorted: Vec<&str> = FIELDS.to_vec();
+        sorted.sort_unstable();
+        let positions = (object == "Account")
+            .then(|| {
+                fields
+                    .iter()
+                    .map(|f| sorted.iter().position(|s| s == f))
+                    .collect::<Option<Vec<usize>>>()
+            })
+            .flatten();
+        Picker { fields, positions }
+    }
+
+    /// The selected fields of `row`, in order (null for a field the row lacks), into `out`.
+    pub fn pick<'r>(&self, row: &'r Row, out: &mut Vec<&'r Value>) {
+        out.clear();
+        match &self.positions {
+            Some(positions) if row.len() == FIELDS.len() => {
+                let mut values = [&Value::Null; FIELDS.len()];
+                for (slot, v) in values.iter_mut().zip(row.values()) {
+                    *slot = v;
+                }
+                out.extend(positions.iter().map(|&p| values[p]));
+            }
+            _ => out.extend(
+                self.fields
+                    .iter()
+                    .map(|f| row.get(*f).unwrap_or(&Value::Null)),
+            ),
+        }
+    }
+}
+
 const INDUSTRIES: &[&str] = &[
     "Agriculture",
     "Banking",
@@ -439,6 +486,30 @@ mod tests {
         for row in a.rows(true) {
             let keys: Vec<&str> = row.keys().map(String::as_str).collect();
             assert_eq!(keys, declared);
+        }
+    }
+
+    #[test]
+    fn the_picker_reads_the_same_values_as_a_key_lookup() {
+        let now = OffsetDateTime::now_utc();
+        let mut a = Accounts::generate(3, "5g00", now);
+        let id = a.create(&body(json!({"Name": "X"})), now).unwrap();
+        a.delete(&id, now).unwrap();
+        let mut all: Vec<&str> = FIELDS.to_vec();
+        all.reverse();
+        let mut out = Vec::new();
+        for fields in [&all[..], &["Name", "Id", "Name"][..], &["Nope", "Id"][..]] {
+            for object in ["Account", "User"] {
+                let picker = Picker::new(object, fields);
+                for row in a.rows(true) {
+                    picker.pick(row, &mut out);
+                    let expected: Vec<&Value> = fields
+                        .iter()
+                        .map(|f| row.get(*f).unwrap_or(&Value::Null))
+                        .collect();
+                    assert_eq!(out, expected, "{object} {fields:?}");
+                }
+            }
         }
     }
 

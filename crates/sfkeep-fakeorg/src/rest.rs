@@ -349,9 +349,12 @@ impl RenderedRecords {
         let type_attr = format!("{{\"attributes\":{{\"type\":{}", json_str(object));
         let url_prefix = format!("/services/data/v{version}/sobjects/{object}/");
         let has_id = fields_once.contains(&"Id");
+        let picker = crate::records::Picker::new(object, &fields_once);
+        let mut values = Vec::with_capacity(fields_once.len());
         let mut out = Vec::with_capacity(rows.len() * 64 * (fields_once.len() + 2));
         let mut starts = Vec::with_capacity(rows.len() + 1);
         for row in rows {
+            picker.pick(row, &mut values);
             starts.push(out.len());
             out.extend_from_slice(type_attr.as_bytes());
             // The url names the record only when Id was selected (as before this was rendered
@@ -365,10 +368,10 @@ impl RenderedRecords {
                 write_json(&mut out, &Value::String(format!("{url_prefix}{id}")));
             }
             out.push(b'}');
-            for (f, key) in fields_once.iter().zip(&keys) {
+            for (v, key) in values.iter().zip(&keys) {
                 out.push(b',');
                 out.extend_from_slice(key.as_bytes());
-                write_json(&mut out, row.get(*f).unwrap_or(&Value::Null));
+                write_json(&mut out, v);
             }
             out.extend_from_slice(b"},");
         }
