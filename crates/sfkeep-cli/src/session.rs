@@ -65,12 +65,8 @@ pub fn http_client(timeout: Duration, connect: Duration) -> CliResult<reqwest::C
 
 /// A REST client over `m` for profile `p`: its API version, the CLI's HTTP client.
 pub fn api_client(p: &Profile, m: TokenManager) -> CliResult<sfkeep::client::Client> {
-    Ok(sfkeep::client::Client::new(m)
-        .api_version(p.api_version.clone())
-        .http_client(http_client(
-            Duration::from_secs(120),
-            Duration::from_secs(5),
-        )?))
+    let http = http_client(Duration::from_secs(120), Duration::from_secs(5))?;
+    Ok(sfkeep::client::Client::with_http_client(m, http).api_version(p.api_version.clone()))
 }
 
 /// Loads the config file and picks the profile.

@@ -303,10 +303,10 @@ impl TokenManagerBuilder {
             .grant
             .ok_or_else(|| Error::Config("TokenManager needs a grant".into()))?;
         let clock = ServerClock::new(self.clock.unwrap_or_else(|| Arc::new(SystemClock)));
-        let mut endpoint = TokenEndpoint::new(&self.login_url, clock.clone())?;
-        if let Some(http) = self.http {
-            endpoint = endpoint.with_http_client(http);
-        }
+        let endpoint = match self.http {
+            Some(http) => TokenEndpoint::with_client(&self.login_url, clock.clone(), http)?,
+            None => TokenEndpoint::new(&self.login_url, clock.clone())?,
+        };
         let key = self.key.unwrap_or_else(|| {
             StoreKey::derive(
                 &self.login_url,

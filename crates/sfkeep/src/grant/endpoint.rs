@@ -46,12 +46,18 @@ pub struct TokenEndpoint {
 impl TokenEndpoint {
     /// An endpoint for `login_url` (https, or http to loopback only).
     pub fn new(login_url: &str, clock: ServerClock) -> Result<Self> {
-        let login_url = check_url("login_url", login_url)?;
         let http = reqwest::Client::builder()
             .timeout(TOKEN_REQUEST_TIMEOUT)
             .connect_timeout(TOKEN_CONNECT_TIMEOUT)
             .build()
             .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        Self::with_client(login_url, clock, http)
+    }
+
+    /// An endpoint for `login_url` over `http`, without building a default client first
+    /// (building one loads the system's root certificates, ~10 ms).
+    pub fn with_client(login_url: &str, clock: ServerClock, http: reqwest::Client) -> Result<Self> {
+        let login_url = check_url("login_url", login_url)?;
         Ok(Self {
             login_url,
             http,
