@@ -21,9 +21,13 @@ use crate::sessions::{self, AuthHeader, Refusal};
 use crate::state::{Cursor, CursorRows, Inner, Org, Row};
 use crate::wire::{self, RawBody};
 
-/// Versions listed by `GET /services/data/` (any `vNN.0` is accepted regardless).
-const FIRST_VERSION: u32 = 20;
+/// Versions listed by `GET /services/data/` and served: 31.0 to 66.0. Salesforce retired
+/// 21.0-30.0 in Summer '25 (REST answers 410, salesforce-wire.md §4.3); a version past the
+/// newest does not exist (404).
+const FIRST_VERSION: u32 = 31;
 const LAST_VERSION: u32 = 66;
+/// The version whose release is Winter '11, the base of the release labels.
+const WINTER_11_VERSION: u32 = 20;
 /// Default and bounds of the query batch size (`Sforce-Query-Options: batchSize=N`).
 const DEFAULT_BATCH: usize = 2000;
 const MIN_BATCH: usize = 200;
@@ -31,7 +35,7 @@ const MAX_BATCH: usize = 2000;
 
 /// Release label of API version `v` (v20.0 = Winter '11, three releases a year).
 fn release_label(v: u32) -> String {
-    let n = v - FIRST_VERSION;
+    let n = v - WINTER_11_VERSION;
     let season = ["Winter", "Spring", "Summer"][(n % 3) as usize];
     format!("{season} '{:02}", 11 + n / 3)
 }
@@ -119,6 +123,22 @@ pub async fn dispatch(
     let Some(version) = parse_version(&segs[0]).map(str::to_owned) else {
         return wire::not_found();
     };
+    match version
+        .split('.')
+        .next()
+        .and_then(|m| m.parse::<u32>().ok())
+    {
+        Some(v) if v < FIRST_VERSION => {
+            // UNVERIFIED body: only the 410 status of a retired version is recorded.
+            return wire::rest_error(
+                StatusCode::GONE,
+                "UNSUPPORTED_API_VERSION",
+                &format!("API version {version} is retired and no longer available"),
+            );
+        }
+        Some(v) if v > LAST_VERSION => return wire::not_found(),
+        _ => {}
+    }
     segs.remove(0);
 
     let mut inner = org.lock();

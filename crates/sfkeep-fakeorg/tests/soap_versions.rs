@@ -83,3 +83,32 @@ async fn retired_versions_answer_unsupported_api_version_for_every_operation() {
     let (status, xml) = soap_post_at(&org, "31.0", "login", login_body(&org)).await;
     assert_eq!(status, 200, "{xml}");
 }
+
+/// REST follows the same calendar: 31.0 onwards is served and listed, a retired version is
+/// 410 Gone, a version newer than the newest does not exist.
+#[tokio::test]
+async fn rest_serves_supported_versions_only() {
+    let org = org().await;
+    let token = access_token(&org).await;
+    let (status, _, list) = api_get(&org, &token, "/services/data/").await;
+    assert_eq!(status, 200);
+    let versions: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["version"].as_str().unwrap())
+        .collect();
+    assert_eq!(versions.first(), Some(&"31.0"), "{versions:?}");
+    assert!(versions.contains(&"65.0"), "{versions:?}");
+    for (version, expected) in [
+        ("v59.0", 200),
+        ("v31.0", 200),
+        ("v30.0", 410),
+        ("v21.0", 410),
+        ("v99.0", 404),
+    ] {
+        let (status, _, body) =
+            api_get(&org, &token, &format!("/services/data/{version}/limits")).await;
+        assert_eq!(status, expected, "{version}: {body}");
+    }
+}
