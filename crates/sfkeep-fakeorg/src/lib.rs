@@ -31,6 +31,7 @@
 
 mod admin;
 mod bulk;
+mod describe;
 mod identity;
 mod ids;
 mod oauth;

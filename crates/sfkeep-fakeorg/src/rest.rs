@@ -261,6 +261,9 @@ fn route(
             body,
             rest,
         ),
+        ["sobjects", obj, "describe"] if obj.eq_ignore_ascii_case("Account") => {
+            get_only(&crate::describe::account)
+        }
         ["sobjects", obj, rest @ ..] if obj.eq_ignore_ascii_case("Account") => {
             account(ctx, inner, method, body, rest)
         }

@@ -394,3 +394,24 @@ async fn bulk_v2_query_job() {
     .await;
     assert_session_dead(s, &h, &b);
 }
+
+#[tokio::test]
+async fn account_describe_names_each_fields_type() {
+    let org = org().await;
+    let tok = access_token(&org).await;
+    let (s, _, body) = api_get(&org, &tok, "/services/data/v59.0/sobjects/Account/describe").await;
+    assert_eq!(s, 200, "{body}");
+    assert_eq!(body["name"], "Account");
+    let ty = |name: &str| {
+        body["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["name"] == name)
+            .map(|f| f["type"].as_str().unwrap().to_owned())
+    };
+    assert_eq!(ty("AnnualRevenue").as_deref(), Some("currency"));
+    assert_eq!(ty("IsDeleted").as_deref(), Some("boolean"));
+    assert_eq!(ty("SystemModstamp").as_deref(), Some("datetime"));
+    assert_eq!(ty("Id").as_deref(), Some("id"));
+}
