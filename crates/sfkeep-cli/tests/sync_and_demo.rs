@@ -253,3 +253,70 @@ fn an_initial_load_through_bulk_then_incremental_passes_equal_the_org() {
     assert_eq!(n as usize, rows.len());
     assert_eq!(rows, org_accounts(h, &org));
 }
+
+/// Each row's stored record JSON, by id.
+fn db_records(db: &std::path::Path) -> Vec<(String, String)> {
+    let c = Connection::open(db).unwrap();
+    let mut st = c
+        .prepare("SELECT id, record FROM accounts ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// A Bulk load and a REST load of the same org store the same typed records (CSV text turned
+/// back into numbers by the describe), and a record deleted in Salesforce leaves the billing DB
+/// on the next incremental pass (queryAll sees it, marked IsDeleted).
+#[test]
+fn bulk_and_rest_store_the_same_records_and_deletes_reach_the_billing_db() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 1200);
+    let (bulk_db, rest_db) = (h.join("bulk.db"), h.join("rest.db"));
+    for (db, mode) in [(&bulk_db, "on"), (&rest_db, "off")] {
+        let mut c = sync_cmd(h, &org, db);
+        c.args(["--bulk", mode]);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "{err}");
+    }
+    let (bulk, rest) = (db_records(&bulk_db), db_records(&rest_db));
+    assert_eq!(bulk.len(), 1200);
+    assert_eq!(bulk, rest, "the same record JSON whichever API carried it");
+    let first: serde_json::Value = serde_json::from_str(&bulk[0].1).unwrap();
+    assert!(
+        first["AnnualRevenue"].is_number() || first["AnnualRevenue"].is_null(),
+        "{first}"
+    );
+
+    // Delete two accounts in Salesforce.
+    for (id, _) in &bulk[..2] {
+        let mut c = sfkeep(h);
+        c.args([
+            "api",
+            "DELETE",
+            &format!("sobjects/Account/{id}"),
+            "--config",
+        ])
+        .arg(org.field("profile_file"))
+        .args(["--profile", "fake"]);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 0, "{err}");
+    }
+    for db in [&bulk_db, &rest_db] {
+        let mut c = sync_cmd(h, &org, db);
+        c.arg("--json");
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{err}");
+        let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        assert_eq!(summary["deleted"], 2, "{summary}");
+        let (rows, n) = db_accounts(db);
+        assert_eq!(n, 1198);
+        assert_eq!(rows, org_accounts(h, &org));
+        assert!(
+            !db_records(db).iter().any(|(_, r)| r.contains("IsDeleted")),
+            "IsDeleted was not asked for, so it is not stored"
+        );
+    }
+}

@@ -108,12 +108,13 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
         crate::commands::print_line(&serde_json::to_string(&summary).unwrap_or_default())?;
     } else {
         crate::commands::print_line(&format!(
-            "synced {} accounts in {} page{} ({} new, {} updated) into {}; {} rows in total, {:.1}s",
+            "synced {} accounts in {} page{} ({} new, {} updated, {} deleted) into {}; {} rows in total, {:.1}s",
             summary.fetched,
             summary.pages,
             if summary.pages == 1 { "" } else { "s" },
             summary.inserted,
             summary.updated,
+            summary.deleted,
             path.display(),
             summary.total_rows,
             summary.elapsed_ms as f64 / 1000.0

@@ -79,12 +79,37 @@ pub struct SyncRecord {
     pub system_modstamp: String,
     /// The record's fields as a JSON object (no `attributes`), keys in sorted order.
     pub json: String,
+    /// Deleted in Salesforce (`IsDeleted`, seen through queryAll): the row goes away.
+    pub deleted: bool,
+}
+
+/// What applying records did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// New rows.
+    pub inserted: usize,
+    /// Rows updated in place.
+    pub updated: usize,
+    /// Rows removed because the record was deleted in Salesforce.
+    pub deleted: usize,
 }
 
 impl SyncRecord {
     /// From a REST record (`attributes` dropped). `index` is its position in the page, for
-    /// the error.
+    /// the error. `IsDeleted` marks the record deleted, and stays in the JSON.
+    #[cfg(test)]
     pub fn from_value(index: usize, r: &Value) -> Result<Self, DbError> {
+        Self::from_value_keeping(index, r, true)
+    }
+
+    /// From a REST record (`attributes` dropped); `index` is its position in the page, for the
+    /// error. `IsDeleted: true` marks it deleted; the field stays in the stored JSON only when
+    /// `keep_is_deleted` (the user asked for it).
+    pub fn from_value_keeping(
+        index: usize,
+        r: &Value,
+        keep_is_deleted: bool,
+    ) -> Result<Self, DbError> {
         let text = |field: &'static str| {
             r[field]
                 .as_str()
@@ -96,12 +121,16 @@ impl SyncRecord {
         let mut clean = r.clone();
         if let Some(o) = clean.as_object_mut() {
             o.remove("attributes");
+            if !keep_is_deleted {
+                o.remove("IsDeleted");
+            }
         }
         Ok(SyncRecord {
             id,
             name: r["Name"].as_str().map(str::to_owned),
             system_modstamp,
             json: clean.to_string(),
+            deleted: r["IsDeleted"] == Value::Bool(true),
         })
     }
 }
@@ -120,8 +149,8 @@ impl Load<'_> {
         }
     }
 
-    /// Upserts `records`; returns how many rows were inserted (the rest updated).
-    pub fn upsert(&self, records: &[SyncRecord]) -> Result<usize, DbError> {
+    /// Upserts `records`, and removes those deleted in Salesforce.
+    pub fn upsert(&self, records: &[SyncRecord]) -> Result<Changes, DbError> {
         // Insert first and update only on a conflict: one statement per new row (all of an
         // initial load) instead of an existence check plus an upsert.
         let mut insert = self
@@ -137,16 +166,25 @@ impl Load<'_> {
                 "UPDATE accounts SET name = ?2, system_modstamp = ?3, record = ?4 WHERE id = ?1",
             )
             .map_err(|e| self.wrap(e))?;
-        let mut inserted = 0;
+        let mut remove = self
+            .tx
+            .prepare_cached("DELETE FROM accounts WHERE id = ?1")
+            .map_err(|e| self.wrap(e))?;
+        let mut changes = Changes::default();
         for r in records {
+            if r.deleted {
+                changes.deleted += remove.execute(params![r.id]).map_err(|e| self.wrap(e))?;
+                continue;
+            }
             let p = params![r.id, r.name, r.system_modstamp, r.json];
             if insert.execute(p).map_err(|e| self.wrap(e))? == 1 {
-                inserted += 1;
+                changes.inserted += 1;
             } else {
                 update.execute(p).map_err(|e| self.wrap(e))?;
+                changes.updated += 1;
             }
         }
-        Ok(inserted)
+        Ok(changes)
     }
 
     /// Moves the watermark, as part of this transaction.
@@ -358,6 +396,12 @@ impl BillingDb {
     /// inserted (the rest updated).
     #[cfg(test)]
     pub fn apply_page(&mut self, records: &[Value]) -> Result<usize, DbError> {
+        Ok(self.apply_page_changes(records)?.inserted)
+    }
+
+    /// [`BillingDb::apply_page`], with every change counted.
+    #[cfg(test)]
+    pub fn apply_page_changes(&mut self, records: &[Value]) -> Result<Changes, DbError> {
         let records = records
             .iter()
             .enumerate()
@@ -383,9 +427,9 @@ impl BillingDb {
         &mut self,
         records: &[SyncRecord],
         move_watermark: bool,
-    ) -> Result<usize, DbError> {
+    ) -> Result<Changes, DbError> {
         let load = self.begin()?;
-        let inserted = load.upsert(records)?;
+        let changes = load.upsert(records)?;
         if let Some(last) = records.last().filter(|_| move_watermark) {
             write_watermark(
                 &load.tx,
@@ -395,7 +439,7 @@ impl BillingDb {
             )?;
         }
         load.commit()?;
-        Ok(inserted)
+        Ok(changes)
     }
 
     /// Starts a transaction that may span many pages: nothing of it is visible, nor survives

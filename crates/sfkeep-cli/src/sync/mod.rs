@@ -48,6 +48,8 @@ pub struct SyncSummary {
     pub inserted: u64,
     /// Rows updated in place.
     pub updated: u64,
+    /// Rows removed because their record was deleted in Salesforce.
+    pub deleted: u64,
     /// Rows in the billing database at the end.
     pub total_rows: u64,
     /// Wall time.
@@ -65,9 +67,14 @@ pub struct Progress {
     pub elapsed: Duration,
 }
 
-/// The SOQL for the next run after `w`.
+/// The SOQL for the next run after `w`. An incremental run (one with a watermark) also
+/// selects `IsDeleted` and goes through queryAll, so that records deleted in Salesforce since
+/// the last run come back, marked, and leave the billing DB too.
 pub fn incremental_soql(fields: &[String], w: &Watermark) -> String {
     let mut select: Vec<String> = vec!["Id".into(), "SystemModstamp".into()];
+    if w.id.is_some() {
+        select.push("IsDeleted".into());
+    }
     for f in fields {
         if !select.iter().any(|s| s.eq_ignore_ascii_case(f)) {
             select.push(f.clone());
@@ -177,6 +184,7 @@ struct Applied {
     pages: u64,
     inserted: u64,
     updated: u64,
+    deleted: u64,
 }
 
 /// The SQLite side of a sync on its own thread, fed through a bounded channel: fetching and
@@ -195,10 +203,11 @@ impl Writer {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<Work>(PIPELINE_DEPTH);
         let handle = tokio::task::spawn_blocking(move || {
             let mut a = Applied::default();
-            let count = |a: &mut Applied, records: &[SyncRecord], inserted: usize| {
+            let count = |a: &mut Applied, c: db::Changes| {
                 a.pages += 1;
-                a.inserted += inserted as u64;
-                a.updated += (records.len() - inserted) as u64;
+                a.inserted += c.inserted as u64;
+                a.updated += c.updated as u64;
+                a.deleted += c.deleted as u64;
             };
             match commit {
                 Commit::PerPage => {
@@ -208,8 +217,8 @@ impl Writer {
                                 records,
                                 move_watermark,
                             } => {
-                                let n = conn.apply_records(&records, move_watermark)?;
-                                count(&mut a, &records, n);
+                                let c = conn.apply_records(&records, move_watermark)?;
+                                count(&mut a, c);
                             }
                             Work::Watermark(w) => conn.set_watermark(&w)?,
                             Work::Commit => {}
@@ -221,8 +230,8 @@ impl Writer {
                     while let Some(work) = rx.blocking_recv() {
                         match work {
                             Work::Page { records, .. } => {
-                                let n = load.upsert(&records)?;
-                                count(&mut a, &records, n);
+                                let c = load.upsert(&records)?;
+                                count(&mut a, c);
                             }
                             Work::Watermark(w) => load.set_watermark(&w)?,
                             Work::Commit => {
@@ -276,6 +285,7 @@ async fn bulk_load(
     let soql = incremental_soql(fields, &Watermark::default());
     // Bulk 2.0 query jobs do not take ORDER BY.
     let soql = soql.split(" ORDER BY ").next().unwrap_or(&soql).to_owned();
+    let kinds = field_kinds(client).await?;
     let mut job = client
         .bulk_query(&soql)
         .await?
@@ -285,7 +295,7 @@ async fn bulk_load(
     let fetching: Result<(), SyncError> = async {
         let mut newest: Option<(String, String)> = None;
         while let Some(page) = job.next_page_csv().await? {
-            let records = csv_records(&page)?;
+            let records = csv_records(&page, &kinds)?;
             if let Some(r) = records
                 .iter()
                 .max_by(|a, b| (&a.system_modstamp, &a.id).cmp(&(&b.system_modstamp, &b.id)))
@@ -336,7 +346,13 @@ async fn rest_pass(
 ) -> Result<SyncSummary, SyncError> {
     let started = Instant::now();
     let soql = incremental_soql(fields, watermark);
-    let mut pages = client.query(&soql);
+    let incremental = watermark.id.is_some();
+    let mut pages = if incremental {
+        client.query_all(&soql)
+    } else {
+        client.query(&soql)
+    };
+    let keep_is_deleted = fields.iter().any(|f| f.eq_ignore_ascii_case("IsDeleted"));
     let writer = Writer::start(db, Commit::PerPage)?;
     let mut fetched = 0u64;
     let fetching: Result<(), SyncError> = async {
@@ -344,7 +360,7 @@ async fn rest_pass(
             let records = page
                 .iter()
                 .enumerate()
-                .map(|(i, r)| SyncRecord::from_value(i, r))
+                .map(|(i, r)| SyncRecord::from_value_keeping(i, r, keep_is_deleted))
                 .collect::<Result<Vec<_>, _>>()?;
             fetched += records.len() as u64;
             let work = Work::Page {
@@ -381,14 +397,54 @@ fn summary(
         fetched,
         inserted: applied.inserted,
         updated: applied.updated,
+        deleted: applied.deleted,
         total_rows: db.count()?,
         elapsed_ms: started.elapsed().as_millis() as u64,
     })
 }
 
+/// How a CSV cell becomes a JSON value, by the field's describe type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldKind {
+    /// `double`, `currency`, `percent`, `int`, `long`: a JSON number.
+    Number,
+    /// `boolean`: `true` / `false`.
+    Boolean,
+    /// Everything else (strings, ids, picklists, dates): a JSON string.
+    Text,
+}
+
+/// The Account fields that are not text, from `sobjects/Account/describe`: Bulk 2.0 sends
+/// every value as CSV text, and without the types a load would store `"10000.0"` where a
+/// REST pass stores `10000.0`.
+async fn field_kinds(
+    client: &Client,
+) -> Result<std::collections::HashMap<String, FieldKind>, SyncError> {
+    let describe = client
+        .get_json(&client.data_path("/sobjects/Account/describe"))
+        .await?;
+    Ok(describe["fields"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            let kind = match f["type"].as_str()? {
+                "double" | "currency" | "percent" | "int" | "long" => FieldKind::Number,
+                "boolean" => FieldKind::Boolean,
+                _ => return None,
+            };
+            Some((f["name"].as_str()?.to_owned(), kind))
+        })
+        .collect())
+}
+
 /// Parses a Bulk 2.0 results page (RFC 4180 CSV, header line first; an empty cell is null)
-/// straight into records for the database, without a map of JSON values per record.
-fn csv_records(body: &[u8]) -> Result<Vec<SyncRecord>, SyncError> {
+/// straight into records for the database, without a map of JSON values per record. `kinds`
+/// names the fields whose text is a number or a boolean (see [`field_kinds`]).
+fn csv_records(
+    body: &[u8],
+    kinds: &std::collections::HashMap<String, FieldKind>,
+) -> Result<Vec<SyncRecord>, SyncError> {
     let bad = |problem: String| {
         SyncError::Salesforce(sfkeep::Error::MalformedResponse {
             source_name: "Bulk 2.0 results".into(),
@@ -419,6 +475,10 @@ fn csv_records(body: &[u8]) -> Result<Vec<SyncRecord>, SyncError> {
         .iter()
         .map(|&i| format!("{}:", serde_json::Value::from(headers[i].as_str())))
         .collect();
+    let column_kinds: Vec<FieldKind> = order
+        .iter()
+        .map(|&i| kinds.get(&headers[i]).copied().unwrap_or(FieldKind::Text))
+        .collect();
     let mut out = Vec::new();
     let mut rec = csv::StringRecord::new();
     while reader
@@ -441,14 +501,17 @@ fn csv_records(body: &[u8]) -> Result<Vec<SyncRecord>, SyncError> {
         })?;
         let mut json = String::with_capacity(rec.as_slice().len() + 16 * keys.len() + 2);
         json.push('{');
-        for (n, (&i, key)) in order.iter().zip(&keys).enumerate() {
+        for (n, ((&i, key), kind)) in order.iter().zip(&keys).zip(&column_kinds).enumerate() {
             if n > 0 {
                 json.push(',');
             }
             json.push_str(key);
-            match &rec[i] {
-                "" => json.push_str("null"),
-                v => push_json_str(&mut json, v),
+            match (&rec[i], kind) {
+                ("", _) => json.push_str("null"),
+                (v, FieldKind::Number) => push_json_number(&mut json, v)
+                    .map_err(|()| bad(format!("row {index}: `{}` is not a number", headers[i])))?,
+                ("true" | "false", FieldKind::Boolean) => json.push_str(&rec[i]),
+                (v, _) => push_json_str(&mut json, v),
             }
         }
         json.push('}');
@@ -457,9 +520,23 @@ fn csv_records(body: &[u8]) -> Result<Vec<SyncRecord>, SyncError> {
             name: cell(name_col).map(str::to_owned),
             system_modstamp: system_modstamp.to_owned(),
             json,
+            deleted: false,
         });
     }
     Ok(out)
+}
+
+/// Appends the CSV text of a number as the JSON number REST would send: the text itself when
+/// it is already a JSON number literal (`10000.0`), else the value it parses to.
+fn push_json_number(out: &mut String, s: &str) -> Result<(), ()> {
+    if serde_json::from_str::<serde_json::Number>(s).is_ok() {
+        out.push_str(s);
+        return Ok(());
+    }
+    let n = s.parse::<f64>().map_err(|_| ())?;
+    let n = serde_json::Number::from_f64(n).ok_or(())?;
+    out.push_str(&n.to_string());
+    Ok(())
 }
 
 /// Appends `s` as a JSON string.
@@ -477,17 +554,27 @@ fn push_json_str(out: &mut String, s: &str) {
 mod tests {
     use super::*;
 
+    fn kinds() -> std::collections::HashMap<String, FieldKind> {
+        [
+            ("AnnualRevenue".to_owned(), FieldKind::Number),
+            ("IsActive__c".to_owned(), FieldKind::Boolean),
+        ]
+        .into()
+    }
+
     #[test]
     fn csv_pages_become_the_same_records_as_rest_pages() {
-        let csv = b"\"Id\",\"SystemModstamp\",\"Name\",\"BillingCity\",\"AnnualRevenue\"\n\
-            \"001A\",\"2026-01-01T00:00:00.000+0000\",\"Acme, \"\"the\"\" one\nline 2\",\"\",\"5.0\"\n\
-            \"001B\",\"2026-01-01T00:00:01.000+0000\",\"back\\slash\ttab\",\"Paris\",\n";
-        let records = csv_records(csv).unwrap();
+        let csv = b"\"Id\",\"SystemModstamp\",\"Name\",\"BillingCity\",\"AnnualRevenue\",\"IsActive__c\"\n\
+            \"001A\",\"2026-01-01T00:00:00.000+0000\",\"Acme, \"\"the\"\" one\nline 2\",\"\",\"5.0\",\"true\"\n\
+            \"001B\",\"2026-01-01T00:00:01.000+0000\",\"back\\slash\ttab\",\"Paris\",,\"false\"\n";
+        let records = csv_records(csv, &kinds()).unwrap();
         assert_eq!(records.len(), 2);
+        // Typed as REST sends them: a number, a boolean, null for an empty cell.
         let rest = serde_json::json!({
             "attributes": {"type": "Account"},
             "Id": "001A", "SystemModstamp": "2026-01-01T00:00:00.000+0000",
-            "Name": "Acme, \"the\" one\nline 2", "BillingCity": null, "AnnualRevenue": "5.0",
+            "Name": "Acme, \"the\" one\nline 2", "BillingCity": null, "AnnualRevenue": 5.0,
+            "IsActive__c": true,
         });
         assert_eq!(records[0], SyncRecord::from_value(0, &rest).unwrap());
         assert_eq!(records[1].name.as_deref(), Some("back\\slash\ttab"));
@@ -500,14 +587,22 @@ mod tests {
     fn bad_csv_pages_are_refused_whole() {
         let no_id = b"Id,SystemModstamp\n001A,t1\n,t2\n";
         assert!(matches!(
-            csv_records(no_id),
+            csv_records(no_id, &kinds()),
             Err(SyncError::Db(DbError::BadRecord {
                 index: 1,
                 field: "Id"
             }))
         ));
         let ragged = b"Id,SystemModstamp\n001A,t1\n001B\n";
-        assert!(matches!(csv_records(ragged), Err(SyncError::Salesforce(_))));
+        assert!(matches!(
+            csv_records(ragged, &kinds()),
+            Err(SyncError::Salesforce(_))
+        ));
+        let not_a_number = b"Id,SystemModstamp,AnnualRevenue\n001A,t1,lots\n";
+        assert!(matches!(
+            csv_records(not_a_number, &kinds()),
+            Err(SyncError::Salesforce(_))
+        ));
     }
 
     fn record(id: &str) -> SyncRecord {
@@ -516,6 +611,7 @@ mod tests {
             name: None,
             system_modstamp: "t".into(),
             json: "{}".into(),
+            deleted: false,
         }
     }
 
