@@ -311,7 +311,11 @@ async fn run(seconds: u64, capture: Capture) {
     let org = FakeOrg::start(
         FakeOrgConfig::default()
             .accounts(ACCOUNTS)
-            .session_timeout(Duration::from_secs(7200)),
+            .session_timeout(Duration::from_secs(7200))
+            // The soak is about session deaths, not the daily allowance: with the org serving
+            // pages faster, a 60 s run's calls now pass the default 15,000 and the final sync
+            // met REQUEST_LIMIT_EXCEEDED.
+            .daily_api_limit(100_000_000),
     )
     .await
     .unwrap();
