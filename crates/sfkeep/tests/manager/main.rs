@@ -336,24 +336,20 @@ async fn a_new_process_starts_from_the_stored_clock_offset() {
     org.advance(7200).await;
     let clock = ManualClock::starting_now_offset(0);
     let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let writer = org
-        .manager(org.refresh_grant(), &clock)
-        .store(Arc::clone(&store))
-        .introspect(false)
-        .session_timeout(Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let process = || {
+        org.manager(org.refresh_grant(), &clock)
+            .store(Arc::clone(&store))
+            .introspect(false)
+            .session_timeout(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+    };
+    let writer = process();
     writer.token().await.unwrap();
     let offset = writer.server_clock().offset();
     assert!((7_190_000..7_210_000).contains(&offset), "{offset}");
 
-    let reader = org
-        .manager(org.refresh_grant(), &clock)
-        .store(Arc::clone(&store))
-        .introspect(false)
-        .session_timeout(Duration::from_secs(3600))
-        .build()
-        .unwrap();
+    let reader = process();
     reader.token().await.unwrap();
     assert_eq!(
         org.token_requests("refresh_token").await,
