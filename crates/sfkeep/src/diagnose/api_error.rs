@@ -84,6 +84,21 @@ pub fn soap_fault_code(text: &str) -> Option<&str> {
     Some(code.rsplit(':').next().unwrap_or(code).trim())
 }
 
+/// The operation a SOAP endpoint's dispatcher does not have: Salesforce's generic fault
+/// `soapenv:Client` / `No operation available for request {ns}OPERATION, …`, as sent for
+/// `login` from API v65.0 (salesforce-wire.md §5) or for a call posted to the wrong endpoint.
+/// `code` is the fault code without its prefix.
+pub fn soap_operation_not_available<'a>(code: &str, faultstring: &'a str) -> Option<&'a str> {
+    if code != "Client" {
+        return None;
+    }
+    let rest = faultstring
+        .split("No operation available for request")
+        .nth(1)?;
+    let op = rest.split('}').nth(1)?;
+    Some(op.split([',', ' ']).next().unwrap_or(op))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

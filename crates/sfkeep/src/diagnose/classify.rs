@@ -707,6 +707,23 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
 }
 
 fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool) {
+    match super::api_error::soap_operation_not_available(code, message) {
+        Some("login") => {
+            return config_error(
+                what,
+                "SOAP login() is not available in API v65.0 and later",
+                "Log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`), or use api_version 64.0 or lower until Summer '27. An integration that cannot change can keep calling login() through `sfkeep proxy`, whose login shim answers it.",
+            );
+        }
+        Some(_) => {
+            return config_error(
+                what,
+                "the SOAP endpoint has no such operation: the URL's API (partner /u/, enterprise /c/, metadata /m/) or its version is wrong",
+                "Post the call to the endpoint whose WSDL defines it, at a version that has it.",
+            );
+        }
+        None => {}
+    }
     let m = message.to_ascii_lowercase();
     let ev = |s: &str| vec![what.clone(), s.to_owned()];
     match code {
@@ -780,13 +797,6 @@ fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool
         "LOGIN_CHALLENGE_ISSUED" | "LOGIN_CHALLENGE_PENDING" => config_error(what, "Salesforce wants identity verification for this login (a new device or address)", "Use OAuth (JWT bearer) for the integration, or verify the login once, or add the address to the trusted IP ranges."),
         "UNSUPPORTED_API_VERSION" | "InvalidVersion" => config_error(what, "the API version is retired", "Use a supported API version (api_version in the profile; v31.0 or later, SOAP login() needs v64.0 or earlier)."),
         "SERVER_UNAVAILABLE" | "UNKNOWN_EXCEPTION" => not_auth(what, "a Salesforce server error", "Retry with backoff; if it persists, include the ErrorId when contacting support."),
-        "Client" if message.contains("No operation available for request") => {
-            if message.contains("}login") {
-                config_error(what, "SOAP login() is not available in API v65.0 and later", "Log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`), or use api_version 64.0 or lower until Summer '27. An integration that cannot change can keep calling login() through `sfkeep proxy`, whose login shim answers it.")
-            } else {
-                config_error(what, "the SOAP endpoint has no such operation: the URL's API (partner /u/, enterprise /c/, metadata /m/) or its version is wrong", "Post the call to the endpoint whose WSDL defines it, at a version that has it.")
-            }
-        }
         "INVALID_OPERATION" => not_auth(what, "the operation is not permitted for this user (a 403 that is not a session death)", "Check the integration user's permissions for this operation."),
         _ => not_auth(what, "a request error (field, query or record problem)", "Fix the request: the message says what is wrong with it."),
     }

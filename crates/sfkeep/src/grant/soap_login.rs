@@ -126,14 +126,6 @@ const LOGIN_NOT_AVAILABLE: &str = "SOAP login() is not available in API v65.0 an
 /// Why a SOAP login at a retired version fails.
 const RETIRED_VERSION: &str = "UNSUPPORTED_API_VERSION: API versions 30.0 and lower are retired";
 
-/// The partner endpoint's dispatch fault for `login`: the version has no such operation
-/// (API v65.0+, salesforce-wire.md §5).
-fn is_login_not_an_operation(code: &str, faultstring: &str) -> bool {
-    code == "Client"
-        && faultstring.contains("No operation available for request")
-        && faultstring.contains("}login")
-}
-
 /// Parses a SOAP login response or fault.
 pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
     let malformed = |problem: &str| Error::MalformedResponse {
@@ -169,7 +161,9 @@ pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
     if let Some(code) = exception_code.or(faultcode) {
         let code = code.rsplit(':').next().unwrap_or_default().to_owned();
         let faultstring = faultstring.unwrap_or_default();
-        if is_login_not_an_operation(&code, &faultstring) {
+        if crate::diagnose::api_error::soap_operation_not_available(&code, &faultstring)
+            == Some("login")
+        {
             return Err(Error::ReauthRequired {
                 cause: Cause::ApiVersionUnsupported,
                 detail: LOGIN_NOT_AVAILABLE.to_owned(),
