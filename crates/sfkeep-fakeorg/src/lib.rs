@@ -45,6 +45,7 @@ mod soap;
 pub(crate) mod soapxml;
 pub(crate) mod soql;
 mod state;
+mod versions;
 mod wire;
 
 use std::fmt;

@@ -19,13 +19,9 @@ use crate::objects;
 use crate::records::RecordError;
 use crate::sessions::{self, AuthHeader, Refusal};
 use crate::state::{Cursor, CursorRows, Inner, Org, Row};
+use crate::versions;
 use crate::wire::{self, RawBody};
 
-/// Versions listed by `GET /services/data/` and served: 31.0 to 66.0. Salesforce retired
-/// 21.0-30.0 in Summer '25 (REST answers 410, salesforce-wire.md §4.3); a version past the
-/// newest does not exist (404).
-const FIRST_VERSION: u32 = 31;
-const LAST_VERSION: u32 = 66;
 /// The version whose release is Winter '11, the base of the release labels.
 const WINTER_11_VERSION: u32 = 20;
 /// Default and bounds of the query batch size (`Sforce-Query-Options: batchSize=N`).
@@ -42,7 +38,7 @@ fn release_label(v: u32) -> String {
 
 /// `GET /services/data/` (no authentication needed, as in Salesforce).
 pub async fn versions() -> Response {
-    let list: Vec<Value> = (FIRST_VERSION..=LAST_VERSION)
+    let list: Vec<Value> = (versions::FIRST_SUPPORTED..=versions::LATEST)
         .map(|v| {
             json!({
                 "label": release_label(v),
@@ -123,12 +119,10 @@ pub async fn dispatch(
     let Some(version) = parse_version(&segs[0]).map(str::to_owned) else {
         return wire::not_found();
     };
-    match version
-        .split('.')
-        .next()
-        .and_then(|m| m.parse::<u32>().ok())
-    {
-        Some(v) if v < FIRST_VERSION => {
+    // Versions listed by `GET /services/data/` are served; a retired one is 410 (§4.3), one
+    // past the newest does not exist (404).
+    match versions::major(&version) {
+        Some(v) if v < versions::FIRST_SUPPORTED => {
             // UNVERIFIED body: only the 410 status of a retired version is recorded.
             return wire::rest_error(
                 StatusCode::GONE,
@@ -136,7 +130,7 @@ pub async fn dispatch(
                 &format!("API version {version} is retired and no longer available"),
             );
         }
-        Some(v) if v > LAST_VERSION => return wire::not_found(),
+        Some(v) if v > versions::LATEST => return wire::not_found(),
         _ => {}
     }
     segs.remove(0);

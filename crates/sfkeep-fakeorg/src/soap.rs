@@ -14,6 +14,7 @@ use crate::objects;
 use crate::sessions::{self, Refusal};
 use crate::soapxml::{self, FaultKind, LoginResultXml, SoapRequest, UserInfoXml};
 use crate::state::{Cursor, CursorRows, Inner, Org, Session, login_status};
+use crate::versions;
 use crate::wire::{self, RawBody};
 
 /// SOAP `query` batch size when QueryOptions says nothing (the partner API's default).
@@ -22,21 +23,6 @@ const DEFAULT_BATCH: usize = 500;
 /// picklist value; which one Salesforce writes for partner-API logins is not recorded.
 const SOAP_LOGIN_TYPE: &str = "Other Apex API";
 const INVALID_LOGIN: &str = "Invalid username, password, security token; or user locked out.";
-
-/// Versions up to this one are retired (Summer '25 retired v21.0–30.0; salesforce-wire.md §5).
-const LAST_RETIRED_VERSION: u32 = 30;
-/// SOAP `login()` is not available from this version on (salesforce-wire.md §5).
-pub const FIRST_VERSION_WITHOUT_LOGIN: u32 = 65;
-
-/// `"59.0"` → 59. Anything else (no version, a malformed one) → `None`: the partner endpoint
-/// answers it as before rather than guessing a version.
-fn api_major_version(version: &str) -> Option<u32> {
-    let (major, minor) = version.split_once('.')?;
-    if minor != "0" {
-        return None;
-    }
-    major.parse().ok()
-}
 
 fn fault(kind: FaultKind, code: &str, message: &str) -> Response {
     wire::soap(
@@ -63,8 +49,8 @@ pub async fn handle(
         .next()
         .unwrap_or("")
         .to_owned();
-    let major = api_major_version(&version);
-    if major.is_some_and(|v| v <= LAST_RETIRED_VERSION) {
+    let major = versions::major(&version);
+    if major.is_some_and(|v| v < versions::FIRST_SUPPORTED) {
         // DOC (api_eol_soap): a retired version answers 500 UNSUPPORTED_API_VERSION for every
         // operation. The message text is UNVERIFIED.
         return fault(
@@ -81,7 +67,7 @@ pub async fn handle(
     let mut inner = org.lock();
     let peer = peer.ip();
     if let SoapRequest::Login { username, password } = &req {
-        if major.is_some_and(|v| v >= FIRST_VERSION_WITHOUT_LOGIN) {
+        if major.is_some_and(|v| v >= versions::FIRST_WITHOUT_SOAP_LOGIN) {
             // login() is not part of the v65.0+ partner API (salesforce-wire.md §5): the
             // dispatcher does not know the operation. No credential is checked and no
             // LoginHistory row is written, because no login was attempted.
