@@ -115,6 +115,12 @@ pub enum TokenState {
 }
 
 impl TokenRecord {
+    /// Server time, for a process that has only its own clock reading `local_now`: moved by
+    /// the offset the writer measured ([`TokenRecord::server_offset_ms`]).
+    pub fn server_now(&self, local_now: UnixMillis) -> UnixMillis {
+        UnixMillis(local_now.0.saturating_add(self.server_offset_ms))
+    }
+
     /// The state at server time `now`.
     pub fn state_at(&self, now: UnixMillis) -> TokenState {
         if now >= self.expires_at.minus(EXPIRY_SKEW) {

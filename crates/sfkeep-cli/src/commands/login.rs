@@ -118,9 +118,7 @@ fn warn_soap(p: &Profile) {
 }
 
 fn report(p: &Profile, rec: &TokenRecord) -> CliResult<()> {
-    let now = sfkeep::clock::Clock::now(&SystemClock);
-    // On the server's clock, as measured when the token was obtained.
-    let now = sfkeep::clock::UnixMillis(now.0.saturating_add(rec.server_offset_ms));
+    let now = rec.server_now(sfkeep::clock::Clock::now(&SystemClock));
     let secs = rec.remaining_at(now).as_secs();
     print_line(&format!(
         "Logged in: {} with {}; instance {}; generation {}, token fingerprint {}, valid for about {}m; stored in {}.",

@@ -41,14 +41,22 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
         if let Some(at) = &own_access_token {
             revoke(
                 &p,
-                "stored access token",
+                Revoked::StoredAccessToken,
                 at.expose_secret(),
                 &at.fingerprint(),
             )
             .await?;
         }
         match rt {
-            Some(rt) => revoke(&p, "refresh token", rt.expose_secret(), &rt.fingerprint()).await?,
+            Some(rt) => {
+                revoke(
+                    &p,
+                    Revoked::RefreshToken,
+                    rt.expose_secret(),
+                    &rt.fingerprint(),
+                )
+                .await?
+            }
             None if own_access_token.is_some() => {}
             None => eprintln!(
                 "sfkeep: nothing to revoke: {} has no refresh token (stored or configured) and no stored access token.",
@@ -74,13 +82,26 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
     Ok(Exit::Ok)
 }
 
-/// Revokes one token (`what`: "refresh token" or "stored access token").
+/// Which token is revoked.
+#[derive(Clone, Copy)]
+enum Revoked {
+    /// The profile's refresh token: its access tokens go with it.
+    RefreshToken,
+    /// The stored access token of a grant without a refresh token.
+    StoredAccessToken,
+}
+
+/// Revokes one token.
 async fn revoke(
     p: &crate::config::Profile,
-    what: &str,
+    which: Revoked,
     secret: &str,
     fingerprint: &str,
 ) -> CliResult<()> {
+    let what = match which {
+        Revoked::RefreshToken => "refresh token",
+        Revoked::StoredAccessToken => "stored access token",
+    };
     let url = format!(
         "{}/services/oauth2/revoke",
         p.login_url.trim_end_matches('/')
@@ -106,10 +127,9 @@ async fn revoke(
     let body = resp.bytes().await.unwrap_or_default();
     match status {
         200 => {
-            let tail = if what == "refresh token" {
-                " and its access tokens"
-            } else {
-                ""
+            let tail = match which {
+                Revoked::RefreshToken => " and its access tokens",
+                Revoked::StoredAccessToken => "",
             };
             eprintln!(
                 "sfkeep: revoked the {what} of {} (fingerprint {fingerprint}){tail}.",

@@ -2,7 +2,7 @@
 //! fingerprint. Never the token; never a request to Salesforce.
 
 use clap::Args;
-use sfkeep::clock::{Clock, SystemClock, UnixMillis};
+use sfkeep::clock::{Clock, SystemClock};
 use sfkeep::token::TokenState;
 
 use crate::commands::{JsonFlag, print_line};
@@ -32,8 +32,9 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
     let store = session::open_store(&p)?;
     let rec = session::load_record(&p, store.as_ref()).await?;
     // Judged on the server's clock, as the writer of the record last measured it.
-    let offset = rec.as_ref().map_or(0, |r| r.server_offset_ms);
-    let now = UnixMillis(SystemClock.now().0.saturating_add(offset));
+    let now = rec
+        .as_ref()
+        .map_or(SystemClock.now(), |r| r.server_now(SystemClock.now()));
     let state = match &rec {
         None => "missing",
         Some(r) => match r.state_at(now) {
