@@ -18,7 +18,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -182,11 +182,35 @@ fn class_of(e: &sfkeep::Error) -> String {
 }
 
 struct Chaos {
-    /// Set while the user is frozen (from the freeze until `force_refresh` after unfreezing).
-    frozen: AtomicBool,
-    /// Set for a grace period after unfreezing, so calls that started frozen count as expected.
+    /// Odd while the user is frozen (from just before the freeze until `force_refresh` after
+    /// unfreezing succeeded), bumped at both ends: a caller reads it before and after a call,
+    /// and the call overlapped a frozen-user window if it was odd or changed in between.
+    freeze_epoch: AtomicU64,
+    /// Set at the wind-down: the callers stop.
     stop: AtomicBool,
 }
+
+impl Chaos {
+    /// The freeze epoch, read before a call.
+    fn epoch(&self) -> u64 {
+        self.freeze_epoch.load(Ordering::SeqCst)
+    }
+    /// Whether a call that started at `epoch` overlapped a frozen-user window (its failure is
+    /// expected if it carries the right cause), however long it took.
+    fn overlapped_freeze(&self, epoch: u64) -> bool {
+        epoch % 2 == 1 || self.epoch() != epoch
+    }
+    /// Marks the start or the end of a frozen-user window.
+    fn toggle_freeze(&self) {
+        self.freeze_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// How long the org gets to settle after a death, or at the wind-down, before the soak fails.
+const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
+/// How long the org's counters must stay quiet (no 401 sent, no token requested, API calls
+/// going through) to count as settled.
+const SETTLE_QUIET: Duration = Duration::from_millis(150);
 
 fn python() -> Option<String> {
     if let Ok(p) = std::env::var("SFKEEP_PYTHON") {
@@ -243,6 +267,48 @@ async fn stats(http: &reqwest::Client, info: &ReadyInfo) -> Value {
         .json()
         .await
         .unwrap()
+}
+
+/// Polls `/_fake/stats` until the org has settled after `what`: at least `min_token_requests`
+/// token requests in all, then for [`SETTLE_QUIET`] no 401 sent and no token requested while
+/// API calls went through. Panics after [`SETTLE_DEADLINE`] with the last counters. Returns
+/// the settled stats.
+async fn settle(
+    http: &reqwest::Client,
+    info: &ReadyInfo,
+    min_token_requests: u64,
+    what: &str,
+) -> Value {
+    let deadline = Instant::now() + SETTLE_DEADLINE;
+    let u = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
+    let moved = |a: &Value, b: &Value| {
+        token_requests(a) != token_requests(b)
+            || u(a, "invalid_session_responses") != u(b, "invalid_session_responses")
+    };
+    // The first sample of the current quiet stretch, and when it was taken.
+    let mut quiet = (Instant::now(), stats(http, info).await);
+    loop {
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        let now = stats(http, info).await;
+        if moved(&now, &quiet.1) {
+            quiet = (Instant::now(), now);
+        } else if token_requests(&now) >= min_token_requests
+            && u(&now, "api_requests") > u(&quiet.1, "api_requests")
+            && quiet.0.elapsed() >= SETTLE_QUIET
+        {
+            return now;
+        }
+        if Instant::now() >= deadline {
+            let last = stats(http, info).await;
+            panic!(
+                "the org did not settle within {SETTLE_DEADLINE:?} after {what}: token requests {} (want at least {min_token_requests}), 401s sent {}, API requests {}; the 401 and token counters last moved {:?} ago (settled means {SETTLE_QUIET:?} without either moving while API calls go through)",
+                token_requests(&last),
+                u(&last, "invalid_session_responses"),
+                u(&last, "api_requests"),
+                quiet.0.elapsed(),
+            );
+        }
+    }
 }
 
 fn token_requests(s: &Value) -> u64 {
@@ -342,7 +408,7 @@ async fn run(seconds: u64, capture: Capture) {
     sync_round(&client, &db).await.expect("initial load");
 
     let chaos = Arc::new(Chaos {
-        frozen: AtomicBool::new(false),
+        freeze_epoch: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -354,7 +420,7 @@ async fn run(seconds: u64, capture: Capture) {
         tasks.push(tokio::spawn(async move {
             let path = client.data_path("/query?q=SELECT+Id,+Name+FROM+Account+LIMIT+5");
             while !chaos.stop.load(Ordering::Relaxed) {
-                let was_frozen = chaos.frozen.load(Ordering::Relaxed);
+                let epoch = chaos.epoch();
                 let r = if i % 2 == 0 {
                     client.get_json(&path).await.map(|_| ())
                 } else {
@@ -363,7 +429,7 @@ async fn run(seconds: u64, capture: Capture) {
                         .await
                         .map(|_| ())
                 };
-                let frozen = was_frozen || chaos.frozen.load(Ordering::Relaxed);
+                let frozen = chaos.overlapped_freeze(epoch);
                 let failed = {
                     let mut t = tally.lock().unwrap();
                     t.calls += 1;
@@ -411,12 +477,12 @@ async fn run(seconds: u64, capture: Capture) {
         tasks.push(tokio::spawn(async move {
             while !chaos.stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
-                let frozen = chaos.frozen.load(Ordering::Relaxed);
+                let epoch = chaos.epoch();
                 let r = sync_round(&client, &db).await;
                 let mut s = st.lock().unwrap();
                 s.0 += 1;
                 if let Err(e) = r
-                    && !(frozen || chaos.frozen.load(Ordering::Relaxed))
+                    && !chaos.overlapped_freeze(epoch)
                 {
                     s.1 += 1;
                     s.2.push(e.to_string());
@@ -523,7 +589,7 @@ async fn run(seconds: u64, capture: Capture) {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_secs_f64();
-                chaos.frozen.store(true, Ordering::SeqCst);
+                chaos.toggle_freeze();
                 admin(
                     &http,
                     &info,
@@ -560,8 +626,9 @@ async fn run(seconds: u64, capture: Capture) {
                     tries += 1;
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                chaos.frozen.store(false, Ordering::SeqCst);
+                // No grace period: a call that started before this still counts as overlapping
+                // the window (`overlapped_freeze`), and calls from now on get the new token.
+                chaos.toggle_freeze();
                 let t1 = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
@@ -619,9 +686,10 @@ async fn run(seconds: u64, capture: Capture) {
             kind,
             "timeout" | "logout" | "password" | "revoke" | "freeze"
         ) {
-            // Let every caller meet the dead session and heal.
-            tokio::time::sleep(Duration::from_millis(700)).await;
-            let after = token_requests(&stats(&http, &info).await);
+            // Attribute the token requests once the death has healed: at least one token
+            // request since it, then the callers' calls going through with no 401 and no
+            // further token request.
+            let after = token_requests(&settle(&http, &info, before + 1, kind).await);
             let e = deaths.entry(kind).or_default();
             e.0 += 1;
             e.1 += after - before;
@@ -630,11 +698,19 @@ async fn run(seconds: u64, capture: Capture) {
 
     // Wind down: everything healthy, a last sync, compare with the org.
     let _ = std::fs::write(&stop_file, b"");
-    let _ = http
+    let cleared = http
         .delete(format!("{}/faults", info.admin_url))
         .send()
-        .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+        .await
+        .expect("DELETE /_fake/faults");
+    assert!(
+        cleared.status().is_success(),
+        "DELETE /_fake/faults: {}",
+        cleared.status()
+    );
+    // Everything healthy before the callers stop: calls going through with no 401 and no
+    // token request (the last death has healed).
+    settle(&http, &info, 0, "the wind-down").await;
     chaos.stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
