@@ -2,8 +2,8 @@
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http_body_util::{BodyExt, BodyStream, Full, Limited, StreamBody};
-use hyper::body::{Frame, Incoming};
+use http_body::Frame;
+use http_body_util::{BodyExt, BodyStream, Full, StreamBody};
 
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The body of every request and response the proxy sends.
@@ -19,11 +19,6 @@ pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
 
-/// A client body, at most `max` bytes (the body-size limit); an error past it.
-pub(crate) fn limited(b: Incoming, max: u64) -> Limited<Incoming> {
-    Limited::new(b, usize::try_from(max).unwrap_or(usize::MAX))
-}
-
 /// What reading the first `limit` bytes of a body gave.
 pub(crate) enum Prefix {
     /// The whole body, at most `limit` bytes.
@@ -36,7 +31,7 @@ pub(crate) enum Prefix {
 /// and streams the rest.
 pub(crate) async fn read_prefix<B>(mut body: B, limit: usize) -> Result<Prefix, BoxError>
 where
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     let mut chunks: Vec<Bytes> = Vec::new();
@@ -75,7 +70,7 @@ where
 /// The whole body, or `None` past `limit` bytes (or on a read error).
 pub(crate) async fn read_all<B>(body: B, limit: usize) -> Result<Option<Bytes>, BoxError>
 where
-    B: hyper::body::Body<Data = Bytes> + Send + Unpin + 'static,
+    B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
 {
     match read_prefix(body, limit).await? {

@@ -4,18 +4,17 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::request::Parts;
-use http::{Method, Request, Response, StatusCode, Uri, Version};
-use http_body_util::BodyExt;
+use http::{Method, StatusCode, Uri};
 use sfkeep::Token;
 use sfkeep::diagnose::api_error::{Api, SessionVerdict, session_verdict};
 
-use crate::body::{self, Body, Prefix};
-use crate::server::{Replayed, Shape, Shared, error_response, is_length_limit};
+use crate::body::Body;
+use crate::conn::{Reply, ReplyBody, ReplyHead};
+use crate::h1::{self, RequestHead, ResponseHead, name_is, tokens};
+use crate::server::{Shape, Shared, error_response, is_length_limit};
 use crate::soap;
 use crate::stats::Counter;
-use crate::upstream::{Affinity, Target};
+use crate::upstream::{Affinity, OutBody, Target, TimedOut, UpstreamBody};
 
 /// The largest error body read to decide whether a session died.
 const MAX_VERDICT_BODY: usize = 256 << 10;
@@ -36,65 +35,58 @@ pub(crate) enum Payload {
 
 /// Request headers never forwarded: credentials of the client's own, hop-by-hop headers, and
 /// what the proxy sets itself.
-fn strip_request(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "authorization"
-            | "x-sfdc-session"
-            | "cookie"
-            | "host"
-            | "connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "expect"
-            | "content-length"
-    ) || name.as_str().starts_with("proxy-")
+fn strip_request(name: &[u8]) -> bool {
+    // By length first: most lines are compared with nothing.
+    let strip: &[&str] = match name.len() {
+        2 => &["te"],
+        4 => &["host"],
+        6 => &["cookie", "expect"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive"],
+        13 => &["authorization"],
+        14 => &["content-length", "x-sfdc-session"],
+        17 => &["transfer-encoding"],
+        _ => &[],
+    };
+    strip.iter().any(|s| name_is(name, s)) || is_proxy_header(name)
 }
 
-/// Response headers never passed back.
-fn strip_response(name: &HeaderName) -> bool {
-    matches!(
-        name.as_str(),
-        "connection"
-            | "keep-alive"
-            | "te"
-            | "trailer"
-            | "transfer-encoding"
-            | "upgrade"
-            | "set-cookie"
-    ) || name.as_str().starts_with("proxy-")
+/// Response headers never passed back: hop-by-hop lines, cookies (the instance's session is
+/// the proxy's), and the framing lines (the proxy frames the body it sends; with
+/// `keep_length`, a bodiless reply keeps the instance's `Content-Length`).
+fn strip_response(name: &[u8], keep_length: bool) -> bool {
+    let strip: &[&str] = match name.len() {
+        2 => &["te"],
+        7 => &["trailer", "upgrade"],
+        10 => &["connection", "keep-alive", "set-cookie"],
+        14 if !keep_length => &["content-length"],
+        17 => &["transfer-encoding"],
+        _ => &[],
+    };
+    strip.iter().any(|s| name_is(name, s)) || is_proxy_header(name)
 }
 
-/// Removes the headers `strip` names and those listed in `Connection` (hop-by-hop too), in
-/// place: cheaper than copying the rest into a new map, as most headers stay.
-fn strip_headers(headers: &mut HeaderMap, strip: fn(&HeaderName) -> bool) {
-    if headers.contains_key(header::CONNECTION) {
-        let listed: Vec<HeaderName> = headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            // The usual values name no header: skip parsing them (and the allocation).
-            .filter(|n| !n.eq_ignore_ascii_case("keep-alive") && !n.eq_ignore_ascii_case("close"))
-            .filter_map(|n| HeaderName::from_bytes(n.as_bytes()).ok())
-            .collect();
-        for name in listed {
-            headers.remove(name);
-        }
-    }
-    // Requests carry at most hyper's 100 headers, so rescanning after each removal is cheap.
-    while let Some(name) = headers.keys().find(|n| strip(n)).cloned() {
-        headers.remove(name);
-    }
+fn is_proxy_header(name: &[u8]) -> bool {
+    name.len() > 6 && name[..6].eq_ignore_ascii_case(b"proxy-")
 }
 
-/// [`strip_headers`] for a request.
-pub(crate) fn strip_request_headers(headers: &mut HeaderMap) {
-    strip_headers(headers, strip_request);
+/// The header names a `Connection` header lists (hop-by-hop too), other than the usual
+/// `keep-alive` and `close`.
+fn connection_listed<'a>(headers: impl Iterator<Item = (&'a [u8], &'a [u8])>) -> Vec<&'a [u8]> {
+    headers
+        .filter(|(n, _)| name_is(n, "connection"))
+        .flat_map(|(_, v)| tokens(v))
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case(b"keep-alive")
+                && !t.eq_ignore_ascii_case(b"close")
+        })
+        .collect()
+}
+
+/// A header value a token can be sent in: visible ASCII only.
+fn header_safe(v: &str) -> bool {
+    !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
 /// What a token means for the requests forwarded with it, worked out once per token rather
@@ -106,13 +98,14 @@ pub(crate) struct Prepared {
     base: String,
     /// Where connections go.
     target: Option<Target>,
-    /// `Host` for the instance.
-    host: Option<HeaderValue>,
+    /// `Host: …\r\n` for the instance.
+    host_line: Vec<u8>,
     /// A path the instance URL carries before `/services/…` (normally none).
-    prefix: Option<String>,
-    /// `Authorization: Bearer …` (REST) and `X-SFDC-Session` (Bulk 1.0), marked sensitive.
-    bearer: Option<HeaderValue>,
-    session: Option<HeaderValue>,
+    prefix: String,
+    /// `Authorization: Bearer …\r\n` (REST) and `X-SFDC-Session: …\r\n` (Bulk 1.0); `None`
+    /// if the token cannot be a header value.
+    bearer_line: Option<Vec<u8>>,
+    session_line: Option<Vec<u8>>,
 }
 
 impl Prepared {
@@ -120,38 +113,40 @@ impl Prepared {
         let base = token.instance_url().trim_end_matches('/').to_owned();
         let uri: Option<Uri> = base.parse().ok();
         let target = uri.as_ref().and_then(Target::of);
-        let host = uri.as_ref().and_then(|u| {
-            let host = u.host()?;
+        let mut host_line = Vec::new();
+        if let Some(u) = &uri
+            && let Some(host) = u.host()
+        {
             let default = match u.scheme_str() {
                 Some("https") => 443,
                 _ => 80,
             };
-            let v = match u.port_u16() {
-                Some(p) if p != default => HeaderValue::from_str(&format!("{host}:{p}")),
-                _ => HeaderValue::from_str(host),
+            let host = match u.port_u16() {
+                Some(p) if p != default => format!("{host}:{p}"),
+                _ => host.to_owned(),
             };
-            v.ok()
-        });
+            h1::push_header(&mut host_line, b"Host", host.as_bytes());
+        }
         let prefix = uri
             .as_ref()
-            .map(|u| u.path().trim_end_matches('/'))
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
+            .map(|u| u.path().trim_end_matches('/').to_owned())
+            .unwrap_or_default();
         let secret = token.access_token().expose_secret();
-        let sensitive = |v: Result<HeaderValue, _>| {
-            v.ok().map(|mut v: HeaderValue| {
-                v.set_sensitive(true);
-                v
+        let line = |name: &[u8], scheme: &str| {
+            header_safe(secret).then(|| {
+                let mut l = Vec::new();
+                h1::push_header(&mut l, name, format!("{scheme}{secret}").as_bytes());
+                l
             })
         };
         Self {
             token: token.clone(),
             base,
-            target,
-            host,
+            target: if host_line.is_empty() { None } else { target },
+            host_line,
             prefix,
-            bearer: sensitive(HeaderValue::from_str(&format!("Bearer {secret}"))),
-            session: sensitive(HeaderValue::from_str(secret)),
+            bearer_line: line(b"Authorization", "Bearer "),
+            session_line: line(b"X-SFDC-Session", ""),
         }
     }
 
@@ -169,86 +164,98 @@ impl Prepared {
     }
 }
 
-fn upstream_request(
-    parts: &Parts,
+/// How a forwarded request's body is framed.
+#[derive(Clone, Copy)]
+enum BodyFraming {
+    Length(u64),
+    Chunked,
+    None,
+}
+
+/// Writes the request head for the instance into `out`: the client's method and target, its
+/// header lines without credentials and hop-by-hop lines, then `Host`, the token and framing.
+fn upstream_head(
+    out: &mut Vec<u8>,
+    head: &RequestHead,
     prepared: &Prepared,
     api: Api,
-    mut headers: HeaderMap,
-    body: Body,
-    length: Option<u64>,
-) -> Result<Request<Body>, String> {
-    let bad_url = || "the token's instance URL does not form a valid request URL".to_owned();
-    let (Some(_), Some(host)) = (&prepared.target, &prepared.host) else {
-        return Err(bad_url());
+    framing: BodyFraming,
+) -> Result<(), &'static str> {
+    out.clear();
+    out.extend_from_slice(head.method_str().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(prepared.prefix.as_bytes());
+    out.extend_from_slice(head.target().as_bytes());
+    out.extend_from_slice(b" HTTP/1.1\r\n");
+    out.extend_from_slice(&prepared.host_line);
+    let listed = if head.header("connection").is_some() {
+        connection_listed(head.headers())
+    } else {
+        Vec::new()
     };
-    // Origin-form, as sent to the proxy (absolute-form was refused before this point).
-    let uri = match &prepared.prefix {
-        None => parts.uri.clone(),
-        Some(prefix) => {
-            let pq = parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/");
-            format!("{prefix}{pq}").parse().map_err(|_| bad_url())?
-        }
-    };
-    headers.insert(header::HOST, host.clone());
-    let bad_token = || "the access token is not a valid header value".to_owned();
-    match api {
-        Api::Rest => {
-            headers.insert(
-                header::AUTHORIZATION,
-                prepared.bearer.clone().ok_or_else(bad_token)?,
-            );
-        }
-        Api::Bulk1 => {
-            headers.insert(
-                "x-sfdc-session",
-                prepared.session.clone().ok_or_else(bad_token)?,
-            );
-        }
-        Api::Soap => {
+    for (name, value) in head.headers() {
+        if strip_request(name)
+            || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
             // The session goes in the envelope; compressed faults could not be classified.
-            headers.remove(header::ACCEPT_ENCODING);
+            || (api == Api::Soap && name_is(name, "accept-encoding"))
+        {
+            continue;
         }
+        h1::push_header(out, name, value);
     }
-    if let Some(n) = length {
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from(n));
+    let bad_token = "the access token is not a valid header value";
+    match api {
+        Api::Rest => out.extend_from_slice(prepared.bearer_line.as_deref().ok_or(bad_token)?),
+        Api::Bulk1 => out.extend_from_slice(prepared.session_line.as_deref().ok_or(bad_token)?),
+        Api::Soap => {}
     }
-    let mut req = Request::new(body);
-    *req.method_mut() = parts.method.clone();
-    *req.uri_mut() = uri;
-    *req.version_mut() = Version::HTTP_11;
-    *req.headers_mut() = headers;
-    Ok(req)
+    match framing {
+        BodyFraming::Length(n) => {
+            out.extend_from_slice(b"Content-Length: ");
+            h1::push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
+        }
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        BodyFraming::None => {}
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(())
 }
 
-fn client_response(
-    sh: &Shared,
-    base: &str,
-    parts: http::response::Parts,
-    body: Body,
-) -> Response<Body> {
-    let mut resp = Response::new(body);
-    *resp.status_mut() = parts.status;
-    *resp.headers_mut() = parts.headers;
-    strip_headers(resp.headers_mut(), strip_response);
-    // An absolute Location on the instance would take the client away from the proxy.
-    if let Some(loc) = resp
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        && let Some(rest) = loc.strip_prefix(base)
-        && (rest.is_empty() || rest.starts_with('/'))
-        && let Ok(v) = HeaderValue::from_str(&format!("{}{rest}", sh.base_url))
-    {
-        resp.headers_mut().insert(header::LOCATION, v);
+/// The instance's response header lines as the client gets them: hop-by-hop lines, cookies
+/// and framing dropped (the proxy frames the body it sends), an absolute `Location` on the
+/// instance pointed at the proxy. `keep_length`: the reply has no body, so the instance's
+/// `Content-Length` is passed on as it is.
+fn client_lines(sh: &Shared, base: &str, resp: &ResponseHead, keep_length: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let listed = if resp.header("connection").is_some() {
+        connection_listed(resp.headers())
+    } else {
+        Vec::new()
+    };
+    for (name, value) in resp.headers() {
+        if strip_response(name, keep_length) || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+        {
+            continue;
+        }
+        if name.len() == 8
+            && name_is(name, "location")
+            && let Some(rest) = value.strip_prefix(base.as_bytes())
+            && (rest.is_empty() || rest.starts_with(b"/"))
+        {
+            out.extend_from_slice(name);
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(sh.base_url.as_bytes());
+            out.extend_from_slice(rest);
+            out.extend_from_slice(b"\r\n");
+            continue;
+        }
+        h1::push_header(&mut out, name, value);
     }
-    resp
+    out
 }
 
-fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Response<Body> {
+fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Reply {
     sh.stats.inc(Counter::upstream_errors);
     tracing::warn!(target: "sfkeep_proxy", error = %e, "no token to forward with");
     error_response(
@@ -257,38 +264,88 @@ fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Response<Body> {
         "SFKEEP_NO_TOKEN",
         &format!("sfkeep proxy cannot get a token for the org: {e}; run `sfkeep doctor`"),
     )
+    .into()
+}
+
+fn upstream_error(api: Api, status: StatusCode, code: &str, message: &str) -> Reply {
+    error_response(status, api.into(), code, message).into()
 }
 
 /// Whether `status` can mean a dead session for `api`.
-fn candidate(api: Api, status: StatusCode) -> bool {
+fn candidate(api: Api, status: u16) -> bool {
     match api {
-        Api::Rest => status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN,
-        Api::Soap => status == StatusCode::INTERNAL_SERVER_ERROR,
-        Api::Bulk1 => status == StatusCode::BAD_REQUEST,
+        Api::Rest => status == 401 || status == 403,
+        Api::Soap => status == 500,
+        Api::Bulk1 => status == 400,
     }
 }
 
+/// The body for one attempt, and how it is framed.
 fn attempt_body(
     payload: &mut Option<Payload>,
     token: &Token,
     method: &Method,
-) -> (Body, Option<u64>, bool) {
+    stream_length: Option<u64>,
+) -> (OutBody, BodyFraming) {
     let needs_length = matches!(*method, Method::POST | Method::PUT | Method::PATCH);
     match payload {
         Some(Payload::Bytes(b)) => {
-            let len = (!b.is_empty() || needs_length).then_some(b.len() as u64);
-            (body::full(b.clone()), len, true)
+            let framing = if !b.is_empty() || needs_length {
+                BodyFraming::Length(b.len() as u64)
+            } else {
+                BodyFraming::None
+            };
+            (OutBody::Full(b.clone()), framing)
         }
         Some(Payload::Soap { raw, env, ns }) => {
             let v = soap::with_session(raw, env, token.access_token().expose_secret(), ns);
             let len = v.len() as u64;
-            (body::full(v), Some(len), true)
+            (OutBody::Full(Bytes::from(v)), BodyFraming::Length(len))
         }
         Some(Payload::Stream(_)) => match payload.take() {
-            Some(Payload::Stream(s)) => (s, None, false),
-            _ => (body::empty(), None, false),
+            Some(Payload::Stream(s)) => {
+                let framing = stream_length.map_or(BodyFraming::Chunked, BodyFraming::Length);
+                (OutBody::Stream(s, stream_length), framing)
+            }
+            _ => (OutBody::Full(Bytes::new()), BodyFraming::None),
         },
-        None => (body::empty(), None, false),
+        None => (OutBody::Full(Bytes::new()), BodyFraming::None),
+    }
+}
+
+/// The reply carrying the instance's response.
+fn relay(
+    sh: &Shared,
+    prepared: &Prepared,
+    head_request: bool,
+    resp: &ResponseHead,
+    body: ReplyBody,
+    replayed: bool,
+) -> Reply {
+    let keep_length = head_request || resp.status == 304;
+    Reply {
+        status: resp.status,
+        head: ReplyHead::Forwarded(client_lines(sh, &prepared.base, resp, keep_length)),
+        body,
+        replayed,
+    }
+}
+
+/// Small bodies are read whole, so the upstream connection is free again at once.
+const READ_WHOLE: usize = 64 << 10;
+
+/// The body as a reply body: whole if small (the connection goes back to `affinity`), else
+/// streaming from the instance.
+async fn reply_body(affinity: &mut Affinity, mut body: UpstreamBody) -> Result<ReplyBody, ()> {
+    match body.read_up_to(READ_WHOLE).await {
+        Ok(Some(bytes)) => {
+            if let Some(conn) = body.take_conn() {
+                affinity.put_back(conn);
+            }
+            Ok(ReplyBody::Full(bytes))
+        }
+        Ok(None) => Ok(ReplyBody::Upstream(body)),
+        Err(_) => Err(()),
     }
 }
 
@@ -297,74 +354,61 @@ fn attempt_body(
 /// anything on the server, and simple clients such as simple-salesforce do not retry).
 pub(crate) async fn forward(
     sh: &Arc<Shared>,
-    affinity: &Arc<Affinity>,
-    mut parts: Parts,
+    affinity: &mut Affinity,
+    head: &RequestHead,
     payload: Payload,
     api: Api,
-) -> Response<Body> {
+) -> Reply {
     let mut token = match sh.manager.token().await {
         Ok(t) => t,
         Err(e) => return no_token(sh, api, &e),
     };
     let stream_length = match &payload {
-        Payload::Stream(_) => parts
-            .headers
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok()),
+        Payload::Stream(_) => head.content_length(),
         _ => None,
     };
-    // Stripped once; each attempt gets a copy while another attempt may follow.
-    let mut headers = std::mem::take(&mut parts.headers);
-    strip_request_headers(&mut headers);
     let mut payload = Some(payload);
     let mut replayed = false;
-    let safe_method = matches!(parts.method, http::Method::GET | http::Method::HEAD);
+    let safe_method = matches!(head.method, Method::GET | Method::HEAD);
+    let head_request = head.method == Method::HEAD;
     let mut transient_retried = false;
+    let mut out = Vec::with_capacity(1024);
+    let early_end = || {
+        upstream_error(
+            api,
+            StatusCode::BAD_GATEWAY,
+            "SFKEEP_UPSTREAM_ERROR",
+            "the org's instance ended its response early",
+        )
+    };
     loop {
-        let (body, mut length, replayable) = attempt_body(&mut payload, &token, &parts.method);
-        if !replayable {
-            length = stream_length;
-        }
+        let (body, framing) = attempt_body(&mut payload, &token, &head.method, stream_length);
         let prepared = Prepared::of(sh, &token);
-        // Another attempt can follow only a kept body: a replay, or a GET/HEAD retry.
-        let last = payload.is_none() || (replayed && (!safe_method || transient_retried));
-        let attempt_headers = if last {
-            std::mem::take(&mut headers)
-        } else {
-            headers.clone()
-        };
-        let req = match upstream_request(&parts, &prepared, api, attempt_headers, body, length) {
-            Ok(r) => r,
-            Err(msg) => {
-                sh.stats.inc(Counter::upstream_errors);
-                return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    api.into(),
-                    "SFKEEP_UPSTREAM_ERROR",
-                    &msg,
-                );
-            }
-        };
-        sh.stats.inc(Counter::forwarded);
         let Some(target) = &prepared.target else {
-            // upstream_request has refused such a token already.
-            return error_response(
+            sh.stats.inc(Counter::upstream_errors);
+            return upstream_error(
+                api,
                 StatusCode::BAD_GATEWAY,
-                api.into(),
                 "SFKEEP_UPSTREAM_ERROR",
                 "the token's instance URL does not form a valid request URL",
             );
         };
-        let sent = affinity.send(target, req);
-        let resp = match tokio::time::timeout(sh.upstream_timeout, sent).await {
+        if let Err(msg) = upstream_head(&mut out, head, &prepared, api, framing) {
+            sh.stats.inc(Counter::upstream_errors);
+            return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
+        }
+        sh.stats.inc(Counter::forwarded);
+        let sent = affinity
+            .send(sh.upstream_timeout, target, &out, body, head_request)
+            .await;
+        let (resp, rbody) = match sent {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 if is_length_limit(e.as_ref()) {
                     sh.stats.inc(Counter::rejected);
-                    return error_response(
+                    return upstream_error(
+                        api,
                         StatusCode::PAYLOAD_TOO_LARGE,
-                        api.into(),
                         "SFKEEP_PROXY_REFUSED",
                         "the request body is larger than the proxy's limit",
                     );
@@ -375,60 +419,62 @@ pub(crate) async fn forward(
                     transient_retried = true;
                     continue;
                 }
-                return error_response(
+                return upstream_error(
+                    api,
                     StatusCode::BAD_GATEWAY,
-                    api.into(),
                     "SFKEEP_UPSTREAM_ERROR",
                     "sfkeep proxy could not reach the org's instance",
                 );
             }
-            Err(_) => {
+            Err(TimedOut) => {
                 sh.stats.inc(Counter::upstream_errors);
-                return error_response(
+                return upstream_error(
+                    api,
                     StatusCode::GATEWAY_TIMEOUT,
-                    api.into(),
                     "SFKEEP_UPSTREAM_TIMEOUT",
                     "the org's instance did not answer in time",
                 );
             }
         };
-        if let Some(date) = resp.headers().get(header::DATE) {
+        if let Some(date) = resp.header("date") {
             sh.observe_date(date);
         }
-        let (rparts, rbody) = resp.into_parts();
         if safe_method
             && !transient_retried
             && payload.is_some()
-            && matches!(rparts.status.as_u16(), 502..=504)
+            && matches!(resp.status, 502..=504)
         {
             transient_retried = true;
             sh.stats.inc(Counter::upstream_errors);
             continue;
         }
-        if !candidate(api, rparts.status) {
-            let body = rbody.boxed_unsync();
-            return mark(client_response(sh, &prepared.base, rparts, body), replayed);
+        if !candidate(api, resp.status) {
+            let Ok(body) = reply_body(affinity, rbody).await else {
+                sh.stats.inc(Counter::upstream_errors);
+                return early_end();
+            };
+            return relay(sh, &prepared, head_request, &resp, body, replayed);
         }
-        let bytes = match body::read_prefix(rbody, MAX_VERDICT_BODY).await {
-            Ok(Prefix::Whole(b)) => b,
-            Ok(Prefix::Stream(s)) => {
-                return mark(client_response(sh, &prepared.base, rparts, s), replayed);
+        let mut rbody = rbody;
+        let bytes = match rbody.read_up_to(MAX_VERDICT_BODY).await {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                let body = ReplyBody::Upstream(rbody);
+                return relay(sh, &prepared, head_request, &resp, body, replayed);
             }
             Err(_) => {
                 sh.stats.inc(Counter::upstream_errors);
-                return error_response(
-                    StatusCode::BAD_GATEWAY,
-                    api.into(),
-                    "SFKEEP_UPSTREAM_ERROR",
-                    "the org's instance ended its response early",
-                );
+                return early_end();
             }
         };
+        if let Some(conn) = rbody.take_conn() {
+            affinity.put_back(conn);
+        }
         // A compressed error body cannot be read; REST treats any 401 as dead (one replay).
-        let readable = !rparts.headers.contains_key(header::CONTENT_ENCODING);
+        let readable = resp.header("content-encoding").is_none();
         let verdict = if readable {
-            session_verdict(api, rparts.status.as_u16(), &bytes)
-        } else if api == Api::Rest && rparts.status == StatusCode::UNAUTHORIZED {
+            session_verdict(api, resp.status, &bytes)
+        } else if api == Api::Rest && resp.status == 401 {
             SessionVerdict::Dead
         } else {
             SessionVerdict::Alive
@@ -455,16 +501,40 @@ pub(crate) async fn forward(
                 "session death passed to the client (body too large to replay, or dead again after the replay)"
             );
         }
-        return mark(
-            client_response(sh, &prepared.base, rparts, body::full(bytes)),
-            replayed,
-        );
+        let body = ReplyBody::Full(bytes);
+        return relay(sh, &prepared, head_request, &resp, body, replayed);
     }
 }
 
-fn mark(mut r: Response<Body>, replayed: bool) -> Response<Body> {
-    if replayed {
-        r.extensions_mut().insert(Replayed);
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::BytesMut;
+
+    #[test]
+    fn credentials_hop_by_hop_and_connection_listed_lines_are_not_forwarded() {
+        let mut buf = BytesMut::from(
+            "GET /services/data/v59.0/limits?x=1 HTTP/1.1\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nAuthorization: Bearer c\r\nHost: 127.0.0.1\r\nProxy-Authorization: x\r\nCookie: sid=abc\r\nX-SFDC-Session: s\r\nAccept: */*\r\nAccept: text/plain\r\n\r\n",
+        );
+        let head = RequestHead::parse(&mut buf, 1 << 16).unwrap().unwrap();
+        let mut out = Vec::new();
+        let listed = connection_listed(head.headers());
+        for (name, value) in head.headers() {
+            if !strip_request(name) && !listed.iter().any(|l| l.eq_ignore_ascii_case(name)) {
+                h1::push_header(&mut out, name, value);
+            }
+        }
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Accept: */*\r\nAccept: text/plain\r\n"
+        );
     }
-    r
+
+    #[test]
+    fn a_token_with_a_line_break_is_never_a_header() {
+        assert!(header_safe("00D!abc.DEF_123"));
+        assert!(!header_safe("00D!abc\r\nX-Evil: 1"));
+        assert!(!header_safe("a b"));
+        assert!(!header_safe(""));
+    }
 }

@@ -33,7 +33,9 @@
 
 mod body;
 mod config;
+mod conn;
 mod forward;
+mod h1;
 mod local;
 mod server;
 mod soap;

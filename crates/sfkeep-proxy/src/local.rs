@@ -9,11 +9,11 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::body::{self, Body};
+use crate::h1::RequestHead;
 use crate::server::{
     Shape, Shared, credential_ok, error_response, presented_credential, unauthorized,
 };
@@ -210,7 +210,7 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<B
 
 /// `POST /services/oauth2/token` (password or refresh_token grant), answered with a
 /// proxy-local token whose `instance_url` is the proxy.
-pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Incoming) -> Response<Body> {
+pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Body) -> Response<Body> {
     let bytes: Bytes = match body::read_all(body, MAX_TOKEN_REQUEST).await {
         Ok(Some(b)) => b,
         _ => {
@@ -316,14 +316,13 @@ pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Incoming) -> Response<Bod
 }
 
 /// `/services/oauth2/revoke`: forgets a proxy-local credential; never reaches Salesforce.
-pub(crate) async fn revoke(sh: &Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let query_token = req
-        .uri()
+pub(crate) async fn revoke(sh: &Arc<Shared>, head: &RequestHead, body: Body) -> Response<Body> {
+    let query_token = head
         .query()
         .and_then(|q| serde_urlencoded::from_str::<Vec<(String, String)>>(q).ok())
         .and_then(|f| f.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v));
-    let header_cred = presented_credential(req.headers()).map(str::to_owned);
-    let form_token = match body::read_all(req.into_body(), MAX_TOKEN_REQUEST).await {
+    let header_cred = presented_credential(head).map(str::to_owned);
+    let form_token = match body::read_all(body, MAX_TOKEN_REQUEST).await {
         Ok(Some(b)) => serde_urlencoded::from_bytes::<Vec<(String, String)>>(&b)
             .ok()
             .and_then(|f| f.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v)),

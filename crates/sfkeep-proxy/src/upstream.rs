@@ -1,321 +1,616 @@
-//! Connections to the instance, with affinity: each client connection owns one HTTP/1
-//! connection to the instance and drives it from its own task.
+//! Connections to the instance: an HTTP/1.1 client written for forwarding, with affinity.
 //!
-//! A pooled client (hyper-util's) runs every upstream connection in a task of its own and
-//! hands each request over through a channel and each response back through a oneshot, and
-//! checks connections in and out of a shared, hashed pool per request. Here the client
-//! connection's task polls the upstream connection itself — while it waits for the response
-//! head, and from the response body as the server writes it — so a request crosses no task
-//! and touches no shared pool, much like one nginx worker's event loop.
+//! Each client connection owns at most one connection to the instance and uses it from its own
+//! task: the request head is written in one go (head and a kept body in one buffer), the
+//! response head is parsed once, and the body is handed to the client as it arrives. No request
+//! crosses a task or a shared pool (nginx's worker does the same with its event loop).
 //!
-//! Upstream connections outlive their client connection: when one ends, its upstream
-//! connection goes to a small idle list that the next new client connection takes from, so
-//! a client that opens a connection per call does not cost a TLS handshake with the instance
-//! per call.
+//! Upstream connections outlive their client connection: when one ends, its upstream connection
+//! goes to a small idle list that the next new client connection takes from, so a client that
+//! opens a connection per call does not cost a TLS handshake with the instance per call.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri};
-use hyper::body::{Frame, Incoming, SizeHint};
-use hyper::client::conn::http1;
-use hyper_rustls::{HttpsConnector, MaybeHttpsStream};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioIo;
+use bytes::{Bytes, BytesMut};
+use http::Uri;
+use http_body_util::BodyExt;
+use rustls::pki_types::ServerName;
+use rustls_platform_verifier::BuilderVerifierExt;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
-use tower_service::Service;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
 
 use crate::body::{Body, BoxError};
 use crate::config::BuildError;
-
-type Io = MaybeHttpsStream<TokioIo<TcpStream>>;
-type Connector = HttpsConnector<HttpConnector>;
+use crate::h1::{self, BadResponse, Chunk, ChunkedDecoder, Framing, ResponseHead};
 
 /// How long an upstream connection may sit in the idle list.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How many idle upstream connections are kept for new client connections.
 const MAX_IDLE: usize = 64;
+/// How long connecting (TCP and TLS) may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest response head accepted from the instance.
+const MAX_RESPONSE_HEAD: usize = 64 << 10;
+/// How much is read from the instance at a time.
+const READ_CHUNK: usize = 32 << 10;
+/// Request head and kept body up to this size go out in one write.
+const COALESCE: usize = 64 << 10;
 
-/// Where a connection goes: the instance's scheme and authority.
+/// Where a connection goes: the instance's scheme, host and port.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct Target {
-    scheme: Scheme,
-    authority: Authority,
+    tls: bool,
+    host: String,
+    port: u16,
 }
 
 impl Target {
     /// The target of an absolute `http`/`https` URL.
     pub(crate) fn of(uri: &Uri) -> Option<Self> {
-        let scheme = uri.scheme()?.clone();
-        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
+        let tls = match uri.scheme_str()? {
+            "https" => true,
+            "http" => false,
+            _ => return None,
+        };
+        let host = uri.host()?.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
             return None;
         }
         Some(Self {
-            scheme,
-            authority: uri.authority()?.clone(),
+            tls,
+            host: host.to_owned(),
+            port: uri.port_u16().unwrap_or(if tls { 443 } else { 80 }),
         })
-    }
-
-    /// What the connector is given.
-    fn uri(&self) -> Option<Uri> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.authority.clone())
-            .path_and_query("/")
-            .build()
-            .ok()
     }
 }
 
-/// One HTTP/1 connection to the instance.
-struct Live {
+/// A transport to the instance.
+enum Io {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Io {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Io {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// One HTTP/1.1 connection to the instance, with what has been read from it and not used.
+pub(crate) struct Conn {
     target: Target,
-    sender: http1::SendRequest<Body>,
-    conn: http1::Connection<Io, Body>,
+    io: Io,
+    buf: BytesMut,
     idle_since: Instant,
 }
 
-impl Live {
-    /// Drives the connection; `true` once it has ended (closed, failed or unusable).
-    fn poll_conn(&mut self, cx: &mut Context<'_>) -> bool {
-        Pin::new(&mut self.conn).poll(cx).is_ready()
+impl Conn {
+    /// Whether the instance has closed this idle connection (or sent something unasked).
+    /// Answers from the runtime's readiness state: no system call while nothing happened.
+    fn is_stale(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        let mut probe = [0u8; 1];
+        let mut rb = ReadBuf::new(&mut probe);
+        // Ready means the end of stream, an error, or bytes nobody asked for: unusable anyway.
+        Pin::new(&mut self.io)
+            .poll_read(&mut cx, &mut rb)
+            .is_ready()
+    }
+
+    async fn read_more(&mut self) -> std::io::Result<usize> {
+        if self.buf.capacity() - self.buf.len() < 4096 {
+            self.buf.reserve(READ_CHUNK);
+        }
+        self.io.read_buf(&mut self.buf).await
     }
 }
 
-/// What every client connection shares: the connector and the idle list.
+/// What every client connection shares: the TLS client and the idle list.
 pub(crate) struct Upstream {
-    connector: Connector,
-    idle: Mutex<Vec<Live>>,
+    tls: TlsConnector,
+    idle: Mutex<Vec<Conn>>,
 }
 
 impl Upstream {
     pub(crate) fn new() -> Result<Self, BuildError> {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        // Requests and responses are small and latency-bound: no Nagle delay.
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(10)));
-        let connector = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_platform_verifier(rustls::crypto::aws_lc_rs::default_provider())
-            .map_err(|e| BuildError::Tls(e.to_string()))?
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| BuildError::Tls(e.to_string()))?
+        .with_platform_verifier()
+        .map_err(|e| BuildError::Tls(e.to_string()))?
+        .with_no_client_auth();
         Ok(Self {
-            connector,
+            tls: TlsConnector::from(Arc::new(config)),
             idle: Mutex::new(Vec::new()),
         })
     }
 
-    fn idle(&self) -> MutexGuard<'_, Vec<Live>> {
+    fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn take_idle(&self, target: &Target) -> Option<Live> {
+    fn take_idle(&self, target: &Target) -> Option<Conn> {
         let mut idle = self.idle();
-        idle.retain(|l| l.idle_since.elapsed() < IDLE_TIMEOUT);
-        let i = idle.iter().rposition(|l| &l.target == target)?;
+        idle.retain(|c| c.idle_since.elapsed() < IDLE_TIMEOUT);
+        let i = idle.iter().rposition(|c| &c.target == target)?;
         Some(idle.swap_remove(i))
     }
 
-    fn put_idle(&self, mut live: Live) {
-        if live.sender.is_closed() {
+    fn put_idle(&self, mut conn: Conn) {
+        if conn.is_stale() {
             return;
         }
-        live.idle_since = Instant::now();
+        conn.idle_since = Instant::now();
         let mut idle = self.idle();
-        idle.retain(|l| l.idle_since.elapsed() < IDLE_TIMEOUT);
+        idle.retain(|c| c.idle_since.elapsed() < IDLE_TIMEOUT);
         if idle.len() >= MAX_IDLE {
             idle.remove(0);
         }
-        idle.push(live);
+        idle.push(conn);
     }
 
-    async fn connect(&self, target: &Target) -> Result<Live, BoxError> {
-        let uri = target
-            .uri()
-            .ok_or("the instance URL has no valid authority")?;
-        let io = self.connector.clone().call(uri).await?;
-        let (sender, conn) = http1::Builder::new().handshake(io).await?;
-        Ok(Live {
+    async fn connect(&self, target: &Target) -> Result<Conn, BoxError> {
+        let connecting = async {
+            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
+            // Requests and responses are small and latency-bound: no Nagle delay.
+            tcp.set_nodelay(true)?;
+            let io = if target.tls {
+                let name = ServerName::try_from(target.host.clone())
+                    .map_err(|_| "the instance host is not a valid TLS server name")?;
+                Io::Tls(Box::new(self.tls.connect(name, tcp).await?))
+            } else {
+                Io::Plain(tcp)
+            };
+            Ok::<_, BoxError>(io)
+        };
+        let io = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .map_err(|_| "connecting to the instance timed out")??;
+        Ok(Conn {
             target: target.clone(),
-            sender,
-            conn,
+            io,
+            buf: BytesMut::with_capacity(READ_CHUNK),
             idle_since: Instant::now(),
         })
     }
 }
 
+/// A request body to send.
+pub(crate) enum OutBody {
+    /// Kept in memory (may be empty); sent with the head.
+    Full(Bytes),
+    /// Streamed; `Some(length)` declared, else chunked.
+    Stream(Body, Option<u64>),
+}
+
+/// The instance did not send a response head in time.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimedOut;
+
 /// A client connection's upstream connection (made on first use, remade after it ends).
 pub(crate) struct Affinity {
     upstream: Arc<Upstream>,
-    live: Mutex<Option<Live>>,
+    held: Option<Conn>,
+    out: Vec<u8>,
+    /// The response-head deadline, reset per request: moving a registered timer to a later
+    /// deadline costs less than registering a new one.
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Drop for Affinity {
     fn drop(&mut self) {
-        let live = self
-            .live
-            .get_mut()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(live) = live {
-            self.upstream.put_idle(live);
+        if let Some(conn) = self.held.take() {
+            self.upstream.put_idle(conn);
         }
     }
-}
-
-/// Whether the held connection can take a request now.
-enum Readiness {
-    Ready,
-    /// None held, or it ended: make or take another.
-    Gone,
 }
 
 impl Affinity {
     pub(crate) fn new(upstream: Arc<Upstream>) -> Self {
         Self {
             upstream,
-            live: Mutex::new(None),
+            held: None,
+            out: Vec::new(),
+            deadline: None,
         }
     }
 
-    fn live(&self) -> MutexGuard<'_, Option<Live>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Drives the held connection, if any (it reads what the instance sent and writes what is
-    /// queued); drops it once it has ended.
-    fn drive(&self, cx: &mut Context<'_>) {
-        let mut live = self.live();
-        if let Some(l) = live.as_mut()
-            && l.poll_conn(cx)
-        {
-            *live = None;
+    /// Gives back a connection whose response has been read to the end.
+    pub(crate) fn put_back(&mut self, conn: Conn) {
+        match &self.held {
+            None => self.held = Some(conn),
+            Some(_) => self.upstream.put_idle(conn),
         }
     }
 
-    /// Waits until the held connection to `target` can take a request.
-    fn poll_ready(&self, cx: &mut Context<'_>, target: &Target) -> Poll<Readiness> {
-        let mut guard = self.live();
-        let Some(l) = guard.as_mut() else {
-            return Poll::Ready(Readiness::Gone);
-        };
-        // A new token may name another instance.
-        if &l.target != target || l.poll_conn(cx) {
-            *guard = None;
-            return Poll::Ready(Readiness::Gone);
-        }
-        match l.sender.poll_ready(cx) {
-            Poll::Ready(Ok(())) => Poll::Ready(Readiness::Ready),
-            Poll::Ready(Err(_)) => {
-                *guard = None;
-                Poll::Ready(Readiness::Gone)
-            }
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    /// A connection to `target` in `self.live`: an idle one if one is alive, else a new one.
-    async fn establish(&self, target: &Target) -> Result<(), BoxError> {
-        while let Some(mut l) = self.upstream.take_idle(target) {
-            // An idle connection the instance closed meanwhile ends on its first poll.
-            let alive = std::future::poll_fn(|cx| Poll::Ready(!l.poll_conn(cx))).await;
-            if alive && !l.sender.is_closed() {
-                *self.live() = Some(l);
-                return Ok(());
-            }
-        }
-        let l = self.upstream.connect(target).await?;
-        *self.live() = Some(l);
-        Ok(())
-    }
-
-    /// Sends `req` (origin-form URI, `Host` set) to `target` on this client connection's
-    /// upstream connection. A request that never left (the connection had ended meanwhile) is
-    /// sent once more on a new connection, whatever its method.
+    /// Sends a request (`head` ends with the blank line; its framing headers match `body`) and
+    /// reads the response head, within `timeout`. A request whose write failed on a reused
+    /// connection never reached the instance whole, so it is sent once more on a new
+    /// connection, whatever its method.
     pub(crate) async fn send(
-        self: &Arc<Self>,
+        &mut self,
+        timeout: Duration,
         target: &Target,
-        mut req: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, BoxError> {
-        let mut resent = false;
-        // Let every other client connection with a request ready read it before this one
-        // writes upstream: the writes to the instance then come in a burst, and the instance is
-        // woken once per burst rather than once per request. Waking a process that sleeps costs
-        // the sender kernel time (an interrupt to another core); on the 2-core bench this cut
-        // system time per request and raised throughput more than the extra task poll costs
-        // (BENCHMARKS.md, Proxy).
-        tokio::task::yield_now().await;
-        loop {
-            let ready = std::future::poll_fn(|cx| self.poll_ready(cx, target)).await;
-            if let Readiness::Gone = ready {
-                // Boxed: connecting (DNS, TCP, TLS) is rare but its state is large, and every
-                // request's future would otherwise carry (and move) room for it.
-                Box::pin(self.establish(target)).await?;
-                continue;
-            }
-            let sent = match self.live().as_mut() {
-                Some(l) => l.sender.try_send_request(req),
-                None => continue,
-            };
-            let mut sent = std::pin::pin!(sent);
-            let res = std::future::poll_fn(|cx| {
-                self.drive(cx);
-                sent.as_mut().poll(cx)
-            })
-            .await;
-            match res {
-                Ok(resp) => {
-                    return Ok(resp.map(|inner| UpstreamBody {
-                        inner,
-                        affinity: Arc::clone(self),
-                    }));
+        head: &[u8],
+        body: OutBody,
+        head_request: bool,
+    ) -> Result<Result<(ResponseHead, UpstreamBody), BoxError>, TimedOut> {
+        let at = tokio::time::Instant::now() + timeout;
+        let timer = self
+            .deadline
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        timer.as_mut().reset(at);
+        let exchange = exchange(
+            &self.upstream,
+            &mut self.held,
+            &mut self.out,
+            target,
+            head,
+            body,
+            head_request,
+        );
+        tokio::select! {
+            biased;
+            r = exchange => Ok(r),
+            () = timer.as_mut() => Err(TimedOut),
+        }
+    }
+}
+
+/// A live connection to `target` and whether it was used before: the held one, an idle one,
+/// or a new one.
+async fn checkout(
+    upstream: &Upstream,
+    held: &mut Option<Conn>,
+    target: &Target,
+) -> Result<(Conn, bool), BoxError> {
+    if let Some(mut c) = held.take()
+        && &c.target == target
+        && !c.is_stale()
+    {
+        return Ok((c, true));
+    }
+    while let Some(mut c) = upstream.take_idle(target) {
+        if !c.is_stale() {
+            return Ok((c, true));
+        }
+    }
+    // Boxed: connecting (DNS, TCP, TLS) is rare but its state is large, and every request's
+    // future would otherwise carry (and move) room for it.
+    let c = Box::pin(upstream.connect(target)).await?;
+    Ok((c, false))
+}
+
+async fn exchange(
+    upstream: &Upstream,
+    held: &mut Option<Conn>,
+    out: &mut Vec<u8>,
+    target: &Target,
+    head: &[u8],
+    body: OutBody,
+    head_request: bool,
+) -> Result<(ResponseHead, UpstreamBody), BoxError> {
+    let (mut conn, mut reused) = checkout(upstream, held, target).await?;
+    match body {
+        OutBody::Full(body) => loop {
+            match write_full(&mut conn, out, head, &body).await {
+                Ok(()) => break,
+                Err(_) if reused => {
+                    conn = Box::pin(upstream.connect(target)).await?;
+                    reused = false;
                 }
-                Err(mut e) => {
-                    // A failed connection is never reused.
-                    *self.live() = None;
-                    match e.take_message() {
-                        Some(r) if !resent => {
-                            resent = true;
-                            req = r;
+                Err(e) => return Err(e.into()),
+            }
+        },
+        OutBody::Stream(body, length) => {
+            // A response can come before the body is all sent (a refusal): stop sending then.
+            let done = Box::pin(write_stream(&mut conn, head, body, length)).await?;
+            if !done {
+                let resp = read_head(&mut conn, head_request).await?;
+                let body = UpstreamBody::new(conn, resp.framing, false);
+                return Ok((resp, body));
+            }
+        }
+    }
+    let resp = read_head(&mut conn, head_request).await?;
+    let body = UpstreamBody::new(conn, resp.framing, resp.reusable);
+    Ok((resp, body))
+}
+
+async fn write_full(
+    conn: &mut Conn,
+    out: &mut Vec<u8>,
+    head: &[u8],
+    body: &[u8],
+) -> std::io::Result<()> {
+    if head.len() + body.len() <= COALESCE {
+        out.clear();
+        out.extend_from_slice(head);
+        out.extend_from_slice(body);
+        conn.io.write_all(out).await
+    } else {
+        conn.io.write_all(head).await?;
+        conn.io.write_all(body).await
+    }
+}
+
+/// Writes the head and streams `body`; `false` if the instance answered before the body was all
+/// sent (the connection is then not reused).
+async fn write_stream(
+    conn: &mut Conn,
+    head: &[u8],
+    mut body: Body,
+    length: Option<u64>,
+) -> Result<bool, BoxError> {
+    conn.io.write_all(head).await?;
+    let chunked = length.is_none();
+    let mut framed = Vec::new();
+    loop {
+        // Watch for an early answer while waiting for the client's next piece.
+        let next = {
+            // Reads into the connection's buffer, where `read_head` finds it; an end of stream
+            // shows up there as a missing response.
+            let early = std::future::poll_fn(|cx| {
+                if !conn.buf.is_empty() {
+                    return Poll::Ready(());
+                }
+                if conn.buf.capacity() - conn.buf.len() < 4096 {
+                    conn.buf.reserve(READ_CHUNK);
+                }
+                match std::pin::pin!(conn.io.read_buf(&mut conn.buf)).poll(cx) {
+                    Poll::Ready(_) => Poll::Ready(()),
+                    Poll::Pending => Poll::Pending,
+                }
+            });
+            tokio::select! {
+                biased;
+                frame = body.frame() => Some(frame),
+                () = early => None,
+            }
+        };
+        let Some(frame) = next else {
+            return Ok(false);
+        };
+        match frame {
+            None => {
+                if chunked {
+                    conn.io.write_all(h1::LAST_CHUNK).await?;
+                }
+                return Ok(true);
+            }
+            Some(Err(e)) => return Err(e),
+            Some(Ok(frame)) => {
+                let Ok(data) = frame.into_data() else {
+                    continue;
+                };
+                if data.is_empty() {
+                    continue;
+                }
+                if chunked {
+                    framed.clear();
+                    h1::encode_chunk(&mut framed, &data);
+                    conn.io.write_all(&framed).await?;
+                } else {
+                    conn.io.write_all(&data).await?;
+                }
+            }
+        }
+    }
+}
+
+/// Reads a final response head (informational 1xx heads are skipped).
+async fn read_head(conn: &mut Conn, head_request: bool) -> Result<ResponseHead, BoxError> {
+    loop {
+        if !conn.buf.is_empty()
+            && let Some(resp) = ResponseHead::parse(&mut conn.buf, head_request, MAX_RESPONSE_HEAD)?
+        {
+            match resp.status {
+                101 => return Err(BadResponse("the instance switched protocols").into()),
+                100..=199 => continue,
+                _ => return Ok(resp),
+            }
+        }
+        if conn.read_more().await? == 0 {
+            return Err(
+                BadResponse("the instance closed the connection without a response").into(),
+            );
+        }
+    }
+}
+
+/// Where a response body stands.
+enum BodyState {
+    Length(u64),
+    Chunked(ChunkedDecoder),
+    UntilClose,
+    Done,
+}
+
+/// A response body from the instance, read from the connection as the client takes it.
+pub(crate) struct UpstreamBody {
+    conn: Option<Conn>,
+    state: BodyState,
+    /// Bytes already read, given out first.
+    prefix: Option<Bytes>,
+    reusable: bool,
+}
+
+impl std::fmt::Debug for UpstreamBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpstreamBody").finish_non_exhaustive()
+    }
+}
+
+/// The most data handed out per piece.
+const MAX_PIECE: usize = 64 << 10;
+
+impl UpstreamBody {
+    fn new(conn: Conn, framing: Framing, reusable: bool) -> Self {
+        let state = match framing {
+            Framing::Empty => BodyState::Done,
+            Framing::Length(n) => BodyState::Length(n),
+            Framing::Chunked => BodyState::Chunked(ChunkedDecoder::default()),
+            Framing::UntilClose => BodyState::UntilClose,
+        };
+        Self {
+            conn: Some(conn),
+            state,
+            prefix: None,
+            reusable,
+        }
+    }
+
+    /// The bytes still to come, when known (for `Content-Length`).
+    pub(crate) fn remaining_length(&self) -> Option<u64> {
+        let prefix = self.prefix.as_ref().map_or(0, |p| p.len() as u64);
+        match self.state {
+            BodyState::Done => Some(prefix),
+            BodyState::Length(n) => Some(prefix + n),
+            _ => None,
+        }
+    }
+
+    /// The next piece of the body; `None` at its end.
+    pub(crate) async fn next(&mut self) -> Option<Result<Bytes, BoxError>> {
+        if let Some(p) = self.prefix.take() {
+            return Some(Ok(p));
+        }
+        loop {
+            let conn = self.conn.as_mut()?;
+            match &mut self.state {
+                BodyState::Done => return None,
+                BodyState::Length(rem) => {
+                    if !conn.buf.is_empty() {
+                        let n = (conn.buf.len() as u64).min(*rem) as usize;
+                        *rem -= n as u64;
+                        if *rem == 0 {
+                            self.state = BodyState::Done;
                         }
-                        _ => return Err(Box::new(e.into_error())),
+                        return Some(Ok(conn.buf.split_to(n).freeze()));
+                    }
+                }
+                BodyState::Chunked(d) => match d.decode(&mut conn.buf, MAX_PIECE) {
+                    Ok(Chunk::Data(b)) => return Some(Ok(b)),
+                    Ok(Chunk::Done) => {
+                        self.state = BodyState::Done;
+                        return None;
+                    }
+                    Ok(Chunk::NeedMore) => {}
+                    Err(e) => return Some(Err(self.fail(e.into()))),
+                },
+                BodyState::UntilClose => {
+                    if !conn.buf.is_empty() {
+                        return Some(Ok(conn.buf.split().freeze()));
                     }
                 }
             }
+            match conn.read_more().await {
+                Ok(0) => {
+                    if let BodyState::UntilClose = self.state {
+                        self.state = BodyState::Done;
+                        self.conn = None;
+                        return None;
+                    }
+                    return Some(Err(
+                        self.fail(BadResponse("the instance ended its response early").into())
+                    ));
+                }
+                Ok(_) => {}
+                Err(e) => return Some(Err(self.fail(e.into()))),
+            }
         }
     }
-}
 
-/// A response body from the instance; polling it drives the upstream connection that feeds it.
-pub(crate) struct UpstreamBody {
-    inner: Incoming,
-    affinity: Arc<Affinity>,
-}
-
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.affinity.drive(cx);
-        let frame = ready!(Pin::new(&mut self.inner).poll_frame(cx));
-        Poll::Ready(frame.map(|f| f.map_err(Into::into)))
+    fn fail(&mut self, e: BoxError) -> BoxError {
+        self.conn = None;
+        self.state = BodyState::Done;
+        e
     }
 
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    /// Reads the whole body if it is at most `limit` bytes; else keeps what was read (given out
+    /// first by [`Self::next`]) and returns `None`.
+    pub(crate) async fn read_up_to(&mut self, limit: usize) -> Result<Option<Bytes>, BoxError> {
+        if let Some(n) = self.remaining_length()
+            && n > limit as u64
+        {
+            return Ok(None);
+        }
+        let mut acc = BytesMut::new();
+        let mut first: Option<Bytes> = None;
+        while let Some(piece) = self.next().await {
+            let piece = piece?;
+            let have = first.as_ref().map_or(0, Bytes::len) + acc.len();
+            if have + piece.len() > limit {
+                if let Some(f) = first.take() {
+                    acc = BytesMut::from(&f[..]);
+                }
+                acc.extend_from_slice(&piece);
+                self.prefix = Some(acc.freeze());
+                return Ok(None);
+            }
+            match first.take() {
+                // The usual case: one piece, no copy.
+                None if acc.is_empty() => first = Some(piece),
+                None => acc.extend_from_slice(&piece),
+                Some(f) => {
+                    acc.extend_from_slice(&f);
+                    acc.extend_from_slice(&piece);
+                }
+            }
+        }
+        Ok(Some(first.unwrap_or_else(|| acc.freeze())))
     }
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+    /// The connection, once the body has been read to its end and the connection can carry
+    /// another request.
+    pub(crate) fn take_conn(&mut self) -> Option<Conn> {
+        match self.state {
+            BodyState::Done if self.reusable && self.prefix.is_none() => self.conn.take(),
+            _ => None,
+        }
     }
 }
