@@ -189,6 +189,20 @@ fn the_demo_heals_every_cause_and_loses_nothing() {
     ] {
         assert!(causes.contains(&c), "{causes:?}");
     }
+    // A frozen user's token requests are refused as a plain "authentication failure"
+    // (salesforce-wire.md §2); the cause column names what `sfkeep doctor` names (user_frozen,
+    // tests/doctor.rs), not the token error's class.
+    let frozen = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["event"] == "user frozen")
+        .unwrap_or_else(|| panic!("no frozen-user step: {report}"));
+    assert_eq!(frozen["cause"], "user_frozen", "{report}");
+    assert!(
+        err.contains("fix: An admin must unfreeze the integration user"),
+        "{err}"
+    );
     // The timeline is readable text on stderr.
     assert!(err.contains("admin revoked the app's tokens"), "{err}");
 }

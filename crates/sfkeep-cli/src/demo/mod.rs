@@ -17,8 +17,9 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use sfkeep::TokenManager;
 use sfkeep::client::Client;
-use sfkeep::diagnose::Cause;
-use sfkeep::event::{AuthEventKind, MemorySink};
+use sfkeep::diagnose::evidence::{self, Facts, PastEvent};
+use sfkeep::diagnose::{Diagnosis, DiagnosisCause};
+use sfkeep::event::{AuthEvent, AuthEventKind, MemorySink};
 use sfkeep::store::{MemoryStore, Store};
 
 use crate::error::{CliError, CliResult};
@@ -323,12 +324,13 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
             ));
         }
         Err(e) => {
-            let cause = run
-                .client
-                .manager()
-                .status()
-                .last_failure
-                .unwrap_or(Cause::Unknown);
+            // The token endpoint says only "authentication failure" (salesforce-wire.md §2):
+            // the cause is named the way `sfkeep doctor` names it.
+            let d = diagnose(&run.sink.events());
+            let cause = match d.verdict {
+                DiagnosisCause::Healthy => DiagnosisCause::Unknown,
+                v => v,
+            };
             let naive = run.naive.try_call(&run.org).await;
             run.record(
                 "user frozen",
@@ -341,7 +343,11 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
                 "           sfkeep says: {}",
                 first_sentence(&e.message)
             ));
-            say(&format!("           fix: {}", cause.fix()));
+            say(&format!(
+                "           diagnosis (as `sfkeep doctor` reads these events): {}",
+                cause.title()
+            ));
+            say(&format!("           fix: {}", d.top().fix));
             say(
                 "           (the script now does what the admin would: unfreeze, then `sfkeep recover`)",
             );
@@ -379,6 +385,31 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
     // A final pass so the billing DB holds the latest of everything.
     run.sync_pass().await?;
     finish(run, args.json).await
+}
+
+/// Ranks why the integration's credential is dead with `sfkeep doctor`'s rules, from the
+/// integration's own auth events: the same events doctor reads back from the audit log.
+fn diagnose(events: &[AuthEvent]) -> Diagnosis {
+    let recent_events = events
+        .iter()
+        .map(|e| PastEvent {
+            at: e.at,
+            kind: e.kind.name().to_owned(),
+            cause: match &e.kind {
+                AuthEventKind::RefreshFailed { cause, .. }
+                | AuthEventKind::FallbackUsed { cause }
+                | AuthEventKind::ReauthRequired { cause } => Some(*cause),
+                _ => None,
+            },
+            rotated: matches!(e.kind, AuthEventKind::TokenRefreshed { rotated: true, .. }),
+            probe: false,
+        })
+        .collect();
+    evidence::diagnose(&Facts {
+        now: sfkeep::clock::Clock::now(&sfkeep::clock::SystemClock),
+        recent_events,
+        ..Facts::default()
+    })
 }
 
 fn first_sentence(s: &str) -> &str {
