@@ -20,7 +20,8 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::body::{self, Body, BoxError};
-use crate::h1::{self, Chunk, ChunkedDecoder, Framing, RequestHead};
+use crate::forward;
+use crate::h1::{self, Chunk, ChunkedDecoder, Framing, RequestHead, ResponseHead};
 use crate::server::{self, Shape, Shared};
 use crate::upstream::{Affinity, UpstreamBody};
 
@@ -42,9 +43,14 @@ pub(crate) struct Reply {
 pub(crate) enum ReplyHead {
     /// Made by the proxy.
     Local(HeaderMap),
-    /// The instance's header lines, filtered, each `Name: value\r\n`. They carry the
-    /// instance's `Content-Length` only for a reply without a body (to a HEAD, or a 304).
-    Forwarded(Vec<u8>),
+    /// The instance's response head, its lines passed on filtered (see
+    /// [`forward::client_lines`]). `keep_length`: the reply has no body, and the instance's
+    /// `Content-Length` is passed on.
+    Forwarded {
+        head: ResponseHead,
+        instance_base: Arc<forward::Prepared>,
+        keep_length: bool,
+    },
 }
 
 /// A reply's body.
@@ -335,6 +341,7 @@ pub(crate) async fn serve(
                         let _ = write_reply(
                             &stream,
                             &mut out,
+                            &sh.base_url,
                             reply.into(),
                             &CLOSE,
                             None,
@@ -363,6 +370,7 @@ pub(crate) async fn serve(
                         let _ = write_reply(
                             &stream,
                             &mut out,
+                            &sh.base_url,
                             reply.into(),
                             &CLOSE,
                             None,
@@ -445,6 +453,7 @@ pub(crate) async fn serve(
         match write_reply(
             &stream,
             &mut out,
+            &sh.base_url,
             reply,
             &ex,
             Some(id_text.as_bytes()),
@@ -479,6 +488,7 @@ async fn read_some(s: &TcpStream, buf: &mut BytesMut) -> Option<usize> {
 async fn write_reply(
     s: &TcpStream,
     out: &mut Vec<u8>,
+    proxy_base: &str,
     reply: Reply,
     ex: &Exchange,
     request_id: Option<&[u8]>,
@@ -497,8 +507,12 @@ async fn write_reply(
             h1::push_header(out, b"date", &h1::http_date());
             false
         }
-        ReplyHead::Forwarded(lines) => {
-            out.extend_from_slice(lines);
+        ReplyHead::Forwarded {
+            head,
+            instance_base,
+            keep_length,
+        } => {
+            forward::client_lines(out, proxy_base, &instance_base.base, head, *keep_length);
             true
         }
     };

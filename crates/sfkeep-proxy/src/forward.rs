@@ -95,7 +95,7 @@ pub(crate) struct Prepared {
     /// The token these were made from (kept so its identity can be compared).
     token: Token,
     /// The instance URL without a trailing slash (for `Location` rewriting).
-    base: String,
+    pub(crate) base: String,
     /// Where connections go.
     target: Option<Target>,
     /// `Host: …\r\n` for the instance.
@@ -188,7 +188,7 @@ fn upstream_head(
     out.extend_from_slice(head.target().as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     out.extend_from_slice(&prepared.host_line);
-    let listed = if head.header("connection").is_some() {
+    let listed = if head.connection_lists_headers {
         connection_listed(head.headers())
     } else {
         Vec::new()
@@ -226,9 +226,14 @@ fn upstream_head(
 /// and framing dropped (the proxy frames the body it sends), an absolute `Location` on the
 /// instance pointed at the proxy. `keep_length`: the reply has no body, so the instance's
 /// `Content-Length` is passed on as it is.
-fn client_lines(sh: &Shared, base: &str, resp: &ResponseHead, keep_length: bool) -> Vec<u8> {
-    let mut out = Vec::with_capacity(512);
-    let listed = if resp.header("connection").is_some() {
+pub(crate) fn client_lines(
+    out: &mut Vec<u8>,
+    proxy_base: &str,
+    instance_base: &str,
+    resp: &ResponseHead,
+    keep_length: bool,
+) {
+    let listed = if resp.connection_lists_headers {
         connection_listed(resp.headers())
     } else {
         Vec::new()
@@ -240,19 +245,18 @@ fn client_lines(sh: &Shared, base: &str, resp: &ResponseHead, keep_length: bool)
         }
         if name.len() == 8
             && name_is(name, "location")
-            && let Some(rest) = value.strip_prefix(base.as_bytes())
+            && let Some(rest) = value.strip_prefix(instance_base.as_bytes())
             && (rest.is_empty() || rest.starts_with(b"/"))
         {
             out.extend_from_slice(name);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(sh.base_url.as_bytes());
+            out.extend_from_slice(proxy_base.as_bytes());
             out.extend_from_slice(rest);
             out.extend_from_slice(b"\r\n");
             continue;
         }
-        h1::push_header(&mut out, name, value);
+        h1::push_header(out, name, value);
     }
-    out
 }
 
 fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Reply {
@@ -315,17 +319,19 @@ fn attempt_body(
 
 /// The reply carrying the instance's response.
 fn relay(
-    sh: &Shared,
-    prepared: &Prepared,
+    prepared: &Arc<Prepared>,
     head_request: bool,
-    resp: &ResponseHead,
+    resp: ResponseHead,
     body: ReplyBody,
     replayed: bool,
 ) -> Reply {
-    let keep_length = head_request || resp.status == 304;
     Reply {
         status: resp.status,
-        head: ReplyHead::Forwarded(client_lines(sh, &prepared.base, resp, keep_length)),
+        head: ReplyHead::Forwarded {
+            keep_length: head_request || resp.status == 304,
+            instance_base: Arc::clone(prepared),
+            head: resp,
+        },
         body,
         replayed,
     }
@@ -453,14 +459,14 @@ pub(crate) async fn forward(
                 sh.stats.inc(Counter::upstream_errors);
                 return early_end();
             };
-            return relay(sh, &prepared, head_request, &resp, body, replayed);
+            return relay(&prepared, head_request, resp, body, replayed);
         }
         let mut rbody = rbody;
         let bytes = match rbody.read_up_to(MAX_VERDICT_BODY).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 let body = ReplyBody::Upstream(rbody);
-                return relay(sh, &prepared, head_request, &resp, body, replayed);
+                return relay(&prepared, head_request, resp, body, replayed);
             }
             Err(_) => {
                 sh.stats.inc(Counter::upstream_errors);
@@ -502,7 +508,7 @@ pub(crate) async fn forward(
             );
         }
         let body = ReplyBody::Full(bytes);
-        return relay(sh, &prepared, head_request, &resp, body, replayed);
+        return relay(&prepared, head_request, resp, body, replayed);
     }
 }
 

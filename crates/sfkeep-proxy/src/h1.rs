@@ -77,8 +77,9 @@ impl fmt::Display for HeadError {
 pub(crate) struct RequestHead {
     bytes: Bytes,
     pub method: Method,
-    /// The request target, validated once (`None`: not a valid target).
-    target: Option<http::uri::PathAndQuery>,
+    /// The request target (httparse admits visible ASCII only), and where its path ends.
+    target: Span,
+    path_end: u32,
     /// The `Host` header's value, if there is exactly one.
     host: Option<Span>,
     /// More than one `Host` header.
@@ -91,6 +92,8 @@ pub(crate) struct RequestHead {
     pub framing: Framing,
     /// Whether the client lets the connection stay open after this exchange.
     pub keep_alive: bool,
+    /// `Connection` names header lines (hop-by-hop, not to be forwarded).
+    pub connection_lists_headers: bool,
     /// `Expect: 100-continue`.
     pub expect_continue: bool,
 }
@@ -181,6 +184,7 @@ impl RequestHead {
         let mut chunked = false;
         let mut close = http10;
         let mut expect_continue = false;
+        let mut connection_lists_headers = false;
         for h in req.headers.iter() {
             let name = h.name.as_bytes();
             let value = h.value;
@@ -206,8 +210,10 @@ impl RequestHead {
                     for t in tokens(value) {
                         if t.eq_ignore_ascii_case(b"close") {
                             close = true;
-                        } else if t.eq_ignore_ascii_case(b"keep-alive") && http10 {
-                            close = false;
+                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                            close &= !http10;
+                        } else if !t.is_empty() {
+                            connection_lists_headers = true;
                         }
                     }
                 }
@@ -243,15 +249,17 @@ impl RequestHead {
             (false, Some(n)) => Framing::Length(n),
         };
         let bytes = buf.split_to(len).freeze();
-        // Shares the head's bytes; validated once here, read for free after.
-        let target = http::uri::PathAndQuery::from_maybe_shared(
-            bytes.slice(target_span.start as usize..target_span.end as usize),
-        )
-        .ok();
+        let target = target_span;
+        let path_end = target
+            .get(&bytes)
+            .iter()
+            .position(|&b| b == b'?' || b == b'#')
+            .map_or(target.end, |i| target.start + i as u32);
         Ok(Some(Self {
             bytes,
             method,
             target,
+            path_end,
             host: if duplicate_host { None } else { host },
             duplicate_host,
             content_length: length,
@@ -259,24 +267,34 @@ impl RequestHead {
             headers,
             framing,
             keep_alive: !close,
+            connection_lists_headers,
             expect_continue: expect_continue && framing != Framing::Empty && !http10,
         }))
     }
 
-    /// The request target as sent (origin-form path and query, or another form to refuse);
-    /// empty if it is not a valid target.
+    /// The request target as sent (origin-form path and query, or another form to refuse),
+    /// without a fragment; empty if it is not text.
     pub(crate) fn target(&self) -> &str {
-        self.target.as_ref().map_or("", |t| t.as_str())
+        let t = self.target.get(&self.bytes);
+        let t = match t.iter().position(|&b| b == b'#') {
+            Some(i) => &t[..i],
+            None => t,
+        };
+        std::str::from_utf8(t).unwrap_or("")
     }
 
-    /// The path: the target up to `?`.
+    /// The path: the target up to `?` (or `#`).
     pub(crate) fn path(&self) -> &str {
-        self.target.as_ref().map_or("", |t| t.path())
+        let p = Span {
+            start: self.target.start,
+            end: self.path_end,
+        };
+        std::str::from_utf8(p.get(&self.bytes)).unwrap_or("")
     }
 
     /// The query, if any.
     pub(crate) fn query(&self) -> Option<&str> {
-        self.target.as_ref().and_then(|t| t.query())
+        self.target().split_once('?').map(|(_, q)| q)
     }
 
     /// The `Host` header's value (`None` if absent or repeated).
@@ -322,6 +340,8 @@ pub(crate) struct ResponseHead {
     pub framing: Framing,
     /// Whether the connection may carry another request after this response.
     pub reusable: bool,
+    /// `Connection` names header lines (hop-by-hop, not to be passed on).
+    pub connection_lists_headers: bool,
 }
 
 impl fmt::Debug for ResponseHead {
@@ -373,6 +393,7 @@ impl ResponseHead {
         let mut length: Option<u64> = None;
         let mut transfer: Option<bool> = None; // Some(chunked is the last coding)
         let mut close = version == 0;
+        let mut connection_lists_headers = false;
         for h in resp.headers.iter() {
             let name = h.name.as_bytes();
             match name.len() {
@@ -393,8 +414,10 @@ impl ResponseHead {
                     for t in tokens(h.value) {
                         if t.eq_ignore_ascii_case(b"close") {
                             close = true;
-                        } else if t.eq_ignore_ascii_case(b"keep-alive") && version == 0 {
-                            close = false;
+                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                            close &= version != 0;
+                        } else if !t.is_empty() {
+                            connection_lists_headers = true;
                         }
                     }
                 }
@@ -421,6 +444,7 @@ impl ResponseHead {
             headers,
             framing,
             reusable: !close && framing != Framing::UntilClose,
+            connection_lists_headers,
         }))
     }
 

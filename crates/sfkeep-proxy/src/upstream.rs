@@ -367,7 +367,9 @@ async fn write_full(
     head: &[u8],
     body: &[u8],
 ) -> std::io::Result<()> {
-    if head.len() + body.len() <= COALESCE {
+    if body.is_empty() {
+        conn.io.write_all(head).await
+    } else if head.len() + body.len() <= COALESCE {
         out.clear();
         out.extend_from_slice(head);
         out.extend_from_slice(body);
