@@ -2,9 +2,12 @@
 # scripts/bench proxy: wrk against (a) the upstream directly, (b) nginx proxy_pass adding an
 # Authorization header, (c) sfkeep proxy (examples/bench_proxy, release build) — same upstream
 # (an nginx returning a fixed JSON body, reference/real-clients.md §3.1), one run, rounds
-# alternating A/B/C; prints the median requests/s, the ratios and p99 latency.
+# alternating A/B/C; prints the median requests/s, the ratios and p99 latency, the median of the
+# per-round sfkeep/nginx ratios (each pair measured a few seconds apart, so a noisy neighbour
+# hits both alike), and CPU time per request of each proxy process (user + system, from
+# /proc/PID/stat: what a request costs the proxy, whatever the rest of the machine does).
 #
-#   BENCH_DURATION=10s BENCH_ROUNDS=3 BENCH_CONNECTIONS=50 BENCH_THREADS=1 scripts/bench proxy
+#   BENCH_DURATION=10s BENCH_ROUNDS=5 BENCH_CONNECTIONS=50 BENCH_THREADS=1 scripts/bench proxy
 #
 # Both proxies get one worker (nginx worker_processes 1, a 1-thread tokio runtime).
 set -euo pipefail
@@ -12,7 +15,7 @@ cd "$(dirname "$0")/../.."
 root="$(pwd)"
 
 duration="${BENCH_DURATION:-10s}"
-rounds="${BENCH_ROUNDS:-3}"
+rounds="${BENCH_ROUNDS:-5}"
 conns="${BENCH_CONNECTIONS:-50}"
 threads="${BENCH_THREADS:-1}"
 path='/services/data/v59.0/query?q=SELECT+Id+FROM+Account'
@@ -116,10 +119,11 @@ for port in "$ng_port" "$sf_port"; do
     esac
 done
 
-# wrk once; prints "RPS P99_MS".
+# wrk once; prints "RPS P99_MS REQUESTS".
 run_wrk() {
     wrk -t"$threads" -c"$conns" -d"$duration" --latency "http://127.0.0.1:$1$path" | awk '
         /Requests\/sec:/ { rps = $2 }
+        / requests in / { n = $1 }
         $1 == "99%" {
             v = $2
             if (v ~ /us$/) { sub(/us$/, "", v); v = v / 1000 }
@@ -127,8 +131,12 @@ run_wrk() {
             else if (v ~ /s$/) { sub(/s$/, "", v); v = v * 1000 }
             p99 = v
         }
-        END { printf "%.0f %.3f\n", rps, p99 }'
+        END { printf "%.0f %.3f %d\n", rps, p99, n }'
 }
+
+# CPU clock ticks (user + system) a process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+tck="$(getconf CLK_TCK)"
 
 median() { sort -g | awk '{ a[NR] = $1 } END { if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 
@@ -138,28 +146,45 @@ for port in "$up_port" "$ng_port" "$sf_port"; do
 done
 
 : >"$work/results"
+# The process that does the work: nginx's worker (the master only supervises), sfkeep itself.
+ng_worker="$(pgrep -P "${pids[1]}" | head -1)"
 for r in $(seq 1 "$rounds"); do
-    for target in direct:$up_port nginx:$ng_port sfkeep:$sf_port; do
-        name="${target%%:*}"; port="${target##*:}"
-        read -r rps p99 < <(run_wrk "$port")
-        echo "$name $rps $p99" >>"$work/results"
-        printf 'round %d  %-7s %9s req/s  p99 %s ms\n' "$r" "$name" "$rps" "$p99" >&2
+    for target in direct:$up_port:0 nginx:$ng_port:$ng_worker sfkeep:$sf_port:${pids[2]}; do
+        IFS=: read -r name port pid <<<"$target"
+        before=0; [ "$pid" != 0 ] && before="$(cpu_ticks "$pid")"
+        read -r rps p99 n < <(run_wrk "$port")
+        cpu_us=0
+        if [ "$pid" != 0 ]; then
+            cpu_us="$(awk -v a="$before" -v b="$(cpu_ticks "$pid")" -v t="$tck" -v n="$n" 'BEGIN { printf "%.2f", (b - a) / t * 1e6 / n }')"
+        fi
+        echo "$r $name $rps $p99 $cpu_us" >>"$work/results"
+        printf 'round %d  %-7s %9s req/s  p99 %s ms  cpu %s us/request\n' "$r" "$name" "$rps" "$p99" "$cpu_us" >&2
     done
 done
 
-med() { awk -v n="$1" -v c="$2" '$1 == n { print $c }' "$work/results" | median; }
+med() { awk -v n="$1" -v c="$(($2 + 1))" '$2 == n { print $c }' "$work/results" | median; }
+# Per round: sfkeep's value over (ratio) or minus (diff) nginx's, column C; the median of those.
+paired() {
+    awk -v c="$(($2 + 1))" -v op="$1" '
+        $2 == "nginx" { ng[$1] = $c } $2 == "sfkeep" { sf[$1] = $c }
+        END { for (r in sf) print (op == "ratio" ? sf[r] / ng[r] : sf[r] - ng[r]) }' "$work/results" | median
+}
 d_rps="$(med direct 2)"; n_rps="$(med nginx 2)"; s_rps="$(med sfkeep 2)"
 d_p99="$(med direct 3)"; n_p99="$(med nginx 3)"; s_p99="$(med sfkeep 3)"
+n_cpu="$(med nginx 4)"; s_cpu="$(med sfkeep 4)"
+pair_rps="$(paired ratio 2)"; pair_p99="$(paired diff 3)"; pair_cpu="$(paired ratio 4)"
 rss_kb="$(awk '/VmHWM/ { print $2 }' "/proc/${pids[2]}/status" 2>/dev/null || echo 0)"
 
 echo
 echo "wrk -t$threads -c$conns -d$duration --latency, $rounds rounds alternating, medians; $(nproc) cores"
-printf '| target | requests/s | vs direct | p99 | p99 added |\n|---|---:|---:|---:|---:|\n'
-printf '| (a) upstream directly (nginx, fixed JSON) | %s | 1.00 | %s ms | — |\n' "$d_rps" "$d_p99"
-awk -v r="$n_rps" -v d="$d_rps" -v p="$n_p99" -v dp="$d_p99" \
-    'BEGIN { printf "| (b) nginx proxy_pass + Authorization (1 worker) | %s | %.2f | %s ms | %+.3f ms |\n", r, r / d, p, p - dp }'
-awk -v r="$s_rps" -v d="$d_rps" -v p="$s_p99" -v dp="$d_p99" \
-    'BEGIN { printf "| (c) sfkeep proxy (1 thread) | %s | %.2f | %s ms | %+.3f ms |\n", r, r / d, p, p - dp }'
+printf '| target | requests/s | vs direct | p99 | p99 added | proxy CPU per request |\n|---|---:|---:|---:|---:|---:|\n'
+printf '| (a) upstream directly (nginx, fixed JSON) | %s | 1.00 | %s ms | — | — |\n' "$d_rps" "$d_p99"
+awk -v r="$n_rps" -v d="$d_rps" -v p="$n_p99" -v dp="$d_p99" -v c="$n_cpu" \
+    'BEGIN { printf "| (b) nginx proxy_pass + Authorization (1 worker) | %s | %.2f | %s ms | %+.3f ms | %s µs |\n", r, r / d, p, p - dp, c }'
+awk -v r="$s_rps" -v d="$d_rps" -v p="$s_p99" -v dp="$d_p99" -v c="$s_cpu" \
+    'BEGIN { printf "| (c) sfkeep proxy (1 thread) | %s | %.2f | %s ms | %+.3f ms | %s µs |\n", r, r / d, p, p - dp, c }'
 awk -v s="$s_rps" -v n="$n_rps" -v sp="$s_p99" -v np="$n_p99" \
-    'BEGIN { printf "\nsfkeep / nginx throughput: %.2f; sfkeep p99 minus nginx p99: %+.3f ms\n", s / n, sp - np }'
+    'BEGIN { printf "\nsfkeep / nginx throughput, ratio of medians: %.2f; sfkeep p99 minus nginx p99: %+.3f ms\n", s / n, sp - np }'
+awk -v r="$pair_rps" -v p="$pair_p99" -v c="$pair_cpu" \
+    'BEGIN { printf "per round, median: sfkeep / nginx throughput %.2f; p99 difference %+.3f ms; CPU per request %.2f\n", r, p, c }'
 echo "sfkeep proxy peak RSS: $((rss_kb / 1024)) MB"
