@@ -265,8 +265,8 @@ enum HeadWait {
     Failed,
 }
 
-/// Reads more of a head into `buf`, or times out.
-fn poll_head_bytes(
+/// Reads more of a head (or a kept body) into `buf`, or times out.
+fn poll_read_or_timeout(
     s: &TcpStream,
     buf: &mut BytesMut,
     timer: Pin<&mut Sleep>,
@@ -316,10 +316,10 @@ pub(crate) async fn serve(
     let mut out: Vec<u8> = Vec::with_capacity(4 << 10);
     let mut timer = Box::pin(tokio::time::sleep(sh.header_read_timeout));
     let eager = (sh.max_replay_body as u64).min(sh.max_body);
-    loop {
+    let linger = 'conn: loop {
         state.busy.store(false, Ordering::Release);
         if sh.shutting_down.load(Ordering::Acquire) {
-            return;
+            break 'conn false;
         }
         // The head: the slowloris guard covers the wait for it, an idle keep-alive included.
         timer
@@ -348,16 +348,17 @@ pub(crate) async fn serve(
                             &mut affinity,
                         )
                         .await;
-                        return;
+                        break 'conn true;
                     }
                 }
             }
             reserve(&mut buf);
-            let got =
-                std::future::poll_fn(|cx| poll_head_bytes(&stream, &mut buf, timer.as_mut(), cx))
-                    .await;
+            let got = std::future::poll_fn(|cx| {
+                poll_read_or_timeout(&stream, &mut buf, timer.as_mut(), cx)
+            })
+            .await;
             match got {
-                HeadWait::Read(0) | HeadWait::Failed => return,
+                HeadWait::Read(0) | HeadWait::Failed => break 'conn false,
                 HeadWait::Read(_) => {}
                 HeadWait::TimedOut => {
                     if !buf.is_empty() {
@@ -377,8 +378,9 @@ pub(crate) async fn serve(
                             &mut affinity,
                         )
                         .await;
+                        break 'conn true;
                     }
-                    return;
+                    break 'conn false;
                 }
             }
         };
@@ -392,15 +394,41 @@ pub(crate) async fn serve(
                     && buf.len() < n
                     && write_all(&stream, CONTINUE).await.is_err()
                 {
-                    return;
+                    break 'conn false;
                 }
+                // A body that stops arriving is cut off like a head that does (slowloris);
+                // memory grows as bytes arrive, not as the client declares.
                 while buf.len() < n {
-                    if buf.capacity() < n {
-                        buf.reserve(n - buf.len());
-                    }
-                    match read_some(&stream, &mut buf).await {
-                        Some(0) | None => return,
-                        Some(_) => {}
+                    reserve(&mut buf);
+                    timer
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + sh.header_read_timeout);
+                    let got = std::future::poll_fn(|cx| {
+                        poll_read_or_timeout(&stream, &mut buf, timer.as_mut(), cx)
+                    })
+                    .await;
+                    match got {
+                        HeadWait::Read(0) | HeadWait::Failed => break 'conn false,
+                        HeadWait::Read(_) => {}
+                        HeadWait::TimedOut => {
+                            let reply = server::refuse(
+                                &sh,
+                                http::StatusCode::REQUEST_TIMEOUT,
+                                Shape::Rest,
+                                "the request body did not arrive in time",
+                            );
+                            let _ = write_reply(
+                                &stream,
+                                &mut out,
+                                &sh.base_url,
+                                reply.into(),
+                                &CLOSE,
+                                None,
+                                &mut affinity,
+                            )
+                            .await;
+                            break 'conn true;
+                        }
                     }
                 }
                 ReqBody::Full(buf.split_to(n).freeze())
@@ -462,9 +490,45 @@ pub(crate) async fn serve(
         .await
         {
             Ok(true) => {}
-            _ => return,
+            Ok(false) => break 'conn true,
+            Err(_) => break 'conn false,
         }
+    };
+    // The upstream connection is free for other clients before this one lingers.
+    drop(affinity);
+    if linger {
+        linger_close(stream).await;
     }
+}
+
+/// How long, and how much, a closing connection reads and drops of what the client still sends.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 << 20;
+
+/// Ends a connection after a final reply: FIN first, then what the client still sends (a body
+/// it was refused, say) is read and dropped for a moment, so that closing with unread bytes
+/// does not send a reset that can destroy the reply before the client reads it
+/// (RFC 9112 §9.6).
+async fn linger_close(stream: Arc<TcpStream>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    // A request body still held elsewhere keeps a reference: then just close.
+    let Ok(mut s) = Arc::try_unwrap(stream) else {
+        return;
+    };
+    if s.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = vec![0u8; 16 << 10];
+    let mut drained = 0;
+    let _ = tokio::time::timeout(LINGER, async {
+        while drained < LINGER_BYTES {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// The exchange for a refusal that ends the connection.
@@ -473,16 +537,6 @@ const CLOSE: Exchange = Exchange {
     http10: false,
     keep_alive: false,
 };
-
-async fn read_some(s: &TcpStream, buf: &mut BytesMut) -> Option<usize> {
-    loop {
-        match s.try_read_buf(buf) {
-            Ok(n) => return Some(n),
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.readable().await.ok()?,
-            Err(_) => return None,
-        }
-    }
-}
 
 /// Writes `reply`; `Ok(true)` if the connection may carry another request.
 async fn write_reply(

@@ -393,3 +393,72 @@ async fn an_instance_whose_certificate_nobody_vouches_for_is_refused() {
     }
     proxy.shutdown().await;
 }
+
+async fn proxy_with(
+    instance_url: &str,
+    f: impl FnOnce(sfkeep_proxy::ProxyBuilder) -> sfkeep_proxy::ProxyBuilder,
+) -> ProxyHandle {
+    let manager = common::seeded_manager(instance_url).await;
+    f(Proxy::builder(manager))
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_refused_upload_still_gets_its_reply_while_the_client_keeps_sending() {
+    let proxy = proxy_with(&echo_instance().await, |b| {
+        b.max_replay_body(64 << 10).max_body(64 << 10)
+    })
+    .await;
+    let host = proxy.addr();
+    let (r, mut w) = TcpStream::connect(host).await.unwrap().into_split();
+    let mut req = format!(
+        "POST /services/data/v59.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\nContent-Length: {}\r\n\r\n",
+        10 << 20
+    )
+    .into_bytes();
+    req.extend(std::iter::repeat_n(b'x', 4 << 20));
+    // The client sends all it has before it reads (as simple clients do): the proxy never
+    // reads it, and must not reset the connection under the unread bytes, which would destroy
+    // its reply in the client's receive buffer.
+    let sent = w.write_all(&req).await;
+    let mut r = BufReader::new(r);
+    let (status, headers, body) = read_response(&mut r).await;
+    assert!(sent.is_ok(), "{sent:?}");
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&body));
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "connection" && v == "close")
+    );
+    assert!(String::from_utf8_lossy(&body).contains("SFKEEP_PROXY_REFUSED"));
+    drop((r, w));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_cut_off() {
+    let proxy = proxy_with(&echo_instance().await, |b| {
+        b.header_read_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let host = proxy.addr();
+    let mut c = connect(host).await;
+    let head = format!(
+        "POST /services/data/v59.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\nContent-Length: 100\r\n\r\n0123456789"
+    );
+    c.get_mut().write_all(head.as_bytes()).await.unwrap();
+    let (status, _, _) = read_response(&mut c).await;
+    assert_eq!(status, 408);
+    let mut rest = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(10), c.read_to_end(&mut rest))
+        .await
+        .expect("the connection was not closed")
+        .unwrap();
+    assert_eq!(n, 0, "nothing follows the 408");
+    drop(c);
+    proxy.shutdown().await;
+}
