@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::formats::{self, Format};
 use crate::ids;
 use crate::sessions::{self, AuthHeader};
 use crate::state::{Org, User};
@@ -104,7 +105,19 @@ fn requested_version(uri: &Uri) -> String {
     }
 }
 
-/// `GET|POST /id/{orgId}/{userId}`.
+/// `2021-04-28T20:54:09.000Z`: the XML (xsd:dateTime) form of a datetime.
+fn xsd_datetime(t: time::OffsetDateTime) -> String {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(&fmt)
+        .unwrap_or_default()
+}
+
+/// `GET|POST /id/{orgId}/{userId}`, in JSON or, with `format=xml` or `Accept:
+/// application/xml`, in the DOC sample's XML (see `formats`). A bad token is the plain-text
+/// 403 whatever the format (the recordings show no other shape).
 pub async fn identity(
     State(org): State<Arc<Org>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -132,10 +145,17 @@ pub async fn identity(
         })
         .flatten();
     match (org_ok, user) {
-        (true, Some(u)) => wire::json(
-            StatusCode::OK,
-            &identity_doc(&org, u, &requested_version(&uri)),
-        ),
+        (true, Some(u)) => {
+            let query = ids::query_pairs(uri.query());
+            let fmt = formats::negotiate(ids::pair(&query, "format"), &headers);
+            let mut doc = identity_doc(&org, u, &requested_version(&uri));
+            if fmt == Format::Xml {
+                // DOC: the XML sample writes `2021-04-28T20:54:09.000Z` where the JSON one
+                // has `2021-04-28T20:54:09.000+0000`.
+                doc["last_modified_date"] = json!(xsd_datetime(u.last_password_change));
+            }
+            formats::identity_response(&doc, fmt)
+        }
         // UNVERIFIED: Salesforce's identity error codes other than Bad_OAuth_Token.
         _ => (StatusCode::NOT_FOUND, "Bad_Id").into_response(),
     }

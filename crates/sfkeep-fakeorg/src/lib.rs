@@ -3,7 +3,8 @@
 //! and reproduces every cause of session death on demand.
 //!
 //! Salesforce surface: `/services/oauth2/{token,authorize,introspect,revoke,userinfo}`, the
-//! identity URL `/id/{orgId}/{userId}`, `/services/Soap/u/{version}[/{orgId}]` (`login`,
+//! identity URL `/id/{orgId}/{userId}` (the token endpoint and the identity URL answer in JSON,
+//! urlencoded or XML as `format` / `Accept` ask), `/services/Soap/u/{version}[/{orgId}]` (`login`,
 //! `getUserInfo`, `query`, `queryMore`, `logout`), `/services/data/` and
 //! `/services/data/vXX.X/{query,queryAll,sobjects/Account[/Id|/ExtId__c/VALUE],limits,jobs/query}`,
 //! with the diagnosis objects User, UserLogin, LoginHistory, AuthSession, OauthToken and
@@ -32,6 +33,7 @@
 mod admin;
 mod bulk;
 mod describe;
+mod formats;
 mod identity;
 mod ids;
 mod oauth;

@@ -20,6 +20,7 @@ use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use time::Duration;
 
+use crate::formats;
 use crate::ids;
 use crate::state::{AuthCode, DeviceRequest, Inner, Org, RefreshPolicy, Session, login_status};
 use crate::wire::{self, RawBody};
@@ -320,16 +321,24 @@ fn grant_stat(grant: &str) -> &'static str {
     }
 }
 
-/// `POST /services/oauth2/token`.
+/// `POST /services/oauth2/token`. Every answer, success or error, is in the format the
+/// request asks for (`format` in the body, else in the query string, else `Accept`; §1.1).
 pub async fn token(
     State(org): State<Arc<Org>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     latency: Option<Extension<TokenLatency>>,
+    uri: Uri,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Response {
     let latency = latency.map(|Extension(l)| l.0).unwrap_or_default();
     let params = parse_form(&headers, &body);
+    let query = ids::query_pairs(uri.query());
+    let format_param = params
+        .as_deref()
+        .and_then(|p| param(p, "format"))
+        .or_else(|| param(&query, "format"));
+    let fmt = formats::negotiate(format_param, &headers);
     let grant = params
         .as_deref()
         .and_then(|p| param(p, "grant_type"))
@@ -353,7 +362,11 @@ pub async fn token(
             inner.stats.token_errors += 1;
             // UNVERIFIED: exact body not recorded (Salesforce refuses a concurrent refresh
             // with the same token since Summer '24).
-            return wire::token_error("invalid_grant", "Token request is already being processed");
+            return formats::token_error(
+                "invalid_grant",
+                "Token request is already being processed",
+                fmt,
+            );
         }
         drop(inner);
         _guard = Some(InflightGuard {
@@ -389,10 +402,10 @@ pub async fn token(
         }
     };
     match result {
-        Ok(v) => wire::token_json(StatusCode::OK, &v),
+        Ok(v) => formats::token_response(StatusCode::OK, &v, fmt),
         Err(e) => {
             inner.stats.token_errors += 1;
-            e.into_response()
+            formats::token_error(e.error, &e.description, fmt)
         }
     }
 }
