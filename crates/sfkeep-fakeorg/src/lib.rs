@@ -4,8 +4,9 @@
 //!
 //! Salesforce surface: `/services/oauth2/{token,authorize,introspect,revoke,userinfo}`, the
 //! identity URL `/id/{orgId}/{userId}` (the token endpoint and the identity URL answer in JSON,
-//! urlencoded or XML as `format` / `Accept` ask), `/services/Soap/u/{version}[/{orgId}]` (`login`,
-//! `getUserInfo`, `query`, `queryMore`, `logout`), `/services/data/` and
+//! urlencoded or XML as `format` / `Accept` ask), the partner and enterprise SOAP APIs
+//! `/services/Soap/{u,c}/{version}[/{orgId}]` (`login`, `getUserInfo`, `query`, `queryMore`,
+//! `logout`), `/services/data/` and
 //! `/services/data/vXX.X/{query,queryAll,sobjects/Account[/Id|/ExtId__c/VALUE],limits,jobs/query}`,
 //! with the diagnosis objects User, UserLogin, LoginHistory, AuthSession, OauthToken and
 //! SetupAuditTrail queryable by SOQL.

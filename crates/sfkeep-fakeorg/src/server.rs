@@ -46,6 +46,7 @@ pub fn router(org: Arc<Org>) -> Router {
         .route("/services/data/", get(rest::versions))
         .route("/services/data/{*rest}", any(rest::dispatch))
         .route("/services/Soap/u/{*rest}", post(soap::handle))
+        .route("/services/Soap/c/{*rest}", post(soap::handle))
         .route("/_fake", any(admin::dispatch))
         .route("/_fake/{*rest}", any(admin::dispatch))
         .fallback(fallback)
@@ -198,11 +199,13 @@ fn fault_response(path: &str, status: StatusCode) -> Response {
         _ => ("UNKNOWN_EXCEPTION", "Injected failure"),
     };
     if path.starts_with("/services/Soap") {
-        let kind = crate::soapxml::FaultKind::UnexpectedError;
+        use crate::soapxml::{FaultKind, Flavour};
+        let flavour = Flavour::from_path(path);
+        // The request body is not read here, so no session id is known to the fault.
         let body = if code == "INVALID_SESSION_ID" {
-            crate::soapxml::invalid_session_fault()
+            crate::soapxml::invalid_session_fault(flavour, None)
         } else {
-            crate::soapxml::fault(kind, code, message)
+            crate::soapxml::fault(flavour, FaultKind::UnexpectedError, code, message)
         };
         return wire::soap(StatusCode::INTERNAL_SERVER_ERROR, body);
     }

@@ -1,7 +1,10 @@
-//! The partner SOAP API at `/services/Soap/u/{version}[/{orgId}]`: `login`, `getUserInfo`,
-//! `query`, `queryMore`, `logout`. A SOAP session is an ordinary session: it works as a
-//! REST bearer token, and OAuth access tokens work in the SessionHeader. Faults go out
-//! with HTTP 500 and `text/xml;charset=UTF-8` (§5.3).
+//! The partner SOAP API at `/services/Soap/u/{version}[/{orgId}]` and the enterprise one at
+//! `/services/Soap/c/{version}[/{orgId}[/{wsdlId}]]`: `login`, `getUserInfo`, `query`,
+//! `queryMore`, `logout`, with the same API-version calendar and session checks; they differ
+//! only in what `soapxml::Flavour` renders (namespaces, typed records, the enterprise
+//! `INVALID_SESSION_ID` text) and in the `serverUrl` a login returns. A SOAP session is an
+//! ordinary session: it works as a REST bearer token, and OAuth access tokens work in the
+//! SessionHeader. Faults go out with HTTP 500 and `text/xml;charset=UTF-8` (§5.3).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -10,9 +13,10 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::Response;
 
+use crate::ids;
 use crate::objects;
 use crate::sessions::{self, Refusal};
-use crate::soapxml::{self, FaultKind, LoginResultXml, SoapRequest, UserInfoXml};
+use crate::soapxml::{self, FaultKind, Flavour, LoginResultXml, SoapRequest, UserInfoXml};
 use crate::state::{Cursor, CursorRows, Inner, Org, Session, login_status};
 use crate::versions;
 use crate::wire::{self, RawBody};
@@ -24,10 +28,17 @@ const DEFAULT_BATCH: usize = 500;
 const SOAP_LOGIN_TYPE: &str = "Other Apex API";
 const INVALID_LOGIN: &str = "Invalid username, password, security token; or user locked out.";
 
-fn fault(kind: FaultKind, code: &str, message: &str) -> Response {
+fn fault(flavour: Flavour, kind: FaultKind, code: &str, message: &str) -> Response {
     wire::soap(
         StatusCode::INTERNAL_SERVER_ERROR,
-        soapxml::fault(kind, code, message),
+        soapxml::fault(flavour, kind, code, message),
+    )
+}
+
+fn invalid_session(flavour: Flavour, session_id: Option<&str>) -> Response {
+    wire::soap(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        soapxml::invalid_session_fault(flavour, session_id),
     )
 }
 
@@ -35,16 +46,19 @@ fn ok(body: String) -> Response {
     wire::soap(StatusCode::OK, body)
 }
 
-/// `POST /services/Soap/u/…`.
+/// `POST /services/Soap/u/…` (partner) and `POST /services/Soap/c/…` (enterprise).
 pub async fn handle(
     State(org): State<Arc<Org>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     uri: Uri,
     RawBody(body): RawBody,
 ) -> Response {
+    let flavour = Flavour::from_path(uri.path());
     let version = uri
         .path()
-        .trim_start_matches("/services/Soap/u/")
+        .trim_start_matches("/services/Soap/")
+        .trim_start_matches(flavour.segment())
+        .trim_start_matches('/')
         .split('/')
         .next()
         .unwrap_or("")
@@ -54,6 +68,7 @@ pub async fn handle(
         // DOC (api_eol_soap): a retired version answers 500 UNSUPPORTED_API_VERSION for every
         // operation. The message text is UNVERIFIED.
         return fault(
+            flavour,
             FaultKind::UnexpectedError,
             "UNSUPPORTED_API_VERSION",
             "Invalid Api version specified on URL",
@@ -62,22 +77,31 @@ pub async fn handle(
     let req = match soapxml::parse_request(&body) {
         Ok(r) => r,
         // The parse message never contains request content (it may hold a password).
-        Err(e) => return fault(FaultKind::UnexpectedError, "INVALID_XML", &e.message),
+        Err(e) => {
+            return fault(
+                flavour,
+                FaultKind::UnexpectedError,
+                "INVALID_XML",
+                &e.message,
+            );
+        }
     };
     let mut inner = org.lock();
     let peer = peer.ip();
     if let SoapRequest::Login { username, password } = &req {
         if major.is_some_and(|v| v >= versions::FIRST_WITHOUT_SOAP_LOGIN) {
-            // login() is not part of the v65.0+ partner API (salesforce-wire.md §5): the
+            // login() is not part of the v65.0+ APIs (salesforce-wire.md §5): the
             // dispatcher does not know the operation. No credential is checked and no
             // LoginHistory row is written, because no login was attempted.
             inner.stats.soap_logins += 1;
             return wire::soap(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                soapxml::dispatch_fault("login"),
+                soapxml::dispatch_fault(flavour, "login"),
             );
         }
-        return login(&org, &mut inner, &version, username, password, peer);
+        return login(
+            &org, &mut inner, flavour, &version, username, password, peer,
+        );
     }
     inner.stats.api_requests += 1;
     let session = match req
@@ -88,14 +112,12 @@ pub async fn handle(
         // UNVERIFIED: a session without the api scope is refused like a dead one.
         Some(Err(Refusal::Invalid | Refusal::NotApi)) | None => {
             inner.stats.invalid_session_responses += 1;
-            return wire::soap(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                soapxml::invalid_session_fault(),
-            );
+            return invalid_session(flavour, req.session_id());
         }
     };
     if inner.api_used >= inner.daily_api_limit {
         return fault(
+            flavour,
             FaultKind::UnexpectedError,
             "REQUEST_LIMIT_EXCEEDED",
             "TotalRequests Limit exceeded.",
@@ -104,35 +126,51 @@ pub async fn handle(
     inner.api_used += 1;
     match req {
         SoapRequest::GetUserInfo { .. } => match user_info(&org, &inner, &session) {
-            Some(u) => ok(soapxml::get_user_info_response(&u)),
-            None => wire::soap(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                soapxml::invalid_session_fault(),
-            ),
+            Some(u) => ok(soapxml::get_user_info_response(flavour, &u)),
+            None => invalid_session(flavour, Some(&session.token)),
         },
         SoapRequest::Query {
             query, batch_size, ..
         } => {
             let batch = batch_size.unwrap_or(DEFAULT_BATCH).clamp(200, 2000);
-            run_query(&org, &mut inner, &query, batch, &session.token)
+            run_query(&org, &mut inner, flavour, &query, batch, &session.token)
         }
-        SoapRequest::QueryMore { locator, .. } => query_more(&mut inner, &locator),
+        SoapRequest::QueryMore { locator, .. } => query_more(&mut inner, flavour, &locator),
         SoapRequest::Logout { .. } => {
             inner.sessions.remove(&session.token);
-            ok(soapxml::logout_response())
+            ok(soapxml::logout_response(flavour))
         }
         SoapRequest::Other { operation, .. } => fault(
+            flavour,
             FaultKind::UnexpectedError,
             "UNKNOWN_EXCEPTION",
             &format!("The simulated org does not implement {operation}()"),
         ),
-        SoapRequest::Login { .. } => unreachable_login(),
+        SoapRequest::Login { .. } => unreachable_login(flavour),
     }
 }
 
 /// `login` was answered above; kept total without a panic path.
-fn unreachable_login() -> Response {
-    fault(FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN)
+fn unreachable_login(flavour: Flavour) -> Response {
+    fault(flavour, FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN)
+}
+
+/// The `serverUrl` of a login. Partner: `…/Soap/u/{version}/{orgId15}` (RECORDED, §5.2).
+/// Enterprise: `…/Soap/c/{version}/{orgId15}/0DF…`, the trailing id as in simple-salesforce's
+/// enterprise FIXTURE (`/services/Soap/c/29.0/00Di0000000icUB/0DFi00000008UYO`) and the
+/// `soap:address` of generated enterprise WSDLs; what that `0DF` record is, is UNVERIFIED (one
+/// fixed id per org here).
+fn server_url(org: &Org, flavour: Flavour, version: &str) -> String {
+    let base = format!(
+        "{}/services/Soap/{}/{version}/{}",
+        org.base_url,
+        flavour.segment(),
+        org.org_id15
+    );
+    match flavour {
+        Flavour::Partner => base,
+        Flavour::Enterprise => format!("{base}/{}", ids::id15("0DF", &org.pod, 1)),
+    }
 }
 
 fn user_info(org: &Org, inner: &Inner, session: &Session) -> Option<UserInfoXml> {
@@ -156,6 +194,7 @@ fn user_info(org: &Org, inner: &Inner, session: &Session) -> Option<UserInfoXml>
 fn login(
     org: &Org,
     inner: &mut Inner,
+    flavour: Flavour,
     version: &str,
     username: &str,
     password: &str,
@@ -164,7 +203,7 @@ fn login(
     inner.stats.soap_logins += 1;
     let now = inner.now();
     let Some(ui) = inner.user_by_name(username) else {
-        return fault(FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN);
+        return fault(flavour, FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN);
     };
     let u = &inner.users[ui];
     let user_id = u.id.clone();
@@ -200,7 +239,7 @@ fn login(
         } else {
             "Login rate exceeded."
         };
-        return fault(FaultKind::Login, code, message);
+        return fault(flavour, FaultKind::Login, code, message);
     }
     inner.users[ui].last_login = Some(now);
     let token = org.new_access_token();
@@ -222,13 +261,10 @@ fn login(
     inner.issued_access.push(token.clone());
     inner.sessions.insert(token.clone(), session.clone());
     let Some(info) = user_info(org, inner, &session) else {
-        return fault(FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN);
+        return fault(flavour, FaultKind::Login, "INVALID_LOGIN", INVALID_LOGIN);
     };
     let result = LoginResultXml {
-        server_url: format!(
-            "{}/services/Soap/u/{version}/{}",
-            org.base_url, org.org_id15
-        ),
+        server_url: server_url(org, flavour, version),
         metadata_server_url: format!(
             "{}/services/Soap/m/{version}/{}",
             org.base_url, org.org_id15
@@ -239,16 +275,24 @@ fn login(
         sandbox: false,
         user_info: info,
     };
-    ok(soapxml::login_response(&result))
+    ok(soapxml::login_response(flavour, &result))
 }
 
-fn run_query(org: &Org, inner: &mut Inner, soql: &str, batch: usize, current: &str) -> Response {
+fn run_query(
+    org: &Org,
+    inner: &mut Inner,
+    flavour: Flavour,
+    soql: &str,
+    batch: usize,
+    current: &str,
+) -> Response {
     let result = match objects::run(org, inner, soql, false, current) {
         Ok(r) => r,
-        Err(e) => return fault(FaultKind::InvalidQuery, e.code, &e.message),
+        Err(e) => return fault(flavour, FaultKind::InvalidQuery, e.code, &e.message),
     };
     if result.count_only {
         return ok(soapxml::query_response(
+            flavour,
             &result.object,
             &[],
             true,
@@ -260,6 +304,7 @@ fn run_query(org: &Org, inner: &mut Inner, soql: &str, batch: usize, current: &s
     let total = result.rows.len();
     if total <= batch {
         return ok(soapxml::query_response(
+            flavour,
             &result.object,
             &result.rows,
             true,
@@ -280,6 +325,7 @@ fn run_query(org: &Org, inner: &mut Inner, soql: &str, batch: usize, current: &s
     );
     let locator = format!("{cursor}-{batch}");
     ok(soapxml::query_response(
+        flavour,
         &object,
         &first,
         false,
@@ -289,9 +335,10 @@ fn run_query(org: &Org, inner: &mut Inner, soql: &str, batch: usize, current: &s
     ))
 }
 
-fn query_more(inner: &mut Inner, locator: &str) -> Response {
+fn query_more(inner: &mut Inner, flavour: Flavour, locator: &str) -> Response {
     let invalid = || {
         fault(
+            flavour,
             FaultKind::InvalidQuery,
             "INVALID_QUERY_LOCATOR",
             "invalid query locator",
@@ -314,6 +361,7 @@ fn query_more(inner: &mut Inner, locator: &str) -> Response {
     let end = (offset + c.batch).min(total);
     let next = (end < total).then(|| format!("{cursor}-{end}"));
     ok(soapxml::query_response(
+        flavour,
         &c.object,
         &rows[offset..end],
         next.is_none(),

@@ -1,4 +1,5 @@
-//! Partner SOAP API (`urn:partner.soap.sforce.com`): request parsing and response rendering.
+//! Partner (`urn:partner.soap.sforce.com`) and enterprise (`urn:enterprise.soap.sforce.com`) SOAP
+//! APIs: request parsing and response rendering.
 //!
 //! Parsing accepts whatever namespace prefixes a client uses (simple-salesforce: `env:` + `n1:`/`urn:`;
 //! jsforce: `se:`/`soapenv:` with default namespaces) by matching on local names. It reads the
@@ -12,6 +13,14 @@
 //! finds them with `getElementsByTagName('sessionId')`, jsforce with a regex on unprefixed tags), and
 //! faults with `xmlns:sf="urn:fault.partner.soap.sforce.com"` and `sf:exceptionCode` /
 //! `sf:exceptionMessage` in `detail`.
+//!
+//! The enterprise API ([`Flavour::Enterprise`]) renders the same operations in its own namespaces:
+//! the default `urn:enterprise.soap.sforce.com` (RECORDED `logout()` reply, jjargot/dashboard;
+//! FIXTURE `loginResponse`, simple-salesforce), faults in `urn:fault.enterprise.soap.sforce.com`
+//! (RECORDED `INVALID_SESSION_ID`, jjargot/dashboard), and strongly typed query records in
+//! `urn:sobject.enterprise.soap.sforce.com`: `<records xsi:type="sf:Contact"><sf:Id>…</sf:Id>` with
+//! no `sf:type` and each field once, under a `<result>` without `xsi:type` (RECORDED, trimmed:
+//! floriancourgey/blog `_posts/2020/2020-10-27-Salesforce-SOAP-API-external-call.md`).
 #![allow(dead_code)]
 
 use std::fmt;
@@ -30,11 +39,67 @@ pub const MAX_DEPTH: usize = 32;
 const XML_DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 const ENVELOPE_OPEN: &str =
     r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/""#;
-const PARTNER_NS: &str = r#" xmlns="urn:partner.soap.sforce.com""#;
 const XSI_NS: &str = r#" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance""#;
-const SOBJECT_NS: &str = r#" xmlns:sf="urn:sobject.partner.soap.sforce.com""#;
-const FAULT_NS: &str = r#" xmlns:sf="urn:fault.partner.soap.sforce.com""#;
 const ENVELOPE_CLOSE: &str = "</soapenv:Body></soapenv:Envelope>";
+
+/// Which SOAP API an endpoint serves: partner (`/services/Soap/u/…`, loosely typed) or
+/// enterprise (`/services/Soap/c/…`, strongly typed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Flavour {
+    /// `urn:partner.soap.sforce.com`.
+    Partner,
+    /// `urn:enterprise.soap.sforce.com`.
+    Enterprise,
+}
+
+impl Flavour {
+    /// The flavour of the endpoint at `path`: `/services/Soap/c/…` is enterprise, anything
+    /// else partner.
+    pub fn from_path(path: &str) -> Flavour {
+        if path.starts_with("/services/Soap/c/") || path == "/services/Soap/c" {
+            Flavour::Enterprise
+        } else {
+            Flavour::Partner
+        }
+    }
+
+    /// The path segment after `/services/Soap/`: `u` or `c`.
+    pub fn segment(self) -> &'static str {
+        match self {
+            Flavour::Partner => "u",
+            Flavour::Enterprise => "c",
+        }
+    }
+
+    /// The API's namespace, e.g. `urn:partner.soap.sforce.com`.
+    pub fn namespace(self) -> &'static str {
+        match self {
+            Flavour::Partner => "urn:partner.soap.sforce.com",
+            Flavour::Enterprise => "urn:enterprise.soap.sforce.com",
+        }
+    }
+
+    fn default_ns(self) -> &'static str {
+        match self {
+            Flavour::Partner => r#" xmlns="urn:partner.soap.sforce.com""#,
+            Flavour::Enterprise => r#" xmlns="urn:enterprise.soap.sforce.com""#,
+        }
+    }
+
+    fn sobject_ns(self) -> &'static str {
+        match self {
+            Flavour::Partner => r#" xmlns:sf="urn:sobject.partner.soap.sforce.com""#,
+            Flavour::Enterprise => r#" xmlns:sf="urn:sobject.enterprise.soap.sforce.com""#,
+        }
+    }
+
+    fn fault_ns(self) -> &'static str {
+        match self {
+            Flavour::Partner => r#" xmlns:sf="urn:fault.partner.soap.sforce.com""#,
+            Flavour::Enterprise => r#" xmlns:sf="urn:fault.enterprise.soap.sforce.com""#,
+        }
+    }
+}
 
 /// Nesting depth up to which related records are rendered in query results.
 const MAX_RECORD_DEPTH: usize = 5;
@@ -43,7 +108,8 @@ const MAX_RECORD_DEPTH: usize = 5;
 // Requests
 // ---------------------------------------------------------------------------------------------
 
-/// A parsed partner SOAP request.
+/// A parsed partner or enterprise SOAP request (the two differ only in namespaces, which
+/// parsing ignores).
 #[derive(Clone, PartialEq, Eq)]
 pub enum SoapRequest {
     /// `login(username, password)`; the password includes the security token, if any.
@@ -188,7 +254,7 @@ fn perr(message: impl Into<String>) -> SoapParseError {
     }
 }
 
-/// Parses a partner SOAP request body.
+/// Parses a partner or enterprise SOAP request body.
 pub fn parse_request(body: &[u8]) -> Result<SoapRequest, SoapParseError> {
     if body.len() > MAX_BODY_BYTES {
         return Err(perr(format!(
@@ -393,10 +459,9 @@ pub struct UserInfoXml {
     pub user_locale: String,
 }
 
-fn partner_envelope(extra_ns: &str, body: &str) -> String {
-    format!(
-        "{XML_DECL}{ENVELOPE_OPEN}{PARTNER_NS}{XSI_NS}{extra_ns}><soapenv:Body>{body}{ENVELOPE_CLOSE}"
-    )
+fn envelope(flavour: Flavour, extra_ns: &str, body: &str) -> String {
+    let ns = flavour.default_ns();
+    format!("{XML_DECL}{ENVELOPE_OPEN}{ns}{XSI_NS}{extra_ns}><soapenv:Body>{body}{ENVELOPE_CLOSE}")
 }
 
 fn element(out: &mut String, name: &str, value: &str) {
@@ -451,8 +516,9 @@ fn user_info_fields(u: &UserInfoXml) -> String {
     o
 }
 
-/// The `loginResponse` envelope (§5.2 shape; `sessionId`/`serverUrl` unprefixed).
-pub fn login_response(r: &LoginResultXml) -> String {
+/// The `loginResponse` envelope (§5.2 shape; `sessionId`/`serverUrl` unprefixed). The
+/// enterprise one differs only in its namespace (simple-salesforce's enterprise FIXTURE).
+pub fn login_response(flavour: Flavour, r: &LoginResultXml) -> String {
     let mut b = String::from("<loginResponse><result>");
     element(&mut b, "metadataServerUrl", &r.metadata_server_url);
     element(&mut b, "passwordExpired", bool_str(r.password_expired));
@@ -463,16 +529,16 @@ pub fn login_response(r: &LoginResultXml) -> String {
     b.push_str("<userInfo>");
     b.push_str(&user_info_fields(&r.user_info));
     b.push_str("</userInfo></result></loginResponse>");
-    partner_envelope("", &b)
+    envelope(flavour, "", &b)
 }
 
 /// The `getUserInfoResponse` envelope.
-pub fn get_user_info_response(u: &UserInfoXml) -> String {
+pub fn get_user_info_response(flavour: Flavour, u: &UserInfoXml) -> String {
     let body = format!(
         "<getUserInfoResponse><result>{}</result></getUserInfoResponse>",
         user_info_fields(u)
     );
-    partner_envelope("", &body)
+    envelope(flavour, "", &body)
 }
 
 /// The `queryResponse` (or, with `query_more`, `queryMoreResponse`) envelope.
@@ -482,7 +548,11 @@ pub fn get_user_info_response(u: &UserInfoXml) -> String {
 /// followed by the fields in the map's order, so a selected Id appears twice, as on the wire.
 /// Nested objects render as related records and arrays as child `QueryResult`s. `total` is the
 /// query's total size (`<size>`); `locator` is `None` on the last page (`xsi:nil`).
+///
+/// Enterprise records are typed instead (`<records xsi:type="sf:Account">`): no `<sf:type>`, no
+/// nil Id, each selected field once, and `<result>` has no `xsi:type` (see the module notes).
 pub fn query_response(
+    flavour: Flavour,
     object: &str,
     rows: &[Map<String, Json>],
     done: bool,
@@ -491,30 +561,55 @@ pub fn query_response(
     query_more: bool,
 ) -> String {
     let op = if query_more { "queryMore" } else { "query" };
-    let mut b = format!(r#"<{op}Response><result xsi:type="QueryResult"><done>{done}</done>"#);
+    let result_type = match flavour {
+        Flavour::Partner => r#" xsi:type="QueryResult""#,
+        Flavour::Enterprise => "",
+    };
+    let mut b = format!(r#"<{op}Response><result{result_type}><done>{done}</done>"#);
     match locator {
         Some(l) => element(&mut b, "queryLocator", l),
         None => nil(&mut b, "queryLocator"),
     }
     for row in rows {
-        b.push_str(r#"<records xsi:type="sf:sObject">"#);
-        sobject_body(&mut b, object, row, 0);
+        b.push_str(&format!(
+            r#"<records xsi:type="{}">"#,
+            record_xsi_type(flavour, object)
+        ));
+        sobject_body(flavour, &mut b, object, row, 0);
         b.push_str("</records>");
     }
     b.push_str(&format!("<size>{total}</size></result></{op}Response>"));
-    partner_envelope(SOBJECT_NS, &b)
+    envelope(flavour, flavour.sobject_ns(), &b)
 }
 
-/// `<sf:type>`, `<sf:Id>` and the fields of one record.
-fn sobject_body(out: &mut String, object: &str, row: &Map<String, Json>, depth: usize) {
-    element(out, "sf:type", object);
-    match row
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
-        .map(|(_, v)| v)
-    {
-        Some(Json::String(id)) => element(out, "sf:Id", id),
-        _ => nil(out, "sf:Id"),
+/// `xsi:type` of a record: partner's generic `sf:sObject`, enterprise's `sf:{object}`.
+fn record_xsi_type(flavour: Flavour, object: &str) -> String {
+    match flavour {
+        Flavour::Partner => "sf:sObject".to_string(),
+        Flavour::Enterprise if is_xml_name(object) => format!("sf:{object}"),
+        Flavour::Enterprise => "sf:sObject".to_string(),
+    }
+}
+
+/// The content of one record: for partner `<sf:type>`, `<sf:Id>` and the fields; for
+/// enterprise the fields alone.
+fn sobject_body(
+    flavour: Flavour,
+    out: &mut String,
+    object: &str,
+    row: &Map<String, Json>,
+    depth: usize,
+) {
+    if flavour == Flavour::Partner {
+        element(out, "sf:type", object);
+        match row
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("Id"))
+            .map(|(_, v)| v)
+        {
+            Some(Json::String(id)) => element(out, "sf:Id", id),
+            _ => nil(out, "sf:Id"),
+        }
     }
     for (key, value) in row {
         if key == "attributes" || !is_xml_name(key) {
@@ -530,21 +625,35 @@ fn sobject_body(out: &mut String, object: &str, row: &Map<String, Json>, depth: 
                 if depth + 1 >= MAX_RECORD_DEPTH {
                     continue;
                 }
-                out.push_str(&format!(r#"<{name} xsi:type="sf:sObject">"#));
-                sobject_body(out, &record_type(child, key), child, depth + 1);
+                let child_type = record_type(child, key);
+                out.push_str(&format!(
+                    r#"<{name} xsi:type="{}">"#,
+                    record_xsi_type(flavour, &child_type)
+                ));
+                sobject_body(flavour, out, &child_type, child, depth + 1);
                 out.push_str(&format!("</{name}>"));
             }
             Json::Array(items) => {
                 if depth + 1 >= MAX_RECORD_DEPTH {
                     continue;
                 }
+                // UNVERIFIED for enterprise: a child QueryResult without xsi:type, like the
+                // top-level <result> of the recording.
+                let result_type = match flavour {
+                    Flavour::Partner => r#" xsi:type="QueryResult""#,
+                    Flavour::Enterprise => "",
+                };
                 out.push_str(&format!(
-                    r#"<{name} xsi:type="QueryResult"><done>true</done><queryLocator xsi:nil="true"/>"#
+                    r#"<{name}{result_type}><done>true</done><queryLocator xsi:nil="true"/>"#
                 ));
                 for item in items {
                     if let Json::Object(child) = item {
-                        out.push_str(r#"<records xsi:type="sf:sObject">"#);
-                        sobject_body(out, &record_type(child, key), child, depth + 1);
+                        let child_type = record_type(child, key);
+                        out.push_str(&format!(
+                            r#"<records xsi:type="{}">"#,
+                            record_xsi_type(flavour, &child_type)
+                        ));
+                        sobject_body(flavour, out, &child_type, child, depth + 1);
                         out.push_str("</records>");
                     }
                 }
@@ -576,9 +685,10 @@ fn bool_str(b: bool) -> &'static str {
     if b { "true" } else { "false" }
 }
 
-/// The `logoutResponse` envelope.
-pub fn logout_response() -> String {
-    format!("{XML_DECL}{ENVELOPE_OPEN}{PARTNER_NS}><soapenv:Body><logoutResponse/>{ENVELOPE_CLOSE}")
+/// The `logoutResponse` envelope (enterprise: RECORDED, jjargot/dashboard, §5.4).
+pub fn logout_response(flavour: Flavour) -> String {
+    let ns = flavour.default_ns();
+    format!("{XML_DECL}{ENVELOPE_OPEN}{ns}><soapenv:Body><logoutResponse/>{ENVELOPE_CLOSE}")
 }
 
 /// The kind of a SOAP fault, which selects the `detail` element.
@@ -596,8 +706,9 @@ pub enum FaultKind {
     InvalidQuery,
 }
 
-/// A SOAP fault envelope (HTTP status 500 is the caller's job), §5.3 shape.
-pub fn fault(kind: FaultKind, code: &str, message: &str) -> String {
+/// A SOAP fault envelope (HTTP status 500 is the caller's job), §5.3 shape, with the
+/// flavour's fault namespace.
+pub fn fault(flavour: Flavour, kind: FaultKind, code: &str, message: &str) -> String {
     let (faultcode, detail, query_position) = match kind {
         FaultKind::Login => (code.to_string(), "LoginFault", false),
         FaultKind::UnexpectedError => (format!("sf:{code}"), "UnexpectedErrorFault", false),
@@ -627,21 +738,23 @@ pub fn fault(kind: FaultKind, code: &str, message: &str) -> String {
         element(&mut b, "sf:column", &column.to_string());
     }
     b.push_str(&format!("</sf:{detail}></detail></soapenv:Fault>"));
-    format!("{XML_DECL}{ENVELOPE_OPEN}{FAULT_NS}{XSI_NS}><soapenv:Body>{b}{ENVELOPE_CLOSE}")
+    let ns = flavour.fault_ns();
+    format!("{XML_DECL}{ENVELOPE_OPEN}{ns}{XSI_NS}><soapenv:Body>{b}{ENVELOPE_CLOSE}")
 }
 
 /// The SOAP dispatcher's fault for an operation the endpoint's API version does not have:
 /// `soapenv:Client`, no `detail`. The text is Salesforce's generic dispatch fault, recorded for
 /// `describeSObjects` posted to the wrong endpoint; that `login()` at v65.0+ answers with it is
 /// UNVERIFIED (salesforce-wire.md §5 says only that login() is not available there).
-pub fn dispatch_fault(operation: &str) -> String {
+pub fn dispatch_fault(flavour: Flavour, operation: &str) -> String {
     let mut b = String::from("<soapenv:Fault>");
     element(&mut b, "faultcode", "soapenv:Client");
     element(
         &mut b,
         "faultstring",
         &format!(
-            "No operation available for request {{urn:partner.soap.sforce.com}}{operation}, please check the WSDL for the service."
+            "No operation available for request {{{}}}{operation}, please check the WSDL for the service.",
+            flavour.namespace()
         ),
     );
     b.push_str("</soapenv:Fault>");
@@ -656,12 +769,33 @@ fn error_position(message: &str) -> Option<(i64, i64)> {
     Some((row.parse().ok()?, col.parse().ok()?))
 }
 
-/// The partner `INVALID_SESSION_ID` fault (§5.3, faultcode `sf:INVALID_SESSION_ID`).
-pub fn invalid_session_fault() -> String {
+/// The `INVALID_SESSION_ID` fault (§5.3, faultcode `sf:INVALID_SESSION_ID`) for the session id
+/// the request presented (`None`: it presented none).
+///
+/// Partner: the CumulusCI FIXTURE's text. Enterprise: the text RECORDED against a live org
+/// (jjargot/dashboard), which names a hash of the session and ends in a newline-separated hint
+/// and a trailing space. UNVERIFIED: what Salesforce hashes (here Base64(SHA-256(session id)),
+/// which has the recording's length), and the enterprise text for a request without a session
+/// id, where there is nothing to hash (here the short partner text).
+pub fn invalid_session_fault(flavour: Flavour, session_id: Option<&str>) -> String {
+    const ILLEGAL: &str = "Invalid Session ID found in SessionHeader: Illegal Session";
+    let message = match (flavour, session_id) {
+        (Flavour::Enterprise, Some(sid)) if !sid.is_empty() => {
+            use base64::Engine;
+            use sha2::Digest;
+            let hash = base64::engine::general_purpose::STANDARD
+                .encode(sha2::Sha256::digest(sid.as_bytes()));
+            format!(
+                "{ILLEGAL}. Session not found, missing session hash: {hash}\nThis error usually occurs after a session expires or a user logs out. "
+            )
+        }
+        _ => ILLEGAL.to_string(),
+    };
     fault(
+        flavour,
         FaultKind::UnexpectedError,
         "INVALID_SESSION_ID",
-        "Invalid Session ID found in SessionHeader: Illegal Session",
+        &message,
     )
 }
 
@@ -1046,7 +1180,10 @@ mod tests {
     #[test]
     fn login_response_matches_the_recording() {
         // Note: the recorded userInfo lists userLanguage before userId; keep that order.
-        assert_eq!(login_response(&login_result()), RECORDED_LOGIN_RESPONSE);
+        assert_eq!(
+            login_response(Flavour::Partner, &login_result()),
+            RECORDED_LOGIN_RESPONSE
+        );
     }
 
     #[test]
@@ -1055,7 +1192,7 @@ mod tests {
         r.session_id = "00D000000000001!A&B<C>".into();
         r.server_url = "http://127.0.0.1:8080/services/Soap/u/59.0/00D000000000001".into();
         r.user_info.role_id = None;
-        let xml = login_response(&r);
+        let xml = login_response(Flavour::Partner, &r);
         // What simple-salesforce (minidom getElementsByTagName) and jsforce (regex) look for.
         assert!(xml.contains("<sessionId>00D000000000001!A&amp;B&lt;C&gt;</sessionId>"));
         assert!(xml.contains(
@@ -1078,7 +1215,7 @@ mod tests {
 
     #[test]
     fn get_user_info_and_logout() {
-        let xml = get_user_info_response(&user_info());
+        let xml = get_user_info_response(Flavour::Partner, &user_info());
         assert!(xml.starts_with(
             r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><getUserInfoResponse><result><accessibilityMode>"#
         ));
@@ -1087,7 +1224,7 @@ mod tests {
         ));
         assert_eq!(text_of(&elements(&xml), "sessionSecondsValid"), ["14400"]);
         assert_eq!(
-            logout_response(),
+            logout_response(Flavour::Partner),
             r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com"><soapenv:Body><logoutResponse/></soapenv:Body></soapenv:Envelope>"#
         );
     }
@@ -1097,6 +1234,7 @@ mod tests {
         let recorded = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, security token; or user locked out.</faultstring><detail><sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#;
         assert_eq!(
             fault(
+                Flavour::Partner,
                 FaultKind::Login,
                 "INVALID_LOGIN",
                 "Invalid username, password, security token; or user locked out."
@@ -1127,7 +1265,7 @@ mod tests {
             .map(str::trim_start)
             .collect::<Vec<_>>()
             .concat();
-        let xml = invalid_session_fault();
+        let xml = invalid_session_fault(Flavour::Partner, Some("00D!x"));
         assert_eq!(
             xml,
             format!(r#"<?xml version="1.0" encoding="UTF-8"?>{compact}"#)
@@ -1152,7 +1290,12 @@ mod tests {
     #[test]
     fn query_faults() {
         let msg = "\nSELECT Id, Foo FROM Account\n           ^\nERROR at Row:1:Column:12\nNo such column 'Foo' on entity 'Account'.";
-        let xml = fault(FaultKind::InvalidQuery, "INVALID_FIELD", msg);
+        let xml = fault(
+            Flavour::Partner,
+            FaultKind::InvalidQuery,
+            "INVALID_FIELD",
+            msg,
+        );
         let els = elements(&xml);
         assert_eq!(text_of(&els, "faultcode"), ["sf:INVALID_FIELD"]);
         assert_eq!(
@@ -1164,6 +1307,7 @@ mod tests {
         assert_eq!(text_of(&els, "sf:row"), ["1"]);
         assert_eq!(text_of(&els, "sf:column"), ["12"]);
         let xml = fault(
+            Flavour::Partner,
             FaultKind::InvalidQuery,
             "MALFORMED_QUERY",
             "unexpected token: 'x'",
@@ -1172,12 +1316,14 @@ mod tests {
         assert_eq!(text_of(&els, "sf:MalformedQueryFault").len(), 1);
         assert_eq!(text_of(&els, "sf:row"), ["-1"]);
         let xml = fault(
+            Flavour::Partner,
             FaultKind::InvalidQuery,
             "INVALID_TYPE",
             "sObject type 'Foo' is not supported.",
         );
         assert_eq!(text_of(&elements(&xml), "sf:InvalidSObjectFault").len(), 1);
         let xml = fault(
+            Flavour::Partner,
             FaultKind::InvalidQuery,
             "INVALID_QUERY_LOCATOR",
             "invalid query locator",
@@ -1186,6 +1332,7 @@ mod tests {
         assert_eq!(text_of(&els, "sf:InvalidQueryLocatorFault").len(), 1);
         assert!(text_of(&els, "sf:row").is_empty());
         let xml = fault(
+            Flavour::Partner,
             FaultKind::UnexpectedError,
             "REQUEST_LIMIT_EXCEEDED",
             "TotalRequests Limit exceeded.",
@@ -1208,7 +1355,7 @@ mod tests {
         .map(|v| v.as_object().unwrap().clone())
         .collect();
         assert_eq!(
-            query_response("Contact", &rows, true, None, 2, false),
+            query_response(Flavour::Partner, "Contact", &rows, true, None, 2, false),
             fixture
         );
     }
@@ -1228,7 +1375,15 @@ mod tests {
         .iter()
         .map(|v| v.as_object().unwrap().clone())
         .collect();
-        let xml = query_response("Account", &rows, false, Some("01gLOC-2000"), 7, true);
+        let xml = query_response(
+            Flavour::Partner,
+            "Account",
+            &rows,
+            false,
+            Some("01gLOC-2000"),
+            7,
+            true,
+        );
         assert!(xml.contains("<queryMoreResponse><result xsi:type=\"QueryResult\"><done>false</done><queryLocator>01gLOC-2000</queryLocator>"));
         assert!(xml.contains("<size>7</size></result></queryMoreResponse>"));
         // No Id selected: the sObject Id is nil, as on the wire.
@@ -1245,8 +1400,116 @@ mod tests {
         let els = elements(&xml);
         assert_eq!(text_of(&els, "sf:Name"), ["A & <B>", "Ann"]);
         // Empty result.
-        let xml = query_response("Account", &[], true, None, 0, false);
+        let xml = query_response(Flavour::Partner, "Account", &[], true, None, 0, false);
         assert!(xml.contains(r#"<done>true</done><queryLocator xsi:nil="true"/><size>0</size>"#));
+        elements(&xml);
+    }
+
+    #[test]
+    fn enterprise_invalid_session_matches_the_recording() {
+        // jjargot/dashboard (§5.3), RECORDED against a live org; only the hash differs.
+        let recorded = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:sf=\"urn:fault.enterprise.soap.sforce.com\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body><soapenv:Fault><faultcode>sf:INVALID_SESSION_ID</faultcode><faultstring>INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session. Session not found, missing session hash: yNHBjIbNE79KEGtRRO+Qa/QH3oWryUWoKU2afYoBC0A=\nThis error usually occurs after a session expires or a user logs out. </faultstring><detail><sf:UnexpectedErrorFault xsi:type=\"sf:UnexpectedErrorFault\"><sf:exceptionCode>INVALID_SESSION_ID</sf:exceptionCode><sf:exceptionMessage>Invalid Session ID found in SessionHeader: Illegal Session. Session not found, missing session hash: yNHBjIbNE79KEGtRRO+Qa/QH3oWryUWoKU2afYoBC0A=\nThis error usually occurs after a session expires or a user logs out. </sf:exceptionMessage></sf:UnexpectedErrorFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>";
+        let xml = invalid_session_fault(Flavour::Enterprise, Some("00D!abc"));
+        let hash = {
+            use base64::Engine;
+            use sha2::Digest;
+            base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"00D!abc"))
+        };
+        assert_eq!(
+            hash.len(),
+            "yNHBjIbNE79KEGtRRO+Qa/QH3oWryUWoKU2afYoBC0A=".len()
+        );
+        assert_eq!(
+            xml.replace(&hash, "yNHBjIbNE79KEGtRRO+Qa/QH3oWryUWoKU2afYoBC0A="),
+            recorded
+        );
+        // The partner text is untouched, whatever the session.
+        assert_eq!(
+            invalid_session_fault(Flavour::Partner, Some("00D!abc")),
+            invalid_session_fault(Flavour::Partner, None)
+        );
+    }
+
+    #[test]
+    fn enterprise_envelopes() {
+        assert_eq!(
+            logout_response(Flavour::Enterprise),
+            r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:enterprise.soap.sforce.com"><soapenv:Body><logoutResponse/></soapenv:Body></soapenv:Envelope>"#
+        );
+        assert_eq!(
+            login_response(Flavour::Enterprise, &login_result()),
+            RECORDED_LOGIN_RESPONSE.replace(
+                r#" xmlns="urn:partner.soap.sforce.com""#,
+                r#" xmlns="urn:enterprise.soap.sforce.com""#
+            )
+        );
+        assert!(
+            dispatch_fault(Flavour::Enterprise, "login")
+                .contains("{urn:enterprise.soap.sforce.com}login,")
+        );
+        assert!(
+            fault(Flavour::Enterprise, FaultKind::Login, "INVALID_LOGIN", "x")
+                .contains(r#" xmlns:sf="urn:fault.enterprise.soap.sforce.com" "#)
+        );
+        assert_eq!(
+            Flavour::from_path("/services/Soap/c/59.0"),
+            Flavour::Enterprise
+        );
+        assert_eq!(
+            Flavour::from_path("/services/Soap/u/59.0"),
+            Flavour::Partner
+        );
+        assert_eq!(
+            Flavour::from_path("/services/Soap/class/x"),
+            Flavour::Partner
+        );
+    }
+
+    #[test]
+    fn enterprise_query_records_are_typed() {
+        // The recorded enterprise queryResponse (floriancourgey/blog, 2020), minus its
+        // LimitInfoHeader and pretty-printing.
+        let recorded = concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:enterprise.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">"#,
+            r#"<soapenv:Body><queryResponse><result><done>true</done><queryLocator xsi:nil="true"/>"#,
+            r#"<records xsi:type="sf:Contact"><sf:Id>XXXXX</sf:Id></records><size>1</size>"#,
+            "</result></queryResponse></soapenv:Body></soapenv:Envelope>"
+        );
+        let rows = [json!({"attributes": {"type": "Contact"}, "Id": "XXXXX"})
+            .as_object()
+            .unwrap()
+            .clone()];
+        assert_eq!(
+            query_response(Flavour::Enterprise, "Contact", &rows, true, None, 1, false),
+            recorded
+        );
+        let rows = [json!({
+            "Name": "A & B",
+            "Note": null,
+            "Owner": {"attributes": {"type": "User"}, "Id": "005X", "Name": "Ann"},
+            "Contacts": [{"attributes": {"type": "Contact"}, "Id": "003X"}],
+        })
+        .as_object()
+        .unwrap()
+        .clone()];
+        let xml = query_response(
+            Flavour::Enterprise,
+            "Account",
+            &rows,
+            false,
+            Some("01gLOC-200"),
+            9,
+            true,
+        );
+        assert!(xml.contains(concat!(
+            r#"<queryMoreResponse><result><done>false</done><queryLocator>01gLOC-200</queryLocator>"#,
+            // No Id selected: none rendered, no sf:type.
+            r#"<records xsi:type="sf:Account"><sf:Contacts><done>true</done><queryLocator xsi:nil="true"/>"#,
+            r#"<records xsi:type="sf:Contact"><sf:Id>003X</sf:Id></records><size>1</size></sf:Contacts>"#,
+            r#"<sf:Name>A &amp; B</sf:Name><sf:Note xsi:nil="true"/>"#,
+            r#"<sf:Owner xsi:type="sf:User"><sf:Id>005X</sf:Id><sf:Name>Ann</sf:Name></sf:Owner></records>"#,
+            "<size>9</size></result></queryMoreResponse>"
+        )), "{xml}");
         elements(&xml);
     }
 

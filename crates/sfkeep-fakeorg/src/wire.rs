@@ -105,7 +105,13 @@ pub fn error_for_path(path: &str, status: StatusCode, code: &str, message: &str)
             &json!({"error": "invalid_request", "error_description": message}),
         )
     } else if path.starts_with("/services/Soap") {
-        let body = crate::soapxml::fault(crate::soapxml::FaultKind::UnexpectedError, code, message);
+        use crate::soapxml::{FaultKind, Flavour};
+        let body = crate::soapxml::fault(
+            Flavour::from_path(path),
+            FaultKind::UnexpectedError,
+            code,
+            message,
+        );
         soap(StatusCode::INTERNAL_SERVER_ERROR, body)
     } else {
         rest_error(status, code, message)
