@@ -106,16 +106,69 @@ impl ReqBody {
     }
 }
 
-/// The request body was larger than the proxy's limit.
+/// Why the client's request body could not be read: the client's fault, never the instance's.
 #[derive(Debug)]
-pub(crate) struct BodyTooLarge;
+pub(crate) enum ClientBodyError {
+    /// Larger than the proxy's limit.
+    TooLarge,
+    /// No bytes came for the head's read timeout.
+    TimedOut,
+    /// Malformed chunked framing.
+    Malformed(h1::BadChunk),
+    /// The client closed the connection before the end of its body.
+    Closed,
+    /// The connection failed.
+    Io(std::io::Error),
+}
 
-impl std::fmt::Display for BodyTooLarge {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the request body is larger than the proxy's limit")
+impl ClientBodyError {
+    /// The status a refusal gets.
+    pub(crate) fn status(&self) -> http::StatusCode {
+        match self {
+            ClientBodyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+            ClientBodyError::TimedOut => http::StatusCode::REQUEST_TIMEOUT,
+            _ => http::StatusCode::BAD_REQUEST,
+        }
+    }
+
+    /// The first one in an error's chain.
+    pub(crate) fn find<'a>(
+        e: &'a (dyn std::error::Error + 'static),
+    ) -> Option<&'a ClientBodyError> {
+        let mut cur = Some(e);
+        while let Some(err) = cur {
+            if let Some(c) = err.downcast_ref::<ClientBodyError>() {
+                return Some(c);
+            }
+            cur = err.source();
+        }
+        None
     }
 }
-impl std::error::Error for BodyTooLarge {}
+
+impl std::fmt::Display for ClientBodyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientBodyError::TooLarge => {
+                f.write_str("the request body is larger than the proxy's limit")
+            }
+            ClientBodyError::TimedOut => f.write_str("the request body stopped arriving"),
+            ClientBodyError::Malformed(e) => write!(f, "the request body is malformed: {e}"),
+            ClientBodyError::Closed => {
+                f.write_str("the client closed the connection before the end of its body")
+            }
+            ClientBodyError::Io(e) => write!(f, "the request body could not be read: {e}"),
+        }
+    }
+}
+impl std::error::Error for ClientBodyError {}
+
+impl ClientBody {
+    fn fail(&mut self, e: ClientBodyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.state = ClientBodyState::Done;
+        Poll::Ready(Some(Err(Box::new(e))))
+    }
+}
 
 /// A request body read from the client connection as it is polled.
 pub(crate) struct ClientBody {
@@ -127,6 +180,9 @@ pub(crate) struct ClientBody {
     continue_left: usize,
     /// Where the bytes after the body go when it ends, for the next request on the connection.
     handback: Arc<Mutex<Option<BytesMut>>>,
+    /// How long the body may go without a byte, and the deadline for the next one.
+    idle: std::time::Duration,
+    deadline: Pin<Box<Sleep>>,
 }
 
 enum ClientBodyState {
@@ -142,13 +198,10 @@ impl ClientBody {
             Some(std::mem::take(&mut self.buf));
     }
 
-    fn count(&mut self, n: usize) -> Result<(), BoxError> {
+    /// Counts `n` more bytes; false past the limit.
+    fn count(&mut self, n: usize) -> bool {
         self.read += n as u64;
-        if self.read > self.limit {
-            self.state = ClientBodyState::Done;
-            return Err(Box::new(BodyTooLarge));
-        }
-        Ok(())
+        self.read <= self.limit
     }
 }
 
@@ -166,9 +219,11 @@ impl http_body::Body for ClientBody {
             match this.stream.try_write(&CONTINUE[from..]) {
                 Ok(n) => this.continue_left -= n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    ready!(this.stream.poll_write_ready(cx))?;
+                    if let Err(e) = ready!(this.stream.poll_write_ready(cx)) {
+                        return this.fail(ClientBodyError::Io(e));
+                    }
                 }
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Err(e) => return this.fail(ClientBodyError::Io(e)),
             }
         }
         loop {
@@ -182,16 +237,16 @@ impl http_body::Body for ClientBody {
                         if *rem == 0 {
                             this.finish();
                         }
-                        if let Err(e) = this.count(n) {
-                            return Poll::Ready(Some(Err(e)));
+                        if !this.count(n) {
+                            return this.fail(ClientBodyError::TooLarge);
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
                 }
                 ClientBodyState::Chunked(d) => match d.decode(&mut this.buf, 64 << 10) {
                     Ok(Chunk::Data(data)) => {
-                        if let Err(e) = this.count(data.len()) {
-                            return Poll::Ready(Some(Err(e)));
+                        if !this.count(data.len()) {
+                            return this.fail(ClientBodyError::TooLarge);
                         }
                         return Poll::Ready(Some(Ok(Frame::data(data))));
                     }
@@ -200,27 +255,29 @@ impl http_body::Body for ClientBody {
                         return Poll::Ready(None);
                     }
                     Ok(Chunk::NeedMore) => {}
-                    Err(e) => {
-                        this.state = ClientBodyState::Done;
-                        return Poll::Ready(Some(Err(e.into())));
-                    }
+                    Err(e) => return this.fail(ClientBodyError::Malformed(e)),
                 },
             }
             if this.buf.capacity() - this.buf.len() < 4096 {
                 this.buf.reserve(32 << 10);
             }
             match this.stream.try_read_buf(&mut this.buf) {
-                Ok(0) => {
-                    this.state = ClientBodyState::Done;
-                    return Poll::Ready(Some(Err(
-                        "the client closed the connection before the end of its body".into(),
-                    )));
+                Ok(0) => return this.fail(ClientBodyError::Closed),
+                Ok(_) => {
+                    let next = tokio::time::Instant::now() + this.idle;
+                    this.deadline.as_mut().reset(next);
                 }
-                Ok(_) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    ready!(this.stream.poll_read_ready(cx))?;
+                    match this.stream.poll_read_ready(cx) {
+                        Poll::Ready(Ok(())) => {}
+                        Poll::Ready(Err(e)) => return this.fail(ClientBodyError::Io(e)),
+                        Poll::Pending => {
+                            ready!(this.deadline.as_mut().poll(cx));
+                            return this.fail(ClientBodyError::TimedOut);
+                        }
+                    }
                 }
-                Err(e) => return Poll::Ready(Some(Err(e.into()))),
+                Err(e) => return this.fail(ClientBodyError::Io(e)),
             }
         }
     }
@@ -245,13 +302,21 @@ pub(crate) struct ConnState {
     pub busy: AtomicBool,
 }
 
+/// How long a client may leave the proxy's reply unread before its connection is dropped
+/// (nginx's `send_timeout` has the same default): it holds a task and an upstream connection.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Writes all of `b` to the client.
 async fn write_all(s: &TcpStream, mut b: &[u8]) -> std::io::Result<()> {
     while !b.is_empty() {
         match s.try_write(b) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => b = &b[n..],
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => s.writable().await?,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                tokio::time::timeout(SEND_TIMEOUT, s.writable())
+                    .await
+                    .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
+            }
             Err(e) => return Err(e),
         }
     }
@@ -452,6 +517,8 @@ pub(crate) async fn serve(
                         0
                     },
                     handback: slot,
+                    idle: sh.header_read_timeout,
+                    deadline: Box::pin(tokio::time::sleep(sh.header_read_timeout)),
                 })
             }
         };

@@ -9,9 +9,10 @@ use sfkeep::Token;
 use sfkeep::diagnose::api_error::{Api, SessionVerdict, session_verdict};
 
 use crate::body::Body;
+use crate::conn::ClientBodyError;
 use crate::conn::{Reply, ReplyBody, ReplyHead};
 use crate::h1::{self, RequestHead, ResponseHead, name_is, tokens};
-use crate::server::{Shape, Shared, error_response, is_length_limit};
+use crate::server::{Shape, Shared, error_response};
 use crate::soap;
 use crate::stats::Counter;
 use crate::upstream::{Affinity, OutBody, Target, TimedOut, UpstreamBody};
@@ -96,8 +97,8 @@ pub(crate) struct Prepared {
     token: Token,
     /// The instance URL without a trailing slash (for `Location` rewriting).
     pub(crate) base: String,
-    /// Where connections go.
-    target: Option<Target>,
+    /// Where connections go; `Err` says why the token's instance URL is not used.
+    target: Result<Target, &'static str>,
     /// `Host: …\r\n` for the instance.
     host_line: Vec<u8>,
     /// A path the instance URL carries before `/services/…` (normally none).
@@ -112,7 +113,15 @@ impl Prepared {
     fn new(token: &Token) -> Self {
         let base = token.instance_url().trim_end_matches('/').to_owned();
         let uri: Option<Uri> = base.parse().ok();
-        let target = uri.as_ref().and_then(Target::of);
+        let target = match uri.as_ref().and_then(Target::of) {
+            // Checked again here, not only when the token was granted: a token read from a
+            // shared store must not send its secret in clear text either.
+            Some(_) if sfkeep::http::check_url("instance URL", &base).is_err() => Err(
+                "the token's instance URL uses plain http to a host that is not loopback: the token is never sent in clear text",
+            ),
+            Some(t) => Ok(t),
+            None => Err("the token's instance URL does not form a valid request URL"),
+        };
         let mut host_line = Vec::new();
         if let Some(u) = &uri
             && let Some(host) = u.host()
@@ -142,7 +151,7 @@ impl Prepared {
         Self {
             token: token.clone(),
             base,
-            target: if host_line.is_empty() { None } else { target },
+            target,
             host_line,
             prefix,
             bearer_line: line(b"Authorization", "Bearer "),
@@ -390,14 +399,17 @@ pub(crate) async fn forward(
     loop {
         let (body, framing) = attempt_body(&mut payload, &token, &head.method, stream_length);
         let prepared = Prepared::of(sh, &token);
-        let Some(target) = &prepared.target else {
-            sh.stats.inc(Counter::upstream_errors);
-            return upstream_error(
-                api,
-                StatusCode::BAD_GATEWAY,
-                "SFKEEP_UPSTREAM_ERROR",
-                "the token's instance URL does not form a valid request URL",
-            );
+        let target = match &prepared.target {
+            Ok(t) if !prepared.host_line.is_empty() => t,
+            Ok(_) => {
+                sh.stats.inc(Counter::upstream_errors);
+                let msg = "the token's instance URL does not form a valid request URL";
+                return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
+            }
+            Err(msg) => {
+                sh.stats.inc(Counter::upstream_errors);
+                return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
+            }
         };
         if let Err(msg) = upstream_head(&mut out, head, &prepared, api, framing) {
             sh.stats.inc(Counter::upstream_errors);
@@ -410,14 +422,10 @@ pub(crate) async fn forward(
         let (resp, rbody) = match sent {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                if is_length_limit(e.as_ref()) {
+                // The client's body failed while it streamed upstream: the client's fault.
+                if let Some(c) = ClientBodyError::find(e.as_ref()) {
                     sh.stats.inc(Counter::rejected);
-                    return upstream_error(
-                        api,
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        "SFKEEP_PROXY_REFUSED",
-                        "the request body is larger than the proxy's limit",
-                    );
+                    return upstream_error(api, c.status(), "SFKEEP_PROXY_REFUSED", &c.to_string());
                 }
                 sh.stats.inc(Counter::upstream_errors);
                 tracing::warn!(target: "sfkeep_proxy", error = %e, "request to the instance failed");

@@ -321,11 +321,6 @@ impl RequestHead {
             .map(|(_, v)| v)
     }
 
-    /// [`Self::header`] as text.
-    pub(crate) fn header_str(&self, lower: &str) -> Option<&str> {
-        self.header(lower).and_then(|v| std::str::from_utf8(v).ok())
-    }
-
     /// The declared body length, if any.
     pub(crate) fn content_length(&self) -> Option<u64> {
         self.content_length
@@ -460,6 +455,33 @@ impl ResponseHead {
         self.headers()
             .find(|(n, _)| name_is(n, lower))
             .map(|(_, v)| v)
+    }
+}
+
+/// What the front of a read buffer holds, response-wise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Peek {
+    /// Not a whole head yet.
+    Partial,
+    /// A whole head with this status, `len` bytes long.
+    Head { status: u16, len: usize },
+    /// Not a response head.
+    Malformed,
+}
+
+/// Looks at a response head at the front of `buf` without taking it.
+pub(crate) fn peek_response(buf: &[u8]) -> Peek {
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots)
+    {
+        Ok(httparse::Status::Complete(len)) => Peek::Head {
+            status: resp.code.unwrap_or(0),
+            len,
+        },
+        Ok(httparse::Status::Partial) => Peek::Partial,
+        Err(_) => Peek::Malformed,
     }
 }
 

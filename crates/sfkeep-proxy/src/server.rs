@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::body::{self, Body};
 use crate::config::{ClientKey, Proxy};
-use crate::conn::{self, BodyTooLarge, ConnState, Reply, ReqBody};
+use crate::conn::{self, ClientBodyError, ConnState, Reply, ReqBody};
 use crate::forward::{self, Payload};
 use crate::h1::RequestHead;
 use crate::local::{self, Sessions};
@@ -429,7 +429,8 @@ fn path_is_clean(path: &str) -> bool {
             // A `.` or `..` segment.
             b'.' if b[i - 1] == b'/' => {
                 let rest = &b[i + 1..];
-                let seg_end = |r: &[u8]| r.is_empty() || r[0] == b'/';
+                // `;` too: servlet containers drop path parameters, so `..;` is `..` to them.
+                let seg_end = |r: &[u8]| r.is_empty() || r[0] == b'/' || r[0] == b';';
                 if seg_end(rest) || (rest[0] == b'.' && seg_end(&rest[1..])) {
                     return false;
                 }
@@ -440,17 +441,27 @@ fn path_is_clean(path: &str) -> bool {
     true
 }
 
-/// The bearer value or `X-SFDC-Session` value a request presents.
+/// The bearer value or `X-SFDC-Session` value a request presents. Credentials are visible
+/// ASCII: anything else presents none (and is never sliced as text).
 pub(crate) fn presented_credential(head: &RequestHead) -> Option<&str> {
-    if let Some(v) = head.header_str("authorization") {
-        let v = v.trim();
-        for scheme in ["Bearer ", "OAuth "] {
+    if let Some(v) = head.header("authorization") {
+        let v = v.trim_ascii();
+        for scheme in [&b"Bearer "[..], b"OAuth "] {
             if v.len() > scheme.len() && v[..scheme.len()].eq_ignore_ascii_case(scheme) {
-                return Some(v[scheme.len()..].trim());
+                return credential_text(&v[scheme.len()..]);
             }
         }
     }
-    head.header_str("x-sfdc-session").map(str::trim)
+    head.header("x-sfdc-session").and_then(credential_text)
+}
+
+/// A credential's text: visible ASCII, non-empty.
+fn credential_text(v: &[u8]) -> Option<&str> {
+    let v = v.trim_ascii();
+    if v.is_empty() || !v.iter().all(|b| (0x21..0x7f).contains(b)) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()
 }
 
 /// Whether a request may use the proxy: anyone without a client key (the credential is not
@@ -604,7 +615,7 @@ pub(crate) async fn route(
                 body => match body::read_prefix(body.into_body(), sh.max_replay_body).await {
                     Ok(body::Prefix::Whole(b)) => Payload::Bytes(b),
                     Ok(body::Prefix::Stream(s)) => Payload::Stream(s),
-                    Err(e) => return body_error(sh, api.into(), &e).into(),
+                    Err(e) => return body_error(sh, api.into(), e.as_ref()).into(),
                 },
             };
             forward::forward(sh, affinity, head, payload, api).await
@@ -619,33 +630,21 @@ pub(crate) async fn route(
     }
 }
 
-pub(crate) fn body_error(sh: &Shared, shape: Shape, e: &body::BoxError) -> Response<Body> {
-    if is_length_limit(e.as_ref()) {
-        refuse(
-            sh,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            shape,
-            "the request body is larger than the proxy's limit",
-        )
-    } else {
-        refuse(
+/// The refusal for a request body that could not be read (413, 408 or 400).
+pub(crate) fn body_error(
+    sh: &Shared,
+    shape: Shape,
+    e: &(dyn std::error::Error + 'static),
+) -> Response<Body> {
+    match ClientBodyError::find(e) {
+        Some(c) => refuse(sh, c.status(), shape, &c.to_string()),
+        None => refuse(
             sh,
             StatusCode::BAD_REQUEST,
             shape,
             "the request body could not be read",
-        )
+        ),
     }
-}
-
-pub(crate) fn is_length_limit(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if err.is::<BodyTooLarge>() || err.is::<http_body_util::LengthLimitError>() {
-            return true;
-        }
-        cur = err.source();
-    }
-    false
 }
 
 async fn soap_request(
@@ -676,7 +675,7 @@ async fn soap_request(
                 )
                 .into();
             }
-            Err(e) => return body_error(sh, Shape::Soap, &e).into(),
+            Err(e) => return body_error(sh, Shape::Soap, e.as_ref()).into(),
         },
     };
     let env = match soap::inspect(&bytes) {
@@ -750,6 +749,8 @@ mod tests {
             "/services/../x",
             "/services/./x",
             "/services/a\\b",
+            "/services/..;/apex/x",
+            "/services/.;x/y",
             "services/x",
         ] {
             assert!(!path_is_clean(bad), "{bad}");

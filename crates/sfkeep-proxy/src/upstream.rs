@@ -233,9 +233,7 @@ pub(crate) struct TimedOut;
 
 /// A client connection's upstream connection (made on first use, remade after it ends).
 pub(crate) struct Affinity {
-    upstream: Arc<Upstream>,
-    held: Option<Conn>,
-    out: Vec<u8>,
+    link: Link,
     /// The response-head deadline, reset per request: moving a registered timer to a later
     /// deadline costs less than registering a new one.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
@@ -243,8 +241,8 @@ pub(crate) struct Affinity {
 
 impl Drop for Affinity {
     fn drop(&mut self) {
-        if let Some(conn) = self.held.take() {
-            self.upstream.put_idle(conn);
+        if let Some(conn) = self.link.held.take() {
+            self.link.upstream.put_idle(conn);
         }
     }
 }
@@ -252,18 +250,20 @@ impl Drop for Affinity {
 impl Affinity {
     pub(crate) fn new(upstream: Arc<Upstream>) -> Self {
         Self {
-            upstream,
-            held: None,
-            out: Vec::new(),
+            link: Link {
+                upstream,
+                held: None,
+                out: Vec::new(),
+            },
             deadline: None,
         }
     }
 
     /// Gives back a connection whose response has been read to the end.
     pub(crate) fn put_back(&mut self, conn: Conn) {
-        match &self.held {
-            None => self.held = Some(conn),
-            Some(_) => self.upstream.put_idle(conn),
+        match &self.link.held {
+            None => self.link.held = Some(conn),
+            Some(_) => self.link.upstream.put_idle(conn),
         }
     }
 
@@ -284,15 +284,7 @@ impl Affinity {
             .deadline
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
         timer.as_mut().reset(at);
-        let exchange = exchange(
-            &self.upstream,
-            &mut self.held,
-            &mut self.out,
-            target,
-            head,
-            body,
-            head_request,
-        );
+        let exchange = exchange(&mut self.link, target, head, body, head_request, timeout);
         tokio::select! {
             biased;
             r = exchange => Ok(r),
@@ -325,15 +317,26 @@ async fn checkout(
     Ok((c, false))
 }
 
+/// The connection a client connection holds, the shared idle list, and a write buffer.
+struct Link {
+    upstream: Arc<Upstream>,
+    held: Option<Conn>,
+    out: Vec<u8>,
+}
+
 async fn exchange(
-    upstream: &Upstream,
-    held: &mut Option<Conn>,
-    out: &mut Vec<u8>,
+    link: &mut Link,
     target: &Target,
     head: &[u8],
     body: OutBody,
     head_request: bool,
+    read_timeout: Duration,
 ) -> Result<(ResponseHead, UpstreamBody), BoxError> {
+    let Link {
+        upstream,
+        held,
+        out,
+    } = link;
     let (mut conn, mut reused) = checkout(upstream, held, target).await?;
     match body {
         OutBody::Full(body) => loop {
@@ -348,16 +351,27 @@ async fn exchange(
         },
         OutBody::Stream(body, length) => {
             // A response can come before the body is all sent (a refusal): stop sending then.
-            let done = Box::pin(write_stream(&mut conn, head, body, length)).await?;
-            if !done {
-                let resp = read_head(&mut conn, head_request).await?;
-                let body = UpstreamBody::new(conn, resp.framing, false);
-                return Ok((resp, body));
+            // A write that fails may be the instance closing after such an answer: look for it.
+            match Box::pin(write_stream(&mut conn, head, body, length)).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    let resp = read_head(&mut conn, head_request).await?;
+                    let body = UpstreamBody::new(conn, resp.framing, false, read_timeout);
+                    return Ok((resp, body));
+                }
+                Err(StreamFailed::Client(e)) => return Err(e),
+                Err(StreamFailed::Upstream(e)) => match read_head(&mut conn, head_request).await {
+                    Ok(resp) => {
+                        let body = UpstreamBody::new(conn, resp.framing, false, read_timeout);
+                        return Ok((resp, body));
+                    }
+                    Err(_) => return Err(e.into()),
+                },
             }
         }
     }
     let resp = read_head(&mut conn, head_request).await?;
-    let body = UpstreamBody::new(conn, resp.framing, resp.reusable);
+    let body = UpstreamBody::new(conn, resp.framing, resp.reusable, read_timeout);
     Ok((resp, body))
 }
 
@@ -380,32 +394,54 @@ async fn write_full(
     }
 }
 
-/// Writes the head and streams `body`; `false` if the instance answered before the body was all
-/// sent (the connection is then not reused).
+/// Why streaming a request body upstream stopped.
+enum StreamFailed {
+    /// The client's body failed (too large, malformed, stalled, cut): the client's fault.
+    Client(BoxError),
+    /// Writing to the instance failed.
+    Upstream(std::io::Error),
+}
+
+/// Writes the head and streams `body`; `false` if the instance answered (a final status)
+/// before the body was all sent (the connection is then not reused).
 async fn write_stream(
     conn: &mut Conn,
     head: &[u8],
     mut body: Body,
     length: Option<u64>,
-) -> Result<bool, BoxError> {
-    conn.io.write_all(head).await?;
+) -> Result<bool, StreamFailed> {
+    conn.io
+        .write_all(head)
+        .await
+        .map_err(StreamFailed::Upstream)?;
     let chunked = length.is_none();
     let mut framed = Vec::new();
     loop {
         // Watch for an early answer while waiting for the client's next piece.
         let next = {
-            // Reads into the connection's buffer, where `read_head` finds it; an end of stream
-            // shows up there as a missing response.
+            // Reads into the connection's buffer, where `read_head` finds it. Informational
+            // heads (100, 103) are dropped: the instance still wants the body. An end of stream
+            // or an error shows up in `read_head` as a missing response.
             let early = std::future::poll_fn(|cx| {
-                if !conn.buf.is_empty() {
-                    return Poll::Ready(());
-                }
-                if conn.buf.capacity() - conn.buf.len() < 4096 {
-                    conn.buf.reserve(READ_CHUNK);
-                }
-                match std::pin::pin!(conn.io.read_buf(&mut conn.buf)).poll(cx) {
-                    Poll::Ready(_) => Poll::Ready(()),
-                    Poll::Pending => Poll::Pending,
+                loop {
+                    match h1::peek_response(&conn.buf) {
+                        h1::Peek::Head { status, len }
+                            if (100..200).contains(&status) && status != 101 =>
+                        {
+                            let _ = conn.buf.split_to(len);
+                            continue;
+                        }
+                        h1::Peek::Head { .. } | h1::Peek::Malformed => return Poll::Ready(()),
+                        h1::Peek::Partial => {}
+                    }
+                    if conn.buf.capacity() - conn.buf.len() < 4096 {
+                        conn.buf.reserve(READ_CHUNK);
+                    }
+                    match std::pin::pin!(conn.io.read_buf(&mut conn.buf)).poll(cx) {
+                        Poll::Ready(Ok(n)) if n > 0 => {}
+                        Poll::Ready(_) => return Poll::Ready(()),
+                        Poll::Pending => return Poll::Pending,
+                    }
                 }
             });
             tokio::select! {
@@ -417,14 +453,17 @@ async fn write_stream(
         let Some(frame) = next else {
             return Ok(false);
         };
-        match frame {
+        let written = match frame {
             None => {
                 if chunked {
-                    conn.io.write_all(h1::LAST_CHUNK).await?;
+                    conn.io
+                        .write_all(h1::LAST_CHUNK)
+                        .await
+                        .map_err(StreamFailed::Upstream)?;
                 }
                 return Ok(true);
             }
-            Some(Err(e)) => return Err(e),
+            Some(Err(e)) => return Err(StreamFailed::Client(e)),
             Some(Ok(frame)) => {
                 let Ok(data) = frame.into_data() else {
                     continue;
@@ -435,12 +474,13 @@ async fn write_stream(
                 if chunked {
                     framed.clear();
                     h1::encode_chunk(&mut framed, &data);
-                    conn.io.write_all(&framed).await?;
+                    conn.io.write_all(&framed).await
                 } else {
-                    conn.io.write_all(&data).await?;
+                    conn.io.write_all(&data).await
                 }
             }
-        }
+        };
+        written.map_err(StreamFailed::Upstream)?;
     }
 }
 
@@ -479,6 +519,8 @@ pub(crate) struct UpstreamBody {
     /// Bytes already read, given out first.
     prefix: Option<Bytes>,
     reusable: bool,
+    /// How long the instance may go without sending a byte of the body.
+    read_timeout: Duration,
 }
 
 impl std::fmt::Debug for UpstreamBody {
@@ -491,7 +533,7 @@ impl std::fmt::Debug for UpstreamBody {
 const MAX_PIECE: usize = 64 << 10;
 
 impl UpstreamBody {
-    fn new(conn: Conn, framing: Framing, reusable: bool) -> Self {
+    fn new(conn: Conn, framing: Framing, reusable: bool, read_timeout: Duration) -> Self {
         let state = match framing {
             Framing::Empty => BodyState::Done,
             Framing::Length(n) => BodyState::Length(n),
@@ -503,6 +545,7 @@ impl UpstreamBody {
             state,
             prefix: None,
             reusable,
+            read_timeout,
         }
     }
 
@@ -550,7 +593,12 @@ impl UpstreamBody {
                     }
                 }
             }
-            match conn.read_more().await {
+            let read = tokio::time::timeout(self.read_timeout, conn.read_more()).await;
+            let Ok(read) = read else {
+                let stalled = BadResponse("the org's instance stopped sending its response");
+                return Some(Err(self.fail(stalled.into())));
+            };
+            match read {
                 Ok(0) => {
                     if let BodyState::UntilClose = self.state {
                         self.state = BodyState::Done;

@@ -17,6 +17,8 @@ const SEEDS: &[&[u8]] = &[
     b"CONNECT evil.example.com:443 HTTP/1.1\r\nHost: evil.example.com:443\r\n\r\n",
     b"POST /services/oauth2/token HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\ngrant\r\n0\r\n\r\n",
     b"GET /healthz HTTP/1.0\r\n\r\n",
+    b"POST /services/oauth2/revoke HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer\xc2\xa0x\r\nContent-Length: 0\r\n\r\n",
+    b"POST /services/data/v59.0/sobjects/Account HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
 ];
 
 const PIECES: &[&[u8]] = &[

@@ -462,3 +462,264 @@ async fn a_body_that_stops_arriving_is_cut_off() {
     drop(c);
     proxy.shutdown().await;
 }
+
+/// An instance that reads each request head (and a `Content-Length` body unless told not to)
+/// and answers with the bytes `answer` gives for it, then does what `after` says.
+async fn scripted_instance(
+    answer: &'static [u8],
+    read_body: bool,
+    after: After,
+) -> (String, tokio::sync::mpsc::UnboundedReceiver<usize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (bodies_tx, bodies) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let bodies_tx = bodies_tx.clone();
+            tokio::spawn(async move {
+                let mut r = BufReader::new(stream);
+                let mut length = 0usize;
+                loop {
+                    let mut line = String::new();
+                    if r.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap();
+                    }
+                    if line == "\r\n" {
+                        break;
+                    }
+                }
+                if let After::ContinueThenBody = after {
+                    r.get_mut()
+                        .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                        .await
+                        .unwrap();
+                }
+                if read_body {
+                    let mut body = vec![0; length];
+                    r.read_exact(&mut body).await.unwrap();
+                    let _ = bodies_tx.send(length);
+                }
+                let _ = r.get_mut().write_all(answer).await;
+                match after {
+                    After::Stall => std::future::pending::<()>().await,
+                    After::Close | After::ContinueThenBody => {}
+                }
+            });
+        }
+    });
+    (format!("http://{addr}"), bodies)
+}
+
+#[derive(Clone, Copy)]
+enum After {
+    /// Keep the connection open and send nothing more.
+    Stall,
+    /// Close the connection.
+    Close,
+    /// Send `100 Continue` right after the head, then read the body and answer.
+    ContinueThenBody,
+}
+
+#[tokio::test]
+async fn a_credential_that_is_not_ascii_is_no_credential_and_never_a_panic() {
+    let proxy = proxy_for(&echo_instance().await).await;
+    let host = proxy.addr();
+    for header in [
+        "Authorization: Bearer\u{a0}00Dxx!SECRET-CLIENT-TOKEN",
+        "Authorization: OAuth\u{e9}00Dxx!SECRET-CLIENT-TOKEN",
+        "X-SFDC-Session: \u{e9}\u{e9}",
+    ] {
+        let req = format!(
+            "POST /services/oauth2/revoke HTTP/1.1\r\nHost: {host}\r\n{header}\r\nContent-Length: 0\r\n\r\n"
+        );
+        let reply = common::raw(host, req.as_bytes(), Duration::from_secs(10)).await;
+        assert_eq!(common::status_of(&reply), 400, "{header}: {reply}");
+        assert!(!reply.contains("SECRET"), "{reply}");
+    }
+    let r = common::client()
+        .get(format!("{}/healthz", proxy.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the proxy still serves");
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_streamed_body_that_stops_arriving_is_cut_off_whatever_the_route() {
+    let proxy = proxy_with(&echo_instance().await, |b| {
+        b.header_read_timeout(Duration::from_millis(300))
+    })
+    .await;
+    let host = proxy.addr();
+    let cases = [
+        (
+            "/services/data/v59.0/sobjects/Account",
+            "Transfer-Encoding: chunked",
+            "5\r\nhello",
+        ),
+        (
+            "/services/data/v59.0/sobjects/Account",
+            "Content-Length: 2097152",
+            "hello",
+        ),
+        (
+            "/services/Soap/u/59.0",
+            "Transfer-Encoding: chunked",
+            "5\r\n<soap",
+        ),
+        (
+            "/services/oauth2/token",
+            "Transfer-Encoding: chunked",
+            "5\r\ngrant",
+        ),
+        (
+            "/services/data/v59.0/sobjects/Account",
+            "Transfer-Encoding: chunked",
+            "fffffffffffffff\r\nab",
+        ),
+    ];
+    for (path, framing, start) in cases {
+        let mut c = connect(host).await;
+        let req = format!("POST {path} HTTP/1.1\r\nHost: {host}\r\n{framing}\r\n\r\n{start}");
+        c.get_mut().write_all(req.as_bytes()).await.unwrap();
+        let (status, _, body) = read_response(&mut c).await;
+        // The token shim answers an unreadable body with its own OAuth error (400).
+        let want: &[u16] = if path.ends_with("/token") {
+            &[400]
+        } else {
+            &[408]
+        };
+        assert!(
+            want.contains(&status),
+            "{path} {framing}: {status} {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_instance_that_stops_mid_body_gets_a_502_not_a_hang() {
+    let (url, _) = scripted_instance(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789",
+        true,
+        After::Stall,
+    )
+    .await;
+    let proxy = proxy_with(&url, |b| b.upstream_timeout(Duration::from_millis(500))).await;
+    let r = common::client()
+        .get(format!("{}/services/data/v59.0/limits", proxy.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    assert!(r.text().await.unwrap().contains("SFKEEP_UPSTREAM_ERROR"));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_informational_reply_during_a_streamed_upload_does_not_stop_it() {
+    let (url, mut bodies) = scripted_instance(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}",
+        true,
+        After::ContinueThenBody,
+    )
+    .await;
+    let proxy = proxy_for(&url).await;
+    let host = proxy.addr();
+    let size = 2 << 20;
+    let (r, mut w) = TcpStream::connect(host).await.unwrap().into_split();
+    let head = format!(
+        "POST /services/data/v59.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"
+    );
+    w.write_all(head.as_bytes()).await.unwrap();
+    w.write_all(&vec![b'a'; size - 1000]).await.unwrap();
+    // The instance's 100 Continue reaches the proxy while the last bytes are still to come.
+    let mut r = BufReader::new(r);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), r.fill_buf())
+            .await
+            .is_err(),
+        "the proxy answered before the body was all sent"
+    );
+    w.write_all(&vec![b'a'; 1000]).await.unwrap();
+    let (status, _, body) = read_response(&mut r).await;
+    assert_eq!((status, body.as_slice()), (200, &b"{}"[..]));
+    assert_eq!(bodies.recv().await, Some(size));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_malformed_streamed_body_is_the_clients_fault() {
+    let proxy = proxy_for(&echo_instance().await).await;
+    let host = proxy.addr();
+    // More than the replay limit (so it streams upstream), then a broken chunk.
+    let mut req = format!(
+        "POST /services/data/v59.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    .into_bytes();
+    let whole = chunked(&vec![b'a'; 2 << 20], 64 << 10);
+    req.extend_from_slice(&whole[..whole.len() - b"0\r\n\r\n".len()]);
+    req.extend_from_slice(b"ZZ\r\n");
+    let (r, mut w) = TcpStream::connect(host).await.unwrap().into_split();
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(&req).await;
+        w
+    });
+    let mut r = BufReader::new(r);
+    let (status, _, body) = read_response(&mut r).await;
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    let s = proxy.stats();
+    assert_eq!(s.upstream_errors, 0, "{s:?}");
+    assert!(s.rejected >= 1, "{s:?}");
+    drop((r, writer.await.unwrap()));
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_token_for_a_plain_http_instance_off_loopback_is_never_sent() {
+    // A store (Redis, a file) that someone edited could hold such a token: the proxy checks
+    // the instance URL itself rather than trust that the grant checked it.
+    let proxy = proxy_for("http://192.0.2.10").await;
+    let r = common::client()
+        .get(format!("{}/services/data/v59.0/limits", proxy.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let body = r.text().await.unwrap();
+    assert!(body.contains("plain http"), "{body}");
+    assert_eq!(proxy.stats().forwarded, 0);
+    proxy.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_early_refusal_from_the_instance_reaches_the_client_even_if_it_closes() {
+    let (url, _) = scripted_instance(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]",
+        false,
+        After::Close,
+    )
+    .await;
+    let proxy = proxy_for(&url).await;
+    let host = proxy.addr();
+    let size = 8 << 20;
+    let (r, mut w) = TcpStream::connect(host).await.unwrap().into_split();
+    let head = format!(
+        "POST /services/data/v59.0/sobjects/Account HTTP/1.1\r\nHost: {host}\r\nContent-Length: {size}\r\n\r\n"
+    );
+    let writer = tokio::spawn(async move {
+        let _ = w.write_all(head.as_bytes()).await;
+        let _ = w.write_all(&vec![b'a'; size]).await;
+        w
+    });
+    let mut r = BufReader::new(r);
+    let (status, _, body) = read_response(&mut r).await;
+    assert_eq!((status, body.as_slice()), (413, &b"[]"[..]));
+    drop((r, writer.await.unwrap()));
+    proxy.shutdown().await;
+}
