@@ -150,6 +150,7 @@ pub(crate) async fn soap_login(
                 "INVALID_LOGIN",
                 "Invalid username, password, security token; or user locked out.",
                 true,
+                soap::fault_namespace(path),
             ),
         );
     }

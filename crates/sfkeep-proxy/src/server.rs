@@ -277,8 +277,10 @@ pub(crate) fn access_log_enabled() -> bool {
 pub(crate) enum Shape {
     /// `[{"errorCode":…,"message":…}]` (REST).
     Rest,
-    /// A SOAP fault.
+    /// A SOAP fault (partner and other endpoints).
     Soap,
+    /// A SOAP fault from the enterprise endpoint (`/services/Soap/c/`): its own namespace.
+    SoapEnterprise,
     /// Bulk 1.0 `<error>`.
     Bulk1,
 }
@@ -294,7 +296,9 @@ impl From<Api> for Shape {
 }
 
 fn shape_for(path: &str) -> Shape {
-    if path.starts_with("/services/Soap/") {
+    if path.starts_with("/services/Soap/c/") {
+        Shape::SoapEnterprise
+    } else if path.starts_with("/services/Soap/") {
         Shape::Soap
     } else if path.starts_with("/services/async/") {
         Shape::Bulk1
@@ -315,7 +319,17 @@ pub(crate) fn error_response(
             "application/json;charset=UTF-8",
             serde_json::json!([{ "errorCode": code, "message": message }]).to_string(),
         ),
-        Shape::Soap => ("text/xml;charset=UTF-8", soap::fault(code, message, false)),
+        Shape::Soap | Shape::SoapEnterprise => {
+            let ns = if shape == Shape::SoapEnterprise {
+                "urn:fault.enterprise.soap.sforce.com"
+            } else {
+                "urn:fault.partner.soap.sforce.com"
+            };
+            (
+                "text/xml;charset=UTF-8",
+                soap::fault(code, message, false, ns),
+            )
+        }
         Shape::Bulk1 => (
             "application/xml;charset=UTF-8",
             format!(
@@ -358,9 +372,9 @@ pub(crate) fn unauthorized(sh: &Shared, shape: Shape) -> Response<Body> {
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Token"));
             r
         }
-        Shape::Soap => error_response(
+        Shape::Soap | Shape::SoapEnterprise => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            Shape::Soap,
+            shape,
             "INVALID_SESSION_ID",
             "Invalid Session ID found in SessionHeader: Illegal Session",
         ),
@@ -653,11 +667,12 @@ async fn soap_request(
     head: &RequestHead,
     body: ReqBody,
 ) -> Reply {
+    let shape = shape_for(head.path());
     if head.method != Method::POST {
         return refuse(
             sh,
             StatusCode::METHOD_NOT_ALLOWED,
-            Shape::Soap,
+            shape,
             "SOAP calls are POSTs",
         )
         .into();
@@ -670,12 +685,12 @@ async fn soap_request(
                 return refuse(
                     sh,
                     StatusCode::PAYLOAD_TOO_LARGE,
-                    Shape::Soap,
+                    shape,
                     "the request body is larger than the proxy's limit",
                 )
                 .into();
             }
-            Err(e) => return body_error(sh, Shape::Soap, e.as_ref()).into(),
+            Err(e) => return body_error(sh, shape, e.as_ref()).into(),
         },
     };
     let env = match soap::inspect(&bytes) {
@@ -684,7 +699,7 @@ async fn soap_request(
             sh.stats.inc(Counter::rejected);
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Shape::Soap,
+                shape,
                 "soapenv:Client",
                 &msg,
             )
@@ -700,7 +715,7 @@ async fn soap_request(
                 .filter(|s| !s.is_empty())
                 .or_else(|| presented_credential(head));
             if !credential_ok(sh, cred) {
-                return unauthorized(sh, Shape::Soap).into();
+                return unauthorized(sh, shape).into();
             }
             if op == "logout" {
                 if let Some(s) = session {

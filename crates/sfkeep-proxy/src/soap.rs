@@ -230,11 +230,20 @@ pub(crate) fn with_session(xml: &[u8], env: &Envelope, token: &str, ns: &str) ->
     out
 }
 
-const ENV_OPEN: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body>"#;
+/// The fault namespace of an endpoint path: enterprise (`/c/`) faults have their own
+/// (salesforce-wire.md, the recorded enterprise INVALID_SESSION_ID fault).
+pub(crate) fn fault_namespace(path: &str) -> &'static str {
+    if path.starts_with("/services/Soap/c/") {
+        "urn:fault.enterprise.soap.sforce.com"
+    } else {
+        "urn:fault.partner.soap.sforce.com"
+    }
+}
 const ENV_CLOSE: &str = "</soapenv:Body></soapenv:Envelope>";
 
-/// A fault as Salesforce sends it (HTTP 500). `code` without prefix; `login` picks LoginFault.
-pub(crate) fn fault(code: &str, message: &str, login: bool) -> String {
+/// A fault as Salesforce sends it (HTTP 500). `code` without prefix; `login` picks LoginFault;
+/// `ns` is the endpoint's [`fault_namespace`].
+pub(crate) fn fault(code: &str, message: &str, login: bool, ns: &str) -> String {
     let message = escape(message);
     let (faultcode, kind) = if login {
         (code.to_owned(), "LoginFault")
@@ -245,7 +254,7 @@ pub(crate) fn fault(code: &str, message: &str, login: bool) -> String {
     };
     let exc = code.trim_start_matches("soapenv:");
     format!(
-        "{ENV_OPEN}<soapenv:Fault><faultcode>{faultcode}</faultcode><faultstring>{exc}: {message}</faultstring><detail><sf:{kind} xsi:type=\"sf:{kind}\"><sf:exceptionCode>{exc}</sf:exceptionCode><sf:exceptionMessage>{message}</sf:exceptionMessage></sf:{kind}></detail></soapenv:Fault>{ENV_CLOSE}"
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:sf=\"{ns}\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body><soapenv:Fault><faultcode>{faultcode}</faultcode><faultstring>{exc}: {message}</faultstring><detail><sf:{kind} xsi:type=\"sf:{kind}\"><sf:exceptionCode>{exc}</sf:exceptionCode><sf:exceptionMessage>{message}</sf:exceptionMessage></sf:{kind}></detail></soapenv:Fault>{ENV_CLOSE}"
     )
 }
 
@@ -381,14 +390,18 @@ mod tests {
             "INVALID_LOGIN",
             "Invalid username, password, security token; or user locked out.",
             true,
+            fault_namespace("/services/Soap/u/59.0"),
         );
+        assert!(f.contains("xmlns:sf=\"urn:fault.partner.soap.sforce.com\""));
         assert!(f.contains("<faultcode>INVALID_LOGIN</faultcode>"));
         assert!(f.contains("<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>"));
         let f = fault(
             "INVALID_SESSION_ID",
             "Invalid Session ID found in SessionHeader: Illegal Session",
             false,
+            fault_namespace("/services/Soap/c/59.0"),
         );
+        assert!(f.contains("xmlns:sf=\"urn:fault.enterprise.soap.sforce.com\""));
         assert_eq!(
             sfkeep::diagnose::api_error::soap_fault_code(&f),
             Some("INVALID_SESSION_ID")

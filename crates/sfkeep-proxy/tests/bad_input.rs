@@ -199,6 +199,31 @@ async fn soap_that_is_not_xml_and_wrong_shim_credentials_get_salesforce_faults()
         text.contains("<sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode>"),
         "{text}"
     );
+    assert!(
+        text.contains("xmlns:sf=\"urn:fault.partner.soap.sforce.com\""),
+        "{text}"
+    );
+    // The enterprise endpoint's faults carry the enterprise fault namespace.
+    let enterprise = login.replace(
+        "urn:partner.soap.sforce.com",
+        "urn:enterprise.soap.sforce.com",
+    );
+    let r = c
+        .post(format!("{}/services/Soap/c/59.0", env.proxy.url()))
+        .body(enterprise)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 500);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("<faultcode>INVALID_LOGIN</faultcode>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("xmlns:sf=\"urn:fault.enterprise.soap.sforce.com\""),
+        "{text}"
+    );
     // A SOAP body over the limit is refused, not buffered.
     let small = start_with(1, |b| b.max_body(4096).max_replay_body(1024)).await;
     let r = c
