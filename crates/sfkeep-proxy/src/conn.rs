@@ -396,21 +396,14 @@ pub(crate) async fn serve(
                     Ok(Some(h)) => break h,
                     Ok(None) => {}
                     Err(e) => {
-                        let reply = server::refuse(
+                        refuse_and_close(
                             &sh,
-                            http::StatusCode::from_u16(e.status)
-                                .unwrap_or(http::StatusCode::BAD_REQUEST),
-                            Shape::Rest,
-                            &format!("malformed request: {e}"),
-                        );
-                        let _ = write_reply(
                             &stream,
                             &mut out,
-                            &sh.base_url,
-                            reply.into(),
-                            &CLOSE,
-                            None,
                             &mut affinity,
+                            http::StatusCode::from_u16(e.status)
+                                .unwrap_or(http::StatusCode::BAD_REQUEST),
+                            &format!("malformed request: {e}"),
                         )
                         .await;
                         break 'conn true;
@@ -427,20 +420,13 @@ pub(crate) async fn serve(
                 HeadWait::Read(_) => {}
                 HeadWait::TimedOut => {
                     if !buf.is_empty() {
-                        let reply = server::refuse(
+                        refuse_and_close(
                             &sh,
-                            http::StatusCode::REQUEST_TIMEOUT,
-                            Shape::Rest,
-                            "the request head did not arrive in time",
-                        );
-                        let _ = write_reply(
                             &stream,
                             &mut out,
-                            &sh.base_url,
-                            reply.into(),
-                            &CLOSE,
-                            None,
                             &mut affinity,
+                            http::StatusCode::REQUEST_TIMEOUT,
+                            "the request head did not arrive in time",
                         )
                         .await;
                         break 'conn true;
@@ -476,20 +462,13 @@ pub(crate) async fn serve(
                         HeadWait::Read(0) | HeadWait::Failed => break 'conn false,
                         HeadWait::Read(_) => {}
                         HeadWait::TimedOut => {
-                            let reply = server::refuse(
+                            refuse_and_close(
                                 &sh,
-                                http::StatusCode::REQUEST_TIMEOUT,
-                                Shape::Rest,
-                                "the request body did not arrive in time",
-                            );
-                            let _ = write_reply(
                                 &stream,
                                 &mut out,
-                                &sh.base_url,
-                                reply.into(),
-                                &CLOSE,
-                                None,
                                 &mut affinity,
+                                http::StatusCode::REQUEST_TIMEOUT,
+                                "the request body did not arrive in time",
                             )
                             .await;
                             break 'conn true;
@@ -595,6 +574,29 @@ async fn linger_close(stream: Arc<TcpStream>) {
             }
         }
     })
+    .await;
+}
+
+/// Answers a request the connection cannot go on from (malformed, or too slow) with a
+/// REST-shaped refusal that closes the connection.
+async fn refuse_and_close(
+    sh: &Shared,
+    stream: &TcpStream,
+    out: &mut Vec<u8>,
+    affinity: &mut Affinity,
+    status: http::StatusCode,
+    message: &str,
+) {
+    let reply = server::refuse(sh, status, Shape::Rest, message);
+    let _ = write_reply(
+        stream,
+        out,
+        &sh.base_url,
+        reply.into(),
+        &CLOSE,
+        None,
+        affinity,
+    )
     .await;
 }
 

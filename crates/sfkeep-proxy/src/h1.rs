@@ -75,7 +75,7 @@ impl fmt::Display for HeadError {
 
 /// A parsed request head. The bytes are the head as received.
 pub(crate) struct RequestHead {
-    bytes: Bytes,
+    lines: Lines,
     pub method: Method,
     /// The request target (httparse admits visible ASCII only), and where its path ends.
     target: Span,
@@ -88,7 +88,6 @@ pub(crate) struct RequestHead {
     content_length: Option<u64>,
     /// `HTTP/1.0` (else 1.1).
     pub http10: bool,
-    headers: Vec<(Span, Span)>,
     pub framing: Framing,
     /// Whether the client lets the connection stay open after this exchange.
     pub keep_alive: bool,
@@ -118,6 +117,38 @@ pub(crate) fn name_is(name: &[u8], lower: &str) -> bool {
 /// The comma-separated tokens of a header value, trimmed.
 pub(crate) fn tokens(value: &[u8]) -> impl DoubleEndedIterator<Item = &[u8]> {
     value.split(|&b| b == b',').map(<[u8]>::trim_ascii)
+}
+
+/// Reads a `Connection` value: `close`, `keep-alive` (which only an HTTP/1.0 message needs),
+/// and whether it names header lines (hop-by-hop ones, not to be passed on).
+fn scan_connection(value: &[u8], http10: bool, close: &mut bool, lists_headers: &mut bool) {
+    for t in tokens(value) {
+        if t.eq_ignore_ascii_case(b"close") {
+            *close = true;
+        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            *close &= !http10;
+        } else if !t.is_empty() {
+            *lists_headers = true;
+        }
+    }
+}
+
+/// A head's bytes and its header lines, as ranges into them.
+struct Lines {
+    bytes: Bytes,
+    spans: Vec<(Span, Span)>,
+}
+
+impl Lines {
+    fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        self.spans
+            .iter()
+            .map(|(n, v)| (n.get(&self.bytes), v.get(&self.bytes)))
+    }
+
+    fn first(&self, lower: &str) -> Option<&[u8]> {
+        self.iter().find(|(n, _)| name_is(n, lower)).map(|(_, v)| v)
+    }
 }
 
 fn parse_length(value: &[u8]) -> Option<u64> {
@@ -207,15 +238,7 @@ impl RequestHead {
                     chunked = true;
                 }
                 10 if name_is(name, "connection") => {
-                    for t in tokens(value) {
-                        if t.eq_ignore_ascii_case(b"close") {
-                            close = true;
-                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                            close &= !http10;
-                        } else if !t.is_empty() {
-                            connection_lists_headers = true;
-                        }
-                    }
+                    scan_connection(value, http10, &mut close, &mut connection_lists_headers);
                 }
                 4 if name_is(name, "host") => {
                     duplicate_host |= host.is_some();
@@ -256,7 +279,10 @@ impl RequestHead {
             .position(|&b| b == b'?' || b == b'#')
             .map_or(target.end, |i| target.start + i as u32);
         Ok(Some(Self {
-            bytes,
+            lines: Lines {
+                bytes,
+                spans: headers,
+            },
             method,
             target,
             path_end,
@@ -264,7 +290,6 @@ impl RequestHead {
             duplicate_host,
             content_length: length,
             http10,
-            headers,
             framing,
             keep_alive: !close,
             connection_lists_headers,
@@ -275,7 +300,7 @@ impl RequestHead {
     /// The request target as sent (origin-form path and query, or another form to refuse),
     /// without a fragment; empty if it is not text.
     pub(crate) fn target(&self) -> &str {
-        let t = self.target.get(&self.bytes);
+        let t = self.target.get(&self.lines.bytes);
         let t = match t.iter().position(|&b| b == b'#') {
             Some(i) => &t[..i],
             None => t,
@@ -289,7 +314,7 @@ impl RequestHead {
             start: self.target.start,
             end: self.path_end,
         };
-        std::str::from_utf8(p.get(&self.bytes)).unwrap_or("")
+        std::str::from_utf8(p.get(&self.lines.bytes)).unwrap_or("")
     }
 
     /// The query, if any.
@@ -299,7 +324,7 @@ impl RequestHead {
 
     /// The `Host` header's value (`None` if absent or repeated).
     pub(crate) fn host(&self) -> Option<&[u8]> {
-        self.host.map(|s| s.get(&self.bytes))
+        self.host.map(|s| s.get(&self.lines.bytes))
     }
 
     /// The raw method token.
@@ -309,16 +334,12 @@ impl RequestHead {
 
     /// Every header line, in order.
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers
-            .iter()
-            .map(|(n, v)| (n.get(&self.bytes), v.get(&self.bytes)))
+        self.lines.iter()
     }
 
     /// The first value of a header (`lower` is the lowercase name).
     pub(crate) fn header(&self, lower: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| name_is(n, lower))
-            .map(|(_, v)| v)
+        self.lines.first(lower)
     }
 
     /// The declared body length, if any.
@@ -329,9 +350,8 @@ impl RequestHead {
 
 /// A parsed response head from the instance.
 pub(crate) struct ResponseHead {
-    bytes: Bytes,
+    lines: Lines,
     pub status: u16,
-    headers: Vec<(Span, Span)>,
     pub framing: Framing,
     /// Whether the connection may carry another request after this response.
     pub reusable: bool,
@@ -406,15 +426,12 @@ impl ResponseHead {
                     transfer = Some(last.eq_ignore_ascii_case(b"chunked"));
                 }
                 10 if name_is(name, "connection") => {
-                    for t in tokens(h.value) {
-                        if t.eq_ignore_ascii_case(b"close") {
-                            close = true;
-                        } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                            close &= version != 0;
-                        } else if !t.is_empty() {
-                            connection_lists_headers = true;
-                        }
-                    }
+                    scan_connection(
+                        h.value,
+                        version == 0,
+                        &mut close,
+                        &mut connection_lists_headers,
+                    );
                 }
                 _ => {}
             }
@@ -434,9 +451,11 @@ impl ResponseHead {
         };
         let bytes = buf.split_to(len).freeze();
         Ok(Some(Self {
-            bytes,
+            lines: Lines {
+                bytes,
+                spans: headers,
+            },
             status,
-            headers,
             framing,
             reusable: !close && framing != Framing::UntilClose,
             connection_lists_headers,
@@ -445,16 +464,12 @@ impl ResponseHead {
 
     /// Every header line, in order.
     pub(crate) fn headers(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
-        self.headers
-            .iter()
-            .map(|(n, v)| (n.get(&self.bytes), v.get(&self.bytes)))
+        self.lines.iter()
     }
 
     /// The first value of a header (`lower` is the lowercase name).
     pub(crate) fn header(&self, lower: &str) -> Option<&[u8]> {
-        self.headers()
-            .find(|(n, _)| name_is(n, lower))
-            .map(|(_, v)| v)
+        self.lines.first(lower)
     }
 }
 
