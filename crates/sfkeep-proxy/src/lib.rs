@@ -16,6 +16,12 @@
 //! - It is not an open proxy: absolute-form targets, `CONNECT`, foreign `Host`s and paths
 //!   outside `/services/` are refused; it binds to loopback unless given a client key.
 //! - `/healthz`, `/metrics` (Prometheus text), `POST /_sfkeep/reload` (loopback only).
+//! - It speaks HTTP/1.1 (and 1.0) on both sides with its own forwarding path (`h1`, `conn`,
+//!   `upstream`): each head is parsed once and its lines copied through filtered, which is
+//!   what lets it forward as fast as nginx (BENCHMARKS.md). Framing is strict on the client
+//!   side (no `Transfer-Encoding` with `Content-Length`, no codings but `chunked`); heads,
+//!   bodies and unread replies all have deadlines; TLS to the instance is rustls with the
+//!   platform's verifier, and plain `http` is used only to a loopback instance.
 //!
 //! ```no_run
 //! # async fn run(manager: sfkeep::TokenManager) -> Result<(), Box<dyn std::error::Error>> {
