@@ -96,6 +96,14 @@ pub enum AuthEventKind {
     },
     /// The token store works again.
     StoreRecovered,
+    /// A token this process obtained while the store was unreachable was written to the store
+    /// once it answered again (compare-and-set on the generation), so the other processes adopt
+    /// it instead of requesting their own. The event's generation and fingerprint are the
+    /// written record's.
+    TokenWrittenBack {
+        /// The generation the write replaced, `None` when the store held no usable record.
+        replaced: Option<u64>,
+    },
     /// An API call succeeded (the CLI records the last one for `doctor`).
     ApiCallSucceeded,
 }
@@ -114,6 +122,7 @@ impl AuthEventKind {
             AuthEventKind::RefreshDiscarded => "refresh.discarded",
             AuthEventKind::StoreUnavailable { .. } => "store.unavailable",
             AuthEventKind::StoreRecovered => "store.recovered",
+            AuthEventKind::TokenWrittenBack { .. } => "token.written_back",
             AuthEventKind::ApiCallSucceeded => "api.succeeded",
         }
     }

@@ -11,10 +11,34 @@
 //!
 //! A refresh runs in a spawned task: a caller that goes away never cancels a token request, so
 //! a rotated refresh token is always stored.
+//!
+//! # When the shared store is unreachable (token-manager-design §2.6)
+//!
+//! The in-memory token keeps being served. A grant without rotation state (JWT bearer, client
+//! credentials, a refresh token with [`Rotation::Off`]) fails open: the manager refreshes
+//! locally (at most one token request per process) and keeps the new token in memory. A
+//! rotating refresh token fails closed (see [`OnStoreUnavailable`]).
+//!
+//! While the store is down, the fast path lets one background probe touch the store at most
+//! every [`STORE_PROBE_INTERVAL`] (the store's own circuit breaker keeps a probe cheap). On the
+//! first store operation that succeeds again (`store.recovered`), a token obtained locally
+//! during the outage is **written back** with the normal compare-and-set, so the other
+//! processes of the fleet, and new ones, adopt it instead of requesting their own
+//! (`token.written_back`). The generation fences the write-back like any other write:
+//!
+//! | the store holds | write-back |
+//! |---|---|
+//! | nothing, or a lower generation | ours is written (compare-and-set on what was read) |
+//! | a higher generation | nothing is written; the record is adopted if usable (`token.adopted`) |
+//! | the same generation, another token | nothing is written (`refresh.discarded`); ours stays in memory until the next refresh |
+//!
+//! A record that carries a refresh token is never written back unless rotation is declared off
+//! ([`Rotation::Off`]): with rotation it could put a refresh token into use in two places, so
+//! that case stays fail-closed, in memory only.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -41,6 +65,10 @@ pub const DEFAULT_LOGIN_BUDGET: u32 = 600;
 pub const REFRESH_WAIT_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a refresher waits for another process's refresh lock (1.2 × the lock TTL).
 pub const LOCK_WAIT: Duration = Duration::from_secs(18);
+/// While the store is unreachable, the fast path starts at most one background store probe
+/// this often (local clock), so a recovery is noticed, and a token obtained during the outage
+/// written back, without waiting for the next refresh.
+pub const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the manager does while the shared store is unreachable (token-manager-design §2.6).
 /// In every mode a still-valid in-memory token keeps being served.
@@ -49,7 +77,10 @@ pub enum OnStoreUnavailable {
     /// Fail closed for a rotating refresh token, open for every other grant.
     #[default]
     Auto,
-    /// Refresh locally (in-process single-flight: at most one token request per process).
+    /// Refresh locally (in-process single-flight: at most one token request per process). The
+    /// token is written back to the store once it answers again, unless the store holds a
+    /// newer generation by then, and unless the record carries a refresh token that may
+    /// rotate (see the [module docs](crate::manager)).
     FailOpen,
     /// Never refresh without the store: once the in-memory token is unusable, callers get
     /// [`Error::StoreUnavailable`] until the store is back.
@@ -156,6 +187,16 @@ struct Inner {
     rotation_seen: AtomicBool,
     /// The last store operation failed (events are emitted once per transition).
     store_down: AtomicBool,
+    /// A token obtained while the store was unreachable, to write back once it answers again
+    /// (only records without refresh-token rotation state; see the module docs).
+    write_back: Mutex<Option<Arc<TokenRecord>>>,
+    /// Serialises what reads the store and changes `current` from it: the refresh task and
+    /// the recovery probe.
+    store_sync: tokio::sync::Mutex<()>,
+    /// A recovery probe is running.
+    probing: AtomicBool,
+    /// Local time (ms) before which no new recovery probe starts.
+    next_probe: AtomicI64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -346,6 +387,10 @@ impl TokenManagerBuilder {
                 rotation: self.rotation,
                 rotation_seen: AtomicBool::new(false),
                 store_down: AtomicBool::new(false),
+                write_back: Mutex::new(None),
+                store_sync: tokio::sync::Mutex::new(()),
+                probing: AtomicBool::new(false),
+                next_probe: AtomicI64::new(i64::MIN),
             }),
         })
     }
@@ -396,6 +441,9 @@ impl TokenManager {
         let rec = hot_copy(inner, version)?;
         if rec.generation == inner.invalidated.load(Ordering::Acquire) {
             return None;
+        }
+        if inner.store_down.load(Ordering::Relaxed) {
+            self.inner.spawn_store_probe();
         }
         match rec.state_at(inner.clock.now()) {
             TokenState::Fresh => Some(Token(rec)),
@@ -462,6 +510,13 @@ impl TokenManager {
 
     /// Forgets the token here and in the store (`sfkeep logout`).
     pub async fn forget(&self) -> Result<()> {
+        // After any refresh or recovery probe in progress, so none writes the token back.
+        let _sync = self.inner.store_sync.lock().await;
+        *self
+            .inner
+            .write_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
         self.inner.set_current(None);
         self.inner.store.delete(&self.inner.key).await
     }
@@ -766,11 +821,115 @@ impl Inner {
         }
     }
 
+    /// Whether a record kept in memory during an outage may be written back later. Never one
+    /// carrying a refresh token unless rotation is declared off: with rotation, writing it
+    /// could put one refresh token into use in two places (the design fails closed there).
+    fn may_write_back(&self, rec: &TokenRecord) -> bool {
+        rec.refresh_token.is_none() || self.rotation == Rotation::Off
+    }
+
+    /// The store answered with `stored`: writes back the token obtained during the outage, if
+    /// one waits, is still current and usable, and the store holds no generation as new as
+    /// ours. Never overwrites a newer record (compare-and-set on the generation read); never
+    /// adopts here (the caller adopts a newer record as usual). Returns what the store holds.
+    async fn write_back(&self, stored: Option<TokenRecord>) -> Option<TokenRecord> {
+        let pending = self
+            .write_back
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(ours) = pending else {
+            return stored;
+        };
+        let still_current = self
+            .current
+            .load()
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &ours));
+        if !still_current || !self.usable(&ours) {
+            return stored;
+        }
+        let mut stored = stored;
+        for _ in 0..2 {
+            if let Some(s) = &stored
+                && s.generation >= ours.generation
+            {
+                if s.generation > ours.generation || s.fingerprint() != ours.fingerprint() {
+                    // Another process wrote at least as new a generation: it stays.
+                    self.emit(AuthEventKind::RefreshDiscarded, Some(s));
+                }
+                return stored;
+            }
+            let replaced = stored.as_ref().map(|s| s.generation);
+            match self.store.compare_and_set(&self.key, replaced, &ours).await {
+                Ok(CasOutcome::Written) => {
+                    self.store_ok();
+                    self.emit(AuthEventKind::TokenWrittenBack { replaced }, Some(&ours));
+                    return Some((*ours).clone());
+                }
+                Ok(CasOutcome::Conflict(other)) => {
+                    self.store_ok();
+                    stored = other;
+                }
+                Err(e) => {
+                    self.store_failed(&e, Some(&ours));
+                    // Try again on the next success, unless something newer replaced it.
+                    let mut pending = self.write_back.lock().unwrap_or_else(|p| p.into_inner());
+                    if pending.is_none() {
+                        *pending = Some(ours);
+                    }
+                    return stored;
+                }
+            }
+        }
+        stored
+    }
+
+    /// While the store is down: starts one background probe, at most every
+    /// [`STORE_PROBE_INTERVAL`], so its recovery (and the write-back) does not wait for the
+    /// next refresh. Cheap when one is running or it is too early: one or two atomic loads.
+    fn spawn_store_probe(self: &Arc<Self>) {
+        let now = self.clock.local().now().0;
+        if self.probing.load(Ordering::Acquire) || now < self.next_probe.load(Ordering::Acquire) {
+            return;
+        }
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            self.probing.store(false, Ordering::Release);
+            return;
+        };
+        self.next_probe.store(
+            now.saturating_add(STORE_PROBE_INTERVAL.as_millis() as i64),
+            Ordering::Release,
+        );
+        let me = Arc::clone(self);
+        rt.spawn(async move {
+            me.probe_store().await;
+            me.probing.store(false, Ordering::Release);
+        });
+    }
+
+    /// One recovery probe: read the store (which writes back a token obtained during the
+    /// outage) and adopt a newer usable record. Skipped while a refresh runs: it touches the
+    /// store itself.
+    async fn probe_store(&self) {
+        let Ok(_sync) = self.store_sync.try_lock() else {
+            return;
+        };
+        let stored = self.load_stored().await;
+        // The reason only selects the check: any usable newer record is adopted.
+        self.adopt_if_newer(&stored, RefreshReason::Expired);
+    }
+
+    /// Reads the store's record. When the store answers and a token obtained during an outage
+    /// waits to be written back, writes it back first; returns what the store holds then.
     async fn load_stored(&self) -> Option<TokenRecord> {
         match self.store.load(&self.key).await {
             Ok(r) => {
                 self.store_ok();
-                r
+                self.write_back(r).await
             }
             Err(e) => {
                 self.store_failed(&e, None);
@@ -780,6 +939,7 @@ impl Inner {
     }
 
     async fn run_refresh(self: Arc<Self>, reason: RefreshReason) -> Result<Arc<TokenRecord>> {
+        let _sync = self.store_sync.lock().await;
         let stored = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&stored, reason) {
             return Ok(r);
@@ -937,12 +1097,16 @@ impl Inner {
 
     /// Writes the record with compare-and-set and makes it current. The new record is kept
     /// in memory even if the store fails: it may hold the only valid (rotated) refresh token.
+    /// A record kept only in memory because the store failed is queued for write-back when it
+    /// may be (see [`Inner::may_write_back`]).
     async fn persist(&self, mut rec: TokenRecord, expected: Option<u64>) -> Arc<TokenRecord> {
         let mut expected = expected;
+        let mut stored = false;
         for _ in 0..2 {
             match self.store.compare_and_set(&self.key, expected, &rec).await {
                 Ok(CasOutcome::Written) => {
                     self.store_ok();
+                    stored = true;
                     break;
                 }
                 Ok(CasOutcome::Conflict(other)) => {
@@ -960,6 +1124,11 @@ impl Inner {
             }
         }
         let rec = Arc::new(rec);
+        {
+            let mut pending = self.write_back.lock().unwrap_or_else(|p| p.into_inner());
+            // A newer record supersedes any older one waiting for write-back.
+            *pending = (!stored && self.may_write_back(&rec)).then(|| Arc::clone(&rec));
+        }
         self.set_current(Some(Arc::clone(&rec)));
         rec
     }

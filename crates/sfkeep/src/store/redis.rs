@@ -36,6 +36,8 @@
 //! - A waiter subscribes to the channel and also polls every 100 ms ±25 %, up to its wait.
 //! - Every operation has a 250 ms timeout. After 3 consecutive failures the circuit opens:
 //!   operations fail at once with [`Error::Store`] until a probe, allowed every 5 s, succeeds.
+//!   Once it does, a manager that refreshed locally during the outage writes its token back
+//!   through `CAS_GEN` (never over a newer generation; see [`crate::manager`]).
 //! - A value that is corrupt, of another format, or encrypted with another key is a miss
 //!   (`Ok(None)`) plus a [`StoreWarning`]; it is never served. The next write replaces it.
 

@@ -456,6 +456,269 @@ async fn redis_down_rotating_fleet_serves_cached_then_fails_closed_and_recovers(
 }
 
 // ---------------------------------------------------------------------------------------------
+// Write-back after an outage: in-process managers, each on its own `RedisStore` (its own
+// connection and circuit breaker, as separate processes have), on one Redis key.
+
+/// A manager on its own `RedisStore` for `redis`, values encrypted with `key`.
+fn own_store_manager(
+    redis: &RedisServer,
+    key: &CacheKey,
+    grant: sfkeep::Grant,
+    org: &Org,
+    sink: &MemorySink,
+) -> (TokenManager, RedisStore) {
+    let store = RedisStore::new(&redis.url(), key.clone())
+        .unwrap()
+        .with_probe_interval(Duration::from_millis(100));
+    let m = TokenManager::builder(org.info().login_url.clone())
+        .grant(grant)
+        .store(Arc::new(store.clone()))
+        .introspect(false)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    (m, store)
+}
+
+fn count(sink: &MemorySink, name: &str) -> usize {
+    sink.events()
+        .iter()
+        .filter(|e| e.kind.name() == name)
+        .count()
+}
+
+/// Waits until `store` answers again after a restart (its connection and breaker reset),
+/// without going through any manager.
+async fn until_store_answers(store: &RedisStore, key: &StoreKey) {
+    poll_until(
+        Duration::from_secs(15),
+        Duration::from_millis(50),
+        "the store answers after the restart",
+        || async { store.load(key).await.is_ok() },
+    )
+    .await;
+}
+
+/// Two managers share a JWT token through Redis. Redis dies; A's token is forced dead and A
+/// refreshes locally (fail open). Redis returns empty: A's next token() lets it notice and
+/// write its token back, so B (after a 401) and a new manager C adopt it with no token
+/// request of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_jwt_local_token_is_written_back_and_adopted() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    let key = CacheKey::generate();
+    let (sa, sb, sc) = (MemorySink::new(), MemorySink::new(), MemorySink::new());
+    let (a, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sa);
+    let (b, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sb);
+    let ta = a.token().await.unwrap();
+    let tb = b.token().await.unwrap();
+    assert_eq!(tb.record().fingerprint(), ta.record().fingerprint());
+    assert_eq!(org.token_requests("jwt_bearer").await, 1);
+
+    redis.stop();
+    let local = a.force_refresh().await.unwrap();
+    assert_eq!(
+        org.token_requests("jwt_bearer").await,
+        2,
+        "A fails open: one local token request"
+    );
+    assert!(local.generation() > ta.generation());
+    assert_eq!(count(&sa, "store.unavailable"), 1);
+    assert_eq!(count(&sa, "token.written_back"), 0);
+
+    redis.restart(); // empty
+    let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A writes its token back after Redis returned",
+        || async {
+            let t = a.token().await.unwrap();
+            assert_eq!(t.record().fingerprint(), local.record().fingerprint());
+            matches!(observer.load(a.store_key()).await,
+                Ok(Some(r)) if r.fingerprint() == local.record().fingerprint()
+                    && r.generation == local.generation())
+        },
+    )
+    .await;
+    assert_eq!(count(&sa, "store.recovered"), 1);
+    let written: Vec<_> = sa
+        .events()
+        .into_iter()
+        .filter(|e| matches!(e.kind, AuthEventKind::TokenWrittenBack { .. }))
+        .collect();
+    assert_eq!(written.len(), 1, "{written:?}");
+    assert_eq!(
+        written[0].kind,
+        AuthEventKind::TokenWrittenBack { replaced: None }
+    );
+    assert_eq!(written[0].generation, Some(local.generation()));
+    assert_eq!(
+        written[0].fingerprint.as_deref(),
+        Some(local.record().fingerprint().as_str())
+    );
+
+    // B's token dies (a 401): it adopts A's from the store instead of requesting its own.
+    assert!(b.invalidate_if_current(tb.generation(), "rest"));
+    let tb2 = b.token().await.unwrap();
+    assert_eq!(tb2.record().fingerprint(), local.record().fingerprint());
+    assert_eq!(tb2.generation(), local.generation());
+    // A new process adopts it too.
+    let (c, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sc);
+    let tc = c.token().await.unwrap();
+    assert_eq!(tc.record().fingerprint(), local.record().fingerprint());
+    assert_eq!(
+        org.token_requests("jwt_bearer").await,
+        2,
+        "B and C adopted A's token without a token request"
+    );
+    assert_eq!(support::get_limits(&org.http, &tc).await, 200);
+
+    // No event carries a secret.
+    for t in [&ta, &local] {
+        let secret = t.access_token().expose_secret();
+        for e in sa.events().iter().chain(&sb.events()).chain(&sc.events()) {
+            let json = serde_json::to_string(e).unwrap();
+            assert!(!json.contains(secret), "an event holds a token: {json}");
+            assert!(!e.to_string().contains(secret));
+        }
+    }
+}
+
+/// A refreshed locally during the outage; after Redis returned, B stored a newer generation
+/// before A noticed. A adopts B's record and never overwrites it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_write_back_yields_to_a_newer_record() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    let key = CacheKey::generate();
+    let (sa, sb) = (MemorySink::new(), MemorySink::new());
+    let (a, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sa);
+    let (b, store_b) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sb);
+    a.token().await.unwrap();
+    b.token().await.unwrap();
+
+    redis.stop();
+    let local = a.force_refresh().await.unwrap();
+    assert_eq!(org.token_requests("jwt_bearer").await, 2);
+
+    redis.restart();
+    until_store_answers(&store_b, b.store_key()).await;
+    b.force_refresh().await.unwrap();
+    let newer = b.force_refresh().await.unwrap();
+    assert!(newer.generation() > local.generation());
+    assert_eq!(org.token_requests("jwt_bearer").await, 4);
+
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A adopts B's newer record",
+        || async {
+            a.token().await.unwrap().record().fingerprint() == newer.record().fingerprint()
+        },
+    )
+    .await;
+    let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    let held = observer.load(a.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.generation, newer.generation());
+    assert_eq!(held.fingerprint(), newer.record().fingerprint());
+    assert_eq!(count(&sa, "token.written_back"), 0);
+    assert_eq!(count(&sa, "refresh.discarded"), 1);
+    assert_eq!(a.token().await.unwrap().generation(), newer.generation());
+    assert_eq!(org.token_requests("jwt_bearer").await, 4);
+}
+
+/// After Redis returned, B stored the same generation as A's local token (another token): A
+/// does not overwrite it (the generation fences it) and keeps its own until its next refresh.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_write_back_never_replaces_the_same_generation() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    let key = CacheKey::generate();
+    let (sa, sb) = (MemorySink::new(), MemorySink::new());
+    let (a, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sa);
+    let (b, store_b) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sb);
+    a.token().await.unwrap();
+    b.token().await.unwrap();
+
+    redis.stop();
+    let local = a.force_refresh().await.unwrap();
+    redis.restart();
+    until_store_answers(&store_b, b.store_key()).await;
+    let theirs = b.force_refresh().await.unwrap();
+    assert_eq!(theirs.generation(), local.generation());
+    assert_eq!(org.token_requests("jwt_bearer").await, 3);
+
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A notices the store and declines to write back",
+        || async {
+            a.token().await.unwrap();
+            count(&sa, "refresh.discarded") == 1
+        },
+    )
+    .await;
+    let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    let held = observer.load(a.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.fingerprint(), theirs.record().fingerprint());
+    assert_eq!(count(&sa, "store.recovered"), 1);
+    assert_eq!(count(&sa, "token.written_back"), 0);
+    assert_eq!(
+        a.token().await.unwrap().record().fingerprint(),
+        local.record().fingerprint()
+    );
+    assert_eq!(org.token_requests("jwt_bearer").await, 3);
+}
+
+/// A rotating refresh token obtained while Redis was down (rotation not learned yet, so the
+/// manager failed open) is never written back: the store stays as it is after recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_rotating_refresh_token_is_not_written_back() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let key = CacheKey::generate();
+    let sa = MemorySink::new();
+    let (a, _) = own_store_manager(&redis, &key, org.refresh_grant(), &org, &sa);
+    redis.stop();
+    let t = a.token().await.unwrap();
+    assert_eq!(org.token_requests("refresh_token").await, 1);
+    assert!(t.record().refresh_token.is_some());
+
+    redis.restart();
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A notices that the store is back",
+        || async {
+            a.token().await.unwrap();
+            count(&sa, "store.recovered") == 1
+        },
+    )
+    .await;
+    let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    assert!(observer.load(a.store_key()).await.unwrap().is_none());
+    assert_eq!(count(&sa, "token.written_back"), 0);
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+}
+
+// ---------------------------------------------------------------------------------------------
 // In-process: the store contract and bad input.
 
 fn sample_record(generation: u64) -> sfkeep::token::TokenRecord {
