@@ -186,10 +186,20 @@ async fn keep_rotated(
     let key = session::store_key(p);
     let mut rec = fresh.clone();
     rec.generation = stored.map(|r| r.generation + 1).unwrap_or(1);
-    match store
+    let mut outcome = store
         .compare_and_set(&key, stored.map(|r| r.generation), &rec)
-        .await
+        .await;
+    if let Ok(CasOutcome::Conflict(Some(t))) = &outcome
+        && stored.is_none()
+        && t.is_tombstone()
     {
+        // Nothing usable was stored because of a logout: the tombstone gives way like any
+        // older record.
+        let expected = t.generation;
+        rec.generation = expected + 1;
+        outcome = store.compare_and_set(&key, Some(expected), &rec).await;
+    }
+    match outcome {
         Ok(CasOutcome::Written) => notes.push(format!(
             "the dry refresh rotated the refresh token; the new one is stored (generation {})",
             rec.generation

@@ -170,7 +170,8 @@ pub async fn load_record(p: &Profile, store: &dyn Store) -> CliResult<Option<Tok
     for w in store.take_warnings() {
         eprintln!("sfkeep: warning: {}", w.0);
     }
-    Ok(r)
+    // A logout tombstone holds no token: nothing is stored.
+    Ok(r.filter(|r| !r.is_tombstone()))
 }
 
 fn client_id(p: &Profile, why: &str) -> CliResult<String> {

@@ -28,9 +28,17 @@
 //!
 //! | the store holds | write-back |
 //! |---|---|
-//! | nothing, or a lower generation | ours is written (compare-and-set on what was read) |
+//! | nothing (e.g. Redis restarted empty), or a lower generation | ours is written (compare-and-set on what was read) |
+//! | a logout tombstone ([`TokenManager::forget`], `sfkeep logout`), whatever its generation | nothing is written: a logout is never undone |
+//! | a value this process cannot read, of a generation at least ours | nothing is written |
 //! | a higher generation | nothing is written; the record is adopted if usable (`token.adopted`) |
 //! | the same generation, another token | nothing is written (`refresh.discarded`); ours stays in memory until the next refresh |
+//!
+//! Only a token kept in memory because the store was unavailable waits for write-back; one
+//! that lost the compare-and-set to a healthy store never does. If a 401 invalidates the
+//! token while it is being written back, a refresh starts at once and replaces it in the
+//! store. After an outage, a refresh presents the refresh token of the newer of the stored
+//! and the in-memory record (the store may still hold one that rotated away meanwhile).
 //!
 //! A record that carries a refresh token is never written back unless rotation is declared off
 //! ([`Rotation::Off`]): with rotation it could put a refresh token into use in two places, so
@@ -508,7 +516,8 @@ impl TokenManager {
         self.inner.clock.observe_date_header(date, now);
     }
 
-    /// Forgets the token here and in the store (`sfkeep logout`).
+    /// Forgets the token here and in the store (`sfkeep logout`): the stored record is
+    /// replaced by a tombstone ([`TokenRecord::tombstone`]), never just deleted.
     pub async fn forget(&self) -> Result<()> {
         // After any refresh or recovery probe in progress, so none writes the token back.
         let _sync = self.inner.store_sync.lock().await;
@@ -517,8 +526,24 @@ impl TokenManager {
             .write_back
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
+        let local_gen = self
+            .inner
+            .current
+            .load()
+            .as_ref()
+            .map(|r| r.generation)
+            .unwrap_or(0);
         self.inner.set_current(None);
-        self.inner.store.delete(&self.inner.key).await
+        // A tombstone, not an empty key: a token another process obtained before this logout
+        // (kept in its memory during a store outage) must lose its write-back.
+        crate::store::forget(
+            &*self.inner.store,
+            &self.inner.key,
+            local_gen,
+            self.inner.primary.kind(),
+            self.inner.clock.now(),
+        )
+        .await
     }
 
     /// The current state, for `sfkeep status` and `/healthz`. Never contains a token.
@@ -731,7 +756,7 @@ impl Inner {
         stored: &Option<TokenRecord>,
         reason: RefreshReason,
     ) -> Option<Arc<TokenRecord>> {
-        let stored = stored.as_ref()?;
+        let stored = stored.as_ref().filter(|r| !r.is_tombstone())?;
         // Before judging its state: a process that has not heard from the server yet takes
         // the writer's skew estimate.
         self.clock.seed(stored.server_offset_ms);
@@ -832,7 +857,7 @@ impl Inner {
     /// one waits, is still current and usable, and the store holds no generation as new as
     /// ours. Never overwrites a newer record (compare-and-set on the generation read); never
     /// adopts here (the caller adopts a newer record as usual). Returns what the store holds.
-    async fn write_back(&self, stored: Option<TokenRecord>) -> Option<TokenRecord> {
+    async fn write_back(self: &Arc<Self>, stored: Option<TokenRecord>) -> Option<TokenRecord> {
         let pending = self
             .write_back
             .lock()
@@ -851,6 +876,20 @@ impl Inner {
         }
         let mut stored = stored;
         for _ in 0..2 {
+            if stored.as_ref().is_some_and(|s| s.is_tombstone()) {
+                // Another process logged out after ours was obtained: never resurrect it.
+                return stored;
+            }
+            if stored.is_none()
+                && self
+                    .store
+                    .unreadable_generation(&self.key)
+                    .is_some_and(|g| g >= ours.generation)
+            {
+                // A value this process cannot read (another cache key) of a generation at
+                // least as new: the compare-and-set on "nothing usable" would replace it.
+                return stored;
+            }
             if let Some(s) = &stored
                 && s.generation >= ours.generation
             {
@@ -865,6 +904,11 @@ impl Inner {
                 Ok(CasOutcome::Written) => {
                     self.store_ok();
                     self.emit(AuthEventKind::TokenWrittenBack { replaced }, Some(&ours));
+                    if self.invalidated.load(Ordering::Acquire) == ours.generation {
+                        // A 401 arrived while it was being written: replace it in the store
+                        // at once rather than leave a dead token for the fleet to adopt.
+                        tokio::spawn(Arc::clone(self).refresh_401());
+                    }
                     return Some((*ours).clone());
                 }
                 Ok(CasOutcome::Conflict(other)) => {
@@ -883,6 +927,15 @@ impl Inner {
             }
         }
         stored
+    }
+
+    /// The refresh a 401 during a write-back starts (boxed: it is spawned from inside a
+    /// refresh or probe, which the compiler cannot see through).
+    fn refresh_401(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            let _ = self.refresh(RefreshReason::Reactive401).await;
+        }
+        .boxed()
     }
 
     /// While the store is down: starts one background probe, at most every
@@ -914,7 +967,7 @@ impl Inner {
     /// One recovery probe: read the store (which writes back a token obtained during the
     /// outage) and adopt a newer usable record. Skipped while a refresh runs: it touches the
     /// store itself.
-    async fn probe_store(&self) {
+    async fn probe_store(self: &Arc<Self>) {
         let Ok(_sync) = self.store_sync.try_lock() else {
             return;
         };
@@ -925,7 +978,7 @@ impl Inner {
 
     /// Reads the store's record. When the store answers and a token obtained during an outage
     /// waits to be written back, writes it back first; returns what the store holds then.
-    async fn load_stored(&self) -> Option<TokenRecord> {
+    async fn load_stored(self: &Arc<Self>) -> Option<TokenRecord> {
         match self.store.load(&self.key).await {
             Ok(r) => {
                 self.store_ok();
@@ -1039,13 +1092,18 @@ impl Inner {
 
     /// Escalation: primary grant → fallback grant → ReauthRequired with the cause.
     async fn obtain(
-        &self,
+        self: &Arc<Self>,
         reason: RefreshReason,
         stored: &Option<TokenRecord>,
     ) -> Result<Arc<TokenRecord>> {
-        let previous = stored
-            .clone()
-            .or_else(|| self.current.load_full().map(|r| (*r).clone()));
+        // The newer of the stored and the in-memory record: after an outage the store may
+        // still hold an older one whose refresh token has rotated away since.
+        let current = self.current.load_full();
+        let previous = match (stored, current) {
+            (Some(s), Some(c)) if c.generation > s.generation => Some((*c).clone()),
+            (Some(s), _) => Some(s.clone()),
+            (None, c) => c.map(|c| (*c).clone()),
+        };
         let started = Instant::now();
         let (resp, used) = match self.run_grant(&self.primary, previous.as_ref()).await {
             Ok(r) => (r, &self.primary),
@@ -1097,16 +1155,15 @@ impl Inner {
 
     /// Writes the record with compare-and-set and makes it current. The new record is kept
     /// in memory even if the store fails: it may hold the only valid (rotated) refresh token.
-    /// A record kept only in memory because the store failed is queued for write-back when it
-    /// may be (see [`Inner::may_write_back`]).
+    /// A record kept only in memory because the store was unavailable is queued for
+    /// write-back when it may be (see [`Inner::may_write_back`]).
     async fn persist(&self, mut rec: TokenRecord, expected: Option<u64>) -> Arc<TokenRecord> {
         let mut expected = expected;
-        let mut stored = false;
+        let mut unavailable = false;
         for _ in 0..2 {
             match self.store.compare_and_set(&self.key, expected, &rec).await {
                 Ok(CasOutcome::Written) => {
                     self.store_ok();
-                    stored = true;
                     break;
                 }
                 Ok(CasOutcome::Conflict(other)) => {
@@ -1119,6 +1176,7 @@ impl Inner {
                 }
                 Err(e) => {
                     self.store_failed(&e, Some(&rec));
+                    unavailable = true;
                     break;
                 }
             }
@@ -1126,8 +1184,9 @@ impl Inner {
         let rec = Arc::new(rec);
         {
             let mut pending = self.write_back.lock().unwrap_or_else(|p| p.into_inner());
-            // A newer record supersedes any older one waiting for write-back.
-            *pending = (!stored && self.may_write_back(&rec)).then(|| Arc::clone(&rec));
+            // A newer record supersedes any older one waiting for write-back. Only a store
+            // that failed queues one: losing the compare-and-set to a healthy store does not.
+            *pending = (unavailable && self.may_write_back(&rec)).then(|| Arc::clone(&rec));
         }
         self.set_current(Some(Arc::clone(&rec)));
         rec

@@ -115,6 +115,38 @@ pub enum TokenState {
 }
 
 impl TokenRecord {
+    /// How long a logout tombstone is kept (Redis TTL: this plus a minute): as long as a
+    /// session can live, so no token obtained before the logout can be written back over it.
+    pub const TOMBSTONE_KEEP: Duration = Duration::from_secs(24 * 3600);
+
+    /// What `forget()` / `sfkeep logout` leaves instead of an empty key: a record with no
+    /// token, already expired, one generation above what was there. It keeps the generation
+    /// from going backwards, so a token obtained before the logout (kept in a process's memory
+    /// during a store outage) loses the compare-and-set instead of being resurrected. Never
+    /// served or adopted; a refresh replaces it like any older record.
+    pub fn tombstone(generation: u64, grant: GrantKind, now: UnixMillis) -> TokenRecord {
+        TokenRecord {
+            access_token: AccessToken::new(String::new()),
+            refresh_token: None,
+            instance_url: String::new(),
+            id_url: None,
+            scope: None,
+            issued_at: now.minus(Self::TOMBSTONE_KEEP),
+            expires_at: now,
+            refresh_at: now.minus(Self::TOMBSTONE_KEEP),
+            expiry_source: ExpirySource::Configured,
+            generation,
+            grant,
+            refused_refresh_token: None,
+            server_offset_ms: 0,
+        }
+    }
+
+    /// Whether this is a logout tombstone ([`TokenRecord::tombstone`]).
+    pub fn is_tombstone(&self) -> bool {
+        self.access_token.expose_secret().is_empty()
+    }
+
     /// Server time, for a process that has only its own clock reading `local_now`: moved by
     /// the offset the writer measured ([`TokenRecord::server_offset_ms`]).
     pub fn server_now(&self, local_now: UnixMillis) -> UnixMillis {

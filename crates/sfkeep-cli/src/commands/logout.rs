@@ -64,12 +64,17 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
             ),
         }
     }
-    store.delete(&key).await.map_err(|e| {
-        CliError::from_sfkeep(
-            &e,
-            &format!("cannot forget the stored token of {}", p.describe()),
-        )
-    })?;
+    // A tombstone rather than a deleted key: a process that kept an older token in memory
+    // through a store outage cannot write it back after this logout.
+    let now = sfkeep::clock::Clock::now(&sfkeep::clock::SystemClock);
+    sfkeep::store::forget(store.as_ref(), &key, 0, p.grant.kind(), now)
+        .await
+        .map_err(|e| {
+            CliError::from_sfkeep(
+                &e,
+                &format!("cannot forget the stored token of {}", p.describe()),
+            )
+        })?;
     if rec.is_some() {
         eprintln!(
             "sfkeep: forgot the stored token of {} ({}).",

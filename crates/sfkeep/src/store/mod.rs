@@ -11,6 +11,10 @@
 //! - `lock` takes the cross-process refresh lock for a key, waiting up to `wait`. Dropping the
 //!   guard releases it. It is an optimisation (one refresh per fleet); correctness comes from
 //!   the compare-and-set.
+//! - Logging out ([`forget`]) leaves a tombstone ([`TokenRecord::tombstone`]) rather than an
+//!   empty key, so the generation never goes backwards: a token obtained before the logout
+//!   cannot be written back over it. A store's `load` returns the tombstone like any record;
+//!   it is expired and has no token, so it is never served.
 
 mod envelope;
 mod file;
@@ -30,7 +34,8 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use sha2::{Digest, Sha256};
 
-use crate::error::Result;
+use crate::clock::UnixMillis;
+use crate::error::{Error, Result};
 use crate::token::{GrantKind, TokenRecord};
 
 /// The identity of one credential in a store: a hash, never a secret.
@@ -117,8 +122,47 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
     /// Forgets the record for `key`.
     fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<()>>;
 
+    /// The generation of an unreadable value the last `load` of `key` reported as a miss,
+    /// when the store knows it (Redis: the plaintext `gen`), so that a write-back never puts
+    /// an older generation over it.
+    fn unreadable_generation(&self, key: &StoreKey) -> Option<u64> {
+        let _ = key;
+        None
+    }
+
     /// Warnings collected since the last call (undecryptable records and the like).
     fn take_warnings(&self) -> Vec<StoreWarning> {
         Vec::new()
     }
+}
+
+/// Forgets the record for `key` (`sfkeep logout`, [`crate::TokenManager::forget`]): replaces
+/// it with a tombstone one generation above both what the store holds and `at_least` (the
+/// caller's own generation), by compare-and-set. `now` is the server time.
+pub async fn forget(
+    store: &dyn Store,
+    key: &StoreKey,
+    at_least: u64,
+    grant: GrantKind,
+    now: UnixMillis,
+) -> Result<()> {
+    let mut stored = store.load(key).await?;
+    for _ in 0..3 {
+        let expected = stored.as_ref().map(|r| r.generation);
+        // Above an unreadable value too (it is replaced): the generation never goes back.
+        let unreadable = match expected {
+            None => store.unreadable_generation(key).unwrap_or(0),
+            Some(_) => 0,
+        };
+        let highest = expected.unwrap_or(0).max(at_least).max(unreadable);
+        let tomb = TokenRecord::tombstone(highest + 1, grant, now);
+        match store.compare_and_set(key, expected, &tomb).await? {
+            CasOutcome::Written => return Ok(()),
+            CasOutcome::Conflict(other) => stored = other,
+        }
+    }
+    Err(Error::Store {
+        store: store.kind(),
+        message: "other processes kept writing the key while it was being forgotten".to_owned(),
+    })
 }

@@ -37,7 +37,8 @@
 //! - Every operation has a 250 ms timeout. After 3 consecutive failures the circuit opens:
 //!   operations fail at once with [`Error::Store`] until a probe, allowed every 5 s, succeeds.
 //!   Once it does, a manager that refreshed locally during the outage writes its token back
-//!   through `CAS_GEN` (never over a newer generation; see [`crate::manager`]).
+//!   through `CAS_GEN` (never over a newer generation, a logout tombstone, or an unreadable
+//!   value of a generation as high as its own; see [`crate::manager`]).
 //! - A value that is corrupt, of another format, or encrypted with another key is a miss
 //!   (`Ok(None)`) plus a [`StoreWarning`]; it is never served. The next write replaces it.
 
@@ -719,6 +720,15 @@ impl Store for RedisStore {
                 .await?;
             Ok(())
         })
+    }
+
+    fn unreadable_generation(&self, key: &StoreKey) -> Option<u64> {
+        self.inner
+            .unreadable
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&Self::record_key(key))
+            .and_then(|g| g.parse().ok())
     }
 
     fn take_warnings(&self) -> Vec<StoreWarning> {

@@ -718,6 +718,180 @@ async fn redis_outage_rotating_refresh_token_is_not_written_back() {
     assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
 }
 
+/// The store keeps a pre-outage record (Redis persisted it) while A rotated the refresh token
+/// locally during the outage (fail open declared): the rotated record is not written back, so
+/// the store holds the older one. A's next refresh presents the newest refresh token (its
+/// in-memory record has the higher generation), never the one rotated away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_rotated_refresh_token_is_used_after_recovery_not_the_stored_older_one() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let key = CacheKey::generate();
+    let sa = MemorySink::new();
+    let store = RedisStore::new(&redis.url(), key.clone())
+        .unwrap()
+        .with_probe_interval(Duration::from_millis(100));
+    let a = TokenManager::builder(org.info().login_url.clone())
+        .grant(org.refresh_grant())
+        .store(Arc::new(store))
+        .introspect(false)
+        .on_store_unavailable(sfkeep::manager::OnStoreUnavailable::FailOpen)
+        .event_sink(Arc::new(sa.clone()))
+        .build()
+        .unwrap();
+    let before = a.token().await.unwrap();
+    assert_eq!(org.token_requests("refresh_token").await, 1);
+
+    redis.stop();
+    let local = a.force_refresh().await.unwrap();
+    assert_eq!(org.token_requests("refresh_token").await, 2);
+    assert!(local.generation() > before.generation());
+
+    redis.restart(); // empty: put the pre-outage record back, as a persisted Redis would hold it
+    let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    until_store_answers(&observer, a.store_key()).await;
+    assert!(matches!(
+        observer
+            .compare_and_set(a.store_key(), None, before.record())
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    ));
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A notices that the store is back",
+        || async {
+            a.token().await.unwrap();
+            count(&sa, "store.recovered") == 1
+        },
+    )
+    .await;
+    assert_eq!(count(&sa, "token.written_back"), 0);
+    let held = observer.load(a.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.generation, before.generation());
+
+    let next = a.force_refresh().await.unwrap();
+    assert!(next.generation() > local.generation());
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["refresh_token"], 3, "{stats}");
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    let held = observer.load(a.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.fingerprint(), next.record().fingerprint());
+}
+
+/// A and B share a token; A refreshes locally while Redis is down; after Redis returns, B
+/// logs out (forget) before A notices. A must not write its token back over the logout: the
+/// key holds a tombstone, and a new process requests its own token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_write_back_never_resurrects_a_token_after_logout() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    let key = CacheKey::generate();
+    let (sa, sb, sc) = (MemorySink::new(), MemorySink::new(), MemorySink::new());
+    let (a, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sa);
+    let (b, store_b) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sb);
+    a.token().await.unwrap();
+    b.token().await.unwrap();
+
+    redis.stop();
+    a.force_refresh().await.unwrap();
+    // Twice: A's generation then exceeds the tombstone's, so only the tombstone stops it.
+    let local = a.force_refresh().await.unwrap();
+    assert_eq!(org.token_requests("jwt_bearer").await, 3);
+
+    redis.restart();
+    until_store_answers(&store_b, b.store_key()).await;
+    b.forget().await.unwrap();
+
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A notices that the store is back",
+        || async {
+            a.token().await.unwrap();
+            count(&sa, "store.recovered") == 1
+        },
+    )
+    .await;
+    assert_eq!(count(&sa, "token.written_back"), 0);
+    let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    let held = observer.load(a.store_key()).await.unwrap().unwrap();
+    assert!(
+        held.is_tombstone(),
+        "the logout stays: {}",
+        held.fingerprint()
+    );
+    let tombstone = held.generation;
+
+    // A new process does not adopt anything: it requests its own token, stored over the
+    // tombstone.
+    let (c, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sc);
+    let tc = c.token().await.unwrap();
+    assert_ne!(tc.record().fingerprint(), local.record().fingerprint());
+    assert_eq!(org.token_requests("jwt_bearer").await, 4);
+    let held = observer.load(a.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.fingerprint(), tc.record().fingerprint());
+    assert!(held.generation > tombstone);
+    for e in sa.events().iter().chain(&sb.events()).chain(&sc.events()) {
+        let json = serde_json::to_string(e).unwrap();
+        assert!(!json.contains(local.access_token().expose_secret()));
+        assert!(!json.contains(tc.access_token().expose_secret()));
+    }
+}
+
+/// After Redis returned, another writer (another cache key) stored a higher generation that A
+/// cannot decrypt: A's load sees a miss, but its write-back must not replace that newer value
+/// with its older generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_outage_write_back_never_replaces_a_newer_unreadable_generation() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    let key = CacheKey::generate();
+    let sa = MemorySink::new();
+    let (a, _) = own_store_manager(&redis, &key, org.jwt_grant(), &org, &sa);
+    a.token().await.unwrap();
+    redis.stop();
+    let local = a.force_refresh().await.unwrap();
+
+    redis.restart();
+    let other = RedisStore::new(&redis.url(), CacheKey::generate()).unwrap();
+    until_store_answers(&other, a.store_key()).await;
+    let mut theirs = local.record().clone();
+    theirs.generation = local.generation() + 8;
+    assert!(matches!(
+        other
+            .compare_and_set(a.store_key(), None, &theirs)
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    ));
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "A notices that the store is back",
+        || async {
+            a.token().await.unwrap();
+            count(&sa, "store.recovered") == 1
+        },
+    )
+    .await;
+    assert_eq!(count(&sa, "token.written_back"), 0);
+    let held = other.load(a.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.generation, theirs.generation);
+    assert_eq!(org.token_requests("jwt_bearer").await, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // In-process: the store contract and bad input.
 

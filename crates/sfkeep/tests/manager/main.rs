@@ -5,11 +5,14 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use serde_json::json;
 use sfkeep::clock::{ManualClock, UnixMillis};
 use sfkeep::diagnose::Cause;
 use sfkeep::event::{AuthEventKind, MemorySink, RefreshReason};
-use sfkeep::store::{CacheKey, EncryptedFileStore, MemoryStore, Store};
+use sfkeep::store::{
+    CacheKey, CasOutcome, EncryptedFileStore, MemoryStore, RefreshLock, Store, StoreKey,
+};
 use support::{Org, Outcome, call, eventually};
 
 const MIN15: Duration = Duration::from_secs(15 * 60);
@@ -579,8 +582,9 @@ async fn after_forget_the_fast_path_never_serves_the_forgotten_token() {
     m.forget().await.unwrap();
     assert!(m.cached_token().is_none());
     let second = m.token().await.unwrap();
-    // Numbering restarts after a forget; the thread-local copy must not confuse the two.
-    assert_eq!(second.generation(), first.generation());
+    // Numbering continues above the logout tombstone; the thread-local copy must not confuse
+    // the two.
+    assert!(second.generation() > first.generation());
     assert_ne!(second.access_token(), first.access_token());
     assert_eq!(
         m.cached_token().unwrap().access_token(),
@@ -614,4 +618,207 @@ async fn jwt_fallback_follows_the_org_clock_after_revoke_jumps_and_a_freeze() {
         .await;
     m.force_refresh().await.unwrap();
     assert_eq!(call(&org.http, &m).await, Ok(Outcome::Ok));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Write-back after an outage, with a store that can be taken down and made to race.
+
+/// A `MemoryStore` that can fail every operation (an outage), run a hook inside the next
+/// compare-and-set (before it is applied), and make the next compare-and-sets lose to a
+/// competing writer.
+#[derive(Debug, Default)]
+struct RacyStore {
+    inner: MemoryStore,
+    down: std::sync::atomic::AtomicBool,
+    conflicts: std::sync::atomic::AtomicUsize,
+    on_cas: HookSlot,
+}
+
+#[derive(Default)]
+struct HookSlot(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
+
+impl std::fmt::Debug for HookSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HookSlot")
+    }
+}
+
+impl RacyStore {
+    fn check(&self) -> sfkeep::Result<()> {
+        if self.down.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(sfkeep::Error::Store {
+                store: "racy",
+                message: "down".to_owned(),
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Store for RacyStore {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn load<'a>(
+        &'a self,
+        key: &'a StoreKey,
+    ) -> BoxFuture<'a, sfkeep::Result<Option<sfkeep::token::TokenRecord>>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.load(key).await
+        })
+    }
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        expected: Option<u64>,
+        record: &'a sfkeep::token::TokenRecord,
+    ) -> BoxFuture<'a, sfkeep::Result<CasOutcome>> {
+        Box::pin(async move {
+            self.check()?;
+            let hook = self.on_cas.0.lock().unwrap().take();
+            if let Some(hook) = hook {
+                hook();
+            }
+            let lose = self
+                .conflicts
+                .fetch_update(
+                    std::sync::atomic::Ordering::SeqCst,
+                    std::sync::atomic::Ordering::SeqCst,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok();
+            if lose {
+                // Another writer stores the same generation first.
+                let cur = self.inner.load(key).await?.map(|r| r.generation);
+                let theirs = record.clone();
+                assert!(matches!(
+                    self.inner.compare_and_set(key, cur, &theirs).await?,
+                    CasOutcome::Written
+                ));
+            }
+            self.inner.compare_and_set(key, expected, record).await
+        })
+    }
+    fn lock<'a>(
+        &'a self,
+        key: &'a StoreKey,
+        wait: Duration,
+    ) -> BoxFuture<'a, sfkeep::Result<Option<Box<dyn RefreshLock>>>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.lock(key, wait).await
+        })
+    }
+    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, sfkeep::Result<()>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.delete(key).await
+        })
+    }
+}
+
+fn count(sink: &MemorySink, name: &str) -> usize {
+    sink.events()
+        .iter()
+        .filter(|e| e.kind.name() == name)
+        .count()
+}
+
+/// A 401 for the token being written back arrives while the compare-and-set is in flight: the
+/// dead token must not stay in the store for the fleet to adopt; a refresh replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_401_during_the_write_back_replaces_the_dead_token_in_the_store() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store = Arc::new(RacyStore::default());
+    let sink = MemorySink::new();
+    let m = org
+        .manager(org.jwt_grant(), &clock)
+        .store(store.clone())
+        .introspect(false)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    let first = m.token().await.unwrap();
+    store.down.store(true, std::sync::atomic::Ordering::SeqCst);
+    let local = m.force_refresh().await.unwrap();
+    assert!(local.generation() > first.generation());
+    assert_eq!(org.token_requests("jwt_bearer").await, 2);
+
+    let m2 = m.clone();
+    let dead = local.generation();
+    *store.on_cas.0.lock().unwrap() = Some(Box::new(move || {
+        assert!(m2.invalidate_if_current(dead, "rest"));
+    }));
+    store.down.store(false, std::sync::atomic::Ordering::SeqCst);
+    // The fast path starts the recovery probe, which writes the token back.
+    assert!(m.cached_token().is_some());
+    let key = m.store_key().clone();
+    eventually(Duration::from_secs(10), || async {
+        matches!(store.inner.load(&key).await, Ok(Some(r)) if r.generation > dead)
+    })
+    .await;
+    assert_eq!(count(&sink, "token.written_back"), 1);
+    assert_eq!(org.token_requests("jwt_bearer").await, 3);
+    let t = m.token().await.unwrap();
+    assert!(t.generation() > dead);
+    assert_eq!(support::get_limits(&org.http, &t).await, 200);
+}
+
+/// Losing the compare-and-set twice to a healthy store is no outage: that token is not queued
+/// for write-back, so it never replaces anything later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_lost_two_compare_and_sets_is_never_written_back() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store = Arc::new(RacyStore::default());
+    let sink = MemorySink::new();
+    let m = org
+        .manager(org.jwt_grant(), &clock)
+        .store(store.clone())
+        .introspect(false)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    m.token().await.unwrap();
+    store
+        .conflicts
+        .store(2, std::sync::atomic::Ordering::SeqCst);
+    let lost = m.force_refresh().await.unwrap();
+    assert_eq!(count(&sink, "refresh.discarded"), 2);
+    assert_eq!(count(&sink, "store.unavailable"), 0);
+    assert_eq!(org.token_requests("jwt_bearer").await, 2);
+
+    // Stale: the background refresh reads the store, which holds an older generation.
+    // Both clocks move together (the org checks the JWT's times).
+    let ahead =
+        Duration::from_millis((lost.record().expires_at.0 - 90_000 - clock_now(&clock)) as u64);
+    clock.advance(ahead);
+    org.advance(ahead.as_secs()).await;
+    assert_eq!(m.status().state, "stale");
+    assert!(m.cached_token().is_some());
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while count(&sink, "token.refreshed") < 3 {
+        assert!(
+            std::time::Instant::now() < until,
+            "no background refresh: {:?} {:?}",
+            m.status(),
+            sink.events()
+                .iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        org.token_requests("jwt_bearer").await,
+        3,
+        "{:#?}",
+        sink.events()
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(count(&sink, "token.written_back"), 0);
 }
