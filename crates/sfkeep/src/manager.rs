@@ -205,6 +205,10 @@ struct Inner {
     probing: AtomicBool,
     /// Local time (ms) before which no new recovery probe starts.
     next_probe: AtomicI64,
+    /// Moves when a `forget()` starts and when it ends: a refresh requested before a forget
+    /// ended (it may run after it, queued on `store_sync`) neither stores its token nor makes
+    /// it current, so a logout is not undone by a refresh that was already on its way.
+    forgotten: AtomicU64,
 }
 
 impl std::fmt::Debug for Inner {
@@ -399,6 +403,7 @@ impl TokenManagerBuilder {
                 store_sync: tokio::sync::Mutex::new(()),
                 probing: AtomicBool::new(false),
                 next_probe: AtomicI64::new(i64::MIN),
+                forgotten: AtomicU64::new(0),
             }),
         })
     }
@@ -517,8 +522,13 @@ impl TokenManager {
     }
 
     /// Forgets the token here and in the store (`sfkeep logout`): the stored record is
-    /// replaced by a tombstone ([`TokenRecord::tombstone`]), never just deleted.
+    /// replaced by a tombstone ([`TokenRecord::tombstone`]), never just deleted. A refresh
+    /// requested before it returns (even one that runs after it) hands its token to the
+    /// callers that waited for it but neither stores it nor keeps it; the next call refreshes.
     pub async fn forget(&self) -> Result<()> {
+        // Refreshes requested from now until the forget ends are not kept (see `forgotten`).
+        self.inner.forgotten.fetch_add(1, Ordering::AcqRel);
+        let _ends = ForgetEnds(&self.inner.forgotten);
         // After any refresh or recovery probe in progress, so none writes the token back.
         let _sync = self.inner.store_sync.lock().await;
         *self
@@ -599,6 +609,15 @@ impl TokenManager {
     pub fn emit(&self, kind: AuthEventKind) {
         let cur = self.inner.current.load_full();
         self.inner.emit(kind, cur.as_deref());
+    }
+}
+
+/// Moves `Inner::forgotten` again when a `forget()` ends, however it ends.
+struct ForgetEnds<'a>(&'a AtomicU64);
+
+impl Drop for ForgetEnds<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::AcqRel);
     }
 }
 
@@ -728,8 +747,9 @@ impl Inner {
                     return Err(e);
                 }
                 let me = Arc::clone(self);
+                let epoch = self.forgotten.load(Ordering::Acquire);
                 let task = tokio::spawn(async move {
-                    let r = Arc::clone(&me).run_refresh(reason).await;
+                    let r = Arc::clone(&me).run_refresh(reason, epoch).await;
                     *me.flight.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     r
                 });
@@ -991,7 +1011,12 @@ impl Inner {
         }
     }
 
-    async fn run_refresh(self: Arc<Self>, reason: RefreshReason) -> Result<Arc<TokenRecord>> {
+    /// One refresh; `epoch` is `forgotten` when it was requested.
+    async fn run_refresh(
+        self: Arc<Self>,
+        reason: RefreshReason,
+        epoch: u64,
+    ) -> Result<Arc<TokenRecord>> {
         let _sync = self.store_sync.lock().await;
         let stored = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&stored, reason) {
@@ -1021,7 +1046,7 @@ impl Inner {
         if let Some(r) = self.fail_closed_now() {
             return r;
         }
-        match self.obtain(reason, &stored).await {
+        match self.obtain(reason, &stored, epoch).await {
             Ok(rec) => {
                 *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = None;
                 Ok(rec)
@@ -1095,6 +1120,7 @@ impl Inner {
         self: &Arc<Self>,
         reason: RefreshReason,
         stored: &Option<TokenRecord>,
+        epoch: u64,
     ) -> Result<Arc<TokenRecord>> {
         // The newer of the stored and the in-memory record: after an outage the store may
         // still hold an older one whose refresh token has rotated away since.
@@ -1141,7 +1167,7 @@ impl Inner {
             .map(|r| r.generation)
             .unwrap_or(0);
         rec.generation = expected.unwrap_or(0).max(local_gen) + 1;
-        let rec = self.persist(rec, expected).await;
+        let rec = self.persist(rec, expected, epoch).await;
         self.emit(
             AuthEventKind::TokenRefreshed {
                 reason,
@@ -1157,7 +1183,18 @@ impl Inner {
     /// in memory even if the store fails: it may hold the only valid (rotated) refresh token.
     /// A record kept only in memory because the store was unavailable is queued for
     /// write-back when it may be (see [`Inner::may_write_back`]).
-    async fn persist(&self, mut rec: TokenRecord, expected: Option<u64>) -> Arc<TokenRecord> {
+    /// A refresh requested before a `forget()` ended (`epoch` moved) keeps neither: its token
+    /// goes only to the callers that waited for it.
+    async fn persist(
+        &self,
+        mut rec: TokenRecord,
+        expected: Option<u64>,
+        epoch: u64,
+    ) -> Arc<TokenRecord> {
+        if self.forgotten.load(Ordering::Acquire) != epoch {
+            self.emit(AuthEventKind::RefreshDiscarded, Some(&rec));
+            return Arc::new(rec);
+        }
         let mut expected = expected;
         let mut unavailable = false;
         for _ in 0..2 {

@@ -632,7 +632,19 @@ struct RacyStore {
     down: std::sync::atomic::AtomicBool,
     conflicts: std::sync::atomic::AtomicUsize,
     on_cas: HookSlot,
+    load_gate: GateSlot,
 }
+
+/// Holds the next `load`: says so on the first channel, waits for the second.
+#[derive(Debug, Default)]
+struct GateSlot(
+    std::sync::Mutex<
+        Option<(
+            tokio::sync::oneshot::Sender<()>,
+            tokio::sync::oneshot::Receiver<()>,
+        )>,
+    >,
+);
 
 #[derive(Default)]
 struct HookSlot(std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>);
@@ -665,6 +677,11 @@ impl Store for RacyStore {
     ) -> BoxFuture<'a, sfkeep::Result<Option<sfkeep::token::TokenRecord>>> {
         Box::pin(async move {
             self.check()?;
+            let gate = self.load_gate.0.lock().unwrap().take();
+            if let Some((entered, release)) = gate {
+                let _ = entered.send(());
+                let _ = release.await;
+            }
             self.inner.load(key).await
         })
     }
@@ -821,4 +838,55 @@ async fn a_token_that_lost_two_compare_and_sets_is_never_written_back() {
             .collect::<Vec<_>>()
     );
     assert_eq!(count(&sink, "token.written_back"), 0);
+}
+
+/// A refresh requested while a forget() runs waits for it (the store is serialised) and runs
+/// after it: its token must not be stored over the logout, nor become current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refresh_requested_during_forget_does_not_undo_the_logout() {
+    use futures_util::FutureExt;
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let clock = ManualClock::starting_now_offset(0);
+    let store = Arc::new(RacyStore::default());
+    let sink = MemorySink::new();
+    let m = org
+        .manager(org.jwt_grant(), &clock)
+        .store(store.clone())
+        .introspect(false)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    let first = m.token().await.unwrap();
+
+    let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
+    let (release_tx, release_rx) = tokio::sync::oneshot::channel();
+    *store.load_gate.0.lock().unwrap() = Some((entered_tx, release_rx));
+    let m2 = m.clone();
+    let forget = tokio::spawn(async move { m2.forget().await });
+    entered_rx.await.unwrap(); // forget() holds the store, reading it
+    // A caller asks for a token now: the refresh task starts (and outlives this poll).
+    assert!(Box::pin(m.token()).now_or_never().is_none());
+    release_tx.send(()).unwrap();
+    forget.await.unwrap().unwrap();
+
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    while count(&sink, "token.refreshed") < 2 {
+        assert!(
+            std::time::Instant::now() < until,
+            "the queued refresh never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(org.token_requests("jwt_bearer").await, 2);
+    let held = store.inner.load(m.store_key()).await.unwrap().unwrap();
+    assert!(held.is_tombstone(), "the logout stays");
+    assert!(m.cached_token().is_none());
+
+    // After the forget, a call refreshes and stores as usual.
+    let next = m.token().await.unwrap();
+    assert!(next.generation() > held.generation);
+    assert_ne!(next.access_token(), first.access_token());
+    assert_eq!(org.token_requests("jwt_bearer").await, 3);
+    let held = store.inner.load(m.store_key()).await.unwrap().unwrap();
+    assert_eq!(held.fingerprint(), next.record().fingerprint());
 }
