@@ -438,7 +438,11 @@ impl TokenManager {
         if let Some(t) = self.cached() {
             return Ok(t);
         }
-        self.inner.refresh(self.slow_reason()).await.map(Token)
+        // Boxed: the refresh's state is large, and a future that carried it inline would be
+        // created and moved on every call, the fast ones included.
+        Box::pin(self.inner.refresh(self.slow_reason()))
+            .await
+            .map(Token)
     }
 
     /// The fast path, without waiting: a usable cached token, or `None` when a refresh is
