@@ -487,6 +487,21 @@ fn count(sink: &MemorySink, name: &str) -> usize {
         .count()
 }
 
+/// Polls `manager` (its fast path starts the recovery probe) until its sink shows the store
+/// answered again.
+async fn until_recovered(manager: &TokenManager, sink: &MemorySink) {
+    poll_until(
+        Duration::from_secs(20),
+        Duration::from_millis(50),
+        "the manager notices that the store is back",
+        || async {
+            manager.token().await.unwrap();
+            count(sink, "store.recovered") == 1
+        },
+    )
+    .await;
+}
+
 /// Waits until `store` answers again after a restart (its connection and breaker reset),
 /// without going through any manager.
 async fn until_store_answers(store: &RedisStore, key: &StoreKey) {
@@ -700,16 +715,7 @@ async fn redis_outage_rotating_refresh_token_is_not_written_back() {
     assert!(t.record().refresh_token.is_some());
 
     redis.restart();
-    poll_until(
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        "A notices that the store is back",
-        || async {
-            a.token().await.unwrap();
-            count(&sa, "store.recovered") == 1
-        },
-    )
-    .await;
+    until_recovered(&a, &sa).await;
     let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
     assert!(observer.load(a.store_key()).await.unwrap().is_none());
     assert_eq!(count(&sa, "token.written_back"), 0);
@@ -761,16 +767,7 @@ async fn redis_outage_rotated_refresh_token_is_used_after_recovery_not_the_store
             .unwrap(),
         CasOutcome::Written
     ));
-    poll_until(
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        "A notices that the store is back",
-        || async {
-            a.token().await.unwrap();
-            count(&sa, "store.recovered") == 1
-        },
-    )
-    .await;
+    until_recovered(&a, &sa).await;
     assert_eq!(count(&sa, "token.written_back"), 0);
     let held = observer.load(a.store_key()).await.unwrap().unwrap();
     assert_eq!(held.generation, before.generation());
@@ -811,16 +808,7 @@ async fn redis_outage_write_back_never_resurrects_a_token_after_logout() {
     until_store_answers(&store_b, b.store_key()).await;
     b.forget().await.unwrap();
 
-    poll_until(
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        "A notices that the store is back",
-        || async {
-            a.token().await.unwrap();
-            count(&sa, "store.recovered") == 1
-        },
-    )
-    .await;
+    until_recovered(&a, &sa).await;
     assert_eq!(count(&sa, "token.written_back"), 0);
     let observer = RedisStore::new(&redis.url(), key.clone()).unwrap();
     let held = observer.load(a.store_key()).await.unwrap().unwrap();
@@ -876,16 +864,7 @@ async fn redis_outage_write_back_never_replaces_a_newer_unreadable_generation() 
             .unwrap(),
         CasOutcome::Written
     ));
-    poll_until(
-        Duration::from_secs(20),
-        Duration::from_millis(50),
-        "A notices that the store is back",
-        || async {
-            a.token().await.unwrap();
-            count(&sa, "store.recovered") == 1
-        },
-    )
-    .await;
+    until_recovered(&a, &sa).await;
     assert_eq!(count(&sa, "token.written_back"), 0);
     let held = other.load(a.store_key()).await.unwrap().unwrap();
     assert_eq!(held.generation, theirs.generation);

@@ -742,21 +742,30 @@ fn count(sink: &MemorySink, name: &str) -> usize {
         .count()
 }
 
+/// A JWT manager over a [`RacyStore`], with its events in a sink.
+fn racy_jwt_manager(
+    org: &Org,
+    clock: &ManualClock,
+) -> (sfkeep::TokenManager, Arc<RacyStore>, MemorySink) {
+    let store = Arc::new(RacyStore::default());
+    let sink = MemorySink::new();
+    let m = org
+        .manager(org.jwt_grant(), clock)
+        .store(store.clone())
+        .introspect(false)
+        .event_sink(Arc::new(sink.clone()))
+        .build()
+        .unwrap();
+    (m, store, sink)
+}
+
 /// A 401 for the token being written back arrives while the compare-and-set is in flight: the
 /// dead token must not stay in the store for the fleet to adopt; a refresh replaces it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_401_during_the_write_back_replaces_the_dead_token_in_the_store() {
     let org = Org::start(Duration::from_secs(7200)).await;
     let clock = ManualClock::starting_now_offset(0);
-    let store = Arc::new(RacyStore::default());
-    let sink = MemorySink::new();
-    let m = org
-        .manager(org.jwt_grant(), &clock)
-        .store(store.clone())
-        .introspect(false)
-        .event_sink(Arc::new(sink.clone()))
-        .build()
-        .unwrap();
+    let (m, store, sink) = racy_jwt_manager(&org, &clock);
     let first = m.token().await.unwrap();
     store.down.store(true, std::sync::atomic::Ordering::SeqCst);
     let local = m.force_refresh().await.unwrap();
@@ -789,15 +798,7 @@ async fn a_401_during_the_write_back_replaces_the_dead_token_in_the_store() {
 async fn a_token_that_lost_two_compare_and_sets_is_never_written_back() {
     let org = Org::start(Duration::from_secs(7200)).await;
     let clock = ManualClock::starting_now_offset(0);
-    let store = Arc::new(RacyStore::default());
-    let sink = MemorySink::new();
-    let m = org
-        .manager(org.jwt_grant(), &clock)
-        .store(store.clone())
-        .introspect(false)
-        .event_sink(Arc::new(sink.clone()))
-        .build()
-        .unwrap();
+    let (m, store, sink) = racy_jwt_manager(&org, &clock);
     m.token().await.unwrap();
     store
         .conflicts
@@ -847,15 +848,7 @@ async fn a_refresh_requested_during_forget_does_not_undo_the_logout() {
     use futures_util::FutureExt;
     let org = Org::start(Duration::from_secs(7200)).await;
     let clock = ManualClock::starting_now_offset(0);
-    let store = Arc::new(RacyStore::default());
-    let sink = MemorySink::new();
-    let m = org
-        .manager(org.jwt_grant(), &clock)
-        .store(store.clone())
-        .introspect(false)
-        .event_sink(Arc::new(sink.clone()))
-        .build()
-        .unwrap();
+    let (m, store, sink) = racy_jwt_manager(&org, &clock);
     let first = m.token().await.unwrap();
 
     let (entered_tx, entered_rx) = tokio::sync::oneshot::channel();
