@@ -15,7 +15,7 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use sfkeep_proxy::{Proxy, ProxyHandle};
+use sfkeep_proxy::ProxyHandle;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -71,13 +71,7 @@ async fn echo_instance() -> String {
 }
 
 async fn proxy_for(instance_url: &str) -> ProxyHandle {
-    let manager = common::seeded_manager(instance_url).await;
-    Proxy::builder(manager)
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap()
+    proxy_with(instance_url, |b| b).await
 }
 
 /// One response off `r`: status, lowercased headers, body (by Content-Length or chunked);
@@ -398,13 +392,7 @@ async fn proxy_with(
     instance_url: &str,
     f: impl FnOnce(sfkeep_proxy::ProxyBuilder) -> sfkeep_proxy::ProxyBuilder,
 ) -> ProxyHandle {
-    let manager = common::seeded_manager(instance_url).await;
-    f(Proxy::builder(manager))
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap()
+    common::seeded_proxy(instance_url, f).await
 }
 
 #[tokio::test]

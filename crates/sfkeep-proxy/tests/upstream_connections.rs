@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 mod common;
 
-use sfkeep_proxy::{Proxy, ProxyHandle};
+use sfkeep_proxy::ProxyHandle;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -78,13 +78,7 @@ async fn instance(close_each: bool) -> (String, Counts) {
 }
 
 async fn proxy_for(instance_url: String) -> ProxyHandle {
-    let manager = common::seeded_manager(&instance_url).await;
-    Proxy::builder(manager)
-        .build()
-        .unwrap()
-        .spawn()
-        .await
-        .unwrap()
+    common::seeded_proxy(&instance_url, |b| b).await
 }
 
 /// Sends `request` and reads one response (status line and body) from `stream`.

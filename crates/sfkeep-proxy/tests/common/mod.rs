@@ -212,3 +212,18 @@ pub async fn seeded_manager(instance_url: &str) -> TokenManager {
         .build()
         .unwrap()
 }
+
+/// A running proxy in front of `instance_url` with a seeded token ([`seeded_manager`]),
+/// configured by `f`.
+pub async fn seeded_proxy(
+    instance_url: &str,
+    f: impl FnOnce(ProxyBuilder) -> ProxyBuilder,
+) -> ProxyHandle {
+    let manager = seeded_manager(instance_url).await;
+    f(Proxy::builder(manager))
+        .build()
+        .unwrap()
+        .spawn()
+        .await
+        .unwrap()
+}
