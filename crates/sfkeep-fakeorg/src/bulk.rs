@@ -8,116 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::ids;
+use crate::jobs::{CsvResults, QueryJob};
 use crate::objects;
-use crate::state::{Inner, Org, Row};
+use crate::state::{Inner, Org};
 use crate::wire;
-
-/// A query job.
-pub struct Job {
-    id: String,
-    operation: String,
-    object: String,
-    created_by: String,
-    created: String,
-    state: &'static str,
-    results: CsvResults,
-    api_version: String,
-    polled: bool,
-}
-
-impl Job {
-    fn info(&self, detailed: bool) -> Value {
-        let version: f64 = self.api_version.parse().unwrap_or(59.0);
-        let mut v = json!({
-            "id": self.id,
-            "operation": self.operation,
-            "object": self.object,
-            "createdById": self.created_by,
-            "createdDate": self.created,
-            "systemModstamp": self.created,
-            "state": self.state,
-            "concurrencyMode": "Parallel",
-            "contentType": "CSV",
-            "apiVersion": version,
-            "lineEnding": "LF",
-            "columnDelimiter": "COMMA",
-        });
-        if detailed {
-            v["jobType"] = json!("V2Query");
-            v["numberRecordsProcessed"] = json!(self.results.len());
-            v["retries"] = json!(0);
-            v["totalProcessingTime"] = json!(0);
-        }
-        v
-    }
-}
-
-/// A job's results rendered as CSV once, when the job runs: each results page is then the
-/// header plus a slice of lines, not a fresh rendering of every cell.
-struct CsvResults {
-    header: String,
-    /// Every record's line, each ending with `\n`.
-    lines: String,
-    /// Where each line starts in `lines`, plus `lines.len()` at the end.
-    starts: Vec<usize>,
-}
-
-impl CsvResults {
-    fn render(object: &str, fields: &[String], rows: &[&Row]) -> Self {
-        let mut header = fields
-            .iter()
-            .map(|f| format!("\"{f}\""))
-            .collect::<Vec<_>>()
-            .join(",");
-        header.push('\n');
-        let mut lines = String::with_capacity(rows.len() * 24 * fields.len().max(1));
-        let mut starts = Vec::with_capacity(rows.len() + 1);
-        let names: Vec<&str> = fields.iter().map(String::as_str).collect();
-        let picker = crate::records::Picker::new(object, &names);
-        let mut values = Vec::with_capacity(names.len());
-        for row in rows {
-            starts.push(lines.len());
-            picker.pick(row, &mut values);
-            for (i, v) in values.iter().enumerate() {
-                if i > 0 {
-                    lines.push(',');
-                }
-                csv_cell(&mut lines, v);
-            }
-            lines.push('\n');
-        }
-        starts.push(lines.len());
-        CsvResults {
-            header,
-            lines,
-            starts,
-        }
-    }
-
-    fn len(&self) -> usize {
-        self.starts.len() - 1
-    }
-}
-
-/// Appends one cell: empty for null, otherwise quoted with quotes doubled.
-fn csv_cell(out: &mut String, v: &Value) {
-    let other;
-    let text = match v {
-        Value::Null => return,
-        Value::String(s) => s.as_str(),
-        v => {
-            other = v.to_string();
-            other.as_str()
-        }
-    };
-    out.push('"');
-    if text.contains('"') {
-        out.push_str(&text.replace('"', "\"\""));
-    } else {
-        out.push_str(text);
-    }
-    out.push('"');
-}
 
 /// Routes `jobs/query[/{id}[/results]]`.
 #[allow(clippy::too_many_arguments)]
@@ -206,7 +100,7 @@ fn create(org: &Org, inner: &mut Inner, version: &str, token: &str, body: &[u8])
         .get(token)
         .map(|s| s.user_id.clone())
         .unwrap_or_default();
-    let job = Job {
+    let job = QueryJob {
         id: id.clone(),
         operation: operation.to_owned(),
         object: object.to_owned(),
@@ -222,7 +116,7 @@ fn create(org: &Org, inner: &mut Inner, version: &str, token: &str, body: &[u8])
     wire::json(StatusCode::OK, &info)
 }
 
-fn results(job: &mut Job, uri: &Uri) -> Response {
+fn results(job: &mut QueryJob, uri: &Uri) -> Response {
     job.state = "JobComplete";
     let pairs = ids::query_pairs(uri.query());
     let r = &job.results;

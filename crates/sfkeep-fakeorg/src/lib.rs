@@ -34,12 +34,15 @@
 mod admin;
 mod bulk;
 mod describe;
+mod files;
 mod formats;
 mod identity;
 mod ids;
+mod jobs;
 mod oauth;
 mod objects;
 mod records;
+mod rendered;
 mod rest;
 mod server;
 mod sessions;

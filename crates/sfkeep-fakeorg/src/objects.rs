@@ -7,8 +7,9 @@ use std::borrow::Cow;
 use serde_json::{Value, json};
 
 use crate::ids;
+use crate::records::Row;
 use crate::soql;
-use crate::state::{Inner, Org, Row};
+use crate::state::{Inner, Org};
 
 /// Canonical names of the objects a query may read.
 pub const OBJECTS: &[&str] = &[

@@ -5,7 +5,9 @@ use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::ids;
-use crate::state::Row;
+
+/// A row of a queryable object: field name to value.
+pub type Row = Map<String, Value>;
 
 /// Fields a client may write.
 const WRITABLE: &[&str] = &[

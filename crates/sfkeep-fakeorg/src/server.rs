@@ -3,7 +3,6 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -225,28 +224,6 @@ pub fn bind(addr: SocketAddr) -> io::Result<tokio::net::TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
-}
-
-/// Writes `contents` to `dir/name` with mode 0600.
-pub fn write_private(dir: &Path, name: &str, contents: &[u8]) -> io::Result<std::path::PathBuf> {
-    use std::io::Write;
-    let path = dir.join(name);
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts.open(&path)?;
-    f.write_all(contents)?;
-    // An existing file keeps its old mode through open(); tighten it explicitly.
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
-    }
-    Ok(path)
 }
 
 #[cfg(test)]

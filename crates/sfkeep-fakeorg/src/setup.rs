@@ -13,9 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use rand::RngCore;
 use time::Duration;
 
+use crate::files::write_private;
 use crate::ids;
 use crate::records::Accounts;
-use crate::server::write_private;
 use crate::state::{App, AppPolicy, Inner, Network, RefreshPolicy, Stats, User};
 
 /// The integration user's login name.

@@ -21,7 +21,6 @@
 //! `urn:sobject.enterprise.soap.sforce.com`: `<records xsi:type="sf:Contact"><sf:Id>…</sf:Id>` with
 //! no `sf:type` and each field once, under a `<result>` without `xsi:type` (RECORDED, trimmed:
 //! floriancourgey/blog `_posts/2020/2020-10-27-Salesforce-SOAP-API-external-call.md`).
-#![allow(dead_code)]
 
 use std::fmt;
 
@@ -155,18 +154,6 @@ pub enum SoapRequest {
 }
 
 impl SoapRequest {
-    /// The operation's name (`login`, `query`, …).
-    pub fn operation(&self) -> &str {
-        match self {
-            SoapRequest::Login { .. } => "login",
-            SoapRequest::GetUserInfo { .. } => "getUserInfo",
-            SoapRequest::Query { .. } => "query",
-            SoapRequest::QueryMore { .. } => "queryMore",
-            SoapRequest::Logout { .. } => "logout",
-            SoapRequest::Other { operation, .. } => operation,
-        }
-    }
-
     /// The `SessionHeader/sessionId` (always `None` for `login`).
     pub fn session_id(&self) -> Option<&str> {
         match self {
@@ -903,7 +890,6 @@ mod tests {
                 password: "p&ss<w>rd!!TOKEN123".into(),
             }
         );
-        assert_eq!(r.operation(), "login");
         assert_eq!(r.session_id(), None);
         let dbg = format!("{r:?}");
         assert!(
@@ -988,7 +974,6 @@ mod tests {
                 session_id: None
             }
         );
-        assert_eq!(r.operation(), "describeGlobal");
         // An invalid batch size is ignored rather than fatal.
         let bad_batch = r#"<e:Envelope xmlns:e="x"><e:Header><QueryOptions><batchSize>lots</batchSize></QueryOptions></e:Header><e:Body><query><queryString>SELECT Id FROM Account</queryString></query></e:Body></e:Envelope>"#;
         assert!(matches!(

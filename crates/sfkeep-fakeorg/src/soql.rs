@@ -27,7 +27,6 @@
 //!
 //! Nothing here panics, whatever the input: nesting and query length are capped, time arithmetic is
 //! done on saturating `i128` nanoseconds, and sorting uses a total order.
-#![allow(dead_code)]
 
 use std::borrow::Borrow;
 use std::cmp::Ordering;
@@ -240,22 +239,7 @@ pub struct Selection<'r> {
 }
 
 impl Query {
-    /// Runs the query over `rows` (the object's records) at org time `now`.
-    ///
-    /// Returns the selected fields of the matching records, after `ORDER BY`, `OFFSET` and `LIMIT`,
-    /// keyed by the canonical field names (the casing of the row keys). `COUNT()` queries return an
-    /// empty vector: use [`Query::count`] for `totalSize`.
-    pub fn execute(
-        &self,
-        rows: &[Map<String, Json>],
-        now: OffsetDateTime,
-    ) -> Result<Vec<Map<String, Json>>, SoqlError> {
-        let s = self.select(rows, None, now)?;
-        Ok(project(&s.fields, &s.rows))
-    }
-
-    /// Like [`Query::execute`], but borrows the matching rows instead of copying the selected
-    /// fields out of them. `rows` may be owned rows or references (anything that borrows as a
+    /// The records of `rows` the query selects, borrowed rather than copied. `rows` may be owned rows or references (anything that borrows as a
     /// row), so a caller holding its records elsewhere need not clone them to query them.
     ///
     /// `fields`, when given, are the object's field names: they replace the union of the rows'
@@ -285,24 +269,6 @@ impl Query {
             rows: picked,
             count,
         })
-    }
-
-    /// The number of records the query yields (after `OFFSET` / `LIMIT`): the `totalSize` of a
-    /// `COUNT()` query, and the length of [`Query::execute`]'s result otherwise.
-    pub fn count(
-        &self,
-        rows: &[Map<String, Json>],
-        now: OffsetDateTime,
-    ) -> Result<usize, SoqlError> {
-        let names = self.resolve(rows)?;
-        Ok(self.matching(rows, &names, now).len())
-    }
-
-    /// The canonical names of the selected fields, in SELECT order (the keys of
-    /// [`Query::execute`]'s rows; useful because `serde_json::Map` may not keep insertion order).
-    pub fn select_fields(&self, rows: &[Map<String, Json>]) -> Result<Vec<String>, SoqlError> {
-        let names = self.resolve(rows)?;
-        Ok(self.select_names(&names))
     }
 
     /// The `INVALID_TYPE` error Salesforce returns when the object after `FROM` does not exist.
@@ -1396,6 +1362,47 @@ fn located(code: &'static str, src: &str, pos: usize, text: &str) -> SoqlError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Owned-row conveniences over [`Query::select`], as the tests read best.
+    trait Run {
+        /// The selected fields of the matching records, keyed by canonical name.
+        fn execute(
+            &self,
+            rows: &[Map<String, Json>],
+            now: OffsetDateTime,
+        ) -> Result<Vec<Map<String, Json>>, SoqlError>;
+        /// How many records the query yields (`totalSize`, also of `COUNT()`).
+        fn count(
+            &self,
+            rows: &[Map<String, Json>],
+            now: OffsetDateTime,
+        ) -> Result<usize, SoqlError>;
+        /// The canonical names of the selected fields, in SELECT order.
+        fn select_fields(&self, rows: &[Map<String, Json>]) -> Result<Vec<String>, SoqlError>;
+    }
+
+    impl Run for Query {
+        fn execute(
+            &self,
+            rows: &[Map<String, Json>],
+            now: OffsetDateTime,
+        ) -> Result<Vec<Map<String, Json>>, SoqlError> {
+            let s = self.select(rows, None, now)?;
+            Ok(project(&s.fields, &s.rows))
+        }
+        fn count(
+            &self,
+            rows: &[Map<String, Json>],
+            now: OffsetDateTime,
+        ) -> Result<usize, SoqlError> {
+            let names = self.resolve(rows)?;
+            Ok(self.matching(rows, &names, now).len())
+        }
+        fn select_fields(&self, rows: &[Map<String, Json>]) -> Result<Vec<String>, SoqlError> {
+            let names = self.resolve(rows)?;
+            Ok(self.select_names(&names))
+        }
+    }
     use serde_json::json;
     use time::macros::datetime;
 

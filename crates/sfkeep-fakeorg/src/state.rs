@@ -15,10 +15,9 @@ use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
 use crate::ids;
-use crate::records::Accounts;
-
-/// A row of a queryable object.
-pub type Row = Map<String, Value>;
+use crate::jobs::QueryJob;
+use crate::records::{Accounts, Row};
+use crate::rendered::RenderedRecords;
 
 /// A user of the org.
 pub struct User {
@@ -283,7 +282,7 @@ pub enum CursorRows {
     /// SOAP: rows projected to the SELECT list.
     Soap(Vec<Row>),
     /// REST: each record already serialized (with `attributes`), so a page is a slice of text.
-    Rest(crate::rest::RenderedRecords),
+    Rest(RenderedRecords),
 }
 
 impl CursorRows {
@@ -360,7 +359,7 @@ pub struct Inner {
     /// Refresh tokens whose refresh is in flight.
     pub inflight_refresh: HashSet<String>,
     /// Bulk API 2.0 query jobs by id.
-    pub bulk_jobs: HashMap<String, crate::bulk::Job>,
+    pub bulk_jobs: HashMap<String, QueryJob>,
     /// JWT `jti` values already used.
     pub used_jti: HashSet<String>,
     /// Sequence for generated ids.
