@@ -1,298 +1,45 @@
 //! One client connection: read a request head (with the slowloris guard), hand the request to
-//! the router, write the reply, and keep the connection open when both sides allow it.
+//! the dispatcher (a [`Handler`]), write the reply, and keep the connection open when both sides allow it.
 //!
 //! A request body up to the replay limit is read here, whole, before routing: it is kept for
 //! a replay anyway, and a body already in memory goes upstream in the same write as the head.
-//! A larger or chunked body is streamed to the router as a [`ClientBody`].
+//! A larger or chunked body is streamed to the handler as a [`ClientBody`].
 
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
-use http::HeaderMap;
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use crate::body::{self, Body, BoxError};
-use crate::forward;
-use crate::h1::{self, Chunk, ChunkedDecoder, Framing, RequestHead, ResponseHead};
-use crate::server::{self, Shape, Shared};
-use crate::upstream::{Affinity, UpstreamBody};
+use crate::client_body::{CONTINUE, ClientBody, ReqBody};
+use crate::h1::{self, Framing, RequestHead};
+use crate::reply::{Reply, ReplyBody, ReplyHead};
+use crate::respond::{Shape, refuse};
+use crate::rewrite;
+use crate::shared::Shared;
+use crate::upstream::Affinity;
 
 /// Request and reply bodies up to this size are copied into the head's write.
 const COALESCE: usize = 32 << 10;
-/// What a client waiting on `Expect: 100-continue` is sent before its body is read.
-const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// What a handler answers.
-pub(crate) struct Reply {
-    pub status: u16,
-    pub head: ReplyHead,
-    pub body: ReplyBody,
-    /// The request met a dead session and was replayed (for the access log).
-    pub replayed: bool,
-}
-
-/// A reply's header lines.
-pub(crate) enum ReplyHead {
-    /// Made by the proxy.
-    Local(HeaderMap),
-    /// The instance's response head, its lines passed on filtered (see
-    /// [`forward::client_lines`]). `keep_length`: the reply has no body, and the instance's
-    /// `Content-Length` is passed on.
-    Forwarded {
-        head: ResponseHead,
-        instance_base: Arc<forward::Prepared>,
-        keep_length: bool,
-    },
-}
-
-/// A reply's body.
-pub(crate) enum ReplyBody {
-    Full(Bytes),
-    Stream(Body),
-    Upstream(UpstreamBody),
-}
-
-impl From<http::Response<Body>> for Reply {
-    fn from(r: http::Response<Body>) -> Self {
-        let (parts, mut b) = r.into_parts();
-        // A body made with `body::full` is ready at once: take it whole.
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let body = match Pin::new(&mut b).poll_frame(&mut cx) {
-            Poll::Ready(None) => ReplyBody::Full(Bytes::new()),
-            Poll::Ready(Some(Ok(f))) if b.is_end_stream() && f.is_data() => {
-                ReplyBody::Full(f.into_data().unwrap_or_default())
-            }
-            Poll::Ready(Some(Ok(f))) => {
-                use futures_util::StreamExt;
-                let first = futures_util::stream::once(std::future::ready(Ok(f)));
-                let rest = http_body_util::BodyStream::new(b);
-                ReplyBody::Stream(http_body_util::StreamBody::new(first.chain(rest)).boxed_unsync())
-            }
-            Poll::Ready(Some(Err(_))) => ReplyBody::Full(Bytes::new()),
-            Poll::Pending => ReplyBody::Stream(b),
-        };
-        Self {
-            status: parts.status.as_u16(),
-            head: ReplyHead::Local(parts.headers),
-            body,
-            replayed: false,
-        }
-    }
-}
-
-/// A request body as the router gets it.
-pub(crate) enum ReqBody {
-    /// Read whole (it may be empty).
-    Full(Bytes),
-    /// Read as the handler polls it.
-    Stream(ClientBody),
-}
-
-impl ReqBody {
-    /// As one boxed body.
-    pub(crate) fn into_body(self) -> Body {
-        match self {
-            ReqBody::Full(b) => body::full(b),
-            ReqBody::Stream(s) => s.boxed_unsync(),
-        }
-    }
-}
-
-/// Why the client's request body could not be read: the client's fault, never the instance's.
-#[derive(Debug)]
-pub(crate) enum ClientBodyError {
-    /// Larger than the proxy's limit.
-    TooLarge,
-    /// No bytes came for the head's read timeout.
-    TimedOut,
-    /// Malformed chunked framing.
-    Malformed(h1::BadChunk),
-    /// The client closed the connection before the end of its body.
-    Closed,
-    /// The connection failed.
-    Io(std::io::Error),
-}
-
-impl ClientBodyError {
-    /// The status a refusal gets.
-    pub(crate) fn status(&self) -> http::StatusCode {
-        match self {
-            ClientBodyError::TooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
-            ClientBodyError::TimedOut => http::StatusCode::REQUEST_TIMEOUT,
-            _ => http::StatusCode::BAD_REQUEST,
-        }
-    }
-
-    /// The first one in an error's chain.
-    pub(crate) fn find<'a>(
-        e: &'a (dyn std::error::Error + 'static),
-    ) -> Option<&'a ClientBodyError> {
-        let mut cur = Some(e);
-        while let Some(err) = cur {
-            if let Some(c) = err.downcast_ref::<ClientBodyError>() {
-                return Some(c);
-            }
-            cur = err.source();
-        }
-        None
-    }
-}
-
-impl std::fmt::Display for ClientBodyError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ClientBodyError::TooLarge => {
-                f.write_str("the request body is larger than the proxy's limit")
-            }
-            ClientBodyError::TimedOut => f.write_str("the request body stopped arriving"),
-            ClientBodyError::Malformed(e) => write!(f, "the request body is malformed: {e}"),
-            ClientBodyError::Closed => {
-                f.write_str("the client closed the connection before the end of its body")
-            }
-            ClientBodyError::Io(e) => write!(f, "the request body could not be read: {e}"),
-        }
-    }
-}
-impl std::error::Error for ClientBodyError {}
-
-impl ClientBody {
-    fn fail(&mut self, e: ClientBodyError) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        self.state = ClientBodyState::Done;
-        Poll::Ready(Some(Err(Box::new(e))))
-    }
-}
-
-/// A request body read from the client connection as it is polled.
-pub(crate) struct ClientBody {
-    stream: Arc<TcpStream>,
-    buf: BytesMut,
-    state: ClientBodyState,
-    read: u64,
-    limit: u64,
-    continue_left: usize,
-    /// Where the bytes after the body go when it ends, for the next request on the connection.
-    handback: Arc<Mutex<Option<BytesMut>>>,
-    /// How long the body may go without a byte, and the deadline for the next one.
-    idle: std::time::Duration,
-    deadline: Pin<Box<Sleep>>,
-}
-
-enum ClientBodyState {
-    Length(u64),
-    Chunked(ChunkedDecoder),
-    Done,
-}
-
-impl ClientBody {
-    fn finish(&mut self) {
-        self.state = ClientBodyState::Done;
-        *self.handback.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(std::mem::take(&mut self.buf));
-    }
-
-    /// Counts `n` more bytes; false past the limit.
-    fn count(&mut self, n: usize) -> bool {
-        self.read += n as u64;
-        self.read <= self.limit
-    }
-}
-
-impl http_body::Body for ClientBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = self.get_mut();
-        while this.continue_left > 0 {
-            let from = CONTINUE.len() - this.continue_left;
-            match this.stream.try_write(&CONTINUE[from..]) {
-                Ok(n) => this.continue_left -= n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if let Err(e) = ready!(this.stream.poll_write_ready(cx)) {
-                        return this.fail(ClientBodyError::Io(e));
-                    }
-                }
-                Err(e) => return this.fail(ClientBodyError::Io(e)),
-            }
-        }
-        loop {
-            match &mut this.state {
-                ClientBodyState::Done => return Poll::Ready(None),
-                ClientBodyState::Length(rem) => {
-                    if !this.buf.is_empty() {
-                        let n = (this.buf.len() as u64).min(*rem) as usize;
-                        *rem -= n as u64;
-                        let data = this.buf.split_to(n).freeze();
-                        if *rem == 0 {
-                            this.finish();
-                        }
-                        if !this.count(n) {
-                            return this.fail(ClientBodyError::TooLarge);
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                }
-                ClientBodyState::Chunked(d) => match d.decode(&mut this.buf, 64 << 10) {
-                    Ok(Chunk::Data(data)) => {
-                        if !this.count(data.len()) {
-                            return this.fail(ClientBodyError::TooLarge);
-                        }
-                        return Poll::Ready(Some(Ok(Frame::data(data))));
-                    }
-                    Ok(Chunk::Done) => {
-                        this.finish();
-                        return Poll::Ready(None);
-                    }
-                    Ok(Chunk::NeedMore) => {}
-                    Err(e) => return this.fail(ClientBodyError::Malformed(e)),
-                },
-            }
-            if this.buf.capacity() - this.buf.len() < 4096 {
-                this.buf.reserve(32 << 10);
-            }
-            match this.stream.try_read_buf(&mut this.buf) {
-                Ok(0) => return this.fail(ClientBodyError::Closed),
-                Ok(_) => {
-                    let next = tokio::time::Instant::now() + this.idle;
-                    this.deadline.as_mut().reset(next);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    match this.stream.poll_read_ready(cx) {
-                        Poll::Ready(Ok(())) => {}
-                        Poll::Ready(Err(e)) => return this.fail(ClientBodyError::Io(e)),
-                        Poll::Pending => {
-                            ready!(this.deadline.as_mut().poll(cx));
-                            return this.fail(ClientBodyError::TimedOut);
-                        }
-                    }
-                }
-                Err(e) => return this.fail(ClientBodyError::Io(e)),
-            }
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        matches!(self.state, ClientBodyState::Done)
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self.state {
-            ClientBodyState::Length(n) => SizeHint::with_exact(n),
-            ClientBodyState::Done => SizeHint::with_exact(0),
-            ClientBodyState::Chunked(_) => SizeHint::default(),
-        }
-    }
+/// What a connection hands each request to: the dispatcher, which sits above the connection
+/// and is never imported by it (the split hyper keeps between `proto/h1` and its server).
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers one request. `affinity` is the connection's upstream connection.
+    fn handle(
+        &self,
+        affinity: &mut Affinity,
+        peer: SocketAddr,
+        head: &RequestHead,
+        body: ReqBody,
+    ) -> impl std::future::Future<Output = Reply> + Send;
 }
 
 /// What a connection tells the server about itself (for graceful shutdown).
@@ -369,8 +116,9 @@ struct Exchange {
 }
 
 /// Serves one client connection until it closes, fails, times out or is told to stop.
-pub(crate) async fn serve(
+pub(crate) async fn serve<H: Handler>(
     sh: Arc<Shared>,
+    handler: Arc<H>,
     stream: TcpStream,
     peer: SocketAddr,
     state: Arc<ConnState>,
@@ -480,29 +228,19 @@ pub(crate) async fn serve(
             framing => {
                 let slot = Arc::new(Mutex::new(None));
                 handback = Some(Arc::clone(&slot));
-                ReqBody::Stream(ClientBody {
-                    stream: Arc::clone(&stream),
-                    buf: std::mem::take(&mut buf),
-                    state: match framing {
-                        Framing::Chunked => ClientBodyState::Chunked(ChunkedDecoder::default()),
-                        Framing::Length(n) => ClientBodyState::Length(n),
-                        _ => ClientBodyState::Done,
-                    },
-                    read: 0,
-                    limit: sh.max_body,
-                    continue_left: if head.expect_continue {
-                        CONTINUE.len()
-                    } else {
-                        0
-                    },
-                    handback: slot,
-                    idle: sh.header_read_timeout,
-                    deadline: Box::pin(tokio::time::sleep(sh.header_read_timeout)),
-                })
+                ReqBody::Stream(ClientBody::new(
+                    Arc::clone(&stream),
+                    std::mem::take(&mut buf),
+                    framing,
+                    sh.max_body,
+                    head.expect_continue,
+                    slot,
+                    sh.header_read_timeout,
+                ))
             }
         };
-        let started = server::access_log_enabled().then(Instant::now);
-        let reply = server::route(&sh, &mut affinity, peer, &head, body).await;
+        let started = access_log_enabled().then(Instant::now);
+        let reply = handler.handle(&mut affinity, peer, &head, body).await;
         let mut keep_alive = head.keep_alive;
         if let Some(slot) = handback {
             // The body was read to its end: what followed it is the next request. Else where
@@ -516,7 +254,7 @@ pub(crate) async fn serve(
         let mut id_text = uuid::Uuid::encode_buffer();
         let id_text = id.hyphenated().encode_lower(&mut id_text);
         if let Some(started) = started {
-            server::access_log(&head, id_text, reply.status, started, reply.replayed);
+            access_log(&head, id_text, reply.status, started, reply.replayed);
         }
         let ex = Exchange {
             head_request: head.method == http::Method::HEAD,
@@ -587,7 +325,7 @@ async fn refuse_and_close(
     status: http::StatusCode,
     message: &str,
 ) {
-    let reply = server::refuse(sh, status, Shape::Rest, message);
+    let reply = refuse(sh, status, Shape::Rest, message);
     let _ = write_reply(
         stream,
         out,
@@ -635,7 +373,7 @@ async fn write_reply(
             instance_base,
             keep_length,
         } => {
-            forward::client_lines(out, proxy_base, &instance_base.base, head, *keep_length);
+            rewrite::client_lines(out, proxy_base, &instance_base.base, head, *keep_length);
             true
         }
     };
@@ -734,4 +472,37 @@ async fn write_piece(
     } else {
         write_all(s, data).await
     }
+}
+
+/// The access log line for one request (never headers, bodies or queries).
+pub(crate) fn access_log(
+    head: &RequestHead,
+    request_id: &str,
+    status: u16,
+    started: Instant,
+    replayed: bool,
+) {
+    let mut path = head.path();
+    let long = path.len() > 200;
+    if long {
+        let mut cut = 200;
+        while !path.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        path = &path[..cut];
+    }
+    tracing::info!(
+        target: "sfkeep_proxy::access",
+        request_id = %request_id,
+        method = %head.method_str(),
+        path = %format_args!("{path}{}", if long { "…" } else { "" }),
+        status,
+        latency_us = started.elapsed().as_micros() as u64,
+        replayed,
+    );
+}
+
+/// Whether the access log is on (its fields cost a clock read: only then).
+pub(crate) fn access_log_enabled() -> bool {
+    tracing::enabled!(target: "sfkeep_proxy::access", tracing::Level::INFO)
 }

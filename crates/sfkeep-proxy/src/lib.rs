@@ -37,13 +37,21 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod auth;
 mod body;
+mod client_body;
 mod config;
 mod conn;
 mod forward;
 mod h1;
 mod local;
+mod reply;
+mod respond;
+mod rewrite;
+mod route;
 mod server;
+mod sessions;
+mod shared;
 mod soap;
 mod stats;
 mod upstream;

@@ -1,94 +1,26 @@
-//! What the proxy answers itself: the SOAP login and OAuth token shims, proxy-local sessions,
-//! `/healthz`, `/metrics` and reload.
+//! What the proxy answers itself: the SOAP login and OAuth token shims, revoke, `/healthz`,
+//! `/metrics` and reload.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 
+use crate::auth::{credential_ok, ct_eq, password_has_key, presented_credential};
 use crate::body::{self, Body};
 use crate::h1::RequestHead;
-use crate::server::{
-    Shape, Shared, credential_ok, error_response, presented_credential, unauthorized,
-};
+use crate::respond::{Shape, error_response, unauthorized};
+use crate::shared::Shared;
 use crate::soap;
 use crate::stats::Counter;
 
-/// At most this many proxy-local credentials are remembered (oldest forgotten first).
-const MAX_SESSIONS: usize = 100_000;
 /// The largest token request read.
 const MAX_TOKEN_REQUEST: usize = 64 << 10;
-
-/// Constant-time equality: compares SHA-256 digests, so neither content nor length leaks.
-pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
-}
-
-/// Whether a login password carries the client key (optionally followed by a security token).
-fn password_has_key(password: &str, key: &str) -> bool {
-    let (p, k) = (password.as_bytes(), key.as_bytes());
-    p.len() >= k.len() && ct_eq(&p[..k.len()], k)
-}
-
-/// Proxy-local credentials: random, known only by their SHA-256, useless against Salesforce.
-#[derive(Default)]
-pub(crate) struct Sessions {
-    inner: Mutex<Known>,
-}
-
-/// Digests of live credentials, and their issue order for eviction.
-type Known = (HashSet<[u8; 32]>, VecDeque<[u8; 32]>);
-
-fn digest(s: &str) -> [u8; 32] {
-    Sha256::digest(s.as_bytes()).into()
-}
-
-impl Sessions {
-    /// A new credential, `{org15}!SFKEEP.{random}`.
-    pub(crate) fn issue(&self, org: &str) -> String {
-        let random: [u8; 32] = rand::random();
-        let prefix: String = org.chars().take(15).collect();
-        let id = format!("{prefix}!SFKEEP.{}", URL_SAFE_NO_PAD.encode(random));
-        let d = digest(&id);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0.insert(d) {
-            g.1.push_back(d);
-        }
-        while g.1.len() > MAX_SESSIONS {
-            if let Some(old) = g.1.pop_front() {
-                g.0.remove(&old);
-            }
-        }
-        id
-    }
-
-    pub(crate) fn contains(&self, s: &str) -> bool {
-        let d = digest(s);
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .contains(&d)
-    }
-
-    pub(crate) fn remove(&self, s: &str) {
-        let d = digest(s);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.0.remove(&d) {
-            g.1.retain(|x| *x != d);
-        }
-    }
-}
 
 fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
     let mut r = Response::new(body::full(value.to_string()));
@@ -389,31 +321,5 @@ pub(crate) async fn reload(sh: &Arc<Shared>) -> Response<Body> {
             StatusCode::SERVICE_UNAVAILABLE,
             &serde_json::json!({ "reloaded": false, "error": e.to_string() }),
         ),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_compare_and_key_prefix() {
-        assert!(ct_eq(b"abc", b"abc"));
-        assert!(!ct_eq(b"abc", b"abd"));
-        assert!(!ct_eq(b"abc", b"abcd"));
-        assert!(password_has_key("KEYsecuritytoken", "KEY"));
-        assert!(!password_has_key("KE", "KEY"));
-        assert!(!password_has_key("XEYsecuritytoken", "KEY"));
-    }
-
-    #[test]
-    fn sessions_are_remembered_by_digest() {
-        let s = Sessions::default();
-        let a = s.issue("00D5g000001ABCDEAA");
-        assert!(a.starts_with("00D5g000001ABCD!SFKEEP."));
-        assert!(s.contains(&a));
-        assert!(!s.contains("00D5g000001ABCD!SFKEEP.x"));
-        s.remove(&a);
-        assert!(!s.contains(&a));
     }
 }
