@@ -1,6 +1,6 @@
 //! The admin API under `/_fake` (JSON in and out; loopback peers only, others get 403).
 //!
-//! The calls of DESIGN.md's table:
+//! The calls of the admin table (docs/fake-org.md#the-admin-api):
 //!
 //! | call | effect |
 //! |---|---|
@@ -27,7 +27,7 @@
 //! | `GET /_fake/limits` · `PUT /_fake/limits {"daily_api_limit","login_rate_limit_per_hour","api_used"}` | API and login limits |
 //!
 //! Setup actions write SetupAuditTrail rows. Salesforce's exact `Action` values for these
-//! events are UNVERIFIED (salesforce-wire.md §9); ours are plausible lower-case verbs.
+//! events are UNVERIFIED (docs/salesforce-wire.md §9); ours are plausible lower-case verbs.
 //! A logout is not a Setup action, so it writes none.
 
 use std::net::{IpAddr, SocketAddr};

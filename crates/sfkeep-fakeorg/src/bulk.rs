@@ -1,7 +1,7 @@
 //! Bulk API 2.0 query jobs under `/services/data/vXX.X/jobs/query`: create, get, list,
 //! abort, delete, and CSV results paged with `Sforce-Locator`. The query runs when the job
 //! is created; the job reports `UploadComplete` on creation and `JobComplete` afterwards,
-//! so a polling client sees one round of progress. Session death is the REST 401 (§6.2).
+//! so a polling client sees one round of progress. Session death is the REST 401 (docs/salesforce-wire.md §6.2).
 
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};

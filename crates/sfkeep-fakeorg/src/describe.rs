@@ -87,3 +87,18 @@ pub fn account() -> Response {
         }),
     )
 }
+
+/// The describe type of an Account field (`id`, `string`, `currency`, …).
+pub fn account_field_type(name: &str) -> Option<&'static str> {
+    ACCOUNT_FIELDS
+        .iter()
+        .find(|f| f.0.eq_ignore_ascii_case(name))
+        .map(|f| f.2)
+}
+
+/// Whether an Account field can be written (`createable` / `updateable`).
+pub fn account_field_writable(name: &str) -> bool {
+    ACCOUNT_FIELDS
+        .iter()
+        .any(|f| f.0.eq_ignore_ascii_case(name) && f.5)
+}

@@ -1,4 +1,4 @@
-//! Response formats of the token endpoint (salesforce-wire.md §1.1) and the identity URL
+//! Response formats of the token endpoint (docs/salesforce-wire.md §1.1) and the identity URL
 //! (§3.3): JSON by default, or what the client asks for with the `format` parameter or the
 //! `Accept` header.
 //!

@@ -1,4 +1,4 @@
-//! Who the token belongs to: the identity URL `/id/{orgId}/{userId}` (§3.3) and the OIDC
+//! Who the token belongs to: the identity URL `/id/{orgId}/{userId}` (docs/salesforce-wire.md §3.3) and the OIDC
 //! `/services/oauth2/userinfo` (§3.4). A bad or dead token gets Salesforce's plain-text
 //! `403 Bad_OAuth_Token`, not JSON and not 401.
 

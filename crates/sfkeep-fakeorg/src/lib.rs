@@ -1,5 +1,5 @@
 //! The simulated Salesforce org: a small org served over HTTP that looks like Salesforce on
-//! the wire (shapes, status codes, headers and error texts of reference/salesforce-wire.md)
+//! the wire (shapes, status codes, headers and error texts of docs/salesforce-wire.md)
 //! and reproduces every cause of session death on demand.
 //!
 //! Salesforce surface: `/services/oauth2/{token,authorize,introspect,revoke,userinfo}`, the
@@ -11,7 +11,7 @@
 //! with the diagnosis objects User, UserLogin, LoginHistory, AuthSession, OauthToken and
 //! SetupAuditTrail queryable by SOQL.
 //!
-//! The admin API under `/_fake` (JSON, loopback clients only) is DESIGN.md's table —
+//! The admin API under `/_fake` (JSON, loopback clients only) is the table of docs/fake-org.md#the-admin-api —
 //! `clock/advance`, `users/{username}/{logout,password,freeze,unfreeze,deactivate,activate}`,
 //! `apps/{client_id}/{revoke,policy}`, `network`, `faults`, `device/{user_code}/approve`,
 //! `records/Account/touch`, `stats` — plus `GET clock|users|apps|network|faults|limits` and
@@ -32,17 +32,26 @@
 #![allow(clippy::result_large_err)]
 
 mod admin;
+mod async_jobs;
 mod bulk;
+mod bulk_async;
+mod bulk_ingest;
+mod columns;
+mod composite;
+mod csvdata;
 mod describe;
+mod dml;
 mod files;
 mod formats;
 mod identity;
 mod ids;
+mod ingest;
 mod jobs;
 mod oauth;
 mod objects;
 mod records;
 mod rendered;
+mod replication;
 mod rest;
 mod server;
 mod sessions;
@@ -53,6 +62,7 @@ pub(crate) mod soql;
 mod state;
 mod versions;
 mod wire;
+mod xmltree;
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};

@@ -214,3 +214,33 @@ fn row(v: Value) -> Row {
         _ => Row::new(),
     }
 }
+
+/// The three-character id prefix of an object's records (`null` for OauthToken, whose Id is
+/// always null).
+pub fn key_prefix(object: &str) -> Option<&'static str> {
+    Some(match object {
+        "Account" => "001",
+        "User" => "005",
+        "UserLogin" => "0Yw",
+        "LoginHistory" => "0Ya",
+        "AuthSession" => "0Ak",
+        "SetupAuditTrail" => "0Ym",
+        _ => return None,
+    })
+}
+
+/// The record of `object` whose Id is `id` (15 or 18 characters), with every field.
+pub fn row_by_id(org: &Org, inner: &Inner, object: &str, id: &str, current: &str) -> Option<Row> {
+    if id.len() != 15 && id.len() != 18 {
+        return None;
+    }
+    let id15 = id.get(..15)?;
+    rows_of(org, inner, object, false, current)
+        .into_iter()
+        .find(|r| {
+            r.get("Id")
+                .and_then(Value::as_str)
+                .is_some_and(|rid| rid.starts_with(id15))
+        })
+        .map(std::borrow::Cow::into_owned)
+}

@@ -117,7 +117,8 @@ pub struct RecordError {
 }
 
 impl RecordError {
-    fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with no offending fields.
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
         RecordError {
             status,
             code,
@@ -127,7 +128,8 @@ impl RecordError {
     }
 }
 
-/// The Account table.
+/// The Account table. Cloned to roll an all-or-none write back.
+#[derive(Clone)]
 pub struct Accounts {
     rows: Vec<Row>,
     /// `IsDeleted` of each row, kept beside the rows: every query filters on it, and a

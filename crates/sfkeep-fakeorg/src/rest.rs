@@ -121,7 +121,7 @@ pub async fn dispatch(
     let Some(version) = parse_version(&segs[0]).map(str::to_owned) else {
         return wire::not_found();
     };
-    // Versions listed by `GET /services/data/` are served; a retired one is 410 (§4.3), one
+    // Versions listed by `GET /services/data/` are served; a retired one is 410 (docs/salesforce-wire.md §4.3), one
     // past the newest does not exist (404).
     match versions::major(&version) {
         Some(v) if v < versions::FIRST_SUPPORTED => {
@@ -151,9 +151,10 @@ pub async fn dispatch(
             return finish(&mut inner, r);
         }
     };
-    if let Err(refusal) = sessions::validate_api(&mut inner, &token, peer.ip()) {
-        return finish(&mut inner, refused(refusal));
-    }
+    let user_id = match sessions::validate_api(&mut inner, &token, peer.ip()) {
+        Ok(s) => s.user_id,
+        Err(refusal) => return finish(&mut inner, refused(refusal)),
+    };
     if inner.api_used >= inner.daily_api_limit {
         let r = wire::rest_error(
             StatusCode::FORBIDDEN,
@@ -169,6 +170,7 @@ pub async fn dispatch(
         org: &org,
         version: &version,
         token: &token,
+        user_id: &user_id,
     };
     let r = route(&ctx, &mut inner, &method, &uri, &headers, &body, &seg);
     finish(&mut inner, r)
@@ -205,6 +207,8 @@ struct Ctx<'a> {
     org: &'a Org,
     version: &'a str,
     token: &'a str,
+    /// The session's user.
+    user_id: &'a str,
 }
 
 fn route(
@@ -237,6 +241,9 @@ fn route(
                     "A query string has to be specified",
                 );
             };
+            if ids::pair(&pairs, "columns").is_some_and(|c| c.eq_ignore_ascii_case("true")) {
+                return crate::columns::answer(ctx.org, inner, q, *kind == "queryAll", ctx.token);
+            }
             query(ctx, inner, kind, q, batch_size(headers))
         }
         [kind @ ("query" | "queryAll"), locator] => {
@@ -257,14 +264,113 @@ fn route(
             body,
             rest,
         ),
+        ["jobs", "ingest", rest @ ..] => {
+            crate::bulk_ingest::route(ctx.org, inner, ctx.version, ctx.user_id, method, body, rest)
+        }
+        ["composite"] if method == Method::POST => {
+            let mut run = |inner: &mut Inner, m: &Method, url: &str, b: &[u8]| {
+                subrequest(ctx, inner, m, url, b)
+            };
+            crate::composite::composite(inner, ctx.version, body, &mut run)
+        }
+        ["composite"] => method_not_allowed(method, "POST"),
+        ["composite", "sobjects", rest @ ..] => {
+            crate::composite::collections(inner, ctx.version, method, uri.query(), body, rest)
+        }
         ["sobjects", obj, "describe"] if obj.eq_ignore_ascii_case("Account") => {
             get_only(&crate::describe::account)
+        }
+        ["sobjects", obj, kind @ ("updated" | "deleted")]
+            if obj.eq_ignore_ascii_case("Account") =>
+        {
+            let kind = if *kind == "updated" {
+                crate::replication::Kind::Updated
+            } else {
+                crate::replication::Kind::Deleted
+            };
+            get_only(&|| crate::replication::answer(inner, kind, uri.query()))
         }
         ["sobjects", obj, rest @ ..] if obj.eq_ignore_ascii_case("Account") => {
             account(ctx, inner, method, body, rest)
         }
+        ["sobjects", obj, id] => {
+            let Some(object) = objects::OBJECTS
+                .iter()
+                .find(|o| o.eq_ignore_ascii_case(obj))
+            else {
+                return wire::not_found();
+            };
+            get_only(&|| record_by_id(ctx, inner, object, id, uri.query()))
+        }
         _ => wire::not_found(),
     }
+}
+
+/// A composite subrequest: `url` is the path (and query) under `/services/data/vXX.X`.
+fn subrequest(
+    ctx: &Ctx<'_>,
+    inner: &mut Inner,
+    method: &Method,
+    url: &str,
+    body: &[u8],
+) -> Response {
+    let Ok(uri) = format!("/services/data/v{}{url}", ctx.version).parse::<Uri>() else {
+        return wire::not_found();
+    };
+    let path = uri.path().trim_start_matches("/services/data");
+    let segs: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .skip(1)
+        .map(ids::percent_decode)
+        .collect();
+    let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
+    // A composite may not nest another composite.
+    if seg.first() == Some(&"composite") && seg.len() == 1 {
+        return wire::rest_error(
+            StatusCode::BAD_REQUEST,
+            "INVALID_INPUT",
+            "A composite subrequest cannot be a composite request",
+        );
+    }
+    route(ctx, inner, method, &uri, &HeaderMap::new(), body, &seg)
+}
+
+/// `GET sobjects/{Object}/{id}` for the objects other than Account (User, the diagnosis
+/// objects): every field, or those named in `?fields=`.
+fn record_by_id(
+    ctx: &Ctx<'_>,
+    inner: &Inner,
+    object: &str,
+    id: &str,
+    query: Option<&str>,
+) -> Response {
+    let Some(mut row) = objects::row_by_id(ctx.org, inner, object, id, ctx.token) else {
+        return wire::not_found();
+    };
+    let pairs = ids::query_pairs(query);
+    if let Some(fields) = ids::pair(&pairs, "fields") {
+        let wanted: Vec<&str> = fields
+            .split(',')
+            .map(str::trim)
+            .filter(|f| !f.is_empty())
+            .collect();
+        if let Some(bad) = wanted
+            .iter()
+            .find(|w| !row.keys().any(|k| k.eq_ignore_ascii_case(w)))
+        {
+            return wire::rest_error(
+                StatusCode::BAD_REQUEST,
+                "INVALID_FIELD",
+                &format!("No such column '{bad}' on entity '{object}'."),
+            );
+        }
+        row.retain(|k, _| k == "Id" || wanted.iter().any(|w| w.eq_ignore_ascii_case(k)));
+    }
+    wire::json(
+        StatusCode::OK,
+        &Value::Object(with_attributes(ctx.version, object, row)),
+    )
 }
 
 fn resources(ctx: &Ctx<'_>, inner: &Inner) -> Response {
@@ -279,12 +385,10 @@ fn resources(ctx: &Ctx<'_>, inner: &Inner) -> Response {
         &json!({
             "sobjects": format!("{d}/sobjects"),
             "identity": ctx.org.identity_url(&user),
-            "search": format!("{d}/search"),
             "query": format!("{d}/query"),
             "queryAll": format!("{d}/queryAll"),
             "limits": format!("{d}/limits"),
-            "recent": format!("{d}/recent"),
-            "chatter": format!("{d}/chatter"),
+            "composite": format!("{d}/composite"),
             "jobs": format!("{d}/jobs"),
         }),
     )

@@ -18,9 +18,9 @@ use tokio::net::TcpSocket;
 
 use crate::oauth::TokenLatency;
 use crate::state::{Fault, Org};
-use crate::{admin, identity, oauth, rest, soap, wire};
+use crate::{admin, bulk_async, identity, oauth, rest, soap, wire};
 
-/// Listen backlog: real clients open hundreds of connections at once (real-clients.md §2.5).
+/// Listen backlog: real clients open hundreds of connections at once (docs/real-clients.md#servers-under-load-from-these-clients).
 pub const BACKLOG: u32 = 1024;
 
 /// The org's routes.
@@ -44,6 +44,8 @@ pub fn router(org: Arc<Org>) -> Router {
         .route("/services/data", get(rest::versions))
         .route("/services/data/", get(rest::versions))
         .route("/services/data/{*rest}", any(rest::dispatch))
+        .route("/services/async", any(bulk_async::dispatch))
+        .route("/services/async/{*rest}", any(bulk_async::dispatch))
         .route("/services/Soap/u/{*rest}", post(soap::handle))
         .route("/services/Soap/c/{*rest}", post(soap::handle))
         .route("/_fake", any(admin::dispatch))

@@ -3,7 +3,7 @@
 //!
 //! The timeout is an inactivity timeout on the org's clock. Activity extends it, but
 //! only once at least half the timeout has passed since the last extension
-//! (salesforce-wire.md §8.1: "extend on use after ≥ ½ timeout", UNVERIFIED in official
+//! (docs/salesforce-wire.md §8.1: "extend on use after ≥ ½ timeout", UNVERIFIED in official
 //! docs but what the admin handbooks describe).
 
 use std::net::IpAddr;

@@ -192,6 +192,8 @@ pub fn initial_state(pod: &str, secrets: &Secrets, key: &KeyPem, s: &Settings) -
         inflight_refresh: HashSet::new(),
         used_jti: HashSet::new(),
         bulk_jobs: HashMap::new(),
+        ingest_jobs: HashMap::new(),
+        async_jobs: HashMap::new(),
         seq: 10_000,
         issued_access: Vec::new(),
     }

@@ -4,7 +4,7 @@
 //! only in what `soapxml::Flavour` renders (namespaces, typed records, the enterprise
 //! `INVALID_SESSION_ID` text) and in the `serverUrl` a login returns. A SOAP session is an
 //! ordinary session: it works as a REST bearer token, and OAuth access tokens work in the
-//! SessionHeader. Faults go out with HTTP 500 and `text/xml;charset=UTF-8` (§5.3).
+//! SessionHeader. Faults go out with HTTP 500 and `text/xml;charset=UTF-8` (docs/salesforce-wire.md §5.3).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -90,7 +90,7 @@ pub async fn handle(
     let peer = peer.ip();
     if let SoapRequest::Login { username, password } = &req {
         if major.is_some_and(|v| v >= versions::FIRST_WITHOUT_SOAP_LOGIN) {
-            // login() is not part of the v65.0+ APIs (salesforce-wire.md §5): the
+            // login() is not part of the v65.0+ APIs (docs/salesforce-wire.md §5): the
             // dispatcher does not know the operation. No credential is checked and no
             // LoginHistory row is written, because no login was attempted.
             inner.stats.soap_logins += 1;

@@ -8,7 +8,7 @@
 //! size and depth are capped. Errors never echo request content (a password may be in it).
 //!
 //! Rendering reproduces Salesforce's responses byte for byte where a recording exists
-//! (reference/salesforce-wire.md §5.2, §5.3): a `soapenv` envelope whose default namespace is
+//! (docs/salesforce-wire.md §5.2, §5.3): a `soapenv` envelope whose default namespace is
 //! `urn:partner.soap.sforce.com`, so `<sessionId>` and `<serverUrl>` are unprefixed (simple-salesforce
 //! finds them with `getElementsByTagName('sessionId')`, jsforce with a regex on unprefixed tags), and
 //! faults with `xmlns:sf="urn:fault.partner.soap.sforce.com"` and `sf:exceptionCode` /
@@ -732,7 +732,7 @@ pub fn fault(flavour: Flavour, kind: FaultKind, code: &str, message: &str) -> St
 /// The SOAP dispatcher's fault for an operation the endpoint's API version does not have:
 /// `soapenv:Client`, no `detail`. The text is Salesforce's generic dispatch fault, recorded for
 /// `describeSObjects` posted to the wrong endpoint; that `login()` at v65.0+ answers with it is
-/// UNVERIFIED (salesforce-wire.md §5 says only that login() is not available there).
+/// UNVERIFIED (docs/salesforce-wire.md §5 says only that login() is not available there).
 pub fn dispatch_fault(flavour: Flavour, operation: &str) -> String {
     let mut b = String::from("<soapenv:Fault>");
     element(&mut b, "faultcode", "soapenv:Client");
@@ -815,7 +815,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    /// simple-salesforce `login.py` (reference/salesforce-wire.md §5.1), filled in.
+    /// simple-salesforce `login.py` (docs/salesforce-wire.md §5.1), filled in.
     const SIMPLE_SALESFORCE_LOGIN: &str = r#"<?xml version="1.0" encoding="utf-8" ?>
 <env:Envelope
         xmlns:xsd="http://www.w3.org/2001/XMLSchema"
@@ -1121,7 +1121,7 @@ mod tests {
         }
     }
 
-    /// The recorded loginResponse of reference/salesforce-wire.md §5.2.
+    /// The recorded loginResponse of docs/salesforce-wire.md §5.2.
     const RECORDED_LOGIN_RESPONSE: &str = r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns="urn:partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><loginResponse><result><metadataServerUrl>https://foobar.my.salesforce.com/services/Soap/m/37.0/00D30ACACA00RnR</metadataServerUrl><passwordExpired>false</passwordExpired><sandbox>false</sandbox><serverUrl>https://foobar.my.salesforce.com/services/Soap/u/37.0/00D30ACACA00RnR</serverUrl><sessionId>00D30ACACA00RnR!EXAMPLE-session-id</sessionId><userId>000606060606WH5AAO</userId><userInfo><accessibilityMode>false</accessibilityMode><currencySymbol>$</currencySymbol><orgAttachmentFileSizeLimit>5242880</orgAttachmentFileSizeLimit><orgDefaultCurrencyIsoCode>USD</orgDefaultCurrencyIsoCode><orgDisallowHtmlAttachments>false</orgDisallowHtmlAttachments><orgHasPersonAccounts>false</orgHasPersonAccounts><organizationId>0090909ACA00RnREAU</organizationId><organizationMultiCurrency>false</organizationMultiCurrency><organizationName>Foo Bar, Inc.</organizationName><profileId>0fdfdfdfdfdfdwfAAC</profileId><roleId>00E84884800njJZEAY</roleId><sessionSecondsValid>14400</sessionSecondsValid><userDefaultCurrencyIsoCode xsi:nil="true"/><userEmail>foobar.homer@foobar.com</userEmail><userFullName>FooBar Homer</userFullName><userLanguage>en_US</userLanguage><userId>000606060606WH5AAO</userId><userLocale>en_US</userLocale><userName>foobar.homer@foobar.com</userName><userTimeZone>America/New_York</userTimeZone><userType>Standard</userType><userUiSkin>Theme3</userUiSkin></userInfo></result></loginResponse></soapenv:Body></soapenv:Envelope>"#;
 
     /// Qualified names of all elements, and the text of every leaf, via quick-xml.

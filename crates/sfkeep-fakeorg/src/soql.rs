@@ -239,7 +239,8 @@ pub struct Selection<'r> {
 }
 
 impl Query {
-    /// The records of `rows` the query selects, borrowed rather than copied. `rows` may be owned rows or references (anything that borrows as a
+    /// The records of `rows` the query selects, after `ORDER BY`, `OFFSET` and `LIMIT`, borrowed
+    /// rather than copied. `rows` may be owned rows or references (anything that borrows as a
     /// row), so a caller holding its records elsewhere need not clone them to query them.
     ///
     /// `fields`, when given, are the object's field names: they replace the union of the rows'
@@ -706,7 +707,7 @@ fn parse_date(s: &str) -> Option<Date> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM|±HHMM]`.
-fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
+pub fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
     if !s.is_ascii() || s.len() < 20 {
         return None;
     }

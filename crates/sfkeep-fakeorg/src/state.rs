@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
+use crate::async_jobs::AsyncJob;
 use crate::ids;
+use crate::ingest::IngestJob;
 use crate::jobs::QueryJob;
 use crate::records::{Accounts, Row};
 use crate::rendered::RenderedRecords;
@@ -58,7 +60,7 @@ impl User {
     }
 }
 
-/// The connected app's refresh-token policy (§8.3).
+/// The connected app's refresh-token policy (docs/salesforce-wire.md §8.3).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RefreshPolicy {
@@ -360,6 +362,10 @@ pub struct Inner {
     pub inflight_refresh: HashSet<String>,
     /// Bulk API 2.0 query jobs by id.
     pub bulk_jobs: HashMap<String, QueryJob>,
+    /// Bulk API 2.0 ingest jobs by id.
+    pub ingest_jobs: HashMap<String, IngestJob>,
+    /// Bulk API 1.0 jobs by id.
+    pub async_jobs: HashMap<String, AsyncJob>,
     /// JWT `jti` values already used.
     pub used_jti: HashSet<String>,
     /// Sequence for generated ids.

@@ -1,5 +1,5 @@
 //! The API version calendar both the REST and the SOAP endpoints follow
-//! (salesforce-wire.md §4.3, §5).
+//! (docs/salesforce-wire.md §4.3, §5).
 
 /// The oldest version served: Summer '25 retired 21.0-30.0 (REST 410, SOAP
 /// `UNSUPPORTED_API_VERSION`).

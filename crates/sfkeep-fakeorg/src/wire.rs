@@ -1,5 +1,5 @@
 //! Response builders with Salesforce's status codes, headers and body shapes
-//! (reference/salesforce-wire.md). Every error the org sends goes through here, so no
+//! (docs/salesforce-wire.md). Every error the org sends goes through here, so no
 //! framework or Rust error text ever reaches the wire.
 
 use axum::body::{Body, Bytes};
@@ -12,8 +12,20 @@ use serde_json::{Value, json};
 pub const JSON_CT: &str = "application/json;charset=UTF-8";
 /// The content type Salesforce sends on SOAP responses.
 pub const XML_CT: &str = "text/xml;charset=UTF-8";
-/// Largest request body the org reads (bytes).
+/// Largest request body the org reads (bytes), except a Bulk API 2.0 upload.
 pub const BODY_LIMIT: usize = 10 * 1024 * 1024;
+/// Largest Bulk API 2.0 upload (`PUT …/jobs/ingest/{id}/batches`): 150 MB once Salesforce has
+/// base64-encoded it, so 100 MB of CSV (docs/salesforce-bulk.md).
+pub const INGEST_UPLOAD_LIMIT: usize = 100 * 1024 * 1024;
+
+/// The body limit for a request to `path`.
+fn body_limit(path: &str) -> usize {
+    if path.contains("/jobs/ingest/") && path.trim_end_matches('/').ends_with("/batches") {
+        INGEST_UPLOAD_LIMIT
+    } else {
+        BODY_LIMIT
+    }
+}
 
 /// A JSON response with Salesforce's content type.
 pub fn json(status: StatusCode, value: &Value) -> Response {
@@ -95,6 +107,15 @@ pub fn admin_error(status: StatusCode, error: &str, detail: Value) -> Response {
     json(status, &body)
 }
 
+/// A Bulk API 1.0 error document (`<error>` in the Bulk API's namespace).
+pub fn async_error_xml(code: &str, message: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><error xmlns=\"http://www.force.com/2009/06/asyncapi/dataload\"><exceptionCode>{}</exceptionCode><exceptionMessage>{}</exceptionMessage></error>",
+        quick_xml::escape::escape(code),
+        quick_xml::escape::escape(message)
+    )
+}
+
 /// The shape of an error depends on which API the path belongs to.
 pub fn error_for_path(path: &str, status: StatusCode, code: &str, message: &str) -> Response {
     if path.starts_with("/_fake") {
@@ -104,6 +125,13 @@ pub fn error_for_path(path: &str, status: StatusCode, code: &str, message: &str)
             status,
             &json!({"error": "invalid_request", "error_description": message}),
         )
+    } else if path.starts_with("/services/async") {
+        let mut r = (status, async_error_xml(code, message)).into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/xml"),
+        );
+        r
     } else if path.starts_with("/services/Soap") {
         use crate::soapxml::{FaultKind, Flavour};
         let body = crate::soapxml::fault(
@@ -118,7 +146,7 @@ pub fn error_for_path(path: &str, status: StatusCode, code: &str, message: &str)
     }
 }
 
-/// A request body read up to [`BODY_LIMIT`], chunked or not. Too large → 413 in the
+/// A request body read up to its limit (`body_limit`), chunked or not. Too large → 413 in the
 /// shape of the API the request was sent to.
 pub struct RawBody(pub Bytes);
 
@@ -127,15 +155,16 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
 
     async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
         let path = req.uri().path().to_owned();
+        let limit = body_limit(&path);
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large(&path));
         }
-        match axum::body::to_bytes(req.into_body(), BODY_LIMIT).await {
+        match axum::body::to_bytes(req.into_body(), limit).await {
             Ok(b) => Ok(RawBody(b)),
             // Either the limit was hit mid-stream (chunked) or the client went away; in the
             // second case nobody reads the answer.

@@ -1,4 +1,4 @@
-//! One test per row of DESIGN.md's admin table: each drives the call over HTTP and observes
+//! One test per row of the admin table (docs/fake-org.md#the-admin-api): each drives the call over HTTP and observes
 //! what a Salesforce client would see.
 
 mod common;

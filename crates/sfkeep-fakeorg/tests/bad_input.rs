@@ -140,7 +140,21 @@ async fn forged_expired_and_misaddressed_jwts() {
 
     let (s, v) = grant(sign(&key, &claims(org.base_url(), now - 10))).await;
     assert_eq!((s, err_desc(&v).0), (400, "invalid_grant"));
+    // Salesforce sets no upper bound on `exp`: an hour ahead, a string of digits
+    // (simple-salesforce) and milliseconds (the Salesforce CLI's `Date.now() + 300`) all log in.
     let (s, v) = grant(sign(&key, &claims(org.base_url(), now + 3600))).await;
+    assert_eq!(s, 200, "{v}");
+    let string_exp = json!({"iss": i.client_id, "sub": i.username, "aud": org.base_url(), "exp": (now + 60).to_string()});
+    let (s, v) = grant(sign(&key, &string_exp)).await;
+    assert_eq!(s, 200, "{v}");
+    let (s, v) = grant(sign(&key, &claims(org.base_url(), now * 1000 + 300))).await;
+    assert_eq!(s, 200, "{v}");
+    let expired_string = json!({"iss": i.client_id, "sub": i.username, "aud": org.base_url(), "exp": (now - 10).to_string()});
+    let (s, v) = grant(sign(&key, &expired_string)).await;
+    assert_eq!((s, err_desc(&v).0), (400, "invalid_grant"));
+    let not_a_number =
+        json!({"iss": i.client_id, "sub": i.username, "aud": org.base_url(), "exp": "tomorrow"});
+    let (s, v) = grant(sign(&key, &not_a_number)).await;
     assert_eq!(
         (s, err_desc(&v)),
         (400, ("invalid_grant", "invalid assertion"))

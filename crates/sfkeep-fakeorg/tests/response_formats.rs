@@ -1,5 +1,5 @@
 //! The token endpoint and the identity URL answer in the format the client asks for
-//! (salesforce-wire.md §1.1, §3.3): the `format` parameter (`json`, `urlencoded`, `xml`) or
+//! (docs/salesforce-wire.md §1.1, §3.3): the `format` parameter (`json`, `urlencoded`, `xml`) or
 //! the `Accept` header, success and error alike. Bodies are asserted byte for byte.
 
 mod common;

@@ -1,4 +1,4 @@
-//! The enterprise SOAP endpoint `/services/Soap/c/{version}[/{orgId}…]` (salesforce-wire.md §5):
+//! The enterprise SOAP endpoint `/services/Soap/c/{version}[/{orgId}…]` (docs/salesforce-wire.md §5):
 //! the partner endpoint's operations, API-version calendar and session deaths, in the enterprise
 //! namespaces (`urn:enterprise.soap.sforce.com`, faults in `urn:fault.enterprise.soap.sforce.com`,
 //! records in `urn:sobject.enterprise.soap.sforce.com`), with the recorded enterprise

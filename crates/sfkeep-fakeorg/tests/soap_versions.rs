@@ -1,4 +1,4 @@
-//! The partner SOAP endpoint models API versions (salesforce-wire.md §5): `login()` is not
+//! The partner SOAP endpoint models API versions (docs/salesforce-wire.md §5): `login()` is not
 //! available from v65.0 on, v21.0–30.0 are retired (`500 UNSUPPORTED_API_VERSION`), and the
 //! other operations go on working at v65.0+ with a session from an OAuth or older login.
 

@@ -38,7 +38,7 @@ from simple_salesforce.exceptions import SalesforceExpiredSession
 class HttpRewriteAdapter(HTTPAdapter):
     """Send every https:// request simple-salesforce makes to the plain-http target
     (scheme + host + port replaced; path and query kept), and log what was sent.
-    reference/real-clients.md §1.2."""
+    docs/real-clients.md#simple-salesforce-python."""
 
     def __init__(self, target, log, timeout, **kw):
         self.t = urlsplit(target)
