@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/bench proxy: wrk against (a) the upstream directly, (b) nginx proxy_pass adding an
 # Authorization header, (c) sfkeep proxy (examples/bench_proxy, release build) — same upstream
-# (an nginx returning a fixed JSON body, reference/real-clients.md §3.1), one run, rounds
+# (an nginx returning a fixed JSON body, docs/real-clients.md#the-proxy-benchmarks-baseline-nginx), one run, rounds
 # alternating A/B/C; prints the median requests/s, the ratios and p99 latency, the median of the
 # per-round sfkeep/nginx ratios (each pair measured a few seconds apart, so a noisy neighbour
 # hits both alike), and CPU time per request of each proxy process (user + system, from

@@ -1,5 +1,5 @@
-//! `sfkeep doctor --error`: every error body of salesforce-wire.md classified offline through
-//! the real binary, as an argument and on stdin; text that is not an error is exit 2.
+//! `sfkeep doctor --error`: every error body of docs/salesforce-wire.md classified offline
+//! through the real binary, as an argument and on stdin; text that is not an error is exit 2.
 
 mod common;
 

@@ -190,7 +190,7 @@ fn the_demo_heals_every_cause_and_loses_nothing() {
         assert!(causes.contains(&c), "{causes:?}");
     }
     // A frozen user's token requests are refused as a plain "authentication failure"
-    // (salesforce-wire.md §2); the cause column names what `sfkeep doctor` names (user_frozen,
+    // (docs/salesforce-wire.md §2); the cause column names what `sfkeep doctor` names (user_frozen,
     // tests/doctor.rs), not the token error's class.
     let frozen = report["timeline"]
         .as_array()

@@ -1,6 +1,6 @@
-//! Every error body listed in salesforce-wire.md (§2 token errors, §3 identity, §4 REST, §5.3
-//! SOAP faults, §6 Bulk, §9 LoginHistory statuses) classifies to a sensible cause, and text
-//! that is not an error says so.
+//! Every error body listed in docs/salesforce-wire.md (§2 token errors, §3 identity, §4 REST,
+//! §5.3 SOAP faults, §6 Bulk, §9 LoginHistory statuses) classifies to a sensible cause, and
+//! text that is not an error says so. The `§` comments below are sections of that page.
 
 use sfkeep::diagnose::DiagnosisCause as D;
 use sfkeep::diagnose::classify::{classify_error_text, recognize_error_text};

@@ -2,8 +2,8 @@
 //!
 //! `cargo fuzz` needs a nightly toolchain (sanitizers, `-Z` flags); this project builds on stable
 //! only, so these are high-volume, seedable mutation fuzzers in plain Rust: a xorshift generator
-//! mutates seed corpora (every code block of reference/salesforce-wire.md, in
-//! `tests/fuzz_corpus/`, plus hand-written edge cases) with byte flips, inserts, deletes,
+//! mutates seed corpora (Salesforce payloads from the public sources cited in
+//! docs/salesforce-wire.md, in `tests/fuzz_corpus/`, plus hand-written edge cases) with byte flips, inserts, deletes,
 //! splices, duplications and interesting values, and feeds the result to each target. A target
 //! "crashes" if it panics (the test fails with the seed and the input).
 //!
