@@ -414,7 +414,7 @@ impl AuditLog {
 /// The local address this machine uses to reach `url`'s host (no packet is sent: a UDP
 /// socket is connected only to ask the routing table).
 pub fn source_ip_for(url: &str) -> Option<String> {
-    if let Some(ip) = crate::session::bind_address() {
+    if let Some(ip) = crate::net::bind_address() {
         return Some(ip.to_string());
     }
     let u = url::Url::parse(url).ok()?;

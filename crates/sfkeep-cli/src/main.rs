@@ -28,6 +28,8 @@ mod demo;
 mod diagnosis;
 mod error;
 mod exit;
+mod net;
+mod output;
 mod session;
 mod sync;
 mod ui;

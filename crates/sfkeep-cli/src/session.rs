@@ -4,7 +4,6 @@
 //! (the same formula the library uses by default), so `sfkeep login --jwt` stores a token that
 //! `sfkeep token` then serves.
 
-use std::net::IpAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -26,37 +25,12 @@ pub struct Globals {
     pub profile: Option<String>,
 }
 
-/// The env var (and hidden global flag `--bind-address`) that binds every outgoing connection
-/// to one local address, e.g. to move a client to 127.0.0.2 in tests.
-pub const BIND_ENV: &str = "SFKEEP_BIND_ADDRESS";
-
-static BIND: OnceLock<Option<IpAddr>> = OnceLock::new();
-
-/// Sets the local bind address from `--bind-address` / `SFKEEP_BIND_ADDRESS` (once).
-pub fn set_bind_address(v: Option<&str>) -> CliResult<()> {
-    let ip = match v.map(str::trim).filter(|v| !v.is_empty()) {
-        None => None,
-        Some(v) => Some(v.parse::<IpAddr>().map_err(|_| {
-            CliError::usage(format!(
-                "--bind-address / {BIND_ENV} = `{v}` is not an IP address (e.g. 127.0.0.2)."
-            ))
-        })?),
-    };
-    let _ = BIND.set(ip);
-    Ok(())
-}
-
-/// The local address outgoing connections are bound to, if any.
-pub fn bind_address() -> Option<IpAddr> {
-    BIND.get().copied().flatten()
-}
-
-/// An HTTP client with these timeouts, bound to [`bind_address`] when one is set.
+/// An HTTP client with these timeouts, bound to [`crate::net::bind_address`] when one is set.
 pub fn http_client(timeout: Duration, connect: Duration) -> CliResult<reqwest::Client> {
     let mut b = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(connect);
-    if let Some(ip) = bind_address() {
+    if let Some(ip) = crate::net::bind_address() {
         b = b.local_address(ip);
     }
     b.build()

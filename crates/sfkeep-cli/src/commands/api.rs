@@ -76,7 +76,7 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
         .map_err(|e| CliError::from_sfkeep(&e, &format!("{method} {path}")))?;
     let text = String::from_utf8_lossy(&resp.body);
     if !text.is_empty() {
-        crate::commands::print_line(text.trim_end())?;
+        crate::output::print_line(text.trim_end())?;
     }
     session::check_store_kept_up(&profile)?;
     Ok(Exit::Ok)

@@ -12,9 +12,10 @@ use sfkeep::diagnose::classify;
 use sfkeep::diagnose::{Diagnosis, DiagnosisCause};
 use sfkeep::error::redact_secrets;
 
-use crate::commands::{JsonFlag, print_line};
+use crate::commands::JsonFlag;
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::output::print_line;
 use crate::session::Globals;
 use crate::ui::Paint;
 

@@ -7,9 +7,10 @@ use clap::Args;
 use sfkeep::clock::{Clock, SystemClock};
 
 use crate::audit::{self, AuditLog, EventRow};
-use crate::commands::{JsonFlag, print_line};
+use crate::commands::JsonFlag;
 use crate::error::CliResult;
 use crate::exit::Exit;
+use crate::output::print_line;
 use crate::session::{self, Globals};
 use crate::ui::Paint;
 

@@ -9,9 +9,9 @@ use std::time::Duration;
 use clap::Args;
 use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig};
 
-use crate::commands::print_line;
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::output::print_line;
 
 /// `sfkeep fake-org` arguments.
 #[derive(Debug, Args)]

@@ -14,10 +14,10 @@ use sfkeep::token::{self, ExpirySource, GrantKind, TokenRecord};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::commands::print_line;
 use crate::config::{GrantName, Profile, StoreConfig};
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::output::print_line;
 use crate::session::{self, Globals};
 
 /// `sfkeep login` arguments: exactly one method.

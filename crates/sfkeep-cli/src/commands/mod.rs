@@ -90,7 +90,7 @@ pub struct JsonFlag {
 
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> CliResult<Exit> {
-    crate::session::set_bind_address(cli.bind_address.as_deref())?;
+    crate::net::set_bind_address(cli.bind_address.as_deref())?;
     let g = Globals {
         config: cli.config,
         profile: cli.profile,
@@ -112,20 +112,4 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         Command::Events(a) => events::run(&g, a).await,
         Command::Recover(a) => recover::run(&g, a).await,
     }
-}
-
-/// Writes `line` and a newline to stdout and flushes. A closed pipe (`sfkeep events | head`)
-/// ends the command quietly with exit 0: the reader has what it wanted.
-pub fn print_line(line: &str) -> CliResult<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    writeln!(out, "{line}")
-        .and_then(|_| out.flush())
-        .map_err(|e| {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                crate::error::CliError::reader_gone()
-            } else {
-                crate::error::CliError::unexpected(format!("cannot write to stdout: {e}."))
-            }
-        })
 }

@@ -105,7 +105,7 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
     proxy
         .run(
             |addr| {
-                let _ = crate::commands::print_line(
+                let _ = crate::output::print_line(
                     &serde_json::json!({"url": format!("http://{addr}")}).to_string(),
                 );
             },

@@ -63,7 +63,7 @@ pub async fn run(g: &Globals, a: QueryArgs) -> CliResult<Exit> {
             }
             n += 1;
             if a.json {
-                crate::commands::print_line(&rec.to_string())?;
+                crate::output::print_line(&rec.to_string())?;
                 continue;
             }
             let obj = rec.as_object().cloned().unwrap_or_default();
@@ -77,7 +77,7 @@ pub async fn run(g: &Globals, a: QueryArgs) -> CliResult<Exit> {
                 } else {
                     cols.join("\t")
                 };
-                let _ = crate::commands::print_line(&line);
+                let _ = crate::output::print_line(&line);
                 cols
             });
             let values: Vec<String> = cols
@@ -93,7 +93,7 @@ pub async fn run(g: &Globals, a: QueryArgs) -> CliResult<Exit> {
             } else {
                 values.join("\t")
             };
-            crate::commands::print_line(&line)?;
+            crate::output::print_line(&line)?;
         }
     }
     if !a.json && !a.csv {

@@ -11,10 +11,10 @@ use clap::Args;
 use sfkeep::diagnose::DiagnosisCause;
 use sfkeep::diagnose::evidence::{self, Facts};
 
-use crate::commands::print_line;
 use crate::diagnosis::{self, Attempt};
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::output::print_line;
 use crate::session::{self, Globals};
 use crate::ui::Paint;
 

@@ -5,9 +5,10 @@ use clap::Args;
 use sfkeep::clock::{Clock, SystemClock};
 use sfkeep::token::TokenState;
 
-use crate::commands::{JsonFlag, print_line};
+use crate::commands::JsonFlag;
 use crate::error::CliResult;
 use crate::exit::Exit;
+use crate::output::print_line;
 use crate::session::{self, Globals};
 
 /// `sfkeep status` arguments.

@@ -105,9 +105,9 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
         SyncError::Db(e) => CliError::store(e.to_string()),
     })?;
     if a.json {
-        crate::commands::print_line(&serde_json::to_string(&summary).unwrap_or_default())?;
+        crate::output::print_line(&serde_json::to_string(&summary).unwrap_or_default())?;
     } else {
-        crate::commands::print_line(&format!(
+        crate::output::print_line(&format!(
             "synced {} accounts in {} page{} ({} new, {} updated, {} deleted) into {}; {} rows in total, {:.1}s",
             summary.fetched,
             summary.pages,

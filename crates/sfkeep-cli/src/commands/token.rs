@@ -5,10 +5,11 @@ use clap::Args;
 use sfkeep::token::TokenState;
 
 use crate::audit::{self, AuditLog};
-use crate::commands::{JsonFlag, print_line};
+use crate::commands::JsonFlag;
 use crate::config::Profile;
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::output::print_line;
 use crate::session::{self, Globals};
 
 /// `sfkeep token` arguments.

@@ -93,7 +93,7 @@ fn say(line: &str) {
     if JSON_OUTPUT.load(std::sync::atomic::Ordering::Relaxed) {
         eprintln!("{line}");
     } else {
-        let _ = crate::commands::print_line(line);
+        let _ = crate::output::print_line(line);
     }
 }
 
@@ -324,7 +324,7 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
             ));
         }
         Err(e) => {
-            // The token endpoint says only "authentication failure" (salesforce-wire.md §2):
+            // The token endpoint says only "authentication failure" (docs/salesforce-wire.md §2):
             // the cause is named the way `sfkeep doctor` names it.
             let d = diagnose(&run.sink.events());
             let cause = match d.verdict {
@@ -471,7 +471,7 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
         && duplicated == 0
         && report.invalid_session_errors_seen_by_integration == 0;
     if json_out {
-        crate::commands::print_line(&serde_json::to_string(&report).unwrap_or_default())?;
+        crate::output::print_line(&serde_json::to_string(&report).unwrap_or_default())?;
     } else {
         let t = &report.token_requests;
         let sfkeep_requests = format!("refresh {} · jwt {}", t["refresh_token"], t["jwt_bearer"]);
@@ -519,7 +519,7 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
             },
         ];
         for l in lines {
-            crate::commands::print_line(&l)?;
+            crate::output::print_line(&l)?;
         }
     }
     Ok(if ok { Exit::Ok } else { Exit::Unexpected })
