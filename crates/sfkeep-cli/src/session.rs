@@ -113,28 +113,46 @@ pub fn open_store(p: &Profile) -> CliResult<Arc<dyn Store>> {
     }
 }
 
-/// The cache key: `SFKEEP_CACHE_KEY`, else the key file (which must exist, mode 0600).
+/// The env var that holds the cache key (base64 of 32 bytes); it wins over a key file.
+const CACHE_KEY_ENV: &str = "SFKEEP_CACHE_KEY";
+
+/// The cache key: `SFKEEP_CACHE_KEY`, else the key file, read like every other secret file
+/// (a file other users can read is a warning, as for a JWT key or a refresh token).
 fn cache_key(p: &Profile, key_file: Option<&std::path::Path>) -> CliResult<CacheKey> {
-    if std::env::var_os("SFKEEP_CACHE_KEY").is_none()
-        && let Some(k) = key_file
-        && !k.exists()
-    {
+    let bad_key = |source: String, e: sfkeep::Error| {
+        CliError::usage(format!(
+            "cannot load the cache key for the store of {} from {source}: {e}. {MAKE_CACHE_KEY}",
+            p.describe()
+        ))
+    };
+    if let Ok(v) = std::env::var(CACHE_KEY_ENV) {
+        return CacheKey::from_base64(&v).map_err(|e| bad_key(format!("${CACHE_KEY_ENV}"), e));
+    }
+    let Some(k) = key_file else {
         return Err(CliError::usage(format!(
-            "the cache key file {} (`{}` in {}) does not exist. Create one with `head -c 32 /dev/urandom | base64 > {} && chmod 600 {}`, or set SFKEEP_CACHE_KEY.",
-            k.display(),
-            p.key_path("store.key_file"),
-            p.config_path.display(),
-            k.display(),
+            "the store of {} is encrypted but has no key: set {CACHE_KEY_ENV}, or add `key_file = \"PATH\"` to [profiles.{}.store]. {MAKE_CACHE_KEY}",
+            p.describe(),
+            p.name
+        )));
+    };
+    let what = format!(
+        "the cache key file {} (`{}` in {})",
+        k.display(),
+        p.key_path("store.key_file"),
+        p.config_path.display()
+    );
+    if !k.exists() {
+        return Err(CliError::usage(format!(
+            "{what} does not exist. Create one with `(umask 077; head -c 32 /dev/urandom | base64 > {})`, or set {CACHE_KEY_ENV}.",
             k.display()
         )));
     }
-    CacheKey::load(key_file).map_err(|e| {
-        CliError::usage(format!(
-            "cannot load the cache key for the store of {}: {e}.",
-            p.describe()
-        ))
-    })
+    let text = crate::config::read_secret_file(k, &p.key_path("store.key_file"), &what)?;
+    CacheKey::from_base64(&text).map_err(|e| bad_key(k.display().to_string(), e))
 }
+
+/// How to make a cache key, for messages.
+const MAKE_CACHE_KEY: &str = "A cache key is 32 random bytes in base64: `(umask 077; head -c 32 /dev/urandom | base64 > cache.key)`.";
 
 /// Loads the profile's stored record, with store errors as exit 5.
 pub async fn load_record(p: &Profile, store: &dyn Store) -> CliResult<Option<TokenRecord>> {
