@@ -461,7 +461,8 @@ impl BillingDb {
             .map_err(|e| self.wrap(e))
     }
 
-    /// Every (Id, SystemModstamp), sorted by Id: for comparing with the org.
+    /// Every (Id, SystemModstamp), sorted by Id: for comparing with the org (the demo's check).
+    #[cfg(feature = "fake-org")]
     pub fn fingerprints(&self) -> Result<Vec<(String, String)>, DbError> {
         let mut st = self
             .conn
