@@ -371,6 +371,52 @@ impl AuditLog {
             .map_err(|x| io(&self.path, x))
     }
 
+    /// How many of the integration's events `store_key` has in `[since_ms, until_ms)`.
+    pub fn count(&self, store_key: &str, since_ms: i64, until_ms: i64) -> Result<u64, AuditError> {
+        self.conn()
+            .query_row(
+                "SELECT COUNT(*) FROM events WHERE store_key = ?1 AND at >= ?2 AND at < ?3 AND origin IS NULL",
+                params![store_key, since_ms, until_ms],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n.max(0) as u64)
+            .map_err(|x| io(&self.path, x))
+    }
+
+    /// The integration's events of `store_key` in `[since_ms, until_ms)` counted per bucket of
+    /// `bucket_ms` and kind: `(bucket index, kind, count)`. For windows too large to send
+    /// event by event (`sfkeep serve`'s status page).
+    pub fn bucket_counts(
+        &self,
+        store_key: &str,
+        since_ms: i64,
+        until_ms: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<(i64, String, u64)>, AuditError> {
+        let conn = self.conn();
+        let mut st = conn
+            .prepare_cached(
+                "SELECT (at - ?2) / ?4 AS b, kind, COUNT(*) FROM events
+                 WHERE store_key = ?1 AND at >= ?2 AND at < ?3 AND origin IS NULL
+                 GROUP BY b, kind ORDER BY b",
+            )
+            .map_err(|x| io(&self.path, x))?;
+        let rows = st
+            .query_map(
+                params![store_key, since_ms, until_ms, bucket_ms.max(1)],
+                |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?.max(0) as u64,
+                    ))
+                },
+            )
+            .map_err(|x| io(&self.path, x))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|x| io(&self.path, x))
+    }
+
     /// The integration's newest `n` events of `store_key`, oldest first (doctor's probes
     /// left out).
     pub fn recent(&self, store_key: &str, n: usize) -> Result<Vec<EventRow>, AuditError> {

@@ -30,6 +30,7 @@ mod error;
 mod exit;
 mod net;
 mod output;
+mod serve;
 mod session;
 mod sync;
 mod ui;

@@ -21,8 +21,10 @@ use crate::error::{CliError, CliResult};
 pub struct Globals {
     /// `--config`.
     pub config: Option<std::path::PathBuf>,
-    /// `--profile` / `SFKEEP_PROFILE`.
+    /// `--profile` / `SFKEEP_PROFILE` (the last one given).
     pub profile: Option<String>,
+    /// Every `--profile` given (`sfkeep serve` watches several).
+    pub profiles: Vec<String>,
 }
 
 /// An HTTP client with these timeouts, bound to [`crate::net::bind_address`] when one is set.
@@ -319,6 +321,18 @@ pub fn manager_with_audit(
     store: Arc<dyn Store>,
     recording: Recording,
 ) -> CliResult<TokenManager> {
+    manager_with_sinks(p, primary, fallback, store, recording, &[])
+}
+
+/// Like [`manager_with_audit`], with more event sinks (`sfkeep serve` watches the events).
+pub fn manager_with_sinks(
+    p: &Profile,
+    primary: Grant,
+    fallback: Option<Grant>,
+    store: Arc<dyn Store>,
+    recording: Recording,
+    sinks: &[Arc<dyn EventSink>],
+) -> CliResult<TokenManager> {
     let audit = crate::audit::open_for_recording(p).map(|log| {
         let sink = crate::audit::AuditSink::new(log, p);
         Arc::new(match recording {
@@ -337,6 +351,9 @@ pub fn manager_with_audit(
         )?);
     if let Some(a) = &audit {
         b = b.event_sink(Arc::clone(a) as Arc<dyn EventSink>);
+    }
+    for sink in sinks {
+        b = b.event_sink(Arc::clone(sink));
     }
     if !crate::logging_requested() {
         // The CLI reports failures itself, as one paragraph; the library's log lines would
@@ -360,6 +377,14 @@ pub fn manager_with_audit(
 
 /// The profile's manager: its primary grant, its fallback grant, its store.
 pub async fn manager(p: &Profile) -> CliResult<(TokenManager, Arc<dyn Store>)> {
+    manager_observed(p, &[]).await
+}
+
+/// [`manager`] with more event sinks.
+pub async fn manager_observed(
+    p: &Profile,
+    sinks: &[Arc<dyn EventSink>],
+) -> CliResult<(TokenManager, Arc<dyn Store>)> {
     let store = open_store(p)?;
     probe_store(p, store.as_ref()).await?;
     let fallback = match p.fallback_grant {
@@ -373,6 +398,13 @@ pub async fn manager(p: &Profile) -> CliResult<(TokenManager, Arc<dyn Store>)> {
         (Err(e), Some(fallback)) if e.exit == crate::exit::Exit::ReauthRequired => (fallback, None),
         (Err(e), _) => return Err(e),
     };
-    let m = manager_with(p, primary, fallback, Arc::clone(&store))?;
+    let m = manager_with_sinks(
+        p,
+        primary,
+        fallback,
+        Arc::clone(&store),
+        Recording::Integration,
+        sinks,
+    )?;
     Ok((m, store))
 }

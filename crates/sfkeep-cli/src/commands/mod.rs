@@ -29,9 +29,9 @@ pub struct Cli {
     /// Config file (default: ./sfkeep.toml, then $XDG_CONFIG_HOME/sfkeep/sfkeep.toml).
     #[arg(long, global = true, value_name = "PATH")]
     pub config: Option<PathBuf>,
-    /// Profile in the config file (default: `default`).
-    #[arg(long, global = true, value_name = "NAME", env = "SFKEEP_PROFILE")]
-    pub profile: Option<String>,
+    /// Profile in the config file (default: `default`). `sfkeep serve` takes several.
+    #[arg(long, global = true, value_name = "NAME", env = "SFKEEP_PROFILE", action = clap::ArgAction::Append)]
+    pub profile: Vec<String>,
     /// Bind outgoing connections to this local address (e.g. 127.0.0.2).
     #[arg(
         long,
@@ -78,6 +78,9 @@ pub enum Command {
     Events(events::EventsArgs),
     /// Re-authenticate with the best grant, verify, store, and tell a running proxy.
     Recover(recover::RecoverArgs),
+    /// The guardian: keeps refresh tokens alive, forecasts session deaths, alerts a person,
+    /// and serves a status page. Prints one JSON line when ready.
+    Serve(crate::serve::ServeArgs),
 }
 
 /// `--json`, shared by the commands whose output is data.
@@ -91,9 +94,16 @@ pub struct JsonFlag {
 /// Runs the parsed command line.
 pub async fn run(cli: Cli) -> CliResult<Exit> {
     crate::net::set_bind_address(cli.bind_address.as_deref())?;
+    if cli.profile.len() > 1 && !matches!(cli.command, Command::Serve(_)) {
+        return Err(crate::error::CliError::usage(format!(
+            "--profile is given {} times; only `sfkeep serve` watches several profiles.",
+            cli.profile.len()
+        )));
+    }
     let g = Globals {
         config: cli.config,
-        profile: cli.profile,
+        profile: cli.profile.last().cloned(),
+        profiles: cli.profile,
     };
     match cli.command {
         #[cfg(feature = "fake-org")]
@@ -111,5 +121,6 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         Command::Doctor(a) => doctor::run(&g, a).await,
         Command::Events(a) => events::run(&g, a).await,
         Command::Recover(a) => recover::run(&g, a).await,
+        Command::Serve(a) => crate::serve::run(&g, a).await,
     }
 }

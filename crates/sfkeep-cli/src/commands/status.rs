@@ -16,6 +16,9 @@ use crate::session::{self, Globals};
 pub struct StatusArgs {
     #[command(flatten)]
     json: JsonFlag,
+    /// Every profile of the config file at a glance: state, expiry, the next forecast.
+    #[arg(long)]
+    all: bool,
 }
 
 fn human_duration(secs: u64) -> String {
@@ -27,8 +30,54 @@ fn human_duration(secs: u64) -> String {
     }
 }
 
+/// The state of `p`'s stored token on the server's clock, and its time left.
+async fn stored_state(p: &crate::config::Profile) -> (&'static str, Option<u64>) {
+    let Ok(store) = session::open_store(p) else {
+        return ("unknown", None);
+    };
+    let rec = session::load_record(p, store.as_ref()).await.ok().flatten();
+    match rec {
+        None => ("missing", None),
+        Some(r) => {
+            let now = r.server_now(SystemClock.now());
+            let state = match r.state_at(now) {
+                TokenState::Fresh => "fresh",
+                TokenState::Stale => "stale",
+                TokenState::Expired => "expired",
+            };
+            (state, Some(r.remaining_at(now).as_secs()))
+        }
+    }
+}
+
+/// `status --all`: one line (or JSON object) per profile.
+async fn all(g: &Globals, json: bool) -> CliResult<Exit> {
+    let path = crate::config::locate(g.config.as_deref())?;
+    let config = crate::config::Config::load(&path)?;
+    let mut rows = Vec::new();
+    for p in config.profiles.values() {
+        let (state, left) = stored_state(p).await;
+        rows.push(crate::serve::report::summary(p, state, left));
+    }
+    if json {
+        print_line(&serde_json::json!({"profiles": rows}).to_string())?;
+    } else {
+        print_line(&format!(
+            "{:<16} {:<16} {:<10} {:<19} next forecast",
+            "profile", "state", "expires", "grant"
+        ))?;
+        for r in &rows {
+            print_line(&crate::serve::report::summary_line(r))?;
+        }
+    }
+    Ok(Exit::Ok)
+}
+
 /// Prints the status of the profile's stored token.
 pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
+    if a.all {
+        return all(g, a.json.json).await;
+    }
     let p = session::load_profile(g)?;
     let store = session::open_store(&p)?;
     let rec = session::load_record(&p, store.as_ref()).await?;
@@ -80,6 +129,7 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
             "store_path": store_path,
             "store_key": session::store_key(&p).to_string(),
             "configured_instance_url": p.instance_url,
+            "guardian": crate::serve::report::json_for(&p),
         });
         print_line(&v.to_string())?;
         return Ok(Exit::Ok);
@@ -117,6 +167,7 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
             _ => "note         nothing stored: `sfkeep token` or `sfkeep login` gets one".to_owned(),
         });
     }
+    lines.extend(crate::serve::report::lines_for(&p));
     if !recent.is_empty() {
         lines.push("recent       (audit log, newest last)".to_owned());
         for e in &recent {

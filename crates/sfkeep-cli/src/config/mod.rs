@@ -38,10 +38,11 @@ mod validate;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::config::messages::suggest;
+pub use crate::config::messages::suggest;
 use crate::config::profile::io_reason;
 pub use crate::config::profile::{GrantName, Profile, StoreConfig, read_secret_file};
 pub use crate::config::sfdx::parse_sfdx_url;
+pub use crate::config::validate::resolve_path;
 use crate::error::{CliError, CliResult};
 
 /// The profile used when neither `--profile` nor `SFKEEP_PROFILE` names one.
@@ -56,6 +57,8 @@ pub struct Config {
     pub path: PathBuf,
     /// Its profiles by name.
     pub profiles: BTreeMap<String, Profile>,
+    /// The `[serve]` section, read by `sfkeep serve` (`serve::settings`).
+    pub serve: Option<toml::Table>,
 }
 
 impl Config {
@@ -87,6 +90,7 @@ impl Config {
         Ok(Self {
             path: path.to_owned(),
             profiles,
+            serve: raw.serve,
         })
     }
 

@@ -125,6 +125,9 @@ pub struct Profile {
     /// A running `sfkeep proxy` for this profile (e.g. `http://127.0.0.1:8787`), told to
     /// reload by `sfkeep recover`.
     pub proxy_url: Option<String>,
+    /// The keys `sfkeep serve` reads about this profile's policies (keep-alive, forecasts), as
+    /// written: `serve::settings::ProfileGuardian` parses them.
+    pub guardian: toml::Table,
 }
 
 impl Profile {

@@ -14,6 +14,8 @@ pub struct RawFile {
     /// `[profiles.NAME]` tables.
     #[serde(default)]
     pub profiles: BTreeMap<String, RawProfile>,
+    /// `[serve]`, read by `sfkeep serve` (`serve::settings`, which checks its keys).
+    pub serve: Option<toml::Table>,
 }
 
 /// One `[profiles.NAME]` table.
@@ -35,6 +37,32 @@ pub struct RawProfile {
     pub session_timeout_secs: Option<i64>,
     pub store: Option<RawStore>,
     pub proxy_url: Option<String>,
+    // What `sfkeep serve` reads (`serve::settings::ProfileGuardian` checks the values).
+    pub refresh_token_idle_ttl: Option<toml::Value>,
+    pub refresh_token_max_age: Option<toml::Value>,
+    pub refresh_token_expires_at: Option<toml::Value>,
+    pub keep_alive: Option<toml::Value>,
+    pub jwt_cert: Option<toml::Value>,
+    pub password_max_age: Option<toml::Value>,
+    pub app_name: Option<toml::Value>,
+}
+
+impl RawProfile {
+    /// The keys `sfkeep serve` reads, as written.
+    pub fn guardian_keys(&self) -> toml::Table {
+        [
+            ("refresh_token_idle_ttl", &self.refresh_token_idle_ttl),
+            ("refresh_token_max_age", &self.refresh_token_max_age),
+            ("refresh_token_expires_at", &self.refresh_token_expires_at),
+            ("keep_alive", &self.keep_alive),
+            ("jwt_cert", &self.jwt_cert),
+            ("password_max_age", &self.password_max_age),
+            ("app_name", &self.app_name),
+        ]
+        .into_iter()
+        .filter_map(|(k, v)| Some((k.to_owned(), v.clone()?)))
+        .collect()
+    }
 }
 
 /// `[profiles.NAME.store]`.
@@ -133,7 +161,7 @@ mod tests {
 
     #[test]
     fn the_key_lists_come_from_the_structs() {
-        assert_eq!(Table::File.keys(), ["profiles"]);
+        assert_eq!(Table::File.keys(), ["profiles", "serve"]);
         assert_eq!(Table::Secret.keys(), ["env", "file"]);
         assert_eq!(Table::Store.keys(), ["kind", "path", "key_file", "url"]);
         let profile = Table::Profile.keys();

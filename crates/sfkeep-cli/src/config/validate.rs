@@ -40,8 +40,10 @@ pub fn profile(file: &Path, name: &str, raw: RawProfile) -> CliResult<Profile> {
         file,
         prefix: format!("profiles.{name}"),
     };
+    let guardian = raw.guardian_keys();
     let login_url = url(&at, "login_url", raw.login_url)?.unwrap_or(DEFAULT_LOGIN_URL.to_owned());
     Ok(Profile {
+        guardian,
         name: name.to_owned(),
         config_path: file.to_owned(),
         login_url,

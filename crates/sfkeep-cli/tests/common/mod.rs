@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_sfkeep");
 
@@ -119,5 +119,85 @@ impl Drop for Org {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A `redis-server` on a free loopback port, without persistence; killed on drop.
+pub struct Redis {
+    child: Option<std::process::Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut r = Redis {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        r.up();
+        r
+    }
+    pub fn up(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server runs (scripts/test installs it)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+    pub fn cli(&self, args: &[&str]) -> Vec<u8> {
+        Command::new("redis-cli")
+            .args(["-p", &self.port.to_string(), "--raw"])
+            .args(args)
+            .output()
+            .map(|o| o.stdout)
+            .unwrap_or_default()
+    }
+    /// Every key and every value, as bytes.
+    pub fn dump_all(&self) -> Vec<u8> {
+        let keys = String::from_utf8_lossy(&self.cli(&["--scan"])).into_owned();
+        let mut all = keys.clone().into_bytes();
+        for k in keys.lines().filter(|k| !k.is_empty()) {
+            let ty = String::from_utf8_lossy(&self.cli(&["TYPE", k]))
+                .trim()
+                .to_owned();
+            let v = match ty.as_str() {
+                "string" => self.cli(&["GET", k]),
+                "hash" => self.cli(&["HGETALL", k]),
+                "list" => self.cli(&["LRANGE", k, "0", "-1"]),
+                "set" => self.cli(&["SMEMBERS", k]),
+                _ => self.cli(&["DUMP", k]),
+            };
+            all.extend_from_slice(&v);
+        }
+        all
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.down();
     }
 }

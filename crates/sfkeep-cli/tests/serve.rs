@@ -1,0 +1,1004 @@
+//! `sfkeep serve`, the guardian, against the simulated org run by `sfkeep fake-org`: its
+//! contract (ready line, endpoints, trust model), the keep-alive over 120 simulated days and
+//! across 8 processes on one Redis, the forecasts, the alerts (real webhook receivers on
+//! loopback), and a value-based leak audit. The org's clock moves through its admin API; no
+//! test waits for time to pass: each polls the guardian's status for the condition it needs.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::time::{Duration, Instant};
+
+use common::{Org, Redis, run, sfkeep};
+use serde_json::{Value, json};
+
+const DAY: i64 = 86_400;
+
+fn rt() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    })
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
+/// GET `url`: (status, body).
+fn get(url: &str) -> (u16, String) {
+    rt().block_on(async {
+        let r = http().get(url).send().await.expect("GET");
+        let s = r.status().as_u16();
+        (s, r.text().await.unwrap_or_default())
+    })
+}
+
+/// Sends what `build` makes: (status, headers, body).
+fn request(
+    build: impl FnOnce(reqwest::Client) -> reqwest::RequestBuilder,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    rt().block_on(async {
+        let r = build(http()).send().await.expect("request");
+        let (s, h) = (r.status().as_u16(), r.headers().clone());
+        (s, h, r.text().await.unwrap_or_default())
+    })
+}
+
+fn get_json(url: &str) -> Value {
+    let (s, body) = get(url);
+    assert_eq!(s, 200, "GET {url}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {url}: not JSON ({e}): {body}"))
+}
+
+/// Polls `probe` until it returns `Some`, for at most `secs` seconds.
+fn wait_for<T>(what: &str, secs: u64, mut probe: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = probe() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The org's admin API, as JSON.
+trait Admin {
+    fn admin_get(&self, path: &str) -> Value;
+    fn stats(&self) -> Value;
+    fn refresh_requests(&self) -> u64;
+    /// The org's clock, ms.
+    fn now_ms(&self) -> i64;
+    fn advance(&self, secs: i64);
+}
+
+impl Admin for Org {
+    fn admin_get(&self, path: &str) -> Value {
+        get_json(&format!("{}{path}", self.field("admin_url")))
+    }
+    fn stats(&self) -> Value {
+        self.admin_get("/stats")
+    }
+    fn refresh_requests(&self) -> u64 {
+        self.stats()["token_requests"]["refresh_token"]
+            .as_u64()
+            .unwrap()
+    }
+    fn now_ms(&self) -> i64 {
+        let now = self.admin_get("/clock")["now"].as_str().unwrap().to_owned();
+        parse_sf(&now)
+    }
+    fn advance(&self, secs: i64) {
+        assert_eq!(
+            self.admin_post("/clock/advance", json!({"seconds": secs})),
+            200
+        );
+    }
+}
+
+/// `2026-12-07T03:41:38.338+0000` → ms.
+fn parse_sf(s: &str) -> i64 {
+    let fmt = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour][offset_minute]"
+    );
+    let t = time::OffsetDateTime::parse(s, &fmt).unwrap_or_else(|e| panic!("{s}: {e}"));
+    (t.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// A running `sfkeep serve`; killed on drop.
+struct Serve {
+    child: Child,
+    ready: Value,
+}
+
+impl Serve {
+    fn start(home: &Path, config: &Path, args: &[&str]) -> Serve {
+        Self::start_env(home, config, args, &[])
+    }
+
+    fn start_env(home: &Path, config: &Path, args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut c = sfkeep(home);
+        c.arg("--config").arg(config).arg("serve");
+        c.args(args);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let mut child = c
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("sfkeep serve starts");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
+            let _ = tx.send(r);
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(Ok(l)) if !l.is_empty() => l,
+            other => {
+                let _ = child.kill();
+                panic!("no ready line from sfkeep serve: {other:?}");
+            }
+        };
+        let ready: Value = serde_json::from_str(line.trim()).expect("ready line is JSON");
+        Serve { child, ready }
+    }
+
+    fn url(&self) -> String {
+        self.ready["url"].as_str().unwrap().to_owned()
+    }
+
+    fn status(&self) -> Value {
+        get_json(&format!("{}/api/v1/status", self.url()))
+    }
+
+    fn profile(&self) -> Value {
+        self.status()["profiles"][0].clone()
+    }
+
+    /// Waits until a check completed after the org's clock read `org_ms` (so its decisions
+    /// used the moved clock).
+    fn caught_up(&self, org_ms: i64) -> Value {
+        wait_for("the guardian to see the org's new time", 120, || {
+            let p = self.profile();
+            (p["last_check_at"].as_i64().unwrap_or(0) >= org_ms - 2_000).then_some(p)
+        })
+    }
+
+    fn stop(mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "sfkeep serve did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A webhook receiver on loopback: records every body, answers `status`.
+struct Receiver {
+    addr: SocketAddr,
+    got: Arc<Mutex<Vec<String>>>,
+    status: Arc<AtomicU16>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        Self::start_on("127.0.0.1:0".parse().unwrap())
+    }
+
+    fn start_on(addr: SocketAddr) -> Receiver {
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(AtomicU16::new(200));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let (g, s) = (Arc::clone(&got), Arc::clone(&status));
+        let listener = rt()
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .expect("bind the receiver");
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |body: String| {
+                let (g, s) = (Arc::clone(&g), Arc::clone(&s));
+                async move {
+                    let code = s.load(Ordering::SeqCst);
+                    if code == 200 {
+                        g.lock().unwrap().push(body);
+                    }
+                    (
+                        axum::http::StatusCode::from_u16(code).unwrap(),
+                        "not json at all <html>",
+                    )
+                }
+            }),
+        );
+        rt().spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Receiver {
+            addr,
+            got,
+            status,
+            stop: Some(tx),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn alerts(&self) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| serde_json::from_str(b).unwrap())
+            .collect()
+    }
+
+    fn bodies(&self) -> Vec<String> {
+        self.got.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+/// A home with the org's profile file copied and `extra` appended to `[profiles.fake]`
+/// (and `tail` after it).
+fn config(home: &Path, org: &Org, extra: &str, tail: &str) -> PathBuf {
+    let text = std::fs::read_to_string(org.field("profile_file")).unwrap();
+    let text = text.replacen(
+        "[profiles.fake.store]",
+        &format!("{extra}\n[profiles.fake.store]"),
+        1,
+    );
+    let path = home.join("sfkeep.toml");
+    std::fs::write(&path, format!("{text}\n{tail}\n")).unwrap();
+    path
+}
+
+/// A config whose profile's `jwt_cert` is a certificate with `days` left (plus `extra`).
+fn cert_config(home: &Path, org: &Org, days: i64, extra: &str) -> (PathBuf, PathBuf) {
+    let cert = home.join("jwt.crt");
+    std::fs::write(&cert, cert_pem(days)).unwrap();
+    let cfg = config(
+        home,
+        org,
+        &format!("jwt_cert = {:?}\n{extra}", cert.display().to_string()),
+        "",
+    );
+    (cfg, cert)
+}
+
+/// `sfkeep serve --profile fake` on a free loopback port, checking every `every`, plus `args`.
+fn watch(home: &Path, cfg: &Path, every: &str, args: &[&str]) -> Serve {
+    let mut all = vec![
+        "--profile",
+        "fake",
+        "--listen",
+        "127.0.0.1:0",
+        "--check-interval",
+        every,
+    ];
+    all.extend_from_slice(args);
+    Serve::start(home, cfg, &all)
+}
+
+fn forecast<'a>(p: &'a Value, kind: &str) -> &'a Value {
+    p["forecasts"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == kind))
+        .unwrap_or(&Value::Null)
+}
+
+fn set_policy(org: &Org, policy: Value) {
+    let client_id = org.field("client_id");
+    assert_eq!(
+        org.admin_put(&format!("/apps/{client_id}/policy"), policy),
+        200
+    );
+}
+
+#[test]
+fn serve_prints_its_ready_line_serves_its_endpoints_and_stops_on_sigterm() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let cfg = config(home.path(), &org, "", "");
+    let s = watch(home.path(), &cfg, "100ms", &[]);
+    assert_eq!(s.ready["profiles"], json!(["fake"]));
+    let listen: SocketAddr = s.ready["listen"].as_str().unwrap().parse().unwrap();
+    assert!(listen.ip().is_loopback());
+    let p = wait_for("a first check", 30, || {
+        let p = s.profile();
+        (p["checks"].as_u64() >= Some(1)).then_some(p)
+    });
+    assert_eq!(p["state"], "fresh", "{p}");
+    let (code, health) = get(&format!("{}/healthz", s.url()));
+    assert_eq!(code, 200);
+    assert_eq!(
+        serde_json::from_str::<Value>(&health).unwrap()["profiles"]["fake"],
+        "fresh"
+    );
+    let (code, metrics) = get(&format!("{}/metrics", s.url()));
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("sfkeep_token_state{profile=\"fake\",state=\"fresh\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE sfkeep_forecast_seconds gauge"),
+        "{metrics}"
+    );
+    let events = get_json(&format!(
+        "{}/api/v1/events?profile=fake&window=24h",
+        s.url()
+    ));
+    assert!(events["total"].as_u64().unwrap() >= 1, "{events}");
+    // The page: self-contained, with a strict CSP.
+    let (_, headers, html) = request(|c| c.get(s.url()));
+    let csp = headers["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("script-src 'self'"),
+        "{csp}"
+    );
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "no external resource: {html}"
+    );
+    // Read-only, and not readable through a foreign host name (DNS rebinding) or from
+    // another site's page.
+    let status_url = format!("{}/api/v1/status", s.url());
+    assert_eq!(request(|c| c.post(&status_url)).0, 405);
+    assert_eq!(
+        request(|c| c.get(&status_url).header("Host", "attacker.example:80")).0,
+        403
+    );
+    assert_eq!(
+        request(|c| c
+            .get(&status_url)
+            .header("Sec-Fetch-Site", "cross-site")
+            .header("Sec-Fetch-Mode", "cors"))
+        .0,
+        403
+    );
+    assert_eq!(s.stop(), 0, "SIGTERM is a clean stop");
+}
+
+#[test]
+fn off_loopback_needs_a_client_key_and_bad_webhooks_are_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let cfg = config(home.path(), &org, "", "");
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["serve", "--profile", "fake", "--listen", "0.0.0.0:0"]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("client key"), "{err}");
+    for bad in [
+        "ftp://example.com/hook",
+        "http://hooks.example.com/x",
+        "not a url",
+    ] {
+        let mut c = sfkeep(home.path());
+        c.arg("--config").arg(&cfg).args([
+            "serve",
+            "--profile",
+            "fake",
+            "--listen",
+            "127.0.0.1:0",
+            "--webhook",
+            bad,
+        ]);
+        let (code, _, err) = run(c);
+        assert_eq!(code, 2, "{bad}: {err}");
+        assert!(err.contains("--webhook"), "{err}");
+    }
+    // With a key, the listener answers only requests that present it.
+    let key = "serve-test-key-0123456789";
+    let s = Serve::start_env(
+        home.path(),
+        &cfg,
+        &[
+            "--profile",
+            "fake",
+            "--listen",
+            "127.0.0.1:0",
+            "--client-key-env",
+            "SERVE_KEY",
+        ],
+        &[("SERVE_KEY", key)],
+    );
+    assert_eq!(get(&format!("{}/api/v1/status", s.url())).0, 401);
+    let status_url = format!("{}/api/v1/status", s.url());
+    assert_eq!(request(|c| c.get(&status_url).bearer_auth(key)).0, 200);
+}
+
+/// Idle policy "expire if not used for 30 days", no call for 120 simulated days: with the
+/// guardian the refresh token is still valid on day 120, and the org counted one token
+/// request per keep-alive.
+#[test]
+fn keep_alive_keeps_an_idle_refresh_token_alive_for_120_days() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    set_policy(
+        &org,
+        json!({"refresh_token_policy": {"expire_if_unused_seconds": 30 * DAY}}),
+    );
+    let cfg = config(home.path(), &org, "refresh_token_idle_ttl = \"30d\"", "");
+    // The org is read once, at the start: a read racing a clock jump would heal the session
+    // the jump killed (a token request that is not a keep-alive).
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &["--org-check-interval", "1000d"],
+    );
+    s.caught_up(org.now_ms());
+    let before = org.refresh_requests();
+    for _ in 0..60 {
+        org.advance(2 * DAY);
+        s.caught_up(org.now_ms());
+    }
+    let p = s.profile();
+    let keepalives = p["keep_alive"]["refreshed"].as_u64().unwrap();
+    assert_eq!(
+        keepalives, 4,
+        "a keep-alive every 27 days over 120: {}",
+        p["keep_alive"]
+    );
+    assert_eq!(
+        org.refresh_requests() - before,
+        keepalives,
+        "one token request per keep-alive"
+    );
+    assert!(p["incidents"].as_array().unwrap().is_empty(), "{p}");
+    drop(s);
+    // Day 120: the configured refresh token still works.
+    let ok = rt().block_on(async {
+        http()
+            .post(format!("{}/services/oauth2/token", org.field("login_url")))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &org.field("refresh_token")),
+                ("client_id", &org.field("client_id")),
+                ("client_secret", &org.field("client_secret")),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    assert_eq!(ok, 200, "the refresh token is alive on day 120");
+}
+
+/// Without the guardian, the same 120 days kill the refresh token, and doctor says why.
+#[test]
+fn without_keep_alive_the_idle_refresh_token_dies_and_doctor_names_the_policy() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    set_policy(
+        &org,
+        json!({"refresh_token_policy": {"expire_if_unused_seconds": 30 * DAY}}),
+    );
+    // Only the refresh token: a fallback would carry the integration.
+    let text = std::fs::read_to_string(org.field("profile_file")).unwrap();
+    let cfg = home.path().join("sfkeep.toml");
+    std::fs::write(&cfg, text.replace("fallback_grant = \"jwt_bearer\"\n", "")).unwrap();
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--profile", "fake", "token"]);
+    assert_eq!(run(c).0, 0);
+    org.advance(120 * DAY);
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--profile", "fake", "doctor", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let d: Value = serde_json::from_str(out.trim()).unwrap();
+    let causes: Vec<&str> = d["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["cause"].as_str().unwrap())
+        .collect();
+    assert!(
+        causes.contains(&"refresh_token_expired_by_policy"),
+        "doctor names the policy among its causes: {d}"
+    );
+}
+
+/// 8 guardians sharing one Redis store, rotation on: each keep-alive is exactly one token
+/// request at the org, and no rotated-out refresh token is ever presented again.
+#[test]
+fn eight_guardians_on_one_redis_make_one_token_request_per_keep_alive() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    set_policy(
+        &org,
+        json!({"refresh_token_policy": {"expire_if_unused_seconds": 30 * DAY}, "rotate_refresh_tokens": true}),
+    );
+    let redis = Redis::start();
+    let text = std::fs::read_to_string(org.field("profile_file")).unwrap();
+    let store_start = text.find("[profiles.fake.store]").unwrap();
+    let key_file = text[store_start..]
+        .lines()
+        .find(|l| l.starts_with("key_file"))
+        .unwrap()
+        .to_owned();
+    let cfg = home.path().join("sfkeep.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "{}[profiles.fake.store]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n{key_file}\n",
+            &text[..store_start],
+            redis.port
+        ),
+    )
+    .unwrap();
+    let fleet: Vec<Serve> = (0..8)
+        .map(|_| {
+            watch(
+                home.path(),
+                &cfg,
+                "50ms",
+                &["--org-check-interval", "1000d"],
+            )
+        })
+        .collect();
+    let settle = |org_ms: i64| {
+        for s in &fleet {
+            s.caught_up(org_ms);
+        }
+    };
+    settle(org.now_ms());
+    let before = org.refresh_requests();
+    for round in 1..=3u64 {
+        org.advance(28 * DAY);
+        let t = org.now_ms();
+        settle(t);
+        // Every member has seen the keep-alive's generation by its next check.
+        let gens: Vec<u64> = fleet
+            .iter()
+            .map(|s| {
+                s.caught_up(t + 1);
+                s.profile()["keep_alive"]["plan"]["generation"]
+                    .as_u64()
+                    .unwrap()
+            })
+            .collect();
+        assert!(
+            gens.windows(2).all(|w| w[0] == w[1]),
+            "one generation: {gens:?}"
+        );
+        assert_eq!(org.refresh_requests() - before, round, "round {round}");
+    }
+    let views: Vec<Value> = fleet
+        .iter()
+        .map(|s| s.profile()["keep_alive"].clone())
+        .collect();
+    let done: u64 = views.iter().map(|k| k["refreshed"].as_u64().unwrap()).sum();
+    assert_eq!(done, 3, "three keep-alives, each by one member: {views:#?}");
+    assert_eq!(org.stats()["refresh_token_reuse_detected"], 0);
+}
+
+fn cert_pem(days_left: i64) -> String {
+    let mut params = rcgen::CertificateParams::new(vec!["sfkeep-test".to_owned()]).unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    params.not_before = now - time::Duration::days(1);
+    params.not_after = now + time::Duration::days(days_left);
+    let key = rcgen::KeyPair::generate().unwrap();
+    params.self_signed(&key).unwrap().pem()
+}
+
+/// Absolute expiry after 90 days: `status --json` gives the date within a day. A certificate
+/// with 10 days left: a forecast, and at the 14-day threshold exactly one alert. A file that
+/// is not a certificate: "unknown" and why, and the guardian keeps running.
+#[test]
+fn forecasts_reach_status_json_and_a_certificate_alerts_once() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    set_policy(
+        &org,
+        json!({"refresh_token_policy": {"expire_after_seconds": 90 * DAY}}),
+    );
+    let cert = home.path().join("jwt.crt");
+    std::fs::write(&cert, cert_pem(10)).unwrap();
+    let cfg = config(
+        home.path(),
+        &org,
+        &format!(
+            "refresh_token_max_age = \"90d\"\njwt_cert = {:?}\npassword_max_age = \"90d\"",
+            cert.display().to_string()
+        ),
+        "",
+    );
+    let hook = Receiver::start();
+    let s = watch(home.path(), &cfg, "50ms", &["--webhook", &hook.url()]);
+    let p = wait_for("the forecasts", 30, || {
+        let p = s.profile();
+        (forecast(&p, "refresh_token_expiry")["status"] == "dated").then_some(p)
+    });
+    let cert_f = forecast(&p, "jwt_certificate_expiry");
+    assert_eq!(cert_f["status"], "dated", "{cert_f}");
+    assert!(cert_f["remaining_secs"].as_i64().unwrap() <= 10 * DAY);
+    let alerts = wait_for("the certificate alert", 30, || {
+        let a = hook.alerts();
+        (!a.is_empty()).then_some(a)
+    });
+    // More checks pass; still exactly one alert.
+    let checks = s.profile()["checks"].as_u64().unwrap();
+    wait_for("ten more checks", 30, || {
+        (s.profile()["checks"].as_u64().unwrap() > checks + 10).then_some(())
+    });
+    let alerts_now: Vec<Value> = hook.alerts();
+    let cert_alerts: Vec<&Value> = alerts_now
+        .iter()
+        .filter(|a| a["kind"] == "jwt_certificate_expiry")
+        .collect();
+    assert_eq!(cert_alerts.len(), 1, "{alerts:?}");
+    assert_eq!(cert_alerts[0]["threshold"], "14d");
+    assert_eq!(cert_alerts[0]["status"], "firing");
+    // `sfkeep status --json` has the absolute expiry: 90 days after the approval, within a day.
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--profile", "fake", "status", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let st: Value = serde_json::from_str(out.trim()).unwrap();
+    let abs = st["guardian"]["forecasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "refresh_token_expiry")
+        .unwrap()
+        .clone();
+    let expected = org.now_ms() + 90 * DAY * 1000;
+    let at = abs["at"].as_i64().unwrap();
+    assert!((at - expected).abs() < DAY * 1000, "{abs} vs {expected}");
+    // `status --all`: every profile at a glance.
+    let mut c = sfkeep(home.path());
+    c.arg("--config").arg(&cfg).args(["status", "--all"]);
+    let (code, out, _) = run(c);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("fake") && out.contains("jwt_certificate_expiry"),
+        "{out}"
+    );
+    // Bad input: the certificate file turns into garbage; the forecast says why.
+    std::fs::write(&cert, "this is not a certificate").unwrap();
+    let p = wait_for("the unknown certificate forecast", 30, || {
+        let p = s.profile();
+        (forecast(&p, "jwt_certificate_expiry")["status"] == "unknown").then_some(p)
+    });
+    let why = forecast(&p, "jwt_certificate_expiry")["why"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains("not an X.509 certificate"), "{why}");
+    assert!(why.contains("jwt.crt"), "{why}");
+}
+
+/// Freeze the user: exactly one webhook, with doctor's verdict `user_frozen` and its fix.
+/// Unfreeze and `sfkeep recover`: one "resolved". A run of 503s and resets: no alert.
+#[test]
+fn a_frozen_user_alerts_once_and_recover_resolves_it() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let cfg = config(home.path(), &org, "", "");
+    let hook = Receiver::start();
+    let slack = Receiver::start();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &[
+            "--webhook",
+            &hook.url(),
+            "--webhook",
+            &format!("slack+{}", slack.url()),
+        ],
+    );
+    wait_for("a fresh token", 30, || {
+        (s.profile()["state"] == "fresh").then_some(())
+    });
+    // Transient trouble first: 503s and connection resets on every path, then healthy again.
+    assert_eq!(
+        org.admin_post(
+            "/faults",
+            json!({"path_prefix": "/services", "status": 503, "count": 20})
+        ),
+        200
+    );
+    assert_eq!(
+        org.admin_post(
+            "/faults",
+            json!({"path_prefix": "/services", "reset": true, "count": 20})
+        ),
+        200
+    );
+    wait_for("the faults to be used up", 60, || {
+        let f = org.admin_get("/faults");
+        f["faults"]
+            .as_array()
+            .is_some_and(Vec::is_empty)
+            .then_some(())
+    });
+    let checks = s.profile()["checks"].as_u64().unwrap();
+    wait_for("checks after the faults", 30, || {
+        (s.profile()["checks"].as_u64().unwrap() > checks + 5).then_some(())
+    });
+    assert!(
+        hook.alerts().is_empty(),
+        "no alert for transient faults: {:?}",
+        hook.alerts()
+    );
+
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/freeze"), json!({})),
+        200
+    );
+    let alert = wait_for("the re-auth alert", 60, || hook.alerts().into_iter().next());
+    assert_eq!(alert["kind"], "reauth_required", "{alert}");
+    assert_eq!(alert["status"], "firing");
+    assert_eq!(alert["verdict"], "user_frozen", "{alert}");
+    assert!(
+        alert["fix"].as_str().unwrap().contains("unfreeze"),
+        "{alert}"
+    );
+    let text = wait_for("the Slack form", 30, || slack.bodies().into_iter().next());
+    let text: Value = serde_json::from_str(&text).unwrap();
+    assert!(
+        text["text"].as_str().unwrap().contains("user_frozen"),
+        "{text}"
+    );
+
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/unfreeze"), json!({})),
+        200
+    );
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--profile", "fake", "recover"]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let resolved = wait_for("the resolved alert", 60, || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["status"] == "resolved")
+    });
+    assert_eq!(resolved["incident"], alert["incident"]);
+    let checks = s.profile()["checks"].as_u64().unwrap();
+    wait_for("checks after recovery", 30, || {
+        (s.profile()["checks"].as_u64().unwrap() > checks + 5).then_some(())
+    });
+    let all = hook.alerts();
+    assert_eq!(all.len(), 2, "one alert and one resolved: {all:?}");
+}
+
+/// The receiver is down when the alert is raised: the alert arrives once it is back, and the
+/// proxy in the same process keeps serving calls meanwhile.
+#[test]
+fn an_alert_waits_for_a_receiver_that_is_down_and_the_proxy_keeps_serving() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let (cfg, _cert) = cert_config(home.path(), &org, 2, "");
+    // A port with nobody listening: connection refused until the receiver starts on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &[
+            "--webhook",
+            &format!("http://{addr}/hook"),
+            "--proxy",
+            &format!("127.0.0.1:{proxy_port}"),
+        ],
+    );
+    let proxy = s.ready["proxies"]["fake"].as_str().unwrap().to_owned();
+    wait_for("failed deliveries", 60, || {
+        let st = s.status();
+        (st["webhooks"][0]["failed_attempts"].as_u64().unwrap_or(0) >= 2).then_some(())
+    });
+    // Meanwhile calls through the proxy on the same manager work.
+    for _ in 0..20 {
+        let (code, body) = get(&format!("{proxy}/services/data/v59.0/limits"));
+        assert_eq!(code, 200, "{body}");
+    }
+    let hook = Receiver::start_on(addr);
+    let a = wait_for("the alert after the receiver came back", 60, || {
+        hook.alerts().into_iter().next()
+    });
+    assert_eq!(a["kind"], "jwt_certificate_expiry");
+    assert_eq!(a["threshold"], "3d");
+    let st = s.status();
+    assert_eq!(st["webhooks"][0]["delivered"], 1, "{}", st["webhooks"]);
+    assert!(
+        st["webhooks"][0]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+}
+
+/// Every webhook payload, status answer, events document, metrics page and the page itself,
+/// searched for every secret the org ever issued or holds.
+#[test]
+fn no_secret_in_any_payload() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let (cfg, _cert) = cert_config(home.path(), &org, 5, "");
+    let hook = Receiver::start();
+    let slack = Receiver::start();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &[
+            "--webhook",
+            &hook.url(),
+            "--webhook",
+            &format!("slack+{}", slack.url()),
+        ],
+    );
+    wait_for("the certificate alert", 30, || {
+        (!hook.alerts().is_empty()).then_some(())
+    });
+    // A death and its heal, then a frozen user, so payloads carry diagnoses too.
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/logout"), json!({})),
+        200
+    );
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/freeze"), json!({})),
+        200
+    );
+    wait_for("the re-auth alert", 60, || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == "reauth_required")
+    });
+    let mut texts: Vec<(String, String)> = Vec::new();
+    for b in hook.bodies().into_iter().chain(slack.bodies()) {
+        texts.push(("webhook".into(), b));
+    }
+    for path in [
+        "/api/v1/status",
+        "/metrics",
+        "/healthz",
+        "/",
+        "/page.js",
+        "/api/v1/events?profile=fake&window=30d",
+    ] {
+        texts.push((path.into(), get(&format!("{}{path}", s.url())).1));
+    }
+    let mut secrets: Vec<String> = [
+        "client_secret",
+        "password",
+        "security_token",
+        "refresh_token",
+    ]
+    .iter()
+    .map(|k| org.field(k))
+    .collect();
+    let issued = org.admin_get("/tokens");
+    for t in issued["access_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(issued["refresh_tokens"].as_array().into_iter().flatten())
+    {
+        if let Some(t) = t.as_str() {
+            secrets.push(t.to_owned());
+        }
+    }
+    let key = std::fs::read_to_string(org.field("jwt_key_file")).unwrap();
+    secrets.extend(key.lines().filter(|l| l.len() > 40).map(str::to_owned));
+    assert!(secrets.len() > 5, "{issued}");
+    for (what, text) in &texts {
+        for secret in &secrets {
+            assert!(!text.contains(secret.as_str()), "{what} holds a secret");
+            // The part after the org id of an access token, too.
+            if let Some((_, tail)) = secret.split_once('!') {
+                assert!(!text.contains(tail), "{what} holds a token's tail");
+            }
+        }
+    }
+}
+
+/// A receiver that refuses the payload (404) is given up after three attempts, one that
+/// answers garbage with a 200 has it: both counted, neither stops the other.
+#[test]
+fn a_refusing_receiver_is_given_up_and_garbage_answers_count_as_delivered() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let (cfg, _cert) = cert_config(home.path(), &org, 5, "");
+    let refusing = Receiver::start();
+    refusing.status.store(404, Ordering::SeqCst);
+    let garbage = Receiver::start();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "100ms",
+        &["--webhook", &refusing.url(), "--webhook", &garbage.url()],
+    );
+    let hooks = wait_for("both receivers settled", 60, || {
+        let w = s.status()["webhooks"].clone();
+        (w[0]["dropped"] == 1 && w[1]["delivered"] == 1).then_some(w)
+    });
+    assert_eq!(hooks[0]["failed_attempts"], 3, "{hooks}");
+    assert_eq!(hooks[0]["delivered"], 0);
+    assert!(
+        hooks[0]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 404"),
+        "{hooks}"
+    );
+    assert_eq!(garbage.alerts().len(), 1);
+    assert!(refusing.alerts().is_empty());
+}
