@@ -417,6 +417,7 @@ async fn run(seconds: u64, capture: Capture) {
 
     // simple-salesforce through the proxy.
     let stop_file = dir.path().join("stop");
+    let ready_file = dir.path().join("python-ready");
     let py = python();
     if py.is_none() && std::env::var_os("CI").is_some() {
         panic!("no Python with simple-salesforce (scripts/python-venv) and CI is set");
@@ -432,6 +433,7 @@ async fn run(seconds: u64, capture: Capture) {
             .env("SF_PASSWORD", "anything")
             .env("SOAK_SECONDS", (seconds + 30).to_string())
             .env("SOAK_STOP_FILE", &stop_file)
+            .env("SOAK_READY_FILE", &ready_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -441,6 +443,19 @@ async fn run(seconds: u64, capture: Capture) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs_f64();
+    // Every client runs before the chaos starts: simple-salesforce's first login (through the
+    // proxy's shim) must not race a frozen-user window. On a loaded machine its imports alone
+    // take seconds, so wait for its own signal, not for a guessed delay.
+    if py_child.is_some() {
+        let waited = Instant::now();
+        while !ready_file.exists() {
+            assert!(
+                waited.elapsed() < Duration::from_secs(120),
+                "simple-salesforce did not log in through the proxy within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 
     // The chaos schedule.
     let user = info.username.clone();

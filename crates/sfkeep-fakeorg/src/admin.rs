@@ -14,7 +14,7 @@
 //! | `POST /_fake/faults {"path_prefix","status","count","latency_ms","reset","html"}` · `DELETE /_fake/faults` | injected failures |
 //! | `POST /_fake/device/{user_code}/approve` | the integration user approves a pending device login |
 //! | `POST /_fake/records/Account/touch {"count":N}` | N accounts change (new SystemModstamp) |
-//! | `GET /_fake/stats` | counters |
+//! | `GET /_fake/stats` | counters, plus `connections_open` (accepted, not yet closed; the caller's own included) and `requests_in_flight` (API requests not yet processed; see `src/activity.rs`) |
 //!
 //! Added for users and tests:
 //!
@@ -95,7 +95,12 @@ pub async fn dispatch(
     let mut inner = org.lock();
     let m = &method;
     match (m, seg.as_slice()) {
-        (&Method::GET, ["stats"]) => ok(inner.stats_json()),
+        (&Method::GET, ["stats"]) => {
+            let mut stats = inner.stats_json();
+            stats["connections_open"] = json!(org.activity.connections_open());
+            stats["requests_in_flight"] = json!(org.activity.requests_in_flight());
+            ok(stats)
+        }
         // Test hook for leak audits: every access and refresh token this org ever issued.
         (&Method::GET, ["tokens"]) => ok(json!({
             "access_tokens": inner.issued_access,

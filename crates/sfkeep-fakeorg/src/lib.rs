@@ -31,6 +31,7 @@
 // a response is built once per request, so boxing it would only add noise.
 #![allow(clippy::result_large_err)]
 
+mod activity;
 mod admin;
 mod async_jobs;
 mod bulk;
@@ -295,9 +296,14 @@ impl FakeOrg {
         })?;
         let org = Arc::new(state::Org::new(base_url.clone(), pod, inner));
 
-        let app = server::router(org).into_make_service_with_connect_info::<SocketAddr>();
+        let listener = activity::CountingListener::new(listener, org.activity.clone());
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            SocketAddr,
+        >(server::app(org));
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
+            // `tap_io` is what gives a custom listener its `ConnectInfo<SocketAddr>`.
+            let listener = axum::serve::ListenerExt::tap_io(listener, |_| {});
             let serve = axum::serve(listener, app).with_graceful_shutdown(async {
                 let _ = rx.await;
             });

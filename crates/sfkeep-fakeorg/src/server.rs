@@ -15,6 +15,8 @@ use axum::response::Response;
 use axum::routing::{any, get, post};
 use serde_json::json;
 use tokio::net::TcpSocket;
+use tower::Layer;
+use tower::util::{MapRequest, MapRequestLayer};
 
 use crate::oauth::TokenLatency;
 use crate::state::{Fault, Org};
@@ -22,6 +24,40 @@ use crate::{admin, bulk_async, identity, oauth, rest, soap, wire};
 
 /// Listen backlog: real clients open hundreds of connections at once (docs/real-clients.md#servers-under-load-from-these-clients).
 pub const BACKLOG: u32 = 1024;
+
+/// The org as a service: `router` behind a path normalizer.
+pub fn app(org: Arc<Org>) -> MapRequest<Router, fn(Request) -> Request> {
+    MapRequestLayer::new(collapse_slashes as fn(Request) -> Request).layer(router(org))
+}
+
+/// `//services/data/…` is `/services/data/…`. The Salesforce CLI stores an instance URL with a
+/// trailing slash (`sf org login access-token`) and jsforce appends `/services/…` to it, so
+/// every call it makes starts with `//`; it works against real orgs, so Salesforce's front end
+/// takes repeated slashes as one (docs/salesforce-composite.md, "Records by id").
+fn collapse_slashes(mut req: Request) -> Request {
+    let uri = req.uri();
+    if !uri.path().contains("//") {
+        return req;
+    }
+    let mut path = String::with_capacity(uri.path().len());
+    for c in uri.path().chars() {
+        if !(c == '/' && path.ends_with('/')) {
+            path.push(c);
+        }
+    }
+    let path_and_query = match uri.query() {
+        Some(q) => format!("{path}?{q}"),
+        None => path,
+    };
+    let mut parts = uri.clone().into_parts();
+    if let Ok(pq) = path_and_query.parse() {
+        parts.path_and_query = Some(pq);
+        if let Ok(u) = Uri::from_parts(parts) {
+            *req.uri_mut() = u;
+        }
+    }
+    req
+}
 
 /// The org's routes.
 pub fn router(org: Arc<Org>) -> Router {
@@ -118,12 +154,14 @@ fn take_fault(faults: &mut Vec<Fault>, path: &str) -> Option<Fault> {
     Some(f)
 }
 
-/// Applies injected faults to everything but the admin API.
+/// Applies injected faults to everything but the admin API, and counts the request as in
+/// flight until its processing ends (`/_fake/stats` `requests_in_flight`).
 async fn faults(State(org): State<Arc<Org>>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     if path.starts_with("/_fake") {
         return next.run(req).await;
     }
+    let _busy = org.activity.request();
     let fault = take_fault(&mut org.lock().faults, &path);
     let Some(fault) = fault else {
         return next.run(req).await;

@@ -8,12 +8,13 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
+use crate::activity::Activity;
 use crate::async_jobs::AsyncJob;
 use crate::ids;
 use crate::ingest::IngestJob;
@@ -386,6 +387,8 @@ pub struct Org {
     pub pod: String,
     /// Organization name.
     pub org_name: String,
+    /// Connections and requests in progress (outside the lock).
+    pub activity: Arc<Activity>,
     inner: Mutex<Inner>,
 }
 
@@ -399,6 +402,7 @@ impl Org {
             org_id,
             pod,
             org_name: "sfkeep Simulated Org".to_owned(),
+            activity: Arc::new(Activity::default()),
             inner: Mutex::new(inner),
         }
     }

@@ -477,4 +477,7 @@ async fn query_columns_user_by_id_and_the_version_resource() {
     for gone in ["search", "recent", "chatter"] {
         assert!(v.get(gone).is_none(), "{v}");
     }
+    // An instance URL stored with a trailing slash (the Salesforce CLI) makes `//services/…`.
+    let (s, _, v) = api_get(&org, &tok, &format!("/{D}/limits")).await;
+    assert_eq!(s, 200, "{v}");
 }

@@ -2,8 +2,11 @@
 """simple-salesforce through `sfkeep proxy` for the soak (crates/sfkeep-cli/tests/soak.rs).
 
 Environment: PROXY_URL, SF_USERNAME, SF_PASSWORD, SOAK_SECONDS, SOAK_STOP_FILE (stop early
-when it exists). Logs in once with SOAP login() (answered by the proxy's shim), then queries
-until the time is up. Each failure is classified by what the client raised. Prints one JSON
+when it exists), SOAK_READY_FILE (created after the first successful login, so the soak starts
+its chaos only once this client is running). Logs in with SOAP login() (answered by the proxy's
+shim) inside the loop — a login that fails is a failure like any other, with its time, and is
+tried again — then queries until the time is up. Each failure is classified by what the client
+raised. Prints one JSON
 line: {"calls", "ok", "failures": {class: n}, "samples": [...], "unrecoverable_windows_hit"}.
 The soak decides which failures were expected (during a frozen-user window).
 """
@@ -40,12 +43,17 @@ def main():
     session = requests.Session()
     session.mount("https://", HttpRewriteAdapter(proxy))
     out = {"calls": 0, "ok": 0, "failures": {}, "samples": [], "failure_times": [], "transient": 0}
-    sf = Salesforce(username=env["SF_USERNAME"], password=env["SF_PASSWORD"], security_token="",
-                    session=session)
+    ready_file = env.get("SOAK_READY_FILE", "")
+    sf = None
     t0 = time.time()
     while time.monotonic() < deadline and not (stop_file and os.path.exists(stop_file)):
         out["calls"] += 1
         try:
+            if sf is None:
+                sf = Salesforce(username=env["SF_USERNAME"], password=env["SF_PASSWORD"],
+                                security_token="", session=session)
+                if ready_file:
+                    open(ready_file, "w").close()
             res = sf.query("SELECT Id, Name FROM Account LIMIT 5")
             if res.get("records"):
                 out["ok"] += 1
