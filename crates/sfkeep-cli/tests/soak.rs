@@ -296,7 +296,6 @@ fn soak() {
 async fn run(seconds: u64, capture: Capture) {
     let seed = seed();
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(seconds);
     let mut redis = Redis::start();
     let org = FakeOrg::start(
         FakeOrgConfig::default()
@@ -456,6 +455,8 @@ async fn run(seconds: u64, capture: Capture) {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+    // The chaos runs for the whole requested time, counted from when every client is in.
+    let deadline = Instant::now() + Duration::from_secs(seconds);
 
     // The chaos schedule.
     let user = info.username.clone();
