@@ -101,11 +101,7 @@ fn info(f: Format, root: &str, fields: Fields) -> Response {
         Format::Json => {
             let m: Map<String, Value> =
                 fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-            with_type(
-                StatusCode::OK,
-                Value::Object(m).to_string(),
-                "application/json",
-            )
+            json_ok(Value::Object(m))
         }
         Format::Xml => {
             let mut out =
@@ -115,6 +111,11 @@ fn info(f: Format, root: &str, fields: Fields) -> Response {
             with_type(StatusCode::OK, out, "application/xml")
         }
     }
+}
+
+/// `200` with a JSON document, as the Bulk API types it (exactly `application/json`).
+fn json_ok(v: Value) -> Response {
+    with_type(StatusCode::OK, v.to_string(), "application/json")
 }
 
 fn created(mut r: Response) -> Response {
@@ -608,11 +609,7 @@ fn batch_list(job: &AsyncJob, f: Format) -> Response {
                     )
                 })
                 .collect();
-            with_type(
-                StatusCode::OK,
-                json!({"batchInfo": list}).to_string(),
-                "application/json",
-            )
+            json_ok(json!({"batchInfo": list}))
         }
         Format::Xml => {
             let mut out =
@@ -660,11 +657,7 @@ fn result_list(job: &AsyncJob, batch: &Batch, f: Format, version: &str) -> Respo
     }
     match &batch.result {
         BatchResult::Query { result_id, .. } => match f {
-            Format::Json => with_type(
-                StatusCode::OK,
-                json!([result_id]).to_string(),
-                "application/json",
-            ),
+            Format::Json => json_ok(json!([result_id])),
             Format::Xml => with_type(
                 StatusCode::OK,
                 format!(
@@ -713,11 +706,7 @@ fn dml_results(content: Content, results: &[Result<dml::Written, RecordError>]) 
                         "errors": [{"fields": e.fields, "message": e.message, "statusCode": e.code}]}),
                 })
                 .collect();
-            with_type(
-                StatusCode::OK,
-                Value::Array(list).to_string(),
-                "application/json",
-            )
+            json_ok(Value::Array(list))
         }
         Content::Xml => {
             let mut out =
@@ -805,11 +794,7 @@ fn query_result(job: &AsyncJob, batch: &Batch, rid: &str, f: Format, version: &s
                     Value::Object(m)
                 })
                 .collect();
-            with_type(
-                StatusCode::OK,
-                Value::Array(list).to_string(),
-                "application/json",
-            )
+            json_ok(Value::Array(list))
         }
         Content::Xml => {
             let mut out = format!(

@@ -167,19 +167,14 @@ pub fn parse(data: &[u8], delimiter: u8, ending: LineEnding) -> Result<Table, Cs
                 record.push(std::mem::take(&mut value));
                 closed = false;
             }
-            '\r' if chars.peek() == Some(&'\n') => {
-                chars.next();
-                if ending != LineEnding::Crlf {
-                    return Err(CsvError::LineEnding(ending));
-                }
-                record.push(std::mem::take(&mut value));
-                records.push((record_line, std::mem::take(&mut record)));
-                closed = false;
-                line += 1;
-                record_line = line;
-            }
-            '\n' => {
-                if ending != LineEnding::Lf {
+            '\n' | '\r' if c == '\n' || chars.peek() == Some(&'\n') => {
+                let found = if c == '\r' {
+                    chars.next();
+                    LineEnding::Crlf
+                } else {
+                    LineEnding::Lf
+                };
+                if found != ending {
                     return Err(CsvError::LineEnding(ending));
                 }
                 record.push(std::mem::take(&mut value));

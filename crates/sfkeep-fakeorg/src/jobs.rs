@@ -115,11 +115,5 @@ fn csv_cell(out: &mut String, v: &Value) {
             other.as_str()
         }
     };
-    out.push('"');
-    if text.contains('"') {
-        out.push_str(&text.replace('"', "\"\""));
-    } else {
-        out.push_str(text);
-    }
-    out.push('"');
+    crate::csvdata::push_quoted(out, text);
 }

@@ -7,9 +7,12 @@
 //! urlencoded or XML as `format` / `Accept` ask), the partner and enterprise SOAP APIs
 //! `/services/Soap/{u,c}/{version}[/{orgId}]` (`login`, `getUserInfo`, `query`, `queryMore`,
 //! `logout`), `/services/data/` and
-//! `/services/data/vXX.X/{query,queryAll,sobjects/Account[/Id|/ExtId__c/VALUE],limits,jobs/query}`,
-//! with the diagnosis objects User, UserLogin, LoginHistory, AuthSession, OauthToken and
-//! SetupAuditTrail queryable by SOQL.
+//! `/services/data/vXX.X/{query,queryAll,sobjects/Account[/Id|/ExtId__c/VALUE],limits}`
+//! (`query?columns=true` too), `sobjects/Account/{updated,deleted}`, `sobjects/{Object}/{id}`,
+//! SObject Collections and Composite (docs/salesforce-composite.md), Bulk API 2.0 query and
+//! ingest jobs and Bulk API 1.0 `/services/async/{version}/job…` (docs/salesforce-bulk.md), with
+//! the diagnosis objects User, UserLogin, LoginHistory, AuthSession, OauthToken and
+//! SetupAuditTrail queryable by SOQL and readable by id.
 //!
 //! The admin API under `/_fake` (JSON, loopback clients only) is the table of docs/fake-org.md#the-admin-api —
 //! `clock/advance`, `users/{username}/{logout,password,freeze,unfreeze,deactivate,activate}`,
