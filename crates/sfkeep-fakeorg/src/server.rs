@@ -171,6 +171,12 @@ async fn faults(State(org): State<Arc<Org>>, mut req: Request, next: Next) -> Re
         tokio::time::sleep(latency).await;
         return reset();
     }
+    if fault.reset_after {
+        tokio::time::sleep(latency).await;
+        // Processed to the end (so its effects are committed), then the answer is lost.
+        let _processed = next.run(req).await;
+        return reset();
+    }
     if let Some(status) = fault.status {
         tokio::time::sleep(latency).await;
         let status = StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
@@ -278,6 +284,7 @@ mod tests {
             count: Some(2),
             latency_ms: None,
             reset: false,
+            reset_after: false,
             html: false,
         }];
         assert!(take_fault(&mut faults, "/services/oauth2/token").is_none());

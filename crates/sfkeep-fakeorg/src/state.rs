@@ -260,9 +260,13 @@ pub struct Fault {
     /// Delay before answering.
     #[serde(default)]
     pub latency_ms: Option<u64>,
-    /// Drop the connection without a response.
+    /// Drop the connection without a response; the request is not processed.
     #[serde(default)]
     pub reset: bool,
+    /// Process the request, then drop the connection without its response: the answer is lost
+    /// after the org committed (a connection reset on the way back).
+    #[serde(default)]
+    pub reset_after: bool,
     /// Answer with an HTML page instead of Salesforce's error body, as a load balancer or a
     /// maintenance page in front of the org does.
     #[serde(default)]

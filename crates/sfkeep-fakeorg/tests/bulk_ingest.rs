@@ -1092,3 +1092,54 @@ async fn bulk1_bad_input_gets_the_bulk_api_errors_in_its_format() {
         "{message}"
     );
 }
+
+#[tokio::test]
+async fn a_lost_upload_answer_still_means_the_upload_landed() {
+    let org = org().await;
+    let tok = access_token(&org).await;
+    let id = create_job(
+        &org,
+        &tok,
+        json!({"object": "Account", "operation": "insert"}),
+    )
+    .await;
+    // The org processes the upload, then the connection drops before the answer.
+    post_admin(
+        &org,
+        "/faults",
+        json!({"path_prefix": format!("{V2}/{id}/batches"), "reset_after": true, "count": 1}),
+    )
+    .await;
+    let lost = client()
+        .put(format!("{}{V2}/{id}/batches", org.base_url()))
+        .bearer_auth(&tok)
+        .header("Content-Type", "text/csv")
+        .body("Name\nOnce\n")
+        .send()
+        .await;
+    assert!(lost.is_err(), "the answer should be lost: {lost:?}");
+    // Sending it again cannot load it twice: the org says the job already has its data.
+    let (s, _, body) = call(
+        &org,
+        &tok,
+        Method::PUT,
+        &format!("{V2}/{id}/batches"),
+        "text/csv",
+        "Name\nOnce\n",
+    )
+    .await;
+    assert_eq!(s, 400, "{body}");
+    assert!(body.contains("Found multiple contents for job"), "{body}");
+    v2(
+        &org,
+        &tok,
+        Method::PATCH,
+        &format!("{V2}/{id}"),
+        json!({"state": "UploadComplete"}),
+    )
+    .await;
+    let info = wait_job(&org, &tok, &id).await;
+    assert_eq!(info["numberRecordsProcessed"], 1);
+    let rows = records(&org, &tok, "SELECT Id FROM Account WHERE Name = 'Once'").await;
+    assert_eq!(rows.len(), 1);
+}
