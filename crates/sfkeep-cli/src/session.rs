@@ -29,14 +29,9 @@ pub struct Globals {
 
 /// An HTTP client with these timeouts, bound to [`crate::net::bind_address`] when one is set.
 pub fn http_client(timeout: Duration, connect: Duration) -> CliResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(connect);
-    if let Some(ip) = crate::net::bind_address() {
-        b = b.local_address(ip);
-    }
-    b.build()
-        .map_err(|e| CliError::unexpected(format!("cannot build the HTTP client: {e}.")))
+    let options = sfkeep::http::ClientOptions::new(timeout, connect)
+        .local_address(crate::net::bind_address());
+    sfkeep::http::build_client(options).map_err(|e| CliError::unexpected(format!("{e}.")))
 }
 
 /// A REST client over `m` for profile `p`: its API version, the CLI's HTTP client.

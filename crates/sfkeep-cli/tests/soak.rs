@@ -312,7 +312,7 @@ async fn run(seconds: u64, capture: Capture) {
     let http = reqwest::Client::new();
     let key = CacheKey::generate();
     let m = manager(&info, redis.port, &key);
-    let client = Client::new(m.clone());
+    let client = Client::new(m.clone()).unwrap();
     let proxy = Proxy::builder(m.clone())
         .expected_username(Some(info.username.clone()))
         .build()

@@ -39,7 +39,13 @@ fn bench(c: &mut Criterion) {
         let t = m.token().await.unwrap();
         let url = format!("{}/services/data/v59.0/", t.instance_url());
         let token = t.access_token().expose_secret().to_owned();
-        (org, Client::new(m), reqwest::Client::new(), url, token)
+        (
+            org,
+            Client::new(m).unwrap(),
+            reqwest::Client::new(),
+            url,
+            token,
+        )
     });
     let path = client.data_path("/");
     let mut g = c.benchmark_group("client_overhead");
@@ -62,7 +68,8 @@ fn bench(c: &mut Criterion) {
                 for _ in 0..iters {
                     black_box(
                         client
-                            .send(reqwest::Method::GET, &path, None, false)
+                            .request(reqwest::Method::GET, &path)
+                            .send()
                             .await
                             .unwrap(),
                     );

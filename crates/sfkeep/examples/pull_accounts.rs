@@ -65,7 +65,7 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
             refresh_token: RefreshToken::new(refresh),
         })
         .build()?;
-    let client = Client::new(manager);
+    let client = Client::new(manager)?;
 
     let mut pages = client.query("SELECT Id, Name, AccountNumber, AnnualRevenue, SystemModstamp FROM Account ORDER BY SystemModstamp, Id");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&out_path)?);

@@ -1,4 +1,8 @@
-//! Small HTTP helpers shared by the grants and the client: URL policy and capped body reads.
+//! Small HTTP helpers shared by the grants, the client, the proxy and the CLI: the one way an
+//! HTTP client is built, URL policy, capped body reads.
+
+use std::net::IpAddr;
+use std::time::Duration;
 
 use url::Url;
 
@@ -6,6 +10,56 @@ use crate::error::{Error, Result};
 
 /// Largest response body sfkeep reads from the token endpoint or an error response.
 pub const MAX_AUTH_BODY: usize = 1024 * 1024;
+
+/// How to build an HTTP client with [`build_client`]: the one place sfkeep's crates build a
+/// `reqwest::Client`, so every client gets the same TLS stack and fails the same way.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOptions {
+    timeout: Duration,
+    connect_timeout: Option<Duration>,
+    local_address: Option<IpAddr>,
+}
+
+impl ClientOptions {
+    /// A client whose requests end after `timeout` in all (connect, send, read the body).
+    pub fn new(timeout: Duration, connect_timeout: Duration) -> Self {
+        Self {
+            timeout,
+            connect_timeout: Some(connect_timeout),
+            local_address: None,
+        }
+    }
+
+    /// Only the whole-request deadline; connecting may take all of it.
+    pub fn timeout_only(timeout: Duration) -> Self {
+        Self {
+            timeout,
+            connect_timeout: None,
+            local_address: None,
+        }
+    }
+
+    /// Connects from this local address (e.g. `127.0.0.2`, to call from another source
+    /// address). Defaults to none: the operating system picks.
+    pub fn local_address(mut self, ip: Option<IpAddr>) -> Self {
+        self.local_address = ip;
+        self
+    }
+}
+
+/// Builds an HTTP client with `options`. Fails (a configuration error) only when reqwest
+/// cannot: no TLS roots can be loaded.
+pub fn build_client(options: ClientOptions) -> Result<reqwest::Client> {
+    let mut b = reqwest::Client::builder().timeout(options.timeout);
+    if let Some(c) = options.connect_timeout {
+        b = b.connect_timeout(c);
+    }
+    if let Some(ip) = options.local_address {
+        b = b.local_address(ip);
+    }
+    b.build()
+        .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+}
 
 /// Checks the transport policy: `https` anywhere, plain `http` only to a loopback host.
 pub fn check_url(what: &str, raw: &str) -> Result<Url> {
@@ -49,7 +103,7 @@ pub async fn read_capped(
                         source_name: source_name.to_owned(),
                         problem: format!("body larger than {cap} bytes"),
                         status,
-                        snippet: crate::error::redacted_snippet(&body),
+                        snippet: crate::redact::redacted_snippet(&body),
                     });
                 }
                 body.extend_from_slice(&chunk);
@@ -58,7 +112,7 @@ pub async fn read_capped(
             Err(e) => {
                 return Err(Error::transport(
                     format!("reading the body from {source_name}"),
-                    &e,
+                    e,
                 ));
             }
         }

@@ -2,11 +2,34 @@
 //!
 //! - [`TokenManager`]: proactive (skew-corrected) and reactive refresh, single-flight across
 //!   tasks and processes, escalation to a fallback grant, a cooldown and a login budget.
-//! - [`client`]: a REST client that heals once after a session death and never duplicates a write.
-//! - [`grant`]: every OAuth grant Salesforce offers, plus the legacy SOAP login.
-//! - [`store`]: memory and encrypted-file token stores behind one compare-and-set contract.
-//! - [`diagnose`]: why a session died, from the server's own words.
+//! - [`grant`]: every OAuth grant Salesforce offers (refresh token, JWT bearer, client
+//!   credentials, web server with PKCE, device, username-password), plus the legacy SOAP
+//!   `login()`.
+//! - [`store`]: where tokens live, behind one compare-and-set contract: in memory
+//!   ([`store::MemoryStore`]), an encrypted file shared by the processes of one machine
+//!   ([`store::EncryptedFileStore`]), and Redis shared by a fleet (`store::RedisStore`, feature
+//!   `redis`: encrypted values, a generation compare-and-set in Lua, an owner-checked lock,
+//!   pub/sub wake-ups).
+//! - [`client`]: a REST, SOAP (partner API) and Bulk 2.0 client that heals once after a
+//!   session death and never duplicates a write; the same behaviour as tower layers
+//!   ([`client::SessionLayer`], [`client::TransientRetryLayer`]) for your own hyper stack, and
+//!   the heal step itself ([`client::HealStep`]) for a transport of your own.
+//! - [`diagnose`]: why a session died, from the server's own words (one response) or from the
+//!   facts gathered about an org (`sfkeep doctor`).
 //! - [`event`]: auth events through `tracing`, `metrics` and your own sinks; never a secret.
+//!
+//! The repository's `docs/` explains the design: `docs/architecture.md` (the data flow grant →
+//! manager → store → client → proxy and CLI), `docs/token-lifecycle.md`,
+//! `docs/redis-protocol.md` and `docs/salesforce-wire.md` (the Salesforce facts the code relies
+//! on, with their public sources).
+//!
+//! # Optional features
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `redis` | `store::RedisStore`, the fleet store (with `rediss://` on the same rustls stack reqwest uses) |
+//!
+//! Without features the crate has no Redis dependency; everything else is always built.
 //!
 //! A whole round trip against the simulated org (`sfkeep-fakeorg`, which this example runs
 //! in-process): get a token, kill the session the way an admin would, and watch the client
@@ -28,7 +51,7 @@
 //!         refresh_token: RefreshToken::new(info.refresh_token.clone()),
 //!     })
 //!     .build()?;
-//! let client = Client::new(manager.clone());
+//! let client = Client::new(manager.clone())?;
 //! let first = client.query("SELECT Id FROM Account").collect_all().await?;
 //! assert_eq!(first.len(), 10);
 //!
@@ -53,6 +76,7 @@ pub mod event;
 pub mod grant;
 pub mod http;
 pub mod manager;
+mod redact;
 pub mod secret;
 pub mod store;
 pub mod token;

@@ -70,8 +70,15 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
     } else {
         client.data_path(&format!("/{}", a.path))
     };
-    let resp = client
-        .send(method.clone(), &path, body.as_ref(), a.idempotent)
+    let mut request = client.request(method.clone(), &path);
+    if let Some(b) = &body {
+        request = request.json(b);
+    }
+    if a.idempotent {
+        request = request.idempotent();
+    }
+    let resp = request
+        .send()
         .await
         .map_err(|e| CliError::from_sfkeep(&e, &format!("{method} {path}")))?;
     let text = String::from_utf8_lossy(&resp.body);

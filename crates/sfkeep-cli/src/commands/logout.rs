@@ -111,11 +111,10 @@ async fn revoke(
         "{}/services/oauth2/revoke",
         p.login_url.trim_end_matches('/')
     );
-    let http = reqwest::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .connect_timeout(std::time::Duration::from_secs(3))
-        .build()
-        .map_err(|e| CliError::unexpected(format!("cannot build the HTTP client: {e}.")))?;
+    let http = crate::session::http_client(
+        std::time::Duration::from_secs(10),
+        std::time::Duration::from_secs(3),
+    )?;
     let resp = http
         .post(&url)
         .form(&[("token", secret)])

@@ -182,13 +182,10 @@ impl Run {
 }
 
 fn bound_client(ip: std::net::IpAddr) -> CliResult<reqwest::Client> {
-    reqwest::Client::builder()
-        .local_address(ip)
-        .timeout(Duration::from_secs(30))
-        .build()
-        .map_err(|e| {
-            CliError::unexpected(format!("cannot build an HTTP client bound to {ip}: {e}"))
-        })
+    let options = sfkeep::http::ClientOptions::timeout_only(Duration::from_secs(30));
+    sfkeep::http::build_client(options.local_address(Some(ip))).map_err(|e| {
+        CliError::unexpected(format!("cannot build an HTTP client bound to {ip}: {e}"))
+    })
 }
 
 /// "refresh (1 token request)", "JWT fallback", "retried 503s", … from the org's counters and
@@ -249,7 +246,8 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
     let store = Arc::new(MemoryStore::new());
     let sink = MemorySink::new();
     let naive = naive::NaiveClient::login(&org).await?;
-    let client = Client::new(build_manager(&org, &store, &sink, None)?);
+    let client = Client::new(build_manager(&org, &store, &sink, None)?)
+        .map_err(|e| CliError::from_sfkeep(&e, "building the API client"))?;
     let mut run = Run {
         client,
         org,
@@ -300,8 +298,10 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
         )
         .await?;
     let moved = std::net::IpAddr::from([127, 0, 0, 2]);
-    run.client = Client::new(build_manager(&run.org, &run.store, &run.sink, Some(moved))?)
-        .http_client(bound_client(moved)?);
+    run.client = Client::with_http_client(
+        build_manager(&run.org, &run.store, &run.sink, Some(moved))?,
+        bound_client(moved)?,
+    );
     run.step("moved to 127.0.0.2, IP-locked", "ip_restricted")
         .await?;
 

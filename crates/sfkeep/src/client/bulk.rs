@@ -29,13 +29,13 @@ impl Client {
     /// Creates a Bulk 2.0 query job for `soql` and waits until its results are ready.
     /// Creating a query job has no side effect on data, so it is retried like a GET.
     pub async fn bulk_query(&self, soql: &str) -> Result<BulkQuery> {
+        let path = self.data_path("/jobs/query");
+        let job = json!({"operation": "query", "query": soql});
         let created = self
-            .send(
-                reqwest::Method::POST,
-                &self.data_path("/jobs/query"),
-                Some(&json!({"operation": "query", "query": soql})),
-                true,
-            )
+            .request(reqwest::Method::POST, &path)
+            .json(&job)
+            .idempotent()
+            .send()
             .await?
             .json()?;
         let job_id = created["id"]
@@ -128,7 +128,8 @@ impl BulkQuery {
         }
         let resp = self
             .client
-            .send(reqwest::Method::GET, &path, None, false)
+            .request(reqwest::Method::GET, &path)
+            .send()
             .await?;
         self.started = true;
         let locator = resp

@@ -1,38 +1,56 @@
 //! The client's auth and retry behaviour as tower layers, for users with their own hyper (or
-//! any `tower::Service`) stack — the same rules as [`Client`](super::Client):
+//! any `tower::Service`) stack. They run the same code as [`Client`](super::Client):
 //!
 //! - [`SessionLayer`]: fills in the instance (for path-only request URIs), injects the current
-//!   token (`Authorization: Bearer`, or `X-SFDC-Session` for Bulk 1.0), and after an answer
-//!   that means the session is dead, invalidates that token's generation, takes the one shared
-//!   refresh and replays once. Answers a refresh cannot fix pass through untouched.
-//! - [`TransientRetryLayer`]: retries connect errors and 429/502/503/504 with full-jitter
-//!   backoff, only for GET, HEAD, PUT and DELETE (or requests carrying the [`Idempotent`]
-//!   extension).
+//!   token (`Authorization: Bearer`, or `X-SFDC-Session` for Bulk 1.0), and heals through
+//!   [`HealStep`]: after an answer that means the session is dead, that token's generation is
+//!   invalidated, the one shared refresh taken and the request replayed once. Answers a
+//!   refresh cannot fix pass through untouched.
+//! - [`TransientRetryLayer`]: the [`retry`](super::retry) policy: connect errors, 429, 502,
+//!   503, 504 and a concurrency-limit 403, with `Retry-After` and full-jitter backoff, within a
+//!   [`RetryBudget`] shared by the layer's services; only for GET, HEAD, PUT and DELETE (or
+//!   requests carrying the [`Idempotent`] extension).
 //!
 //! Replaying needs the request body twice, so both layers require `B: Clone` (e.g.
 //! `http_body_util::Full<Bytes>`). Bodies of answers that may mean a dead session (401, 403,
-//! Bulk 1.0's 400, SOAP's 500) are buffered — up to 64 KiB — to read them; all other answers
-//! stream through.
+//! Bulk 1.0's 400, SOAP's 500) or a transient failure (403, 429, 502, 503, 504) are buffered,
+//! up to 64 KiB, to read them; all other answers stream through.
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::{BodyExt, Either, Full, Limited};
 
-use super::RetryPolicy;
-use crate::diagnose::api_error::{Api, SessionVerdict, session_verdict};
+use super::heal::{Heal, HealStep};
+use super::retry::{self, RetryBudget, RetryPolicy, RetryRun};
+use crate::diagnose::api_error::Api;
 use crate::manager::TokenManager;
 
 /// A boxed error, as tower services usually have.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The response body of [`SessionService`]: the inner body, or the buffered one.
+/// The response body of [`SessionService`] and [`TransientRetry`]: the inner body, or the
+/// buffered one of an answer that had to be read.
 pub type SessionBody<B> = Either<B, Full<Bytes>>;
 
 const MAX_INSPECTED_BODY: usize = 64 * 1024;
+
+/// Reads a whole (small) answer body, at most [`MAX_INSPECTED_BODY`] bytes.
+async fn buffer<RB>(status: u16, body: RB) -> Result<Bytes, BoxError>
+where
+    RB: Body<Data = Bytes>,
+    RB::Error: Into<BoxError>,
+{
+    Ok(Limited::new(body, MAX_INSPECTED_BODY)
+        .collect()
+        .await
+        .map_err(|e| -> BoxError { format!("reading a {status} answer: {e}").into() })?
+        .to_bytes())
+}
 
 /// Adds Salesforce authentication with one healing replay. See the module docs.
 #[derive(Clone, Debug)]
@@ -112,10 +130,6 @@ fn authorize<B>(
     Ok(req)
 }
 
-fn may_be_session_death(status: u16) -> bool {
-    matches!(status, 400 | 401 | 403 | 500)
-}
-
 impl<S, B, RB> tower_service::Service<http::Request<B>> for SessionService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<RB>>
@@ -143,7 +157,7 @@ where
         let manager = self.manager.clone();
         let api = self.api;
         Box::pin(async move {
-            let mut replayed = false;
+            let mut step = HealStep::new(api);
             loop {
                 let token = manager.token().await?;
                 let attempt = authorize(req.clone(), &token, api)?;
@@ -159,22 +173,14 @@ where
                     manager.observe_server_date(date);
                 }
                 let status = resp.status().as_u16();
-                if !may_be_session_death(status) {
+                if !step.inspects(status) {
                     return Ok(resp.map(Either::Left));
                 }
                 let (parts, body) = resp.into_parts();
-                let bytes = Limited::new(body, MAX_INSPECTED_BODY)
-                    .collect()
-                    .await
-                    .map_err(|e| -> BoxError { format!("reading a {status} answer: {e}").into() })?
-                    .to_bytes();
-                match session_verdict(api, status, &bytes) {
-                    SessionVerdict::Dead if !replayed => {
-                        manager.invalidate_if_current(token.generation(), api.as_str());
-                        replayed = true;
-                        continue;
-                    }
-                    _ => {
+                let bytes = buffer(status, body).await?;
+                match step.decide(&manager, &token, status, Some(&bytes), true) {
+                    Heal::Replay => continue,
+                    Heal::Deliver | Heal::DeadAgain | Heal::Unfixable(_) => {
                         return Ok(http::Response::from_parts(
                             parts,
                             Either::Right(Full::new(bytes)),
@@ -192,15 +198,27 @@ where
 pub struct Idempotent;
 
 /// Retries transient failures of idempotent requests. See the module docs.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct TransientRetryLayer {
     policy: RetryPolicy,
+    budget: Arc<RetryBudget>,
 }
 
 impl TransientRetryLayer {
-    /// With this policy (attempts and backoff).
+    /// With this policy (attempts and backoff) and a budget of its own, shared by every
+    /// service the layer makes.
     pub fn new(policy: RetryPolicy) -> Self {
-        Self { policy }
+        Self {
+            policy,
+            budget: Arc::new(RetryBudget::new()),
+        }
+    }
+
+    /// Draws retries from `budget` (e.g. one shared with other layers). Defaults to a budget
+    /// of the layer's own.
+    pub fn budget(mut self, budget: Arc<RetryBudget>) -> Self {
+        self.budget = budget;
+        self
     }
 }
 
@@ -210,6 +228,7 @@ impl<S> tower_layer::Layer<S> for TransientRetryLayer {
         TransientRetry {
             inner,
             policy: self.policy,
+            budget: Arc::clone(&self.budget),
         }
     }
 }
@@ -219,6 +238,7 @@ impl<S> tower_layer::Layer<S> for TransientRetryLayer {
 pub struct TransientRetry<S> {
     inner: S,
     policy: RetryPolicy,
+    budget: Arc<RetryBudget>,
 }
 
 impl<S, B, RB> tower_service::Service<http::Request<B>> for TransientRetry<S>
@@ -230,9 +250,10 @@ where
     S::Future: Send,
     S::Error: Into<BoxError>,
     B: Clone + Send + 'static,
-    RB: Send + 'static,
+    RB: Body<Data = Bytes> + Send + 'static,
+    RB::Error: Into<BoxError>,
 {
-    type Response = http::Response<RB>;
+    type Response = http::Response<SessionBody<RB>>;
     type Error = BoxError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
 
@@ -244,35 +265,41 @@ where
         let inner = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, inner);
         let policy = self.policy;
-        let retryable = req.extensions().get::<Idempotent>().is_some()
-            || matches!(
-                *req.method(),
-                http::Method::GET | http::Method::HEAD | http::Method::PUT | http::Method::DELETE
-            );
+        let budget = Arc::clone(&self.budget);
+        let idempotent = req.extensions().get::<Idempotent>().is_some()
+            || retry::is_idempotent_method(req.method());
         Box::pin(async move {
-            let mut attempt = 0u32;
+            let mut run = RetryRun::start(&policy, &budget, idempotent);
             loop {
                 std::future::poll_fn(|cx| inner.poll_ready(cx))
                     .await
                     .map_err(Into::into)?;
-                let result = inner.call(req.clone()).await.map_err(Into::into);
-                attempt += 1;
-                let retry_after = match &result {
-                    Ok(r) if matches!(r.status().as_u16(), 429 | 502 | 503 | 504) => Some(
-                        r.headers()
-                            .get(http::header::RETRY_AFTER)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                            .map(std::time::Duration::from_secs),
-                    ),
-                    Err(_) => Some(None),
-                    Ok(_) => None,
-                };
-                match retry_after {
-                    Some(after) if retryable && attempt < policy.max_attempts => {
-                        tokio::time::sleep(policy.backoff(attempt - 1, after)).await;
+                let result = inner
+                    .call(req.clone())
+                    .await
+                    .map_err(Into::<BoxError>::into);
+                let (answer, retry_after) = match result {
+                    Err(e) => (Err(e), None),
+                    Ok(resp) => {
+                        let status = resp.status().as_u16();
+                        if !retry::may_be_transient(status) {
+                            return Ok(resp.map(Either::Left));
+                        }
+                        let retry_after = retry::retry_after_header(resp.headers());
+                        let (parts, body) = resp.into_parts();
+                        let bytes = buffer(status, body).await?;
+                        let transient = retry::answer_is_transient(status, &bytes);
+                        let resp =
+                            http::Response::from_parts(parts, Either::Right(Full::new(bytes)));
+                        if !transient {
+                            return Ok(resp);
+                        }
+                        (Ok(resp), retry_after)
                     }
-                    _ => return result,
+                };
+                match run.next_wait(retry_after) {
+                    Some(wait) => tokio::time::sleep(wait).await,
+                    None => return answer,
                 }
             }
         })

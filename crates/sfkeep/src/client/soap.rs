@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 use super::Client;
 use crate::diagnose::api_error::Api;
 use crate::error::{Error, Result, redacted_snippet};
-use crate::grant::soap_login::xml_escape;
+use quick_xml::escape::escape;
 
 /// The records of a SOAP `query` / `queryMore` and where to continue.
 #[derive(Clone, Debug)]
@@ -31,7 +31,7 @@ impl Client {
             .execute(Api::Soap, &format!("SOAP call at {path}"), |token| {
                 let envelope = format!(
                     r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:partner.soap.sforce.com"><soapenv:Header><urn:SessionHeader><urn:sessionId>{}</urn:sessionId></urn:SessionHeader></soapenv:Header><soapenv:Body>{body}</soapenv:Body></soapenv:Envelope>"#,
-                    xml_escape(token.access_token().expose_secret())
+                    escape(token.access_token().expose_secret())
                 );
                 self.http()
                     .post(format!("{}{}", token.instance_url().trim_end_matches('/'), path))
@@ -53,7 +53,7 @@ impl Client {
         let xml = self
             .soap_call(&format!(
                 r#"<urn:query><urn:queryString>{}</urn:queryString></urn:query>"#,
-                xml_escape(soql)
+                escape(soql)
             ))
             .await?;
         parse_query_response(&xml)
@@ -64,7 +64,7 @@ impl Client {
         let xml = self
             .soap_call(&format!(
                 r#"<urn:queryMore><urn:queryLocator>{}</urn:queryLocator></urn:queryMore>"#,
-                xml_escape(locator)
+                escape(locator)
             ))
             .await?;
         parse_query_response(&xml)

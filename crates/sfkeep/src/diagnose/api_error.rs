@@ -1,7 +1,14 @@
-//! Classification of API responses that mean the session is dead (salesforce-wire.md §4, §5.3,
-//! §6): which ones a refresh fixes, and which ones it never will.
+//! API answers that are errors: which ones mean the session is dead, which of those a refresh
+//! fixes and which it never will (see `docs/salesforce-wire.md`, sections on REST errors, SOAP
+//! faults and Bulk 1.0), and [`ApiError`], the error the client returns for them.
+
+use std::time::Duration;
+
+use serde_json::Value;
 
 use super::Cause;
+pub use super::soap_fault::{SoapFault, soap_fault_code, soap_operation_not_available};
+use crate::redact::redacted_snippet;
 
 /// The API that answered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,27 +83,138 @@ pub fn session_verdict(api: Api, status: u16, body: &[u8]) -> SessionVerdict {
     }
 }
 
-/// The code of a SOAP fault (`sf:INVALID_SESSION_ID` → `INVALID_SESSION_ID`), if the body is one.
-pub fn soap_fault_code(text: &str) -> Option<&str> {
-    let start = text.find("<faultcode>")? + "<faultcode>".len();
-    let end = start + text[start..].find("</faultcode>")?;
-    let code = &text[start..end];
-    Some(code.rsplit(':').next().unwrap_or(code).trim())
+/// The message Salesforce sends with `REQUEST_LIMIT_EXCEEDED` when too many requests run at
+/// once (the concurrent API or long-transaction limit) rather than when the daily allowance is
+/// spent: `ConcurrentRequests (Concurrent API Requests) Limit exceeded.`,
+/// `ConcurrentPerOrgLongTxn Limit exceeded`. The code is the same for both; only the message
+/// tells them apart.
+fn is_concurrency_message(message: &str) -> bool {
+    message.contains("Concurrent")
 }
 
-/// The operation a SOAP endpoint's dispatcher does not have: Salesforce's generic fault
-/// `soapenv:Client` / `No operation available for request {ns}OPERATION, …`, as sent for
-/// `login` from API v65.0 (salesforce-wire.md §5) or for a call posted to the wrong endpoint.
-/// `code` is the fault code without its prefix.
-pub fn soap_operation_not_available<'a>(code: &str, faultstring: &'a str) -> Option<&'a str> {
-    if code != "Client" {
-        return None;
+/// A Salesforce API error: the first element of the error array, the SOAP fault or the Bulk
+/// 1.0 error (or the status alone).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("Salesforce API error {status} {error_code}: {message}")]
+#[non_exhaustive]
+pub struct ApiError {
+    /// HTTP status.
+    pub status: u16,
+    /// `errorCode` (or the fault / exception code), e.g. `INVALID_FIELD`; empty when the body
+    /// was not an error Salesforce formats.
+    pub error_code: String,
+    /// `message` (or a redacted snippet of a body that is not an error array or fault).
+    pub message: String,
+    /// `fields`, when sent.
+    pub fields: Vec<String>,
+    /// `Sforce-Limit-Info` usage (used, max), when sent.
+    pub api_usage: Option<(u64, u64)>,
+    /// `Retry-After`, when sent with a 429 or 503.
+    pub retry_after: Option<Duration>,
+    /// What the answer means for the session and for retrying, read once from the status, the
+    /// code and the body when the error was made: `SessionExpired` for a dead session,
+    /// `SessionNotValidForApi` for a 401 a refresh cannot fix, `RequestLimitExceeded` for the
+    /// daily limit, `Transient` for 429, 502, 503, 504 and a concurrency limit; `None` for a
+    /// request error (a bad field, a malformed query).
+    pub cause: Option<Cause>,
+}
+
+impl ApiError {
+    /// Parses a REST / Bulk 2.0 error response (a JSON error array, or anything else).
+    pub fn from_response(status: u16, body: &[u8], api_usage: Option<(u64, u64)>) -> Self {
+        Self::read(Api::Rest, status, body, api_usage)
     }
-    let rest = faultstring
-        .split("No operation available for request")
-        .nth(1)?;
-    let op = rest.split('}').nth(1)?;
-    Some(op.split([',', ' ']).next().unwrap_or(op))
+
+    /// Parses an error response of `api`: a REST error array, a SOAP fault or a Bulk 1.0 error.
+    pub fn read(api: Api, status: u16, body: &[u8], api_usage: Option<(u64, u64)>) -> Self {
+        let (error_code, message, fields) = match api {
+            Api::Rest => rest_error(body),
+            Api::Soap | Api::Bulk1 => fault_error(body),
+        };
+        let cause = cause_of(api, status, &error_code, &message, body);
+        ApiError {
+            status,
+            error_code,
+            message,
+            fields,
+            api_usage,
+            retry_after: None,
+            cause,
+        }
+    }
+
+    /// The same error with the server's `Retry-After`.
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Retrying later, unchanged, may succeed: 429, 502, 503, 504, or a concurrency limit.
+    pub fn is_transient(&self) -> bool {
+        self.cause == Some(Cause::Transient)
+    }
+
+    /// `REQUEST_LIMIT_EXCEEDED` because too many requests run at once (the org's concurrent
+    /// API or long-transaction limit), not because the daily allowance is spent.
+    pub fn is_concurrency_limit(&self) -> bool {
+        self.error_code == "REQUEST_LIMIT_EXCEEDED" && self.is_transient()
+    }
+}
+
+/// `(errorCode, message, fields)` of the first element of a REST error array; a redacted
+/// snippet of anything else.
+fn rest_error(body: &[u8]) -> (String, String, Vec<String>) {
+    let first = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.as_array().and_then(|a| a.first().cloned()));
+    match first {
+        Some(e) => (
+            e["errorCode"].as_str().unwrap_or_default().to_owned(),
+            e["message"].as_str().unwrap_or_default().to_owned(),
+            e["fields"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|f| f.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        ),
+        None => (String::new(), redacted_snippet(body), Vec::new()),
+    }
+}
+
+/// `(code, message, [])` of a SOAP fault or Bulk 1.0 error; a redacted snippet of anything else.
+fn fault_error(body: &[u8]) -> (String, String, Vec<String>) {
+    let text = String::from_utf8_lossy(body);
+    let fault = SoapFault::read(&text);
+    let code = fault.and_then(|f| f.code()).unwrap_or_default().to_owned();
+    let message = fault
+        .and_then(|f| f.message())
+        .map(|m| redacted_snippet(m.as_bytes()))
+        .unwrap_or_else(|| redacted_snippet(body));
+    (code, message, Vec::new())
+}
+
+/// See [`ApiError::cause`].
+fn cause_of(api: Api, status: u16, code: &str, message: &str, body: &[u8]) -> Option<Cause> {
+    match session_verdict(api, status, body) {
+        SessionVerdict::Unfixable(c) if c != Cause::Unknown => return Some(c),
+        SessionVerdict::Dead => return Some(Cause::SessionExpired),
+        _ => {}
+    }
+    if code == "REQUEST_LIMIT_EXCEEDED" {
+        return Some(if is_concurrency_message(message) {
+            Cause::Transient
+        } else {
+            Cause::RequestLimitExceeded
+        });
+    }
+    match status {
+        401 => Some(Cause::SessionExpired),
+        429 | 502 | 503 | 504 => Some(Cause::Transient),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 use serde_json::Value;
 
 use super::diagnosis::{Diagnosis, DiagnosisCause as D, Finding};
+use super::soap_fault::SoapFault;
 
 /// What was found in the text.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,7 +53,7 @@ impl Recognized {
     /// One line describing what was found, for evidence. Anything credential-like in the
     /// pasted text (a session id in a fault string, a token in a log line) is redacted.
     pub fn describe(&self) -> String {
-        crate::error::redact_secrets(&self.describe_raw())
+        crate::redact::redact_secrets(&self.describe_raw())
     }
 
     fn describe_raw(&self) -> String {
@@ -162,7 +163,7 @@ const REST_MESSAGES: &[(&str, &str)] = &[
     ("rest api is not enabled", "API_DISABLED_FOR_ORG"),
 ];
 
-/// LoginHistory statuses (salesforce-wire.md §9).
+/// LoginHistory statuses (`docs/salesforce-wire.md` §9).
 const LOGIN_STATUSES: &[&str] = &[
     "User Is Frozen",
     "User is Inactive",
@@ -185,51 +186,30 @@ pub fn recognize_error_text(text: &str) -> Option<Recognized> {
         .or_else(|| recognize_plain(text))
 }
 
-fn tag_text<'a>(text: &'a str, local: &str) -> Option<&'a str> {
-    // `<local>`, `<prefix:local>` or `<local xmlns…>`; the first one wins.
-    let mut from = 0;
-    while let Some(i) = text[from..].find('<') {
-        let start = from + i + 1;
-        let rest = &text[start..];
-        let end_name = rest.find(|c: char| c == '>' || c.is_whitespace())?;
-        let name = &rest[..end_name];
-        let bare = name.rsplit(':').next().unwrap_or(name);
-        if bare == local && !name.starts_with('/') {
-            let open_end = start + rest.find('>')? + 1;
-            let close = text[open_end..].find("</")?;
-            return Some(text[open_end..open_end + close].trim());
-        }
-        from = start;
-    }
-    None
-}
-
 fn recognize_xml(text: &str) -> Option<Recognized> {
     if !text.contains('<') {
         return None;
     }
-    if let Some(code) = tag_text(text, "faultcode") {
-        let code = code.rsplit(':').next().unwrap_or(code).trim().to_owned();
-        let message = tag_text(text, "faultstring")
-            .or_else(|| tag_text(text, "exceptionMessage"))
-            .unwrap_or("")
-            .to_owned();
+    let fault = SoapFault::read(text)?;
+    if let Some(code) = fault.fault_code() {
+        let message = fault.message().unwrap_or_default();
         let message = message
-            .strip_prefix(&format!("{code}: "))
-            .map(str::to_owned)
-            .unwrap_or(message);
-        return Some(Recognized::SoapFault { code, message });
+            .strip_prefix(code)
+            .and_then(|m| m.strip_prefix(": "))
+            .unwrap_or(&message)
+            .to_owned();
+        return Some(Recognized::SoapFault {
+            code: code.to_owned(),
+            message,
+        });
     }
-    if let Some(code) = tag_text(text, "exceptionCode") {
-        let message = tag_text(text, "exceptionMessage").unwrap_or("").to_owned();
-        let code = code.to_owned();
-        // SOAP detail without the fault envelope, or Bulk 1.0's `<error>`.
-        if code.chars().any(|c| c.is_ascii_lowercase()) {
-            return Some(Recognized::Bulk1 { code, message });
-        }
-        return Some(Recognized::SoapFault { code, message });
+    let code = fault.exception_code()?.to_owned();
+    let message = fault.exception_message().unwrap_or_default().into_owned();
+    // SOAP detail without the fault envelope, or Bulk 1.0's `<error>`.
+    if code.chars().any(|c| c.is_ascii_lowercase()) {
+        return Some(Recognized::Bulk1 { code, message });
     }
-    None
+    Some(Recognized::SoapFault { code, message })
 }
 
 fn from_value(v: &Value, depth: u8) -> Option<Recognized> {
@@ -302,12 +282,12 @@ fn recognize_json(text: &str, depth: u8) -> Option<Recognized> {
     None
 }
 
-fn percent_decode(s: &str) -> String {
-    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={s}").as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned().into_bytes())
-        .unwrap_or_default();
-    String::from_utf8_lossy(&bytes).into_owned()
+/// A form-encoded value (`+` is a space) decoded; bad UTF-8 becomes U+FFFD.
+fn form_value(s: &str) -> String {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 fn recognize_urlencoded(text: &str) -> Option<Recognized> {
@@ -318,9 +298,9 @@ fn recognize_urlencoded(text: &str) -> Option<Recognized> {
     let mut description = String::new();
     for pair in tail.split('&') {
         if let Some(v) = pair.strip_prefix("error=") {
-            error = Some(percent_decode(v));
+            error = Some(form_value(v));
         } else if let Some(v) = pair.strip_prefix("error_description=") {
-            description = percent_decode(v);
+            description = form_value(v);
         }
     }
     let error = error?;
@@ -707,7 +687,7 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
 }
 
 fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool) {
-    match super::api_error::soap_operation_not_available(code, message) {
+    match super::soap_fault::soap_operation_not_available(code, message) {
         Some("login") => {
             return config_error(
                 what,

@@ -16,6 +16,10 @@ mod cause;
 pub mod classify;
 pub mod diagnosis;
 pub mod evidence;
+mod facts;
+mod rules;
+pub mod soap_fault;
+pub mod time_text;
 pub mod token_error;
 
 pub use cause::Cause;

@@ -1,4 +1,4 @@
-//! Classification of token-endpoint failures (salesforce-wire.md §2 and §10).
+//! Classification of token-endpoint failures (`docs/salesforce-wire.md` §2 and §10).
 //!
 //! Salesforce answers almost every failure with HTTP 400 and `invalid_grant`; only the
 //! `error_description` tells the causes apart. Key order varies, so the body is parsed, never

@@ -46,11 +46,10 @@ pub struct TokenEndpoint {
 impl TokenEndpoint {
     /// An endpoint for `login_url` (https, or http to loopback only).
     pub fn new(login_url: &str, clock: ServerClock) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .timeout(TOKEN_REQUEST_TIMEOUT)
-            .connect_timeout(TOKEN_CONNECT_TIMEOUT)
-            .build()
-            .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))?;
+        let http = crate::http::build_client(crate::http::ClientOptions::new(
+            TOKEN_REQUEST_TIMEOUT,
+            TOKEN_CONNECT_TIMEOUT,
+        ))?;
         Self::with_client(login_url, clock, http)
     }
 
@@ -119,7 +118,7 @@ impl TokenEndpoint {
             .form(&form)
             .send()
             .await
-            .map_err(|e| Error::transport(&what, &e))?;
+            .map_err(|e| Error::transport(&what, e))?;
         let received_at = self.clock.local().now();
         if let Some(date) = date_header(&resp) {
             self.clock.observe_date_header(&date, received_at);

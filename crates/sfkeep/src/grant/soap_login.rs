@@ -3,31 +3,17 @@
 //! Retired from API v65.0 and disabled by default in new orgs; supported here because old
 //! integrations still use it. The session's lifetime comes from `sessionSecondsValid`.
 
+use quick_xml::escape::escape as xml_escape;
 use quick_xml::events::Event;
 
 use super::TokenResponse;
 use super::endpoint::TokenEndpoint;
 use crate::clock::UnixMillis;
 use crate::diagnose::Cause;
+use crate::diagnose::soap_fault::SoapFault;
 use crate::error::{Error, Result, redacted_snippet};
 use crate::http::{MAX_AUTH_BODY, date_header, read_capped};
 use crate::secret::{AccessToken, Password, SecurityToken};
-
-/// Escapes text for an XML element.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
 
 /// The text of every element whose local name is in `names`, first occurrence each, read with
 /// quick-xml (namespaces and prefixes ignored). `None` if the body is not well-formed XML.
@@ -110,7 +96,7 @@ pub async fn request(
         .body(body.as_str().to_owned())
         .send()
         .await
-        .map_err(|e| Error::transport(&what, &e))?;
+        .map_err(|e| Error::transport(&what, e))?;
     if let Some(date) = date_header(&resp) {
         endpoint
             .clock()
@@ -142,26 +128,19 @@ pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
             "sessionSecondsValid",
             "userId",
             "organizationId",
-            "faultcode",
-            "exceptionCode",
-            "faultstring",
         ],
     )
     .ok_or_else(|| malformed("not well-formed XML"))?;
-    let [
-        session_id,
-        server_url,
-        seconds,
-        user_id,
-        org_id,
-        faultcode,
-        exception_code,
-        faultstring,
-    ] = <[Option<String>; 8]>::try_from(fields).map_err(|_| malformed("internal"))?;
-    if let Some(code) = exception_code.or(faultcode) {
-        let code = code.rsplit(':').next().unwrap_or_default().to_owned();
-        let faultstring = faultstring.unwrap_or_default();
-        if crate::diagnose::api_error::soap_operation_not_available(&code, &faultstring)
+    let [session_id, server_url, seconds, user_id, org_id] =
+        <[Option<String>; 5]>::try_from(fields).map_err(|_| malformed("internal"))?;
+    let text = String::from_utf8_lossy(body);
+    let fault = SoapFault::read(&text);
+    if let Some(code) = fault.and_then(|f| f.exception_code().or(f.fault_code())) {
+        let faultstring = fault
+            .and_then(|f| f.fault_string())
+            .unwrap_or_default()
+            .into_owned();
+        if crate::diagnose::soap_fault::soap_operation_not_available(code, &faultstring)
             == Some("login")
         {
             return Err(Error::ReauthRequired {
@@ -175,7 +154,7 @@ pub fn parse_login_response(status: u16, body: &[u8]) -> Result<TokenResponse> {
                 detail: RETIRED_VERSION.to_owned(),
             });
         }
-        let cause = match code.as_str() {
+        let cause = match code {
             "INVALID_LOGIN" | "LOGIN_MUST_USE_SECURITY_TOKEN" | "PASSWORD_LOCKOUT" => {
                 Cause::AuthenticationFailure
             }

@@ -28,7 +28,7 @@ async fn client(org: &Org) -> Client {
         .fallback_grant(org.jwt_grant())
         .build()
         .unwrap();
-    fast_retries(Client::new(m))
+    fast_retries(Client::new(m).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,7 +91,8 @@ async fn ten_thousand_mixed_calls_through_faults_and_session_deaths() {
                 match kind {
                     0..=6 => {
                         let path = c.data_path("/query?q=SELECT+Id,Name+FROM+Account+LIMIT+5");
-                        c.send(reqwest::Method::GET, &path, None, false)
+                        c.request(reqwest::Method::GET, &path)
+                            .send()
                             .await
                             .map(|_| ())
                             .map_err(|e| format!("GET {n}: {e}"))
@@ -99,13 +100,11 @@ async fn ten_thousand_mixed_calls_through_faults_and_session_deaths() {
                     7 | 8 => {
                         // A create: POST is not idempotent, so a failed one is not retried.
                         let body = json!({"Name": format!("create-{n}")});
+                        let path = c.data_path("/sobjects/Account");
                         match c
-                            .send(
-                                reqwest::Method::POST,
-                                &c.data_path("/sobjects/Account"),
-                                Some(&body),
-                                false,
-                            )
+                            .request(reqwest::Method::POST, &path)
+                            .json(&body)
+                            .send()
                             .await
                         {
                             Ok(_) => {
@@ -119,7 +118,10 @@ async fn ten_thousand_mixed_calls_through_faults_and_session_deaths() {
                         // Upsert by external id: idempotent, retried.
                         let body = json!({"Name": format!("upsert-{n}")});
                         let path = c.data_path(&format!("/sobjects/Account/ExtId__c/{ext}"));
-                        c.send(reqwest::Method::PATCH, &path, Some(&body), true)
+                        c.request(reqwest::Method::PATCH, &path)
+                            .json(&body)
+                            .idempotent()
+                            .send()
                             .await
                             .map(|_| ())
                             .map_err(|e| format!("upsert {n}: {e}"))

@@ -1,0 +1,707 @@
+//! The diagnosis rules: small named functions over the gathered [`Facts`], each adding the
+//! [`Finding`]s its evidence supports. [`RULES`] runs them in order; a later rule may read
+//! (and re-weigh) what earlier ones found, which the order below documents.
+
+use std::time::Duration;
+
+use super::Cause;
+use super::diagnosis::{DiagnosisCause as D, Finding, NEW_PASSWORD_FIX};
+use super::facts::{AuditRow, Facts, LoginRow, PastEvent, TokenProbe};
+use super::time_text::{at_text, human, human_exact};
+use crate::clock::UnixMillis;
+use crate::token::GrantKind;
+
+/// Clock offsets at or above this are reported.
+pub const SKEW_WARN: Duration = Duration::from_secs(5 * 60);
+
+/// What every rule needs to know about the facts, worked out once.
+pub(super) struct Context<'f> {
+    /// The facts.
+    pub f: &'f Facts,
+    /// Some grant of the profile got a token in the dry refresh.
+    pub any_grant_ok: bool,
+    /// Some grant was refused for a reason that does not pass by itself.
+    pub grants_failed_for_good: bool,
+    /// The stored token is refused (probe), or introspection says it is inactive.
+    pub token_dead: bool,
+    /// The last time the session is known to have been used.
+    pub since: Option<UnixMillis>,
+    /// What happened before this cannot have killed the stored token: it was issued later
+    /// (the server's own `issued_at`, exact), or it was still used successfully later (the
+    /// audit log's time plus the measured `Date` offset, good to about a second).
+    pub cutoff: Option<UnixMillis>,
+}
+
+fn later(a: Option<UnixMillis>, b: Option<UnixMillis>) -> Option<UnixMillis> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+impl<'f> Context<'f> {
+    pub fn of(f: &'f Facts) -> Self {
+        Self {
+            f,
+            any_grant_ok: f.dry_refresh.iter().any(|a| a.outcome.is_ok()),
+            grants_failed_for_good: f
+                .dry_refresh
+                .iter()
+                .any(|a| matches!(&a.outcome, Err((c, _)) if *c != Cause::Transient)),
+            token_dead: matches!(f.probe, TokenProbe::Rejected { .. })
+                || (f.introspection == Some(false) && f.probe != TokenProbe::Alive),
+            since: later(f.last_success_at, f.token_issued_at),
+            cutoff: later(
+                f.last_success_at.map(|t| UnixMillis(t.0 - 1_000)),
+                f.token_issued_at,
+            ),
+        }
+    }
+
+    /// `t` is late enough to have killed the stored token.
+    fn after_cutoff(&self, t: UnixMillis) -> bool {
+        self.cutoff.is_none_or(|c| t.0 >= c.0)
+    }
+
+    /// The org shows the user unfrozen / active now, which undoes an older freeze /
+    /// deactivation finding.
+    fn undone(&self, cause: D) -> bool {
+        match cause {
+            D::UserFrozen => self.f.user.as_ref().is_some_and(|u| !u.is_frozen),
+            D::UserDeactivated => self.f.user.as_ref().is_some_and(|u| u.is_active),
+            _ => false,
+        }
+    }
+}
+
+/// A rule: reads the context and the findings so far, adds (or re-weighs) findings.
+pub(super) type Rule = fn(&Context<'_>, &mut Vec<Finding>);
+
+/// Every rule, in the order they run.
+pub(super) const RULES: &[(&str, Rule)] = &[
+    ("the dry refresh's answers", dry_refresh),
+    ("the user as SOQL shows it", user_state),
+    ("setup changes since the last use", setup_changes),
+    ("refused logins since the last use", refused_logins),
+    ("the source address", source_address),
+    ("a probe refused by policy", probe_policy),
+    ("the audit log's last unhealed failure", audit_log_failure),
+    ("clock skew", clock_skew),
+    // Reads the strength of everything above.
+    ("a timeout or a logout", timeout_or_logout),
+    // Rewrites the fixes of what is above.
+    ("fixes the profile allows", profile_fixes),
+    // Re-weighs everything above.
+    ("a stored token that works", working_token),
+    ("healthy", healthy),
+];
+
+fn strongest(out: &[Finding]) -> f64 {
+    out.iter().map(|x| x.confidence).fold(0.0, f64::max)
+}
+
+/// The dry refresh: the server's own words about each grant.
+fn dry_refresh(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    for a in &cx.f.dry_refresh {
+        if let Err((cause, detail)) = &a.outcome {
+            out.extend(grant_failure(a.grant, *cause, detail, cx.f, 1.0));
+        }
+    }
+}
+
+/// The user as SOQL shows it: inactive, frozen, a password changed after the last use.
+fn user_state(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let Some(u) = &cx.f.user else {
+        return;
+    };
+    if !u.is_active {
+        out.push(Finding::new(
+            D::UserDeactivated,
+            0.97,
+            vec!["User.IsActive is false".into()],
+        ));
+    }
+    if u.is_frozen {
+        out.push(Finding::new(
+            D::UserFrozen,
+            0.97,
+            vec!["UserLogin.IsFrozen is true".into()],
+        ));
+    }
+    if let Some(pc) = u.last_password_change
+        && cx.cutoff.is_some_and(|c| pc.0 >= c.0)
+    {
+        let now = cx.f.now;
+        out.push(Finding::new(
+            D::PasswordChanged,
+            if cx.token_dead { 0.9 } else { 0.5 },
+            vec![format!(
+                "User.LastPasswordChangeDate is {}, after the session was last used ({})",
+                at_text(now, pc),
+                cx.since.map(|s| at_text(now, s)).unwrap_or_default()
+            )],
+        ));
+    }
+}
+
+/// What a SetupAuditTrail action means, with how sure it is, or `None` for an unrelated one.
+fn setup_change_cause(cx: &Context<'_>, r: &AuditRow) -> Option<(D, f64)> {
+    let a = r.action.to_ascii_lowercase();
+    Some(if a.contains("revoke") {
+        (
+            D::AppTokensRevoked,
+            if cx.token_dead || cx.grants_failed_for_good {
+                0.9
+            } else {
+                0.4
+            },
+        )
+    } else if a.contains("password") {
+        (D::PasswordChanged, if cx.token_dead { 0.85 } else { 0.4 })
+    } else if a.contains("froze") && !a.contains("unfroze") {
+        (D::UserFrozen, 0.85)
+    } else if a.contains("deactivat") {
+        (D::UserDeactivated, 0.85)
+    } else if a.contains("sessionsettings") || a.contains("ip") && a.contains("range") {
+        (D::IpRestricted, 0.4)
+    } else if a.contains("policy") {
+        if r.display.contains("jwt_preapproved") || r.display.contains("Permitted") {
+            (D::AppNotApproved, 0.4)
+        } else {
+            (D::RefreshTokenExpiredByPolicy, 0.35)
+        }
+    } else {
+        return None;
+    })
+}
+
+/// Setup changes since the session was last used (SetupAuditTrail).
+fn setup_changes(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let mut audit: Vec<&AuditRow> =
+        cx.f.setup_audit
+            .iter()
+            .filter(|r| cx.after_cutoff(r.at))
+            .collect();
+    audit.sort_by_key(|r| r.at);
+    for r in audit {
+        let Some((cause, conf)) = setup_change_cause(cx, r) else {
+            continue;
+        };
+        if cx.undone(cause) {
+            continue;
+        }
+        let line = format!(
+            "SetupAuditTrail {}: {} ({})",
+            at_text(cx.f.now, r.at),
+            r.display,
+            r.action
+        );
+        out.push(Finding::new(cause, conf, vec![line]));
+    }
+}
+
+/// Refused logins since the session was last used (LoginHistory), newest five.
+fn refused_logins(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let mut logins: Vec<&LoginRow> =
+        cx.f.login_history
+            .iter()
+            .filter(|r| cx.after_cutoff(r.at))
+            .collect();
+    logins.sort_by_key(|r| r.at);
+    for r in logins.iter().rev().take(5) {
+        let cause = match r.status.as_str() {
+            "User Is Frozen" => D::UserFrozen,
+            "User is Inactive" => D::UserDeactivated,
+            "Restricted IP" => D::IpRestricted,
+            "Login Rate Exceeded" => D::RateLimited,
+            "Invalid Password" => D::PasswordChanged,
+            _ => continue,
+        };
+        // The user as SOQL shows it now outranks an older refused login.
+        if cx.undone(cause) {
+            continue;
+        }
+        out.push(Finding::new(
+            cause,
+            0.8,
+            vec![format!(
+                "LoginHistory {}: \"{}\" from {}",
+                at_text(cx.f.now, r.at),
+                r.status,
+                r.source_ip
+            )],
+        ));
+    }
+}
+
+fn ip_in_range(ip: &str, lo: &str, hi: &str) -> Option<bool> {
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    let lo: std::net::IpAddr = lo.parse().ok()?;
+    let hi: std::net::IpAddr = hi.parse().ok()?;
+    Some(match (ip, lo, hi) {
+        (std::net::IpAddr::V4(i), std::net::IpAddr::V4(l), std::net::IpAddr::V4(h)) => {
+            (u32::from(l)..=u32::from(h)).contains(&u32::from(i))
+        }
+        (std::net::IpAddr::V6(i), std::net::IpAddr::V6(l), std::net::IpAddr::V6(h)) => {
+            (u128::from(l)..=u128::from(h)).contains(&u128::from(i))
+        }
+        _ => false,
+    })
+}
+
+/// The source address: outside the org's ranges, or moved since the last success.
+fn source_address(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let f = cx.f;
+    let Some(cur) = &f.current_source_ip else {
+        return;
+    };
+    let outside = f.login_ip_ranges.as_ref().map(|ranges| {
+        !ranges.is_empty()
+            && !ranges
+                .iter()
+                .filter_map(|(lo, hi)| ip_in_range(cur, lo, hi))
+                .any(|b| b)
+    });
+    if outside == Some(true) {
+        out.push(Finding::new(
+            D::IpRestricted,
+            0.9,
+            vec![format!(
+                "this machine calls from {cur}, outside the org's login IP ranges"
+            )],
+        ));
+    }
+    if let Some(last) = &f.last_success_source_ip
+        && last != cur
+    {
+        out.push(Finding::new(
+            D::IpRestricted,
+            if cx.token_dead || cx.grants_failed_for_good {
+                0.6
+            } else {
+                0.3
+            },
+            vec![format!(
+                "the source address changed: the last successful call came from {last}, this machine now calls from {cur}"
+            )],
+        ));
+    }
+}
+
+/// What the stored token's probe said, when it names a policy rather than a death.
+fn probe_policy(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    if let TokenProbe::Rejected { status, body } = &cx.f.probe {
+        let d = super::classify::classify_error_text(body);
+        if matches!(
+            d.verdict,
+            D::SessionNotValidForApi | D::ApiDisabled | D::RateLimited
+        ) {
+            let mut top = d.top().clone();
+            top.evidence.insert(
+                0,
+                format!("the stored token was refused with HTTP {status}"),
+            );
+            out.push(top);
+        }
+    }
+}
+
+/// The integration's last failure in the audit log, unless something worked after it (a
+/// refresh, an adopted token, a successful call: it was healed). Doctor's own dry refreshes
+/// are not the integration's history: their answers are in the dry refresh's rule already.
+fn audit_log_failure(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let mut past: Vec<&PastEvent> = cx.f.recent_events.iter().filter(|e| !e.probe).collect();
+    past.sort_by_key(|e| e.at);
+    let last_failure = past.iter().rposition(|e| e.cause.is_some());
+    let unhealed = last_failure
+        .filter(|&i| !past[i + 1..].iter().any(|e| e.is_success()))
+        .map(|i| past[i]);
+    let Some(e) = unhealed else {
+        return;
+    };
+    let Some(c) = e.cause.filter(|c| *c != Cause::SessionExpired) else {
+        return;
+    };
+    let detail = format!("{} ({})", e.kind, c);
+    for mut fi in grant_failure(GrantKind::RefreshToken, c, &detail, cx.f, 0.5) {
+        fi.evidence = vec![format!(
+            "the audit log's last failure: {} with cause {c}",
+            e.kind
+        )];
+        out.push(fi);
+    }
+}
+
+/// The server's clock differs from this machine's by [`SKEW_WARN`] or more.
+fn clock_skew(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    if let Some(o) = cx.f.clock_offset_ms
+        && o.unsigned_abs() >= SKEW_WARN.as_millis() as u64
+    {
+        out.push(Finding::new(
+            D::ClockSkew,
+            0.3,
+            vec![format!(
+                "the server's Date header differs from the local clock by {}",
+                offset_text(cx.f)
+            )],
+        ));
+    }
+}
+
+/// A recoverable death with nothing more specific: the timeout or a logout, told apart by how
+/// long the session was idle.
+fn timeout_or_logout(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    if !(cx.token_dead && cx.any_grant_ok) {
+        return;
+    }
+    let f = cx.f;
+    let scale = if strongest(out) >= 0.7 { 0.25 } else { 1.0 };
+    let refused = match &f.probe {
+        TokenProbe::Rejected { status, .. } => {
+            format!("the stored token is refused (HTTP {status})")
+        }
+        _ => "introspection says the stored token is no longer active".to_owned(),
+    };
+    let Some(since) = cx.since else {
+        out.push(Finding::new(
+            D::SessionTimeout,
+            0.4 * scale,
+            vec![
+                refused.clone(),
+                "the audit log has no successful call to date the session's last use".into(),
+            ],
+        ));
+        out.push(Finding::new(
+            D::LoggedOutElsewhere,
+            0.3 * scale,
+            vec![
+                refused,
+                "a logout elsewhere kills a session the same way".into(),
+            ],
+        ));
+        return;
+    };
+    let idle = f.now.since(since);
+    let timeout = f.session_timeout;
+    if idle >= timeout {
+        out.push(Finding::new(
+            D::SessionTimeout,
+            0.85 * scale,
+            vec![
+                refused,
+                format!(
+                    "the session was last used {} ago, longer than the session timeout of {}",
+                    human(idle),
+                    human(timeout)
+                ),
+            ],
+        ));
+        return;
+    }
+    let mut ev = vec![
+        refused,
+        format!(
+            "the session was last used {} ago, well within the session timeout of {}: it did not time out",
+            human(idle),
+            human(timeout)
+        ),
+    ];
+    // Only what is not already a finding: never "no revoke shows" next to one.
+    let absent: Vec<&str> = [
+        (D::PasswordChanged, "password change"),
+        (D::UserFrozen, "freeze"),
+        (D::UserDeactivated, "deactivation"),
+        (D::AppTokensRevoked, "token revoke"),
+        (D::IpRestricted, "IP change"),
+    ]
+    .into_iter()
+    .filter(|(c, _)| !out.iter().any(|x| x.cause == *c))
+    .map(|(_, n)| n)
+    .collect();
+    if f.org_queried && !absent.is_empty() {
+        ev.push(format!(
+            "no {} shows in the org since then",
+            or_list(&absent)
+        ));
+    }
+    out.push(Finding::new(D::LoggedOutElsewhere, 0.65 * scale, ev));
+    out.push(Finding::new(
+        D::SessionTimeout,
+        0.1 * scale,
+        vec![format!(
+            "the session timeout is {}; the token died sooner",
+            human(timeout)
+        )],
+    ));
+}
+
+/// Fixes that depend on the profile: a dead refresh token with a fallback grant, a changed
+/// password when only a password login is left.
+#[allow(clippy::ptr_arg)] // every rule has the `Rule` signature
+fn profile_fixes(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let password_refused =
+        cx.f.dry_refresh
+            .iter()
+            .any(|a| sends_password(a.grant) && a.outcome.is_err());
+    for x in out.iter_mut() {
+        if refresh_token_dead(x.cause)
+            && let Some(fix) = refresh_token_fix(x.cause, cx.f)
+        {
+            x.fix = fix;
+        }
+        if x.cause == D::PasswordChanged && !cx.any_grant_ok && password_refused {
+            x.fix = NEW_PASSWORD_FIX.to_owned();
+        }
+    }
+}
+
+/// A stored token the server accepts means the session works now, whatever else was found:
+/// every other finding becomes a warning about the next token request.
+fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let f = cx.f;
+    if f.probe != TokenProbe::Alive {
+        return;
+    }
+    for x in out.iter_mut() {
+        x.confidence *= 0.6;
+    }
+    let mut ev = vec![
+        "the stored token is accepted at /services/oauth2/userinfo: the session works now"
+            .to_owned(),
+    ];
+    match f.dry_refresh.iter().find(|a| a.outcome.is_ok()) {
+        Some(a) => ev.push(format!(
+            "a dry refresh with the {} grant succeeded",
+            a.grant.as_str()
+        )),
+        None if f.dry_refresh.is_empty() => ev.push(
+            "but no grant of the profile can run, so nothing can replace this token when it ends"
+                .to_owned(),
+        ),
+        None => {
+            for a in &f.dry_refresh {
+                if let Err((c, d)) = &a.outcome {
+                    ev.push(format!(
+                        "but a dry refresh with the {} grant was refused ({c}): {d}",
+                        a.grant.as_str()
+                    ));
+                }
+            }
+        }
+    }
+    let fix = working_token_fix(cx, out);
+    out.push(Finding::new(D::Healthy, 0.9, ev).with_fix(fix));
+}
+
+/// What to do when the stored token works, given the warnings found.
+fn working_token_fix(cx: &Context<'_>, out: &[Finding]) -> String {
+    let f = cx.f;
+    let warning = out.iter().filter(|x| x.cause != D::Healthy).max_by(|a, b| {
+        a.confidence
+            .partial_cmp(&b.confidence)
+            .unwrap_or(std::cmp::Ordering::Equal)
+    });
+    let ends = f
+        .token_issued_at
+        .map(|t| t.plus(f.session_timeout))
+        .filter(|e| e.0 > f.now.0)
+        .map(|e| format!(" (in about {})", human(e.since(f.now))))
+        .unwrap_or_default();
+    if cx.any_grant_ok {
+        return match warning {
+            Some(w) if w.confidence >= 0.3 => {
+                "Nothing to do now; the other findings are worth a look.".to_owned()
+            }
+            _ => D::Healthy.fix().to_owned(),
+        };
+    }
+    match warning {
+        Some(w) if cx.grants_failed_for_good => format!(
+            "Nothing to do for the running session, but when the stored token ends{ends} the next login or refresh will be refused ({}): act before then. {}",
+            w.cause, w.fix
+        ),
+        Some(_) => format!(
+            "Nothing to do for the running session; the dry refresh failed for a reason that may pass: run `sfkeep doctor` again before the stored token ends{ends}."
+        ),
+        None => format!(
+            "Nothing to do for the running session, but no grant of the profile can replace the stored token when it ends{ends}: log in again (`sfkeep login`) or configure a grant that can run."
+        ),
+    }
+}
+
+/// No token yet (or one the server accepts) and a grant that works, with nothing strong found.
+fn healthy(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let f = cx.f;
+    if f.probe == TokenProbe::Alive
+        || cx.token_dead
+        || cx.grants_failed_for_good
+        || !cx.any_grant_ok
+        || strongest(out) >= 0.5
+    {
+        return;
+    }
+    let mut ev = Vec::new();
+    if f.probe == TokenProbe::Missing {
+        ev.push("no token is stored yet".to_owned());
+    }
+    if let Some(a) = f.dry_refresh.iter().find(|a| a.outcome.is_ok()) {
+        ev.push(format!(
+            "a dry refresh with the {} grant succeeded",
+            a.grant.as_str()
+        ));
+    }
+    out.push(Finding::new(D::Healthy, 0.9, ev));
+}
+
+/// What a failed grant's cause says, as findings, scaled by `weight`.
+pub(super) fn grant_failure(
+    grant: GrantKind,
+    cause: Cause,
+    detail: &str,
+    f: &Facts,
+    weight: f64,
+) -> Vec<Finding> {
+    let g = grant.as_str();
+    let said = format!("a dry refresh with the {g} grant was refused: {detail}");
+    let one = |c: D, conf: f64, why: String| Finding::new(c, conf * weight, vec![why]);
+    match cause {
+        Cause::InactiveUser => vec![one(D::UserDeactivated, 0.95, said)],
+        Cause::IpRestricted => vec![one(D::IpRestricted, 0.95, said)],
+        Cause::AppNotApproved => vec![one(D::AppNotApproved, 0.95, said)],
+        Cause::RateLimited => vec![one(D::RateLimited, 0.9, said)],
+        Cause::SessionNotValidForApi => vec![one(D::SessionNotValidForApi, 0.9, said)],
+        Cause::InactiveOrg => vec![one(D::ApiDisabled, 0.8, said)],
+        Cause::RequestLimitExceeded => vec![one(D::RateLimited, 0.85, said)],
+        Cause::RefreshTokenRevoked => refresh_token_revoked(&said, f, weight),
+        Cause::AuthenticationFailure if sends_password(grant) => vec![
+            one(
+                D::PasswordChanged,
+                0.6,
+                format!("{said} (a wrong password or security token)"),
+            ),
+            one(
+                D::UserFrozen,
+                0.35,
+                format!("{said} (a frozen user is refused the same way)"),
+            ),
+        ],
+        Cause::AuthenticationFailure => vec![one(
+            D::UserFrozen,
+            0.8,
+            format!(
+                "{said}; the {g} grant sends no password, and Salesforce refuses a frozen user's token requests as an authentication failure"
+            ),
+        )],
+        Cause::InvalidAssertion | Cause::AuthorizationCodeExpired | Cause::AudienceInvalid => {
+            let skew = f
+                .clock_offset_ms
+                .is_some_and(|o| o.unsigned_abs() >= 60_000);
+            if skew && cause != Cause::AudienceInvalid {
+                vec![one(
+                    D::ClockSkew,
+                    0.8,
+                    format!("{said}, and the local clock is off by {}", offset_text(f)),
+                )]
+            } else {
+                vec![Finding::new(D::Unknown, 0.5 * weight, vec![said]).with_fix(cause.fix())]
+            }
+        }
+        Cause::Transient => vec![
+            Finding::new(D::Unknown, 0.3 * weight, vec![said])
+                .with_fix("The org did not answer properly: retry `sfkeep doctor` in a minute."),
+        ],
+        other => vec![Finding::new(D::Unknown, 0.45 * weight, vec![said]).with_fix(other.fix())],
+    }
+}
+
+/// The three ways a refresh token dies with `expired access/refresh token`.
+fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
+    let rotated = f.recent_events.iter().any(|e| e.rotated);
+    vec![
+        Finding::new(
+            D::AppTokensRevoked,
+            0.5 * weight,
+            vec![format!(
+                "{said} (the refresh token is dead; an admin revoke is the usual reason)"
+            )],
+        ),
+        Finding::new(
+            D::RefreshTokenExpiredByPolicy,
+            0.3 * weight,
+            vec![format!(
+                "{said} (an idle or absolute refresh-token policy gives the same answer)"
+            )],
+        ),
+        Finding::new(
+            D::RefreshTokenReused,
+            (if rotated { 0.6 } else { 0.15 }) * weight,
+            vec![if rotated {
+                format!(
+                    "{said}, and the audit log shows the refresh token rotating: a rotated-out token used twice revokes the whole family"
+                )
+            } else {
+                format!("{said} (reusing a rotated-out refresh token gives the same answer)")
+            }],
+        ),
+    ]
+}
+
+fn offset_text(f: &Facts) -> String {
+    let o = f.clock_offset_ms.unwrap_or(0);
+    let d = human_exact(Duration::from_millis(o.unsigned_abs()));
+    if o >= 0 {
+        format!("{d} (the server is ahead)")
+    } else {
+        format!("{d} (the server is behind)")
+    }
+}
+
+/// Causes that mean the refresh token is dead (a JWT bearer or client-credentials fallback
+/// grant does not need it).
+fn refresh_token_dead(c: D) -> bool {
+    matches!(
+        c,
+        D::AppTokensRevoked | D::RefreshTokenExpiredByPolicy | D::RefreshTokenReused
+    )
+}
+
+/// The fix for a dead refresh token given what the profile's fallback grant did in the dry
+/// refresh; `None` without a fallback (the cause's own fix says to configure one).
+fn refresh_token_fix(c: D, f: &Facts) -> Option<String> {
+    let fb = f
+        .dry_refresh
+        .iter()
+        .find(|a| a.grant != GrantKind::RefreshToken)?;
+    let g = fb.grant.as_str();
+    let why = match c {
+        D::AppTokensRevoked => "Ask the admin why the app's tokens were revoked.",
+        D::RefreshTokenExpiredByPolicy => {
+            "Check the app's refresh-token policy (Manage Connected Apps > OAuth Policies)."
+        }
+        _ => {
+            "Make every process share one token store so a rotated refresh token is never used twice."
+        }
+    };
+    Some(match &fb.outcome {
+        Ok(()) => format!(
+            "The profile's {g} fallback grant gets new tokens without the refresh token (the sfkeep library and proxy switch to it by themselves): run `sfkeep recover` to store one now. For a new refresh token, `sfkeep login --web`. {why}"
+        ),
+        Err((cause, _)) => format!(
+            "The profile's {g} fallback grant was refused too ({cause}): fix that first (see its finding), then `sfkeep recover`; or get a new refresh token with `sfkeep login --web`. {why}"
+        ),
+    })
+}
+
+/// Whether a refused grant sends the user's password (so a changed password breaks it).
+fn sends_password(g: GrantKind) -> bool {
+    matches!(g, GrantKind::Password | GrantKind::SoapLogin)
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn or_list(items: &[&str]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => (*one).to_owned(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
+    }
+}
