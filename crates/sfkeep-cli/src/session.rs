@@ -77,15 +77,7 @@ pub fn describe_store(p: &Profile) -> String {
 
 /// A Redis URL without its password, for messages.
 pub fn redacted_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("redacted"));
-            }
-            u.to_string()
-        }
-        Err(_) => "an unparsable URL".into(),
-    }
+    sfkeep::error::redacted_url(url)
 }
 
 /// Opens the profile's store.

@@ -423,10 +423,13 @@ fn a_timeout_after_a_healed_revoke_is_a_timeout() {
         org.admin_post(&format!("/apps/{cid}/revoke"), json!({})),
         200
     );
-    // The integration heals by itself (refresh refused → JWT fallback).
+    // The integration heals by itself (refresh refused → JWT fallback). Running on the
+    // fallback is not "healthy": the refresh token is dead (issue #22 item 11).
     let (code, _, err) = r.cmd(&["api", "GET", "limits"]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(doctor_json(&r)["verdict"], "healthy");
+    let d = doctor_json(&r);
+    assert_eq!(d["verdict"], "app_tokens_revoked", "{d:#}");
+    assert_eq!(d["recoverable"], true, "{d:#}");
     assert_eq!(
         org.admin_post("/clock/advance", json!({"seconds": 7300})),
         200

@@ -164,7 +164,7 @@ impl Error {
     }
 }
 
-pub use crate::redact::{redact_secrets, redacted_snippet};
+pub use crate::redact::{redact_secrets, redacted_snippet, redacted_url};
 
 #[cfg(test)]
 mod tests {

@@ -104,6 +104,21 @@ pub fn redact_secrets(text: &str) -> String {
     out
 }
 
+/// A URL (a Redis URL, a proxy URL) with its password replaced by `[redacted]`, for messages;
+/// text that is not a URL becomes `an unparsable URL` (it may be a secret pasted in the wrong
+/// place).
+pub fn redacted_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("[redacted]"));
+            }
+            u.to_string()
+        }
+        Err(_) => "an unparsable URL".into(),
+    }
+}
+
 /// Where a secret starts in a run of token characters (the bytes before it are kept), or
 /// `None` when the run does not look like one.
 fn secret_in(run: &str) -> Option<usize> {

@@ -5,7 +5,10 @@
 use sfkeep::diagnose::DiagnosisCause as D;
 use sfkeep::diagnose::classify::{classify_error_text, recognize_error_text};
 
-/// (body, expected verdict, expected recoverable).
+/// (body, expected verdict, expected recoverable). A bare session death is `unknown` offline
+/// (every cause answers the same; `sfkeep doctor` against the org tells them apart); a refused
+/// password login is first a wrong password or security token; a bad client id or secret is
+/// `invalid_client` (issue #22, items 5 and 11).
 pub const TABLE: &[(&str, D, bool)] = &[
     // §2 token endpoint.
     (
@@ -15,12 +18,12 @@ pub const TABLE: &[(&str, D, bool)] = &[
     ),
     (
         r#"{"error_description":"authentication failure","error":"invalid_grant"}"#,
-        D::PasswordChanged,
+        D::WrongPassword,
         false,
     ),
     (
         r#"{"error":"invalid_grant","error_description":"authentication failure - Invalid Password"}"#,
-        D::PasswordChanged,
+        D::WrongPassword,
         false,
     ),
     (
@@ -75,17 +78,17 @@ pub const TABLE: &[(&str, D, bool)] = &[
     ),
     (
         r#"{"error":"invalid_client_id","error_description":"client identifier invalid"}"#,
-        D::Unknown,
+        D::InvalidClient,
         false,
     ),
     (
         r#"{"error":"invalid_client","error_description":"invalid client credentials"}"#,
-        D::Unknown,
+        D::InvalidClient,
         false,
     ),
     (
         r#"{"error":"invalid_client_credentials","error_description":"client secret invalid"}"#,
-        D::Unknown,
+        D::InvalidClient,
         false,
     ),
     (
@@ -115,30 +118,30 @@ pub const TABLE: &[(&str, D, bool)] = &[
     ),
     (
         r#"{"error":"invalid_token","error_description":"Token was invalid"}"#,
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
         r#"{"error":"unsupported_token_type","error_description":"Token type not supported"}"#,
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
         "error=invalid_client_id&error_description=client%20identifier%20invalid",
-        D::Unknown,
+        D::InvalidClient,
         false,
     ),
     // §3.3 identity URL.
-    ("Bad_OAuth_Token", D::SessionTimeout, true),
+    ("Bad_OAuth_Token", D::Unknown, true),
     // §4 REST.
     (
         r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#,
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
         r#"[{"errorCode":"INVALID_SESSION_ID","message":"Session expired or invalid"}]"#,
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
@@ -194,17 +197,17 @@ pub const TABLE: &[(&str, D, bool)] = &[
     // §5.3 SOAP faults.
     (
         r#"<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:sf="urn:fault.partner.soap.sforce.com" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Body><soapenv:Fault><faultcode>INVALID_LOGIN</faultcode><faultstring>INVALID_LOGIN: Invalid username, password, security token; or user locked out.</faultstring><detail><sf:LoginFault xsi:type="sf:LoginFault"><sf:exceptionCode>INVALID_LOGIN</sf:exceptionCode><sf:exceptionMessage>Invalid username, password, security token; or user locked out.</sf:exceptionMessage></sf:LoginFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>"#,
-        D::PasswordChanged,
+        D::WrongPassword,
         false,
     ),
     (
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:sf=\"urn:fault.enterprise.soap.sforce.com\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\"><soapenv:Body><soapenv:Fault><faultcode>sf:INVALID_SESSION_ID</faultcode><faultstring>INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session. Session not found, missing session hash: yNHBjIbNE79KEGtRRO+Qa/QH3oWryUWoKU2afYoBC0A=\nThis error usually occurs after a session expires or a user logs out. </faultstring><detail><sf:UnexpectedErrorFault xsi:type=\"sf:UnexpectedErrorFault\"><sf:exceptionCode>INVALID_SESSION_ID</sf:exceptionCode><sf:exceptionMessage>Invalid Session ID found in SessionHeader: Illegal Session. Session not found, missing session hash: yNHBjIbNE79KEGtRRO+Qa/QH3oWryUWoKU2afYoBC0A=\nThis error usually occurs after a session expires or a user logs out. </sf:exceptionMessage></sf:UnexpectedErrorFault></detail></soapenv:Fault></soapenv:Body></soapenv:Envelope>",
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
         "<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\" xmlns:sf=\"urn:fault.partner.soap.sforce.com\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n<soapenv:Body>\n    <soapenv:Fault>\n        <faultcode>sf:INVALID_SESSION_ID</faultcode>\n        <faultstring>INVALID_SESSION_ID: Invalid Session ID found in SessionHeader: Illegal Session</faultstring>\n        <detail>\n        <sf:UnexpectedErrorFault xsi:type=\"sf:UnexpectedErrorFault\">\n            <sf:exceptionCode>INVALID_SESSION_ID</sf:exceptionCode>\n            <sf:exceptionMessage>Invalid Session ID found in SessionHeader: Illegal Session</sf:exceptionMessage>\n        </sf:UnexpectedErrorFault>\n        </detail>\n    </soapenv:Fault>\n</soapenv:Body>\n</soapenv:Envelope>",
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
@@ -214,7 +217,7 @@ pub const TABLE: &[(&str, D, bool)] = &[
     ),
     (
         "<soapenv:Fault><faultcode>sf:LOGIN_MUST_USE_SECURITY_TOKEN</faultcode><faultstring>LOGIN_MUST_USE_SECURITY_TOKEN: Invalid username, password, security token; or user locked out. Are you at a new location?</faultstring></soapenv:Fault>",
-        D::PasswordChanged,
+        D::WrongPassword,
         false,
     ),
     (
@@ -270,12 +273,12 @@ pub const TABLE: &[(&str, D, bool)] = &[
     // §6 Bulk.
     (
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<error xmlns=\"http://www.force.com/2009/06/asyncapi/dataload\">\n  <exceptionCode>InvalidSessionId</exceptionCode>\n  <exceptionMessage>Invalid session id</exceptionMessage>\n</error>",
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
         r#"{"exceptionCode":"InvalidSessionId","exceptionMessage":"Invalid session id"}"#,
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
@@ -288,11 +291,11 @@ pub const TABLE: &[(&str, D, bool)] = &[
     ("User is Inactive", D::UserDeactivated, false),
     ("Restricted IP", D::IpRestricted, false),
     ("Login Rate Exceeded", D::RateLimited, false),
-    ("Invalid Password", D::PasswordChanged, false),
+    ("Invalid Password", D::WrongPassword, false),
     // Log lines containing one.
     (
         "2026-05-01T03:00:00Z ERROR sync: 401 Unauthorized: [{\"message\":\"Session expired or invalid\",\"errorCode\":\"INVALID_SESSION_ID\"}]",
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
@@ -307,12 +310,12 @@ pub const TABLE: &[(&str, D, bool)] = &[
     ),
     (
         "simple_salesforce.exceptions.SalesforceExpiredSession: Expired session for https://x.my.salesforce.com/services/data/v59.0/query. Response content: [{'message': 'Session expired or invalid', 'errorCode': 'INVALID_SESSION_ID'}]",
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (
         "400 Client Error: Bad Request for url: https://test.my.salesforce.com/services/async/41.0/job/750/batch/751/result/752 <exceptionCode>InvalidSessionId</exceptionCode>",
-        D::SessionTimeout,
+        D::Unknown,
         true,
     ),
     (

@@ -24,6 +24,9 @@ const MAX_ERROR_TEXT: u64 = 1024 * 1024;
 
 /// `sfkeep doctor` arguments.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "What doctor sends to the org: a probe of the stored token (read-only), its introspection (read-only, with a client secret), a dry refresh with each of the profile's grants until one works (this MINTS a new access token: one token request per grant tried; a refresh token that rotates is stored, never lost), and, with a working token, SOQL reads of User, UserLogin, LoginHistory, AuthSession, OauthToken and SetupAuditTrail (read-only). With --error nothing is sent: the text is classified offline."
+)]
 pub struct DoctorArgs {
     /// Classify this error text offline (a REST error array, SOAP fault, OAuth error, Bulk
     /// error, or a log line containing one); `-` reads it from stdin.
@@ -120,9 +123,12 @@ pub enum Context {
 }
 
 /// The verdict line's text after the cause's name.
-fn verdict_text(d: &Diagnosis) -> String {
+fn verdict_text(d: &Diagnosis, context: Context) -> String {
     let warning = d.causes.iter().find(|c| c.cause != DiagnosisCause::Healthy);
     match (d.verdict, d.recoverable, warning) {
+        (DiagnosisCause::Unknown, true, _) if context == Context::Offline => {
+            "a dead session, but which cause cannot be known offline: every cause of session death gets this same answer (run `sfkeep doctor` without --error against the org)".to_owned()
+        }
         (DiagnosisCause::Healthy, false, Some(w)) => format!(
             "the session works now, but the next login or token refresh would fail: {} ({})",
             w.cause.as_str(),
@@ -144,6 +150,9 @@ fn recoverable_text(d: &Diagnosis, context: Context) -> &'static str {
             "not yet, and nobody needs to log in again: wait for the limit to reset (see the fix)"
         }
         (_, true, Context::Org) => "yes, with the configured grants (`sfkeep recover`)",
+        (D::Unknown, true, Context::Offline) => {
+            "yes, for the common causes: a new access token fixes a timeout, a logout or a password change (`sfkeep recover`; the sfkeep library and proxy get one by themselves), not a freeze, a deactivation or a revoke"
+        }
         (_, true, Context::Offline) => {
             "yes: a new access token fixes it (`sfkeep recover`; the sfkeep library and proxy get one by themselves)"
         }
@@ -172,7 +181,7 @@ pub fn render(d: &Diagnosis, notes: &[String], context: Context, p: Paint) -> St
         "{} {} — {}",
         p.bold("verdict:"),
         coloured,
-        verdict_text(d)
+        verdict_text(d, context)
     ));
     out.push(format!(
         "{} {}",

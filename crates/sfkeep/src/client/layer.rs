@@ -6,7 +6,7 @@
 //!   [`HealStep`]: after an answer that means the session is dead, that token's generation is
 //!   invalidated, the one shared refresh taken and the request replayed once. Answers a
 //!   refresh cannot fix pass through untouched.
-//! - [`TransientRetryLayer`]: the [`retry`](super::retry) policy: connect errors, 429, 502,
+//! - [`TransientRetryLayer`]: the [`retry`] policy: connect errors, 429, 502,
 //!   503, 504 and a concurrency-limit 403, with `Retry-After` and full-jitter backoff, within a
 //!   [`RetryBudget`] shared by the layer's services; only for GET, HEAD, PUT and DELETE (or
 //!   requests carrying the [`Idempotent`] extension).

@@ -438,48 +438,58 @@ pub fn classify_error_text(text: &str) -> Diagnosis {
     }
 }
 
-/// The candidates when an access token stopped working and nothing else is known.
+/// The candidates when an access token stopped working and nothing else is known. Offline,
+/// one such answer cannot tell them apart (every session death looks the same on the wire), so
+/// the verdict says so, and each candidate says what would confirm it.
 fn session_death(what: &str) -> Vec<Finding> {
-    let e = |s: &str| vec![what.to_owned(), s.to_owned()];
+    let candidate =
+        |cause: D, conf: f64, check: &str| Finding::new(cause, conf, vec![check.to_owned()]);
     vec![
         Finding::new(
+            D::Unknown,
+            0.5,
+            vec![
+                what.to_owned(),
+                "offline this cannot be known: a timeout, a logout, a password change, a revoke, an IP move, a freeze and a deactivation all end a session with this same answer".to_owned(),
+            ],
+        )
+        .with_fix(
+            "Run `sfkeep doctor` without --error against the org to tell the causes apart. A new access token (`sfkeep recover`; the sfkeep library and proxy get one by themselves) fixes the common ones.",
+        ),
+        candidate(
             D::SessionTimeout,
             0.35,
-            e(
-                "the most common reason an access token stops working is the session's inactivity timeout",
-            ),
+            "the commonest: the session was idle longer than the session timeout (doctor compares the last successful call with the org's timeout)",
         ),
-        Finding::new(
+        candidate(
             D::LoggedOutElsewhere,
             0.2,
-            e("a logout of the integration user elsewhere ends every session of that user"),
+            "a logout of the integration user elsewhere ends every session of that user (doctor: the session died well within the timeout and nothing else shows)",
         ),
-        Finding::new(
+        candidate(
             D::PasswordChanged,
             0.15,
-            e("a password change ends the user's sessions"),
+            "a password change ends the user's sessions (doctor: User.LastPasswordChangeDate after the last use)",
         ),
-        Finding::new(
+        candidate(
             D::AppTokensRevoked,
             0.1,
-            e("an admin revoking the app's tokens ends its sessions"),
+            "an admin revoking the app's tokens ends its sessions (doctor: the refresh token died too; SetupAuditTrail shows the revoke)",
         ),
-        Finding::new(
+        candidate(
             D::IpRestricted,
             0.1,
-            e(
-                "with IP-locked sessions or ranges enforced on every request, a new source address ends the session",
-            ),
+            "with IP-locked sessions, a new source address ends the session (doctor: the source address changed since the last success)",
         ),
-        Finding::new(
+        candidate(
             D::UserFrozen,
             0.05,
-            e("freezing the user ends its sessions"),
+            "freezing the user ends its sessions (doctor: UserLogin.IsFrozen, SetupAuditTrail)",
         ),
-        Finding::new(
+        candidate(
             D::UserDeactivated,
             0.05,
-            e("deactivating the user ends its sessions"),
+            "deactivating the user ends its sessions (doctor: User.IsActive, SetupAuditTrail)",
         ),
     ]
 }
@@ -569,10 +579,26 @@ fn classify_login_status(what: String, status: &str) -> (Vec<Finding>, bool) {
             0.5,
             "the user is locked out after failed logins; an admin unlocks it in Setup > Users",
         ),
-        _ => one(
-            D::PasswordChanged,
-            0.6,
-            "a login with a wrong password or security token: the password (and with it the security token) probably changed",
+        _ => (
+            vec![
+                Finding::new(
+                    D::WrongPassword,
+                    0.6,
+                    vec![
+                        what.clone(),
+                        "a login with a wrong password or a missing or old security token".to_owned(),
+                    ],
+                ),
+                Finding::new(
+                    D::PasswordChanged,
+                    0.3,
+                    vec![
+                        what.clone(),
+                        "a password change resets the security token too, so the stored pair stops working".to_owned(),
+                    ],
+                ),
+            ],
+            false,
         ),
     }
 }
@@ -618,13 +644,16 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
         "invalid_grant" if d.contains("authentication failure") => {
             if d.contains("invalid password") {
                 (
-                    vec![Finding::new(D::PasswordChanged, 0.85, ev("the password (or password + security token) was refused"))],
+                    vec![
+                        Finding::new(D::WrongPassword, 0.6, ev("the password (or password + security token) was refused: most often a mistyped password or a missing or old security token")),
+                        Finding::new(D::PasswordChanged, 0.3, ev("a password change also resets the security token, so the stored pair stops working")),
+                    ],
                     false,
                 )
             } else {
                 (
                     vec![
-                        Finding::new(D::PasswordChanged, 0.4, ev("for the password grant this is a wrong password or security token; a password change resets the security token too"))
+                        Finding::new(D::WrongPassword, 0.4, ev("for the password grant this is a wrong password or security token; a password change resets the security token too"))
                             .with_fix("If the refused login sends a password (the password grant, SOAP login()), put the new password and its new security token in the profile's secrets, then run `sfkeep recover`. If it was a refresh-token or JWT login, the password is not the problem: an admin must unfreeze the user, or run `sfkeep doctor` against the org to see why."),
                         Finding::new(D::UserFrozen, 0.3, ev("Salesforce refuses a frozen user's logins as an authentication failure, for every grant")),
                         Finding::new(D::Unknown, 0.2, ev("also: the username-password flow is blocked in the org (the default since Summer '23), or the JWT certificate does not match the app")),
@@ -662,8 +691,16 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
             true,
         ),
         "invalid_request" if d.contains("jti") => config_error(what, "a JWT `jti` was used twice", "A client bug: use a fresh `jti` per assertion."),
-        "invalid_client_id" => config_error(what, "the consumer key is unknown (or a new connected app has not propagated yet, 2-10 minutes)", "Check the profile's client_id against the connected app's consumer key; wait 10 minutes after creating an app."),
-        "invalid_client" | "invalid_client_credentials" => config_error(what, "the consumer secret is wrong", "Check the profile's client_secret against the connected app's consumer secret."),
+        "invalid_client_id" => (
+            vec![Finding::new(D::InvalidClient, 0.9, ev("the consumer key is unknown (or a new connected app has not propagated yet, 2-10 minutes)"))
+                .with_fix("Check the profile's client_id against the connected app's consumer key; wait 10 minutes after creating an app.")],
+            false,
+        ),
+        "invalid_client" | "invalid_client_credentials" => (
+            vec![Finding::new(D::InvalidClient, 0.9, ev("the consumer secret is wrong (or does not belong to this consumer key)"))
+                .with_fix("Check the profile's client_secret against the connected app's consumer secret (where the profile reads it from: a file or an environment variable).")],
+            false,
+        ),
         "unsupported_grant_type" => config_error(what, "the token request's grant_type is wrong or the parameters were not form-encoded", "A client bug: send grant_type and the parameters as application/x-www-form-urlencoded."),
         "unsupported_response_type" | "invalid_scope" | "invalid_request" | "access_denied" => config_error(what, "the authorization request is malformed or was denied", "Check the requested scopes and the connected app's OAuth settings, then log in again."),
         "rate_limit_exceeded" => (
@@ -746,14 +783,15 @@ fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool
         ),
         "INVALID_LOGIN" => (
             vec![
-                Finding::new(D::PasswordChanged, 0.5, ev("the username, password or security token was refused; a password change also resets the security token")),
-                Finding::new(D::UserFrozen, 0.25, ev("\"or user locked out\": a frozen or locked-out user gets the same fault")),
+                Finding::new(D::WrongPassword, 0.5, ev("the username, password or security token was refused: most often a mistyped password or a missing or old security token")),
+                Finding::new(D::PasswordChanged, 0.2, ev("a password change also resets the security token, so the stored pair stops working")),
+                Finding::new(D::UserFrozen, 0.15, ev("\"or user locked out\": a frozen or locked-out user gets the same fault")),
                 Finding::new(D::UserDeactivated, 0.1, ev("a deactivated user gets the same fault on SOAP login")),
             ],
             false,
         ),
         "LOGIN_MUST_USE_SECURITY_TOKEN" => (
-            vec![Finding::new(D::PasswordChanged, 0.7, ev("the login needs the security token appended to the password; a password change sends a new one"))],
+            vec![Finding::new(D::WrongPassword, 0.8, ev("the login needs the security token appended to the password (from outside the org's trusted IP ranges)"))],
             false,
         ),
         "INVALID_OPERATION_WITH_EXPIRED_PASSWORD" => (
@@ -825,11 +863,20 @@ mod tests {
             "Status: Invalid Password",
         ] {
             let d = classify_error_text(body);
-            assert_eq!(d.verdict, D::PasswordChanged, "{body}");
+            // A wrong password or a missing security token is far likelier than a change.
+            assert_eq!(d.verdict, D::WrongPassword, "{body}");
             assert!(!d.recoverable);
             let fix = &d.top().fix;
-            assert!(fix.contains("new password"), "{body}: {fix}");
+            assert!(fix.contains("security token"), "{body}: {fix}");
             assert!(!fix.contains("survive a password change"), "{body}: {fix}");
+            let changed = d.causes.iter().find(|c| c.cause == D::PasswordChanged);
+            if let Some(changed) = changed {
+                assert!(
+                    changed.fix.contains("new password"),
+                    "{body}: {}",
+                    changed.fix
+                );
+            }
         }
     }
 
@@ -863,19 +910,34 @@ mod tests {
             ),
             D::SessionNotValidForApi
         );
+        // Offline, a bare session death cannot name its cause: the verdict says so, and the
+        // commonest cause comes next.
+        let d = classify_error_text(
+            r#"{"level":"error","body":"[{\"message\":\"Session expired or invalid\",\"errorCode\":\"INVALID_SESSION_ID\"}]"}"#,
+        );
+        assert_eq!(d.verdict, D::Unknown);
+        assert!(d.recoverable);
+        assert!(
+            d.top()
+                .evidence
+                .iter()
+                .any(|e| e.contains("cannot be known"))
+        );
+        assert_eq!(d.causes[1].cause, D::SessionTimeout);
+        let lines: Vec<&String> = d.causes[1..].iter().flat_map(|c| &c.evidence).collect();
+        let distinct: std::collections::HashSet<&String> = lines.iter().copied().collect();
         assert_eq!(
-            verdict(
-                r#"{"level":"error","body":"[{\"message\":\"Session expired or invalid\",\"errorCode\":\"INVALID_SESSION_ID\"}]"}"#
-            ),
-            D::SessionTimeout
+            distinct.len(),
+            lines.len(),
+            "one line per candidate: {d:#?}"
         );
         assert_eq!(
             verdict(
                 "/callback?error=invalid_client_id&error_description=client%20identifier%20invalid"
             ),
-            D::Unknown
+            D::InvalidClient
         );
-        assert_eq!(verdict("ERROR: Bad_Oauth_Token"), D::SessionTimeout);
+        assert_eq!(verdict("ERROR: Bad_Oauth_Token"), D::Unknown);
         assert_eq!(verdict("Status: User Is Frozen"), D::UserFrozen);
     }
 

@@ -40,6 +40,11 @@ pub enum DiagnosisCause {
     ApiDisabled,
     /// A login or API rate limit is used up.
     RateLimited,
+    /// The profile's password or security token is wrong (a typo, a missing security token,
+    /// an old one after a reset): configuration, not a session death.
+    WrongPassword,
+    /// The profile's client id (consumer key) or client secret is wrong: configuration.
+    InvalidClient,
     /// Nothing is wrong.
     Healthy,
     /// The evidence does not point anywhere.
@@ -48,7 +53,7 @@ pub enum DiagnosisCause {
 
 impl DiagnosisCause {
     /// Every cause, in declaration order.
-    pub const ALL: [DiagnosisCause; 16] = [
+    pub const ALL: [DiagnosisCause; 18] = [
         Self::SessionTimeout,
         Self::LoggedOutElsewhere,
         Self::PasswordChanged,
@@ -63,6 +68,8 @@ impl DiagnosisCause {
         Self::ClockSkew,
         Self::ApiDisabled,
         Self::RateLimited,
+        Self::WrongPassword,
+        Self::InvalidClient,
         Self::Healthy,
         Self::Unknown,
     ];
@@ -84,6 +91,8 @@ impl DiagnosisCause {
             Self::ClockSkew => "clock_skew",
             Self::ApiDisabled => "api_disabled",
             Self::RateLimited => "rate_limited",
+            Self::WrongPassword => "wrong_password",
+            Self::InvalidClient => "invalid_client",
             Self::Healthy => "healthy",
             Self::Unknown => "unknown",
         }
@@ -106,6 +115,8 @@ impl DiagnosisCause {
             Self::ClockSkew => "the local clock is off",
             Self::ApiDisabled => "API access is disabled",
             Self::RateLimited => "a rate limit is used up",
+            Self::WrongPassword => "the profile's password or security token is wrong",
+            Self::InvalidClient => "the profile's client id or client secret is wrong",
             Self::Healthy => "the session works",
             Self::Unknown => "the evidence does not point at a cause",
         }
@@ -155,6 +166,12 @@ impl DiagnosisCause {
             }
             Self::RateLimited => {
                 "Back off until the limit resets (login rate: within the hour; daily API requests: rolling 24 h). Cache tokens instead of logging in per call."
+            }
+            Self::WrongPassword => {
+                "Check the profile's `password` and `security_token` secrets: the security token is appended to the password, and a password change or a token reset sends a new one by email. Then `sfkeep recover`."
+            }
+            Self::InvalidClient => {
+                "Check the profile's `client_id` against the connected app's consumer key and `client_secret` against its consumer secret (Setup > App Manager > View > Manage Consumer Details); a new app takes 2-10 minutes to be known. Then `sfkeep recover`."
             }
             Self::Healthy => "Nothing to do.",
             Self::Unknown => {

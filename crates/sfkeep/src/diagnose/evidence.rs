@@ -347,6 +347,51 @@ mod tests {
     }
 
     #[test]
+    fn running_on_the_fallback_after_the_refresh_token_died_is_not_healthy() {
+        let mut f = alive_healthy();
+        f.dry_refresh = vec![
+            fail(
+                GrantKind::RefreshToken,
+                Cause::RefreshTokenRevoked,
+                "invalid_grant: expired access/refresh token",
+            ),
+            GrantAttempt {
+                grant: GrantKind::JwtBearer,
+                outcome: Ok(()),
+            },
+        ];
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::AppTokensRevoked, "{d:#?}");
+        assert!(d.recoverable, "the fallback works: {d:#?}");
+        assert!(d.top().fix.contains("jwt_bearer"), "{}", d.top().fix);
+        let healthy = d
+            .causes
+            .iter()
+            .find(|c| c.cause == D::Healthy)
+            .expect("listed");
+        assert!(
+            healthy
+                .evidence
+                .iter()
+                .any(|e| e.contains("refresh token is dead")),
+            "{healthy:?}"
+        );
+    }
+
+    #[test]
+    fn a_bad_client_id_or_secret_is_a_configuration_cause() {
+        for cause in [Cause::InvalidClientId, Cause::InvalidClient] {
+            let mut f = base();
+            f.org_queried = false;
+            f.user = None;
+            f.dry_refresh = vec![fail(GrantKind::RefreshToken, cause, "invalid_client")];
+            let d = diagnose(&f);
+            assert_eq!(d.verdict, D::InvalidClient, "{d:#?}");
+            assert!(!d.recoverable);
+        }
+    }
+
+    #[test]
     fn a_logout_never_claims_the_absence_of_what_was_found() {
         let mut f = base();
         f.user.as_mut().unwrap().last_password_change = Some(UnixMillis(NOW.0 - 10_000));

@@ -462,13 +462,21 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
     if f.probe != TokenProbe::Alive {
         return;
     }
+    // Running on the fallback grant because the refresh token died is not healthy: the
+    // refresh token's death stays the verdict (recoverable: the fallback works).
+    let on_fallback = running_on_fallback(f);
     for x in out.iter_mut() {
-        x.confidence *= 0.6;
+        if !(on_fallback && refresh_token_dead(x.cause)) {
+            x.confidence *= 0.6;
+        }
     }
     let mut ev = vec![
         "the stored token is accepted at /services/oauth2/userinfo: the session works now"
             .to_owned(),
     ];
+    if on_fallback {
+        ev.push("but only through the fallback grant: the refresh token is dead".to_owned());
+    }
     match f.dry_refresh.iter().find(|a| a.outcome.is_ok()) {
         Some(a) => ev.push(format!(
             "a dry refresh with the {} grant succeeded",
@@ -490,7 +498,18 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
         }
     }
     let fix = working_token_fix(cx, out);
-    out.push(Finding::new(D::Healthy, 0.9, ev).with_fix(fix));
+    let confidence = if on_fallback { 0.45 } else { 0.9 };
+    out.push(Finding::new(D::Healthy, confidence, ev).with_fix(fix));
+}
+
+/// The primary grant is the refresh token, it was refused as dead, and a fallback grant works.
+fn running_on_fallback(f: &Facts) -> bool {
+    let mut attempts = f.dry_refresh.iter();
+    let primary_dead = attempts.next().is_some_and(|a| {
+        a.grant == GrantKind::RefreshToken
+            && matches!(a.outcome, Err((Cause::RefreshTokenRevoked, _)))
+    });
+    primary_dead && attempts.any(|a| a.outcome.is_ok())
 }
 
 /// What to do when the stored token works, given the warnings found.
@@ -572,6 +591,13 @@ pub(super) fn grant_failure(
         Cause::SessionNotValidForApi => vec![one(D::SessionNotValidForApi, 0.9, said)],
         Cause::InactiveOrg => vec![one(D::ApiDisabled, 0.8, said)],
         Cause::RequestLimitExceeded => vec![one(D::RateLimited, 0.85, said)],
+        Cause::InvalidClientId | Cause::InvalidClient => vec![
+            one(D::InvalidClient, 0.9, said).with_fix(if cause == Cause::InvalidClientId {
+                "Check the profile's client_id against the connected app's consumer key; a new app takes 2-10 minutes to be known. Then `sfkeep recover`."
+            } else {
+                "Check the profile's client_secret (and where it is read from: a file or an environment variable) against the connected app's consumer secret. Then `sfkeep recover`."
+            }),
+        ],
         Cause::RefreshTokenRevoked => refresh_token_revoked(&said, f, weight),
         Cause::AuthenticationFailure if sends_password(grant) => vec![
             one(

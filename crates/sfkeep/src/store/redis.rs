@@ -178,15 +178,7 @@ fn store_err(message: impl Into<String>) -> Error {
 
 /// The URL with any password replaced, for messages.
 fn show_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("[redacted]"));
-            }
-            u.to_string()
-        }
-        Err(_) => "[unparsable redis URL]".to_owned(),
-    }
+    crate::redact::redacted_url(url)
 }
 
 impl RedisStore {
