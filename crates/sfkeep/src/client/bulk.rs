@@ -1,10 +1,18 @@
 //! Bulk API 2.0 query jobs: create, poll with backoff, stream the CSV results page by page
 //! (`Sforce-Locator`). Every call heals from a session death like any REST call (Bulk 2.0
-//! reports it as the REST 401).
+//! reports it as the REST 401). Bulk API 2.0 ingest jobs are in `bulk/ingest.rs`, Bulk API
+//! 1.0 jobs in `bulk/classic.rs`; both heal across a session death between any two steps and
+//! never load data twice.
 
 use std::time::Duration;
 
 use serde_json::{Map, Value, json};
+
+mod classic;
+mod ingest;
+
+pub use classic::{Bulk1Batch, Bulk1Job};
+pub use ingest::{IngestJob, IngestOperation, IngestOutcome};
 
 use super::Client;
 use crate::error::{Error, Result, redacted_snippet};

@@ -25,7 +25,7 @@ pub mod retry;
 mod soap;
 
 pub use crate::diagnose::api_error::ApiError;
-pub use bulk::BulkQuery;
+pub use bulk::{Bulk1Batch, Bulk1Job, BulkQuery, IngestJob, IngestOperation, IngestOutcome};
 pub use heal::{Heal, HealStep};
 pub use layer::{Idempotent, SessionLayer, TransientRetryLayer};
 pub use request::RequestBuilder;
