@@ -222,10 +222,18 @@ fn quote(v: &str) -> String {
     v.replace('\\', "\\\\").replace('\'', "\\'")
 }
 
+/// What doctor's own reads found out besides their rows: the notes for the person, and the
+/// failures that say something about the session (not valid for the REST API, the daily
+/// limit used up).
+struct Reads<'a> {
+    notes: &'a mut Vec<String>,
+    failures: Vec<(Cause, String)>,
+}
+
 async fn soql(
     client: &sfkeep::client::Client,
     q: &str,
-    notes: &mut Vec<String>,
+    reads: &mut Reads<'_>,
 ) -> Option<Vec<Value>> {
     match client.query(q).collect_all().await {
         Ok(rows) => Some(rows),
@@ -235,7 +243,15 @@ async fn soql(
                 .nth(1)
                 .and_then(|r| r.split_whitespace().next())
                 .unwrap_or("?");
-            notes.push(format!("SOQL on {object} failed: {e}"));
+            reads.notes.push(format!("SOQL on {object} failed: {e}"));
+            if let Some(c @ (Cause::SessionNotValidForApi | Cause::RequestLimitExceeded)) =
+                e.cause()
+                && !reads.failures.iter().any(|(k, _)| *k == c)
+            {
+                reads
+                    .failures
+                    .push((c, format!("SOQL on {object}: {}", detail(&e))));
+            }
             None
         }
     }
@@ -243,31 +259,41 @@ async fn soql(
 
 /// Reads the org's diagnosis objects with a working token.
 async fn query_org(p: &Profile, m: &TokenManager, facts: &mut Facts, notes: &mut Vec<String>) {
+    let mut reads = Reads {
+        notes,
+        failures: Vec::new(),
+    };
+    read_org(p, m, facts, &mut reads).await;
+    facts.own_call_failures = reads.failures;
+}
+
+async fn read_org(p: &Profile, m: &TokenManager, facts: &mut Facts, reads: &mut Reads<'_>) {
     let client = match session::api_client(p, m.clone()) {
         Ok(c) => c,
         Err(e) => {
-            notes.push(e.message);
+            reads.notes.push(e.message);
             return;
         }
     };
     let user_id = match client.get_json("/services/oauth2/userinfo").await {
         Ok(v) => s(&v, "user_id").map(str::to_owned),
         Err(e) => {
-            notes.push(format!("userinfo with the working token failed: {e}"));
+            reads
+                .notes
+                .push(format!("userinfo with the working token failed: {e}"));
             None
         }
     };
     let Some(uid) = user_id else {
         return;
     };
-    facts.org_queried = true;
     let uid = quote(&uid);
-    notes.push(format!("queried the org as user {uid}: User, UserLogin, LoginHistory, AuthSession, OauthToken, SetupAuditTrail"));
-    let user = soql(&client, &format!("SELECT Id, Username, IsActive, LastPasswordChangeDate, LastLoginDate FROM User WHERE Id = '{uid}'"), notes).await;
+    reads.notes.push(format!("queried the org as user {uid}: User, UserLogin, LoginHistory, AuthSession, OauthToken, SetupAuditTrail"));
+    let user = soql(&client, &format!("SELECT Id, Username, IsActive, LastPasswordChangeDate, LastLoginDate FROM User WHERE Id = '{uid}'"), reads).await;
     let login = soql(
         &client,
         &format!("SELECT Id, IsFrozen, LastModifiedDate FROM UserLogin WHERE UserId = '{uid}'"),
-        notes,
+        reads,
     )
     .await;
     if let Some(u) = user.as_ref().and_then(|r| r.first()) {
@@ -282,7 +308,7 @@ async fn query_org(p: &Profile, m: &TokenManager, facts: &mut Facts, notes: &mut
             last_password_change: s(u, "LastPasswordChangeDate").and_then(parse_sf_datetime),
         });
     }
-    if let Some(rows) = soql(&client, &format!("SELECT LoginTime, SourceIp, Status, LoginType, Application FROM LoginHistory WHERE UserId = '{uid}' ORDER BY LoginTime DESC LIMIT 50"), notes).await {
+    if let Some(rows) = soql(&client, &format!("SELECT LoginTime, SourceIp, Status, LoginType, Application FROM LoginHistory WHERE UserId = '{uid}' ORDER BY LoginTime DESC LIMIT 50"), reads).await {
         facts.login_history = rows
             .iter()
             .filter_map(|r| {
@@ -294,19 +320,22 @@ async fn query_org(p: &Profile, m: &TokenManager, facts: &mut Facts, notes: &mut
             })
             .collect();
     }
-    if let Some(rows) = soql(&client, &format!("SELECT Id, SourceIp, LastModifiedDate, NumSecondsValid FROM AuthSession WHERE UsersId = '{uid}'"), notes).await {
+    if let Some(rows) = soql(&client, &format!("SELECT Id, SourceIp, LastModifiedDate, NumSecondsValid FROM AuthSession WHERE UsersId = '{uid}'"), reads).await {
         facts.auth_sessions = Some(rows.len());
     }
     if let Some(rows) = soql(
         &client,
         &format!("SELECT AppName, UseCount, LastUsedDate FROM OauthToken WHERE UserId = '{uid}'"),
-        notes,
+        reads,
     )
     .await
     {
         facts.oauth_tokens = Some(rows.len());
     }
-    if let Some(rows) = soql(&client, "SELECT Action, Display, Section, CreatedDate FROM SetupAuditTrail ORDER BY CreatedDate DESC LIMIT 100", notes).await {
+    let audit = soql(&client, "SELECT Action, Display, Section, CreatedDate FROM SetupAuditTrail ORDER BY CreatedDate DESC LIMIT 100", reads).await;
+    // Absence claims ("no freeze shows") only from reads that succeeded.
+    facts.org_queried = user.is_some() && login.is_some() && audit.is_some();
+    if let Some(rows) = audit {
         facts.setup_audit = rows
             .iter()
             .filter_map(|r| {

@@ -77,6 +77,20 @@ mod tests {
         }
     }
 
+    fn revoked_refresh_token_with_a_working_jwt_fallback() -> Vec<GrantAttempt> {
+        vec![
+            fail(
+                GrantKind::RefreshToken,
+                Cause::RefreshTokenRevoked,
+                "invalid_grant: expired access/refresh token",
+            ),
+            GrantAttempt {
+                grant: GrantKind::JwtBearer,
+                outcome: Ok(()),
+            },
+        ]
+    }
+
     fn fail(grant: GrantKind, cause: Cause, detail: &str) -> GrantAttempt {
         GrantAttempt {
             grant,
@@ -118,17 +132,7 @@ mod tests {
     #[test]
     fn a_revoke_with_a_working_fallback() {
         let mut f = base();
-        f.dry_refresh = vec![
-            fail(
-                GrantKind::RefreshToken,
-                Cause::RefreshTokenRevoked,
-                "invalid_grant: expired access/refresh token",
-            ),
-            GrantAttempt {
-                grant: GrantKind::JwtBearer,
-                outcome: Ok(()),
-            },
-        ];
+        f.dry_refresh = revoked_refresh_token_with_a_working_jwt_fallback();
         f.setup_audit.push(AuditRow {
             at: UnixMillis(NOW.0 - 5_000),
             action: "connectedapprevoketokens".into(),
@@ -299,17 +303,7 @@ mod tests {
             ),
             past(healed - 100, "token.refreshed", None, false),
         ];
-        f.dry_refresh = vec![
-            fail(
-                GrantKind::RefreshToken,
-                Cause::RefreshTokenRevoked,
-                "invalid_grant: expired access/refresh token",
-            ),
-            GrantAttempt {
-                grant: GrantKind::JwtBearer,
-                outcome: Ok(()),
-            },
-        ];
+        f.dry_refresh = revoked_refresh_token_with_a_working_jwt_fallback();
         let d = diagnose(&f);
         assert_eq!(d.verdict, D::SessionTimeout, "{d:#?}");
         assert!(d.top().confidence >= 0.8, "{d:#?}");
@@ -349,17 +343,7 @@ mod tests {
     #[test]
     fn running_on_the_fallback_after_the_refresh_token_died_is_not_healthy() {
         let mut f = alive_healthy();
-        f.dry_refresh = vec![
-            fail(
-                GrantKind::RefreshToken,
-                Cause::RefreshTokenRevoked,
-                "invalid_grant: expired access/refresh token",
-            ),
-            GrantAttempt {
-                grant: GrantKind::JwtBearer,
-                outcome: Ok(()),
-            },
-        ];
+        f.dry_refresh = revoked_refresh_token_with_a_working_jwt_fallback();
         let d = diagnose(&f);
         assert_eq!(d.verdict, D::AppTokensRevoked, "{d:#?}");
         assert!(d.recoverable, "the fallback works: {d:#?}");
@@ -376,6 +360,19 @@ mod tests {
                 .any(|e| e.contains("refresh token is dead")),
             "{healthy:?}"
         );
+    }
+
+    #[test]
+    fn a_token_the_api_refuses_is_not_healthy() {
+        for (cause, want) in [
+            (Cause::SessionNotValidForApi, D::SessionNotValidForApi),
+            (Cause::RequestLimitExceeded, D::RateLimited),
+        ] {
+            let mut f = alive_healthy();
+            f.own_call_failures = vec![(cause, "HTTP 401/403 from the query API".into())];
+            let d = diagnose(&f);
+            assert_eq!(d.verdict, want, "{d:#?}");
+        }
     }
 
     #[test]

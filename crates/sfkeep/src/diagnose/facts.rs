@@ -137,6 +137,10 @@ pub struct Facts {
     pub clock_offset_ms: Option<i64>,
     /// Recent auth events from the audit log, any order.
     pub recent_events: Vec<PastEvent>,
+    /// Doctor's own API calls (the SOQL reads) that a working token could not make, with the
+    /// cause and the server's words: a session not valid for the REST API, the daily limit
+    /// used up. A token that userinfo accepts but the API refuses is not healthy.
+    pub own_call_failures: Vec<(Cause, String)>,
 }
 
 impl Default for Facts {
@@ -160,6 +164,7 @@ impl Default for Facts {
             login_ip_ranges: None,
             clock_offset_ms: None,
             recent_events: Vec::new(),
+            own_call_failures: Vec::new(),
         }
     }
 }

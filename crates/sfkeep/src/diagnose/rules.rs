@@ -87,6 +87,7 @@ pub(super) const RULES: &[(&str, Rule)] = &[
     ("a probe refused by policy", probe_policy),
     ("the audit log's last unhealed failure", audit_log_failure),
     ("clock skew", clock_skew),
+    ("doctor's own calls refused", own_call_failures),
     // Reads the strength of everything above.
     ("a timeout or a logout", timeout_or_logout),
     // Rewrites the fixes of what is above.
@@ -348,6 +349,39 @@ fn clock_skew(cx: &Context<'_>, out: &mut Vec<Finding>) {
     }
 }
 
+/// Doctor's own API calls with a working token were refused: the session cannot do its work,
+/// whatever userinfo says.
+fn own_call_failures(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    for (cause, detail) in &cx.f.own_call_failures {
+        let (diagnosis, why) = match cause {
+            Cause::SessionNotValidForApi => (
+                D::SessionNotValidForApi,
+                "doctor's own REST call with a working token was refused as not valid for the REST API",
+            ),
+            Cause::RequestLimitExceeded => (
+                D::RateLimited,
+                "doctor's own REST call was refused: the org's daily API request limit is used up",
+            ),
+            _ => continue,
+        };
+        out.push(Finding::new(
+            diagnosis,
+            0.92,
+            vec![format!("{why}: {detail}")],
+        ));
+    }
+}
+
+/// The API refuses calls that userinfo accepts a token for: not healthy.
+fn api_refused(f: &Facts) -> bool {
+    f.own_call_failures.iter().any(|(c, _)| {
+        matches!(
+            c,
+            Cause::SessionNotValidForApi | Cause::RequestLimitExceeded
+        )
+    })
+}
+
 /// A recoverable death with nothing more specific: the timeout or a logout, told apart by how
 /// long the session was idle.
 fn timeout_or_logout(cx: &Context<'_>, out: &mut Vec<Finding>) {
@@ -465,8 +499,11 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
     // Running on the fallback grant because the refresh token died is not healthy: the
     // refresh token's death stays the verdict (recoverable: the fallback works).
     let on_fallback = running_on_fallback(f);
+    let refused = api_refused(f);
     for x in out.iter_mut() {
-        if !(on_fallback && refresh_token_dead(x.cause)) {
+        let stands = (on_fallback && refresh_token_dead(x.cause))
+            || (refused && matches!(x.cause, D::SessionNotValidForApi | D::RateLimited));
+        if !stands {
             x.confidence *= 0.6;
         }
     }
@@ -498,7 +535,7 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
         }
     }
     let fix = working_token_fix(cx, out);
-    let confidence = if on_fallback { 0.45 } else { 0.9 };
+    let confidence = if on_fallback || refused { 0.45 } else { 0.9 };
     out.push(Finding::new(D::Healthy, confidence, ev).with_fix(fix));
 }
 
