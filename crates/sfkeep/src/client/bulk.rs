@@ -51,31 +51,23 @@ impl Client {
             .ok_or_else(|| malformed("the job creation response has no id", &created))?
             .to_owned();
         let path = self.data_path(&format!("/jobs/query/{job_id}"));
-        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
-        let mut wait = Duration::from_millis(200);
-        loop {
+        poll_until(|| async {
             let info = self.get_json(&path).await?;
             match info["state"].as_str() {
-                Some("JobComplete") => break,
-                Some("Failed") | Some("Aborted") => {
-                    return Err(malformed(
-                        &format!(
-                            "bulk job {job_id} ended {}: {}",
-                            info["state"].as_str().unwrap_or("?"),
-                            info["errorMessage"].as_str().unwrap_or("no message")
-                        ),
-                        &info,
-                    ));
-                }
-                Some(_) => {}
-                None => return Err(malformed("the job has no state", &info)),
+                Some("JobComplete") => Ok(Some(())),
+                Some("Failed") | Some("Aborted") => Err(malformed(
+                    &format!(
+                        "bulk job {job_id} ended {}: {}",
+                        info["state"].as_str().unwrap_or("?"),
+                        info["errorMessage"].as_str().unwrap_or("no message")
+                    ),
+                    &info,
+                )),
+                Some(_) => Ok(None),
+                None => Err(malformed("the job has no state", &info)),
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::RefreshTimeout(JOB_TIMEOUT));
-            }
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(10));
-        }
+        })
+        .await?;
         Ok(BulkQuery {
             client: self.clone(),
             job_id,
@@ -84,6 +76,27 @@ impl Client {
             done: false,
             max_records: DEFAULT_MAX_RECORDS,
         })
+    }
+}
+
+/// Calls `read` until it returns a final value, pausing between calls (200 ms, doubling to
+/// 10 s), for at most [`JOB_TIMEOUT`]: how every Bulk job and batch is waited for.
+async fn poll_until<T, F, Fut>(mut read: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        if let Some(done) = read().await? {
+            return Ok(done);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::RefreshTimeout(JOB_TIMEOUT));
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(10));
     }
 }
 

@@ -16,7 +16,7 @@ use crate::diagnose::api_error::Api;
 use crate::error::{Error, Result, redacted_snippet};
 use crate::grant::soap_login::element_texts;
 
-use super::JOB_TIMEOUT;
+use super::poll_until;
 
 const NS: &str = "http://www.force.com/2009/06/asyncapi/dataload";
 
@@ -200,19 +200,12 @@ impl Bulk1Job {
     /// Polls a batch (backing off from 200 ms to 10 s) until it is `Completed`, `Failed` or
     /// `NotProcessed`, for at most 10 minutes.
     pub async fn wait_batch(&self, batch_id: &str) -> Result<Bulk1Batch> {
-        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
-        let mut pause = std::time::Duration::from_millis(200);
-        loop {
+        poll_until(|| async {
             let b = self.batch(batch_id).await?;
-            if matches!(b.state.as_str(), "Completed" | "Failed" | "NotProcessed") {
-                return Ok(b);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::RefreshTimeout(JOB_TIMEOUT));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(10));
-        }
+            let done = matches!(b.state.as_str(), "Completed" | "Failed" | "NotProcessed");
+            Ok(done.then_some(b))
+        })
+        .await
     }
 
     /// A completed batch's results: for a DML job the CSV `"Id","Success","Created","Error"`,

@@ -18,7 +18,7 @@ use crate::client::Client;
 use crate::diagnose::api_error::Api;
 use crate::error::{Error, Result};
 
-use super::{JOB_TIMEOUT, malformed};
+use super::{malformed, poll_until};
 
 /// What an ingest job does to each record of its CSV.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -229,34 +229,29 @@ impl IngestJob {
     /// Polls the job (backing off from 200 ms to 10 s) until it is `JobComplete`, `Failed` or
     /// `Aborted`, for at most 10 minutes.
     pub async fn wait(&self) -> Result<IngestOutcome> {
-        let deadline = tokio::time::Instant::now() + JOB_TIMEOUT;
-        let mut pause = std::time::Duration::from_millis(200);
-        loop {
+        poll_until(|| async {
             let info = self.info().await?;
             let state = info["state"]
                 .as_str()
                 .ok_or_else(|| malformed("the ingest job has no state", &info))?;
-            if matches!(state, "JobComplete" | "Failed" | "Aborted") {
-                let count = |k: &str| {
-                    info[k]
-                        .as_u64()
-                        .or_else(|| info[k].as_str().and_then(|s| s.parse().ok()))
-                        .unwrap_or(0)
-                };
-                return Ok(IngestOutcome {
-                    job_id: self.id.clone(),
-                    state: state.to_owned(),
-                    processed: count("numberRecordsProcessed"),
-                    failed: count("numberRecordsFailed"),
-                    error_message: info["errorMessage"].as_str().map(str::to_owned),
-                });
+            if !matches!(state, "JobComplete" | "Failed" | "Aborted") {
+                return Ok(None);
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(Error::RefreshTimeout(JOB_TIMEOUT));
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(std::time::Duration::from_secs(10));
-        }
+            let count = |k: &str| {
+                info[k]
+                    .as_u64()
+                    .or_else(|| info[k].as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or(0)
+            };
+            Ok(Some(IngestOutcome {
+                job_id: self.id.clone(),
+                state: state.to_owned(),
+                processed: count("numberRecordsProcessed"),
+                failed: count("numberRecordsFailed"),
+                error_message: info["errorMessage"].as_str().map(str::to_owned),
+            }))
+        })
+        .await
     }
 
     async fn results(&self, kind: &str) -> Result<Vec<u8>> {
