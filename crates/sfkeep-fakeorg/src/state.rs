@@ -428,6 +428,9 @@ impl Org {
     }
 }
 
+/// Approvals (refresh-token families) one user may hold for one connected app.
+pub const APPROVALS_PER_USER_PER_APP: usize = 5;
+
 /// LoginHistory.Status values (§9).
 pub mod login_status {
     /// Successful login.
@@ -497,7 +500,10 @@ impl Inner {
         self.end_sessions(|s| s.family == Some(family));
     }
 
-    /// Starts a new refresh-token family; returns its refresh token.
+    /// Starts a new refresh-token family (an approval of the app by the user); returns its
+    /// refresh token. A user has at most [`APPROVALS_PER_USER_PER_APP`] live approvals of one
+    /// app: approving again beyond that revokes the least recently used one first, with its
+    /// access tokens (docs/guardian.md, "Five approvals per user per app").
     pub fn new_family(
         &mut self,
         client_id: &str,
@@ -505,6 +511,17 @@ impl Inner {
         scope: &str,
         now: OffsetDateTime,
     ) -> (u64, String) {
+        let mut live: Vec<(OffsetDateTime, u64)> = self
+            .families
+            .values()
+            .filter(|f| !f.revoked && f.client_id == client_id && f.user_id == user_id)
+            .map(|f| (f.last_used, f.id))
+            .collect();
+        live.sort_unstable();
+        let over = (live.len() + 1).saturating_sub(APPROVALS_PER_USER_PER_APP);
+        for (_, id) in live.into_iter().take(over) {
+            self.revoke_family(id);
+        }
         self.seq += 1;
         let id = self.seq;
         let token = new_refresh_token();
