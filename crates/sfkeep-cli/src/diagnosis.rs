@@ -325,12 +325,24 @@ async fn read_org(p: &Profile, m: &TokenManager, facts: &mut Facts, reads: &mut 
     }
     if let Some(rows) = soql(
         &client,
-        &format!("SELECT AppName, UseCount, LastUsedDate FROM OauthToken WHERE UserId = '{uid}'"),
+        &format!(
+            "SELECT AppName, UseCount, LastUsedDate, CreatedDate FROM OauthToken WHERE UserId = '{uid}'"
+        ),
         reads,
     )
     .await
     {
         facts.oauth_tokens = Some(rows.len());
+        facts.approvals = Some(
+            rows.iter()
+                .filter_map(|r| {
+                    Some((
+                        s(r, "AppName").unwrap_or("").to_owned(),
+                        parse_sf_datetime(s(r, "CreatedDate")?)?,
+                    ))
+                })
+                .collect(),
+        );
     }
     let audit = soql(&client, "SELECT Action, Display, Section, CreatedDate FROM SetupAuditTrail ORDER BY CreatedDate DESC LIMIT 100", reads).await;
     // Absence claims ("no freeze shows") only from reads that succeeded.

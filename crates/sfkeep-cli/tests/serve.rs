@@ -1003,3 +1003,100 @@ fn a_refusing_receiver_is_given_up_and_garbage_answers_count_as_delivered() {
     assert_eq!(garbage.alerts().len(), 1);
     assert!(refusing.alerts().is_empty());
 }
+
+/// One more approval of the profile's app by the integration user, through the web-server
+/// flow — a person logging in to the same app on a laptop.
+fn approve_elsewhere(org: &Org) {
+    let redirect = "http://localhost:1717/OauthRedirect";
+    let (client_id, secret) = (org.field("client_id"), org.field("client_secret"));
+    let base = org.field("login_url");
+    rt().block_on(async {
+        let c = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let r = c
+            .get(format!("{base}/services/oauth2/authorize"))
+            .query(&[
+                ("response_type", "code"),
+                ("client_id", client_id.as_str()),
+                ("redirect_uri", redirect),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let code = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap();
+        let r = c
+            .post(format!("{base}/services/oauth2/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("client_id", client_id.as_str()),
+                ("client_secret", secret.as_str()),
+                ("redirect_uri", redirect),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    });
+}
+
+/// Four approvals of the app by the integration user: a warning naming them. A sixth from
+/// elsewhere evicts the integration's (least recently used) refresh token: the JWT fallback
+/// carries on, and the alert says `refresh_token_evicted` with the evidence.
+#[test]
+fn approvals_warn_at_four_and_a_sixth_evicts_the_integration() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let cfg = config(home.path(), &org, "", "");
+    let hook = Receiver::start();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "100ms",
+        &["--org-check-interval", "100ms", "--webhook", &hook.url()],
+    );
+    let used = |s: &Serve| forecast(&s.profile(), "approval_limit")["used"].as_u64();
+    wait_for("the first org read", 60, || {
+        (used(&s) == Some(1)).then_some(())
+    });
+    for _ in 0..3 {
+        approve_elsewhere(&org);
+    }
+    let warning = wait_for("the approval warning", 60, || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == "approval_limit")
+    });
+    assert_eq!(warning["threshold"], "4 of 5", "{warning}");
+    let named: Vec<&Value> = warning["evidence"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e.as_str().unwrap().starts_with("approval of "))
+        .collect();
+    assert_eq!(named.len(), 4, "each approval is named: {warning}");
+    approve_elsewhere(&org);
+    approve_elsewhere(&org);
+    let alert = wait_for("the eviction alert", 90, || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == "primary_grant_lost")
+    });
+    assert_eq!(alert["verdict"], "refresh_token_evicted", "{alert}");
+    let evidence = alert["evidence"].to_string();
+    assert!(evidence.contains("5 approvals of"), "{alert}");
+    let p = s.profile();
+    assert_eq!(p["primary_lost"], "refresh_token_revoked", "{p}");
+    assert_eq!(
+        p["state"], "fresh",
+        "the fallback carries the integration: {p}"
+    );
+}

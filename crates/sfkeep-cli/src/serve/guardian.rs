@@ -486,9 +486,24 @@ impl Guardian {
             let (verdict, evidence, fix, view) = match d {
                 Ok(d) => {
                     let d = redact_diagnosis(d.diagnosis);
-                    let top = d.causes.first().cloned();
+                    // With the fallback carrying the integration doctor may call the session
+                    // healthy: what the incident is about is the first cause that is not.
+                    let top = match kind {
+                        IncidentKind::PrimaryGrantLost => d
+                            .causes
+                            .iter()
+                            .find(|c| c.cause != sfkeep::diagnose::DiagnosisCause::Healthy)
+                            .or(d.causes.first()),
+                        _ => d.causes.first(),
+                    }
+                    .cloned();
                     (
-                        Some(d.verdict.as_str().to_owned()),
+                        Some(
+                            top.as_ref()
+                                .map_or(d.verdict, |c| c.cause)
+                                .as_str()
+                                .to_owned(),
+                        ),
                         top.as_ref().map(|c| c.evidence.clone()).unwrap_or_default(),
                         top.map(|c| c.fix).unwrap_or_else(|| cause.fix().to_owned()),
                         Some(d),

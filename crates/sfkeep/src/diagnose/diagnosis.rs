@@ -32,6 +32,9 @@ pub enum DiagnosisCause {
     RefreshTokenReused,
     /// The app's refresh-token policy expired the refresh token.
     RefreshTokenExpiredByPolicy,
+    /// The user approved the app a sixth time elsewhere: Salesforce revoked the least recently
+    /// used of five approvals, the integration's.
+    RefreshTokenEvicted,
     /// The session cannot be used with this API (high assurance, API Access Control, scope).
     SessionNotValidForApi,
     /// The local clock is far from the server's.
@@ -53,7 +56,7 @@ pub enum DiagnosisCause {
 
 impl DiagnosisCause {
     /// Every cause, in declaration order.
-    pub const ALL: [DiagnosisCause; 18] = [
+    pub const ALL: [DiagnosisCause; 19] = [
         Self::SessionTimeout,
         Self::LoggedOutElsewhere,
         Self::PasswordChanged,
@@ -64,6 +67,7 @@ impl DiagnosisCause {
         Self::AppNotApproved,
         Self::RefreshTokenReused,
         Self::RefreshTokenExpiredByPolicy,
+        Self::RefreshTokenEvicted,
         Self::SessionNotValidForApi,
         Self::ClockSkew,
         Self::ApiDisabled,
@@ -87,6 +91,7 @@ impl DiagnosisCause {
             Self::AppNotApproved => "app_not_approved",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::RefreshTokenExpiredByPolicy => "refresh_token_expired_by_policy",
+            Self::RefreshTokenEvicted => "refresh_token_evicted",
             Self::SessionNotValidForApi => "session_not_valid_for_api",
             Self::ClockSkew => "clock_skew",
             Self::ApiDisabled => "api_disabled",
@@ -111,6 +116,9 @@ impl DiagnosisCause {
             Self::AppNotApproved => "the user is not approved for the connected app",
             Self::RefreshTokenReused => "a rotated-out refresh token was reused",
             Self::RefreshTokenExpiredByPolicy => "the refresh token expired by the app's policy",
+            Self::RefreshTokenEvicted => {
+                "a sixth approval of the app by the user revoked the integration's refresh token"
+            }
             Self::SessionNotValidForApi => "the session is not valid for this API",
             Self::ClockSkew => "the local clock is off",
             Self::ApiDisabled => "API access is disabled",
@@ -154,6 +162,9 @@ impl DiagnosisCause {
             }
             Self::RefreshTokenExpiredByPolicy => {
                 "Re-authorize (`sfkeep login --web`, or `sfkeep recover` with a JWT fallback), and check the app's refresh-token policy (Manage Connected Apps > OAuth Policies)."
+            }
+            Self::RefreshTokenEvicted => {
+                "Re-authorize (`sfkeep login --web`, or `sfkeep recover` with a JWT fallback), and stop approving this connected app as the integration user elsewhere (a person on a laptop, the sf CLI): a user keeps at most five approvals per app and a sixth revokes the least recently used. Revoke approvals you do not need under Settings > Advanced User Details > OAuth Connected Apps."
             }
             Self::SessionNotValidForApi => {
                 "Refreshing will not help: give the session API access (no high-assurance requirement for the integration user, API Access Control allows the app, the `api` scope is granted)."

@@ -466,4 +466,48 @@ mod tests {
         );
         assert_eq!(parse_sf_datetime("yesterday"), None);
     }
+
+    #[test]
+    fn a_refused_refresh_token_with_five_approvals_is_an_eviction() {
+        let mut f = base();
+        f.dry_refresh = vec![
+            fail(
+                GrantKind::RefreshToken,
+                Cause::RefreshTokenRevoked,
+                "invalid_grant: expired access/refresh token",
+            ),
+            GrantAttempt {
+                grant: GrantKind::JwtBearer,
+                outcome: Ok(()),
+            },
+        ];
+        f.approvals = Some(
+            (0..5)
+                .map(|i| ("Billing Sync".to_owned(), UnixMillis(NOW.0 - i * H)))
+                .collect(),
+        );
+        let d = diagnose(&f);
+        let evicted = d
+            .causes
+            .iter()
+            .find(|c| c.cause == D::RefreshTokenEvicted)
+            .unwrap_or_else(|| panic!("{d:#?}"));
+        assert!(
+            evicted
+                .evidence
+                .iter()
+                .any(|e| e.contains("5 approvals of Billing Sync")),
+            "{d:#?}"
+        );
+        let first = d.causes.iter().find(|c| c.cause != D::Healthy).unwrap();
+        assert_eq!(first.cause, D::RefreshTokenEvicted, "{d:#?}");
+        // Four approvals: no eviction (an admin revoke or a policy gives the same answer).
+        f.approvals.as_mut().unwrap().pop();
+        assert!(
+            !diagnose(&f)
+                .causes
+                .iter()
+                .any(|c| c.cause == D::RefreshTokenEvicted)
+        );
+    }
 }

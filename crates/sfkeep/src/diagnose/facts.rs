@@ -131,6 +131,8 @@ pub struct Facts {
     pub auth_sessions: Option<usize>,
     /// OauthToken rows (refresh tokens) of the user.
     pub oauth_tokens: Option<usize>,
+    /// The user's approvals (OauthToken rows): app name and creation time.
+    pub approvals: Option<Vec<(String, UnixMillis)>>,
     /// The org's login IP ranges, when known.
     pub login_ip_ranges: Option<Vec<(String, String)>>,
     /// Server minus local clock, from the `Date` header.
@@ -161,6 +163,7 @@ impl Default for Facts {
             setup_audit: Vec::new(),
             auth_sessions: None,
             oauth_tokens: None,
+            approvals: None,
             login_ip_ranges: None,
             clock_offset_ms: None,
             recent_events: Vec::new(),

@@ -677,10 +677,17 @@ pub(super) fn grant_failure(
     }
 }
 
-/// The three ways a refresh token dies with `expired access/refresh token`.
+/// The ways a refresh token dies with `expired access/refresh token`.
 fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
     let rotated = f.recent_events.iter().any(|e| e.rotated);
-    vec![
+    let evicted = eviction(f).map(|why| {
+        Finding::new(
+            D::RefreshTokenEvicted,
+            0.8 * weight,
+            vec![format!("{said}; {why}")],
+        )
+    });
+    evicted.into_iter().chain([
         Finding::new(
             D::AppTokensRevoked,
             0.5 * weight,
@@ -706,7 +713,31 @@ fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
                 format!("{said} (reusing a rotated-out refresh token gives the same answer)")
             }],
         ),
-    ]
+    ])
+    .collect()
+}
+
+/// Approvals a user may hold for one connected app; approving again revokes the least
+/// recently used (docs/guardian.md, "Five approvals per user per app").
+pub const APPROVALS_PER_USER_PER_APP: usize = 5;
+
+/// Why a refused refresh token was probably evicted by the approval limit: the user holds the
+/// full five approvals of an app (an admin revoke empties the app's list; a reuse or a policy
+/// expiry does not fill it).
+fn eviction(f: &Facts) -> Option<String> {
+    let approvals = f.approvals.as_ref()?;
+    let mut by_app: std::collections::BTreeMap<&str, Vec<UnixMillis>> = Default::default();
+    for (app, created) in approvals {
+        by_app.entry(app.as_str()).or_default().push(*created);
+    }
+    let (app, created) = by_app
+        .into_iter()
+        .find(|(_, c)| c.len() >= APPROVALS_PER_USER_PER_APP)?;
+    let newest = created.iter().max()?;
+    Some(format!(
+        "OauthToken shows the user holding {} approvals of {app}, the most Salesforce keeps per user and app (the newest created {newest}): approving the app again revokes the least recently used approval",
+        created.len()
+    ))
 }
 
 fn offset_text(f: &Facts) -> String {
@@ -724,7 +755,10 @@ fn offset_text(f: &Facts) -> String {
 fn refresh_token_dead(c: D) -> bool {
     matches!(
         c,
-        D::AppTokensRevoked | D::RefreshTokenExpiredByPolicy | D::RefreshTokenReused
+        D::AppTokensRevoked
+            | D::RefreshTokenExpiredByPolicy
+            | D::RefreshTokenReused
+            | D::RefreshTokenEvicted
     )
 }
 
@@ -740,6 +774,9 @@ fn refresh_token_fix(c: D, f: &Facts) -> Option<String> {
         D::AppTokensRevoked => "Ask the admin why the app's tokens were revoked.",
         D::RefreshTokenExpiredByPolicy => {
             "Check the app's refresh-token policy (Manage Connected Apps > OAuth Policies)."
+        }
+        D::RefreshTokenEvicted => {
+            "Stop approving the app as the integration user elsewhere: a sixth approval revokes the least recently used."
         }
         _ => {
             "Make every process share one token store so a rotated refresh token is never used twice."
