@@ -181,6 +181,32 @@ impl std::fmt::Debug for Guardian {
     }
 }
 
+/// How long the guardian keeps trying a store that does not answer at start-up.
+const STORE_START_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The profile's manager and store. A store that fails at start-up (Redis restarting, a busy
+/// machine) is tried again for [`STORE_START_PATIENCE`] before the guardian gives up: a
+/// long-running process should not die of a blip a second later would not see.
+async fn open_manager(
+    p: &Profile,
+    sink: &Arc<dyn EventSink>,
+) -> CliResult<(TokenManager, Arc<dyn Store>)> {
+    let deadline = tokio::time::Instant::now() + STORE_START_PATIENCE;
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match session::manager_observed(p, std::slice::from_ref(sink)).await {
+            Err(e)
+                if e.exit == crate::exit::Exit::Store && tokio::time::Instant::now() < deadline =>
+            {
+                eprintln!("sfkeep serve: {}; trying again", e.message);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// The HTTP client for the time probe and webhooks.
 pub fn http_client() -> CliResult<reqwest::Client> {
     let mut b = reqwest::Client::builder()
@@ -217,7 +243,7 @@ impl Guardian {
                 events: tx,
                 refreshes: Arc::clone(&refreshes),
             });
-            let (manager, store) = session::manager_observed(&p, &[sink]).await?;
+            let (manager, store) = open_manager(&p, &sink).await?;
             let client = session::api_client(&p, manager.clone())?;
             watches.push(Arc::new(Watch {
                 name: p.name.clone(),
