@@ -64,11 +64,13 @@ impl Org {
             let r = BufReader::new(stdout).read_line(&mut line).map(|_| line);
             let _ = tx.send(r);
         });
-        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+        // A deadline, not a wait: a loaded machine (several cargo builds at once) can take
+        // tens of seconds to start a debug binary.
+        let line = match rx.recv_timeout(Duration::from_secs(90)) {
             Ok(Ok(l)) => l,
             other => {
                 let _ = child.kill();
-                panic!("no ready line from fake-org within 10 s: {other:?}");
+                panic!("no ready line from fake-org within 90 s: {other:?}");
             }
         };
         let ready: serde_json::Value = serde_json::from_str(line.trim()).unwrap_or_else(|e| {
