@@ -7,6 +7,8 @@ use std::time::Duration;
 use sfkeep::TokenManager;
 use sfkeep::secret::ClientSecret;
 
+use crate::browser::BrowserGuard;
+
 /// Default size up to which a request body is kept for a replay: 1 MiB.
 pub const DEFAULT_MAX_REPLAY_BODY: usize = 1 << 20;
 /// Default limit on a request body: 512 MiB (Bulk uploads are at most 150 MB).
@@ -16,8 +18,13 @@ pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 << 10;
 /// Default time a client has to send a complete request head (slowloris guard), also the
 /// longest a kept-alive connection may sit idle.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(15);
-/// Default time the instance has to send a response head.
+/// Default time the instance has to send a response head, counted from the end of the request
+/// body (an upload is bounded by its progress instead: see [`DEFAULT_HEADER_READ_TIMEOUT`]).
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(300);
+/// Default cap on client connections open at once: 512 (nginx's `worker_connections`).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
+/// The shortest client key accepted, in characters.
+pub const MIN_CLIENT_KEY_CHARS: usize = 16;
 
 /// The key clients must present when the proxy is given one: `Authorization: Bearer KEY`, or
 /// as the password of a shimmed login. Compared in constant time; never printed.
@@ -43,15 +50,16 @@ impl fmt::Debug for ClientKey {
 
 /// Why [`ProxyBuilder::build`] refused.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// Binding anywhere but loopback needs a client key.
     #[error(
         "refusing to listen on {0} without a client key: anything that can reach it could use the org's credentials; bind to 127.0.0.1 or set a client key"
     )]
     ClientKeyRequired(SocketAddr),
-    /// The client key is empty.
-    #[error("the client key is empty")]
-    EmptyClientKey,
+    /// The client key is blank, too short, or has characters a client could not send as is.
+    #[error("invalid client key: {0}")]
+    InvalidClientKey(&'static str),
     /// A limit is out of range.
     #[error("invalid setting: {0}")]
     Invalid(String),
@@ -72,6 +80,8 @@ pub struct ProxyBuilder {
     pub(crate) header_read_timeout: Duration,
     pub(crate) upstream_timeout: Duration,
     pub(crate) expected_username: Option<String>,
+    pub(crate) max_connections: usize,
+    pub(crate) browser_guard: BrowserGuard,
 }
 
 /// A configured proxy, not yet listening: [`Proxy::spawn`] or [`Proxy::run`] it.
@@ -93,6 +103,8 @@ impl Proxy {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             upstream_timeout: DEFAULT_UPSTREAM_TIMEOUT,
             expected_username: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            browser_guard: BrowserGuard::new(),
         }
     }
 }
@@ -147,12 +159,29 @@ impl ProxyBuilder {
         self
     }
 
+    /// The most client connections open at once; past it a new connection gets a 503 and is
+    /// closed. Default [`DEFAULT_MAX_CONNECTIONS`].
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// The rules for requests made by web browsers (see [`BrowserGuard`]). Default: every
+    /// browser-made request is refused.
+    pub fn browser_guard(mut self, guard: BrowserGuard) -> Self {
+        self.browser_guard = guard;
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<Proxy, BuildError> {
-        if let Some(k) = &self.client_key
-            && k.expose().is_empty()
-        {
-            return Err(BuildError::EmptyClientKey);
+        if let Some(k) = &self.client_key {
+            check_client_key(k.expose())?;
+        }
+        if self.max_connections == 0 {
+            return Err(BuildError::Invalid(
+                "max_connections must be at least 1".into(),
+            ));
         }
         if !self.listen.ip().is_loopback() {
             if self.client_key.is_none() {
@@ -179,4 +208,23 @@ impl ProxyBuilder {
         }
         Ok(Proxy { cfg: self })
     }
+}
+
+/// A key clients can present exactly: [`MIN_CLIENT_KEY_CHARS`] visible ASCII characters or more
+/// (a presented credential is trimmed, so a key with spaces could never match).
+fn check_client_key(key: &str) -> Result<(), BuildError> {
+    if key.trim().is_empty() {
+        return Err(BuildError::InvalidClientKey("it is blank"));
+    }
+    if !key.bytes().all(|b| (0x21..0x7f).contains(&b)) {
+        return Err(BuildError::InvalidClientKey(
+            "it has spaces or characters other than visible ASCII, which a client cannot present as they are",
+        ));
+    }
+    if key.len() < MIN_CLIENT_KEY_CHARS {
+        return Err(BuildError::InvalidClientKey(
+            "it is shorter than 16 characters; use a random one, e.g. `openssl rand -base64 24`",
+        ));
+    }
+    Ok(())
 }

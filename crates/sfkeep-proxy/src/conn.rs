@@ -16,14 +16,16 @@ use bytes::{Bytes, BytesMut};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use tokio::net::TcpStream;
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
-use crate::client_body::{CONTINUE, ClientBody, ReqBody};
+use crate::client_body::{ClientBody, ReqBody};
 use crate::h1::{self, Framing, RequestHead};
 use crate::reply::{Reply, ReplyBody, ReplyHead};
 use crate::respond::{Shape, refuse};
 use crate::rewrite;
 use crate::shared::Shared;
+use crate::stats::Counter;
 use crate::upstream::Affinity;
 
 /// Request and reply bodies up to this size are copied into the head's write.
@@ -121,6 +123,7 @@ pub(crate) async fn serve<H: Handler>(
     handler: Arc<H>,
     stream: TcpStream,
     peer: SocketAddr,
+    slot: Slot,
     state: Arc<ConnState>,
 ) {
     let stream = Arc::new(stream);
@@ -128,7 +131,6 @@ pub(crate) async fn serve<H: Handler>(
     let mut buf = BytesMut::with_capacity(8 << 10);
     let mut out: Vec<u8> = Vec::with_capacity(4 << 10);
     let mut timer = Box::pin(tokio::time::sleep(sh.header_read_timeout));
-    let eager = (sh.max_replay_body as u64).min(sh.max_body);
     let linger = 'conn: loop {
         state.busy.store(false, Ordering::Release);
         if sh.shutting_down.load(Ordering::Acquire) {
@@ -187,43 +189,11 @@ pub(crate) async fn serve<H: Handler>(
         let mut handback = None;
         let body = match head.framing {
             Framing::Empty => ReqBody::Full(Bytes::new()),
-            Framing::Length(n) if n <= eager => {
-                let n = n as usize;
-                if head.expect_continue
-                    && buf.len() < n
-                    && write_all(&stream, CONTINUE).await.is_err()
-                {
-                    break 'conn false;
-                }
-                // A body that stops arriving is cut off like a head that does (slowloris);
-                // memory grows as bytes arrive, not as the client declares.
-                while buf.len() < n {
-                    reserve(&mut buf);
-                    timer
-                        .as_mut()
-                        .reset(tokio::time::Instant::now() + sh.header_read_timeout);
-                    let got = std::future::poll_fn(|cx| {
-                        poll_read_or_timeout(&stream, &mut buf, timer.as_mut(), cx)
-                    })
-                    .await;
-                    match got {
-                        HeadWait::Read(0) | HeadWait::Failed => break 'conn false,
-                        HeadWait::Read(_) => {}
-                        HeadWait::TimedOut => {
-                            refuse_and_close(
-                                &sh,
-                                &stream,
-                                &mut out,
-                                &mut affinity,
-                                http::StatusCode::REQUEST_TIMEOUT,
-                                "the request body did not arrive in time",
-                            )
-                            .await;
-                            break 'conn true;
-                        }
-                    }
-                }
-                ReqBody::Full(buf.split_to(n).freeze())
+            // A body that came with its head is taken as it is: it is already in memory. Any
+            // other body is read only when the handler asks for it, after it has decided the
+            // request may go on (nothing is buffered for a client that may not use the proxy).
+            Framing::Length(n) if buf.len() as u64 >= n => {
+                ReqBody::Full(buf.split_to(n as usize).freeze())
             }
             framing => {
                 let slot = Arc::new(Mutex::new(None));
@@ -278,11 +248,87 @@ pub(crate) async fn serve<H: Handler>(
             Err(_) => break 'conn false,
         }
     };
-    // The upstream connection is free for other clients before this one lingers.
+    // The upstream connection and the connection slot are free for other clients before
+    // this one lingers.
     drop(affinity);
+    drop(slot);
     if linger {
         linger_close(stream).await;
     }
+}
+
+/// A client connection's place under the connection cap, given back when the connection ends
+/// (before it lingers).
+pub(crate) struct Slot {
+    _permit: OwnedSemaphorePermit,
+    sh: Arc<Shared>,
+}
+
+impl Slot {
+    pub(crate) fn new(sh: &Arc<Shared>, permit: OwnedSemaphorePermit) -> Self {
+        sh.stats.inc(Counter::connections);
+        sh.stats.open_connections.fetch_add(1, Ordering::Relaxed);
+        Self {
+            _permit: permit,
+            sh: Arc::clone(sh),
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.sh
+            .stats
+            .open_connections
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a connection past the cap is sent: a complete 503 that says why, and a close.
+const BUSY_BODY: &str = r#"[{"errorCode":"SFKEEP_PROXY_BUSY","message":"sfkeep proxy is at its connection cap; retry shortly, or raise the cap"}]"#;
+
+/// Answers a connection past the cap with a 503 and closes it. What the client already sent is
+/// read and dropped for a moment (at most 64 KiB, 500 ms), so the close does not reset the
+/// connection before the 503 is read; the connection holds no slot meanwhile.
+pub(crate) async fn refuse_over_capacity(sh: Arc<Shared>, stream: TcpStream, cap: usize) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    sh.stats.inc(Counter::connections_refused);
+    // One line per second at most: a flood must not become a flood of log lines.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    if sh.last_busy_log.swap(now, Ordering::Relaxed) != now {
+        tracing::warn!(
+            target: "sfkeep_proxy",
+            cap,
+            refused_total = sh.stats.connections_refused.load(Ordering::Relaxed),
+            "connection refused with 503: the proxy is at its connection cap"
+        );
+    }
+    let mut out = Vec::with_capacity(256);
+    h1::push_status_line(&mut out, 503);
+    h1::push_header(&mut out, b"content-type", b"application/json;charset=UTF-8");
+    h1::push_header(&mut out, b"retry-after", b"1");
+    h1::push_header(&mut out, b"connection", b"close");
+    out.extend_from_slice(b"content-length: ");
+    h1::push_decimal(&mut out, BUSY_BODY.len() as u64);
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(BUSY_BODY.as_bytes());
+    let mut s = stream;
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), async {
+        if s.write_all(&out).await.is_err() || s.shutdown().await.is_err() {
+            return;
+        }
+        let mut sink = [0u8; 4096];
+        let mut drained = 0;
+        while drained < (64 << 10) {
+            match s.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
 }
 
 /// How long, and how much, a closing connection reads and drops of what the client still sends.

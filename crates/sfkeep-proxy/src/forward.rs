@@ -26,10 +26,18 @@ const MAX_VERDICT_BODY: usize = 256 << 10;
 pub(crate) enum Payload {
     /// Buffered (at most `max_replay_body`): replayable.
     Bytes(Bytes),
-    /// A SOAP envelope: replayable, the session id rewritten per attempt.
+    /// A SOAP request, whole: replayable, the proxy's SessionHeader spliced in per attempt.
     Soap {
-        raw: Bytes,
-        env: Box<soap::Envelope>,
+        body: Bytes,
+        splice: soap::Splice,
+        ns: &'static str,
+    },
+    /// A SOAP request too large to keep: the proxy's SessionHeader spliced into what was
+    /// `read` (the head is in it), then the `rest` streams, once.
+    SoapStream {
+        read: Bytes,
+        splice: soap::Splice,
+        rest: Body,
         ns: &'static str,
     },
     /// Too large to keep: streams once.
@@ -78,11 +86,30 @@ fn attempt_body(
             };
             (OutBody::Full(b.clone()), framing)
         }
-        Some(Payload::Soap { raw, env, ns }) => {
-            let v = soap::with_session(raw, env, token.access_token().expose_secret(), ns);
+        Some(Payload::Soap { body, splice, ns }) => {
+            let v = splice.apply(body, token.access_token().expose_secret(), ns);
             let len = v.len() as u64;
             (OutBody::Full(Bytes::from(v)), BodyFraming::Length(len))
         }
+        Some(Payload::SoapStream { .. }) => match payload.take() {
+            Some(Payload::SoapStream {
+                read,
+                splice,
+                rest,
+                ns,
+            }) => {
+                let first =
+                    Bytes::from(splice.apply(&read, token.access_token().expose_secret(), ns));
+                // The client's length, less the bytes replaced, plus the ones put in.
+                let length = stream_length
+                    .and_then(|n| n.checked_sub(read.len() as u64))
+                    .map(|n| n + first.len() as u64);
+                let body = crate::body::Prefix::Partial { read: first, rest }.into_body();
+                let framing = length.map_or(BodyFraming::Chunked, BodyFraming::Length);
+                (OutBody::Stream(body, length), framing)
+            }
+            _ => (OutBody::Full(Bytes::new()), BodyFraming::None),
+        },
         Some(Payload::Stream(_)) => match payload.take() {
             Some(Payload::Stream(s)) => {
                 let framing = stream_length.map_or(BodyFraming::Chunked, BodyFraming::Length);
@@ -132,13 +159,14 @@ async fn reply_body(affinity: &mut Affinity, mut body: UpstreamBody) -> Result<R
     }
 }
 
-/// Forwards once; once more after a session death when the body was kept; and, for GET and
+/// Forwards `head` with `target_path` (the canonical path and the query) once; once more after a session death when the body was kept; and, for GET and
 /// HEAD only, once more after a connection failure or a 502/503/504 (a repeat cannot change
 /// anything on the server, and simple clients such as simple-salesforce do not retry).
 pub(crate) async fn forward(
     sh: &Arc<Shared>,
     affinity: &mut Affinity,
     head: &RequestHead,
+    target_path: &str,
     payload: Payload,
     api: Api,
 ) -> Reply {
@@ -147,7 +175,7 @@ pub(crate) async fn forward(
         Err(e) => return no_token(sh, api, &e),
     };
     let stream_length = match &payload {
-        Payload::Stream(_) => head.content_length(),
+        Payload::Stream(_) | Payload::SoapStream { .. } => head.content_length(),
         _ => None,
     };
     let mut payload = Some(payload);
@@ -174,7 +202,7 @@ pub(crate) async fn forward(
                 return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
             }
         };
-        if let Err(msg) = upstream_head(&mut out, head, &prepared, api, framing) {
+        if let Err(msg) = upstream_head(&mut out, head, target_path, &prepared, api, framing) {
             sh.stats.inc(Counter::upstream_errors);
             return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
         }

@@ -400,6 +400,10 @@ impl ResponseHead {
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(_) => return Err(BadResponse("the instance sent a malformed response head")),
         };
+        // However the head arrived, in one read or many.
+        if len > max_bytes {
+            return Err(BadResponse("the instance sent a response head too large"));
+        }
         let base: &[u8] = buf;
         let (Some(status), Some(version)) = (resp.code, resp.version) else {
             return Err(BadResponse("the instance sent a malformed response head"));
@@ -837,6 +841,9 @@ mod tests {
         assert_eq!((r.framing, r.reusable), (Framing::Empty, false));
         let r = f("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false);
         assert!(!r.reusable);
+        // A head over the limit is refused when it arrives whole, not only when partial.
+        let big = format!("HTTP/1.1 200 OK\r\nX-Big: {}\r\n\r\n", "a".repeat(200));
+        assert!(ResponseHead::parse(&mut BytesMut::from(big.as_str()), false, 128).is_err());
     }
 
     #[test]

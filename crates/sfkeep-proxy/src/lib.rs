@@ -39,12 +39,16 @@
 
 mod auth;
 mod body;
+pub mod browser;
 mod client_body;
 mod config;
 mod conn;
 mod forward;
+#[doc(hidden)]
+pub mod fuzzing;
 mod h1;
 mod local;
+mod path;
 mod reply;
 mod respond;
 mod rewrite;
@@ -56,9 +60,11 @@ mod soap;
 mod stats;
 mod upstream;
 
+pub use browser::BrowserGuard;
 pub use config::{
-    BuildError, ClientKey, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_HEADER_BYTES,
-    DEFAULT_MAX_REPLAY_BODY, DEFAULT_UPSTREAM_TIMEOUT, Proxy, ProxyBuilder,
+    BuildError, ClientKey, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_BYTES, DEFAULT_MAX_REPLAY_BODY, DEFAULT_UPSTREAM_TIMEOUT,
+    MIN_CLIENT_KEY_CHARS, Proxy, ProxyBuilder,
 };
 pub use server::ProxyHandle;
 pub use stats::StatsSnapshot;

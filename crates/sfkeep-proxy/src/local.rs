@@ -67,9 +67,9 @@ fn username_ok(sh: &Shared, username: &str) -> bool {
 pub(crate) async fn soap_login(
     sh: &Arc<Shared>,
     path: &str,
-    env: &soap::Envelope,
+    username: String,
+    password: String,
 ) -> Response<Body> {
-    let (username, password) = env.login.clone().unwrap_or_default();
     let key_ok = match &sh.client_key {
         Some(k) => password_has_key(&password, k.expose()),
         None => true,

@@ -176,11 +176,13 @@ pub(crate) enum BodyFraming {
     None,
 }
 
-/// Writes the request head for the instance into `out`: the client's method and target, its
+/// Writes the request head for the instance into `out`: the client's method, `target` (the
+/// canonical path and the query), its
 /// header lines without credentials and hop-by-hop lines, then `Host`, the token and framing.
 pub(crate) fn upstream_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
+    target: &str,
     prepared: &Prepared,
     api: Api,
     framing: BodyFraming,
@@ -189,7 +191,7 @@ pub(crate) fn upstream_head(
     out.extend_from_slice(head.method_str().as_bytes());
     out.push(b' ');
     out.extend_from_slice(prepared.prefix.as_bytes());
-    out.extend_from_slice(head.target().as_bytes());
+    out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     out.extend_from_slice(&prepared.host_line);
     let listed = if head.connection_lists_headers {

@@ -1,61 +1,34 @@
-//! The dispatcher: the open-proxy guards, then each path to its handler — the local answers
-//! (`local`), SOAP (session read from the envelope), or forwarding (`forward`).
+//! The dispatcher: the open-proxy and browser guards on the canonical path, then each path to
+//! its handler — the local answers (`local`), SOAP (the session read from the head of the
+//! envelope), or forwarding (`forward`). A request is judged from its head (and, for SOAP, the
+//! head of its envelope) before the rest of its body is read.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 
 use http::header::{self, HeaderValue};
 use http::{Method, Response, StatusCode};
 use sfkeep::diagnose::api_error::Api;
 
 use crate::auth::{authorized, credential_ok, host_ok, presented_credential};
-use crate::body;
+use crate::body::{self, Prefix};
+use crate::browser::BrowserRefusal;
 use crate::client_body::ReqBody;
 use crate::conn::Handler;
 use crate::forward::{self, Payload};
 use crate::h1::RequestHead;
 use crate::local;
+use crate::path;
 use crate::reply::Reply;
 use crate::respond::{Shape, body_error, error_response, refuse, shape_for, unauthorized};
 use crate::shared::Shared;
 use crate::soap;
 use crate::stats::Counter;
 use crate::upstream::Affinity;
-
-/// A path that a server could normalise to somewhere outside `/services/`.
-fn path_is_clean(path: &str) -> bool {
-    let b = path.as_bytes();
-    if b.first() != Some(&b'/') {
-        return false;
-    }
-    for (i, &c) in b.iter().enumerate() {
-        match c {
-            b'\\' => return false,
-            // Percent-encoded `.`, `/`, `\` and NUL, in either case.
-            b'%' => {
-                if let (Some(&h), Some(&l)) = (b.get(i + 1), b.get(i + 2))
-                    && matches!(
-                        (h, l.to_ascii_lowercase()),
-                        (b'2', b'e' | b'f') | (b'5', b'c') | (b'0', b'0')
-                    )
-                {
-                    return false;
-                }
-            }
-            // A `.` or `..` segment.
-            b'.' if b[i - 1] == b'/' => {
-                let rest = &b[i + 1..];
-                // `;` too: servlet containers drop path parameters, so `..;` is `..` to them.
-                let seg_end = |r: &[u8]| r.is_empty() || r[0] == b'/' || r[0] == b';';
-                if seg_end(rest) || (rest[0] == b'.' && seg_end(&rest[1..])) {
-                    return false;
-                }
-            }
-            _ => {}
-        }
-    }
-    true
-}
 
 /// The proxy's [`Handler`]: [`route`] over its shared state.
 pub(crate) struct Router(Arc<Shared>);
@@ -78,7 +51,8 @@ impl Handler for Router {
     }
 }
 
-/// Routes one request: the open-proxy guards, then the local answers or forwarding.
+/// Routes one request: the open-proxy and browser guards, then the local answers or
+/// forwarding. No request body is read before the request is known to be allowed.
 async fn route(
     sh: &Arc<Shared>,
     affinity: &mut Affinity,
@@ -87,9 +61,7 @@ async fn route(
     body: ReqBody,
 ) -> Reply {
     sh.stats.inc(Counter::requests);
-    let target = head.target();
-    let path = head.path();
-    let shape = shape_for(path);
+    let raw_target = head.target();
     if head.method == Method::CONNECT {
         return refuse(
             sh,
@@ -99,7 +71,7 @@ async fn route(
         )
         .into();
     }
-    if !target.starts_with('/') {
+    if !raw_target.starts_with('/') {
         return refuse(
             sh,
             StatusCode::BAD_REQUEST,
@@ -126,14 +98,17 @@ async fn route(
         )
         .into();
     }
-    if !path_is_clean(path) {
-        return refuse(
-            sh,
-            StatusCode::BAD_REQUEST,
-            shape,
-            "the request path has dot segments or encoded separators",
-        )
-        .into();
+    let path = match path::canonical(head.path()) {
+        Ok(p) => p,
+        Err(e) => {
+            return refuse(sh, StatusCode::BAD_REQUEST, shape_for(head.path()), e.0).into();
+        }
+    };
+    let shape = shape_for(&path);
+    let method = &head.method;
+    let lookup = |name: &str| head.header(name);
+    if let Err(r) = sh.guard.check(head.method_str(), lookup) {
+        return browser_refused(sh, shape, r).into();
     }
     if head.content_length().is_some_and(|n| n > sh.max_body) {
         return refuse(
@@ -144,13 +119,18 @@ async fn route(
         )
         .into();
     }
-    let method = &head.method;
-    match path {
+    // What goes upstream: the canonical path with the client's query (no copy if unchanged).
+    let target: Cow<'_, str> = match (&path, head.query()) {
+        (Cow::Borrowed(_), _) => Cow::Borrowed(raw_target),
+        (Cow::Owned(p), None) => Cow::Borrowed(p.as_str()),
+        (Cow::Owned(p), Some(q)) => Cow::Owned(format!("{p}?{q}")),
+    };
+    match &*path {
         "/healthz" | "/metrics" | "/_sfkeep/reload" => {
             if !authorized(sh, head) {
                 return unauthorized(sh, Shape::Rest).into();
             }
-            match (path, method) {
+            match (&*path, method) {
                 ("/healthz", &Method::GET | &Method::HEAD) => local::healthz(sh).into(),
                 ("/metrics", &Method::GET | &Method::HEAD) => local::metrics(sh).into(),
                 ("/_sfkeep/reload", &Method::POST) => {
@@ -162,6 +142,9 @@ async fn route(
                             "reload is allowed from loopback only",
                         )
                         .into();
+                    }
+                    if let Err(r) = sh.guard.check_control(head.method_str(), lookup) {
+                        return browser_refused(sh, Shape::Rest, r).into();
                     }
                     local::reload(sh).await.into()
                 }
@@ -197,25 +180,30 @@ async fn route(
             "sfkeep proxy answers /services/oauth2/token itself and does not forward other OAuth endpoints",
         )
         .into(),
-        p if p.starts_with("/services/Soap/") => soap_request(sh, affinity, head, body).await,
+        p if p.starts_with("/services/Soap/") => {
+            soap_request(sh, affinity, head, p, &target, body).await
+        }
         p if p.starts_with("/services/") => {
             let api = if p.starts_with("/services/async/") {
                 Api::Bulk1
             } else {
                 Api::Rest
             };
+            // The credential is in the head: decided before a byte of the body is read.
             if !authorized(sh, head) {
                 return unauthorized(sh, api.into()).into();
             }
             let payload = match body {
                 ReqBody::Full(b) if b.len() <= sh.max_replay_body => Payload::Bytes(b),
-                body => match body::read_prefix(body.into_body(), sh.max_replay_body).await {
-                    Ok(body::Prefix::Whole(b)) => Payload::Bytes(b),
-                    Ok(body::Prefix::Stream(s)) => Payload::Stream(s),
+                body => match body::read_prefix(Bytes::new(), body.into_body(), sh.max_replay_body)
+                    .await
+                {
+                    Ok(Prefix::Whole(b)) => Payload::Bytes(b),
+                    Ok(partial) => Payload::Stream(partial.into_body()),
                     Err(e) => return body_error(sh, api.into(), e.as_ref()).into(),
                 },
             };
-            forward::forward(sh, affinity, head, payload, api).await
+            forward::forward(sh, affinity, head, &target, payload, api).await
         }
         _ => refuse(
             sh,
@@ -227,13 +215,109 @@ async fn route(
     }
 }
 
+/// The refusal of a request a browser made for a web page, logged (never its headers).
+fn browser_refused(sh: &Shared, shape: Shape, r: BrowserRefusal) -> Response<body::Body> {
+    sh.stats.inc(Counter::browser_refused);
+    tracing::warn!(
+        target: "sfkeep_proxy",
+        refusal = r.as_str(),
+        "request refused: a web browser made it for a page"
+    );
+    let mut resp = error_response(r.status(), shape, "SFKEEP_PROXY_REFUSED", &r.to_string());
+    if r == BrowserRefusal::Preflight {
+        resp.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE"),
+        );
+    }
+    resp
+}
+
+/// What reading the head of a SOAP request gave: what was read, the head, and the rest of
+/// the body if it has not ended.
+struct SoapHead {
+    read: Bytes,
+    head: soap::EnvelopeHead,
+    rest: Option<body::Body>,
+}
+
+/// Why a SOAP head could not be read.
+enum SoapHeadError {
+    /// The request itself: a fault.
+    Soap(soap::SoapError),
+    /// The body could not be read (too large, too slow, cut off).
+    Body(body::BoxError),
+}
+
+/// Reads a SOAP request only as far as the operation's start tag (within
+/// [`soap::HEAD_LIMITS`]); a head that breaks the rules is refused before the rest is read.
+async fn read_soap_head(body: ReqBody) -> Result<SoapHead, SoapHeadError> {
+    let limits = soap::HEAD_LIMITS;
+    let mut body = match body {
+        ReqBody::Full(b) => {
+            return match soap::scan_head(&b, true, limits) {
+                Ok(soap::Scan::Head(head)) => Ok(SoapHead {
+                    read: b,
+                    head,
+                    rest: None,
+                }),
+                Ok(soap::Scan::NeedMore) => Err(SoapHeadError::Soap(soap::SoapError(
+                    "the SOAP Envelope has no Body operation".into(),
+                ))),
+                Err(e) => Err(SoapHeadError::Soap(e)),
+            };
+        }
+        body => body.into_body(),
+    };
+    let mut buf = BytesMut::new();
+    let mut scanned = 0usize;
+    loop {
+        let frame = body.frame().await;
+        let complete = match frame {
+            None => true,
+            Some(Err(e)) => return Err(SoapHeadError::Body(e)),
+            Some(Ok(f)) => {
+                if let Ok(data) = f.into_data() {
+                    buf.extend_from_slice(&data);
+                }
+                false
+            }
+        };
+        // Scanned again only once the bytes have grown by half (or at the limit, or the
+        // end): a client trickling a byte at a time costs a few scans, not one per byte.
+        let grown = scanned == 0 || buf.len() >= scanned + (scanned / 2).max(512);
+        if !(complete || grown || buf.len() >= limits.max_bytes) {
+            continue;
+        }
+        scanned = buf.len();
+        match soap::scan_head(&buf, complete, limits) {
+            Ok(soap::Scan::NeedMore) if !complete => {}
+            Ok(soap::Scan::NeedMore) => {
+                return Err(SoapHeadError::Soap(soap::SoapError(
+                    "the SOAP Envelope has no Body operation".into(),
+                )));
+            }
+            Ok(soap::Scan::Head(head)) => {
+                return Ok(SoapHead {
+                    read: buf.freeze(),
+                    head,
+                    rest: (!complete).then_some(body),
+                });
+            }
+            Err(e) => return Err(SoapHeadError::Soap(e)),
+        }
+    }
+}
+
 async fn soap_request(
     sh: &Arc<Shared>,
     affinity: &mut Affinity,
     head: &RequestHead,
+    path: &str,
+    target: &str,
     body: ReqBody,
 ) -> Reply {
-    let shape = shape_for(head.path());
+    let shape = shape_for(path);
     if head.method != Method::POST {
         return refuse(
             sh,
@@ -243,108 +327,99 @@ async fn soap_request(
         )
         .into();
     }
-    let bytes = match body {
-        ReqBody::Full(b) => b,
-        body => match body::read_all(body.into_body(), usize::MAX).await {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                return refuse(
-                    sh,
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    shape,
-                    "the request body is larger than the proxy's limit",
-                )
-                .into();
-            }
-            Err(e) => return body_error(sh, shape, e.as_ref()).into(),
-        },
-    };
-    let env = match soap::inspect(&bytes) {
-        Ok(env) => env,
-        Err(msg) => {
+    let SoapHead {
+        read,
+        head: env,
+        rest,
+    } = match read_soap_head(body).await {
+        Ok(h) => h,
+        Err(SoapHeadError::Body(e)) => return body_error(sh, shape, e.as_ref()).into(),
+        Err(SoapHeadError::Soap(e)) => {
             sh.stats.inc(Counter::rejected);
+            // The reason, not the request: a parser's message can quote the client's bytes.
+            tracing::warn!(
+                target: "sfkeep_proxy",
+                "SOAP request refused: its head is malformed or past the proxy's limits"
+            );
             return error_response(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 shape,
                 "soapenv:Client",
-                &msg,
+                &e.0,
             )
             .into();
         }
     };
-    let path = head.path();
-    match env.operation.as_str() {
-        "login" => local::soap_login(sh, path, &env).await.into(),
-        op => {
-            let session = env.session.as_ref().map(|(_, v)| v.as_str());
-            let cred = session
-                .filter(|s| !s.is_empty())
-                .or_else(|| presented_credential(head));
-            if !credential_ok(sh, cred) {
-                return unauthorized(sh, shape).into();
-            }
-            if op == "logout" {
-                if let Some(s) = session {
-                    sh.sessions.remove(s);
+    if env.operation == "login" {
+        // Answered here: read whole (it is small), and parsed for the username and password.
+        let whole = match rest {
+            None => Ok(Prefix::Whole(read)),
+            Some(rest) => body::read_prefix(read, rest, soap::MAX_LOGIN_BYTES).await,
+        };
+        return match whole {
+            Ok(Prefix::Whole(b)) => match soap::parse_login(&b) {
+                Ok((user, pass)) => local::soap_login(sh, path, user, pass).await.into(),
+                Err(e) => {
+                    sh.stats.inc(Counter::rejected);
+                    error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        shape,
+                        "soapenv:Client",
+                        &e.0,
+                    )
+                    .into()
                 }
-                let mut r = Response::new(body::full(soap::logout_response(
-                    soap::session_namespace(path),
-                )));
-                r.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static("text/xml;charset=UTF-8"),
-                );
-                return r.into();
-            }
-            let ns = soap::session_namespace(path);
-            forward::forward(
+            },
+            Ok(Prefix::Partial { .. }) => refuse(
                 sh,
-                affinity,
-                head,
-                Payload::Soap {
-                    raw: bytes,
-                    env: Box::new(env),
-                    ns,
-                },
-                Api::Soap,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                shape,
+                "a login() request is larger than the proxy reads (64 KiB)",
             )
-            .await
-        }
+            .into(),
+            Err(e) => body_error(sh, shape, e.as_ref()).into(),
+        };
     }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encoded_separators_and_dot_segments_are_not_clean() {
-        for bad in [
-            "/services/%2e%2e/x",
-            "/services/%2E%2E/x",
-            "/services/a%2fb",
-            "/services/a%2Fb",
-            "/services/a%5cb",
-            "/services/a%5Cb",
-            "/services/a%00",
-            "/services/../x",
-            "/services/./x",
-            "/services/a\\b",
-            "/services/..;/apex/x",
-            "/services/.;x/y",
-            "services/x",
-        ] {
-            assert!(!path_is_clean(bad), "{bad}");
-        }
-        for good in [
-            "/services/data/v59.0/query",
-            "/services/data/v59.0/query%20x",
-            "/services/a%2",
-            "/services/a%",
-            "/services/a%e2%80%a6",
-            "/services/..x/y.z",
-        ] {
-            assert!(path_is_clean(good), "{good}");
-        }
+    let session = env.session.as_deref();
+    let cred = session
+        .filter(|s| !s.is_empty())
+        .or_else(|| presented_credential(head));
+    if !credential_ok(sh, cred) {
+        return unauthorized(sh, shape).into();
     }
+    let ns = soap::session_namespace(path);
+    if env.operation == "logout" {
+        if let Some(s) = session {
+            sh.sessions.remove(s);
+        }
+        let mut r = Response::new(body::full(soap::logout_response(ns)));
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/xml;charset=UTF-8"),
+        );
+        return r.into();
+    }
+    let splice = env.splice;
+    let payload = match rest {
+        None => Payload::Soap {
+            body: read,
+            splice,
+            ns,
+        },
+        Some(rest) => match body::read_prefix(read, rest, sh.max_replay_body).await {
+            Ok(Prefix::Whole(b)) => Payload::Soap {
+                body: b,
+                splice,
+                ns,
+            },
+            Ok(Prefix::Partial { read, rest }) => Payload::SoapStream {
+                read,
+                splice,
+                rest,
+                ns,
+            },
+            Err(e) => return body_error(sh, shape, e.as_ref()).into(),
+        },
+    };
+    forward::forward(sh, affinity, head, target, payload, Api::Soap).await
 }

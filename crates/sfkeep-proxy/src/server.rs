@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::{Semaphore, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::config::Proxy;
@@ -75,11 +75,12 @@ impl Drop for ProxyHandle {
 impl Proxy {
     /// Binds and serves in a background task; returns at once with the bound address.
     pub async fn spawn(self) -> std::io::Result<ProxyHandle> {
+        let max_connections = self.cfg.max_connections;
         let (listener, shared) = self.bind().await?;
         let (tx, rx) = oneshot::channel::<()>();
         let s = Arc::clone(&shared);
         let task = tokio::spawn(async move {
-            serve(listener, s, async {
+            serve(listener, s, max_connections, async {
                 let _ = rx.await;
             })
             .await
@@ -99,9 +100,10 @@ impl Proxy {
         on_ready: impl FnOnce(SocketAddr),
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
+        let max_connections = self.cfg.max_connections;
         let (listener, shared) = self.bind().await?;
         on_ready(shared.addr);
-        serve(listener, shared, shutdown).await;
+        serve(listener, shared, max_connections, shutdown).await;
         Ok(())
     }
 
@@ -128,6 +130,8 @@ impl Proxy {
             hmac_key: rand::random(),
             max_header_bytes: cfg.max_header_bytes,
             header_read_timeout: cfg.header_read_timeout,
+            guard: cfg.browser_guard,
+            last_busy_log: Default::default(),
             last_date: std::sync::Mutex::new(None),
         });
         Ok((listener, shared))
@@ -137,8 +141,12 @@ impl Proxy {
 async fn serve(
     listener: TcpListener,
     sh: Arc<Shared>,
+    max_connections: usize,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) {
+    // One permit per open client connection: its memory is bounded (see `conn`), so the
+    // proxy's is too. A connection past the cap is told so at once and closed.
+    let slots = Arc::new(Semaphore::new(max_connections));
     tracing::info!(target: "sfkeep_proxy", listen = %sh.addr, "sfkeep proxy listening");
     tokio::pin!(shutdown);
     let router = Arc::new(Router::new(Arc::clone(&sh)));
@@ -158,8 +166,13 @@ async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                let Ok(permit) = Arc::clone(&slots).try_acquire_owned() else {
+                    tokio::spawn(conn::refuse_over_capacity(Arc::clone(&sh), stream, max_connections));
+                    continue;
+                };
+                let slot = conn::Slot::new(&sh, permit);
                 let state = Arc::new(ConnState::default());
-                let task = tokio::spawn(conn::serve(Arc::clone(&sh), Arc::clone(&router), stream, peer, Arc::clone(&state)));
+                let task = tokio::spawn(conn::serve(Arc::clone(&sh), Arc::clone(&router), stream, peer, slot, Arc::clone(&state)));
                 if conns.len() >= prune_at {
                     conns.retain(|(w, _)| w.strong_count() > 0);
                     prune_at = (conns.len() * 2).max(64);

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sfkeep::TokenManager;
 
+use crate::browser::BrowserGuard;
 use crate::config::ClientKey;
 use crate::rewrite::PreparedCache;
 use crate::sessions::Sessions;
@@ -38,6 +39,10 @@ pub(crate) struct Shared {
     pub hmac_key: [u8; 32],
     pub max_header_bytes: usize,
     pub header_read_timeout: Duration,
+    /// The rules for requests browsers make for web pages.
+    pub guard: BrowserGuard,
+    /// The second (since the epoch) a connection-cap refusal was last logged.
+    pub last_busy_log: std::sync::atomic::AtomicU64,
     /// The last `Date` seen from the instance (it changes once a second).
     pub last_date: std::sync::Mutex<Option<Vec<u8>>>,
 }

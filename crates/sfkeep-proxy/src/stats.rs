@@ -9,6 +9,8 @@ macro_rules! counters {
         #[derive(Debug, Default)]
         pub(crate) struct Stats {
             $(pub(crate) $field: AtomicU64,)*
+            /// Client connections open now (a gauge).
+            pub(crate) open_connections: AtomicU64,
         }
 
         /// A copy of the counters.
@@ -18,11 +20,16 @@ macro_rules! counters {
                 #[doc = $help]
                 pub $field: u64,
             )*
+            /// Client connections open now.
+            pub open_connections: u64,
         }
 
         impl Stats {
             pub(crate) fn snapshot(&self) -> StatsSnapshot {
-                StatsSnapshot { $($field: self.$field.load(Ordering::Relaxed),)* }
+                StatsSnapshot {
+                    $($field: self.$field.load(Ordering::Relaxed),)*
+                    open_connections: self.open_connections.load(Ordering::Relaxed),
+                }
             }
 
             pub(crate) fn prometheus(&self) -> String {
@@ -32,6 +39,9 @@ macro_rules! counters {
                     let _ = writeln!(out, "# TYPE {} counter", $name);
                     let _ = writeln!(out, "{} {}", $name, self.$field.load(Ordering::Relaxed));
                 )*
+                let _ = writeln!(out, "# HELP sfkeep_proxy_open_connections Client connections open now.");
+                let _ = writeln!(out, "# TYPE sfkeep_proxy_open_connections gauge");
+                let _ = writeln!(out, "sfkeep_proxy_open_connections {}", self.open_connections.load(Ordering::Relaxed));
                 out
             }
         }
@@ -64,4 +74,7 @@ counters! {
     unauthorized => "sfkeep_proxy_unauthorized_total", "Requests without a valid client key or proxy-local credential.";
     local_logins => "sfkeep_proxy_local_logins_total", "SOAP logins and OAuth token requests answered by the shim.";
     reloads => "sfkeep_proxy_reloads_total", "Forced refreshes through /_sfkeep/reload.";
+    browser_refused => "sfkeep_proxy_browser_refused_total", "Requests refused because a web browser made them for a page (Origin, Sec-Fetch-Site, OPTIONS).";
+    connections => "sfkeep_proxy_connections_total", "Client connections accepted.";
+    connections_refused => "sfkeep_proxy_connections_refused_total", "Client connections refused with a 503 at the connection cap.";
 }

@@ -268,9 +268,10 @@ impl Affinity {
     }
 
     /// Sends a request (`head` ends with the blank line; its framing headers match `body`) and
-    /// reads the response head, within `timeout`. A request whose write failed on a reused
-    /// connection never reached the instance whole, so it is sent once more on a new
-    /// connection, whatever its method.
+    /// reads the response head. `timeout` bounds the wait for the response head, counted from
+    /// the end of the request body, and each write to the instance: an upload takes as long as
+    /// it keeps moving. A request whose write failed on a reused connection never reached the
+    /// instance whole, so it is sent once more on a new connection, whatever its method.
     pub(crate) async fn send(
         &mut self,
         timeout: Duration,
@@ -279,17 +280,19 @@ impl Affinity {
         body: OutBody,
         head_request: bool,
     ) -> Result<Result<(ResponseHead, UpstreamBody), BoxError>, TimedOut> {
-        let at = tokio::time::Instant::now() + timeout;
         let timer = self
             .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        timer.as_mut().reset(at);
-        let exchange = exchange(&mut self.link, target, head, body, head_request, timeout);
-        tokio::select! {
-            biased;
-            r = exchange => Ok(r),
-            () = timer.as_mut() => Err(TimedOut),
-        }
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        exchange(
+            &mut self.link,
+            timer.as_mut(),
+            target,
+            head,
+            body,
+            head_request,
+            timeout,
+        )
+        .await
     }
 }
 
@@ -326,53 +329,85 @@ struct Link {
 
 async fn exchange(
     link: &mut Link,
+    mut timer: Pin<&mut tokio::time::Sleep>,
     target: &Target,
     head: &[u8],
     body: OutBody,
     head_request: bool,
-    read_timeout: Duration,
-) -> Result<(ResponseHead, UpstreamBody), BoxError> {
+    timeout: Duration,
+) -> Result<Result<(ResponseHead, UpstreamBody), BoxError>, TimedOut> {
     let Link {
         upstream,
         held,
         out,
     } = link;
-    let (mut conn, mut reused) = checkout(upstream, held, target).await?;
+    let (mut conn, mut reused) = match checkout(upstream, held, target).await {
+        Ok(c) => c,
+        Err(e) => return Ok(Err(e)),
+    };
+    // Whether the connection can carry another request after this one, and why writing the
+    // request failed (an answer the instance sent before closing may still be there to read).
+    let mut whole = true;
+    let mut write_error = None;
     match body {
         OutBody::Full(body) => loop {
-            match write_full(&mut conn, out, head, &body).await {
+            match write_full(&mut conn, out, head, &body, timeout).await {
                 Ok(()) => break,
                 Err(_) if reused => {
-                    conn = Box::pin(upstream.connect(target)).await?;
+                    conn = match Box::pin(upstream.connect(target)).await {
+                        Ok(c) => c,
+                        Err(e) => return Ok(Err(e)),
+                    };
                     reused = false;
                 }
-                Err(e) => return Err(e.into()),
+                Err(e) => return Ok(Err(e.into())),
             }
         },
         OutBody::Stream(body, length) => {
             // A response can come before the body is all sent (a refusal): stop sending then.
             // A write that fails may be the instance closing after such an answer: look for it.
-            match Box::pin(write_stream(&mut conn, head, body, length)).await {
+            match Box::pin(write_stream(&mut conn, head, body, length, timeout)).await {
                 Ok(true) => {}
-                Ok(false) => {
-                    let resp = read_head(&mut conn, head_request).await?;
-                    let body = UpstreamBody::new(conn, resp.framing, false, read_timeout);
-                    return Ok((resp, body));
+                Ok(false) => whole = false,
+                Err(StreamFailed::Client(e)) => return Ok(Err(e)),
+                Err(StreamFailed::Upstream(e)) => {
+                    whole = false;
+                    write_error = Some(e);
                 }
-                Err(StreamFailed::Client(e)) => return Err(e),
-                Err(StreamFailed::Upstream(e)) => match read_head(&mut conn, head_request).await {
-                    Ok(resp) => {
-                        let body = UpstreamBody::new(conn, resp.framing, false, read_timeout);
-                        return Ok((resp, body));
-                    }
-                    Err(_) => return Err(e.into()),
-                },
             }
         }
     }
-    let resp = read_head(&mut conn, head_request).await?;
-    let body = UpstreamBody::new(conn, resp.framing, resp.reusable, read_timeout);
-    Ok((resp, body))
+    // The response deadline starts now that the request is all sent.
+    timer.as_mut().reset(tokio::time::Instant::now() + timeout);
+    let resp = tokio::select! {
+        biased;
+        r = read_head(&mut conn, head_request) => r,
+        () = timer => return Err(TimedOut),
+    };
+    let resp = match (resp, write_error) {
+        (Err(_), Some(e)) => Err(e.into()),
+        (r, _) => r,
+    };
+    Ok(resp.map(|resp| {
+        let reusable = whole && resp.reusable;
+        let body = UpstreamBody::new(conn, resp.framing, reusable, timeout);
+        (resp, body)
+    }))
+}
+
+/// A write to the instance that makes no progress for this long has stalled.
+fn stalled() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "the org's instance stopped taking the request",
+    )
+}
+
+/// Writes `bytes`, each write bounded by `timeout` (progress, not total time).
+async fn write_bounded(conn: &mut Conn, bytes: &[u8], timeout: Duration) -> std::io::Result<()> {
+    tokio::time::timeout(timeout, conn.io.write_all(bytes))
+        .await
+        .map_err(|_| stalled())?
 }
 
 async fn write_full(
@@ -380,17 +415,18 @@ async fn write_full(
     out: &mut Vec<u8>,
     head: &[u8],
     body: &[u8],
+    timeout: Duration,
 ) -> std::io::Result<()> {
     if body.is_empty() {
-        conn.io.write_all(head).await
+        write_bounded(conn, head, timeout).await
     } else if head.len() + body.len() <= COALESCE {
         out.clear();
         out.extend_from_slice(head);
         out.extend_from_slice(body);
-        conn.io.write_all(out).await
+        write_bounded(conn, out, timeout).await
     } else {
-        conn.io.write_all(head).await?;
-        conn.io.write_all(body).await
+        write_bounded(conn, head, timeout).await?;
+        write_bounded(conn, body, timeout).await
     }
 }
 
@@ -409,9 +445,9 @@ async fn write_stream(
     head: &[u8],
     mut body: Body,
     length: Option<u64>,
+    timeout: Duration,
 ) -> Result<bool, StreamFailed> {
-    conn.io
-        .write_all(head)
+    write_bounded(conn, head, timeout)
         .await
         .map_err(StreamFailed::Upstream)?;
     let chunked = length.is_none();
@@ -456,8 +492,7 @@ async fn write_stream(
         let written = match frame {
             None => {
                 if chunked {
-                    conn.io
-                        .write_all(h1::LAST_CHUNK)
+                    write_bounded(conn, h1::LAST_CHUNK, timeout)
                         .await
                         .map_err(StreamFailed::Upstream)?;
                 }
@@ -474,9 +509,9 @@ async fn write_stream(
                 if chunked {
                     framed.clear();
                     h1::encode_chunk(&mut framed, &data);
-                    conn.io.write_all(&framed).await
+                    write_bounded(conn, &framed, timeout).await
                 } else {
-                    conn.io.write_all(&data).await
+                    write_bounded(conn, &data, timeout).await
                 }
             }
         };

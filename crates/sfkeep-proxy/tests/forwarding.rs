@@ -239,6 +239,7 @@ async fn healthz_metrics_and_reload() {
 
     let r = c
         .post(format!("{}/_sfkeep/reload", env.proxy.url()))
+        .header(sfkeep_proxy::browser::CONTROL_HEADER, "reload")
         .send()
         .await
         .unwrap();
@@ -248,6 +249,7 @@ async fn healthz_metrics_and_reload() {
     let gen1 = v["generation"].as_u64().unwrap();
     let r = c
         .post(format!("{}/_sfkeep/reload", env.proxy.url()))
+        .header(sfkeep_proxy::browser::CONTROL_HEADER, "reload")
         .send()
         .await
         .unwrap();

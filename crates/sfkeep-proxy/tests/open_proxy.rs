@@ -124,12 +124,24 @@ async fn a_client_key_is_required_off_loopback() {
         .build()
         .unwrap_err();
     assert!(matches!(err, BuildError::ClientKeyRequired(_)), "{err}");
-    let err = Proxy::builder(env.manager.clone())
-        .listen(any)
-        .client_key(Some(ClientKey::new("")))
-        .build()
-        .unwrap_err();
-    assert!(matches!(err, BuildError::EmptyClientKey), "{err}");
+    // Blank, all spaces (after which nothing could authenticate: presented keys are trimmed),
+    // with a space inside, or short: refused at build time.
+    for bad in [
+        "",
+        "                    ",
+        "k3y-0f-the pr0xy-with-space",
+        "short-key",
+    ] {
+        let err = Proxy::builder(env.manager.clone())
+            .listen(any)
+            .client_key(Some(ClientKey::new(bad)))
+            .build()
+            .unwrap_err();
+        assert!(
+            matches!(err, BuildError::InvalidClientKey(_)),
+            "{bad:?}: {err}"
+        );
+    }
     assert!(format!("{:?}", ClientKey::new("hunter2")).contains("redacted"));
 
     let key = "k3y-0f-the-pr0xy";

@@ -29,6 +29,14 @@ pub struct ProxyArgs {
     /// Request bodies up to this many bytes are kept for one replay after a session death.
     #[arg(long, default_value_t = 1024 * 1024)]
     pub max_replay_body: usize,
+    /// A web origin (`scheme://host[:port]`) whose pages may use the proxy. By default every
+    /// request a browser makes for a page (it carries `Origin` or a cross-site
+    /// `Sec-Fetch-Site`) is refused. Repeatable.
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// The most client connections open at once; past it a new connection gets a 503.
+    #[arg(long, default_value_t = sfkeep_proxy::DEFAULT_MAX_CONNECTIONS)]
+    pub max_connections: usize,
 }
 
 /// Runs the proxy until a stop signal.
@@ -53,6 +61,12 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
             Some(ClientKey::new(key))
         }
     };
+    let mut guard = sfkeep_proxy::BrowserGuard::new();
+    for origin in &a.allow_origin {
+        guard = guard
+            .allow_origin(origin)
+            .map_err(|e| CliError::usage(format!("--allow-origin: {e}.")))?;
+    }
     // Get a token first: a proxy that cannot authenticate should say so now, not on the first call.
     manager.token().await.map_err(|e| {
         CliError::from_sfkeep(
@@ -64,6 +78,8 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
         .listen(a.listen)
         .client_key(key)
         .max_replay_body(a.max_replay_body)
+        .max_connections(a.max_connections)
+        .browser_guard(guard)
         .expected_username(profile.username.clone())
         .build()
         .map_err(|e| match e {

@@ -183,6 +183,8 @@ async fn reload_proxy(url: &str) -> Result<String, String> {
         .map_err(|e| e.message)?;
     let resp = http
         .post(&endpoint)
+        // The proxy refuses a reload without it: a web page cannot send it (no preflight).
+        .header(sfkeep_proxy::browser::CONTROL_HEADER, "reload")
         .send()
         .await
         .map_err(|e| format!("the proxy at {url} did not answer the reload ({e}); restart it, or run `curl -X POST {endpoint}`"))?;
