@@ -143,3 +143,65 @@ pub fn soap_head(data: &[u8]) {
         }
     }
 }
+
+/// A request as a parser framed it: what the proxy would act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framed {
+    /// The method.
+    pub method: String,
+    /// The request target as sent.
+    pub target: String,
+    /// Header lines, names lowercased, in order.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The body, de-chunked.
+    pub body: Vec<u8>,
+}
+
+/// What the proxy's parser makes of the first request in `data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// A whole request.
+    Framed(Framed),
+    /// The bytes end before the request does.
+    Incomplete,
+    /// Refused, with this status.
+    Refused(u16),
+}
+
+/// Frames the first request in `data` the way the proxy's connection does: the head
+/// ([`RequestHead::parse`], 64 KiB), then the body by its `Content-Length` or chunked coding.
+pub fn frame_request(data: &[u8]) -> Outcome {
+    let mut buf = BytesMut::from(data);
+    let head = match RequestHead::parse(&mut buf, 64 << 10) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Outcome::Incomplete,
+        Err(e) => return Outcome::Refused(e.status),
+    };
+    // The router's first rule: only origin-form targets (anything else is a 400).
+    if !head.target_raw().starts_with('/') {
+        return Outcome::Refused(400);
+    }
+    let body = match head.framing {
+        Framing::Empty | Framing::UntilClose => Vec::new(),
+        Framing::Length(n) => {
+            if (buf.len() as u64) < n {
+                return Outcome::Incomplete;
+            }
+            buf[..n as usize].to_vec()
+        }
+        Framing::Chunked => match decode_chunked(&buf, &[]) {
+            Some((body, true, _)) => body,
+            Some((_, false, _)) => return Outcome::Incomplete,
+            None => return Outcome::Refused(400),
+        },
+    };
+    Outcome::Framed(Framed {
+        method: head.method_str().to_owned(),
+        target: head.target_raw().to_owned(),
+        headers: head
+            .headers()
+            .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
+            .collect(),
+        body,
+    })
+}

@@ -308,6 +308,11 @@ impl RequestHead {
         std::str::from_utf8(t).unwrap_or("")
     }
 
+    /// The request target exactly as sent (a fragment included).
+    pub(crate) fn target_raw(&self) -> &str {
+        std::str::from_utf8(self.target.get(&self.lines.bytes)).unwrap_or("")
+    }
+
     /// The path: the target up to `?` (or `#`).
     pub(crate) fn path(&self) -> &str {
         let p = Span {
