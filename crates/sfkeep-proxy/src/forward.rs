@@ -1,5 +1,5 @@
 //! Forwarding to the instance: header hygiene, token injection, and one replay after a
-//! session death (salesforce-wire.md §4–§6, token-manager-design.md §2.9).
+//! session death (docs/salesforce-wire.md §4–§6, docs/architecture.md#one-rule-one-place).
 
 use std::sync::Arc;
 

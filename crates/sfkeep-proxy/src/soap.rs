@@ -1,7 +1,7 @@
 //! SOAP envelopes: reading the head of a request (operation and `SessionHeader/sessionId`)
 //! incrementally within limits, replacing the client's `SessionHeader` with the proxy's, parsing a
 //! shimmed `login()`, and rendering the shim's `loginResponse` and Salesforce-shaped faults
-//! (salesforce-wire.md §5).
+//! (docs/salesforce-wire.md §5).
 
 use std::ops::Range;
 
@@ -449,7 +449,7 @@ pub(crate) fn session_namespace(path: &str) -> &'static str {
 }
 
 /// The fault namespace of an endpoint path: enterprise (`/c/`) faults have their own
-/// (salesforce-wire.md, the recorded enterprise INVALID_SESSION_ID fault).
+/// (docs/salesforce-wire.md §5.3, the recorded enterprise INVALID_SESSION_ID fault).
 pub(crate) fn fault_namespace(path: &str) -> &'static str {
     if path.starts_with("/services/Soap/c/") {
         "urn:fault.enterprise.soap.sforce.com"
@@ -488,7 +488,7 @@ pub(crate) struct LoginResult<'a> {
     pub session_seconds_valid: u64,
 }
 
-/// `loginResponse` in the recorded shape (salesforce-wire.md §5.2), unprefixed result elements.
+/// `loginResponse` in the recorded shape (docs/salesforce-wire.md §5.2), unprefixed result elements.
 pub(crate) fn login_response(r: &LoginResult<'_>) -> String {
     let e = |s: &str| escape(s).into_owned();
     format!(

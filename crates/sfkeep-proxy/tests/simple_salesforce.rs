@@ -61,7 +61,7 @@ async fn run_client(
     (result, out)
 }
 
-/// API v65.0 has no SOAP `login()` (salesforce-wire.md §5): the same simple-salesforce login
+/// API v65.0 has no SOAP `login()` (docs/salesforce-wire.md §5): the same simple-salesforce login
 /// fails against the org, and works through the proxy, whose shim answers it locally while the
 /// proxy authenticates with OAuth.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

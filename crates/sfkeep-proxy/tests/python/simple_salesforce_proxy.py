@@ -34,7 +34,7 @@ from simple_salesforce import Salesforce
 
 
 class HttpRewriteAdapter(HTTPAdapter):
-    """Send every https:// request to the plain-http proxy (reference/real-clients.md §1.2)."""
+    """Send every https:// request to the plain-http proxy (docs/real-clients.md#simple-salesforce-python)."""
 
     def __init__(self, target, log, timeout, **kw):
         self.t = urlsplit(target)
