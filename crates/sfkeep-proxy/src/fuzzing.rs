@@ -55,9 +55,9 @@ fn decode_chunked(data: &[u8], splits: &[usize]) -> Option<(Vec<u8>, bool, Vec<u
     let mut buf = BytesMut::new();
     let mut body = Vec::new();
     let mut at = 0;
-    let mut cuts = splits.iter().copied().chain(std::iter::once(data.len()));
+    let cuts = splits.iter().copied().chain(std::iter::once(data.len()));
     let mut done = false;
-    'feed: while let Some(cut) = cuts.next() {
+    'feed: for cut in cuts {
         buf.extend_from_slice(&data[at..cut]);
         at = cut;
         loop {

@@ -1,0 +1,6 @@
+//! AFL target: `sfkeep_proxy::fuzzing::request_head` (see its docs for the invariants checked).
+fn main() {
+    afl::fuzz!(|data: &[u8]| {
+        sfkeep_proxy::fuzzing::request_head(data);
+    });
+}
