@@ -13,7 +13,7 @@ use crate::client_body::ClientBodyError;
 use crate::h1::{RequestHead, ResponseHead};
 use crate::reply::{Reply, ReplyBody, ReplyHead};
 use crate::respond::{Shape, error_response};
-use crate::rewrite::{BodyFraming, Prepared, upstream_head};
+use crate::rewrite::{BodyFraming, Dest, Prepared, upstream_head};
 use crate::shared::Shared;
 use crate::soap;
 use crate::stats::Counter;
@@ -44,7 +44,7 @@ pub(crate) enum Payload {
     Stream(Body),
 }
 
-fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Reply {
+pub(crate) fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Reply {
     sh.stats.inc(Counter::upstream_errors);
     tracing::warn!(target: "sfkeep_proxy", error = %e, "no token to forward with");
     error_response(
@@ -159,13 +159,14 @@ async fn reply_body(affinity: &mut Affinity, mut body: UpstreamBody) -> Result<R
     }
 }
 
-/// Forwards `head` with `target_path` (the canonical path and the query) once; once more after a session death when the body was kept; and, for GET and
+/// Forwards `head` to `dest` with `target_path` (put after the destination URL's own path) once; once more after a session death when the body was kept; and, for GET and
 /// HEAD only, once more after a connection failure or a 502/503/504 (a repeat cannot change
 /// anything on the server, and simple clients such as simple-salesforce do not retry).
 pub(crate) async fn forward(
     sh: &Arc<Shared>,
     affinity: &mut Affinity,
     head: &RequestHead,
+    dest: Dest,
     target_path: &str,
     payload: Payload,
     api: Api,
@@ -195,14 +196,25 @@ pub(crate) async fn forward(
     loop {
         let (body, framing) = attempt_body(&mut payload, &token, &head.method, stream_length);
         let prepared = sh.prepared.get(&token);
-        let target = match prepared.target() {
-            Ok(t) => t,
+        let (endpoint, target) = match prepared
+            .endpoint(dest)
+            .and_then(|e| e.target().map(|t| (e, t)))
+        {
+            Ok(x) => x,
             Err(msg) => {
                 sh.stats.inc(Counter::upstream_errors);
                 return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
             }
         };
-        if let Err(msg) = upstream_head(&mut out, head, target_path, &prepared, api, framing) {
+        if let Err(msg) = upstream_head(
+            &mut out,
+            head,
+            target_path,
+            endpoint,
+            &prepared,
+            api,
+            framing,
+        ) {
             sh.stats.inc(Counter::upstream_errors);
             return upstream_error(api, StatusCode::BAD_GATEWAY, "SFKEEP_UPSTREAM_ERROR", msg);
         }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
 use http::header::{self, HeaderValue};
@@ -43,7 +43,7 @@ fn xml(status: StatusCode, text: String) -> Response<Body> {
 }
 
 /// `(orgId, userId)` from the token's identity URL (`…/id/{org}/{user}`).
-fn ids(token: &sfkeep::Token) -> (String, String) {
+pub(crate) fn ids(token: &sfkeep::Token) -> (String, String) {
     let mut org = "00D000000000000AAA".to_owned();
     let mut user = "005000000000000AAA".to_owned();
     if let Some(id) = &token.record().id_url {
@@ -141,7 +141,8 @@ fn oauth_error(status: StatusCode, error: &str, description: &str) -> Response<B
     )
 }
 
-/// `POST /services/oauth2/token` (password or refresh_token grant), answered with a
+/// `POST /services/oauth2/token` (password, refresh_token, JWT bearer or client_credentials
+/// grant), answered with a
 /// proxy-local token whose `instance_url` is the proxy.
 pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Body) -> Response<Body> {
     let bytes: Bytes = match body::read_all(body, MAX_TOKEN_REQUEST).await {
@@ -185,6 +186,16 @@ pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Body) -> Response<Body> {
                     }
                 }
         }
+        // JWT bearer and client credentials: the client's assertion or secret authenticates it
+        // to the proxy at most, and is never forwarded; the answer carries the proxy's session.
+        // The assertion's subject must be the profile's user, as a password login's username
+        // must; with a client key, the key comes as `client_secret`.
+        Some("urn:ietf:params:oauth:grant-type:jwt-bearer") => {
+            let subject = field("assertion").and_then(jwt_subject);
+            subject.as_deref().is_some_and(|s| username_ok(sh, s))
+                && (key.is_none() || secret_is_key(field("client_secret")))
+        }
+        Some("client_credentials") => key.is_none() || secret_is_key(field("client_secret")),
         Some("refresh_token") => match key {
             None => true,
             Some(_) => {
@@ -246,6 +257,15 @@ pub(crate) async fn token_shim(sh: &Arc<Shared>, body: Body) -> Response<Body> {
             "scope": "api",
         }),
     )
+}
+
+/// The `sub` claim of a JWT, read without checking its signature (the proxy cannot: it does not
+/// hold the client's certificate, and it does not need to — the assertion never leaves it).
+fn jwt_subject(assertion: &str) -> Option<String> {
+    let payload = assertion.split('.').nth(1)?;
+    let bytes = URL_SAFE_NO_PAD.decode(payload.trim_end_matches('=')).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("sub")?.as_str().map(str::to_owned)
 }
 
 /// `/services/oauth2/revoke`: forgets a proxy-local credential; never reaches Salesforce.

@@ -68,37 +68,35 @@ fn header_safe(v: &str) -> bool {
     !v.is_empty() && v.bytes().all(|b| (0x21..0x7f).contains(&b))
 }
 
-/// What a token means for the requests forwarded with it, worked out once per token rather
-/// than per request.
-pub(crate) struct Prepared {
-    /// The token these were made from (kept so its identity can be compared).
-    token: Token,
-    /// The instance URL without a trailing slash (for `Location` rewriting).
-    pub(crate) base: String,
-    /// Where connections go; `Err` says why the token's instance URL is not used.
-    target: Result<Target, &'static str>,
-    /// `Host: …\r\n` for the instance.
-    host_line: Vec<u8>,
-    /// A path the instance URL carries before `/services/…` (normally none).
-    prefix: String,
-    /// `Authorization: Bearer …\r\n` (REST) and `X-SFDC-Session: …\r\n` (Bulk 1.0); `None`
-    /// if the token cannot be a header value.
-    bearer_line: Option<Vec<u8>>,
-    session_line: Option<Vec<u8>>,
+/// Where forwarded requests go: the org's instance, or (for the identity URL) the login host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Dest {
+    Instance,
+    Identity,
 }
 
-impl Prepared {
-    fn new(token: &Token) -> Self {
-        let base = token.instance_url().trim_end_matches('/').to_owned();
-        let uri: Option<Uri> = base.parse().ok();
+/// One upstream URL, worked out for forwarding.
+pub(crate) struct Endpoint {
+    /// Where connections go; `Err` says why the URL is not used.
+    target: Result<Target, &'static str>,
+    /// `Host: …\r\n`.
+    host_line: Vec<u8>,
+    /// The URL's path, put before the request's own (normally none for the instance; the whole
+    /// identity path for the identity URL).
+    prefix: String,
+}
+
+impl Endpoint {
+    fn of(url: &str) -> Self {
+        let uri: Option<Uri> = url.parse().ok();
         let target = match uri.as_ref().and_then(Target::of) {
             // Checked again here, not only when the token was granted: a token read from a
             // shared store must not send its secret in clear text either.
-            Some(_) if sfkeep::http::check_url("instance URL", &base).is_err() => Err(
-                "the token's instance URL uses plain http to a host that is not loopback: the token is never sent in clear text",
+            Some(_) if sfkeep::http::check_url("instance URL", url).is_err() => Err(
+                "the token's URL uses plain http to a host that is not loopback: the token is never sent in clear text",
             ),
             Some(t) => Ok(t),
-            None => Err("the token's instance URL does not form a valid request URL"),
+            None => Err("the token's URL does not form a valid request URL"),
         };
         let mut host_line = Vec::new();
         if let Some(u) = &uri
@@ -118,6 +116,43 @@ impl Prepared {
             .as_ref()
             .map(|u| u.path().trim_end_matches('/').to_owned())
             .unwrap_or_default();
+        Self {
+            target: match target {
+                Ok(_) if host_line.is_empty() => {
+                    Err("the token's URL does not form a valid request URL")
+                }
+                t => t,
+            },
+            host_line,
+            prefix,
+        }
+    }
+
+    /// Where to connect, or why the URL cannot be used.
+    pub(crate) fn target(&self) -> Result<&Target, &'static str> {
+        self.target.as_ref().map_err(|e| *e)
+    }
+}
+
+/// What a token means for the requests forwarded with it, worked out once per token rather
+/// than per request.
+pub(crate) struct Prepared {
+    /// The token these were made from (kept so its identity can be compared).
+    token: Token,
+    /// The instance URL without a trailing slash (for `Location` rewriting).
+    pub(crate) base: String,
+    instance: Endpoint,
+    /// The token's identity URL (`…/id/{org}/{user}`), if it has one.
+    identity: Option<Endpoint>,
+    /// `Authorization: Bearer …\r\n` (REST) and `X-SFDC-Session: …\r\n` (Bulk 1.0); `None`
+    /// if the token cannot be a header value.
+    bearer_line: Option<Vec<u8>>,
+    session_line: Option<Vec<u8>>,
+}
+
+impl Prepared {
+    fn new(token: &Token) -> Self {
+        let base = token.instance_url().trim_end_matches('/').to_owned();
         let secret = token.access_token().expose_secret();
         let line = |name: &[u8], scheme: &str| {
             header_safe(secret).then(|| {
@@ -128,23 +163,22 @@ impl Prepared {
         };
         Self {
             token: token.clone(),
+            instance: Endpoint::of(&base),
+            identity: token.record().id_url.as_deref().map(Endpoint::of),
             base,
-            target,
-            host_line,
-            prefix,
             bearer_line: line(b"Authorization", "Bearer "),
             session_line: line(b"X-SFDC-Session", ""),
         }
     }
 
-    /// Where to connect, or why the token's instance URL cannot be used.
-    pub(crate) fn target(&self) -> Result<&Target, &'static str> {
-        match &self.target {
-            Ok(_) if self.host_line.is_empty() => {
-                Err("the token's instance URL does not form a valid request URL")
-            }
-            Ok(t) => Ok(t),
-            Err(msg) => Err(msg),
+    /// The endpoint for `dest`, or why there is none.
+    pub(crate) fn endpoint(&self, dest: Dest) -> Result<&Endpoint, &'static str> {
+        match dest {
+            Dest::Instance => Ok(&self.instance),
+            Dest::Identity => self
+                .identity
+                .as_ref()
+                .ok_or("the proxy's token has no identity URL"),
         }
     }
 }
@@ -183,6 +217,7 @@ pub(crate) fn upstream_head(
     out: &mut Vec<u8>,
     head: &RequestHead,
     target: &str,
+    endpoint: &Endpoint,
     prepared: &Prepared,
     api: Api,
     framing: BodyFraming,
@@ -190,10 +225,10 @@ pub(crate) fn upstream_head(
     out.clear();
     out.extend_from_slice(head.method_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(prepared.prefix.as_bytes());
+    out.extend_from_slice(endpoint.prefix.as_bytes());
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    out.extend_from_slice(&prepared.host_line);
+    out.extend_from_slice(&endpoint.host_line);
     let listed = if head.connection_lists_headers {
         connection_listed(head.headers())
     } else {

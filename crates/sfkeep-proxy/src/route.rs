@@ -25,6 +25,7 @@ use crate::local;
 use crate::path;
 use crate::reply::Reply;
 use crate::respond::{Shape, body_error, error_response, refuse, shape_for, unauthorized};
+use crate::rewrite::Dest;
 use crate::shared::Shared;
 use crate::soap;
 use crate::stats::Counter;
@@ -180,6 +181,38 @@ async fn route(
             "sfkeep proxy answers /services/oauth2/token itself and does not forward other OAuth endpoints",
         )
         .into(),
+        // The identity URL the token shim hands out (`…/id/{org}/{user}`): forwarded with the
+        // token to the org's identity service, for this user only.
+        p if p.starts_with("/id/") => {
+            if !authorized(sh, head) {
+                return unauthorized(sh, Shape::Rest).into();
+            }
+            if !matches!(*method, Method::GET | Method::HEAD) {
+                return refuse(sh, StatusCode::METHOD_NOT_ALLOWED, Shape::Rest, "method not allowed").into();
+            }
+            let token = match sh.manager.token().await {
+                Ok(t) => t,
+                Err(e) => return forward::no_token(sh, Api::Rest, &e),
+            };
+            let (org, user) = local::ids(&token);
+            let own = format!("/id/{org}/{user}");
+            let rest = p.strip_prefix(own.as_str()).filter(|r| r.is_empty() || *r == "/");
+            // Salesforce accepts the 15-character org id in the identity URL too.
+            let org15: String = org.chars().take(15).collect();
+            let own15 = format!("/id/{org15}/{user}");
+            if rest.is_none() && p != own15 && p != format!("{own15}/") {
+                return refuse(
+                    sh,
+                    StatusCode::NOT_FOUND,
+                    Shape::Rest,
+                    "sfkeep proxy forwards only the identity URL of the user it is logged in as",
+                )
+                .into();
+            }
+            let query = head.query().map(|q| format!("?{q}")).unwrap_or_default();
+            let payload = Payload::Bytes(Bytes::new());
+            forward::forward(sh, affinity, head, Dest::Identity, &query, payload, Api::Rest).await
+        }
         p if p.starts_with("/services/Soap/") => {
             soap_request(sh, affinity, head, p, &target, body).await
         }
@@ -203,13 +236,13 @@ async fn route(
                     Err(e) => return body_error(sh, api.into(), e.as_ref()).into(),
                 },
             };
-            forward::forward(sh, affinity, head, &target, payload, api).await
+            forward::forward(sh, affinity, head, Dest::Instance, &target, payload, api).await
         }
         _ => refuse(
             sh,
             StatusCode::NOT_FOUND,
             Shape::Rest,
-            "sfkeep proxy serves /services/… (forwarded to the org's instance), /healthz, /metrics and POST /_sfkeep/reload only",
+            "sfkeep proxy serves /services/… (forwarded to the org's instance), the identity URL /id/…, /healthz, /metrics and POST /_sfkeep/reload only",
         )
         .into(),
     }
@@ -421,5 +454,14 @@ async fn soap_request(
             Err(e) => return body_error(sh, shape, e.as_ref()).into(),
         },
     };
-    forward::forward(sh, affinity, head, target, payload, Api::Soap).await
+    forward::forward(
+        sh,
+        affinity,
+        head,
+        Dest::Instance,
+        target,
+        payload,
+        Api::Soap,
+    )
+    .await
 }

@@ -194,10 +194,10 @@ async fn oauth_token_shim_answers_with_the_proxy_as_instance() {
         assert!(t.contains("!SFKEEP."), "{v}");
         assert!(v.get("expires_in").is_none());
     }
-    // An unsupported grant, a wrong username.
+    // An unsupported grant (a code exchange needs a browser login), a wrong username.
     let r = c
         .post(format!("{}/services/oauth2/token", env.proxy.url()))
-        .form(&[("grant_type", "client_credentials")])
+        .form(&[("grant_type", "authorization_code"), ("code", "x")])
         .send()
         .await
         .unwrap();
