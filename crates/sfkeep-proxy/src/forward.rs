@@ -297,14 +297,31 @@ pub(crate) async fn forward(
             SessionVerdict::Alive
         };
         if verdict == SessionVerdict::Dead {
-            sh.manager
-                .invalidate_if_current(token.generation(), api.as_str());
+            let dead = token.generation();
+            let invalidated = sh.manager.invalidate_if_current(dead, api.as_str());
+            // One line per heal: the session this request met is dead (another request may
+            // already have replaced it: then this one only replays).
+            tracing::warn!(
+                target: "sfkeep_proxy",
+                api = api.as_str(),
+                status = resp.status,
+                generation = dead,
+                invalidated,
+                "the org refused the proxy's session: healing"
+            );
             if !replayed && payload.is_some() {
                 match sh.manager.token().await {
                     Ok(t) => {
                         token = t;
                         replayed = true;
                         sh.stats.inc(Counter::replays);
+                        // One line per replay, naming the token generation it uses.
+                        tracing::info!(
+                            target: "sfkeep_proxy",
+                            api = api.as_str(),
+                            generation = token.generation(),
+                            "replaying the request once with the new session"
+                        );
                         continue;
                     }
                     Err(e) => return no_token(sh, api, &e),
