@@ -6,7 +6,8 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use sfkeep::Token;
-use sfkeep::diagnose::api_error::{Api, SessionVerdict, session_verdict};
+use sfkeep::client::{Heal, HealStep};
+use sfkeep::diagnose::api_error::Api;
 
 use crate::body::Body;
 use crate::client_body::ClientBodyError;
@@ -58,15 +59,6 @@ pub(crate) fn no_token(sh: &Shared, api: Api, e: &sfkeep::Error) -> Reply {
 
 fn upstream_error(api: Api, status: StatusCode, code: &str, message: &str) -> Reply {
     error_response(status, api.into(), code, message).into()
-}
-
-/// Whether `status` can mean a dead session for `api`.
-fn candidate(api: Api, status: u16) -> bool {
-    match api {
-        Api::Rest => status == 401 || status == 403,
-        Api::Soap => status == 500,
-        Api::Bulk1 => status == 400,
-    }
 }
 
 /// The body for one attempt, and how it is framed.
@@ -180,7 +172,9 @@ pub(crate) async fn forward(
         _ => None,
     };
     let mut payload = Some(payload);
-    let mut replayed = false;
+    // The one heal step of the workspace (docs/architecture.md#one-rule-one-place): which
+    // answers are read, what a dead session is, invalidate, replay once.
+    let mut step = HealStep::new(api);
     let safe_method = matches!(head.method, Method::GET | Method::HEAD);
     let head_request = head.method == Method::HEAD;
     let mut transient_retried = false;
@@ -265,19 +259,19 @@ pub(crate) async fn forward(
             sh.stats.inc(Counter::upstream_errors);
             continue;
         }
-        if !candidate(api, resp.status) {
+        if !step.inspects(resp.status) {
             let Ok(body) = reply_body(affinity, rbody).await else {
                 sh.stats.inc(Counter::upstream_errors);
                 return early_end();
             };
-            return relay(&prepared, head_request, resp, body, replayed);
+            return relay(&prepared, head_request, resp, body, step.replayed());
         }
         let mut rbody = rbody;
         let bytes = match rbody.read_up_to(MAX_VERDICT_BODY).await {
             Ok(Some(b)) => b,
             Ok(None) => {
                 let body = ReplyBody::Upstream(rbody);
-                return relay(&prepared, head_request, resp, body, replayed);
+                return relay(&prepared, head_request, resp, body, step.replayed());
             }
             Err(_) => {
                 sh.stats.inc(Counter::upstream_errors);
@@ -287,55 +281,55 @@ pub(crate) async fn forward(
         if let Some(conn) = rbody.take_conn() {
             affinity.put_back(conn);
         }
-        // A compressed error body cannot be read; REST treats any 401 as dead (one replay).
+        // A compressed error body cannot be read (the step then treats a REST 401 as dead).
         let readable = resp.header("content-encoding").is_none();
-        let verdict = if readable {
-            session_verdict(api, resp.status, &bytes)
-        } else if api == Api::Rest && resp.status == 401 {
-            SessionVerdict::Dead
-        } else {
-            SessionVerdict::Alive
-        };
-        if verdict == SessionVerdict::Dead {
-            let dead = token.generation();
-            let invalidated = sh.manager.invalidate_if_current(dead, api.as_str());
-            // One line per heal: the session this request met is dead (another request may
-            // already have replaced it: then this one only replays).
+        let dead = token.generation();
+        let heal = step.decide(
+            &sh.manager,
+            &token,
+            resp.status,
+            readable.then_some(&bytes[..]),
+            payload.is_some(),
+        );
+        if matches!(heal, Heal::Replay | Heal::DeadAgain) {
+            // One line per heal: the session this request met is dead, and its generation was
+            // invalidated if it was still current.
             tracing::warn!(
                 target: "sfkeep_proxy",
                 api = api.as_str(),
                 status = resp.status,
                 generation = dead,
-                invalidated,
                 "the org refused the proxy's session: healing"
             );
-            if !replayed && payload.is_some() {
-                match sh.manager.token().await {
-                    Ok(t) => {
-                        token = t;
-                        replayed = true;
-                        sh.stats.inc(Counter::replays);
-                        // One line per replay, naming the token generation it uses.
-                        tracing::info!(
-                            target: "sfkeep_proxy",
-                            api = api.as_str(),
-                            generation = token.generation(),
-                            "replaying the request once with the new session"
-                        );
-                        continue;
-                    }
-                    Err(e) => return no_token(sh, api, &e),
+        }
+        match heal {
+            Heal::Replay => match sh.manager.token().await {
+                Ok(t) => {
+                    token = t;
+                    sh.stats.inc(Counter::replays);
+                    // One line per replay, naming the token generation it uses.
+                    tracing::info!(
+                        target: "sfkeep_proxy",
+                        api = api.as_str(),
+                        generation = token.generation(),
+                        "replaying the request once with the new session"
+                    );
+                    continue;
                 }
+                Err(e) => return no_token(sh, api, &e),
+            },
+            Heal::DeadAgain => {
+                sh.stats.inc(Counter::passthrough_401);
+                tracing::warn!(
+                    target: "sfkeep_proxy",
+                    api = api.as_str(),
+                    replayed = step.replayed(),
+                    "session death passed to the client (body too large to replay, or dead again after the replay)"
+                );
             }
-            sh.stats.inc(Counter::passthrough_401);
-            tracing::warn!(
-                target: "sfkeep_proxy",
-                api = api.as_str(),
-                replayed,
-                "session death passed to the client (body too large to replay, or dead again after the replay)"
-            );
+            Heal::Deliver | Heal::Unfixable(_) => {}
         }
         let body = ReplyBody::Full(bytes);
-        return relay(&prepared, head_request, resp, body, replayed);
+        return relay(&prepared, head_request, resp, body, step.replayed());
     }
 }
