@@ -136,6 +136,10 @@ impl Clock for ManualClock {
     }
 }
 
+/// How much older than the newest `Date` seen a `Date` must be to count as stale (see
+/// [`ServerClock::observe_date_header`]).
+pub const STALE_DATE_MS: i64 = 2_000;
+
 /// The server's time as this client best knows it: the local clock plus the offset measured
 /// from the server's `Date` header.
 ///
@@ -147,6 +151,9 @@ pub struct ServerClock {
     offset_ms: Arc<AtomicI64>,
     /// Whether a `Date` header was seen: then [`ServerClock::seed`] no longer applies.
     observed: Arc<AtomicBool>,
+    /// The newest `Date` seen (ms): an answer dated seconds before it was sent before a
+    /// newer one and is stale, whatever order the answers are read in.
+    newest_date: Arc<AtomicI64>,
 }
 
 impl ServerClock {
@@ -156,6 +163,7 @@ impl ServerClock {
             local,
             offset_ms: Arc::new(AtomicI64::new(0)),
             observed: Arc::new(AtomicBool::new(false)),
+            newest_date: Arc::new(AtomicI64::new(i64::MIN)),
         }
     }
 
@@ -183,8 +191,17 @@ impl ServerClock {
     }
 
     /// Records a `Date` header seen on a response received at local time `received_at`.
+    ///
+    /// Answers of concurrent requests are read in any order: after the server's clock jumps,
+    /// an answer dated before the jump can be read after one dated after it. Such a stale
+    /// `Date` (more than [`STALE_DATE_MS`] older than the newest seen) is ignored rather than
+    /// moving the estimate back, which would sign the next JWT assertion on the old clock.
     pub fn observe_date_header(&self, date: &str, received_at: UnixMillis) -> Option<i64> {
         let server = parse_http_date(date)?;
+        let newest = self.newest_date.fetch_max(server.0, Ordering::AcqRel);
+        if server.0 < newest.saturating_sub(STALE_DATE_MS) {
+            return None;
+        }
         // The header's second was truncated: its midpoint is the best estimate.
         let offset = server.0 + 500 - received_at.0;
         let offset = if offset.abs() < 2_000 { 0 } else { offset };
@@ -213,6 +230,22 @@ mod tests {
         let t = parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
         assert_eq!(t.0, 784_111_777_000);
         assert!(parse_http_date("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_stale_date_read_after_a_newer_one_does_not_move_the_clock_back() {
+        let local = ManualClock::new(UnixMillis(784_111_777_000));
+        let server = ServerClock::new(Arc::new(local.clone()));
+        // The server's clock jumped two hours; an answer sent before the jump is read last.
+        assert_eq!(
+            server.observe_date_header("Sun, 06 Nov 1994 10:49:37 GMT", local.now()),
+            Some(7_200_500)
+        );
+        assert_eq!(
+            server.observe_date_header("Sun, 06 Nov 1994 08:49:37 GMT", local.now()),
+            None
+        );
+        assert_eq!(server.offset(), 7_200_500);
     }
 
     #[test]

@@ -30,6 +30,18 @@ impl Api {
             Api::Bulk1 => "bulk",
         }
     }
+
+    /// The API a path on the instance belongs to: SOAP for `/services/Soap/…`, Bulk 1.0 for
+    /// `/services/async/…`, REST for the rest (REST, Bulk 2.0, Apex REST).
+    pub fn for_path(path: &str) -> Api {
+        if path.starts_with("/services/Soap/") {
+            Api::Soap
+        } else if path.starts_with("/services/async/") {
+            Api::Bulk1
+        } else {
+            Api::Rest
+        }
+    }
 }
 
 /// What a response says about the session.

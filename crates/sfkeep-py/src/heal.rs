@@ -1,0 +1,188 @@
+//! The library's rules for one request, for the pure-Python `requests` session: which answers
+//! mean a dead session, when to replay, what is transient, who may be retried, how long to
+//! wait. Python sends; these decide. No response is ever classified in Python.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use sfkeep::client::RetryPolicy;
+use sfkeep::diagnose::api_error::{Api, SessionVerdict, session_verdict};
+
+use crate::manager::{PyTokenManager, parse_api};
+use crate::token::PyToken;
+
+/// Which API a path on the instance belongs to: `"soap"` for `/services/Soap/…`, `"bulk"` for
+/// Bulk 1.0 (`/services/async/…`), else `"rest"` (REST, Bulk 2.0, Apex REST).
+#[pyfunction]
+pub fn api_for_path(path: &str) -> &'static str {
+    Api::for_path(path).as_str()
+}
+
+/// GET, HEAD, PUT and DELETE: sending them twice has the effect of sending them once.
+#[pyfunction]
+pub fn is_idempotent_method(method: &str) -> bool {
+    matches!(method, "GET" | "HEAD" | "PUT" | "DELETE")
+}
+
+/// Whether an answer is transient (429, 502, 503, 504, a concurrency limit): the same rule as
+/// the library client's.
+#[pyfunction]
+pub fn answer_is_transient(status: u16, body: &[u8]) -> bool {
+    sfkeep::client::ApiError::from_response(status, body, None).is_transient()
+}
+
+/// One request's heal step: at most one replay after a dead session.
+///
+/// For each answer: if `inspects(status)` is false, deliver it as is (it may stream);
+/// otherwise read the body and call `decide`, which says `"deliver"`, `"replay"` (the token's
+/// generation is invalidated: take a token again and send once more), `"dead_again"` (dead
+/// after the replay, or not replayable: deliver) or `"unfixable"` (a refresh cannot fix it:
+/// deliver; `cause` names why).
+#[pyclass(frozen, name = "HealStep", module = "sfkeep._native")]
+pub struct PyHealStep {
+    api: Api,
+    replayed: Mutex<bool>,
+}
+
+#[pymethods]
+impl PyHealStep {
+    /// A step for a request to `api` (`"rest"`, `"soap"` or `"bulk"`).
+    #[new]
+    fn new(py: Python<'_>, api: &str) -> PyResult<Self> {
+        Ok(Self {
+            api: parse_api(py, api)?,
+            replayed: Mutex::new(false),
+        })
+    }
+
+    /// An answer with `status` may mean a dead session: read its body and call `decide`.
+    fn inspects(&self, status: u16) -> bool {
+        match self.api {
+            Api::Rest => status == 401 || status == 403,
+            Api::Soap => status == 500,
+            Api::Bulk1 => status == 400,
+        }
+    }
+
+    /// What to do with an answer to a request sent with `token`. `body`: the answer's body,
+    /// or `None` when it cannot be read. Returns `(action, cause)`.
+    #[pyo3(signature = (manager, token, status, body, replayable = true))]
+    fn decide(
+        &self,
+        py: Python<'_>,
+        manager: &PyTokenManager,
+        token: &PyToken,
+        status: u16,
+        body: Option<&[u8]>,
+        replayable: bool,
+    ) -> PyResult<(&'static str, Option<&'static str>)> {
+        if !self.inspects(status) {
+            return Ok(("deliver", None));
+        }
+        let verdict = match body {
+            Some(b) => session_verdict(self.api, status, b),
+            None if self.api == Api::Rest && status == 401 => SessionVerdict::Dead,
+            None => SessionVerdict::Alive,
+        };
+        Ok(match verdict {
+            SessionVerdict::Alive => ("deliver", None),
+            SessionVerdict::Unfixable(c) => ("unfixable", Some(c.as_str())),
+            SessionVerdict::Dead => {
+                manager.invalidate(py, token.0.generation(), self.api)?;
+                let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
+                if *replayed || !replayable {
+                    ("dead_again", None)
+                } else {
+                    *replayed = true;
+                    ("replay", None)
+                }
+            }
+        })
+    }
+}
+
+/// How many attempts transient failures get, and how long to wait between them.
+#[pyclass(frozen, name = "RetryPolicy", module = "sfkeep._native")]
+pub struct PyRetryPolicy(RetryPolicy);
+
+#[pymethods]
+impl PyRetryPolicy {
+    /// `max_attempts` in all (1 = no retry); backoff from `base` seconds, capped at `cap`.
+    #[new]
+    #[pyo3(signature = (max_attempts = None, base = None, cap = None))]
+    fn new(max_attempts: Option<u32>, base: Option<f64>, cap: Option<f64>) -> PyResult<Self> {
+        let d = RetryPolicy::default();
+        let secs = |v: Option<f64>, default: Duration, name: &str| match v {
+            None => Ok(default),
+            Some(s) if s.is_finite() && s >= 0.0 => Ok(Duration::from_secs_f64(s)),
+            Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "RetryPolicy: {name} must be a non-negative number of seconds, not {s}"
+            ))),
+        };
+        Ok(Self(RetryPolicy {
+            max_attempts: max_attempts.unwrap_or(d.max_attempts).max(1),
+            base: secs(base, d.base, "base")?,
+            cap: secs(cap, d.cap, "cap")?,
+        }))
+    }
+
+    /// Attempts in all.
+    #[getter]
+    fn max_attempts(&self) -> u32 {
+        self.0.max_attempts
+    }
+
+    /// Seconds to wait before retry number `attempt` (0-based): full jitter under an
+    /// exponential ceiling, or the server's `Retry-After` (capped).
+    #[pyo3(signature = (attempt, retry_after = None))]
+    fn backoff(&self, attempt: u32, retry_after: Option<f64>) -> f64 {
+        let ra = retry_after
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        self.0.backoff(attempt, ra).as_secs_f64()
+    }
+}
+
+/// `Retry-After` as seconds to wait: delay-seconds only (an HTTP date gets the policy's own
+/// backoff).
+#[pyfunction]
+pub fn parse_retry_after(value: &str) -> Option<f64> {
+    value.trim().parse::<u64>().ok().map(|s| s as f64)
+}
+
+/// `body` with the text of its SOAP `SessionHeader`'s `sessionId` element replaced by
+/// `token`'s access token; `None` when the envelope has no `sessionId` element.
+#[pyfunction]
+pub fn with_soap_session(body: &[u8], token: &PyToken) -> Option<Vec<u8>> {
+    let text = std::str::from_utf8(body).ok()?;
+    let (start, end) = session_id_span(text)?;
+    let mut out = Vec::with_capacity(body.len() + 128);
+    out.extend_from_slice(&body[..start]);
+    out.extend_from_slice(token.0.access_token().expose_secret().as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Some(out)
+}
+
+/// The byte range of the first `sessionId` element's text, whatever its namespace prefix.
+fn session_id_span(text: &str) -> Option<(usize, usize)> {
+    let mut from = 0;
+    while let Some(i) = text[from..].find("sessionId") {
+        let at = from + i;
+        from = at + "sessionId".len();
+        let lt = text[..at].rfind('<')?;
+        let name = &text[lt + 1..at];
+        // `<sessionId`, `<prefix:sessionId`; not a closing tag or some fooSessionId.
+        if !(name.is_empty() || name.ends_with(':') && !name.contains(['/', ' ', '>'])) {
+            continue;
+        }
+        let after = text[from..].chars().next()?;
+        if after != '>' && !after.is_whitespace() {
+            continue;
+        }
+        let open_end = from + text[from..].find('>')? + 1;
+        let close = open_end + text[open_end..].find("</")?;
+        return Some((open_end, close));
+    }
+    None
+}
