@@ -6,8 +6,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use sfkeep::client::RetryPolicy;
-use sfkeep::diagnose::api_error::{Api, SessionVerdict, session_verdict};
+use sfkeep::client::{Heal, HealStep, RetryPolicy, retry};
+use sfkeep::diagnose::api_error::Api;
 
 use crate::manager::{PyTokenManager, parse_api};
 use crate::token::PyToken;
@@ -22,51 +22,49 @@ pub fn api_for_path(path: &str) -> &'static str {
 /// GET, HEAD, PUT and DELETE: sending them twice has the effect of sending them once.
 #[pyfunction]
 pub fn is_idempotent_method(method: &str) -> bool {
-    matches!(method, "GET" | "HEAD" | "PUT" | "DELETE")
+    http::Method::from_bytes(method.as_bytes()).is_ok_and(|m| retry::is_idempotent_method(&m))
 }
 
-/// Whether an answer is transient (429, 502, 503, 504, a concurrency limit): the same rule as
-/// the library client's.
+/// Whether an answer is transient (429, 502, 503, 504, a concurrency limit): the library
+/// client's rule.
 #[pyfunction]
 pub fn answer_is_transient(status: u16, body: &[u8]) -> bool {
-    sfkeep::client::ApiError::from_response(status, body, None).is_transient()
+    retry::answer_is_transient(status, body)
 }
 
-/// One request's heal step: at most one replay after a dead session.
+/// `Retry-After` (delay-seconds or an HTTP date) as seconds to wait from now.
+#[pyfunction]
+pub fn parse_retry_after(value: &str) -> Option<f64> {
+    retry::parse_retry_after(value, std::time::SystemTime::now()).map(|d| d.as_secs_f64())
+}
+
+/// One request's heal step (the library's `HealStep`): at most one replay after a dead
+/// session.
 ///
 /// For each answer: if `inspects(status)` is false, deliver it as is (it may stream);
 /// otherwise read the body and call `decide`, which says `"deliver"`, `"replay"` (the token's
 /// generation is invalidated: take a token again and send once more), `"dead_again"` (dead
 /// after the replay, or not replayable: deliver) or `"unfixable"` (a refresh cannot fix it:
-/// deliver; `cause` names why).
+/// deliver; the cause names why).
 #[pyclass(frozen, name = "HealStep", module = "sfkeep._native")]
-pub struct PyHealStep {
-    api: Api,
-    replayed: Mutex<bool>,
-}
+pub struct PyHealStep(Mutex<HealStep>);
 
 #[pymethods]
 impl PyHealStep {
     /// A step for a request to `api` (`"rest"`, `"soap"` or `"bulk"`).
     #[new]
     fn new(py: Python<'_>, api: &str) -> PyResult<Self> {
-        Ok(Self {
-            api: parse_api(py, api)?,
-            replayed: Mutex::new(false),
-        })
+        Ok(Self(Mutex::new(HealStep::new(parse_api(py, api)?))))
     }
 
     /// An answer with `status` may mean a dead session: read its body and call `decide`.
     fn inspects(&self, status: u16) -> bool {
-        match self.api {
-            Api::Rest => status == 401 || status == 403,
-            Api::Soap => status == 500,
-            Api::Bulk1 => status == 400,
-        }
+        self.step().inspects(status)
     }
 
-    /// What to do with an answer to a request sent with `token`. `body`: the answer's body,
-    /// or `None` when it cannot be read. Returns `(action, cause)`.
+    /// What to do with an answer to a request sent with `token`. `body`: the answer's body
+    /// (its first 64 KiB are enough), or `None` when it cannot be read. Returns
+    /// `(action, cause)`.
     #[pyo3(signature = (manager, token, status, body, replayable = true))]
     fn decide(
         &self,
@@ -77,28 +75,22 @@ impl PyHealStep {
         body: Option<&[u8]>,
         replayable: bool,
     ) -> PyResult<(&'static str, Option<&'static str>)> {
-        if !self.inspects(status) {
-            return Ok(("deliver", None));
-        }
-        let verdict = match body {
-            Some(b) => session_verdict(self.api, status, b),
-            None if self.api == Api::Rest && status == 401 => SessionVerdict::Dead,
-            None => SessionVerdict::Alive,
-        };
-        Ok(match verdict {
-            SessionVerdict::Alive => ("deliver", None),
-            SessionVerdict::Unfixable(c) => ("unfixable", Some(c.as_str())),
-            SessionVerdict::Dead => {
-                manager.invalidate(py, token.0.generation(), self.api)?;
-                let mut replayed = self.replayed.lock().unwrap_or_else(|p| p.into_inner());
-                if *replayed || !replayable {
-                    ("dead_again", None)
-                } else {
-                    *replayed = true;
-                    ("replay", None)
-                }
-            }
+        let mut step = *self.step();
+        let heal =
+            manager.with_manager(py, |m| step.decide(m, &token.0, status, body, replayable))?;
+        *self.step() = step;
+        Ok(match heal {
+            Heal::Deliver => ("deliver", None),
+            Heal::Replay => ("replay", None),
+            Heal::DeadAgain => ("dead_again", None),
+            Heal::Unfixable(c) => ("unfixable", Some(c.as_str())),
         })
+    }
+}
+
+impl PyHealStep {
+    fn step(&self) -> std::sync::MutexGuard<'_, HealStep> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -142,13 +134,6 @@ impl PyRetryPolicy {
             .map(Duration::from_secs_f64);
         self.0.backoff(attempt, ra).as_secs_f64()
     }
-}
-
-/// `Retry-After` as seconds to wait: delay-seconds only (an HTTP date gets the policy's own
-/// backoff).
-#[pyfunction]
-pub fn parse_retry_after(value: &str) -> Option<f64> {
-    value.trim().parse::<u64>().ok().map(|s| s as f64)
 }
 
 /// `body` with the text of its SOAP `SessionHeader`'s `sessionId` element replaced by

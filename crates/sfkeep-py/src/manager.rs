@@ -131,12 +131,17 @@ impl PyTokenManager {
         }
     }
 
-    /// `invalidate_if_current` for the heal step.
-    pub fn invalidate(&self, py: Python<'_>, generation: u64, api: Api) -> PyResult<bool> {
+    /// Runs `f` with this epoch's library manager (no I/O: the GIL stays held), then logs
+    /// the events it produced.
+    pub fn with_manager<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&TokenManager) -> R,
+    ) -> PyResult<R> {
         let live = self.live(py)?;
-        let done = live.manager.invalidate_if_current(generation, api.as_str());
+        let out = f(&live.manager);
         live.rt.events.drain(py);
-        Ok(done)
+        Ok(out)
     }
 
     fn build_error(&self, py: Python<'_>, e: BuildError) -> PyErr {
@@ -284,7 +289,7 @@ impl PyTokenManager {
     #[pyo3(signature = (generation, api = "rest"))]
     fn invalidate_if_current(&self, py: Python<'_>, generation: u64, api: &str) -> PyResult<bool> {
         let api = parse_api(py, api)?;
-        self.invalidate(py, generation, api)
+        self.with_manager(py, |m| m.invalidate_if_current(generation, api.as_str()))
     }
 
     /// Gets a new token now, whatever the state of the current one (clears any cooldown).

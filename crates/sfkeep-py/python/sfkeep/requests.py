@@ -23,6 +23,8 @@ the library decides; nothing here reads a status or a body to judge it):
   concurrency limit): retried with backoff and ``Retry-After`` only for GET, HEAD, PUT and
   DELETE. A POST or PATCH is never replayed after a transient failure: the org may have run it.
 - A body that cannot be sent twice (a generator, a file) is never replayed.
+- **Clock**: every answer's ``Date`` goes to the manager, which keeps expiries and JWT
+  assertions on the server's clock.
 
 Token failures raise :class:`sfkeep.ReauthRequired`, :class:`sfkeep.TransientError` or
 :class:`sfkeep.StoreUnavailable`; every other answer is a normal ``requests.Response``.
