@@ -23,33 +23,12 @@ use sfkeep::event::EventSink;
 use crate::errors::{self, Context, Kind};
 use crate::events::LoggingSink;
 use crate::runtime::{self, ProcessRuntime};
-use crate::spec::SpecError;
+use crate::spec::{BuildError, SpecError};
 use crate::token::{PyStatus, PyToken};
 
 /// Builds the library manager for the current epoch (called with the runtime entered and
 /// the GIL released). Gets the epoch's logging sink.
 pub type Recipe = Arc<dyn Fn(Arc<dyn EventSink>) -> Result<TokenManager, BuildError> + Send + Sync>;
-
-/// Why a recipe could not build a manager.
-#[derive(Debug)]
-pub enum BuildError {
-    /// The library refused (a bad login URL, an unreadable store, …).
-    Lib(sfkeep::Error),
-    /// The settings are wrong, with the exception class to raise.
-    Spec(SpecError),
-}
-
-impl From<sfkeep::Error> for BuildError {
-    fn from(e: sfkeep::Error) -> Self {
-        BuildError::Lib(e)
-    }
-}
-
-impl From<SpecError> for BuildError {
-    fn from(e: SpecError) -> Self {
-        BuildError::Spec(e)
-    }
-}
 
 /// A manager and the runtime it was built on.
 struct Live {

@@ -13,7 +13,6 @@ use sfkeep::event::EventSink;
 use sfkeep::store::StoreKey;
 
 use crate::errors::Kind;
-use crate::manager::BuildError;
 
 /// A settings error: which keyword, and what is wrong with it.
 #[derive(Debug)]
@@ -28,6 +27,27 @@ fn config(message: String) -> SpecError {
     SpecError {
         kind: Kind::Config,
         message: format!("TokenManager(...): {message}"),
+    }
+}
+
+/// Why a recipe could not build a manager.
+#[derive(Debug)]
+pub enum BuildError {
+    /// The library refused (a bad login URL, an unreadable store, …).
+    Lib(sfkeep::Error),
+    /// The settings are wrong, with the exception class to raise.
+    Spec(SpecError),
+}
+
+impl From<sfkeep::Error> for BuildError {
+    fn from(e: sfkeep::Error) -> Self {
+        BuildError::Lib(e)
+    }
+}
+
+impl From<SpecError> for BuildError {
+    fn from(e: SpecError) -> Self {
+        BuildError::Spec(e)
     }
 }
 
