@@ -142,6 +142,72 @@ impl EventRow {
     pub fn is_doctor_probe(&self) -> bool {
         self.origin.as_deref() == Some(ORIGIN_DOCTOR)
     }
+
+    /// The event's own fields beyond the columns (`reason`, `latency_ms`, `api`, `method`,
+    /// …): what `detail` holds in the JSON form.
+    pub fn detail(&self) -> serde_json::Map<String, serde_json::Value> {
+        const COLUMNS: [&str; 8] = [
+            "kind",
+            "at",
+            "grant",
+            "generation",
+            "fingerprint",
+            "key",
+            "origin",
+            "cause",
+        ];
+        let mut detail = match self.event.get("detail") {
+            // A CLI action keeps its own fields under `detail` already.
+            Some(serde_json::Value::Object(d)) => d.clone(),
+            _ => self.event.as_object().cloned().unwrap_or_default(),
+        };
+        detail.retain(|k, _| !COLUMNS.contains(&k.as_str()));
+        detail
+    }
+
+    /// The one JSON shape of an event, in `events`, `status` and anywhere else: the kind
+    /// once, in its dotted name; the columns; the rest under `detail`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "id": self.id,
+            "at": iso(self.at),
+            "at_ms": self.at,
+            "profile": self.profile,
+            "kind": self.kind,
+            "cause": self.cause,
+            "grant": self.grant,
+            "generation": self.generation,
+            "fingerprint": self.fingerprint,
+            "store_key": self.store_key,
+            "origin": self.origin,
+            "detail": self.detail(),
+        })
+    }
+
+    /// One line for a person: time, kind, cause and generation.
+    pub fn summary(&self) -> String {
+        let mut s = format!("{}  {}", sfkeep::clock::UnixMillis(self.at), self.kind);
+        if let Some(c) = &self.cause {
+            s.push_str(&format!(" ({c})"));
+        }
+        if let Some(g) = self.generation {
+            s.push_str(&format!(" gen {g}"));
+        }
+        s
+    }
+}
+
+/// `ms` since the epoch as RFC 3339 UTC with milliseconds.
+pub fn iso(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
+        .ok()
+        .and_then(|t| {
+            t.format(time::macros::format_description!(
+                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+            ))
+            .ok()
+        })
+        .unwrap_or_else(|| ms.to_string())
 }
 
 /// The last successful API call.
@@ -153,6 +219,43 @@ pub struct LastSuccess {
     pub server_at: i64,
     /// The local source address.
     pub source_ip: Option<String>,
+}
+
+/// Whose events: one profile's history of one token. Two profiles on the same connected app
+/// (the same store key) keep two histories; one profile keeps one per store key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scope {
+    /// The profile's name.
+    pub profile: String,
+    /// The profile's store key.
+    pub store_key: String,
+}
+
+impl Scope {
+    /// The history of `profile`'s token under `store_key` (`session::audit_scope` makes the
+    /// one of a profile).
+    pub fn new(profile: &str, store_key: impl ToString) -> Self {
+        Self {
+            profile: profile.to_owned(),
+            store_key: store_key.to_string(),
+        }
+    }
+}
+
+/// An action of the CLI itself, recorded next to the library's events: the logins that do
+/// not go through a token manager (web, device, sfdx URL), logouts, revocations, recoveries.
+#[derive(Clone, Debug)]
+pub struct CliEvent {
+    /// `login`, `logout`, `revoke`, `recover`.
+    pub kind: &'static str,
+    /// The grant involved.
+    pub grant: Option<String>,
+    /// The token generation involved.
+    pub generation: Option<u64>,
+    /// The fingerprint of the access token involved.
+    pub fingerprint: Option<String>,
+    /// What else to keep (`method`, `stopped`, …), never a secret.
+    pub detail: serde_json::Value,
 }
 
 /// An open audit log.
@@ -335,10 +438,10 @@ impl AuditLog {
         Ok(())
     }
 
-    /// Events of `store_key` at or after `since_ms` with id above `after_id`, oldest first.
+    /// Events of `scope` at or after `since_ms` with id above `after_id`, oldest first.
     pub fn events(
         &self,
-        store_key: &str,
+        scope: &Scope,
         since_ms: i64,
         after_id: i64,
     ) -> Result<Vec<EventRow>, AuditError> {
@@ -346,49 +449,52 @@ impl AuditLog {
         let mut st = conn
             .prepare_cached(
                 "SELECT id, at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json, origin
-                 FROM events WHERE store_key = ?1 AND at >= ?2 AND id > ?3 ORDER BY id LIMIT 10000",
+                 FROM events WHERE store_key = ?1 AND profile = ?2 AND at >= ?3 AND id > ?4 ORDER BY id LIMIT 10000",
             )
             .map_err(|x| io(&self.path, x))?;
         let rows = st
-            .query_map(params![store_key, since_ms, after_id], |r| {
-                let json: String = r.get(9)?;
-                Ok(EventRow {
-                    id: r.get(0)?,
-                    at: r.get(1)?,
-                    kind: r.get(2)?,
-                    cause: r.get(3)?,
-                    grant: r.get(4)?,
-                    generation: r.get(5)?,
-                    fingerprint: r.get(6)?,
-                    store_key: r.get(7)?,
-                    profile: r.get(8)?,
-                    origin: r.get(10)?,
-                    event: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
-                })
-            })
+            .query_map(
+                params![scope.store_key, scope.profile, since_ms, after_id],
+                |r| {
+                    let json: String = r.get(9)?;
+                    Ok(EventRow {
+                        id: r.get(0)?,
+                        at: r.get(1)?,
+                        kind: r.get(2)?,
+                        cause: r.get(3)?,
+                        grant: r.get(4)?,
+                        generation: r.get(5)?,
+                        fingerprint: r.get(6)?,
+                        store_key: r.get(7)?,
+                        profile: r.get(8)?,
+                        origin: r.get(10)?,
+                        event: serde_json::from_str(&json).unwrap_or(serde_json::Value::Null),
+                    })
+                },
+            )
             .map_err(|x| io(&self.path, x))?;
         rows.collect::<Result<Vec<_>, _>>()
             .map_err(|x| io(&self.path, x))
     }
 
-    /// How many of the integration's events `store_key` has in `[since_ms, until_ms)`.
-    pub fn count(&self, store_key: &str, since_ms: i64, until_ms: i64) -> Result<u64, AuditError> {
+    /// How many of the integration's events `scope` has in `[since_ms, until_ms)`.
+    pub fn count(&self, scope: &Scope, since_ms: i64, until_ms: i64) -> Result<u64, AuditError> {
         self.conn()
             .query_row(
-                "SELECT COUNT(*) FROM events WHERE store_key = ?1 AND at >= ?2 AND at < ?3 AND origin IS NULL",
-                params![store_key, since_ms, until_ms],
+                "SELECT COUNT(*) FROM events WHERE store_key = ?1 AND profile = ?4 AND at >= ?2 AND at < ?3 AND origin IS NULL",
+                params![scope.store_key, since_ms, until_ms, scope.profile],
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n.max(0) as u64)
             .map_err(|x| io(&self.path, x))
     }
 
-    /// The integration's events of `store_key` in `[since_ms, until_ms)` counted per bucket of
+    /// The integration's events of `scope` in `[since_ms, until_ms)` counted per bucket of
     /// `bucket_ms` and kind: `(bucket index, kind, count)`. For windows too large to send
     /// event by event (`sfkeep serve`'s status page).
     pub fn bucket_counts(
         &self,
-        store_key: &str,
+        scope: &Scope,
         since_ms: i64,
         until_ms: i64,
         bucket_ms: i64,
@@ -397,13 +503,19 @@ impl AuditLog {
         let mut st = conn
             .prepare_cached(
                 "SELECT (at - ?2) / ?4 AS b, kind, COUNT(*) FROM events
-                 WHERE store_key = ?1 AND at >= ?2 AND at < ?3 AND origin IS NULL
+                 WHERE store_key = ?1 AND profile = ?5 AND at >= ?2 AND at < ?3 AND origin IS NULL
                  GROUP BY b, kind ORDER BY b",
             )
             .map_err(|x| io(&self.path, x))?;
         let rows = st
             .query_map(
-                params![store_key, since_ms, until_ms, bucket_ms.max(1)],
+                params![
+                    scope.store_key,
+                    since_ms,
+                    until_ms,
+                    bucket_ms.max(1),
+                    scope.profile
+                ],
                 |r| {
                     Ok((
                         r.get::<_, i64>(0)?,
@@ -417,14 +529,14 @@ impl AuditLog {
             .map_err(|x| io(&self.path, x))
     }
 
-    /// The integration's newest `n` events of `store_key`, oldest first (doctor's probes
-    /// left out).
-    pub fn recent(&self, store_key: &str, n: usize) -> Result<Vec<EventRow>, AuditError> {
+    /// The integration's newest `n` events of `scope`, oldest first (doctor's probes left
+    /// out).
+    pub fn recent(&self, scope: &Scope, n: usize) -> Result<Vec<EventRow>, AuditError> {
         let first_id: i64 = self
             .conn()
             .query_row(
-                "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM events WHERE store_key = ?1 AND origin IS NULL ORDER BY id DESC LIMIT ?2)",
-                params![store_key, n as i64],
+                "SELECT COALESCE(MIN(id), 0) FROM (SELECT id FROM events WHERE store_key = ?1 AND profile = ?2 AND origin IS NULL ORDER BY id DESC LIMIT ?3)",
+                params![scope.store_key, scope.profile, n as i64],
                 |r| r.get(0),
             )
             .map_err(|x| io(&self.path, x))?;
@@ -432,10 +544,63 @@ impl AuditLog {
             return Ok(Vec::new());
         }
         Ok(self
-            .events(store_key, 0, first_id - 1)?
+            .events(scope, 0, first_id - 1)?
             .into_iter()
             .filter(|r| r.origin.is_none())
             .collect())
+    }
+
+    /// The fingerprint of the newest event of `scope` that names a token.
+    fn last_fingerprint(&self, scope: &Scope) -> Result<Option<String>, AuditError> {
+        self.conn()
+            .query_row(
+                "SELECT fingerprint FROM events WHERE store_key = ?1 AND profile = ?2 AND fingerprint IS NOT NULL ORDER BY id DESC LIMIT 1",
+                params![scope.store_key, scope.profile],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|x| io(&self.path, x))
+    }
+
+    /// Appends an action of the CLI itself (`login`, `logout`, …) to `scope`'s history.
+    pub fn append_cli(&self, scope: &Scope, e: &CliEvent, at_ms: i64) -> Result<(), AuditError> {
+        let json = serde_json::json!({
+            "kind": e.kind,
+            "at": at_ms,
+            "grant": e.grant,
+            "generation": e.generation,
+            "fingerprint": e.fingerprint,
+            "detail": e.detail,
+        })
+        .to_string();
+        self.conn()
+            .execute(
+                "INSERT INTO events (at, kind, cause, grant_kind, generation, fingerprint, store_key, profile, json, origin)
+                 VALUES (?1, ?2, NULL, ?3, ?4, ?5, ?6, ?7, ?8, NULL)",
+                params![
+                    at_ms,
+                    e.kind,
+                    e.grant,
+                    e.generation.map(|g| g as i64),
+                    e.fingerprint,
+                    scope.store_key,
+                    scope.profile,
+                    json
+                ],
+            )
+            .map(|_| ())
+            .map_err(|x| io(&self.path, x))
+    }
+
+    /// Deletes `scope`'s events older than `before_ms` (the retention setting); returns how
+    /// many. The last successful call is kept whatever its age: doctor needs it.
+    pub fn prune(&self, scope: &Scope, before_ms: i64) -> Result<usize, AuditError> {
+        self.conn()
+            .execute(
+                "DELETE FROM events WHERE store_key = ?1 AND profile = ?2 AND at < ?3",
+                params![scope.store_key, scope.profile, before_ms],
+            )
+            .map_err(|x| io(&self.path, x))
     }
 
     /// The last successful API call of `store_key`.
@@ -524,12 +689,39 @@ impl AuditSink {
     }
 }
 
+impl AuditSink {
+    /// Whether `event` is worth a line: an adoption only when it changed the token this
+    /// profile's history last named (every CLI command adopts the stored token when it starts,
+    /// and a line per command would push real failures out of `status`).
+    fn worth_recording(&self, event: &AuthEvent) -> bool {
+        match event.kind {
+            AuthEventKind::ApiCallSucceeded => self.origin.is_none(),
+            AuthEventKind::TokenAdopted => {
+                let scope = Scope::new(&self.profile, &event.key);
+                self.log.last_fingerprint(&scope).ok().flatten() != event.fingerprint
+            }
+            _ => true,
+        }
+    }
+}
+
+/// The fingerprint of an empty access token: what a logout tombstone would show. Such an
+/// event names no token, so it is recorded without a fingerprint.
+fn tombstone_fingerprint() -> &'static str {
+    static FP: OnceLock<String> = OnceLock::new();
+    FP.get_or_init(|| sfkeep::secret::AccessToken::new(String::new()).fingerprint())
+}
+
 impl EventSink for AuditSink {
     fn emit(&self, event: &AuthEvent) {
-        let success = matches!(event.kind, AuthEventKind::ApiCallSucceeded);
-        if success && self.origin.is_some() {
+        if !self.worth_recording(event) {
             return;
         }
+        let mut event = std::borrow::Cow::Borrowed(event);
+        if event.fingerprint.as_deref() == Some(tombstone_fingerprint()) {
+            event.to_mut().fingerprint = None;
+        }
+        let success = matches!(event.kind, AuthEventKind::ApiCallSucceeded);
         let server_at = self
             .clock
             .get()
@@ -544,26 +736,45 @@ impl EventSink for AuditSink {
         };
         if let Err(e) = self
             .log
-            .append_from(&self.profile, event, server_at, ip, self.origin)
+            .append_from(&self.profile, &event, server_at, ip, self.origin)
             && !self.warned.swap(true, Ordering::AcqRel)
         {
-            eprintln!("sfkeep: warning: not recording auth events: {e}.");
+            crate::output::warn(&format!("not recording auth events: {e}."));
         }
     }
 }
 
-/// Opens the profile's audit log for writing, warning (once) and returning `None` when it
-/// cannot be used: recording must never stop a command.
-pub fn open_for_recording(p: &Profile) -> Option<Arc<AuditLog>> {
+/// How long events are kept when the profile does not say (`audit_retention_days`).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(90 * 86_400);
+
+/// Opens the profile's audit log for writing and drops `scope`'s events older than the
+/// profile's retention. Warns (once) and returns `None` when the log cannot be used:
+/// recording must never stop a command.
+pub fn open_for_recording(p: &Profile, scope: &Scope) -> Option<Arc<AuditLog>> {
     static WARNED: AtomicBool = AtomicBool::new(false);
     let path = path_for(p);
     match AuditLog::open(&path) {
-        Ok(l) => Some(Arc::new(l)),
+        Ok(l) => {
+            let now = sfkeep::clock::Clock::now(&sfkeep::clock::SystemClock).0;
+            let keep = p.audit_retention.unwrap_or(DEFAULT_RETENTION).as_millis() as i64;
+            let _ = l.prune(scope, now.saturating_sub(keep));
+            Some(Arc::new(l))
+        }
         Err(e) => {
             if !WARNED.swap(true, Ordering::AcqRel) {
-                eprintln!("sfkeep: warning: not recording auth events: {e}.");
+                crate::output::warn(&format!("not recording auth events: {e}."));
             }
             None
+        }
+    }
+}
+
+/// Records one action of the CLI in `p`'s audit log (best effort, like every record).
+pub fn record_cli(p: &Profile, scope: &Scope, event: CliEvent) {
+    if let Some(log) = open_for_recording(p, scope) {
+        let now = sfkeep::clock::Clock::now(&sfkeep::clock::SystemClock).0;
+        if let Err(e) = log.append_cli(scope, &event, now) {
+            crate::output::warn(&format!("not recording auth events: {e}."));
         }
     }
 }
@@ -608,12 +819,12 @@ mod tests {
             Some("127.0.0.1"),
         )
         .unwrap();
-        let rows = log.events("k1", 0, 0).unwrap();
+        let rows = log.events(&Scope::new("p", "k1"), 0, 0).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[0].cause.as_deref(), Some("inactive_user"));
         assert_eq!(rows[1].kind, "api.succeeded");
         assert_eq!(rows[1].event["kind"], "api_call_succeeded");
-        assert!(log.events("k1", 15, 0).unwrap().len() == 1);
+        assert!(log.events(&Scope::new("p", "k1"), 15, 0).unwrap().len() == 1);
         let last = log.last_success("k1").unwrap().unwrap();
         assert_eq!((last.at, last.server_at), (20, 25));
         assert_eq!(last.source_ip.as_deref(), Some("127.0.0.1"));
@@ -664,7 +875,7 @@ mod tests {
         log.append("p", &event(AuthEventKind::ApiCallSucceeded, 20), 20, None)
             .unwrap();
 
-        let all = log.events("k1", 0, 0).unwrap();
+        let all = log.events(&Scope::new("p", "k1"), 0, 0).unwrap();
         assert_eq!(all.len(), 4, "{all:?}");
         assert_eq!(all[0].origin, None);
         assert!(all[1].is_doctor_probe() && all[2].is_doctor_probe());
@@ -673,13 +884,13 @@ mod tests {
         // Only the integration's call is the last success; `recent` is its history only.
         assert_eq!(log.last_success("k1").unwrap().unwrap().at, 20);
         let recent: Vec<String> = log
-            .recent("k1", 5)
+            .recent(&Scope::new("p", "k1"), 5)
             .unwrap()
             .into_iter()
             .map(|r| r.kind)
             .collect();
         assert_eq!(recent, ["token.refreshed", "api.succeeded"]);
-        assert_eq!(log.recent("k1", 1).unwrap().len(), 1);
+        assert_eq!(log.recent(&Scope::new("p", "k1"), 1).unwrap().len(), 1);
         drop(log);
         let v: i64 = Connection::open(&path)
             .unwrap()
@@ -688,5 +899,127 @@ mod tests {
         assert_eq!(v, SCHEMA_VERSION);
         // Opening again is a no-op.
         AuditLog::open(&path).unwrap();
+    }
+
+    fn sink(log: &Arc<AuditLog>, profile: &str) -> AuditSink {
+        AuditSink {
+            log: Arc::clone(log),
+            profile: profile.to_owned(),
+            url: "http://127.0.0.1:1".to_owned(),
+            clock: OnceLock::new(),
+            source_ip: OnceLock::new(),
+            warned: AtomicBool::new(false),
+            origin: None,
+        }
+    }
+
+    #[test]
+    fn an_adoption_is_recorded_only_when_it_changes_the_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(&dir.path().join("audit.db")).unwrap());
+        let s = sink(&log, "p");
+        let refreshed = AuthEventKind::TokenRefreshed {
+            reason: sfkeep::event::RefreshReason::Startup,
+            latency_ms: 5,
+            rotated: false,
+        };
+        s.emit(&event(refreshed, 1));
+        // Every later command adopts the same stored token: nothing new to say.
+        s.emit(&event(AuthEventKind::TokenAdopted, 2));
+        s.emit(&event(AuthEventKind::TokenAdopted, 3));
+        // Another process stored a new one: that adoption is news.
+        let mut newer = event(AuthEventKind::TokenAdopted, 4);
+        newer.fingerprint = Some("99999999".into());
+        s.emit(&newer);
+        let kinds: Vec<String> = log
+            .events(&Scope::new("p", "k1"), 0, 0)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        assert_eq!(kinds, ["token.refreshed", "token.adopted"]);
+    }
+
+    #[test]
+    fn two_profiles_on_one_app_keep_two_histories_and_a_tombstone_names_no_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = Arc::new(AuditLog::open(&dir.path().join("audit.db")).unwrap());
+        let mut tomb = event(AuthEventKind::TokenAdopted, 1);
+        tomb.fingerprint = Some(tombstone_fingerprint().to_owned());
+        sink(&log, "a").emit(&tomb);
+        sink(&log, "b").emit(&event(AuthEventKind::ApiCallSucceeded, 2));
+        let a = log.events(&Scope::new("a", "k1"), 0, 0).unwrap();
+        let b = log.events(&Scope::new("b", "k1"), 0, 0).unwrap();
+        assert_eq!((a.len(), b.len()), (1, 1));
+        assert_eq!(
+            a[0].fingerprint, None,
+            "the empty token's fingerprint is not a token"
+        );
+        assert_eq!(b[0].kind, "api.succeeded");
+    }
+
+    #[test]
+    fn an_event_has_one_json_shape_with_the_kind_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.db")).unwrap();
+        let scope = Scope::new("p", "k1");
+        log.append(
+            "p",
+            &event(AuthEventKind::TokenInvalidated { api: "rest".into() }, 5),
+            5,
+            None,
+        )
+        .unwrap();
+        log.append_cli(
+            &scope,
+            &CliEvent {
+                kind: "login",
+                grant: Some("jwt_bearer".into()),
+                generation: Some(4),
+                fingerprint: Some("abcd1234".into()),
+                detail: serde_json::json!({"method": "jwt_bearer"}),
+            },
+            6,
+        )
+        .unwrap();
+        let rows = log.events(&scope, 0, 0).unwrap();
+        let json: Vec<serde_json::Value> = rows.iter().map(EventRow::to_json).collect();
+        assert_eq!(json[0]["kind"], "token.invalidated");
+        assert_eq!(json[0]["detail"], serde_json::json!({"api": "rest"}));
+        assert_eq!(json[1]["kind"], "login");
+        assert_eq!(
+            json[1]["detail"],
+            serde_json::json!({"method": "jwt_bearer"})
+        );
+        for j in &json {
+            let keys: Vec<&String> = j.as_object().unwrap().keys().collect();
+            assert_eq!(keys.len(), 12, "{j}");
+            assert!(
+                !j["detail"].as_object().unwrap().contains_key("kind"),
+                "{j}"
+            );
+        }
+    }
+
+    #[test]
+    fn retention_prunes_only_old_events_of_the_scope() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = AuditLog::open(&dir.path().join("audit.db")).unwrap();
+        for (profile, at) in [("p", 10), ("p", 20), ("q", 10)] {
+            log.append(
+                profile,
+                &event(AuthEventKind::ApiCallSucceeded, at),
+                at,
+                None,
+            )
+            .unwrap();
+        }
+        assert_eq!(log.prune(&Scope::new("p", "k1"), 15).unwrap(), 1);
+        assert_eq!(log.events(&Scope::new("p", "k1"), 0, 0).unwrap().len(), 1);
+        assert_eq!(log.events(&Scope::new("q", "k1"), 0, 0).unwrap().len(), 1);
+        assert!(
+            log.last_success("k1").unwrap().is_some(),
+            "the last success is kept"
+        );
     }
 }

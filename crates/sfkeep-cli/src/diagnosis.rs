@@ -369,8 +369,8 @@ pub fn audit_facts(p: &Profile, facts: &mut Facts, notes: &mut Vec<String>) -> C
         notes.push(format!("no audit log yet at {}", path.display()));
         return Ok(());
     };
-    let key = session::store_key(p).to_string();
-    match log.last_success(&key) {
+    let scope = session::audit_scope(p);
+    match log.last_success(&scope.store_key) {
         Ok(Some(l)) => {
             facts.last_success_at = Some(UnixMillis(l.server_at));
             facts.last_success_source_ip = l.source_ip.clone();
@@ -392,7 +392,7 @@ pub fn audit_facts(p: &Profile, facts: &mut Facts, notes: &mut Vec<String>) -> C
         Err(e) => notes.push(e.to_string()),
     }
     let week = SystemClock.now().0 - 7 * 86_400_000;
-    if let Ok(rows) = log.events(&key, week, 0) {
+    if let Ok(rows) = log.events(&scope, week, 0) {
         facts.recent_events = rows
             .iter()
             .map(|r| PastEvent {

@@ -4,6 +4,8 @@
 
 use std::fmt;
 
+use sfkeep::diagnose::Cause;
+
 use crate::exit::Exit;
 
 /// A failed command.
@@ -13,6 +15,9 @@ pub struct CliError {
     pub exit: Exit,
     /// What is wrong and what to do, as one paragraph.
     pub message: String,
+    /// The library's name for the cause, when one is known (`user_frozen`, …): `error.cause`
+    /// in `--json` output.
+    pub cause: Option<String>,
 }
 
 /// `Result` with [`CliError`].
@@ -24,6 +29,7 @@ impl CliError {
         Self {
             exit: Exit::Usage,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -32,6 +38,7 @@ impl CliError {
         Self {
             exit: Exit::Unexpected,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -40,6 +47,7 @@ impl CliError {
         Self {
             exit: Exit::Transient,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -48,6 +56,7 @@ impl CliError {
         Self {
             exit: Exit::ReauthRequired,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -56,6 +65,7 @@ impl CliError {
         Self {
             exit: Exit::Ok,
             message: String::new(),
+            cause: None,
         }
     }
 
@@ -64,6 +74,7 @@ impl CliError {
         Self {
             exit: Exit::Store,
             message: message.into(),
+            cause: None,
         }
     }
 
@@ -74,9 +85,20 @@ impl CliError {
         let (exit, advice) = match e {
             // The profile's api_version is the problem, not the credential.
             E::ReauthRequired {
-                cause: sfkeep::diagnose::Cause::ApiVersionUnsupported,
+                cause: Cause::ApiVersionUnsupported,
                 ..
             } => (Exit::Usage, String::new()),
+            // A consumer key or secret the org does not know is the config's mistake, not the
+            // credential's and not a passing failure: retrying a typo only spends the login
+            // budget. (A brand-new app takes minutes to propagate: the advice says so.)
+            e if matches!(e.cause(), Some(Cause::InvalidClientId)) => (
+                Exit::Usage,
+                "Check the profile's `client_id` against the connected app's consumer key (a new app takes 2-10 minutes to propagate).".to_owned(),
+            ),
+            e if matches!(e.cause(), Some(Cause::InvalidClient)) => (
+                Exit::Usage,
+                "Check the profile's `client_secret` against the connected app's consumer secret.".to_owned(),
+            ),
             E::ReauthRequired { .. } => (Exit::ReauthRequired, String::new()),
             E::CoolingDown { cause, .. } if cause.needs_human() => {
                 (Exit::ReauthRequired, cause.fix().to_owned())
@@ -135,7 +157,20 @@ impl CliError {
             message.push(' ');
             message.push_str(&advice);
         }
-        Self { exit, message }
+        Self {
+            exit,
+            message,
+            cause: e.cause().map(|c| c.as_str().to_owned()),
+        }
+    }
+
+    /// The same error with `text` appended to its paragraph.
+    pub fn with_note(mut self, text: &str) -> Self {
+        if !text.is_empty() {
+            self.message.push(' ');
+            self.message.push_str(text);
+        }
+        self
     }
 }
 

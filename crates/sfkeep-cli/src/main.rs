@@ -28,32 +28,24 @@ mod demo;
 mod diagnosis;
 mod error;
 mod exit;
+mod identity;
 mod net;
 mod output;
 mod serve;
 mod session;
+mod soql;
 mod sync;
 mod ui;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-
 use crate::exit::Exit;
 
 fn main() -> ExitCode {
-    let cli = match commands::Cli::try_parse() {
+    let (cli, explicit) = match commands::Cli::parse_args() {
         Ok(c) => c,
-        Err(e) => {
-            let _ = e.print();
-            return if e.use_stderr() {
-                Exit::Usage
-            } else {
-                Exit::Ok
-            }
-            .into();
-        }
+        Err(e) => return bad_command_line(&e),
     };
     init_logging();
     let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -63,23 +55,53 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("sfkeep: cannot start the async runtime: {e}.");
-            return Exit::Unexpected.into();
+            let e = error::CliError::unexpected(format!("cannot start the async runtime: {e}."));
+            return fail(&e);
         }
     };
-    let result = rt.block_on(commands::run(cli));
+    let result = rt.block_on(commands::run(cli, explicit));
     // Give spawned work (a token write in flight) no chance to be torn mid-way: the commands
     // await what they start; anything left is cancelled here.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     match result {
-        Ok(exit) => exit.into(),
-        Err(e) => {
-            if !e.message.is_empty() {
-                eprintln!("sfkeep: {}", e.message);
-            }
-            e.exit.into()
+        Ok(exit) => {
+            output::finish(Ok(exit));
+            exit.into()
         }
+        Err(e) => fail(&e),
     }
+}
+
+/// Ends with `e`: its paragraph on stderr, and with `--json` the error envelope on stdout.
+fn fail(e: &error::CliError) -> ExitCode {
+    if !e.message.is_empty() {
+        eprintln!("sfkeep: {}", e.message);
+    }
+    output::finish(Err(e));
+    e.exit.into()
+}
+
+/// Help and version go to stdout with exit 0; a mistake on the command line is exit 2, and
+/// with `--json` anywhere on it, an error envelope too (clap never parsed the flag).
+fn bad_command_line(e: &clap::Error) -> ExitCode {
+    if !e.use_stderr() {
+        let _ = e.print();
+        return Exit::Ok.into();
+    }
+    let json = std::env::args_os().any(|a| a == "--json");
+    if !json {
+        let _ = e.print();
+        return Exit::Usage.into();
+    }
+    let command = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|name| commands::Cli::command_name(&name))
+        .unwrap_or_else(|| "sfkeep".to_owned());
+    output::init(true, &command);
+    let text = e.render().to_string();
+    let message = text.trim().trim_start_matches("error: ").to_owned();
+    fail(&error::CliError::usage(message))
 }
 
 /// The env var that turns on the library's own logs (else `RUST_LOG`).

@@ -25,6 +25,17 @@ pub struct Globals {
     pub profile: Option<String>,
     /// Every `--profile` given (`sfkeep serve` watches several).
     pub profiles: Vec<String>,
+    /// Which of them were typed on the command line (not taken from the environment).
+    pub explicit: Explicit,
+}
+
+/// The global options typed on the command line itself.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Explicit {
+    /// `--profile NAME`.
+    pub profile: bool,
+    /// `--config PATH`.
+    pub config: bool,
 }
 
 /// An HTTP client with these timeouts, bound to [`crate::net::bind_address`] when one is set.
@@ -64,6 +75,11 @@ pub fn store_key(p: &Profile) -> StoreKey {
         _ => p.client_id.as_deref().unwrap_or(""),
     };
     StoreKey::derive(&p.login_url, client_id, subject, p.grant.kind())
+}
+
+/// Whose events in the audit log are the profile's: its name and its store key.
+pub fn audit_scope(p: &Profile) -> crate::audit::Scope {
+    crate::audit::Scope::new(&p.name, store_key(p))
 }
 
 /// `file (PATH)` or `memory`.
@@ -143,13 +159,41 @@ fn cache_key(p: &Profile, key_file: Option<&std::path::Path>) -> CliResult<Cache
 /// How to make a cache key, for messages.
 const MAKE_CACHE_KEY: &str = "A cache key is 32 random bytes in base64: `(umask 077; head -c 32 /dev/urandom | base64 > cache.key)`.";
 
+/// A library error from getting or using a token of `p`, as the CLI says it: like
+/// [`CliError::from_sfkeep`], and when the org refused the consumer key or secret, which value
+/// sfkeep sent and where it came from (the key's value, the secret's source only).
+pub fn grant_error(p: &Profile, e: &sfkeep::Error, context: &str) -> CliError {
+    let err = CliError::from_sfkeep(e, context);
+    match e.cause() {
+        Some(sfkeep::diagnose::Cause::InvalidClient) => match &p.client_secret {
+            Some(r) => err.with_note(&format!(
+                "The secret sent came from {} (`{}` in {}).",
+                r.source(),
+                p.key_path("client_secret"),
+                p.config_path.display()
+            )),
+            None => err.with_note(&format!(
+                "{} has no `client_secret`; add one if the connected app requires it.",
+                p.describe()
+            )),
+        },
+        Some(sfkeep::diagnose::Cause::InvalidClientId) => err.with_note(&format!(
+            "The key sent was `{}` (`{}` in {}).",
+            p.client_id.as_deref().unwrap_or(""),
+            p.key_path("client_id"),
+            p.config_path.display()
+        )),
+        _ => err,
+    }
+}
+
 /// Loads the profile's stored record, with store errors as exit 5.
 pub async fn load_record(p: &Profile, store: &dyn Store) -> CliResult<Option<TokenRecord>> {
     let r = store.load(&store_key(p)).await.map_err(|e| {
         CliError::from_sfkeep(&e, &format!("reading the token store of {}", p.describe()))
     })?;
     for w in store.take_warnings() {
-        eprintln!("sfkeep: warning: {}", w.0);
+        crate::output::warn(&w.0);
     }
     // A logout tombstone holds no token: nothing is stored.
     Ok(r.filter(|r| !r.is_tombstone()))
@@ -320,7 +364,7 @@ pub fn manager_with_sinks(
     recording: Recording,
     sinks: &[Arc<dyn EventSink>],
 ) -> CliResult<TokenManager> {
-    let audit = crate::audit::open_for_recording(p).map(|log| {
+    let audit = crate::audit::open_for_recording(p, &audit_scope(p)).map(|log| {
         let sink = crate::audit::AuditSink::new(log, p);
         Arc::new(match recording {
             Recording::Integration => sink,

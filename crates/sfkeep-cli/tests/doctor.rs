@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Org, run, sfkeep};
+use common::{Org, result_of, run, sfkeep};
 use serde_json::json;
 
 #[derive(Clone, Copy, Debug)]
@@ -131,8 +131,7 @@ fn scenario(s: Scenario) {
 
     let (code, out, err) = r.cmd(&["doctor", "--json"]);
     assert_eq!(code, 0, "{s:?}: {err}");
-    let d: serde_json::Value =
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{s:?}: not JSON ({e}): {out}"));
+    let d: serde_json::Value = result_of(&out);
     assert_eq!(d["verdict"], want, "{s:?}: {d:#}");
     assert_eq!(d["recoverable"], recoverable, "{s:?}: {d:#}");
     assert_eq!(d.as_object().unwrap().len(), 3);
@@ -292,7 +291,7 @@ fn revoked_token_without_a_fallback() {
     );
     let (code, out, err) = r.cmd(&["doctor", "--json"]);
     assert_eq!(code, 0, "{err}");
-    let d: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let d: serde_json::Value = result_of(&out);
     assert_eq!(d["verdict"], "app_tokens_revoked", "{d:#}");
     assert_eq!(d["recoverable"], false);
     let (code, out, err) = r.cmd(&["recover"]);
@@ -357,7 +356,7 @@ fn recover_tells_the_proxy_to_reload() {
 fn doctor_json(r: &Run<'_>) -> serde_json::Value {
     let (code, out, err) = r.cmd(&["doctor", "--json"]);
     assert_eq!(code, 0, "{err}");
-    serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    result_of(&out)
 }
 
 fn causes(d: &serde_json::Value) -> Vec<String> {

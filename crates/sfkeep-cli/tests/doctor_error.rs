@@ -6,7 +6,7 @@ mod common;
 use std::io::Write;
 use std::process::Stdio;
 
-use common::{run, sfkeep};
+use common::{result_of, run, sfkeep};
 
 #[path = "../../sfkeep/tests/classify_wire_bodies.rs"]
 #[allow(dead_code)]
@@ -48,7 +48,7 @@ fn every_reference_body_classifies_through_the_binary() {
         let stdin = i % 2 == 1 || body.contains('\0');
         let (code, out, err) = doctor_json(home.path(), body, stdin);
         assert_eq!(code, 0, "{body}: {err}");
-        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let v: serde_json::Value = result_of(&out);
         assert_eq!(v["verdict"], want.as_str(), "{body}: {v}");
         assert_eq!(v["recoverable"], *recoverable, "{body}: {v}");
         let obj = v.as_object().unwrap();
@@ -96,7 +96,7 @@ fn text_that_is_not_an_error_is_exit_2_and_says_so() {
             "{err}"
         );
         assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let v: serde_json::Value = result_of(&out);
         assert_eq!(v["verdict"], "unknown");
     }
 }

@@ -250,7 +250,24 @@ fn doctor_recover_and_events_with_a_broken_config_are_exit_2() {
     ] {
         let (code, out, err) = cmd(home.path(), &cfg, args);
         assert_eq!(code, 2, "{args:?}: {err}");
-        assert!(out.is_empty(), "{args:?}: {out}");
+        if args.contains(&"--json") {
+            // With --json the error is on stdout too, as the envelope's `error`.
+            let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+            assert_eq!(
+                (v["ok"].as_bool(), v["error"]["exit_code"].as_i64()),
+                (Some(false), Some(2)),
+                "{out}"
+            );
+            assert!(
+                v["error"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("profiles.t.grnat"),
+                "{out}"
+            );
+        } else {
+            assert!(out.is_empty(), "{args:?}: {out}");
+        }
         assert!(
             err.contains("profiles.t.grnat") && err.contains("`grant`"),
             "{err}"

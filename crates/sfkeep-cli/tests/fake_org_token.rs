@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Org, run, sfkeep};
+use common::{Org, result_of, run, sfkeep};
 
 fn with_profile(home: &std::path::Path, org: &Org, args: &[&str]) -> std::process::Command {
     let mut c = sfkeep(home);
@@ -54,7 +54,7 @@ fn fake_org_then_token_status_login_logout() {
     // token --json: the documented fields; the same (cached) token.
     let (code, out, err) = run(with_profile(h, &org, &["token", "--json"]));
     assert_eq!(code, 0, "stderr: {err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v: serde_json::Value = result_of(&out);
     assert_eq!(v["access_token"], token.as_str());
     assert_eq!(v["instance_url"], org.field("instance_url").as_str());
     assert_eq!(v["generation"], 1);
@@ -63,7 +63,7 @@ fn fake_org_then_token_status_login_logout() {
     // status --json: fresh, and never the token.
     let (code, out, err) = run(with_profile(h, &org, &["status", "--json"]));
     assert_eq!(code, 0, "stderr: {err}");
-    let s: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let s: serde_json::Value = result_of(&out);
     assert_eq!(s["state"], "fresh", "{s}");
     assert_eq!(s["store"], "file");
     assert_eq!(s["generation"], 1);
@@ -90,7 +90,7 @@ fn fake_org_then_token_status_login_logout() {
     assert!(out.contains("jwt_bearer"), "{out}");
     let (code, out, _) = run(with_profile(h, &org, &["token", "--json"]));
     assert_eq!(code, 0);
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v: serde_json::Value = result_of(&out);
     assert_eq!(v["generation"], 2);
     assert_ne!(v["access_token"], token.as_str());
 
@@ -299,7 +299,7 @@ fn login_web_and_device_against_the_fake_org() {
     // The stored record now carries a refresh token from the web login.
     let (code, out, _) = run(with_profile(h, &org, &["status", "--json"]));
     assert_eq!(code, 0);
-    let s: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let s: serde_json::Value = result_of(&out);
     assert_eq!(s["grant"], "authorization_code");
     assert_eq!(s["has_refresh_token"], true);
 

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Org, run, sfkeep};
+use common::{Org, result_of, run, sfkeep};
 
 #[test]
 fn status_lists_recent_auth_events_without_secrets() {
@@ -21,7 +21,7 @@ fn status_lists_recent_auth_events_without_secrets() {
     assert_eq!(code, 0, "{err}");
     let (code, out, err) = run(with_profile(&["status", "--json"]));
     assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v: serde_json::Value = result_of(&out);
     let kinds: Vec<&str> = v["recent_events"]
         .as_array()
         .unwrap()
@@ -69,14 +69,8 @@ fn doctors_probes_are_logged_as_such_and_kept_out_of_status() {
 
     let (code, out, err) = run(with_profile(&["events", "--json"]));
     assert_eq!(code, 0, "{err}");
-    let rows: Vec<serde_json::Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let probes: Vec<&serde_json::Value> = rows
-        .iter()
-        .filter(|r| r["event"]["origin"] == "doctor")
-        .collect();
+    let rows: Vec<serde_json::Value> = result_of(&out)["events"].as_array().unwrap().clone();
+    let probes: Vec<&serde_json::Value> = rows.iter().filter(|r| r["origin"] == "doctor").collect();
     assert!(
         probes.iter().any(|r| r["kind"] == "reauth.required"),
         "doctor's refused dry refresh is in the log, tagged: {out}"
@@ -84,13 +78,13 @@ fn doctors_probes_are_logged_as_such_and_kept_out_of_status() {
     assert!(
         rows.iter()
             .filter(|r| r["kind"] == "token.refreshed" || r["kind"] == "api.succeeded")
-            .any(|r| r["event"].get("origin").is_none()),
+            .any(|r| r["origin"].is_null()),
         "the integration's own events carry no origin: {out}"
     );
 
     let (code, out, err) = run(with_profile(&["status", "--json"]));
     assert_eq!(code, 0, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let v: serde_json::Value = result_of(&out);
     let kinds: Vec<&str> = v["recent_events"]
         .as_array()
         .unwrap()

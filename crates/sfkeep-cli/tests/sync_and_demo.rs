@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 
-use common::{Org, run, sfkeep};
+use common::{Org, result_of, run, sfkeep};
 use rusqlite::Connection;
 
 /// Every (Id, SystemModstamp) of the org's Accounts, read with the org's own token.
@@ -16,7 +16,7 @@ fn org_accounts(home: &std::path::Path, org: &Org) -> Vec<(String, String)> {
         .args(["--profile", "fake"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    let t: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let t: serde_json::Value = result_of(&out);
     let token = t["access_token"].as_str().unwrap().to_owned();
     let base = t["instance_url"].as_str().unwrap().to_owned();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -163,7 +163,7 @@ fn the_demo_heals_every_cause_and_loses_nothing() {
     c.args(["demo", "--accounts", "3000", "--changes", "100", "--json"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{out}\n{err}");
-    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let report: serde_json::Value = result_of(&out);
     assert_eq!(report["lost"], 0, "{report}");
     assert_eq!(report["stale"], 0);
     assert_eq!(report["duplicated"], 0);
@@ -231,17 +231,15 @@ fn query_returns_every_record_when_the_session_dies_between_pages() {
     .args(["--profile", "fake"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    let ids: std::collections::BTreeSet<String> = out
-        .lines()
-        .map(|l| {
-            serde_json::from_str::<serde_json::Value>(l).unwrap()["Id"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+    let result = result_of(&out);
+    let records = result["records"].as_array().unwrap();
+    let ids: std::collections::BTreeSet<String> = records
+        .iter()
+        .map(|r| r["Id"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(ids.len(), 4500, "every record, none twice");
-    assert_eq!(out.lines().count(), 4500);
+    assert_eq!(records.len(), 4500);
+    assert_eq!(result["total_size"], 4500);
 }
 
 #[test]
@@ -254,7 +252,7 @@ fn an_initial_load_through_bulk_then_incremental_passes_equal_the_org() {
     c.args(["--bulk", "on", "--json"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let summary: serde_json::Value = result_of(&out);
     assert_eq!(summary["fetched"], 4500);
     assert_eq!(
         org.admin_post("/records/Account/touch", serde_json::json!({"count": 300})),
@@ -323,7 +321,7 @@ fn bulk_and_rest_store_the_same_records_and_deletes_reach_the_billing_db() {
         c.arg("--json");
         let (code, out, err) = run(c);
         assert_eq!(code, 0, "{err}");
-        let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let summary: serde_json::Value = result_of(&out);
         assert_eq!(summary["deleted"], 2, "{summary}");
         let (rows, n) = db_accounts(db);
         assert_eq!(n, 1198);

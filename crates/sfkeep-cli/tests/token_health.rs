@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::{Org, run, sfkeep};
+use common::{Org, result_of, run, sfkeep};
 use serde_json::{Value, json};
 
 /// The org's profile file with `edit` applied to its text, written as `name`.
@@ -308,7 +308,7 @@ fn status_and_login_judge_expiry_on_the_servers_clock() {
     );
     let (code, out, err) = run(cmd(h, &cfg, &["status", "--json"]));
     assert_eq!(code, 0, "{err}");
-    let s: Value = serde_json::from_str(out.trim()).unwrap();
+    let s: Value = result_of(&out);
     let left = s["expires_in_secs"].as_u64().unwrap();
     assert!(
         left <= timeout,

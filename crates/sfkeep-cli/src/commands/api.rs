@@ -15,8 +15,10 @@ use crate::session::{self, Globals};
 pub struct ApiArgs {
     /// GET, POST, PATCH, PUT, DELETE, HEAD.
     pub method: String,
-    /// A path on the instance, e.g. `/services/data/v59.0/limits` (or `limits`, relative to
-    /// `/services/data/vXX.X/`).
+    /// A path on the profile's instance: one under `/services/` as is (e.g.
+    /// `/services/data/v59.0/limits`, `/services/apexrest/…`), anything else relative to
+    /// `/services/data/vXX.X/` with the profile's API version (`limits`, `/limits`,
+    /// `sobjects/Account`). The leading slash is optional either way.
     pub path: String,
     /// A JSON body from a file, or `-` for stdin.
     #[arg(long, value_name = "FILE|-")]
@@ -65,11 +67,7 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
     let profile = session::load_profile(g)?;
     let (manager, _store) = session::manager(&profile).await?;
     let client = session::api_client(&profile, manager)?;
-    let path = if a.path.starts_with('/') {
-        a.path.clone()
-    } else {
-        client.data_path(&format!("/{}", a.path))
-    };
+    let path = instance_path(&a.path, |rest| client.data_path(rest));
     let mut request = client.request(method.clone(), &path);
     if let Some(b) = &body {
         request = request.json(b);
@@ -80,11 +78,59 @@ pub async fn run(g: &Globals, a: ApiArgs) -> CliResult<Exit> {
     let resp = request
         .send()
         .await
-        .map_err(|e| CliError::from_sfkeep(&e, &format!("{method} {path}")))?;
+        .map_err(|e| session::grant_error(&profile, &e, &format!("{method} {path}")))?;
     let text = String::from_utf8_lossy(&resp.body);
-    if !text.is_empty() {
+    if crate::output::json() {
+        // The body as JSON when it is JSON, else as text: the envelope stays one document.
+        let body = serde_json::from_str::<serde_json::Value>(&text)
+            .unwrap_or_else(|_| serde_json::Value::String(text.into_owned()));
+        crate::output::set_result(serde_json::json!({
+            "method": method.as_str(),
+            "path": path,
+            "status": resp.status,
+            "body": body,
+        }));
+    } else if !text.is_empty() {
         crate::output::print_line(text.trim_end())?;
     }
     session::check_store_kept_up(&profile)?;
     Ok(Exit::Ok)
+}
+
+/// The instance path for what was typed: under `/services/` as is, anything else under the
+/// versioned data path (`data_path("/limits")` → `/services/data/v59.0/limits`).
+fn instance_path(typed: &str, data_path: impl Fn(&str) -> String) -> String {
+    let rest = typed.trim_start_matches('/');
+    if rest == "services" || rest.starts_with("services/") {
+        format!("/{rest}")
+    } else {
+        data_path(&format!("/{rest}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_get_the_version_prefix_once() {
+        let data = |rest: &str| format!("/services/data/v59.0{rest}");
+        assert_eq!(instance_path("limits", data), "/services/data/v59.0/limits");
+        assert_eq!(
+            instance_path("/limits", data),
+            "/services/data/v59.0/limits"
+        );
+        assert_eq!(
+            instance_path("services/data/v59.0/limits", data),
+            "/services/data/v59.0/limits"
+        );
+        assert_eq!(
+            instance_path("/services/apexrest/Orders", data),
+            "/services/apexrest/Orders"
+        );
+        assert_eq!(
+            instance_path("servicesX", data),
+            "/services/data/v59.0/servicesX"
+        );
+    }
 }

@@ -12,7 +12,6 @@ use sfkeep::diagnose::classify;
 use sfkeep::diagnose::{Diagnosis, DiagnosisCause};
 use sfkeep::error::redact_secrets;
 
-use crate::commands::JsonFlag;
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
 use crate::output::print_line;
@@ -32,17 +31,15 @@ pub struct DoctorArgs {
     /// error, or a log line containing one); `-` reads it from stdin.
     #[arg(long, value_name = "TEXT|-", allow_hyphen_values = true)]
     pub error: Option<String>,
-    #[command(flatten)]
-    json: JsonFlag,
 }
 
 /// Runs doctor.
 pub async fn run(g: &Globals, a: DoctorArgs) -> CliResult<Exit> {
     match a.error {
-        Some(text) => offline(&text, a.json.json),
+        Some(text) => offline(&text, crate::output::json()),
         None => {
             let d = crate::diagnosis::gather_and_diagnose(g).await?;
-            print_diagnosis(&d.diagnosis, a.json.json, Some(&d.notes))?;
+            print_diagnosis(&d.diagnosis, crate::output::json(), Some(&d.notes))?;
             Ok(Exit::Ok)
         }
     }
@@ -86,9 +83,10 @@ fn offline(arg: &str, json: bool) -> CliResult<Exit> {
 pub fn print_diagnosis(d: &Diagnosis, json: bool, notes: Option<&[String]>) -> CliResult<()> {
     let d = redacted(d);
     if json {
-        let v = serde_json::to_string(&d)
+        let v = serde_json::to_value(&d)
             .map_err(|e| CliError::unexpected(format!("cannot encode the diagnosis: {e}.")))?;
-        return print_line(&v);
+        crate::output::set_result(v);
+        return Ok(());
     }
     let notes: Vec<String> = notes
         .map(|n| n.iter().map(|l| redact_secrets(l)).collect())

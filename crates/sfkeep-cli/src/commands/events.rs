@@ -1,5 +1,7 @@
-//! `sfkeep events [--since 1h] [--follow] [--json]`: the profile's auth events from the audit
-//! log, oldest first; `--follow` keeps polling the log until Ctrl-C.
+//! `sfkeep events [--since 1h] [--follow]`: the profile's auth events from the audit log,
+//! oldest first; `--follow` keeps polling the log until Ctrl-C. With `--json`, the envelope's
+//! `result.events` holds them; with `--follow`, one envelope line per new event, each of the
+//! same shape.
 
 use std::time::Duration;
 
@@ -7,10 +9,9 @@ use clap::Args;
 use sfkeep::clock::{Clock, SystemClock};
 
 use crate::audit::{self, AuditLog, EventRow};
-use crate::commands::JsonFlag;
 use crate::error::CliResult;
 use crate::exit::Exit;
-use crate::output::print_line;
+use crate::output::{self, print_line};
 use crate::session::{self, Globals};
 use crate::ui::Paint;
 
@@ -26,8 +27,6 @@ pub struct EventsArgs {
     /// Keep printing new events until interrupted.
     #[arg(long)]
     pub follow: bool,
-    #[command(flatten)]
-    json: JsonFlag,
 }
 
 /// `90s`, `15m`, `1h`, `2d`, `1h30m`.
@@ -59,20 +58,8 @@ pub fn parse_since(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-fn iso(ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(ms as i128 * 1_000_000)
-        .ok()
-        .and_then(|t| {
-            t.format(time::macros::format_description!(
-                "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
-            ))
-            .ok()
-        })
-        .unwrap_or_else(|| ms.to_string())
-}
-
 fn line(r: &EventRow, p: Paint) -> String {
-    let mut s = format!("{}  {:<18}", p.dim(&iso(r.at)), r.kind);
+    let mut s = format!("{}  {:<18}", p.dim(&audit::iso(r.at)), r.kind);
     if let Some(g) = &r.grant {
         s.push_str(&format!(" grant={g}"));
     }
@@ -85,14 +72,12 @@ fn line(r: &EventRow, p: Paint) -> String {
     if let Some(c) = &r.cause {
         s.push_str(&format!(" cause={}", p.red(c)));
     }
-    for k in ["reason", "detail", "api", "latency_ms", "rotated"] {
-        if let Some(v) = r.event.get(k) {
-            let v = v
-                .as_str()
-                .map(str::to_owned)
-                .unwrap_or_else(|| v.to_string());
-            s.push_str(&format!(" {k}={v}"));
-        }
+    for (k, v) in r.detail() {
+        let v = v
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| v.to_string());
+        s.push_str(&format!(" {k}={v}"));
     }
     if r.is_doctor_probe() {
         // doctor's own test refresh: real traffic at the org, but not the integration's.
@@ -101,34 +86,21 @@ fn line(r: &EventRow, p: Paint) -> String {
     s
 }
 
-fn print_rows(rows: &[EventRow], json: bool, p: Paint) -> CliResult<()> {
+fn print_rows(rows: &[EventRow], p: Paint) -> CliResult<()> {
     for r in rows {
-        if json {
-            let v = serde_json::json!({
-                "id": r.id,
-                "at": iso(r.at),
-                "at_ms": r.at,
-                "kind": r.kind,
-                "cause": r.cause,
-                "grant": r.grant,
-                "generation": r.generation,
-                "fingerprint": r.fingerprint,
-                "store_key": r.store_key,
-                "profile": r.profile,
-                "event": r.event,
-            });
-            print_line(&v.to_string())?;
-        } else {
-            print_line(&line(r, p))?;
-        }
+        print_line(&line(r, p))?;
     }
     Ok(())
+}
+
+fn rows_json(rows: &[EventRow]) -> serde_json::Value {
+    serde_json::json!({"events": rows.iter().map(EventRow::to_json).collect::<Vec<_>>()})
 }
 
 /// Prints the events.
 pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
     let p = session::load_profile(g)?;
-    let key = session::store_key(&p).to_string();
+    let scope = session::audit_scope(&p);
     let path = audit::path_for(&p);
     let since_ms = a
         .since
@@ -136,7 +108,11 @@ pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
         .unwrap_or(i64::MIN);
     let paint = Paint::stdout();
     let mut log = AuditLog::open_existing(&path).map_err(|e| e.into_cli())?;
-    if log.is_none() && !a.follow && !a.json.json {
+    if log.is_none() && !a.follow {
+        if output::json() {
+            output::set_result(rows_json(&[]));
+            return Ok(Exit::Ok);
+        }
         eprintln!(
             "sfkeep: no audit log yet at {}: no command has run for {}.",
             path.display(),
@@ -151,12 +127,20 @@ pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
         }
         if let Some(l) = &log {
             let rows = l
-                .events(&key, since_ms, last_id)
+                .events(&scope, since_ms, last_id)
                 .map_err(|e| e.into_cli())?;
             if let Some(r) = rows.last() {
                 last_id = r.id;
             }
-            print_rows(&rows, a.json.json, paint)?;
+            match (output::json(), a.follow) {
+                (false, _) => print_rows(&rows, paint)?,
+                (true, false) => output::set_result(rows_json(&rows)),
+                (true, true) => {
+                    for r in &rows {
+                        output::emit(rows_json(std::slice::from_ref(r)))?;
+                    }
+                }
+            }
         }
         if !a.follow {
             return Ok(Exit::Ok);

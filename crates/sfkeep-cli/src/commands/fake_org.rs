@@ -53,11 +53,16 @@ pub async fn run(a: FakeOrgArgs) -> CliResult<Exit> {
             a.listen
         ))
     })?;
-    let line = serde_json::to_string(org.ready_info())
+    let ready = serde_json::to_value(org.ready_info())
         .map_err(|e| CliError::unexpected(format!("cannot encode the ready line: {e}.")))?;
     // Handlers first: whoever reads the ready line may signal at once.
     let stop = signals();
-    print_line(&line)?;
+    if crate::output::json() {
+        crate::output::emit(ready)?;
+    } else {
+        // The documented ready line, the object alone (tests and tools read it as is).
+        print_line(&ready.to_string())?;
+    }
     stop.await;
     org.shutdown().await;
     Ok(Exit::Ok)

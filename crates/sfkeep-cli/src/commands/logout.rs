@@ -5,10 +5,14 @@
 //! Never an access token this profile did not store.
 
 use clap::Args;
+use serde_json::{Value, json};
 use sfkeep::secret::RefreshToken;
 
+use crate::audit::{self, CliEvent};
+use crate::config::Profile;
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::output;
 use crate::session::{self, Globals};
 
 /// `sfkeep logout` arguments.
@@ -25,6 +29,7 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
     let store = session::open_store(&p)?;
     let key = session::store_key(&p);
     let rec = session::load_record(&p, store.as_ref()).await?;
+    let mut revoked = Vec::new();
     if a.revoke {
         let rt: Option<RefreshToken> = match rec.as_ref().and_then(|r| r.refresh_token.clone()) {
             Some(rt) => Some(rt),
@@ -39,24 +44,26 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
             .filter(|r| r.grant != sfkeep::token::GrantKind::RefreshToken)
             .map(|r| r.access_token.clone());
         if let Some(at) = &own_access_token {
-            revoke(
-                &p,
-                Revoked::StoredAccessToken,
-                at.expose_secret(),
-                &at.fingerprint(),
-            )
-            .await?;
+            revoked.push(
+                revoke(
+                    &p,
+                    Revoked::StoredAccessToken,
+                    at.expose_secret(),
+                    &at.fingerprint(),
+                )
+                .await?,
+            );
         }
         match rt {
-            Some(rt) => {
+            Some(rt) => revoked.push(
                 revoke(
                     &p,
                     Revoked::RefreshToken,
                     rt.expose_secret(),
                     &rt.fingerprint(),
                 )
-                .await?
-            }
+                .await?,
+            ),
             None if own_access_token.is_some() => {}
             None => eprintln!(
                 "sfkeep: nothing to revoke: {} has no refresh token (stored or configured) and no stored access token.",
@@ -84,7 +91,43 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
     } else {
         eprintln!("sfkeep: nothing was stored for {}.", p.describe());
     }
+    record(&p, rec.as_ref(), &revoked);
+    output::set_result(json!({
+        "profile": p.name,
+        "forgot": rec.is_some(),
+        "store": session::describe_store(&p),
+        "revoked": revoked,
+    }));
     Ok(Exit::Ok)
+}
+
+/// The logout and each revocation, in the audit log.
+fn record(p: &Profile, rec: Option<&sfkeep::token::TokenRecord>, revoked: &[Value]) {
+    let scope = session::audit_scope(p);
+    for r in revoked {
+        audit::record_cli(
+            p,
+            &scope,
+            CliEvent {
+                kind: "revoke",
+                grant: rec.map(|r| r.grant.as_str().to_owned()),
+                generation: rec.map(|r| r.generation),
+                fingerprint: r["fingerprint"].as_str().map(str::to_owned),
+                detail: json!({"token": r["token"], "outcome": r["outcome"]}),
+            },
+        );
+    }
+    audit::record_cli(
+        p,
+        &scope,
+        CliEvent {
+            kind: "logout",
+            grant: rec.map(|r| r.grant.as_str().to_owned()),
+            generation: rec.map(|r| r.generation),
+            fingerprint: rec.map(|r| r.fingerprint()),
+            detail: json!({"forgot": rec.is_some()}),
+        },
+    );
 }
 
 /// Which token is revoked.
@@ -96,13 +139,9 @@ enum Revoked {
     StoredAccessToken,
 }
 
-/// Revokes one token.
-async fn revoke(
-    p: &crate::config::Profile,
-    which: Revoked,
-    secret: &str,
-    fingerprint: &str,
-) -> CliResult<()> {
+/// Revokes one token; returns `{"token","fingerprint","outcome"}` (the fingerprint of the
+/// revoked token; `outcome` is `revoked` or `already_invalid`).
+async fn revoke(p: &Profile, which: Revoked, secret: &str, fingerprint: &str) -> CliResult<Value> {
     let what = match which {
         Revoked::RefreshToken => "refresh token",
         Revoked::StoredAccessToken => "stored access token",
@@ -111,7 +150,7 @@ async fn revoke(
         "{}/services/oauth2/revoke",
         p.login_url.trim_end_matches('/')
     );
-    let http = crate::session::http_client(
+    let http = session::http_client(
         std::time::Duration::from_secs(10),
         std::time::Duration::from_secs(3),
     )?;
@@ -129,6 +168,11 @@ async fn revoke(
         })?;
     let status = resp.status().as_u16();
     let body = resp.bytes().await.unwrap_or_default();
+    let token = match which {
+        Revoked::RefreshToken => "refresh_token",
+        Revoked::StoredAccessToken => "access_token",
+    };
+    let outcome = |o: &str| json!({"token": token, "fingerprint": fingerprint, "outcome": o});
     match status {
         200 => {
             let tail = match which {
@@ -139,7 +183,7 @@ async fn revoke(
                 "sfkeep: revoked the {what} of {} (fingerprint {fingerprint}){tail}.",
                 p.describe(),
             );
-            Ok(())
+            Ok(outcome("revoked"))
         }
         400 => {
             // `invalid_token`: already revoked or expired. Nothing left to revoke.
@@ -148,7 +192,7 @@ async fn revoke(
                 p.describe(),
                 sfkeep::error::redacted_snippet(&body)
             );
-            Ok(())
+            Ok(outcome("already_invalid"))
         }
         s if s >= 500 => Err(CliError::transient(format!(
             "cannot revoke the {what} of {}: the org answered HTTP {s}. Nothing was forgotten; retry later.",

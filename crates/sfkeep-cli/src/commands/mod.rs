@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 use crate::error::CliResult;
 use crate::exit::Exit;
@@ -41,6 +41,10 @@ pub struct Cli {
         env = "SFKEEP_BIND_ADDRESS"
     )]
     pub bind_address: Option<String>,
+    /// Print one JSON document on stdout instead of text, for results and errors alike: the
+    /// envelope `{"sfkeep":1,"command","ok","result","error","warnings"}` (see the README).
+    #[arg(long, global = true)]
+    pub json: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -83,16 +87,63 @@ pub enum Command {
     Serve(crate::serve::ServeArgs),
 }
 
-/// `--json`, shared by the commands whose output is data.
-#[derive(Debug, Clone, Copy, Args)]
-pub struct JsonFlag {
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
+impl Cli {
+    /// Parses the command line, noting which global options were typed on it.
+    pub fn parse_args() -> Result<(Self, crate::session::Explicit), clap::Error> {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Cli::command().try_get_matches()?;
+        let cli = Cli::from_arg_matches(&matches)?;
+        // A global option typed after the subcommand is recorded in the subcommand's matches.
+        let typed = |id: &str| {
+            std::iter::once(&matches)
+                .chain(matches.subcommand().map(|(_, m)| m))
+                .any(|m| m.value_source(id) == Some(ValueSource::CommandLine))
+        };
+        let explicit = crate::session::Explicit {
+            profile: typed("profile"),
+            config: typed("config"),
+        };
+        Ok((cli, explicit))
+    }
+
+    /// The subcommand called `name`, as the envelope names it, if there is one.
+    pub fn command_name(name: &str) -> Option<String> {
+        use clap::CommandFactory;
+        Cli::command()
+            .get_subcommands()
+            .find(|c| c.get_name() == name)
+            .map(|c| c.get_name().to_owned())
+    }
+}
+
+impl Command {
+    /// The subcommand's name, as typed (`fake-org`, `token`, …): `command` in the envelope.
+    pub fn name(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "fake-org")]
+            Command::Demo(_) => "demo",
+            Command::Api(_) => "api",
+            Command::Proxy(_) => "proxy",
+            Command::Query(_) => "query",
+            Command::Sync(_) => "sync",
+            #[cfg(feature = "fake-org")]
+            Command::FakeOrg(_) => "fake-org",
+            Command::Login(_) => "login",
+            Command::Logout(_) => "logout",
+            Command::Token(_) => "token",
+            Command::Status(_) => "status",
+            Command::Doctor(_) => "doctor",
+            Command::Events(_) => "events",
+            Command::Recover(_) => "recover",
+            Command::Serve(_) => "serve",
+        }
+    }
 }
 
 /// Runs the parsed command line.
-pub async fn run(cli: Cli) -> CliResult<Exit> {
+pub async fn run(cli: Cli, explicit: crate::session::Explicit) -> CliResult<Exit> {
+    crate::output::init(cli.json, cli.command.name());
     crate::net::set_bind_address(cli.bind_address.as_deref())?;
     if cli.profile.len() > 1 && !matches!(cli.command, Command::Serve(_)) {
         return Err(crate::error::CliError::usage(format!(
@@ -104,10 +155,11 @@ pub async fn run(cli: Cli) -> CliResult<Exit> {
         config: cli.config,
         profile: cli.profile.last().cloned(),
         profiles: cli.profile,
+        explicit,
     };
     match cli.command {
         #[cfg(feature = "fake-org")]
-        Command::Demo(a) => crate::demo::run(a).await,
+        Command::Demo(a) => crate::demo::run(a, &g.explicit).await,
         Command::Sync(a) => sync::run(&g, a).await,
         Command::Api(a) => api::run(&g, a).await,
         Command::Query(a) => query::run(&g, a).await,

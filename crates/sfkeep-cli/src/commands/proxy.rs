@@ -69,7 +69,8 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
     }
     // Get a token first: a proxy that cannot authenticate should say so now, not on the first call.
     manager.token().await.map_err(|e| {
-        CliError::from_sfkeep(
+        session::grant_error(
+            &profile,
             &e,
             &format!("starting the proxy for {}", profile.describe()),
         )
@@ -121,9 +122,12 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
     proxy
         .run(
             |addr| {
-                let _ = crate::output::print_line(
-                    &serde_json::json!({"url": format!("http://{addr}")}).to_string(),
-                );
+                let ready = serde_json::json!({"url": format!("http://{addr}")});
+                let _ = if crate::output::json() {
+                    crate::output::emit(ready)
+                } else {
+                    crate::output::print_line(&ready.to_string())
+                };
             },
             stop,
         )

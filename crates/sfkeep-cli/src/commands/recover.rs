@@ -27,29 +27,59 @@ pub struct RecoverArgs {
     pub proxy: Option<String>,
 }
 
+/// The runbook's steps: printed as they happen, and kept for the `--json` result.
 struct Steps {
     p: Paint,
+    done: std::cell::RefCell<Vec<serde_json::Value>>,
 }
 
 impl Steps {
+    fn step(&self, outcome: &str, mark: String, s: &str) -> CliResult<()> {
+        self.done
+            .borrow_mut()
+            .push(serde_json::json!({"outcome": outcome, "text": s}));
+        if crate::output::json() {
+            return Ok(());
+        }
+        print_line(&format!("{mark} {s}"))
+    }
     fn ok(&self, s: &str) -> CliResult<()> {
-        print_line(&format!("{} {s}", self.p.green("✓")))
+        self.step("ok", self.p.green("✓"), s)
     }
     fn fail(&self, s: &str) -> CliResult<()> {
-        print_line(&format!("{} {s}", self.p.red("✗")))
+        self.step("failed", self.p.red("✗"), s)
     }
     fn warn(&self, s: &str) -> CliResult<()> {
-        print_line(&format!("{} {s}", self.p.yellow("!")))
+        self.step("warning", self.p.yellow("!"), s)
     }
     fn info(&self, s: &str) -> CliResult<()> {
-        print_line(&format!("  {s}"))
+        self.step("info", " ".to_owned(), s)
+    }
+
+    /// The `--json` result: the steps, and the recovered token's generation when there is one.
+    fn result(
+        &self,
+        p: &crate::config::Profile,
+        token: Option<&sfkeep::Token>,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "profile": p.name,
+            "recovered": token.is_some(),
+            "grant": token.map(|t| t.record().grant.as_str()),
+            "generation": token.map(|t| t.generation()),
+            "fingerprint": token.map(|t| t.record().fingerprint()),
+            "steps": *self.done.borrow(),
+        })
     }
 }
 
 /// Runs the runbook.
 pub async fn run(g: &Globals, a: RecoverArgs) -> CliResult<Exit> {
     let p = session::load_profile(g)?;
-    let steps = Steps { p: Paint::stdout() };
+    let steps = Steps {
+        p: Paint::stdout(),
+        done: Default::default(),
+    };
     let store = session::open_store(&p)?;
     steps.info(&format!(
         "recovering {} (store: {})",
@@ -136,6 +166,7 @@ pub async fn run(g: &Globals, a: RecoverArgs) -> CliResult<Exit> {
     }
 
     let Some(m) = verified else {
+        crate::output::set_result(steps.result(&p, None));
         return Err(failure(&p, &attempts).await);
     };
 
@@ -172,6 +203,18 @@ pub async fn run(g: &Globals, a: RecoverArgs) -> CliResult<Exit> {
         },
     }
     steps.ok(&format!("recovered {}", p.describe()))?;
+    crate::audit::record_cli(
+        &p,
+        &session::audit_scope(&p),
+        crate::audit::CliEvent {
+            kind: "recover",
+            grant: Some(cur.record().grant.as_str().to_owned()),
+            generation: Some(cur.generation()),
+            fingerprint: Some(cur.record().fingerprint()),
+            detail: serde_json::json!({}),
+        },
+    );
+    crate::output::set_result(steps.result(&p, Some(&cur)));
     Ok(Exit::Ok)
 }
 

@@ -1,37 +1,59 @@
-//! `sfkeep status [--json]`: the stored token's state, expiry, generation, store and
-//! fingerprint. Never the token; never a request to Salesforce.
+//! `sfkeep status [--verify]`: the stored token's state, expiry, generation, store and
+//! fingerprint, who it acts as, and the profile's recent auth events. Never the token.
+//!
+//! Without `--verify` nothing is asked of the org: the state is a local estimate from the
+//! stored expiry, and the output says so (with the last API call the audit log saw succeed
+//! with this token, the nearest thing to a confirmation). `--verify` asks the org at
+//! `/services/oauth2/userinfo`, healing a dead session once like any call, and reports what
+//! the org said and when.
 
 use clap::Args;
-use sfkeep::clock::{Clock, SystemClock};
-use sfkeep::token::TokenState;
+use serde_json::{Value, json};
+use sfkeep::clock::{Clock, SystemClock, UnixMillis};
+use sfkeep::token::{ExpirySource, TokenRecord, TokenState};
 
-use crate::commands::JsonFlag;
-use crate::error::CliResult;
+use crate::audit::{self, AuditLog, EventRow};
+use crate::config::{Profile, StoreConfig};
+use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
-use crate::output::print_line;
+use crate::identity::Identity;
+use crate::output::{self, print_line};
 use crate::session::{self, Globals};
+
+/// Events shown by `status`.
+const RECENT_EVENTS: usize = 5;
+/// Width of the label column of the text form.
+const LABEL: usize = 13;
 
 /// `sfkeep status` arguments.
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    #[command(flatten)]
-    json: JsonFlag,
-    /// Every profile of the config file at a glance: state, expiry, the next forecast.
+    /// Check the token with the org (`/services/oauth2/userinfo`, healing a dead session
+    /// once) instead of estimating from its stored expiry.
     #[arg(long)]
+    verify: bool,
+    /// Every profile of the config file at a glance: state, expiry, the next forecast.
+    #[arg(long, conflicts_with = "verify")]
     all: bool,
 }
 
-fn human_duration(secs: u64) -> String {
-    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    match (h, m) {
-        (0, 0) => format!("{s}s"),
-        (0, _) => format!("{m}m{s:02}s"),
-        _ => format!("{h}h{m:02}m"),
-    }
+/// What `status` knows and how it knows it.
+struct Report {
+    record: Option<TokenRecord>,
+    /// `missing`, `fresh`, `stale`, `expired` (estimated) or `valid` / `refused` (verified).
+    state: &'static str,
+    /// `Some(time)` when the org was asked.
+    verified_at: Option<UnixMillis>,
+    /// The org's refusal, when verifying failed.
+    refusal: Option<CliError>,
+    identity: Option<Identity>,
+    /// The last API call the audit log saw succeed with the current generation.
+    last_confirmed: Option<i64>,
+    recent: Vec<EventRow>,
 }
 
 /// The state of `p`'s stored token on the server's clock, and its time left.
-async fn stored_state(p: &crate::config::Profile) -> (&'static str, Option<u64>) {
+async fn stored_state(p: &Profile) -> (&'static str, Option<u64>) {
     let Ok(store) = session::open_store(p) else {
         return ("unknown", None);
     };
@@ -40,18 +62,22 @@ async fn stored_state(p: &crate::config::Profile) -> (&'static str, Option<u64>)
         None => ("missing", None),
         Some(r) => {
             let now = r.server_now(SystemClock.now());
-            let state = match r.state_at(now) {
-                TokenState::Fresh => "fresh",
-                TokenState::Stale => "stale",
-                TokenState::Expired => "expired",
-            };
-            (state, Some(r.remaining_at(now).as_secs()))
+            (local_state(&r), Some(r.remaining_at(now).as_secs()))
         }
     }
 }
 
+/// `fresh`, `stale` or `expired`, on the server's clock as the record's writer measured it.
+fn local_state(r: &TokenRecord) -> &'static str {
+    match r.state_at(r.server_now(SystemClock.now())) {
+        TokenState::Fresh => "fresh",
+        TokenState::Stale => "stale",
+        TokenState::Expired => "expired",
+    }
+}
+
 /// `status --all`: one line (or JSON object) per profile.
-async fn all(g: &Globals, json: bool) -> CliResult<Exit> {
+async fn all(g: &Globals) -> CliResult<Exit> {
     let path = crate::config::locate(g.config.as_deref())?;
     let config = crate::config::Config::load(&path)?;
     let mut rows = Vec::new();
@@ -59,135 +85,236 @@ async fn all(g: &Globals, json: bool) -> CliResult<Exit> {
         let (state, left) = stored_state(p).await;
         rows.push(crate::serve::report::summary(p, state, left));
     }
-    if json {
-        print_line(&serde_json::json!({"profiles": rows}).to_string())?;
-    } else {
-        print_line(&format!(
-            "{:<16} {:<16} {:<10} {:<19} next forecast",
-            "profile", "state", "expires", "grant"
-        ))?;
-        for r in &rows {
-            print_line(&crate::serve::report::summary_line(r))?;
-        }
+    if output::json() {
+        output::set_result(json!({"profiles": rows}));
+        return Ok(Exit::Ok);
+    }
+    print_line(&format!(
+        "{:<16} {:<16} {:<10} {:<19} next forecast",
+        "profile", "state", "expires", "grant"
+    ))?;
+    for r in &rows {
+        print_line(&crate::serve::report::summary_line(r))?;
     }
     Ok(Exit::Ok)
 }
 
-/// Prints the status of the profile's stored token.
+/// Prints the status of the profile's token.
 pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
     if a.all {
-        return all(g, a.json.json).await;
+        return all(g).await;
     }
     let p = session::load_profile(g)?;
-    let store = session::open_store(&p)?;
-    let rec = session::load_record(&p, store.as_ref()).await?;
-    // Judged on the server's clock, as the writer of the record last measured it.
-    let now = rec
-        .as_ref()
-        .map_or(SystemClock.now(), |r| r.server_now(SystemClock.now()));
-    let state = match &rec {
-        None => "missing",
-        Some(r) => match r.state_at(now) {
-            TokenState::Fresh => "fresh",
-            TokenState::Stale => "stale",
-            TokenState::Expired => "expired",
-        },
+    let report = if a.verify {
+        verified(&p).await?
+    } else {
+        estimated(&p).await?
     };
-    let expires_in = rec.as_ref().map(|r| r.remaining_at(now).as_secs());
-    let store_path = match &p.store {
-        crate::config::StoreConfig::File { path, .. } => Some(path.display().to_string()),
-        crate::config::StoreConfig::Redis { url, .. } => Some(crate::session::redacted_url(url)),
-        crate::config::StoreConfig::Memory => None,
-    };
-    // The last few auth events from the audit log, when there is one (never a token: events
-    // carry fingerprints only).
-    let recent: Vec<crate::audit::EventRow> =
-        crate::audit::AuditLog::open_existing(&crate::audit::path_for(&p))
-            .ok()
-            .flatten()
-            .and_then(|log| {
-                log.recent(&session::store_key(&p).to_string(), RECENT_EVENTS)
-                    .ok()
-            })
-            .unwrap_or_default();
-    if a.json.json {
-        let v = serde_json::json!({
-            "recent_events": recent.iter().map(|e| serde_json::json!({
-                "at_ms": e.at, "kind": e.kind, "cause": e.cause, "generation": e.generation,
-            })).collect::<Vec<_>>(),
-            "profile": p.name,
-            "config": p.config_path.display().to_string(),
-            "state": state,
-            "expires_in_secs": expires_in,
-            "generation": rec.as_ref().map(|r| r.generation),
-            "grant": rec.as_ref().map(|r| r.grant.as_str()),
-            "expiry_source": rec.as_ref().map(|r| r.expiry_source),
-            "fingerprint": rec.as_ref().map(|r| r.fingerprint()),
-            "instance_url": rec.as_ref().map(|r| r.instance_url.clone()),
-            "has_refresh_token": rec.as_ref().map(|r| r.refresh_token.is_some()),
-            "store": store.kind(),
-            "store_path": store_path,
-            "store_key": session::store_key(&p).to_string(),
-            "configured_instance_url": p.instance_url,
-            "guardian": crate::serve::report::json_for(&p),
-        });
-        print_line(&v.to_string())?;
-        return Ok(Exit::Ok);
+    if output::json() {
+        output::set_result(to_json(&p, &report));
+    } else {
+        print_line(&to_text(&p, &report).join("\n"))?;
     }
-    let mut lines = vec![format!("profile      {}", p.describe())];
-    lines.push(format!("state        {state}"));
-    if let Some(r) = &rec {
-        let exp = expires_in.unwrap_or(0);
-        lines.push(format!(
-            "expires in   {}{}",
-            human_duration(exp),
-            match r.expiry_source {
-                sfkeep::token::ExpirySource::Introspection => " (from introspection)",
-                sfkeep::token::ExpirySource::SoapSessionSecondsValid => " (from the SOAP login)",
-                sfkeep::token::ExpirySource::Configured => " (assumed from the session timeout)",
-            }
-        ));
-        lines.push(format!("generation   {}", r.generation));
-        lines.push(format!("grant        {}", r.grant.as_str()));
-        lines.push(format!("instance     {}", r.instance_url));
-        lines.push(format!("fingerprint  {}", r.fingerprint()));
-        lines.push(format!(
-            "refresh tok  {}",
+    match report.refusal {
+        Some(e) => Err(e),
+        None => Ok(Exit::Ok),
+    }
+}
+
+/// The local estimate: the stored record against the server's clock as its writer measured it.
+async fn estimated(p: &Profile) -> CliResult<Report> {
+    let store = session::open_store(p)?;
+    let record = session::load_record(p, store.as_ref()).await?;
+    let state = record.as_ref().map_or("missing", local_state);
+    let identity = record.as_ref().map(|r| Identity::stored(p, r));
+    Ok(history(
+        p,
+        Report {
+            record,
+            state,
+            verified_at: None,
+            refusal: None,
+            identity,
+            last_confirmed: None,
+            recent: Vec::new(),
+        },
+    ))
+}
+
+/// Asks the org. A refusal is reported with the state it leaves (`refused`) and becomes the
+/// command's error, so the exit code says what the org said.
+async fn verified(p: &Profile) -> CliResult<Report> {
+    let (m, store) = session::manager(p).await?;
+    let client = session::api_client(p, m)?;
+    let now = SystemClock.now();
+    let context = format!("verifying the token of {}", p.describe());
+    let (state, record, identity, refusal) = match Identity::verify(p, &client).await {
+        Ok((who, rec)) => ("valid", Some(rec), Some(who), None),
+        Err(e) => {
+            let rec = session::load_record(p, store.as_ref()).await.ok().flatten();
+            (
+                "refused",
+                rec,
+                None,
+                Some(session::grant_error(p, &e, &context)),
+            )
+        }
+    };
+    session::check_store_kept_up(p)?;
+    Ok(history(
+        p,
+        Report {
+            record,
+            state,
+            verified_at: Some(now),
+            refusal,
+            identity,
+            last_confirmed: None,
+            recent: Vec::new(),
+        },
+    ))
+}
+
+/// Adds what the audit log knows: recent events, and the last call that worked with the
+/// current generation (never a token: events carry fingerprints only).
+fn history(p: &Profile, mut r: Report) -> Report {
+    let Some(log) = AuditLog::open_existing(&audit::path_for(p)).ok().flatten() else {
+        return r;
+    };
+    let scope = session::audit_scope(p);
+    r.recent = log.recent(&scope, RECENT_EVENTS).unwrap_or_default();
+    if let Some(rec) = &r.record {
+        r.last_confirmed = log
+            .events(&scope, 0, 0)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|e| e.kind == "api.succeeded" && e.generation == Some(rec.generation as i64))
+            .map(|e| e.at);
+    }
+    r
+}
+
+fn to_json(p: &Profile, r: &Report) -> Value {
+    let rec = r.record.as_ref();
+    let now = rec.map_or(SystemClock.now(), |r| r.server_now(SystemClock.now()));
+    json!({
+        "profile": p.name,
+        "config": p.config_path.display().to_string(),
+        "state": r.state,
+        "checked": if r.verified_at.is_some() { "verified" } else { "local_estimate" },
+        "verified_at": r.verified_at.map(|t| audit::iso(t.0)),
+        "last_confirmed_by_api_call": r.last_confirmed.map(audit::iso),
+        "refusal": r.refusal.as_ref().map(|e| json!({"cause": e.cause, "message": e.message})),
+        "expires_in_secs": rec.map(|r| r.remaining_at(now).as_secs()),
+        "generation": rec.map(|r| r.generation),
+        "grant": rec.map(|r| r.grant.as_str()),
+        "expiry_source": rec.map(|r| r.expiry_source),
+        "fingerprint": rec.map(|r| r.fingerprint()),
+        "instance_url": rec.map(|r| r.instance_url.clone()),
+        "has_refresh_token": rec.map(|r| r.refresh_token.is_some()),
+        "identity": r.identity.as_ref().map(Identity::to_json),
+        "store": store_kind(&p.store),
+        "store_path": store_location(&p.store),
+        "store_key": session::store_key(p).to_string(),
+        "configured_instance_url": p.instance_url,
+        "recent_events": r.recent.iter().map(EventRow::to_json).collect::<Vec<_>>(),
+        "guardian": crate::serve::report::json_for(p),
+    })
+}
+
+fn store_kind(s: &StoreConfig) -> &'static str {
+    match s {
+        StoreConfig::Memory => "memory",
+        StoreConfig::File { .. } => "file",
+        StoreConfig::Redis { .. } => "redis",
+    }
+}
+
+fn store_location(s: &StoreConfig) -> Option<String> {
+    match s {
+        StoreConfig::File { path, .. } => Some(path.display().to_string()),
+        StoreConfig::Redis { url, .. } => Some(session::redacted_url(url)),
+        StoreConfig::Memory => None,
+    }
+}
+
+fn line(label: &str, value: impl std::fmt::Display) -> String {
+    format!("{label:<LABEL$}{value}")
+}
+
+fn to_text(p: &Profile, r: &Report) -> Vec<String> {
+    let mut lines = vec![line("profile", p.describe()), line("state", state_text(r))];
+    if let Some(rec) = &r.record {
+        lines.extend(record_lines(rec));
+    }
+    if let Some(who) = &r.identity {
+        lines.extend(who.lines(LABEL));
+    }
+    lines.push(line("store", session::describe_store(p)));
+    if r.record.is_none() {
+        lines.push(line("note", match p.store {
+            StoreConfig::Memory => "a memory store keeps nothing between runs; set [profiles.NAME.store] kind = \"file\" to persist tokens",
+            _ => "nothing stored: `sfkeep token` or `sfkeep login` gets one",
+        }));
+    }
+    lines.extend(crate::serve::report::lines_for(p));
+    lines.extend(crate::serve::report::lines_for(p));
+    if !r.recent.is_empty() {
+        lines.push(line("recent", "(audit log, newest last)"));
+        lines.extend(r.recent.iter().map(|e| format!("  {}", e.summary())));
+    }
+    lines
+}
+
+/// `fresh (local estimate …)`, `valid (verified with the org at …)`, `refused (…)`.
+fn state_text(r: &Report) -> String {
+    match (r.verified_at, &r.refusal) {
+        (Some(at), None) => format!("{} (verified with the org at {at})", r.state),
+        (Some(at), Some(e)) => format!(
+            "{} (the org refused it at {at}: {})",
+            r.state,
+            e.cause.as_deref().unwrap_or("see below")
+        ),
+        (None, _) if r.record.is_none() => r.state.to_owned(),
+        (None, _) => {
+            let confirmed = match r.last_confirmed {
+                Some(at) => format!("; an API call last worked with it at {}", UnixMillis(at)),
+                None => String::new(),
+            };
+            format!(
+                "{} (local estimate from the stored expiry, not checked with the org{confirmed}; `--verify` asks the org)",
+                r.state
+            )
+        }
+    }
+}
+
+fn record_lines(r: &TokenRecord) -> Vec<String> {
+    let now = r.server_now(SystemClock.now());
+    let source = match r.expiry_source {
+        ExpirySource::Introspection => " (from introspection)",
+        ExpirySource::SoapSessionSecondsValid => " (from the SOAP login)",
+        ExpirySource::Configured => " (assumed from the session timeout)",
+    };
+    vec![
+        line(
+            "expires in",
+            format!(
+                "{}{source}",
+                sfkeep::diagnose::evidence::human(r.remaining_at(now))
+            ),
+        ),
+        line("generation", r.generation),
+        line("grant", r.grant.as_str()),
+        line("fingerprint", r.fingerprint()),
+        line(
+            "refresh tok",
             if r.refresh_token.is_some() {
                 "stored"
             } else {
                 "none"
-            }
-        ));
-    }
-    lines.push(format!("store        {}", session::describe_store(&p)));
-    if rec.is_none() {
-        lines.push(match p.store {
-            crate::config::StoreConfig::Memory => "note         a memory store keeps nothing between runs; set [profiles.NAME.store] kind = \"file\" to persist tokens".to_owned(),
-            _ => "note         nothing stored: `sfkeep token` or `sfkeep login` gets one".to_owned(),
-        });
-    }
-    lines.extend(crate::serve::report::lines_for(&p));
-    if !recent.is_empty() {
-        lines.push("recent       (audit log, newest last)".to_owned());
-        for e in &recent {
-            let at = sfkeep::clock::UnixMillis(e.at);
-            lines.push(format!(
-                "  {at}  {}{}{}",
-                e.kind,
-                e.cause
-                    .as_deref()
-                    .map(|c| format!(" ({c})"))
-                    .unwrap_or_default(),
-                e.generation
-                    .map(|g| format!(" gen {g}"))
-                    .unwrap_or_default()
-            ));
-        }
-    }
-    print_line(&lines.join("\n"))?;
-    Ok(Exit::Ok)
+            },
+        ),
+    ]
 }
-
-/// Events shown by `status`.
-const RECENT_EVENTS: usize = 5;

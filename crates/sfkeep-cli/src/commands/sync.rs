@@ -42,9 +42,6 @@ pub struct SyncArgs {
     /// Bulk API 2.0 use.
     #[arg(long, value_enum, default_value_t = BulkMode::Auto)]
     pub bulk: BulkMode,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// Runs the sync once, to the end of the query.
@@ -104,8 +101,8 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
         ),
         SyncError::Db(e) => CliError::store(e.to_string()),
     })?;
-    if a.json {
-        crate::output::print_line(&serde_json::to_string(&summary).unwrap_or_default())?;
+    if crate::output::json() {
+        crate::output::set_result(serde_json::to_value(&summary).unwrap_or_default());
     } else {
         crate::output::print_line(&format!(
             "synced {} accounts in {} page{} ({} new, {} updated, {} deleted) into {}; {} rows in total, {:.1}s",

@@ -128,6 +128,9 @@ fn expected(parents: &[String], key: &str, found: Option<&toml::Value>) -> Strin
             Some(n) => format!("must be a positive whole number of seconds, found {n}."),
             None => format!("must be a positive whole number of seconds, found {found_type}."),
         },
+        (2, "audit_retention_days") => {
+            format!("must be a whole number of days from 1 to 36500, found {found_type}.")
+        }
         _ => format!("must be a string, found {found_type}."),
     }
 }

@@ -29,6 +29,7 @@
 //! refused), [`messages`] (what a person reads when that fails), [`validate`] (what the values
 //! mean). Nothing here ever formats a secret's value into a message.
 
+pub mod edit;
 mod messages;
 mod profile;
 mod schema;
@@ -41,7 +42,7 @@ use std::path::{Path, PathBuf};
 pub use crate::config::messages::suggest;
 use crate::config::profile::io_reason;
 pub use crate::config::profile::{GrantName, Profile, StoreConfig, read_secret_file};
-pub use crate::config::sfdx::parse_sfdx_url;
+pub use crate::config::sfdx::{SfdxAuth, parse_sfdx_url};
 pub use crate::config::validate::resolve_path;
 use crate::error::{CliError, CliResult};
 

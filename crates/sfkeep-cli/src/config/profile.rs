@@ -128,6 +128,9 @@ pub struct Profile {
     /// The keys `sfkeep serve` reads about this profile's policies (keep-alive, forecasts), as
     /// written: `serve::settings::ProfileGuardian` parses them.
     pub guardian: toml::Table,
+    /// How long the audit log keeps this profile's events (`audit_retention_days`; default
+    /// 90 days).
+    pub audit_retention: Option<Duration>,
 }
 
 impl Profile {
@@ -188,6 +191,14 @@ impl Profile {
 }
 
 impl SecretRef {
+    /// Where the secret comes from, for messages: `$NAME` or the file's path. Never the value.
+    pub fn source(&self) -> String {
+        match self {
+            SecretRef::Env(name) => format!("${name}"),
+            SecretRef::File(path) => path.display().to_string(),
+        }
+    }
+
     /// The secret's value. `key` (e.g. `profiles.prod.client_secret`) and `config_path` are
     /// for messages, which name the variable or file and never the value.
     pub fn resolve(&self, key: &str, config_path: &Path) -> CliResult<Zeroizing<String>> {
@@ -254,11 +265,11 @@ fn warn_if_shared(path: &Path, key: &str) {
         if let Ok(meta) = std::fs::metadata(path) {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                eprintln!(
-                    "sfkeep: warning: the secret file {} (`{key}`) has mode {mode:o}, so other users may read it. Run `chmod 600 {}`.",
+                crate::output::warn(&format!(
+                    "the secret file {} (`{key}`) has mode {mode:o}, so other users may read it. Run `chmod 600 {}`.",
                     path.display(),
                     path.display()
-                );
+                ));
             }
         }
     }

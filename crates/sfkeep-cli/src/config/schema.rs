@@ -45,6 +45,7 @@ pub struct RawProfile {
     pub jwt_cert: Option<toml::Value>,
     pub password_max_age: Option<toml::Value>,
     pub app_name: Option<toml::Value>,
+    pub audit_retention_days: Option<i64>,
 }
 
 impl RawProfile {

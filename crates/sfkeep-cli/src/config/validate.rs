@@ -61,6 +61,7 @@ pub fn profile(file: &Path, name: &str, raw: RawProfile) -> CliResult<Profile> {
         fallback_grant: grant(&at, "fallback_grant", raw.fallback_grant)?,
         session_timeout: session_timeout(&at, raw.session_timeout_secs)?,
         store: store(&at, raw.store)?,
+        audit_retention: retention(&at, raw.audit_retention_days)?,
     })
 }
 
@@ -105,6 +106,17 @@ fn session_timeout(at: &Place<'_>, value: Option<i64>) -> CliResult<Option<Durat
         Some(n) => Err(at.err(
             "session_timeout_secs",
             format!("must be a positive whole number of seconds, found {n}."),
+        )),
+    }
+}
+
+fn retention(at: &Place<'_>, value: Option<i64>) -> CliResult<Option<Duration>> {
+    match value {
+        None => Ok(None),
+        Some(n) if (1..=36_500).contains(&n) => Ok(Some(Duration::from_secs(n as u64 * 86_400))),
+        Some(n) => Err(at.err(
+            "audit_retention_days",
+            format!("must be a whole number of days from 1 to 36500, found {n}."),
         )),
     }
 }

@@ -39,9 +39,6 @@ pub struct DemoArgs {
     /// Keep the billing database here instead of a temporary file.
     #[arg(long, value_name = "PATH")]
     pub db: Option<std::path::PathBuf>,
-    /// Print the final report as JSON (the timeline still goes to stderr).
-    #[arg(long)]
-    pub json: bool,
 }
 
 /// One line of the timeline.
@@ -53,6 +50,8 @@ struct Step {
     healed_by: String,
     synced: u64,
     naive_client: String,
+    /// The lines printed under the row (what sfkeep said, the diagnosis, evidence, the fix).
+    notes: Vec<String>,
 }
 
 /// What the demo proves.
@@ -68,6 +67,8 @@ struct Report {
     invalid_session_errors_seen_by_integration: u64,
     invalid_session_responses_at_org: u64,
     naive_client_first_failure: Option<String>,
+    naive_client_soap_logins: u64,
+    verdict: String,
     elapsed_ms: u64,
 }
 
@@ -84,13 +85,10 @@ struct Run {
     integration_invalid_session_errors: u64,
 }
 
-/// Set with `--json`: stdout then carries the JSON report alone.
-static JSON_OUTPUT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
 /// One line of the timeline: on stdout with the final table (the story reads as one block,
 /// and `sfkeep demo > demo.txt` keeps all of it); on stderr with `--json`.
 fn say(line: &str) {
-    if JSON_OUTPUT.load(std::sync::atomic::Ordering::Relaxed) {
+    if crate::output::json() {
         eprintln!("{line}");
     } else {
         let _ = crate::output::print_line(line);
@@ -161,14 +159,13 @@ impl Run {
 
     fn record(&mut self, event: &str, cause: &str, healed_by: &str, synced: u64, naive: String) {
         let at_ms = self.started.elapsed().as_millis() as u64;
-        say(&format!(
-            "{:>7.1}s  {:<34} {:<22} {:<44} synced {:>6}   naive: {}",
-            at_ms as f64 / 1000.0,
+        say(&row(
+            &format!("{:.1}s", at_ms as f64 / 1000.0),
             event,
             cause,
             healed_by,
-            synced,
-            naive
+            &synced.to_string(),
+            &naive,
         ));
         self.timeline.push(Step {
             at_ms,
@@ -177,8 +174,52 @@ impl Run {
             healed_by: healed_by.into(),
             synced,
             naive_client: naive,
+            notes: Vec::new(),
         });
     }
+
+    /// A line under the last row, wrapped to the demo's width.
+    fn note(&mut self, label: &str, text: &str) {
+        let text = format!("{label}: {text}");
+        for line in wrap(&text, NOTE_INDENT, WIDTH) {
+            say(&line);
+        }
+        if let Some(step) = self.timeline.last_mut() {
+            step.notes.push(text);
+        }
+    }
+}
+
+/// The demo's lines fit this many columns (tested): a terminal's usual 120.
+pub const WIDTH: usize = 120;
+/// Where notes under a row start.
+const NOTE_INDENT: usize = 6;
+
+/// One timeline row: `time event cause healed synced naive`, 120 columns at most.
+fn row(time: &str, event: &str, cause: &str, healed: &str, synced: &str, naive: &str) -> String {
+    format!("{time:>5} {event:<30} {cause:<20} {healed:<34} {synced:>6} {naive}")
+}
+
+/// `text` in lines of at most `width` characters, each indented by `indent` spaces, broken
+/// at spaces (a word longer than a line stays whole).
+fn wrap(text: &str, indent: usize, width: usize) -> Vec<String> {
+    let pad = " ".repeat(indent);
+    let mut lines = Vec::new();
+    let mut cur = pad.clone();
+    for word in text.split_whitespace() {
+        let len = cur.chars().count();
+        if len > indent && len + 1 + word.chars().count() > width {
+            lines.push(std::mem::replace(&mut cur, pad.clone()));
+        }
+        if cur.chars().count() > indent {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if cur.chars().count() > indent {
+        lines.push(cur);
+    }
+    lines
 }
 
 fn bound_client(ip: std::net::IpAddr) -> CliResult<reqwest::Client> {
@@ -219,50 +260,39 @@ fn describe_healing(
     match (rt, jwt, fallback) {
         (0, 0, _) => "no token request needed".into(),
         (_, j, true) if j > 0 => format!(
-            "refresh refused → JWT fallback ({} request{})",
+            "refresh refused → JWT ({} request{})",
             rt + j,
             plural(rt + j)
         ),
         (r, 0, _) if startup => format!("first login ({r} request{})", plural(r)),
         (r, 0, _) if reactive => format!("401 → refresh, replay ({r} request{})", plural(r)),
-        (r, 0, _) => format!("refreshed ahead of expiry ({r} request{})", plural(r)),
+        (r, 0, _) => format!("refreshed ahead ({r} request{})", plural(r)),
         (0, j, _) => format!("JWT bearer ({j} request{})", plural(j)),
         (r, j, _) => format!("{} token request{}", r + j, plural(r + j)),
     }
 }
 
 /// Runs the demo.
-pub async fn run(args: DemoArgs) -> CliResult<Exit> {
-    JSON_OUTPUT.store(args.json, std::sync::atomic::Ordering::Relaxed);
+pub async fn run(args: DemoArgs, explicit: &crate::session::Explicit) -> CliResult<Exit> {
+    if explicit.profile || explicit.config {
+        return Err(CliError::usage(
+            "`sfkeep demo` runs on its own simulated org with its own credentials, so --profile and --config do not apply to it. Run it without them; to see sfkeep on your org, use `sfkeep status --verify` or `sfkeep doctor` with your profile.",
+        ));
+    }
     let started = Instant::now();
     say(&format!(
-        "sfkeep demo: a billing sync of {} Accounts through every cause of session death\n",
+        "sfkeep demo: a billing sync of {} Accounts through every cause of session death,",
         args.accounts
     ));
-    let org = DemoOrg::start(args.accounts, args.changes).await?;
-    let dir = tempfile_dir()?;
-    let db_path = args.db.clone().unwrap_or_else(|| dir.join("billing.db"));
-    let db = BillingDb::open(&db_path).map_err(|e| CliError::store(e.to_string()))?;
-    let store = Arc::new(MemoryStore::new());
-    let sink = MemorySink::new();
-    let naive = naive::NaiveClient::login(&org).await?;
-    let client = Client::new(build_manager(&org, &store, &sink, None)?)
-        .map_err(|e| CliError::from_sfkeep(&e, "building the API client"))?;
-    let mut run = Run {
-        client,
-        org,
-        store,
-        sink,
-        db,
-        fields: sync::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
-        naive,
-        started,
-        timeline: Vec::new(),
-        integration_invalid_session_errors: 0,
-    };
-    say(&format!(
-        "{:>8}  {:<34} {:<22} {:<44} {:<13}   {}",
-        "time", "event", "cause", "how sfkeep healed", "records", "naive client (logs in once)"
+    say("beside a naive client that logs in once with SOAP and keeps its session forever.\n");
+    let mut run = Run::start(&args, started).await?;
+    say(&row(
+        "time",
+        "event",
+        "cause",
+        "how sfkeep healed",
+        "synced",
+        "naive client",
     ));
 
     // The initial load.
@@ -272,7 +302,41 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
     let h = describe_healing(&before, &after, &run.sink.events());
     let naive = run.naive.try_call(&run.org).await;
     run.record("initial load", "-", &h, synced, naive);
+    chaos(&mut run).await?;
+    frozen_user(&mut run).await?;
+    // A final pass so the billing DB holds the latest of everything.
+    run.sync_pass().await?;
+    finish(run, crate::output::json()).await
+}
 
+impl Run {
+    async fn start(args: &DemoArgs, started: Instant) -> CliResult<Self> {
+        let org = DemoOrg::start(args.accounts, args.changes).await?;
+        let dir = tempfile_dir()?;
+        let db_path = args.db.clone().unwrap_or_else(|| dir.join("billing.db"));
+        let db = BillingDb::open(&db_path).map_err(|e| CliError::store(e.to_string()))?;
+        let store = Arc::new(MemoryStore::new());
+        let sink = MemorySink::new();
+        let naive = naive::NaiveClient::login(&org).await?;
+        let client = Client::new(build_manager(&org, &store, &sink, None)?)
+            .map_err(|e| CliError::from_sfkeep(&e, "building the API client"))?;
+        Ok(Run {
+            client,
+            org,
+            store,
+            sink,
+            db,
+            fields: sync::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            naive,
+            started,
+            timeline: Vec::new(),
+            integration_invalid_session_errors: 0,
+        })
+    }
+}
+
+/// Every cause of session death that heals by itself, one after the other.
+async fn chaos(run: &mut Run) -> CliResult<()> {
     // Inactivity timeout: the org's clock moves past the session timeout.
     run.org.advance(run.org.session_timeout_secs + 60).await?;
     run.step("inactivity timeout (+2h01m)", "session_timeout")
@@ -312,79 +376,79 @@ pub async fn run(args: DemoArgs) -> CliResult<Exit> {
 
     run.org.revoke_app().await?;
     run.step("admin revoked the app's tokens", "app_tokens_revoked")
-        .await?;
+        .await
+}
 
-    // The one that cannot heal by itself.
+/// The one cause that cannot heal by itself: diagnosed, then fixed the way an admin would
+/// (unfreeze, `sfkeep recover`). The evidence is read with the recovered session but printed
+/// under the row it explains.
+async fn frozen_user(run: &mut Run) -> CliResult<()> {
     run.org.freeze().await?;
     run.org.touch(run.org.changes).await?;
-    match run.sync_pass().await {
-        Ok(_) => {
-            return Err(CliError::unexpected(
-                "the sync kept working for a frozen user: the simulated org is wrong",
-            ));
-        }
-        Err(e) => {
-            // The token endpoint says only "authentication failure" (docs/salesforce-wire.md §2):
-            // the cause is named the way `sfkeep doctor` names it.
-            let d = diagnose(&run.sink.events());
-            let cause = match d.verdict {
-                DiagnosisCause::Healthy => DiagnosisCause::Unknown,
-                v => v,
-            };
-            let naive = run.naive.try_call(&run.org).await;
-            run.record(
-                "user frozen",
-                cause.as_str(),
-                "cannot heal: diagnosed ↓",
-                0,
-                naive,
-            );
-            say(&format!(
-                "           sfkeep says: {}",
-                first_sentence(&e.message)
-            ));
-            say(&format!(
-                "           diagnosis (as `sfkeep doctor` reads these events): {}",
-                cause.title()
-            ));
-            say(&format!("           fix: {}", d.top().fix));
-            say(
-                "           (the script now does what the admin would: unfreeze, then `sfkeep recover`)",
-            );
-        }
-    }
+    let Err(e) = run.sync_pass().await else {
+        return Err(CliError::unexpected(
+            "the sync kept working for a frozen user: the simulated org is wrong",
+        ));
+    };
+    // The token endpoint says only "authentication failure" (docs/salesforce-wire.md §2):
+    // the cause is named the way `sfkeep doctor` names it.
+    let d = diagnose(&run.sink.events());
+    let cause = match d.verdict {
+        DiagnosisCause::Healthy => DiagnosisCause::Unknown,
+        v => v,
+    };
+    let naive = run.naive.try_call(&run.org).await;
+    run.record(
+        "user frozen",
+        cause.as_str(),
+        "cannot heal: diagnosed below",
+        0,
+        naive,
+    );
+    run.note("sfkeep says", first_sentence(&e.message));
+    run.note(
+        "diagnosis (as `sfkeep doctor` reads these events)",
+        cause.title(),
+    );
+
     let before = run.org.stats().await?;
     run.org.unfreeze().await?;
     let recovered = run.client.manager().force_refresh().await;
     let synced = run.sync_pass().await?;
     let after = run.org.stats().await?;
+    if let Some(evidence) = login_history_evidence(&run.client).await {
+        run.note("evidence", &evidence);
+    }
+    run.note("fix", &d.top().fix);
+    run.note(
+        "then",
+        "the script does what the admin would: unfreeze the user, then `sfkeep recover`",
+    );
     let h = match recovered {
         Ok(_) => describe_healing(&before, &after, &[]),
         Err(e) => format!("recover failed: {e}"),
     };
     let naive = run.naive.try_call(&run.org).await;
     run.record("unfrozen + recover", "-", &h, synced, naive);
-    // The evidence a person would look for, read with the recovered session.
-    if let Ok(rows) = run
-        .client
+    Ok(())
+}
+
+/// The LoginHistory row a person would look for, read with a working session.
+async fn login_history_evidence(client: &Client) -> Option<String> {
+    let rows = client
         .query(
             "SELECT LoginTime, Status, SourceIp FROM LoginHistory ORDER BY LoginTime DESC LIMIT 20",
         )
         .collect_all()
         .await
-        && let Some(frozen) = rows
-            .iter()
-            .find(|r| r["Status"].as_str() == Some("User Is Frozen"))
-    {
-        say(&format!(
-            "           evidence: LoginHistory {} Status = \"User Is Frozen\" → cause user_frozen",
-            frozen["LoginTime"].as_str().unwrap_or("?")
-        ));
-    }
-
-    // A final pass so the billing DB holds the latest of everything.
-    run.sync_pass().await?;
-    finish(run, args.json).await
+        .ok()?;
+    let frozen = rows
+        .iter()
+        .find(|r| r["Status"].as_str() == Some("User Is Frozen"))?;
+    Some(format!(
+        "LoginHistory {} Status = \"User Is Frozen\" → cause user_frozen",
+        frozen["LoginTime"].as_str().unwrap_or("?")
+    ))
 }
 
 /// Ranks why the integration's credential is dead with `sfkeep doctor`'s rules, from the
@@ -453,6 +517,8 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
         .count();
     let duplicated = db_count - db_map.len();
     let stats = run.org.stats().await?;
+    let ok =
+        lost == 0 && stale == 0 && duplicated == 0 && run.integration_invalid_session_errors == 0;
     let report = Report {
         records_in_org: org_map.len(),
         records_in_billing_db: db_count,
@@ -463,64 +529,74 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
         invalid_session_errors_seen_by_integration: run.integration_invalid_session_errors,
         invalid_session_responses_at_org: stats["invalid_session_responses"].as_u64().unwrap_or(0),
         naive_client_first_failure: run.naive.first_failure.clone(),
+        naive_client_soap_logins: stats["soap_logins"].as_u64().unwrap_or(0),
+        verdict: if ok {
+            "nothing lost, nothing duplicated: the billing DB equals the org.".into()
+        } else {
+            "MISMATCH: the billing DB differs from the org.".into()
+        },
         elapsed_ms: run.started.elapsed().as_millis() as u64,
         timeline: run.timeline,
     };
-    let ok = lost == 0
-        && stale == 0
-        && duplicated == 0
-        && report.invalid_session_errors_seen_by_integration == 0;
     if json_out {
-        crate::output::print_line(&serde_json::to_string(&report).unwrap_or_default())?;
+        crate::output::set_result(serde_json::to_value(&report).unwrap_or_default());
     } else {
-        let t = &report.token_requests;
-        let sfkeep_requests = format!("refresh {} · jwt {}", t["refresh_token"], t["jwt_bearer"]);
-        let lines = [
-            String::new(),
-            format!("{:<35}{:<21}naive client", "", "sfkeep"),
-            format!(
-                "records in the org                 {:<20} {}",
-                report.records_in_org, report.records_in_org
-            ),
-            format!(
-                "records in the billing DB          {:<20} -",
-                report.records_in_billing_db
-            ),
-            format!(
-                "lost / stale / duplicated          {} / {} / {}",
-                lost, stale, duplicated
-            ),
-            format!(
-                "INVALID_SESSION_ID seen by the app {:<20} {}",
-                report.invalid_session_errors_seen_by_integration,
-                if report.naive_client_first_failure.is_some() {
-                    "dead after the first one"
-                } else {
-                    "0"
-                }
-            ),
-            format!(
-                "token requests                     {sfkeep_requests:<20} soap login {}",
-                stats["soap_logins"]
-            ),
-            format!(
-                "401s the org sent (all healed)     {}",
-                report.invalid_session_responses_at_org
-            ),
-            format!(
-                "time                               {:.1}s",
-                report.elapsed_ms as f64 / 1000.0
-            ),
-            String::new(),
-            if ok {
-                "nothing lost, nothing duplicated: the billing DB equals the org.".into()
-            } else {
-                "MISMATCH: the billing DB differs from the org.".into()
-            },
-        ];
-        for l in lines {
+        for l in summary_lines(&report) {
             crate::output::print_line(&l)?;
         }
     }
     Ok(if ok { Exit::Ok } else { Exit::Unexpected })
+}
+
+/// The closing table: sfkeep against the naive client.
+fn summary_lines(r: &Report) -> Vec<String> {
+    let t = &r.token_requests;
+    let sfkeep_requests = format!("refresh {} · jwt {}", t["refresh_token"], t["jwt_bearer"]);
+    let naive_dead = if r.naive_client_first_failure.is_some() {
+        "dead after the first one"
+    } else {
+        "0"
+    };
+    let line = |label: &str, ours: &str, naive: &str| {
+        format!("{label:<35}{ours:<21}{naive}")
+            .trim_end()
+            .to_owned()
+    };
+    vec![
+        String::new(),
+        line("", "sfkeep", "naive client"),
+        line(
+            "records in the org",
+            &r.records_in_org.to_string(),
+            &r.records_in_org.to_string(),
+        ),
+        line(
+            "records in the billing DB",
+            &r.records_in_billing_db.to_string(),
+            "-",
+        ),
+        line(
+            "lost / stale / duplicated",
+            &format!("{} / {} / {}", r.lost, r.stale, r.duplicated),
+            "",
+        ),
+        line(
+            "INVALID_SESSION_ID seen by the app",
+            &r.invalid_session_errors_seen_by_integration.to_string(),
+            naive_dead,
+        ),
+        line(
+            "token requests",
+            &sfkeep_requests,
+            &format!("soap login {}", r.naive_client_soap_logins),
+        ),
+        line(
+            "401s the org sent (all healed)",
+            &r.invalid_session_responses_at_org.to_string(),
+            "",
+        ),
+        line("time", &format!("{:.1}s", r.elapsed_ms as f64 / 1000.0), ""),
+        String::new(),
+        r.verdict.clone(),
+    ]
 }

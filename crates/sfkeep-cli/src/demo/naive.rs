@@ -43,7 +43,8 @@ impl NaiveClient {
     /// One query with the cached session; a short verdict for the timeline.
     pub async fn try_call(&mut self, _org: &DemoOrg) -> String {
         if self.first_failure.is_some() {
-            return "✗ still dead (no way to recover)".into();
+            // Dead since its first failure, with no way back: that row said so once.
+            return "✗".into();
         }
         let url = format!(
             "{}/services/data/v59.0/query?q=SELECT+Id+FROM+Account+LIMIT+1",
@@ -68,7 +69,13 @@ impl NaiveClient {
                 self.first_failure = Some(code.clone());
                 format!("✗ {code}")
             }
-            Err(e) => format!("✗ {e}"),
+            Err(e) => {
+                let mut cell = format!("✗ {e}");
+                if cell.chars().count() > 20 {
+                    cell = cell.chars().take(19).collect::<String>() + "…";
+                }
+                cell
+            }
         }
     }
 }

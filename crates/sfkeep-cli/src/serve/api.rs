@@ -277,7 +277,7 @@ pub fn events_doc(
     window: Duration,
 ) -> Value {
     let p = g.profile(w);
-    let key = session::store_key(&p).to_string();
+    let key = session::audit_scope(&p);
     let to = SystemClock.now().0 + 1;
     let from = to - window.as_millis() as i64;
     let bucket_ms = (window.as_millis() as i64 / BUCKETS).max(1);

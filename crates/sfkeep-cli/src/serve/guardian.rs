@@ -506,6 +506,7 @@ impl Guardian {
                 config: Some(me.config_path.clone()),
                 profile: Some(w.name.clone()),
                 profiles: vec![w.name.clone()],
+                explicit: Default::default(),
             };
             let d = crate::diagnosis::gather_and_diagnose(&g).await;
             let now = w.manager.server_clock().now();

@@ -238,6 +238,10 @@ pub async fn run(g: &Globals, a: ServeArgs) -> CliResult<Exit> {
 /// Prints the one ready line and flushes it (a supervisor reads it to learn the address).
 fn ready_line(v: &serde_json::Value) -> CliResult<()> {
     use std::io::Write;
+    if crate::output::json() {
+        // With --json every line on stdout is an envelope; the ready object is its result.
+        return crate::output::emit(v.clone());
+    }
     let mut out = std::io::stdout().lock();
     writeln!(out, "{v}")
         .and_then(|_| out.flush())

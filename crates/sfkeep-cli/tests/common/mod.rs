@@ -203,3 +203,11 @@ impl Drop for Redis {
         self.down();
     }
 }
+
+/// The `result` of a `--json` run's envelope (stdout holds exactly one JSON document).
+pub fn result_of(out: &str) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(out.trim())
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {out}"));
+    assert_eq!(v["sfkeep"], 1, "not an sfkeep envelope: {v}");
+    v["result"].clone()
+}
