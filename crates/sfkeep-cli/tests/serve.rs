@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
-use common::{Org, Redis, run, sfkeep};
+use common::{Org, Redis, result_of, run, sfkeep};
 use serde_json::{Value, json};
 
 const DAY: i64 = 86_400;
@@ -545,7 +545,7 @@ fn without_keep_alive_the_idle_refresh_token_dies_and_doctor_names_the_policy() 
         .args(["--profile", "fake", "doctor", "--json"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    let d: Value = serde_json::from_str(out.trim()).unwrap();
+    let d: Value = result_of(&out);
     let causes: Vec<&str> = d["causes"]
         .as_array()
         .unwrap()
@@ -696,7 +696,7 @@ fn forecasts_reach_status_json_and_a_certificate_alerts_once() {
         .args(["--profile", "fake", "status", "--json"]);
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    let st: Value = serde_json::from_str(out.trim()).unwrap();
+    let st: Value = result_of(&out);
     let abs = st["guardian"]["forecasts"]
         .as_array()
         .unwrap()
