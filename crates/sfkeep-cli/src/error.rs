@@ -150,8 +150,12 @@ impl CliError {
                     .unwrap_or_else(|| "Run `sfkeep doctor` for a diagnosis.".to_owned()),
             ),
         };
-        // Library messages may end with their own full stop.
-        let detail = e.to_string();
+        // Library messages may end with their own full stop. A transport failure names its
+        // URL once (reqwest's own text repeats it) and the reason a person recognises.
+        let detail = match e {
+            E::Transport { what, .. } => format!("{what} failed: {}", transport_reason(e)),
+            e => e.to_string(),
+        };
         let mut message = format!("{context}: {}.", detail.trim_end_matches('.'));
         if !advice.is_empty() {
             message.push(' ');
@@ -171,6 +175,38 @@ impl CliError {
             self.message.push_str(text);
         }
         self
+    }
+}
+
+/// Why a request did not complete, from the innermost cause: `connection refused`,
+/// `connection reset`, `timed out`, or the innermost error's own words (never a URL: the
+/// caller names it).
+fn transport_reason(e: &sfkeep::Error) -> String {
+    use std::io::ErrorKind;
+    let mut innermost: Option<&(dyn std::error::Error + 'static)> = None;
+    let mut cur = std::error::Error::source(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let known = match io.kind() {
+                ErrorKind::ConnectionRefused => Some("connection refused (nothing listens there)"),
+                ErrorKind::ConnectionReset => Some("connection reset by the peer"),
+                ErrorKind::ConnectionAborted => Some("connection aborted"),
+                ErrorKind::TimedOut => Some("timed out"),
+                ErrorKind::AddrNotAvailable => Some("the local address is not available"),
+                _ => None,
+            };
+            if let Some(k) = known {
+                return k.to_owned();
+            }
+        }
+        innermost = Some(err);
+        cur = err.source();
+    }
+    match (innermost, e) {
+        (_, sfkeep::Error::Transport { timeout: true, .. }) => "timed out".to_owned(),
+        (Some(err), _) => err.to_string(),
+        (None, sfkeep::Error::Transport { message, .. }) => message.clone(),
+        (None, e) => e.to_string(),
     }
 }
 
