@@ -507,10 +507,10 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
     {
         let endpoint_owner = session::manager_with_audit(
             &p,
-            Grant::ClientCredentials {
-                client_id: cid.clone(),
-                client_secret: sfkeep::secret::ClientSecret::new(secret.as_str()),
-            },
+            Grant::client_credentials(
+                cid.clone(),
+                sfkeep::secret::ClientSecret::new(secret.as_str()),
+            ),
             None,
             Arc::new(MemoryStore::new()),
             session::Recording::DoctorProbe,

@@ -62,19 +62,15 @@ pub fn load_profile(g: &Globals) -> CliResult<Profile> {
     config.profile(&name).cloned()
 }
 
-/// The profile's store key (a hash, safe to show).
+/// The profile's store key (a hash, safe to show): the one the library derives for the
+/// profile's primary grant.
 pub fn store_key(p: &Profile) -> StoreKey {
-    let subject = match p.grant {
-        GrantName::JwtBearer | GrantName::Password | GrantName::SoapLogin => {
-            p.username.as_deref().unwrap_or("")
-        }
-        GrantName::RefreshToken | GrantName::ClientCredentials => "",
-    };
-    let client_id = match p.grant {
-        GrantName::SoapLogin => "",
-        _ => p.client_id.as_deref().unwrap_or(""),
-    };
-    StoreKey::derive(&p.login_url, client_id, subject, p.grant.kind())
+    StoreKey::for_identity(
+        &p.login_url,
+        p.grant.kind(),
+        p.client_id.as_deref(),
+        p.username.as_deref(),
+    )
 }
 
 /// Whose events in the audit log are the profile's: its name and its store key.
@@ -230,47 +226,42 @@ pub async fn build_grant(p: &Profile, name: GrantName, store: &dyn Store) -> Cli
                     }
                 },
             };
-            Grant::RefreshToken {
-                client_id,
-                client_secret,
-                refresh_token,
-            }
+            Grant::refresh_token(client_id, client_secret, refresh_token)
         }
-        GrantName::JwtBearer => Grant::JwtBearer {
-            client_id: client_id(p, &why)?,
-            username: username(p, &why)?,
-            private_key: PrivateKeyPem::new(
-                p.require_secret(&p.jwt_key, "jwt_key", &why)?.as_str(),
-            ),
-            audience: None,
-        },
-        GrantName::ClientCredentials => Grant::ClientCredentials {
-            client_id: client_id(p, &why)?,
-            client_secret: ClientSecret::new(
+        GrantName::JwtBearer => Grant::jwt_bearer(
+            client_id(p, &why)?,
+            username(p, &why)?,
+            PrivateKeyPem::new(p.require_secret(&p.jwt_key, "jwt_key", &why)?.as_str()),
+        ),
+        GrantName::ClientCredentials => Grant::client_credentials(
+            client_id(p, &why)?,
+            ClientSecret::new(
                 p.require_secret(&p.client_secret, "client_secret", &why)?
                     .as_str(),
             ),
-        },
-        GrantName::Password => Grant::Password {
-            client_id: client_id(p, &why)?,
-            client_secret: ClientSecret::new(
+        ),
+        GrantName::Password => Grant::password(
+            client_id(p, &why)?,
+            ClientSecret::new(
                 p.require_secret(&p.client_secret, "client_secret", &why)?
                     .as_str(),
             ),
-            username: username(p, &why)?,
-            password: Password::new(p.require_secret(&p.password, "password", &why)?.as_str()),
-            security_token: p
-                .optional_secret(&p.security_token, "security_token")?
+            username(p, &why)?,
+            Password::new(p.require_secret(&p.password, "password", &why)?.as_str()),
+        )
+        .with_security_token(
+            p.optional_secret(&p.security_token, "security_token")?
                 .map(|s| SecurityToken::new(s.as_str())),
-        },
-        GrantName::SoapLogin => Grant::SoapLogin {
-            username: username(p, &why)?,
-            password: Password::new(p.require_secret(&p.password, "password", &why)?.as_str()),
-            security_token: p
-                .optional_secret(&p.security_token, "security_token")?
+        ),
+        GrantName::SoapLogin => Grant::soap_login(
+            username(p, &why)?,
+            Password::new(p.require_secret(&p.password, "password", &why)?.as_str()),
+            p.api_version.clone(),
+        )
+        .with_security_token(
+            p.optional_secret(&p.security_token, "security_token")?
                 .map(|s| SecurityToken::new(s.as_str())),
-            api_version: p.api_version.clone(),
-        },
+        ),
     })
 }
 

@@ -152,22 +152,22 @@ fn python() -> Option<String> {
 
 fn manager(info: &ReadyInfo, redis_port: u16, key: &CacheKey) -> TokenManager {
     let pem = std::fs::read_to_string(&info.jwt_key_file).unwrap();
-    let store = RedisStore::new(&format!("redis://127.0.0.1:{redis_port}/"), key.clone())
-        .unwrap()
-        .with_op_timeout(Duration::from_millis(300))
-        .with_probe_interval(Duration::from_millis(500));
+    let store = RedisStore::builder(&format!("redis://127.0.0.1:{redis_port}/"), key.clone())
+        .op_timeout(Duration::from_millis(300))
+        .probe_interval(Duration::from_millis(500))
+        .build()
+        .unwrap();
     TokenManager::builder(info.login_url.clone())
-        .grant(Grant::RefreshToken {
-            client_id: info.client_id.clone(),
-            client_secret: Some(ClientSecret::new(info.client_secret.clone())),
-            refresh_token: RefreshToken::new(info.refresh_token.clone()),
-        })
-        .fallback_grant(Grant::JwtBearer {
-            client_id: info.client_id.clone(),
-            username: info.username.clone(),
-            private_key: PrivateKeyPem::new(pem),
-            audience: None,
-        })
+        .grant(Grant::refresh_token(
+            info.client_id.clone(),
+            Some(ClientSecret::new(info.client_secret.clone())),
+            RefreshToken::new(info.refresh_token.clone()),
+        ))
+        .fallback_grant(Grant::jwt_bearer(
+            info.client_id.clone(),
+            info.username.clone(),
+            PrivateKeyPem::new(pem),
+        ))
         .store(Arc::new(store))
         .introspect(false)
         .build()

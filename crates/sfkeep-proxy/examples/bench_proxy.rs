@@ -67,10 +67,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         store.compare_and_set(&key, None, &record).await?;
         let manager = TokenManager::builder("http://127.0.0.1:9")
-            .grant(Grant::ClientCredentials {
-                client_id: "bench".into(),
-                client_secret: ClientSecret::new("bench"),
-            })
+            .grant(Grant::client_credentials(
+                "bench",
+                ClientSecret::new("bench"),
+            ))
             .store(store)
             .store_key(key)
             .introspect(false)

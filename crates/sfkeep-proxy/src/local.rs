@@ -298,7 +298,7 @@ pub(crate) async fn revoke(sh: &Arc<Shared>, head: &RequestHead, body: Body) -> 
 /// `/healthz`: the token's state, never the token.
 pub(crate) fn healthz(sh: &Arc<Shared>) -> Response<Body> {
     let s = sh.manager.status();
-    let ok = s.state != "reauth_required";
+    let ok = s.state != sfkeep::manager::TokenStatus::ReauthRequired;
     json(
         if ok {
             StatusCode::OK
@@ -308,7 +308,7 @@ pub(crate) fn healthz(sh: &Arc<Shared>) -> Response<Body> {
         &serde_json::json!({
             "status": if ok { "ok" } else { "reauth_required" },
             "token": {
-                "state": s.state,
+                "state": s.state.as_str(),
                 "generation": s.generation,
                 "expires_in": s.expires_in.map(|d| d.as_secs()),
                 "store": s.store,

@@ -28,11 +28,11 @@ fn bench(c: &mut Criterion) {
         .unwrap();
         let i = org.ready_info();
         let m = TokenManager::builder(i.login_url.clone())
-            .grant(Grant::RefreshToken {
-                client_id: i.client_id.clone(),
-                client_secret: Some(ClientSecret::new(i.client_secret.clone())),
-                refresh_token: RefreshToken::new(i.refresh_token.clone()),
-            })
+            .grant(Grant::refresh_token(
+                i.client_id.clone(),
+                Some(ClientSecret::new(i.client_secret.clone())),
+                RefreshToken::new(i.refresh_token.clone()),
+            ))
             .without_tracing_sink()
             .build()
             .unwrap();

@@ -59,11 +59,11 @@ async fn run() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     let manager = TokenManager::builder(login_url)
-        .grant(Grant::RefreshToken {
+        .grant(Grant::refresh_token(
             client_id,
-            client_secret: Some(ClientSecret::new(secret)),
-            refresh_token: RefreshToken::new(refresh),
-        })
+            Some(ClientSecret::new(secret)),
+            RefreshToken::new(refresh),
+        ))
         .build()?;
     let client = Client::new(manager)?;
 

@@ -242,18 +242,12 @@ impl MemorySink {
 
     /// A copy of every event so far.
     pub fn events(&self) -> Vec<AuthEvent> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        crate::sync::lock(&self.events).clone()
     }
 }
 
 impl EventSink for MemorySink {
     fn emit(&self, event: &AuthEvent) {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(event.clone());
+        crate::sync::lock(&self.events).push(event.clone());
     }
 }

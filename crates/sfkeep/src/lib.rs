@@ -45,11 +45,11 @@
 //! let org = sfkeep_fakeorg::FakeOrg::start(sfkeep_fakeorg::FakeOrgConfig::default().accounts(10)).await?;
 //! let info = org.ready_info();
 //! let manager = TokenManager::builder(info.login_url.clone())
-//!     .grant(Grant::RefreshToken {
-//!         client_id: info.client_id.clone(),
-//!         client_secret: Some(ClientSecret::new(info.client_secret.clone())),
-//!         refresh_token: RefreshToken::new(info.refresh_token.clone()),
-//!     })
+//!     .grant(Grant::refresh_token(
+//!         info.client_id.clone(),
+//!         Some(ClientSecret::new(info.client_secret.clone())),
+//!         RefreshToken::new(info.refresh_token.clone()),
+//!     ))
 //!     .build()?;
 //! let client = Client::new(manager.clone())?;
 //! let first = client.query("SELECT Id FROM Account").collect_all().await?;
@@ -79,6 +79,7 @@ pub mod manager;
 mod redact;
 pub mod secret;
 pub mod store;
+mod sync;
 pub mod token;
 
 pub use error::{Error, Result};

@@ -1,12 +1,17 @@
 //! The token record, its states, and the timing rules that move a record between them.
 //!
-//! Constants come from `token-manager-design.md` §0 and §2.1: a record is **Fresh** until
-//! `refresh_at`, **Stale** (served, refreshed once in the background) until `expires_at - 30 s`,
-//! then **Expired** (callers wait on one shared refresh).
+//! A record is **Fresh** until `refresh_at`, **Stale** (served, refreshed once in the
+//! background) until `expires_at - 30 s`, then **Expired** (callers wait on one shared refresh);
+//! `docs/token-lifecycle.md` explains the constants.
+//!
+//! [`TokenRecord::from_response`] turns a token response into a record; [`Token`] is what the
+//! manager hands out.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::UnixMillis;
+use crate::grant::TokenResponse;
 use crate::secret::{AccessToken, RefreshToken};
 
 /// Hard expiry margin: a token is treated as expired this long before its known expiry, so a
@@ -103,6 +108,26 @@ pub struct TokenRecord {
     pub server_offset_ms: i64,
 }
 
+/// What a new record needs besides the token response: see [`TokenRecord::from_response`].
+#[derive(Clone, Debug)]
+pub struct Issue {
+    /// Server time when the response arrived.
+    pub now: UnixMillis,
+    /// The session timeout assumed when nothing better is known.
+    pub session_timeout: Duration,
+    /// The access token's expiry according to introspection, if asked and answered.
+    pub introspected_expiry: Option<UnixMillis>,
+    /// The refresh token the request presented: kept when the response carries none (the app
+    /// does not rotate, so it stays valid).
+    pub sent_refresh_token: Option<RefreshToken>,
+    /// The fingerprint of a refresh token the server refused, carried forward.
+    pub refused_refresh_token: Option<String>,
+    /// The writer's server-minus-local clock offset (ms).
+    pub server_offset_ms: i64,
+    /// In [0, 1): moves `refresh_at` earlier so a fleet does not refresh all at once.
+    pub jitter: f64,
+}
+
 /// A record's state at a given time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenState {
@@ -142,6 +167,47 @@ impl TokenRecord {
         }
     }
 
+    /// A record (generation 0: the writer assigns it) from a token response of grant `grant`.
+    ///
+    /// The expiry is the first known of: SOAP `sessionSecondsValid`; introspection's `exp`
+    /// when it lies ahead; the configured session timeout. A server `issued_at` far from the
+    /// corrected clock (a bad clock, or seconds sent as ms) must not stretch the lifetime, so
+    /// it is never trusted beyond `now` nor more than a minute before it.
+    pub fn from_response(resp: TokenResponse, grant: GrantKind, issue: Issue) -> TokenRecord {
+        let now = issue.now;
+        let issued_at = match resp.issued_at.unwrap_or(now) {
+            t if t > now => now,
+            t => t.max(now.minus(Duration::from_secs(60))),
+        };
+        let (expires_at, expiry_source) =
+            match (resp.session_seconds_valid, issue.introspected_expiry) {
+                (Some(secs), _) => (
+                    issued_at.plus(Duration::from_secs(secs)),
+                    ExpirySource::SoapSessionSecondsValid,
+                ),
+                (None, Some(exp)) if exp > now => (exp, ExpirySource::Introspection),
+                (None, _) => (
+                    issued_at.plus(issue.session_timeout),
+                    ExpirySource::Configured,
+                ),
+            };
+        TokenRecord {
+            access_token: resp.access_token,
+            refresh_token: resp.refresh_token.or(issue.sent_refresh_token),
+            instance_url: resp.instance_url,
+            id_url: resp.id,
+            scope: resp.scope,
+            issued_at,
+            expires_at,
+            refresh_at: refresh_at(issued_at, expires_at, issue.jitter),
+            expiry_source,
+            generation: 0,
+            grant,
+            refused_refresh_token: issue.refused_refresh_token,
+            server_offset_ms: issue.server_offset_ms,
+        }
+    }
+
     /// Whether this is a logout tombstone ([`TokenRecord::tombstone`]).
     pub fn is_tombstone(&self) -> bool {
         self.access_token.expose_secret().is_empty()
@@ -172,6 +238,34 @@ impl TokenRecord {
     /// Time left before the hard expiry margin, zero when past it.
     pub fn remaining_at(&self, now: UnixMillis) -> Duration {
         self.expires_at.minus(EXPIRY_SKEW).since(now)
+    }
+}
+
+/// A valid access token and where to use it: what [`crate::TokenManager::token`] hands out.
+/// Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Token(Arc<TokenRecord>);
+
+impl Token {
+    /// Wraps a record (the manager only hands out usable ones).
+    pub(crate) fn new(record: Arc<TokenRecord>) -> Self {
+        Self(record)
+    }
+    /// The access token, for an `Authorization: Bearer` header.
+    pub fn access_token(&self) -> &AccessToken {
+        &self.0.access_token
+    }
+    /// The instance URL API calls go to.
+    pub fn instance_url(&self) -> &str {
+        &self.0.instance_url
+    }
+    /// The generation: pass it to [`crate::TokenManager::invalidate_if_current`] after a 401.
+    pub fn generation(&self) -> u64 {
+        self.0.generation
+    }
+    /// The whole record.
+    pub fn record(&self) -> &TokenRecord {
+        &self.0
     }
 }
 

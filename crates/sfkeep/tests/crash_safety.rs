@@ -80,11 +80,11 @@ fn check_coherent(r: &TokenRecord) {
 
 fn manager(login_url: &str, store: EncryptedFileStore, rt: &str) -> TokenManager {
     TokenManager::builder(login_url.to_owned())
-        .grant(Grant::RefreshToken {
-            client_id: env("SFKEEP_CRASH_CLIENT_ID"),
-            client_secret: Some(ClientSecret::new(env("SFKEEP_CRASH_CLIENT_SECRET"))),
-            refresh_token: RefreshToken::new(rt.to_owned()),
-        })
+        .grant(Grant::refresh_token(
+            env("SFKEEP_CRASH_CLIENT_ID"),
+            Some(ClientSecret::new(env("SFKEEP_CRASH_CLIENT_SECRET"))),
+            RefreshToken::new(rt.to_owned()),
+        ))
         .clock(Arc::new(ManualClock::starting_now_offset(0)) as Arc<dyn Clock>)
         .store(Arc::new(store))
         .store_key(StoreKey::from_string("crash"))

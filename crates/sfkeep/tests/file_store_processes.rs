@@ -29,11 +29,11 @@ async fn worker_process() {
         CacheKey::load(None).unwrap(),
     );
     let m = TokenManager::builder(login_url)
-        .grant(Grant::RefreshToken {
-            client_id: env("SFKEEP_TEST_WORKER_CLIENT_ID"),
-            client_secret: Some(ClientSecret::new(env("SFKEEP_TEST_WORKER_CLIENT_SECRET"))),
-            refresh_token: RefreshToken::new(env("SFKEEP_TEST_WORKER_REFRESH_TOKEN")),
-        })
+        .grant(Grant::refresh_token(
+            env("SFKEEP_TEST_WORKER_CLIENT_ID"),
+            Some(ClientSecret::new(env("SFKEEP_TEST_WORKER_CLIENT_SECRET"))),
+            RefreshToken::new(env("SFKEEP_TEST_WORKER_REFRESH_TOKEN")),
+        ))
         .clock(Arc::new(clock) as Arc<dyn Clock>)
         .store(Arc::new(store))
         .introspect(false)

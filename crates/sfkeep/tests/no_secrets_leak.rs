@@ -63,17 +63,16 @@ async fn no_secret_reaches_logs_errors_or_the_store_file() {
     let clock = ManualClock::starting_now_offset(0);
     let pem = std::fs::read_to_string(&info.jwt_key_file).unwrap();
     let m = TokenManager::builder(info.login_url.clone())
-        .grant(Grant::RefreshToken {
-            client_id: info.client_id.clone(),
-            client_secret: Some(ClientSecret::new(info.client_secret.clone())),
-            refresh_token: RefreshToken::new(info.refresh_token.clone()),
-        })
-        .fallback_grant(Grant::JwtBearer {
-            client_id: info.client_id.clone(),
-            username: info.username.clone(),
-            private_key: PrivateKeyPem::new(pem.clone()),
-            audience: None,
-        })
+        .grant(Grant::refresh_token(
+            info.client_id.clone(),
+            Some(ClientSecret::new(info.client_secret.clone())),
+            RefreshToken::new(info.refresh_token.clone()),
+        ))
+        .fallback_grant(Grant::jwt_bearer(
+            info.client_id.clone(),
+            info.username.clone(),
+            PrivateKeyPem::new(pem.clone()),
+        ))
         .clock(Arc::new(clock.clone()) as Arc<dyn Clock>)
         .store(store.clone())
         .build()
@@ -105,18 +104,21 @@ async fn no_secret_reaches_logs_errors_or_the_store_file() {
     }
     // A 401 after logout, healed.
     admin(format!("/users/{}/logout", info.username), json!({})).await;
-    m.invalidate_if_current(m.token().await.unwrap().generation(), "rest");
+    m.invalidate_if_current(
+        m.token().await.unwrap().generation(),
+        sfkeep::diagnose::api_error::Api::Rest,
+    );
     let t = m.token().await.unwrap();
     note(&t, &mut secrets, &mut shown);
     // Revoke: healed through the JWT fallback.
     admin(format!("/apps/{}/revoke", info.client_id), json!({})).await;
-    m.invalidate_if_current(t.generation(), "rest");
+    m.invalidate_if_current(t.generation(), sfkeep::diagnose::api_error::Api::Rest);
     let t = m.token().await.unwrap();
     note(&t, &mut secrets, &mut shown);
     // A frozen user: the fallback fails too; the error is shown.
     admin(format!("/users/{}/freeze", info.username), json!({})).await;
     admin(format!("/apps/{}/revoke", info.client_id), json!({})).await;
-    m.invalidate_if_current(t.generation(), "rest");
+    m.invalidate_if_current(t.generation(), sfkeep::diagnose::api_error::Api::Rest);
     let e = m.token().await.unwrap_err();
     shown.push(format!("{e} {e:?}"));
     let e = m.token().await.unwrap_err();

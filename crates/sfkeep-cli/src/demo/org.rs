@@ -52,11 +52,11 @@ impl DemoOrg {
     /// The refresh-token grant the integration was authorized with.
     pub fn refresh_grant(&self) -> CliResult<Grant> {
         let i = self.info();
-        Ok(Grant::RefreshToken {
-            client_id: i.client_id.clone(),
-            client_secret: Some(ClientSecret::new(i.client_secret.clone())),
-            refresh_token: RefreshToken::new(i.refresh_token.clone()),
-        })
+        Ok(Grant::refresh_token(
+            i.client_id.clone(),
+            Some(ClientSecret::new(i.client_secret.clone())),
+            RefreshToken::new(i.refresh_token.clone()),
+        ))
     }
 
     /// The JWT bearer grant, the fallback when the refresh token is revoked.
@@ -65,12 +65,11 @@ impl DemoOrg {
         let pem = std::fs::read_to_string(&i.jwt_key_file).map_err(|e| {
             CliError::unexpected(format!("cannot read {}: {e}", i.jwt_key_file.display()))
         })?;
-        Ok(Grant::JwtBearer {
-            client_id: i.client_id.clone(),
-            username: i.username.clone(),
-            private_key: PrivateKeyPem::new(pem),
-            audience: None,
-        })
+        Ok(Grant::jwt_bearer(
+            i.client_id.clone(),
+            i.username.clone(),
+            PrivateKeyPem::new(pem),
+        ))
     }
 
     async fn call(&self, method: reqwest::Method, path: &str, body: Value) -> CliResult<Value> {

@@ -635,7 +635,7 @@ impl Guardian {
         // ends a re-auth incident even before this manager adopts it.
         self.note_recovery(w, &profile, stored.as_ref(), now);
         // 3. The token.
-        let fresh = w.manager.status().state == "fresh";
+        let fresh = w.manager.status().state == sfkeep::manager::TokenStatus::Fresh;
         let probe = if fresh && reachable.is_ok() {
             w.probe_token().await
         } else {
@@ -654,7 +654,10 @@ impl Guardian {
         };
         let mut org_read = None;
         let mut usage = None;
-        if org_due && reachable.is_ok() && w.manager.status().state == "fresh" {
+        if org_due
+            && reachable.is_ok()
+            && w.manager.status().state == sfkeep::manager::TokenStatus::Fresh
+        {
             let mut facts = orgfacts::read(&w.client, now).await;
             let u = orgfacts::api_usage(&w.client, now).await;
             if let (Ok(f), Err(e)) = (&mut facts, &u) {
@@ -942,12 +945,14 @@ impl Watch {
                     // The answer's `Date` may show the org's clock past the token's expiry (a
                     // timeout, which the integration's next call heals on its own): no request
                     // for a token nobody is using.
-                    SessionVerdict::Dead if self.manager.status().state == "expired" => {
+                    SessionVerdict::Dead
+                        if self.manager.status().state == sfkeep::manager::TokenStatus::Expired =>
+                    {
                         "the session timed out".to_owned()
                     }
                     SessionVerdict::Dead => {
                         self.manager
-                            .invalidate_if_current(t.generation(), Api::Rest.as_str());
+                            .invalidate_if_current(t.generation(), Api::Rest);
                         match self.manager.token().await {
                             Ok(_) => "the session had died; healed with a new token".to_owned(),
                             Err(e) => format!(

@@ -4,7 +4,7 @@
 //! The refresh token's last use is the issue time of the newest stored record obtained with it
 //! (every process of a fleet reads the same store). When that plus the idle TTL minus the
 //! margin has passed, the guardian declares that stored generation dead to its manager
-//! (`invalidate_if_current`) and asks for a token: the same path as a 401, so the manager's
+//! (`retire_if_current`) and asks for a token: the same path as a 401, so the manager's
 //! single-flight, the store's refresh lock and its generation compare-and-set make one token
 //! request for the whole fleet. A process that finds a newer generation in the store adopts it
 //! instead (another process did the keep-alive), and a rotated refresh token is stored in the
@@ -70,7 +70,7 @@ pub async fn run(
     refreshes: &AtomicU64,
 ) -> sfkeep::Result<Outcome> {
     let before = refreshes.load(Ordering::Acquire);
-    manager.invalidate_if_current(plan.generation, "keep_alive");
+    manager.retire_if_current(plan.generation);
     let t = manager.token().await?;
     if refreshes.load(Ordering::Acquire) > before {
         Ok(Outcome::Refreshed {

@@ -23,17 +23,16 @@ pub struct Env {
 pub fn manager(info: &ReadyInfo) -> TokenManager {
     let key = std::fs::read_to_string(&info.jwt_key_file).expect("jwt key");
     TokenManager::builder(info.login_url.clone())
-        .grant(Grant::RefreshToken {
-            client_id: info.client_id.clone(),
-            client_secret: Some(ClientSecret::new(info.client_secret.clone())),
-            refresh_token: RefreshToken::new(info.refresh_token.clone()),
-        })
-        .fallback_grant(Grant::JwtBearer {
-            client_id: info.client_id.clone(),
-            username: info.username.clone(),
-            private_key: PrivateKeyPem::new(key),
-            audience: None,
-        })
+        .grant(Grant::refresh_token(
+            info.client_id.clone(),
+            Some(ClientSecret::new(info.client_secret.clone())),
+            RefreshToken::new(info.refresh_token.clone()),
+        ))
+        .fallback_grant(Grant::jwt_bearer(
+            info.client_id.clone(),
+            info.username.clone(),
+            PrivateKeyPem::new(key),
+        ))
         .build()
         .expect("manager builds")
 }
@@ -202,10 +201,10 @@ pub async fn seeded_manager(instance_url: &str) -> TokenManager {
     };
     store.compare_and_set(&key, None, &record).await.unwrap();
     TokenManager::builder("http://127.0.0.1:9")
-        .grant(Grant::ClientCredentials {
-            client_id: "unused".into(),
-            client_secret: ClientSecret::new("unused"),
-        })
+        .grant(Grant::client_credentials(
+            "unused",
+            ClientSecret::new("unused"),
+        ))
         .store(store)
         .store_key(key)
         .introspect(false)

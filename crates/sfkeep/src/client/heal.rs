@@ -133,7 +133,7 @@ impl HealStep {
             SessionVerdict::Alive => Heal::Deliver,
             SessionVerdict::Unfixable(cause) => Heal::Unfixable(cause),
             SessionVerdict::Dead => {
-                manager.invalidate_if_current(token.generation(), self.api.as_str());
+                manager.invalidate_if_current(token.generation(), self.api);
                 if self.replayed || !replayable {
                     Heal::DeadAgain
                 } else {

@@ -9,7 +9,7 @@ use crate::error::{Error, Result, redacted_snippet};
 use crate::http::{MAX_AUTH_BODY, check_url, date_header, read_capped};
 use crate::secret::ClientSecret;
 
-/// Token-endpoint timeout: 10 s in total, 3 s to connect (token-manager-design.md §0).
+/// Token-endpoint timeout: 10 s in total, 3 s to connect (`docs/token-lifecycle.md#constants-and-why`).
 pub const TOKEN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 /// See [`TOKEN_REQUEST_TIMEOUT`].
 pub const TOKEN_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -62,12 +62,6 @@ impl TokenEndpoint {
             http,
             clock,
         })
-    }
-
-    /// Uses this HTTP client instead of the default one (e.g. bound to a local address).
-    pub fn with_http_client(mut self, http: reqwest::Client) -> Self {
-        self.http = http;
-        self
     }
 
     /// The login URL.

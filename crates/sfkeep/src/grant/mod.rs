@@ -4,6 +4,9 @@
 //! and `scope` may be absent; `issued_at` may come in seconds) and checked (`signature` is
 //! verified when present and the consumer secret is known). Failures are classified into a
 //! [`Cause`](crate::diagnose::Cause) by [`crate::diagnose::token_error`].
+//!
+//! A [`Grant`] is built with its constructors ([`Grant::refresh_token`], [`Grant::jwt_bearer`],
+//! …) so that its fields can grow, and sends itself with [`Grant::request`].
 
 pub mod authorization_code;
 pub mod client_credentials;
@@ -22,6 +25,7 @@ pub use response::{TokenResponse, parse_token_response, verify_signature};
 
 use std::fmt;
 
+use crate::error::Result;
 use crate::secret::{ClientSecret, Password, PrivateKeyPem, RefreshToken, SecurityToken};
 use crate::token::GrantKind;
 
@@ -30,6 +34,7 @@ use crate::token::GrantKind;
 #[non_exhaustive]
 pub enum Grant {
     /// Refresh with a stored refresh token (the store's newest one wins over this initial one).
+    #[non_exhaustive]
     RefreshToken {
         /// Consumer key.
         client_id: String,
@@ -39,6 +44,7 @@ pub enum Grant {
         refresh_token: RefreshToken,
     },
     /// Mint a token with a signed JWT: no shared mutable secret, the fleet's best choice.
+    #[non_exhaustive]
     JwtBearer {
         /// Consumer key (`iss`).
         client_id: String,
@@ -50,6 +56,7 @@ pub enum Grant {
         audience: Option<String>,
     },
     /// The app's run-as user.
+    #[non_exhaustive]
     ClientCredentials {
         /// Consumer key.
         client_id: String,
@@ -57,6 +64,7 @@ pub enum Grant {
         client_secret: ClientSecret,
     },
     /// Legacy username-password OAuth flow.
+    #[non_exhaustive]
     Password {
         /// Consumer key.
         client_id: String,
@@ -70,6 +78,7 @@ pub enum Grant {
         security_token: Option<SecurityToken>,
     },
     /// Legacy SOAP partner `login()`.
+    #[non_exhaustive]
     SoapLogin {
         /// Username.
         username: String,
@@ -83,6 +92,173 @@ pub enum Grant {
 }
 
 impl Grant {
+    /// `grant_type=refresh_token` for the app `client_id` (with its consumer secret, unless it is
+    /// a public client), starting from `refresh_token` when the store has none newer.
+    pub fn refresh_token(
+        client_id: impl Into<String>,
+        client_secret: Option<ClientSecret>,
+        refresh_token: RefreshToken,
+    ) -> Grant {
+        Grant::RefreshToken {
+            client_id: client_id.into(),
+            client_secret,
+            refresh_token,
+        }
+    }
+
+    /// The JWT bearer flow for `username` of the app `client_id`, signed with `private_key`.
+    /// The audience defaults to the login URL; see [`Grant::with_audience`].
+    pub fn jwt_bearer(
+        client_id: impl Into<String>,
+        username: impl Into<String>,
+        private_key: PrivateKeyPem,
+    ) -> Grant {
+        Grant::JwtBearer {
+            client_id: client_id.into(),
+            username: username.into(),
+            private_key,
+            audience: None,
+        }
+    }
+
+    /// The client-credentials flow of the app `client_id` (its run-as user).
+    pub fn client_credentials(client_id: impl Into<String>, client_secret: ClientSecret) -> Grant {
+        Grant::ClientCredentials {
+            client_id: client_id.into(),
+            client_secret,
+        }
+    }
+
+    /// The legacy username-password flow. No security token by default; see
+    /// [`Grant::with_security_token`].
+    pub fn password(
+        client_id: impl Into<String>,
+        client_secret: ClientSecret,
+        username: impl Into<String>,
+        password: Password,
+    ) -> Grant {
+        Grant::Password {
+            client_id: client_id.into(),
+            client_secret,
+            username: username.into(),
+            password,
+            security_token: None,
+        }
+    }
+
+    /// The legacy SOAP partner `login()` at API version `api_version` (e.g. `59.0`). No
+    /// security token by default; see [`Grant::with_security_token`].
+    pub fn soap_login(
+        username: impl Into<String>,
+        password: Password,
+        api_version: impl Into<String>,
+    ) -> Grant {
+        Grant::SoapLogin {
+            username: username.into(),
+            password,
+            security_token: None,
+            api_version: api_version.into(),
+        }
+    }
+
+    /// The JWT `aud` claim (default: the login URL). Only the JWT bearer grant has one; any
+    /// other grant is returned unchanged.
+    pub fn with_audience(mut self, value: impl Into<String>) -> Grant {
+        if let Grant::JwtBearer { audience, .. } = &mut self {
+            *audience = Some(value.into());
+        }
+        self
+    }
+
+    /// The security token appended to the password (default: none). Only the password and
+    /// SOAP login grants have one; any other grant is returned unchanged.
+    pub fn with_security_token(mut self, token: Option<SecurityToken>) -> Grant {
+        if let Grant::Password { security_token, .. } | Grant::SoapLogin { security_token, .. } =
+            &mut self
+        {
+            *security_token = token;
+        }
+        self
+    }
+
+    /// Sends one token request for this grant to `endpoint`. A refresh-token grant presents
+    /// `refresh_token` when given (the store's newest), else its own.
+    pub async fn request(
+        &self,
+        endpoint: &TokenEndpoint,
+        refresh_token: Option<&RefreshToken>,
+    ) -> Result<TokenResponse> {
+        match self {
+            Grant::RefreshToken {
+                client_id,
+                client_secret,
+                refresh_token: configured,
+            } => {
+                let rt = refresh_token.unwrap_or(configured);
+                self::refresh_token::request(endpoint, client_id, client_secret.as_ref(), rt).await
+            }
+            Grant::JwtBearer {
+                client_id,
+                username,
+                private_key,
+                audience,
+            } => {
+                jwt_bearer::request(
+                    endpoint,
+                    client_id,
+                    username,
+                    private_key,
+                    audience.as_deref(),
+                )
+                .await
+            }
+            Grant::ClientCredentials {
+                client_id,
+                client_secret,
+            } => client_credentials::request(endpoint, client_id, client_secret).await,
+            Grant::Password {
+                client_id,
+                client_secret,
+                username,
+                password,
+                security_token,
+            } => {
+                self::password::request(
+                    endpoint,
+                    client_id,
+                    client_secret,
+                    username,
+                    password,
+                    security_token.as_ref(),
+                )
+                .await
+            }
+            Grant::SoapLogin {
+                username,
+                password,
+                security_token,
+                api_version,
+            } => {
+                soap_login::request(
+                    endpoint,
+                    username,
+                    password,
+                    security_token.as_ref(),
+                    api_version,
+                )
+                .await
+            }
+        }
+    }
+
+    /// The refresh token a refresh-token grant starts from (the configured one).
+    pub fn configured_refresh_token(&self) -> Option<&RefreshToken> {
+        match self {
+            Grant::RefreshToken { refresh_token, .. } => Some(refresh_token),
+            _ => None,
+        }
+    }
+
     /// Which grant this is.
     pub fn kind(&self) -> GrantKind {
         match self {

@@ -6,7 +6,7 @@ use crate::clock::UnixMillis;
 use crate::error::{Error, Result, redacted_snippet};
 use crate::secret::{AccessToken, ClientSecret, RefreshToken};
 
-/// A successful token response, as Salesforce sends it (salesforce-wire.md §1.2). There is no
+/// A successful token response, as Salesforce sends it (`docs/salesforce-wire.md` §1.2). There is no
 /// `expires_in`: the lifetime comes from introspection or configuration.
 #[derive(Clone, Debug)]
 pub struct TokenResponse {
@@ -96,7 +96,7 @@ pub fn parse_token_response(
     })
 }
 
-/// `signature == Base64(HMAC-SHA256(client secret, id + issued_at))` (salesforce-wire.md §1.9).
+/// `signature == Base64(HMAC-SHA256(client secret, id + issued_at))` (`docs/salesforce-wire.md` §1.9).
 pub fn verify_signature(secret: &ClientSecret, id: &str, issued_at: &str, signature: &str) -> bool {
     let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(secret.expose_secret().as_bytes())
     else {

@@ -227,26 +227,7 @@ impl Store for EncryptedFileStore {
         })
     }
 
-    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<()>> {
-        let k = key.as_str().to_owned();
-        Box::pin(self.blocking(move |s| {
-            s.with_write_lock(|| {
-                let mut map = s.read_map()?;
-                if map.remove(&k).is_some() {
-                    s.write_map(&map)?;
-                }
-                Ok(())
-            })
-        }))
-    }
-
     fn take_warnings(&self) -> Vec<StoreWarning> {
-        std::mem::take(
-            &mut *self
-                .inner
-                .warnings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        std::mem::take(&mut *crate::sync::lock(&self.inner.warnings))
     }
 }

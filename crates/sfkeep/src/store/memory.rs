@@ -32,12 +32,7 @@ impl Store for MemoryStore {
     }
 
     fn load<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<Option<TokenRecord>>> {
-        let r = self
-            .records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(key)
-            .cloned();
+        let r = crate::sync::lock(&self.records).get(key).cloned();
         Box::pin(async move { Ok(r) })
     }
 
@@ -47,7 +42,7 @@ impl Store for MemoryStore {
         expected: Option<u64>,
         record: &'a TokenRecord,
     ) -> BoxFuture<'a, Result<CasOutcome>> {
-        let mut map = self.records.lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = crate::sync::lock(&self.records);
         let current = map.get(key).map(|r| r.generation);
         let outcome = if current == expected {
             map.insert(key.clone(), record.clone());
@@ -64,13 +59,5 @@ impl Store for MemoryStore {
         _wait: Duration,
     ) -> BoxFuture<'a, Result<Option<Box<dyn RefreshLock>>>> {
         Box::pin(async { Ok(Some(Box::new(NoLock) as Box<dyn RefreshLock>)) })
-    }
-
-    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<()>> {
-        self.records
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-        Box::pin(async { Ok(()) })
     }
 }

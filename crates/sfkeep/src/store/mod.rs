@@ -26,7 +26,7 @@ pub use envelope::{CacheKey, decode_record, encode_record};
 pub use file::EncryptedFileStore;
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
-pub use redis::RedisStore;
+pub use redis::{RedisStore, RedisStoreBuilder};
 
 use std::fmt;
 use std::time::Duration;
@@ -55,6 +55,39 @@ impl StoreKey {
             .map(|b| format!("{b:02x}"))
             .collect();
         Self(hex)
+    }
+
+    /// The key of `grant`'s credential at `login_url`: what [`crate::TokenManagerBuilder`]
+    /// uses unless told otherwise.
+    pub fn for_grant(login_url: &str, grant: &crate::Grant) -> Self {
+        Self::for_identity(login_url, grant.kind(), grant.client_id(), grant.subject())
+    }
+
+    /// The key of a credential of grant `kind` for the app `client_id` and the user
+    /// `username`, before the grant itself is built (the CLI reads the store to build it).
+    /// The username counts only for grants that name a subject (JWT bearer, password, SOAP
+    /// login), the client id for every grant but the SOAP login: the same as
+    /// [`StoreKey::for_grant`] of the grant built from these values.
+    pub fn for_identity(
+        login_url: &str,
+        kind: GrantKind,
+        client_id: Option<&str>,
+        username: Option<&str>,
+    ) -> Self {
+        let subject = match kind {
+            GrantKind::JwtBearer | GrantKind::Password | GrantKind::SoapLogin => username,
+            _ => None,
+        };
+        let client_id = match kind {
+            GrantKind::SoapLogin => None,
+            _ => client_id,
+        };
+        Self::derive(
+            login_url,
+            client_id.unwrap_or(""),
+            subject.unwrap_or(""),
+            kind,
+        )
     }
 
     /// A key from its string form.
@@ -118,9 +151,6 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         key: &'a StoreKey,
         wait: Duration,
     ) -> BoxFuture<'a, Result<Option<Box<dyn RefreshLock>>>>;
-
-    /// Forgets the record for `key`.
-    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<()>>;
 
     /// The generation of an unreadable value the last `load` of `key` reported as a miss,
     /// when the store knows it (Redis: the plaintext `gen`), so that a write-back never puts

@@ -16,7 +16,7 @@
 //! (`redis://:PASSWORD@host` or `redis://USER:PASSWORD@host`) is never printed: `Debug` shows the URL
 //! with the password replaced.
 //!
-//! # Protocol (token-manager-design §2.3)
+//! # Protocol (`docs/redis-protocol.md`)
 //!
 //! For a [`StoreKey`] `K` (a hash, never a secret), with a hash tag so every script touches one
 //! slot on Redis Cluster:
@@ -181,22 +181,51 @@ fn show_url(url: &str) -> String {
     crate::redact::redacted_url(url)
 }
 
-impl RedisStore {
-    /// A store at `url` (`redis://host:port/db` or `rediss://…` for TLS), values encrypted
-    /// with `key`. Does not connect: the first operation does.
-    pub fn new(url: &str, key: CacheKey) -> Result<Self> {
-        let shown_url = show_url(url);
-        let client = redis::Client::open(url)
+/// Builds a [`RedisStore`]: every setter says its default.
+#[derive(Debug)]
+pub struct RedisStoreBuilder {
+    url: String,
+    key: CacheKey,
+    op_timeout: Duration,
+    lock_ttl: Duration,
+    probe_interval: Duration,
+}
+
+impl RedisStoreBuilder {
+    /// The refresh lock's TTL: how long a dead holder blocks others. Defaults to
+    /// [`LOCK_TTL`] (15 s); at least 10 ms.
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = ttl.max(Duration::from_millis(10));
+        self
+    }
+
+    /// The timeout of one operation. Defaults to [`OP_TIMEOUT`] (250 ms).
+    pub fn op_timeout(mut self, d: Duration) -> Self {
+        self.op_timeout = d;
+        self
+    }
+
+    /// How often an open circuit lets a probe through. Defaults to [`PROBE_INTERVAL`] (5 s).
+    pub fn probe_interval(mut self, d: Duration) -> Self {
+        self.probe_interval = d;
+        self
+    }
+
+    /// The store. Fails on a URL that is not a Redis URL; does not connect (the first
+    /// operation does).
+    pub fn build(self) -> Result<RedisStore> {
+        let shown_url = show_url(&self.url);
+        let client = redis::Client::open(self.url.as_str())
             .map_err(|e| Error::Config(format!("invalid redis URL {shown_url}: {:?}", e.kind())))?;
-        Ok(Self {
+        Ok(RedisStore {
             inner: Arc::new(Inner {
                 client,
                 shown_url,
-                key,
+                key: self.key,
                 conn: tokio::sync::Mutex::new(None),
-                op_timeout: OP_TIMEOUT,
-                lock_ttl: LOCK_TTL,
-                probe_interval: PROBE_INTERVAL,
+                op_timeout: self.op_timeout,
+                lock_ttl: self.lock_ttl,
+                probe_interval: self.probe_interval,
                 breaker: Mutex::new(Breaker::default()),
                 warnings: Mutex::new(Vec::new()),
                 unreadable: Mutex::new(HashMap::new()),
@@ -207,29 +236,24 @@ impl RedisStore {
             }),
         })
     }
+}
 
-    fn with(self, f: impl FnOnce(&mut Inner)) -> Self {
-        let mut inner = Arc::try_unwrap(self.inner)
-            .unwrap_or_else(|_| panic!("configure a RedisStore before cloning it"));
-        f(&mut inner);
-        Self {
-            inner: Arc::new(inner),
+impl RedisStore {
+    /// A store at `url` (`redis://host:port/db` or `rediss://…` for TLS), values encrypted
+    /// with `key`, with the default settings. Does not connect: the first operation does.
+    pub fn new(url: &str, key: CacheKey) -> Result<Self> {
+        Self::builder(url, key).build()
+    }
+
+    /// A builder for a store at `url` with values encrypted with `key`.
+    pub fn builder(url: &str, key: CacheKey) -> RedisStoreBuilder {
+        RedisStoreBuilder {
+            url: url.to_owned(),
+            key,
+            op_timeout: OP_TIMEOUT,
+            lock_ttl: LOCK_TTL,
+            probe_interval: PROBE_INTERVAL,
         }
-    }
-
-    /// The refresh lock's TTL (default 15 s): how long a dead holder blocks others.
-    pub fn with_lock_ttl(self, ttl: Duration) -> Self {
-        self.with(|i| i.lock_ttl = ttl.max(Duration::from_millis(10)))
-    }
-
-    /// The timeout of one operation (default 250 ms).
-    pub fn with_op_timeout(self, d: Duration) -> Self {
-        self.with(|i| i.op_timeout = d)
-    }
-
-    /// How often an open circuit lets a probe through (default 5 s).
-    pub fn with_probe_interval(self, d: Duration) -> Self {
-        self.with(|i| i.probe_interval = d)
     }
 
     /// The Redis key of the record for `key`.
@@ -255,7 +279,7 @@ impl RedisStore {
 
 impl Inner {
     fn lock_breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.breaker)
     }
 
     fn warn(&self, message: String) {
@@ -264,10 +288,7 @@ impl Inner {
 
     fn warn_as(&self, event: &'static str, message: String) {
         tracing::warn!(target: "sfkeep::auth", event, store = "redis", detail = %message);
-        self.warnings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(StoreWarning(message));
+        crate::sync::lock(&self.warnings).push(StoreWarning(message));
     }
 
     /// Lets an operation through, or fails at once while the circuit is open.
@@ -395,7 +416,7 @@ impl Inner {
                 "none" => Ok((None, None)),
                 other => Err(other.to_owned()),
             };
-        let mut unreadable = self.unreadable.lock().unwrap_or_else(|p| p.into_inner());
+        let mut unreadable = crate::sync::lock(&self.unreadable);
         let (gen_raw, env) = match reply {
             Ok(v) => v,
             Err(t) => {
@@ -447,10 +468,7 @@ impl Inner {
         let tok = RedisStore::record_key(key);
         let expected_raw = match expected {
             Some(g) => g.to_string(),
-            None => self
-                .unreadable
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
+            None => crate::sync::lock(&self.unreadable)
                 .get(&tok)
                 .cloned()
                 .unwrap_or_default(),
@@ -474,10 +492,7 @@ impl Inner {
             })
             .await?;
         if written == 1 {
-            self.unreadable
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&RedisStore::record_key(key));
+            crate::sync::lock(&self.unreadable).remove(&RedisStore::record_key(key));
             return Ok(CasOutcome::Written);
         }
         Ok(CasOutcome::Conflict(self.load(key).await?))
@@ -702,35 +717,14 @@ impl Store for RedisStore {
         Box::pin(self.inner.lock(key, wait))
     }
 
-    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, Result<()>> {
-        let tok = Self::record_key(key);
-        Box::pin(async move {
-            self.inner
-                .op("delete", |mut c| async move {
-                    redis::cmd("DEL").arg(&tok).query_async::<i64>(&mut c).await
-                })
-                .await?;
-            Ok(())
-        })
-    }
-
     fn unreadable_generation(&self, key: &StoreKey) -> Option<u64> {
-        self.inner
-            .unreadable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.inner.unreadable)
             .get(&Self::record_key(key))
             .and_then(|g| g.parse().ok())
     }
 
     fn take_warnings(&self) -> Vec<StoreWarning> {
-        std::mem::take(
-            &mut *self
-                .inner
-                .warnings
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        )
+        std::mem::take(&mut *crate::sync::lock(&self.inner.warnings))
     }
 }
 
@@ -767,9 +761,10 @@ mod tests {
     #[tokio::test]
     async fn circuit_opens_after_three_failures_and_fails_fast() {
         // Port 1 on loopback: connection refused at once.
-        let s = RedisStore::new("redis://127.0.0.1:1/", CacheKey::generate())
-            .unwrap()
-            .with_probe_interval(Duration::from_secs(60));
+        let s = RedisStore::builder("redis://127.0.0.1:1/", CacheKey::generate())
+            .probe_interval(Duration::from_secs(60))
+            .build()
+            .unwrap();
         let k = StoreKey::from_string("k");
         for _ in 0..3 {
             assert!(matches!(s.load(&k).await, Err(Error::Store { .. })));

@@ -398,33 +398,31 @@ fn env(k: &str) -> String {
 /// - `quit`.
 pub async fn worker_main() {
     let grant = match env("FLEET_GRANT").as_str() {
-        "jwt" => Grant::JwtBearer {
-            client_id: env("FLEET_CLIENT_ID"),
-            username: env("FLEET_USERNAME"),
-            private_key: PrivateKeyPem::new(
-                std::fs::read_to_string(env("FLEET_JWT_KEY_FILE")).unwrap(),
-            ),
-            audience: None,
-        },
-        _ => Grant::RefreshToken {
-            client_id: env("FLEET_CLIENT_ID"),
-            client_secret: Some(ClientSecret::new(env("FLEET_CLIENT_SECRET"))),
-            refresh_token: RefreshToken::new(env("FLEET_REFRESH_TOKEN")),
-        },
+        "jwt" => Grant::jwt_bearer(
+            env("FLEET_CLIENT_ID"),
+            env("FLEET_USERNAME"),
+            PrivateKeyPem::new(std::fs::read_to_string(env("FLEET_JWT_KEY_FILE")).unwrap()),
+        ),
+        _ => Grant::refresh_token(
+            env("FLEET_CLIENT_ID"),
+            Some(ClientSecret::new(env("FLEET_CLIENT_SECRET"))),
+            RefreshToken::new(env("FLEET_REFRESH_TOKEN")),
+        ),
     };
     let redis_url = env("FLEET_REDIS_URL");
     let store: Arc<dyn Store> = if redis_url.is_empty() {
         Arc::new(MemoryStore::new())
     } else {
         Arc::new(
-            RedisStore::new(&redis_url, CacheKey::load(None).unwrap())
-                .unwrap()
-                .with_lock_ttl(Duration::from_millis(
+            RedisStore::builder(&redis_url, CacheKey::load(None).unwrap())
+                .lock_ttl(Duration::from_millis(
                     env("FLEET_LOCK_TTL_MS").parse().unwrap(),
                 ))
-                .with_probe_interval(Duration::from_millis(
+                .probe_interval(Duration::from_millis(
                     env("FLEET_PROBE_MS").parse().unwrap(),
-                )),
+                ))
+                .build()
+                .unwrap(),
         )
     };
     // The system clock: tokens last 2 h, the tests take seconds; `issued_at` must be real
@@ -557,7 +555,7 @@ async fn one_call(
         match limits(http, &t).await {
             200 => return Ok((healed.min(1), t.generation())),
             401 if healed == 0 || (healed == 1 && t.record().issued_at < started) => {
-                m.invalidate_if_current(t.generation(), "rest");
+                m.invalidate_if_current(t.generation(), sfkeep::diagnose::api_error::Api::Rest);
                 let mut heal = Vec::new();
                 let r = timed_token(m, &mut heal).await;
                 // A heal's wait is marked with the top bit so the parent can tell it apart.

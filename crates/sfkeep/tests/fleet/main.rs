@@ -14,9 +14,11 @@ use std::time::{Duration, Instant};
 
 use fleet::{Fleet, FleetGrant, RedisServer, SERIAL, WorkerSpec, sum};
 use serde_json::json;
+use sfkeep::clock::UnixMillis;
 use sfkeep::clock::{Clock, ManualClock};
 use sfkeep::event::{AuthEventKind, MemorySink};
 use sfkeep::store::{CacheKey, CasOutcome, RedisStore, Store, StoreKey, encode_record};
+use sfkeep::token::GrantKind;
 use sfkeep::{Error, TokenManager};
 use support::Org;
 
@@ -467,9 +469,10 @@ fn own_store_manager(
     org: &Org,
     sink: &MemorySink,
 ) -> (TokenManager, RedisStore) {
-    let store = RedisStore::new(&redis.url(), key.clone())
-        .unwrap()
-        .with_probe_interval(Duration::from_millis(100));
+    let store = RedisStore::builder(&redis.url(), key.clone())
+        .probe_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let m = TokenManager::builder(org.info().login_url.clone())
         .grant(grant)
         .store(Arc::new(store.clone()))
@@ -578,7 +581,7 @@ async fn redis_outage_jwt_local_token_is_written_back_and_adopted() {
     );
 
     // B's token dies (a 401): it adopts A's from the store instead of requesting its own.
-    assert!(b.invalidate_if_current(tb.generation(), "rest"));
+    assert!(b.invalidate_if_current(tb.generation(), sfkeep::diagnose::api_error::Api::Rest));
     let tb2 = b.token().await.unwrap();
     assert_eq!(tb2.record().fingerprint(), local.record().fingerprint());
     assert_eq!(tb2.generation(), local.generation());
@@ -738,9 +741,10 @@ async fn redis_outage_rotated_refresh_token_is_used_after_recovery_not_the_store
     org.policy(json!({"rotate_refresh_tokens": true})).await;
     let key = CacheKey::generate();
     let sa = MemorySink::new();
-    let store = RedisStore::new(&redis.url(), key.clone())
-        .unwrap()
-        .with_probe_interval(Duration::from_millis(100));
+    let store = RedisStore::builder(&redis.url(), key.clone())
+        .probe_interval(Duration::from_millis(100))
+        .build()
+        .unwrap();
     let a = TokenManager::builder(org.info().login_url.clone())
         .grant(org.refresh_grant())
         .store(Arc::new(store))
@@ -970,8 +974,20 @@ async fn store_contract_cas_lock_and_key_names() {
     assert!(got);
     assert!(waited < Duration::from_secs(2), "{waited:?}");
 
-    store.delete(&k).await.unwrap();
-    assert!(store.load(&k).await.unwrap().is_none());
+    // Forgetting leaves a tombstone above the stored generation, never an empty key.
+    let before = store.load(&k).await.unwrap().map_or(0, |r| r.generation);
+    sfkeep::store::forget(
+        &store,
+        &k,
+        0,
+        GrantKind::RefreshToken,
+        UnixMillis(1_800_000_000_000),
+    )
+    .await
+    .unwrap();
+    let tomb = store.load(&k).await.unwrap().expect("a tombstone");
+    assert!(tomb.is_tombstone());
+    assert_eq!(tomb.generation, before + 1);
     assert!(store.take_warnings().is_empty());
 }
 
@@ -1180,9 +1196,10 @@ async fn store_down_fails_fast_and_recovers_in_process() {
     let Some(mut redis) = RedisServer::start() else {
         return;
     };
-    let store = RedisStore::new(&redis.url(), CacheKey::generate())
-        .unwrap()
-        .with_probe_interval(Duration::from_millis(300));
+    let store = RedisStore::builder(&redis.url(), CacheKey::generate())
+        .probe_interval(Duration::from_millis(300))
+        .build()
+        .unwrap();
     let k = StoreKey::from_string("0badc0de0badc0de");
     assert!(matches!(
         store

@@ -138,7 +138,7 @@ async fn a_thousand_concurrent_401s_for_one_generation_cause_one_token_request()
             tokio::spawn(async move {
                 // Every caller holds the dead token and sees its own 401.
                 assert_eq!(support::get_limits(&http, &t).await, 401);
-                m.invalidate_if_current(t.generation(), "rest");
+                m.invalidate_if_current(t.generation(), sfkeep::diagnose::api_error::Api::Rest);
                 let fresh = m.token().await.unwrap();
                 support::get_limits(&http, &fresh).await
             })
@@ -519,11 +519,11 @@ async fn canned_server(status: u16, content_type: &'static str, body: Vec<u8>) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_token_responses_are_typed_errors_never_panics() {
-    let grant = sfkeep::Grant::RefreshToken {
-        client_id: "cid".into(),
-        client_secret: None,
-        refresh_token: sfkeep::secret::RefreshToken::new("rt-secret-value-123456"),
-    };
+    let grant = sfkeep::Grant::refresh_token(
+        "cid",
+        None,
+        sfkeep::secret::RefreshToken::new("rt-secret-value-123456"),
+    );
     let cases: Vec<(u16, &str, Vec<u8>, &str)> = vec![
         (
             200,
@@ -727,12 +727,6 @@ impl Store for RacyStore {
             self.inner.lock(key, wait).await
         })
     }
-    fn delete<'a>(&'a self, key: &'a StoreKey) -> BoxFuture<'a, sfkeep::Result<()>> {
-        Box::pin(async move {
-            self.check()?;
-            self.inner.delete(key).await
-        })
-    }
 }
 
 fn count(sink: &MemorySink, name: &str) -> usize {
@@ -775,7 +769,7 @@ async fn a_401_during_the_write_back_replaces_the_dead_token_in_the_store() {
     let m2 = m.clone();
     let dead = local.generation();
     *store.on_cas.0.lock().unwrap() = Some(Box::new(move || {
-        assert!(m2.invalidate_if_current(dead, "rest"));
+        assert!(m2.invalidate_if_current(dead, sfkeep::diagnose::api_error::Api::Rest));
     }));
     store.down.store(false, std::sync::atomic::Ordering::SeqCst);
     // The fast path starts the recovery probe, which writes the token back.
@@ -814,7 +808,7 @@ async fn a_token_that_lost_two_compare_and_sets_is_never_written_back() {
         Duration::from_millis((lost.record().expires_at.0 - 90_000 - clock_now(&clock)) as u64);
     clock.advance(ahead);
     org.advance(ahead.as_secs()).await;
-    assert_eq!(m.status().state, "stale");
+    assert_eq!(m.status().state, sfkeep::manager::TokenStatus::Stale);
     assert!(m.cached_token().is_some());
     let until = std::time::Instant::now() + Duration::from_secs(10);
     while count(&sink, "token.refreshed") < 3 {

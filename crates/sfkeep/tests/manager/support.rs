@@ -85,31 +85,30 @@ impl Org {
 
     pub fn refresh_grant(&self) -> Grant {
         let i = self.info();
-        Grant::RefreshToken {
-            client_id: i.client_id.clone(),
-            client_secret: Some(ClientSecret::new(i.client_secret.clone())),
-            refresh_token: RefreshToken::new(i.refresh_token.clone()),
-        }
+        Grant::refresh_token(
+            i.client_id.clone(),
+            Some(ClientSecret::new(i.client_secret.clone())),
+            RefreshToken::new(i.refresh_token.clone()),
+        )
     }
 
     pub fn jwt_grant(&self) -> Grant {
         let i = self.info();
-        Grant::JwtBearer {
-            client_id: i.client_id.clone(),
-            username: i.username.clone(),
-            private_key: PrivateKeyPem::new(std::fs::read_to_string(&i.jwt_key_file).unwrap()),
-            audience: None,
-        }
+        Grant::jwt_bearer(
+            i.client_id.clone(),
+            i.username.clone(),
+            PrivateKeyPem::new(std::fs::read_to_string(&i.jwt_key_file).unwrap()),
+        )
     }
 
     pub fn soap_grant(&self) -> Grant {
         let i = self.info();
-        Grant::SoapLogin {
-            username: i.username.clone(),
-            password: Password::new(i.password.clone()),
-            security_token: Some(SecurityToken::new(i.security_token.clone())),
-            api_version: "59.0".into(),
-        }
+        Grant::soap_login(
+            i.username.clone(),
+            Password::new(i.password.clone()),
+            "59.0",
+        )
+        .with_security_token(Some(SecurityToken::new(i.security_token.clone())))
     }
 
     pub fn manager(&self, grant: Grant, clock: &ManualClock) -> TokenManagerBuilder {
@@ -139,7 +138,7 @@ pub async fn call(http: &reqwest::Client, m: &TokenManager) -> Result<Outcome, S
     if status != 401 {
         return Err(format!("unexpected status {status}"));
     }
-    m.invalidate_if_current(t.generation(), "rest");
+    m.invalidate_if_current(t.generation(), sfkeep::diagnose::api_error::Api::Rest);
     let t = m.token().await.map_err(|e| e.to_string())?;
     match get_limits(http, &t).await {
         200 => Ok(Outcome::Healed),

@@ -1,0 +1,197 @@
+//! [`TokenManagerBuilder`]: every setter says its default.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use super::fast_path::Current;
+use super::forget::ForgetEpochs;
+use super::limits::{Cooldown, DEFAULT_LOGIN_BUDGET, LoginBudget};
+use super::rotation::{Rotation, RotationMemory};
+use super::single_flight::SingleFlight;
+use super::source::{HttpTokenSource, TokenSource};
+use super::state::{Inner, Settings};
+use super::store_sync::{OnStoreUnavailable, StoreSync};
+use super::{LOCK_WAIT, REFRESH_WAIT_TIMEOUT, TokenManager};
+use crate::clock::{Clock, ServerClock, SystemClock};
+use crate::error::{Error, Result};
+use crate::event::{EventSink, FanOut, TracingSink};
+use crate::grant::{Grant, TokenEndpoint};
+use crate::store::{MemoryStore, Store, StoreKey};
+use crate::token;
+
+/// Builds a [`TokenManager`].
+#[derive(Debug)]
+pub struct TokenManagerBuilder {
+    login_url: String,
+    grant: Option<Grant>,
+    fallback: Option<Grant>,
+    store: Option<Arc<dyn Store>>,
+    key: Option<StoreKey>,
+    clock: Option<Arc<dyn Clock>>,
+    settings: Settings,
+    login_budget: u32,
+    sinks: Vec<Arc<dyn EventSink>>,
+    tracing: bool,
+    http: Option<reqwest::Client>,
+    source: Option<Arc<dyn TokenSource>>,
+    on_store_unavailable: OnStoreUnavailable,
+    rotation: Rotation,
+}
+
+impl TokenManagerBuilder {
+    pub(super) fn new(login_url: String) -> Self {
+        Self {
+            login_url,
+            grant: None,
+            fallback: None,
+            store: None,
+            key: None,
+            clock: None,
+            settings: Settings {
+                session_timeout: token::DEFAULT_SESSION_TIMEOUT,
+                introspect: true,
+                refresh_wait: REFRESH_WAIT_TIMEOUT,
+                lock_wait: LOCK_WAIT,
+            },
+            login_budget: DEFAULT_LOGIN_BUDGET,
+            sinks: Vec::new(),
+            tracing: true,
+            http: None,
+            source: None,
+            on_store_unavailable: OnStoreUnavailable::Auto,
+            rotation: Rotation::Auto,
+        }
+    }
+
+    /// The primary grant. Required.
+    pub fn grant(mut self, grant: Grant) -> Self {
+        self.grant = Some(grant);
+        self
+    }
+    /// A grant to try when the primary one fails for good (e.g. JWT bearer after the refresh
+    /// token is revoked). Defaults to none.
+    pub fn fallback_grant(mut self, grant: Grant) -> Self {
+        self.fallback = Some(grant);
+        self
+    }
+    /// Where records live. Defaults to a [`MemoryStore`].
+    pub fn store(mut self, store: Arc<dyn Store>) -> Self {
+        self.store = Some(store);
+        self
+    }
+    /// The record's key in the store. Defaults to [`StoreKey::for_grant`] of the primary
+    /// grant.
+    pub fn store_key(mut self, key: StoreKey) -> Self {
+        self.key = Some(key);
+        self
+    }
+    /// The local clock. Defaults to the system clock.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+    /// The session timeout assumed when introspection does not tell. Defaults to 2 hours.
+    pub fn session_timeout(mut self, d: Duration) -> Self {
+        self.settings.session_timeout = d;
+        self
+    }
+    /// Ask `/services/oauth2/introspect` for each new token's expiry, when the grant has a
+    /// consumer secret. Defaults to true.
+    pub fn introspect(mut self, on: bool) -> Self {
+        self.settings.introspect = on;
+        self
+    }
+    /// Token requests allowed per rolling hour. Defaults to 600.
+    pub fn login_budget_per_hour(mut self, n: u32) -> Self {
+        self.login_budget = n;
+        self
+    }
+    /// How long a caller waits for a shared refresh. Defaults to 20 seconds.
+    pub fn refresh_wait_timeout(mut self, d: Duration) -> Self {
+        self.settings.refresh_wait = d;
+        self
+    }
+    /// How long a refresher waits for another process's refresh lock. Defaults to 18 seconds.
+    pub fn lock_wait(mut self, d: Duration) -> Self {
+        self.settings.lock_wait = d;
+        self
+    }
+    /// Adds an event sink. The `tracing` + `metrics` sink is always present unless
+    /// [`Self::without_tracing_sink`] is called.
+    pub fn event_sink(mut self, sink: Arc<dyn EventSink>) -> Self {
+        self.sinks.push(sink);
+        self
+    }
+    /// Drops the default tracing sink.
+    pub fn without_tracing_sink(mut self) -> Self {
+        self.tracing = false;
+        self
+    }
+    /// The HTTP client for token requests. Defaults to one with a 10 s timeout.
+    pub fn http_client(mut self, http: reqwest::Client) -> Self {
+        self.http = Some(http);
+        self
+    }
+    /// Where token requests go. Defaults to [`HttpTokenSource`] on the login URL (with the
+    /// [`Self::http_client`]); tests put a scripted source here.
+    pub fn token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.source = Some(source);
+        self
+    }
+    /// What to do while the shared store is unreachable. Defaults to
+    /// [`OnStoreUnavailable::Auto`]: fail closed for a rotating refresh token, open otherwise.
+    pub fn on_store_unavailable(mut self, mode: OnStoreUnavailable) -> Self {
+        self.on_store_unavailable = mode;
+        self
+    }
+    /// Whether the refresh token rotates. Defaults to [`Rotation::Auto`] (learned).
+    pub fn rotation(mut self, rotation: Rotation) -> Self {
+        self.rotation = rotation;
+        self
+    }
+
+    /// Builds the manager. Fails on a missing grant or a login URL that breaks the transport
+    /// policy (https, or http to loopback only).
+    pub fn build(self) -> Result<TokenManager> {
+        let primary = self
+            .grant
+            .ok_or_else(|| Error::Config("TokenManager needs a grant".into()))?;
+        let clock = ServerClock::new(self.clock.unwrap_or_else(|| Arc::new(SystemClock)));
+        let endpoint = match self.http {
+            Some(http) => TokenEndpoint::with_client(&self.login_url, clock.clone(), http)?,
+            None => TokenEndpoint::new(&self.login_url, clock.clone())?,
+        };
+        let source = self
+            .source
+            .unwrap_or_else(|| Arc::new(HttpTokenSource::new(endpoint.clone())));
+        let key = self
+            .key
+            .unwrap_or_else(|| StoreKey::for_grant(&self.login_url, &primary));
+        let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
+        let mut sinks = self.sinks;
+        if self.tracing {
+            sinks.insert(0, Arc::new(TracingSink));
+        }
+        let inner = Inner {
+            endpoint,
+            source,
+            clock,
+            primary,
+            fallback: self.fallback,
+            settings: self.settings,
+            events: Arc::new(FanOut(sinks)),
+            current: Current::new(),
+            flight: SingleFlight::new(),
+            background: AtomicBool::new(false),
+            cooldown: Cooldown::default(),
+            budget: LoginBudget::new(self.login_budget),
+            rotation: RotationMemory::new(self.rotation),
+            sync: StoreSync::new(store, key, self.on_store_unavailable),
+            forgotten: ForgetEpochs::default(),
+        };
+        Ok(TokenManager {
+            inner: Arc::new(inner),
+        })
+    }
+}

@@ -1,0 +1,88 @@
+//! The seam between the manager and the server: where token responses come from.
+//!
+//! The manager decides *whether* and *with what* to ask (single-flight, cooldown, budget,
+//! store synchronisation, rotation); a [`TokenSource`] only asks. The default,
+//! [`HttpTokenSource`], sends each request to the login host's token endpoint. Tests put a
+//! scripted source here to drive the manager's decision tables in-process on a manual clock.
+
+use std::fmt;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use crate::clock::UnixMillis;
+use crate::error::Result;
+use crate::grant::introspect::{self, Introspection};
+use crate::grant::{Grant, TokenEndpoint, TokenResponse};
+use crate::secret::{AccessToken, ClientSecret, RefreshToken};
+
+/// Where the manager's token requests go.
+///
+/// Contract:
+/// - [`TokenSource::request`] sends exactly one token request for `grant` (none when it fails
+///   before sending) and returns the server's answer: a response, or an error whose
+///   [`cause`](crate::Error::cause) classifies the server's words. For a refresh-token grant it
+///   presents `refresh_token` when given, else the grant's configured one. It never retries:
+///   a retry of a rotating refresh could present a refresh token the server already rotated.
+/// - [`TokenSource::access_token_expiry`] consumes nothing: it may be called for any token,
+///   any number of times, and answers `None` whenever the expiry is not known.
+/// - Both may be called concurrently; the manager calls `request` at most once at a time per
+///   manager.
+pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
+    /// Sends one token request for `grant`.
+    fn request<'a>(
+        &'a self,
+        grant: &'a Grant,
+        refresh_token: Option<&'a RefreshToken>,
+    ) -> BoxFuture<'a, Result<TokenResponse>>;
+
+    /// When `access_token` expires (server clock), asked as the app `client_id`; `None` when
+    /// unknown (not allowed to ask, inactive, not sent).
+    fn access_token_expiry<'a>(
+        &'a self,
+        client_id: &'a str,
+        client_secret: &'a ClientSecret,
+        access_token: &'a AccessToken,
+    ) -> BoxFuture<'a, Option<UnixMillis>>;
+}
+
+/// The default [`TokenSource`]: HTTP to the login host's `/services/oauth2/token` (and
+/// `/services/oauth2/introspect` for expiries).
+#[derive(Clone, Debug)]
+pub struct HttpTokenSource {
+    endpoint: TokenEndpoint,
+}
+
+impl HttpTokenSource {
+    /// A source sending to `endpoint`.
+    pub fn new(endpoint: TokenEndpoint) -> Self {
+        Self { endpoint }
+    }
+}
+
+impl TokenSource for HttpTokenSource {
+    fn request<'a>(
+        &'a self,
+        grant: &'a Grant,
+        refresh_token: Option<&'a RefreshToken>,
+    ) -> BoxFuture<'a, Result<TokenResponse>> {
+        grant.request(&self.endpoint, refresh_token).boxed()
+    }
+
+    fn access_token_expiry<'a>(
+        &'a self,
+        client_id: &'a str,
+        client_secret: &'a ClientSecret,
+        access_token: &'a AccessToken,
+    ) -> BoxFuture<'a, Option<UnixMillis>> {
+        async move {
+            match introspect::access_token(&self.endpoint, client_id, client_secret, access_token)
+                .await
+            {
+                Ok(Introspection::Active { exp }) => exp,
+                _ => None,
+            }
+        }
+        .boxed()
+    }
+}

@@ -1,0 +1,449 @@
+//! Keeping the manager and the shared store in step: adopt, persist, write back, probe.
+//!
+//! Every path that reads the store and changes the current record from it (a refresh, a
+//! recovery probe, a logout) runs under [`StoreSync::serial`], one at a time.
+//!
+//! **Adopt.** A refresh first reads the store (and again after taking the refresh lock):
+//!
+//! | the store holds | adopted when |
+//! |---|---|
+//! | nothing, or a logout tombstone | never |
+//! | a generation not above ours | only at startup (nothing of ours yet), if usable |
+//! | a newer generation, refreshing ahead of expiry (`Proactive`) | it is Fresh |
+//! | a newer generation, `recover`'s forced refresh | never: a new token is asked for |
+//! | a newer generation, otherwise | it is usable (not expired, not the generation a 401 declared dead) |
+//!
+//! **Persist.** A new token is written with the generation compare-and-set (the generation is
+//! the fencing token). On a conflict the other writer's record stays referenced as discarded,
+//! ours takes a generation above it and is written again once. The new record is kept in
+//! memory whatever the store says: it may hold the only valid (rotated) refresh token.
+//!
+//! **When the store is unreachable.** The in-memory token keeps being served. A grant without
+//! rotation state (JWT bearer, client credentials, a refresh token with
+//! [`Rotation::Off`](super::Rotation::Off)) fails open: the manager refreshes locally (at most
+//! one token request per process) and keeps the new token in memory. A rotating refresh token
+//! fails closed (see [`OnStoreUnavailable`]). While the store is down, the fast path lets one
+//! background probe touch the store at most every [`STORE_PROBE_INTERVAL`]; on the first store
+//! operation that succeeds again (`store.recovered`), a token obtained locally during the
+//! outage is **written back** with the compare-and-set, so the rest of the fleet adopts it
+//! instead of requesting its own (`token.written_back`):
+//!
+//! | the store holds | write-back |
+//! |---|---|
+//! | nothing (e.g. Redis restarted empty), or a lower generation | ours is written (compare-and-set on what was read) |
+//! | a logout tombstone, whatever its generation | nothing is written: a logout is never undone |
+//! | a value this process cannot read, of a generation at least ours | nothing is written |
+//! | a higher generation | nothing is written (`refresh.discarded`); the record is adopted if usable |
+//! | the same generation, another token | nothing is written (`refresh.discarded`); ours stays in memory until the next refresh |
+//! | the same generation, our token | nothing to do |
+//!
+//! Only a token kept in memory because the store was unavailable waits for write-back; one
+//! that lost the compare-and-set to a healthy store never does. A record that carries a
+//! refresh token is never written back unless rotation is declared off: with rotation it could
+//! put one refresh token into use in two places. If a 401 invalidates the token while it is
+//! being written back, a refresh starts at once and replaces it in the store. After an outage,
+//! a refresh presents the refresh token of the newer of the stored and the in-memory record
+//! (the store may still hold one that rotated away meanwhile).
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+
+use super::state::Inner;
+use crate::clock::UnixMillis;
+use crate::error::{Error, Result};
+use crate::event::{AuthEventKind, RefreshReason};
+use crate::grant::Grant;
+use crate::store::{CasOutcome, RefreshLock, Store, StoreKey};
+use crate::sync::lock;
+use crate::token::{TokenRecord, TokenState};
+
+/// While the store is unreachable, the fast path starts at most one background store probe
+/// this often (local clock), so a recovery is noticed, and a token obtained during the outage
+/// written back, without waiting for the next refresh.
+pub const STORE_PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the manager does while the shared store is unreachable. In every mode a still-valid
+/// in-memory token keeps being served.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OnStoreUnavailable {
+    /// Fail closed for a rotating refresh token, open for every other grant.
+    #[default]
+    Auto,
+    /// Refresh locally (in-process single-flight: at most one token request per process). The
+    /// token is written back to the store once it answers again, unless the store holds a
+    /// newer generation by then, and unless the record carries a refresh token that may
+    /// rotate (the write-back table is in `src/manager/store_sync.rs`).
+    FailOpen,
+    /// Never refresh without the store: once the in-memory token is unusable, callers get
+    /// [`Error::StoreUnavailable`] until the store is back.
+    FailClosed,
+}
+
+/// The store, and what the manager knows about its availability.
+#[derive(Debug)]
+pub(crate) struct StoreSync {
+    pub(super) store: Arc<dyn Store>,
+    pub(super) key: StoreKey,
+    on_unavailable: OnStoreUnavailable,
+    /// The last store operation failed (events are emitted once per transition).
+    down: AtomicBool,
+    /// A token obtained while the store was unreachable, to write back once it answers again.
+    write_back: Mutex<Option<Arc<TokenRecord>>>,
+    /// Serialises what reads the store and changes the current record from it.
+    pub(super) serial: tokio::sync::Mutex<()>,
+    /// A recovery probe is running.
+    probing: AtomicBool,
+    /// Local time (ms) before which no new recovery probe starts.
+    next_probe: AtomicI64,
+}
+
+impl StoreSync {
+    pub(crate) fn new(store: Arc<dyn Store>, key: StoreKey, mode: OnStoreUnavailable) -> Self {
+        Self {
+            store,
+            key,
+            on_unavailable: mode,
+            down: AtomicBool::new(false),
+            write_back: Mutex::new(None),
+            serial: tokio::sync::Mutex::new(()),
+            probing: AtomicBool::new(false),
+            next_probe: AtomicI64::new(i64::MIN),
+        }
+    }
+
+    /// Whether the last store operation failed.
+    pub(crate) fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Forgets any token waiting for write-back (a logout).
+    pub(crate) fn drop_write_back(&self) {
+        *lock(&self.write_back) = None;
+    }
+
+    /// Whether a probe may start at local time `now_ms`; if so, it is marked running.
+    fn start_probe(&self, now_ms: i64) -> bool {
+        if self.probing.load(Ordering::Acquire) || now_ms < self.next_probe.load(Ordering::Acquire)
+        {
+            return false;
+        }
+        if self.probing.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        let next = now_ms.saturating_add(STORE_PROBE_INTERVAL.as_millis() as i64);
+        self.next_probe.store(next, Ordering::Release);
+        true
+    }
+
+    fn probe_done(&self) {
+        self.probing.store(false, Ordering::Release);
+    }
+}
+
+/// Whether a refresh for `reason` adopts `stored` (see the adopt table in the module docs).
+/// `local_gen` is ours (0: none); `usable` says whether a record is neither expired nor dead.
+pub(crate) fn adoptable(
+    stored: &TokenRecord,
+    local_gen: u64,
+    reason: RefreshReason,
+    now: UnixMillis,
+    usable: impl Fn(&TokenRecord) -> bool,
+) -> bool {
+    if stored.is_tombstone() || (stored.generation <= local_gen && reason != RefreshReason::Startup)
+    {
+        return false;
+    }
+    match reason {
+        RefreshReason::Proactive => stored.state_at(now) == TokenState::Fresh,
+        RefreshReason::Forced => false,
+        _ => usable(stored),
+    }
+}
+
+/// One step of a write-back (see the write-back table in the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteBack {
+    /// Write ours with the compare-and-set on this stored generation.
+    Write {
+        /// The generation expected in the store (`None`: nothing).
+        replaced: Option<u64>,
+    },
+    /// Write nothing; what the store holds stays.
+    Keep,
+    /// Write nothing: another writer's token stays and ours is discarded (`refresh.discarded`).
+    Discard,
+}
+
+/// The write-back step for `ours` when the store holds `stored`, and `unreadable` is the
+/// generation of a value it holds that this process cannot read.
+pub(crate) fn decide_write_back(
+    stored: Option<&TokenRecord>,
+    unreadable: Option<u64>,
+    ours: &TokenRecord,
+) -> WriteBack {
+    match stored {
+        Some(s) if s.is_tombstone() => WriteBack::Keep,
+        None if unreadable.is_some_and(|g| g >= ours.generation) => WriteBack::Keep,
+        Some(s) if s.generation > ours.generation => WriteBack::Discard,
+        Some(s) if s.generation == ours.generation && s.fingerprint() != ours.fingerprint() => {
+            WriteBack::Discard
+        }
+        Some(s) if s.generation == ours.generation => WriteBack::Keep,
+        _ => WriteBack::Write {
+            replaced: stored.map(|s| s.generation),
+        },
+    }
+}
+
+impl Inner {
+    /// Adopts `stored` if the adopt table says so; returns it as the current record then.
+    pub(super) fn adopt_if_newer(
+        &self,
+        stored: &Option<TokenRecord>,
+        reason: RefreshReason,
+    ) -> Option<Arc<TokenRecord>> {
+        let stored = stored.as_ref().filter(|r| !r.is_tombstone())?;
+        // Before judging its state: a process that has not heard from the server yet takes
+        // the writer's skew estimate.
+        self.clock.seed(stored.server_offset_ms);
+        let now = self.clock.now();
+        if !adoptable(stored, self.current.generation(), reason, now, |r| {
+            self.usable(r)
+        }) {
+            return None;
+        }
+        let rec = Arc::new(stored.clone());
+        self.rotation.note_record(&self.primary, &rec);
+        self.current.set(Some(Arc::clone(&rec)));
+        self.emit(AuthEventKind::TokenAdopted, Some(&rec));
+        Some(rec)
+    }
+
+    /// Refreshing without the shared store is refused: a rotating refresh token, or
+    /// [`OnStoreUnavailable::FailClosed`].
+    fn fails_closed(&self) -> bool {
+        match self.sync.on_unavailable {
+            OnStoreUnavailable::FailOpen => false,
+            OnStoreUnavailable::FailClosed => true,
+            OnStoreUnavailable::Auto => {
+                matches!(self.primary, Grant::RefreshToken { .. }) && self.rotation.rotates()
+            }
+        }
+    }
+
+    /// The store is down and this manager fails closed: serve the in-memory token while it is
+    /// usable, else [`Error::StoreUnavailable`]. No token request, no cooldown: the store's own
+    /// circuit breaker keeps this cheap, and the first success after recovery proceeds.
+    pub(super) fn fail_closed_now(&self) -> Option<Result<Arc<TokenRecord>>> {
+        if !self.sync.down.load(Ordering::Acquire) || !self.fails_closed() {
+            return None;
+        }
+        Some(match self.current.get() {
+            Some(cur) if self.usable(&cur) => Ok(cur),
+            _ => Err(Error::StoreUnavailable),
+        })
+    }
+
+    /// Records a store failure; the event is emitted once per outage.
+    pub(super) fn store_failed(&self, e: &Error, rec: Option<&TokenRecord>) {
+        if !self.sync.down.swap(true, Ordering::AcqRel) {
+            let detail = e.to_string();
+            self.emit(AuthEventKind::StoreUnavailable { detail }, rec);
+        }
+    }
+
+    /// Records a store success; emits `StoreRecovered` after an outage.
+    pub(super) fn store_ok(&self) {
+        if self.sync.down.swap(false, Ordering::AcqRel) {
+            self.emit(AuthEventKind::StoreRecovered, None);
+        }
+    }
+
+    /// Takes the cross-process refresh lock, waiting up to the configured wait. `None` when it
+    /// was not acquired in time or the store failed (the compare-and-set still fences).
+    pub(super) async fn take_refresh_lock(&self) -> Option<Box<dyn RefreshLock>> {
+        match self
+            .sync
+            .store
+            .lock(&self.sync.key, self.settings.lock_wait)
+            .await
+        {
+            Ok(l) => {
+                self.store_ok();
+                l
+            }
+            Err(e) => {
+                self.store_failed(&e, None);
+                None
+            }
+        }
+    }
+
+    /// Whether a record kept in memory during an outage may be written back later.
+    fn may_write_back(&self, rec: &TokenRecord) -> bool {
+        rec.refresh_token.is_none() || self.rotation.configured() == super::Rotation::Off
+    }
+
+    /// Reads the store's record. When the store answers and a token obtained during an outage
+    /// waits to be written back, writes it back first; returns what the store holds then.
+    pub(super) async fn load_stored(self: &Arc<Self>) -> Option<TokenRecord> {
+        match self.sync.store.load(&self.sync.key).await {
+            Ok(r) => {
+                self.store_ok();
+                self.write_back(r).await
+            }
+            Err(e) => {
+                self.store_failed(&e, None);
+                None
+            }
+        }
+    }
+
+    /// The store answered with `stored`: writes back the token obtained during the outage, if
+    /// one waits, is still current and usable (see the write-back table). Never adopts here
+    /// (the caller adopts a newer record as usual). Returns what the store holds.
+    async fn write_back(self: &Arc<Self>, stored: Option<TokenRecord>) -> Option<TokenRecord> {
+        let Some(ours) = lock(&self.sync.write_back).take() else {
+            return stored;
+        };
+        if !self.current.is(&ours) || !self.usable(&ours) {
+            return stored;
+        }
+        let mut stored = stored;
+        for _ in 0..2 {
+            let unreadable = match &stored {
+                None => self.sync.store.unreadable_generation(&self.sync.key),
+                Some(_) => None,
+            };
+            let replaced = match decide_write_back(stored.as_ref(), unreadable, &ours) {
+                WriteBack::Keep => return stored,
+                WriteBack::Discard => {
+                    self.emit(AuthEventKind::RefreshDiscarded, stored.as_ref());
+                    return stored;
+                }
+                WriteBack::Write { replaced } => replaced,
+            };
+            let store = &self.sync.store;
+            match store.compare_and_set(&self.sync.key, replaced, &ours).await {
+                Ok(CasOutcome::Written) => {
+                    self.written_back(&ours, replaced);
+                    return Some((*ours).clone());
+                }
+                Ok(CasOutcome::Conflict(other)) => {
+                    self.store_ok();
+                    stored = other;
+                }
+                Err(e) => {
+                    self.store_failed(&e, Some(&ours));
+                    // Try again on the next success, unless something newer replaced it.
+                    lock(&self.sync.write_back).get_or_insert(ours);
+                    return stored;
+                }
+            }
+        }
+        stored
+    }
+
+    fn written_back(self: &Arc<Self>, ours: &Arc<TokenRecord>, replaced: Option<u64>) {
+        self.store_ok();
+        self.emit(AuthEventKind::TokenWrittenBack { replaced }, Some(ours));
+        if self.current.invalidated() == ours.generation {
+            // A 401 arrived while it was being written: replace it in the store at once
+            // rather than leave a dead token for the fleet to adopt.
+            tokio::spawn(Arc::clone(self).refresh_401());
+        }
+    }
+
+    /// The refresh a 401 during a write-back starts (boxed: it is spawned from inside a
+    /// refresh or probe, which the compiler cannot see through).
+    fn refresh_401(self: Arc<Self>) -> BoxFuture<'static, ()> {
+        async move {
+            let _ = self.refresh(RefreshReason::Reactive401).await;
+        }
+        .boxed()
+    }
+
+    /// While the store is down: starts one background probe, at most every
+    /// [`STORE_PROBE_INTERVAL`], so its recovery (and the write-back) does not wait for the
+    /// next refresh. Cheap when one is running or it is too early: one or two atomic loads.
+    pub(super) fn spawn_store_probe(self: &Arc<Self>) {
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.sync.start_probe(self.clock.local().now().0) {
+            return;
+        }
+        let me = Arc::clone(self);
+        rt.spawn(async move {
+            me.probe_store().await;
+            me.sync.probe_done();
+        });
+    }
+
+    /// One recovery probe: read the store (which writes back a token obtained during the
+    /// outage) and adopt a newer usable record. Skipped while a refresh runs: it touches the
+    /// store itself.
+    async fn probe_store(self: &Arc<Self>) {
+        let Ok(_sync) = self.sync.serial.try_lock() else {
+            return;
+        };
+        let stored = self.load_stored().await;
+        // The reason only selects the check: any usable newer record is adopted.
+        self.adopt_if_newer(&stored, RefreshReason::Expired);
+    }
+
+    /// Writes the new record with compare-and-set and makes it current; see "Persist" in the
+    /// module docs. A record kept only in memory because the store was unavailable is queued
+    /// for write-back when it may be. A refresh requested before a `forget()` ended (`epoch`
+    /// moved) keeps neither: its token goes only to the callers that waited for it.
+    pub(super) async fn persist(
+        &self,
+        mut rec: TokenRecord,
+        expected: Option<u64>,
+        epoch: super::forget::Epoch,
+    ) -> Arc<TokenRecord> {
+        if !self.forgotten.unchanged_since(epoch) {
+            self.emit(AuthEventKind::RefreshDiscarded, Some(&rec));
+            return Arc::new(rec);
+        }
+        let mut expected = expected;
+        let mut unavailable = false;
+        for _ in 0..2 {
+            match self
+                .sync
+                .store
+                .compare_and_set(&self.sync.key, expected, &rec)
+                .await
+            {
+                Ok(CasOutcome::Written) => {
+                    self.store_ok();
+                    break;
+                }
+                Ok(CasOutcome::Conflict(other)) => {
+                    self.store_ok();
+                    self.emit(AuthEventKind::RefreshDiscarded, other.as_ref());
+                    // Ours is the newest token the server issued; keep the fencing order.
+                    let other_gen = other.as_ref().map(|r| r.generation);
+                    rec.generation = rec.generation.max(other_gen.unwrap_or(0) + 1);
+                    expected = other_gen;
+                }
+                Err(e) => {
+                    self.store_failed(&e, Some(&rec));
+                    unavailable = true;
+                    break;
+                }
+            }
+        }
+        let rec = Arc::new(rec);
+        // A newer record supersedes any older one waiting for write-back. Only a store that
+        // failed queues one: losing the compare-and-set to a healthy store does not.
+        *lock(&self.sync.write_back) =
+            (unavailable && self.may_write_back(&rec)).then(|| Arc::clone(&rec));
+        self.current.set(Some(Arc::clone(&rec)));
+        rec
+    }
+}
