@@ -24,41 +24,7 @@ pub const REFRESH_AHEAD_MAX: Duration = Duration::from_secs(15 * 60);
 /// Salesforce's default session timeout, assumed when nothing better is known.
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(2 * 60 * 60);
 
-/// Which grant produced a token.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum GrantKind {
-    /// `grant_type=refresh_token`.
-    RefreshToken,
-    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`.
-    JwtBearer,
-    /// `grant_type=client_credentials`.
-    ClientCredentials,
-    /// `grant_type=password` (legacy).
-    Password,
-    /// SOAP partner `login()` (legacy).
-    SoapLogin,
-    /// `grant_type=authorization_code` (web login).
-    AuthorizationCode,
-    /// Device flow.
-    Device,
-}
-
-impl GrantKind {
-    /// The snake_case name used in events and metrics.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantKind::RefreshToken => "refresh_token",
-            GrantKind::JwtBearer => "jwt_bearer",
-            GrantKind::ClientCredentials => "client_credentials",
-            GrantKind::Password => "password",
-            GrantKind::SoapLogin => "soap_login",
-            GrantKind::AuthorizationCode => "authorization_code",
-            GrantKind::Device => "device",
-        }
-    }
-}
+pub use crate::grant::GrantKind;
 
 /// Where a record's `expires_at` came from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

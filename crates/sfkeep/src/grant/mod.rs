@@ -27,7 +27,6 @@ use std::fmt;
 
 use crate::error::Result;
 use crate::secret::{ClientSecret, Password, PrivateKeyPem, RefreshToken, SecurityToken};
-use crate::token::GrantKind;
 
 /// How to get a token without a person: the manager's primary or fallback grant.
 #[derive(Clone)]
@@ -312,5 +311,41 @@ impl fmt::Debug for Grant {
             .field("client_id", &self.client_id())
             .field("subject", &self.subject())
             .finish()
+    }
+}
+
+/// Which grant produced a token.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum GrantKind {
+    /// `grant_type=refresh_token`.
+    RefreshToken,
+    /// `grant_type=urn:ietf:params:oauth:grant-type:jwt-bearer`.
+    JwtBearer,
+    /// `grant_type=client_credentials`.
+    ClientCredentials,
+    /// `grant_type=password` (legacy).
+    Password,
+    /// SOAP partner `login()` (legacy).
+    SoapLogin,
+    /// `grant_type=authorization_code` (web login).
+    AuthorizationCode,
+    /// Device flow.
+    Device,
+}
+
+impl GrantKind {
+    /// The snake_case name used in events and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantKind::RefreshToken => "refresh_token",
+            GrantKind::JwtBearer => "jwt_bearer",
+            GrantKind::ClientCredentials => "client_credentials",
+            GrantKind::Password => "password",
+            GrantKind::SoapLogin => "soap_login",
+            GrantKind::AuthorizationCode => "authorization_code",
+            GrantKind::Device => "device",
+        }
     }
 }

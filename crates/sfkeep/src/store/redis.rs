@@ -193,19 +193,19 @@ pub struct RedisStoreBuilder {
 
 impl RedisStoreBuilder {
     /// The refresh lock's TTL: how long a dead holder blocks others. Defaults to
-    /// [`LOCK_TTL`] (15 s); at least 10 ms.
+    /// 15 s; at least 10 ms.
     pub fn lock_ttl(mut self, ttl: Duration) -> Self {
         self.lock_ttl = ttl.max(Duration::from_millis(10));
         self
     }
 
-    /// The timeout of one operation. Defaults to [`OP_TIMEOUT`] (250 ms).
+    /// The timeout of one operation. Defaults to 250 ms.
     pub fn op_timeout(mut self, d: Duration) -> Self {
         self.op_timeout = d;
         self
     }
 
-    /// How often an open circuit lets a probe through. Defaults to [`PROBE_INTERVAL`] (5 s).
+    /// How often an open circuit lets a probe through. Defaults to 5 s.
     pub fn probe_interval(mut self, d: Duration) -> Self {
         self.probe_interval = d;
         self
