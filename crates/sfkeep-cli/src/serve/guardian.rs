@@ -821,7 +821,7 @@ impl Guardian {
         let state = if st.reauth.is_some() {
             "reauth_required"
         } else {
-            m.state
+            m.state.as_str()
         };
         let forecasts: Vec<Value> = st
             .forecasts
