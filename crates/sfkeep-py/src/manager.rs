@@ -268,7 +268,7 @@ impl PyTokenManager {
     #[pyo3(signature = (generation, api = "rest"))]
     fn invalidate_if_current(&self, py: Python<'_>, generation: u64, api: &str) -> PyResult<bool> {
         let api = parse_api(py, api)?;
-        self.with_manager(py, |m| m.invalidate_if_current(generation, api.as_str()))
+        self.with_manager(py, |m| m.invalidate_if_current(generation, api))
     }
 
     /// Gets a new token now, whatever the state of the current one (clears any cooldown).

@@ -85,34 +85,33 @@ impl Credentials {
     pub fn grant(&self, name: &str) -> Result<Grant, SpecError> {
         let g = name;
         Ok(match name {
-            "refresh_token" => Grant::RefreshToken {
-                client_id: self.need(&self.client_id, "client_id", g)?.clone(),
-                client_secret: self.client_secret.clone(),
-                refresh_token: self.need(&self.refresh_token, "refresh_token", g)?.clone(),
-            },
-            "jwt_bearer" => Grant::JwtBearer {
-                client_id: self.need(&self.client_id, "client_id", g)?.clone(),
-                username: self.need(&self.username, "username", g)?.clone(),
-                private_key: self.need(&self.private_key, "private_key", g)?.clone(),
-                audience: None,
-            },
-            "client_credentials" => Grant::ClientCredentials {
-                client_id: self.need(&self.client_id, "client_id", g)?.clone(),
-                client_secret: self.need(&self.client_secret, "client_secret", g)?.clone(),
-            },
-            "password" => Grant::Password {
-                client_id: self.need(&self.client_id, "client_id", g)?.clone(),
-                client_secret: self.need(&self.client_secret, "client_secret", g)?.clone(),
-                username: self.need(&self.username, "username", g)?.clone(),
-                password: self.need(&self.password, "password", g)?.clone(),
-                security_token: self.security_token.clone(),
-            },
-            "soap_login" => Grant::SoapLogin {
-                username: self.need(&self.username, "username", g)?.clone(),
-                password: self.need(&self.password, "password", g)?.clone(),
-                security_token: self.security_token.clone(),
-                api_version: self.api_version.clone(),
-            },
+            "refresh_token" => Grant::refresh_token(
+                self.need(&self.client_id, "client_id", g)?.clone(),
+                self.client_secret.clone(),
+                self.need(&self.refresh_token, "refresh_token", g)?.clone(),
+            ),
+            "jwt_bearer" => Grant::jwt_bearer(
+                self.need(&self.client_id, "client_id", g)?.clone(),
+                self.need(&self.username, "username", g)?.clone(),
+                self.need(&self.private_key, "private_key", g)?.clone(),
+            ),
+            "client_credentials" => Grant::client_credentials(
+                self.need(&self.client_id, "client_id", g)?.clone(),
+                self.need(&self.client_secret, "client_secret", g)?.clone(),
+            ),
+            "password" => Grant::password(
+                self.need(&self.client_id, "client_id", g)?.clone(),
+                self.need(&self.client_secret, "client_secret", g)?.clone(),
+                self.need(&self.username, "username", g)?.clone(),
+                self.need(&self.password, "password", g)?.clone(),
+            )
+            .with_security_token(self.security_token.clone()),
+            "soap_login" => Grant::soap_login(
+                self.need(&self.username, "username", g)?.clone(),
+                self.need(&self.password, "password", g)?.clone(),
+                self.api_version.clone(),
+            )
+            .with_security_token(self.security_token.clone()),
             other => {
                 return Err(config(format!(
                     "unknown grant {other:?}; use one of refresh_token, jwt_bearer, client_credentials, password, soap_login"
