@@ -26,11 +26,15 @@ pub struct Globals {
     /// Every `--profile` given (`sfkeep serve` watches several).
     pub profiles: Vec<String>,
     /// Which of them were typed on the command line (not taken from the environment).
+    /// Only the demo reads it (it refuses to run on a user's own profile), and the demo is
+    /// built with the `fake-org` feature.
+    #[cfg_attr(not(feature = "fake-org"), allow(dead_code))]
     pub explicit: Explicit,
 }
 
 /// The global options typed on the command line itself.
 #[derive(Clone, Copy, Debug, Default)]
+#[cfg_attr(not(feature = "fake-org"), allow(dead_code))]
 pub struct Explicit {
     /// `--profile NAME`.
     pub profile: bool,

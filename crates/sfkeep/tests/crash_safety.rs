@@ -115,6 +115,8 @@ async fn crash_worker() {
                     Ok(CasOutcome::Written) => current = Some(next),
                     other => panic!("single writer: {other:?}"),
                 }
+                // Durable from here on: the test holds the store to at least this.
+                println!("WROTE {next}");
             }
         }
         // Forced refreshes (each one rotates the refresh token) until killed.
@@ -180,8 +182,10 @@ impl Worker<'_> {
         c
     }
 
-    /// Starts a worker, waits until it printed READY plus `after` (random), and kills it.
-    fn run_and_kill(&self, mode: &str, after: Duration) -> String {
+    /// Starts a worker, waits until it has printed `progress` lines starting with `marker`
+    /// after READY (so every kill lands while it works, however loaded the machine), waits
+    /// `after` (random) more, and kills it. Returns everything it printed after READY.
+    fn run_and_kill(&self, mode: &str, marker: &str, progress: usize, after: Duration) -> String {
         use std::io::{BufRead, BufReader, Read};
         let mut child = self
             .command(mode)
@@ -190,8 +194,11 @@ impl Worker<'_> {
             .spawn()
             .unwrap();
         let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut seen = String::new();
         let mut line = String::new();
-        loop {
+        let mut ready = false;
+        let mut marked = 0;
+        while marked < progress {
             line.clear();
             if out.read_line(&mut line).unwrap() == 0 {
                 let mut err = String::new();
@@ -201,18 +208,23 @@ impl Worker<'_> {
                     .unwrap()
                     .read_to_string(&mut err)
                     .unwrap();
-                panic!("worker exited before READY: {err}");
+                panic!("worker exited before its work was under way: {err}");
             }
-            if line.contains("READY") {
-                break;
+            if !ready {
+                ready = line.contains("READY");
+                continue;
             }
+            if line.starts_with(marker) {
+                marked += 1;
+            }
+            seen.push_str(&line);
         }
         std::thread::sleep(after);
         child.kill().unwrap(); // SIGKILL
         let mut rest = String::new();
         let _ = out.read_to_string(&mut rest);
         child.wait().unwrap();
-        rest
+        seen + &rest
     }
 
     fn once(&self) -> String {
@@ -261,13 +273,26 @@ async fn sigkill_during_file_store_writes_leaves_old_or_new_record() {
     let mut last = 0u64;
     let mut advanced = 0;
     for _ in 0..KILLS {
-        w.run_and_kill("write", Duration::from_micros(fastrand::u64(0..15_000)));
-        let r = load(&path, &key).await;
-        let Some(r) = r else {
-            assert_eq!(last, 0, "a record once written never disappears");
-            continue;
-        };
+        let out = w.run_and_kill(
+            "write",
+            "WROTE ",
+            fastrand::usize(1..4),
+            Duration::from_micros(fastrand::u64(0..15_000)),
+        );
+        let durable = out
+            .lines()
+            .filter_map(|l| l.strip_prefix("WROTE ")?.trim().parse::<u64>().ok())
+            .max()
+            .expect("the worker wrote before it was killed");
+        let r = load(&path, &key)
+            .await
+            .expect("a record once written never disappears");
         check_coherent(&r);
+        assert!(
+            r.generation >= durable,
+            "a write the worker finished was lost: stored {} < written {durable}",
+            r.generation
+        );
         assert!(
             r.generation >= last,
             "generation went back: {} < {last}",
@@ -282,10 +307,36 @@ async fn sigkill_during_file_store_writes_leaves_old_or_new_record() {
         "store-write kills: {KILLS}, generations written: {last}, kills after progress: {advanced}, {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    assert!(
-        advanced > KILLS / 2,
-        "the worker made progress between kills"
+    assert_eq!(
+        advanced, KILLS,
+        "every kill fell after at least one new write"
     );
+}
+
+/// Waits until the org has dealt with everything a killed worker sent: its connection closed
+/// and no request still being processed. A request the org received is processed even when
+/// its client is gone, so reading the org's tokens earlier could see a rotation happen after
+/// the read. `http` must not pool connections (its own connection is the one left open).
+async fn org_settled(http: &reqwest::Client, admin: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats: Value = http
+            .get(format!("{admin}/stats"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if stats["connections_open"] == 1 && stats["requests_in_flight"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the org never finished with the killed worker: {stats}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 async fn org_tokens(http: &reqwest::Client, admin: &str) -> Value {
@@ -304,7 +355,11 @@ async fn sigkill_during_rotating_refreshes_never_silently_reuses_a_refresh_token
         .await
         .unwrap();
     let info = org.ready_info().clone();
-    let http = reqwest::Client::new();
+    // No pooled connections: `org_settled` counts the org's open connections.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
     let r = http
         .put(format!("{}/apps/{}/policy", info.admin_url, info.client_id))
         .json(&json!({"rotate_refresh_tokens": true}))
@@ -326,8 +381,15 @@ async fn sigkill_during_rotating_refreshes_never_silently_reuses_a_refresh_token
     let (mut window_hits, mut clean, mut typed_errors) = (0u32, 0u32, 0u32);
     let mut refreshes = 0u64;
     for _ in 0..KILLS {
-        let out = w.run_and_kill("refresh", Duration::from_micros(fastrand::u64(0..40_000)));
+        // After one completed refresh: the kill then falls somewhere in a later one.
+        let out = w.run_and_kill(
+            "refresh",
+            "GEN ",
+            1,
+            Duration::from_micros(fastrand::u64(0..40_000)),
+        );
         refreshes += out.lines().filter(|l| l.contains("GEN ")).count() as u64;
+        org_settled(&http, &info.admin_url).await;
         let stored = load(&path, &key).await;
         let tokens = org_tokens(&http, &info.admin_url).await;
         let current: Vec<&str> = tokens["current_refresh_tokens"]
@@ -397,7 +459,7 @@ async fn sigkill_during_rotating_refreshes_never_silently_reuses_a_refresh_token
         "the stale token was presented exactly once per window hit, never silently reused"
     );
     assert!(
-        refreshes > KILLS as u64,
-        "workers made progress between kills"
+        refreshes >= KILLS as u64,
+        "every kill fell after at least one completed refresh"
     );
 }
