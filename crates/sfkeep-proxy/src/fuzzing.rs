@@ -169,7 +169,7 @@ pub enum Outcome {
 }
 
 /// Frames the first request in `data` the way the proxy's connection does: the head
-/// ([`RequestHead::parse`], 64 KiB), then the body by its `Content-Length` or chunked coding.
+/// (`h1::RequestHead::parse`, 64 KiB), then the body by its `Content-Length` or chunked coding.
 pub fn frame_request(data: &[u8]) -> Outcome {
     let mut buf = BytesMut::from(data);
     let head = match RequestHead::parse(&mut buf, 64 << 10) {
