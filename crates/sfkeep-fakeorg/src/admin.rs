@@ -25,6 +25,7 @@
 //! | `GET /_fake/apps` | connected apps with their consumer keys, secrets and policies (the "other" app's secret is only here) |
 //! | `GET /_fake/network`, `GET /_fake/faults` | current settings |
 //! | `GET /_fake/limits` · `PUT /_fake/limits {"daily_api_limit","login_rate_limit_per_hour","api_used"}` | API and login limits |
+//! | `PUT /_fake/records/Account/commit-lag {"every":N,"lag_ms":M}` · `GET` | commit lag, as on Salesforce: every Nth Account write (create, update, upsert, delete, touch) becomes visible M ms of org time after its `SystemModstamp`, so later-stamped writes are seen first; its writer is answered at the commit. `{"every":0}` turns it off; `GET` also counts the writes `pending` (src/commits.rs) |
 //!
 //! Setup actions write SetupAuditTrail rows. Salesforce's exact `Action` values for these
 //! events are UNVERIFIED (docs/salesforce-wire.md §9); ours are plausible lower-case verbs.
@@ -92,9 +93,24 @@ pub async fn dispatch(
         Ok(v) => v,
         Err(r) => return r,
     };
+    let (response, wait) = respond(org.clone(), method, uri, seg, body);
+    // A touch that lagged is answered once it commits, like any write (src/commits.rs).
+    crate::commits::wait_for(&org, wait).await;
+    response
+}
+
+/// The response to an admin call, and the commits it must wait for: everything done under
+/// the org's lock, which is released before any waiting.
+fn respond(
+    org: Arc<Org>,
+    method: Method,
+    uri: Uri,
+    seg: Vec<&str>,
+    body: Value,
+) -> (Response, Option<crate::commits::CommitWait>) {
     let mut inner = org.lock();
     let m = &method;
-    match (m, seg.as_slice()) {
+    let response = match (m, seg.as_slice()) {
         (&Method::GET, ["stats"]) => {
             let mut stats = inner.stats_json();
             stats["connections_open"] = json!(org.activity.connections_open());
@@ -141,10 +157,19 @@ pub async fn dispatch(
         (&Method::POST, ["records", obj, "touch"]) if obj.eq_ignore_ascii_case("Account") => {
             touch(&mut inner, &body)
         }
+        (&Method::GET, ["records", obj, "commit-lag"]) if obj.eq_ignore_ascii_case("Account") => {
+            ok(commit_lag_json(&inner))
+        }
+        (&Method::PUT | &Method::PATCH, ["records", obj, "commit-lag"])
+            if obj.eq_ignore_ascii_case("Account") =>
+        {
+            set_commit_lag(&mut inner, &body)
+        }
         (&Method::GET, ["limits"]) => ok(limits(&inner)),
         (&Method::PUT | &Method::PATCH, ["limits"]) => set_limits(&mut inner, &body),
         _ => unknown(m, &uri),
-    }
+    };
+    (response, inner.accounts.commits_mut().take_wait())
 }
 
 fn unknown(method: &Method, uri: &Uri) -> Response {
@@ -457,6 +482,31 @@ fn touch(inner: &mut Inner, body: &Value) -> Response {
     let now = inner.now();
     let ids = inner.accounts.touch(n as usize, now);
     ok(json!({"touched": ids.len(), "ids": ids}))
+}
+
+fn commit_lag_json(inner: &Inner) -> Value {
+    let commits = inner.accounts.commits();
+    let lag = commits.lag();
+    json!({"every": lag.every, "lag_ms": lag.lag_ms, "pending": commits.pending()})
+}
+
+fn set_commit_lag(inner: &mut Inner, body: &Value) -> Response {
+    let mut lag = inner.accounts.commits().lag();
+    for (k, v) in body.as_object().into_iter().flatten() {
+        let Some(n) = v.as_u64() else {
+            return bad(
+                "commit-lag settings must be non-negative integers",
+                json!({"field": k}),
+            );
+        };
+        match k.as_str() {
+            "every" => lag.every = n,
+            "lag_ms" => lag.lag_ms = n,
+            _ => return bad("unknown commit-lag setting", json!({"field": k})),
+        }
+    }
+    inner.accounts.commits_mut().set_lag(lag);
+    ok(commit_lag_json(inner))
 }
 
 fn limits(inner: &Inner) -> Value {

@@ -32,6 +32,15 @@ const ACCOUNT_FIELDS: &[(&str, &str, &str, bool, bool, bool)] = &[
         true,
     ),
     ("BillingCity", "Billing City", "string", true, false, true),
+    // Long Text Area(32000) on Salesforce.
+    (
+        "Description",
+        "Account Description",
+        "textarea",
+        true,
+        false,
+        true,
+    ),
     ("ExtId__c", "External Id", "string", true, true, true),
     (
         "CreatedDate",

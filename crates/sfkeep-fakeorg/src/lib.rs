@@ -17,8 +17,9 @@
 //! The admin API under `/_fake` (JSON, loopback clients only) is the table of docs/fake-org.md#the-admin-api —
 //! `clock/advance`, `users/{username}/{logout,password,freeze,unfreeze,deactivate,activate}`,
 //! `apps/{client_id}/{revoke,policy}`, `network`, `faults`, `device/{user_code}/approve`,
-//! `records/Account/touch`, `stats` — plus `GET clock|users|apps|network|faults|limits` and
-//! `PUT limits`; each call is documented at the top of `src/admin.rs`.
+//! `records/Account/touch`, `stats` — plus `GET clock|users|apps|network|faults|limits`,
+//! `PUT limits` and `records/Account/commit-lag` (a write seen after a later-stamped one, as
+//! on Salesforce); each call is documented at the top of `src/admin.rs`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), sfkeep_fakeorg::FakeOrgError> {
@@ -41,6 +42,7 @@ mod bulk;
 mod bulk_async;
 mod bulk_ingest;
 mod columns;
+mod commits;
 mod composite;
 mod csvdata;
 mod describe;

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 use time::{Duration, OffsetDateTime};
 
+use crate::commits::{Commits, Committed};
 use crate::ids;
 
 /// A row of a queryable object: field name to value.
@@ -17,6 +18,7 @@ const WRITABLE: &[&str] = &[
     "Industry",
     "AnnualRevenue",
     "BillingCity",
+    "Description",
 ];
 /// Fields the system maintains.
 const READ_ONLY: &[&str] = &[
@@ -35,6 +37,7 @@ pub const FIELDS: &[&str] = &[
     "Industry",
     "AnnualRevenue",
     "BillingCity",
+    "Description",
     "CreatedDate",
     "LastModifiedDate",
     "SystemModstamp",
@@ -137,9 +140,11 @@ pub struct Accounts {
     deleted: Vec<bool>,
     pod: String,
     next: u64,
-    /// The last SystemModstamp written: stamps only move forward, so `SystemModstamp > last`
-    /// incremental queries never miss a change made in the same millisecond.
+    /// The last SystemModstamp written: stamps only move forward. Two writes in one
+    /// millisecond share its stamp, as on Salesforce.
     last_stamp: OffsetDateTime,
+    /// Writes stamped but not yet committed (the commit-lag mode).
+    commits: Commits,
 }
 
 impl Accounts {
@@ -151,6 +156,7 @@ impl Accounts {
             pod: pod.to_owned(),
             next: 0,
             last_stamp: now - Duration::days(31),
+            commits: Commits::default(),
         };
         for i in 0..n {
             let created = now - Duration::days(30) + Duration::seconds(i as i64 % 86_400);
@@ -167,6 +173,7 @@ impl Accounts {
                 json!(((i as u64 * 7919) % 500 + 1) as f64 * 10_000.0),
             );
             row.insert("BillingCity".into(), json!(CITIES[i % CITIES.len()]));
+            row.insert("Description".into(), Value::Null);
             row.insert("CreatedDate".into(), json!(stamp));
             row.insert("LastModifiedDate".into(), json!(stamp));
             row.insert("SystemModstamp".into(), json!(stamp));
@@ -192,6 +199,67 @@ impl Accounts {
         };
         self.last_stamp = t;
         ids::sf_datetime(t)
+    }
+
+    /// The writes waiting to commit and the commit-lag setting.
+    pub fn commits(&self) -> &Commits {
+        &self.commits
+    }
+
+    /// As [`Accounts::commits`], to change the setting or take the request's wait.
+    pub fn commits_mut(&mut self) -> &mut Commits {
+        &mut self.commits
+    }
+
+    /// Commits every lagged write whose time has come.
+    pub fn settle(&mut self, now: OffsetDateTime) {
+        let due = self.commits.take_due(Some(now), None, None);
+        self.put_back(due);
+    }
+
+    /// Commits lagged write number `write` now (its writer is about to be answered).
+    pub fn commit_write(&mut self, write: u64) {
+        let due = self.commits.take_due(None, None, Some(write));
+        self.put_back(due);
+    }
+
+    fn put_back(&mut self, committed: Vec<Committed>) {
+        for c in committed {
+            match c.index {
+                Some(i) => {
+                    self.rows[i] = c.row;
+                    self.deleted[i] = c.deleted;
+                }
+                None => {
+                    self.rows.push(c.row);
+                    self.deleted.push(c.deleted);
+                }
+            }
+        }
+    }
+
+    /// Before a write to row `i`: a lagged write to it commits first (the row lock), and
+    /// the row as it is now is kept if this write may lag.
+    fn begin_write(&mut self, i: usize) -> Option<(Row, bool)> {
+        let due = self.commits.take_due(None, Some(i), None);
+        self.put_back(due);
+        self.commits
+            .may_lag()
+            .then(|| (self.rows[i].clone(), self.deleted[i]))
+    }
+
+    /// After a write to row `i` (stamped last): if it lags, the new version waits and the old
+    /// one (`before`, from [`Accounts::begin_write`]) is what everyone sees until then.
+    fn end_write(&mut self, i: usize, before: Option<(Row, bool)>) {
+        let Some(lagged) = self.commits.count_write(self.last_stamp) else {
+            return;
+        };
+        let Some((row, deleted)) = before else {
+            return;
+        };
+        let new_row = std::mem::replace(&mut self.rows[i], row);
+        let new_deleted = std::mem::replace(&mut self.deleted[i], deleted);
+        self.commits.hold(lagged, Some(i), new_row, new_deleted);
     }
 
     /// Records not deleted.
@@ -269,8 +337,14 @@ impl Accounts {
             row.insert(f.into(), json!(stamp));
         }
         row.insert("IsDeleted".into(), json!(false));
-        self.rows.push(row);
-        self.deleted.push(false);
+        match self.commits.count_write(self.last_stamp) {
+            // Not visible to anyone until it commits.
+            Some(lagged) => self.commits.hold(lagged, None, row, false),
+            None => {
+                self.rows.push(row);
+                self.deleted.push(false);
+            }
+        }
         Ok(id)
     }
 
@@ -282,9 +356,11 @@ impl Accounts {
         now: OffsetDateTime,
     ) -> Result<(), RecordError> {
         validate(body, false)?;
-        self.get(id)?;
         let i = self.position(id).ok_or_else(not_found)?;
+        let before = self.begin_write(i);
+        self.get(id)?;
         self.apply(i, body, now);
+        self.end_write(i, before);
         Ok(())
     }
 
@@ -302,13 +378,15 @@ impl Accounts {
 
     /// Deletes a record (it stays visible to queryAll with `IsDeleted = true`).
     pub fn delete(&mut self, id: &str, now: OffsetDateTime) -> Result<(), RecordError> {
-        self.get(id)?;
         let i = self.position(id).ok_or_else(not_found)?;
+        let before = self.begin_write(i);
+        self.get(id)?;
         let stamp = self.stamp(now);
         let row = &mut self.rows[i];
         row.insert("IsDeleted".into(), json!(true));
         self.deleted[i] = true;
         row.insert("SystemModstamp".into(), json!(stamp));
+        self.end_write(i, before);
         Ok(())
     }
 
@@ -334,7 +412,13 @@ impl Accounts {
         match self.position_ext(ext) {
             Some(i) => {
                 validate(&body, false)?;
+                let before = self.begin_write(i);
+                if self.deleted[i] {
+                    // A lagged delete of the record committed just now: the upsert creates.
+                    return self.create(&body, now).map(|id| (id, true));
+                }
                 self.apply(i, &body, now);
+                self.end_write(i, before);
                 let id = self.rows[i]["Id"].as_str().unwrap_or_default().to_owned();
                 Ok((id, false))
             }
@@ -351,6 +435,11 @@ impl Accounts {
         picked.sort_unstable();
         let mut ids = Vec::with_capacity(picked.len());
         for i in picked {
+            let before = self.begin_write(i);
+            if self.deleted[i] {
+                // A lagged delete of this row committed just now.
+                continue;
+            }
             let stamp = self.stamp(now);
             let row = &mut self.rows[i];
             let revenue = row
@@ -361,6 +450,7 @@ impl Accounts {
             row.insert("LastModifiedDate".into(), json!(stamp));
             row.insert("SystemModstamp".into(), json!(stamp));
             ids.push(row["Id"].as_str().unwrap_or_default().to_owned());
+            self.end_write(i, before);
         }
         ids
     }

@@ -136,24 +136,42 @@ pub async fn dispatch(
         _ => {}
     }
     segs.remove(0);
+    let (r, wait) = respond(&org, peer, &method, &uri, &headers, &body, &version, &segs);
+    // A lagged write is answered once it commits (src/commits.rs).
+    crate::commits::wait_for(&org, wait).await;
+    r
+}
 
+/// The response to an API request, and the commits it must wait for: everything done under
+/// the org's lock, which is released before any waiting.
+#[allow(clippy::too_many_arguments)]
+fn respond(
+    org: &Arc<Org>,
+    peer: SocketAddr,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+    version: &str,
+    segs: &[String],
+) -> (Response, Option<crate::commits::CommitWait>) {
     let mut inner = org.lock();
     inner.stats.api_requests += 1;
-    let token = match sessions::auth_header(&headers) {
+    let token = match sessions::auth_header(headers) {
         AuthHeader::Token(t) => t,
-        AuthHeader::Missing => return finish(&mut inner, refused(Refusal::Invalid)),
+        AuthHeader::Missing => return (finish(&mut inner, refused(Refusal::Invalid)), None),
         AuthHeader::Malformed => {
             let r = wire::rest_error(
                 StatusCode::UNAUTHORIZED,
                 "INVALID_AUTH_HEADER",
                 "INVALID_HEADER_TYPE",
             );
-            return finish(&mut inner, r);
+            return (finish(&mut inner, r), None);
         }
     };
     let user_id = match sessions::validate_api(&mut inner, &token, peer.ip()) {
         Ok(s) => s.user_id,
-        Err(refusal) => return finish(&mut inner, refused(refusal)),
+        Err(refusal) => return (finish(&mut inner, refused(refusal)), None),
     };
     if inner.api_used >= inner.daily_api_limit {
         let r = wire::rest_error(
@@ -161,19 +179,20 @@ pub async fn dispatch(
             "REQUEST_LIMIT_EXCEEDED",
             "TotalRequests Limit exceeded.",
         );
-        return finish(&mut inner, r);
+        return (finish(&mut inner, r), None);
     }
     inner.api_used += 1;
 
     let seg: Vec<&str> = segs.iter().map(String::as_str).collect();
     let ctx = Ctx {
-        org: &org,
-        version: &version,
+        org,
+        version,
         token: &token,
         user_id: &user_id,
     };
-    let r = route(&ctx, &mut inner, &method, &uri, &headers, &body, &seg);
-    finish(&mut inner, r)
+    let r = route(&ctx, &mut inner, method, uri, headers, body, &seg);
+    let r = finish(&mut inner, r);
+    (r, inner.accounts.commits_mut().take_wait())
 }
 
 fn refused(r: Refusal) -> Response {

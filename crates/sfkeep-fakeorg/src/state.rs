@@ -273,6 +273,10 @@ pub struct Fault {
     pub html: bool,
 }
 
+/// How long a query cursor lives: "Cursors and their related query results are available
+/// for 2 days" (Salesforce's API query cursor limits, API v56.0 and later).
+pub const CURSOR_LIFETIME: Duration = Duration::days(2);
+
 /// A pagination cursor of a query (REST `nextRecordsUrl` or SOAP `queryLocator`). It holds
 /// the result as it was when the query ran: records changed later are served as they were.
 pub struct Cursor {
@@ -361,8 +365,9 @@ pub struct Inner {
     pub audit: Vec<Row>,
     /// Query cursors by locator id.
     pub cursors: HashMap<String, Cursor>,
-    /// Insertion order of cursors, to bound memory.
-    pub cursor_order: VecDeque<String>,
+    /// Insertion order of cursors with their creation time, to bound memory and expire
+    /// them.
+    pub cursor_order: VecDeque<(String, OffsetDateTime)>,
     /// Refresh tokens whose refresh is in flight.
     pub inflight_refresh: HashSet<String>,
     /// Bulk API 2.0 query jobs by id.
@@ -412,9 +417,16 @@ impl Org {
     }
 
     /// Locks the state. A panic while holding the lock must not take the org down,
-    /// so a poisoned lock is recovered.
+    /// so a poisoned lock is recovered. Whoever holds the lock sees the org as of now: lagged
+    /// writes whose commit time has come are committed and expired cursors are gone.
     pub fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let now = inner.now();
+        inner.accounts.settle(now);
+        // Lagged writes are waited for by the request that made them, under this lock.
+        inner.accounts.commits_mut().take_wait();
+        inner.expire_cursors(now);
+        inner
     }
 
     /// The identity URL of a user.
@@ -631,13 +643,25 @@ impl Inner {
     pub fn store_cursor(&mut self, pod: &str, cursor: Cursor) -> String {
         let id = self.next_id("01g", pod);
         self.cursors.insert(id.clone(), cursor);
-        self.cursor_order.push_back(id.clone());
+        self.cursor_order.push_back((id.clone(), self.now()));
         while self.cursor_order.len() > 256 {
-            if let Some(old) = self.cursor_order.pop_front() {
+            if let Some((old, _)) = self.cursor_order.pop_front() {
                 self.cursors.remove(&old);
             }
         }
         id
+    }
+
+    /// Drops the cursors older than [`CURSOR_LIFETIME`]: their locators then answer
+    /// `INVALID_QUERY_LOCATOR`, as an expired one does on Salesforce.
+    pub fn expire_cursors(&mut self, now: OffsetDateTime) {
+        while let Some((id, created)) = self.cursor_order.front() {
+            if now - *created < CURSOR_LIFETIME {
+                break;
+            }
+            self.cursors.remove(id);
+            self.cursor_order.pop_front();
+        }
     }
 
     /// Counts a token-endpoint request for `grant`.
