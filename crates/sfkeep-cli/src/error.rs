@@ -133,7 +133,7 @@ impl CliError {
                 Exit::Usage,
                 "The org refused the request itself, not the session: fix the query, path or body as the message says.".to_owned(),
             ),
-            E::MalformedResponse { .. } => (
+            E::MalformedResponse { .. } | E::ResponseTooLarge { .. } => (
                 Exit::Unexpected,
                 "The server's answer was not understood: check that the login URL points at a Salesforce login host, and run with SFKEEP_LOG=debug for details.".to_owned(),
             ),

@@ -66,6 +66,17 @@ pub enum Error {
         /// The first bytes of the body, with anything token-like removed.
         snippet: String,
     },
+    /// A response body was larger than sfkeep reads into memory: not a malformed answer, an
+    /// answer to a request for too much at once (a query page of wide records, say).
+    #[error("response from {source_name}: body larger than {cap} bytes (HTTP {status})")]
+    ResponseTooLarge {
+        /// Which endpoint answered.
+        source_name: String,
+        /// The limit, in bytes.
+        cap: usize,
+        /// The HTTP status.
+        status: u16,
+    },
     /// The token store failed.
     #[error("token store ({store}) failed: {message}")]
     Store {

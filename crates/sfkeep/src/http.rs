@@ -99,11 +99,10 @@ pub async fn read_capped(
         match resp.chunk().await {
             Ok(Some(chunk)) => {
                 if body.len() + chunk.len() > cap {
-                    return Err(Error::MalformedResponse {
+                    return Err(Error::ResponseTooLarge {
                         source_name: source_name.to_owned(),
-                        problem: format!("body larger than {cap} bytes"),
+                        cap,
                         status,
-                        snippet: crate::redact::redacted_snippet(&body),
                     });
                 }
                 body.extend_from_slice(&chunk);

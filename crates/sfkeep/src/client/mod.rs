@@ -178,6 +178,7 @@ impl Client {
         path: &str,
         body: Option<&Value>,
         idempotent: bool,
+        headers: &[(&'static str, String)],
     ) -> Result<ApiResponse> {
         if !path.starts_with("/services/") {
             return Err(Error::Config(format!(
@@ -187,7 +188,9 @@ impl Client {
         let idempotent = idempotent || retry::is_idempotent_method(&method);
         let mut run = retry::RetryRun::start(&self.retry, &self.budget, idempotent);
         loop {
-            let result = self.send_healing(method.clone(), path, body).await;
+            let result = self
+                .send_healing(method.clone(), path, body, headers)
+                .await;
             let retry_after = match &result {
                 Err(Error::Transport { .. }) => None,
                 Err(Error::Api(e)) if e.is_transient() => e.retry_after,
@@ -206,6 +209,7 @@ impl Client {
         method: reqwest::Method,
         path: &str,
         body: Option<&Value>,
+        headers: &[(&'static str, String)],
     ) -> Result<ApiResponse> {
         let what = format!("{method} {}", path.split('?').next().unwrap_or(path));
         self.execute(Api::Rest, &what, |token| {
@@ -215,6 +219,9 @@ impl Client {
                 .request(method.clone(), &url)
                 .bearer_auth(token.access_token().expose_secret())
                 .header(reqwest::header::ACCEPT, "application/json");
+            for (name, value) in headers {
+                req = req.header(*name, value);
+            }
             if let Some(b) = body {
                 req = req.json(b);
             }

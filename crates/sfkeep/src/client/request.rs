@@ -29,6 +29,7 @@ pub struct RequestBuilder<'a> {
     path: &'a str,
     body: Option<&'a Value>,
     idempotent: bool,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl<'a> RequestBuilder<'a> {
@@ -39,6 +40,7 @@ impl<'a> RequestBuilder<'a> {
             path,
             body: None,
             idempotent: false,
+            headers: Vec::new(),
         }
     }
 
@@ -56,11 +58,24 @@ impl<'a> RequestBuilder<'a> {
         self
     }
 
+    /// Adds a request header, e.g. `Sforce-Query-Options: batchSize=500`. Defaults to none
+    /// beyond the ones every call carries (`Authorization`, `Accept`).
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
     /// Sends the request: a dead session heals once, a transient failure of an idempotent
     /// request is retried within the policy and budget.
     pub async fn send(self) -> Result<ApiResponse> {
         self.client
-            .send(self.method, self.path, self.body, self.idempotent)
+            .send(
+                self.method,
+                self.path,
+                self.body,
+                self.idempotent,
+                &self.headers,
+            )
             .await
     }
 }

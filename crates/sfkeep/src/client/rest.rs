@@ -10,6 +10,7 @@ pub struct QueryPages {
     client: Client,
     next: Option<String>,
     total_size: Option<u64>,
+    batch_size: Option<u32>,
 }
 
 impl QueryPages {
@@ -18,7 +19,16 @@ impl QueryPages {
             client,
             next: Some(first),
             total_size: None,
+            batch_size: None,
         }
+    }
+
+    /// Asks for pages of `n` records (`Sforce-Query-Options: batchSize=n`, which Salesforce
+    /// takes from 200 to 2,000 and treats as a preference). Default: none sent, so Salesforce's
+    /// default of 2,000.
+    pub fn batch_size(mut self, n: u32) -> Self {
+        self.batch_size = Some(n);
+        self
     }
 
     /// `totalSize` as the first page reported it.
@@ -31,7 +41,11 @@ impl QueryPages {
         let Some(path) = self.next.take() else {
             return Ok(None);
         };
-        let page = self.client.get_json(&path).await?;
+        let mut request = self.client.request(reqwest::Method::GET, &path);
+        if let Some(n) = self.batch_size {
+            request = request.header("Sforce-Query-Options", format!("batchSize={n}"));
+        }
+        let page = request.send().await?.json()?;
         let malformed = |problem: &str| Error::MalformedResponse {
             source_name: "the query API".into(),
             problem: problem.into(),
