@@ -131,14 +131,174 @@ fn a_field_that_does_not_exist_is_named_in_the_error() {
     let mut c = sync_cmd(h, &org, &db);
     c.args(["--fields", "Name,NoSuchField__c"]);
     let (code, _out, err) = run(c);
-    assert_ne!(code, 0);
+    assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("INVALID_FIELD") && err.contains("NoSuchField__c"),
+        err.contains("no field `NoSuchField__c`") && err.contains("nothing was written"),
         "{err}"
     );
-    // The watermark did not move: nothing was written.
-    let (rows, _) = db_accounts(&db);
-    assert!(rows.is_empty());
+    assert!(!db.exists(), "checked before the database is even created");
+    // On a database that has rows: refused the same way, the file untouched.
+    let (code, _, err) = run(sync_cmd(h, &org, &db));
+    assert_eq!(code, 0, "{err}");
+    checkpoint(&db);
+    let before = std::fs::read(&db).unwrap();
+    let mut c = sync_cmd(h, &org, &db);
+    c.args(["--fields", "Name,NoSuchField__c"]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 2, "{err}");
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
+
+/// Moves everything in the WAL into the main file, so its bytes say what the database holds.
+fn checkpoint(db: &std::path::Path) {
+    Connection::open(db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .unwrap();
+}
+
+/// A database from a newer sfkeep, or whose sync state is damaged: refused, exit 5, nothing
+/// written (the bytes of the file are the same after).
+#[test]
+fn a_newer_or_damaged_database_is_refused_untouched() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 30);
+    for (name, damage, says) in [
+        (
+            "newer.db",
+            "UPDATE sfkeep_meta SET value = '3' WHERE key = 'schema_version'",
+            "newer than this sfkeep understands",
+        ),
+        (
+            "stamp.db",
+            "UPDATE watermark SET system_modstamp = 'soon'",
+            "the sync state is damaged (the watermark `soon` is not a SystemModstamp)",
+        ),
+        (
+            "fields.db",
+            "UPDATE watermark SET fields = '{'",
+            "the sync state is damaged",
+        ),
+        (
+            "gone.db",
+            "DROP TABLE watermark",
+            "the watermark table is missing",
+        ),
+    ] {
+        let db = h.join(name);
+        let (code, _, err) = run(sync_cmd(h, &org, &db));
+        assert_eq!(code, 0, "{err}");
+        Connection::open(&db)
+            .unwrap()
+            .execute_batch(damage)
+            .unwrap();
+        checkpoint(&db);
+        let before = std::fs::read(&db).unwrap();
+        for verify in [false, true] {
+            let mut c = sync_cmd(h, &org, &db);
+            if verify {
+                c.arg("--verify");
+            }
+            let (code, _, err) = run(c);
+            assert_eq!(code, 5, "{name}: {err}");
+            assert!(err.contains(says), "{name}: {err}");
+            assert!(
+                err.contains("nothing was changed"),
+                "{name}: says so: {err}"
+            );
+        }
+        assert_eq!(std::fs::read(&db).unwrap(), before, "{name} untouched");
+    }
+}
+
+/// Two syncs on one database: while one writes, the other is refused at once with a clear
+/// message and exit 4, writing nothing; afterwards the database equals the org.
+#[test]
+fn a_second_sync_on_the_same_database_is_refused_while_the_first_writes() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 6000);
+    let db = h.join("billing.db");
+    let mut first = sync_cmd(h, &org, &db);
+    first.args(["--bulk", "off"]);
+    let mut first = first
+        .stderr(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Its first progress line: it holds the database and has committed a page.
+    let mut lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    let line = lines.next().unwrap().unwrap();
+    assert!(line.contains("synced 2000/6000"), "{line}");
+    // Held there (SIGSTOP), it cannot finish before the second one tries, however slow the
+    // machine.
+    let signal = |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &first.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    };
+    signal("-STOP");
+    let (code, out, err) = run(sync_cmd(h, &org, &db));
+    signal("-CONT");
+    assert_eq!(code, 4, "{out}{err}");
+    assert!(
+        err.contains("another sfkeep sync is writing to") && err.contains("this run did nothing"),
+        "{err}"
+    );
+    for _ in lines {}
+    assert!(first.wait().unwrap().success());
+    // New changes, then the refused run again: it proceeds now.
+    assert_eq!(
+        org.admin_post("/records/Account/touch", serde_json::json!({"count": 100})),
+        200
+    );
+    let (code, _, err) = run(sync_cmd(h, &org, &db));
+    assert_eq!(code, 0, "{err}");
+    let mut c = sync_cmd(h, &org, &db);
+    c.arg("--verify");
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("verified 6000 Accounts × 7 fields"), "{out}");
+}
+
+/// Syncs started together on a new file (the race that used to fail with "table sfkeep_meta
+/// already exists"): each one either syncs or is refused as busy, never anything else, and
+/// the database ends equal to the org.
+#[test]
+fn syncs_started_together_on_a_new_file_never_trip_over_each_other() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 300);
+    for round in 0..5 {
+        let db = h.join(format!("new-{round}.db"));
+        let children: Vec<_> = (0..3)
+            .map(|_| {
+                sync_cmd(h, &org, &db)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        let mut ok = 0;
+        for c in children {
+            let out = c.wait_with_output().unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            match out.status.code() {
+                Some(0) => ok += 1,
+                Some(4) => assert!(err.contains("another sfkeep sync is writing"), "{err}"),
+                other => panic!("round {round}: exit {other:?}: {err}"),
+            }
+        }
+        assert!(ok >= 1, "round {round}: one of them syncs");
+        let mut c = sync_cmd(h, &org, &db);
+        c.arg("--verify");
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "round {round}: {out}{err}");
+    }
 }
 
 #[test]
@@ -168,6 +328,23 @@ fn the_demo_heals_every_cause_and_loses_nothing() {
     assert_eq!(report["stale"], 0);
     assert_eq!(report["duplicated"], 0);
     assert_eq!(report["records_in_org"], report["records_in_billing_db"]);
+    assert_eq!(
+        report["verified_fields"], 7,
+        "checked field by field: {report}"
+    );
+    assert_eq!(report["first_difference"], serde_json::Value::Null);
+    // The timeline's counts are the rows each step changed, not what the look-back re-read.
+    let synced: Vec<u64> = report["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["synced"].as_u64().unwrap())
+        .collect();
+    assert_eq!(synced[0], 3000, "{synced:?}");
+    assert!(
+        synced[1..].iter().all(|n| *n == 100 || *n == 0),
+        "{synced:?}"
+    );
     assert_eq!(report["invalid_session_errors_seen_by_integration"], 0);
     assert!(
         report["naive_client_first_failure"]
@@ -258,9 +435,13 @@ fn an_initial_load_through_bulk_then_incremental_passes_equal_the_org() {
         org.admin_post("/records/Account/touch", serde_json::json!({"count": 300})),
         200
     );
-    let (code, out, err) = run(sync_cmd(h, &org, &db));
+    let mut c = sync_cmd(h, &org, &db);
+    c.arg("--json");
+    let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    assert!(out.contains("synced 300 accounts"), "{out}");
+    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(summary["updated"], 300, "{summary}");
+    assert_eq!(summary["inserted"], 0, "{summary}");
     let (rows, n) = db_accounts(&db);
     assert_eq!(n as usize, rows.len());
     assert_eq!(rows, org_accounts(h, &org));

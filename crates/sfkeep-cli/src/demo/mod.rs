@@ -60,6 +60,10 @@ struct Report {
     timeline: Vec<Step>,
     records_in_org: usize,
     records_in_billing_db: usize,
+    /// How many fields `sync --verify` compared in every row.
+    verified_fields: usize,
+    /// The first difference `sync --verify` found, if any.
+    first_difference: Option<String>,
     lost: usize,
     stale: usize,
     duplicated: usize,
@@ -78,7 +82,7 @@ struct Run {
     sink: MemorySink,
     client: Client,
     db: BillingDb,
-    fields: Vec<String>,
+    opts: sync::SyncOptions,
     naive: naive::NaiveClient,
     started: Instant,
     timeline: Vec<Step>,
@@ -119,16 +123,9 @@ fn build_manager(
 
 impl Run {
     async fn sync_pass(&mut self) -> CliResult<u64> {
-        match sync::sync_accounts(
-            &self.client,
-            &mut self.db,
-            &self.fields,
-            sync::Bulk::Auto,
-            |_| {},
-        )
-        .await
-        {
-            Ok(s) => Ok(s.fetched),
+        match sync::sync_accounts(&self.client, &mut self.db, &self.opts, |_| {}).await {
+            // Changed rows, not fetched ones: the look-back window reads recent rows again.
+            Ok(s) => Ok(s.changed()),
             Err(sync::SyncError::Salesforce(e)) => {
                 if e.to_string().contains("INVALID_SESSION_ID") {
                     self.integration_invalid_session_errors += 1;
@@ -326,7 +323,9 @@ impl Run {
             store,
             sink,
             db,
-            fields: sync::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            opts: sync::SyncOptions::new(
+                sync::DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect(),
+            ),
             naive,
             started,
             timeline: Vec::new(),
@@ -488,40 +487,23 @@ fn tempfile_dir() -> CliResult<std::path::PathBuf> {
 }
 
 async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
-    // Compare the org and the billing DB record by record.
-    let org_rows = run
-        .client
-        .query("SELECT Id, SystemModstamp FROM Account")
-        .collect_all()
-        .await
-        .map_err(|e| {
-            CliError::transient(format!("cannot read the org for the final check: {e}"))
-        })?;
-    let mut org_map = std::collections::BTreeMap::new();
-    for r in &org_rows {
-        org_map.insert(
-            r["Id"].as_str().unwrap_or_default().to_owned(),
-            r["SystemModstamp"].as_str().unwrap_or_default().to_owned(),
-        );
-    }
-    let db_rows = run
-        .db
-        .fingerprints()
-        .map_err(|e| CliError::store(e.to_string()))?;
+    // Compare the org and the billing DB field by field: what `sfkeep sync accounts --verify` does.
+    let v = sync::verify(&run.client, &run.db).await.map_err(|e| {
+        CliError::transient(format!("cannot verify the billing DB against the org: {e}"))
+    })?;
     let db_count = run.db.count().map_err(|e| CliError::store(e.to_string()))? as usize;
-    let db_map: std::collections::BTreeMap<_, _> = db_rows.iter().cloned().collect();
-    let lost = org_map.keys().filter(|k| !db_map.contains_key(*k)).count();
-    let stale = org_map
-        .iter()
-        .filter(|(k, v)| db_map.get(*k).is_some_and(|d| d != *v))
-        .count();
-    let duplicated = db_count - db_map.len();
+    let lost = v.lost as usize;
+    // Older, different, or no longer in the org.
+    let stale = (v.stale + v.differing + v.extra) as usize;
+    let duplicated = db_count - v.db_rows as usize;
     let stats = run.org.stats().await?;
     let ok =
         lost == 0 && stale == 0 && duplicated == 0 && run.integration_invalid_session_errors == 0;
     let report = Report {
-        records_in_org: org_map.len(),
+        records_in_org: v.org_records as usize,
         records_in_billing_db: db_count,
+        verified_fields: v.fields.len(),
+        first_difference: v.first_difference.clone(),
         lost,
         stale,
         duplicated,
@@ -531,9 +513,15 @@ async fn finish(run: Run, json_out: bool) -> CliResult<Exit> {
         naive_client_first_failure: run.naive.first_failure.clone(),
         naive_client_soap_logins: stats["soap_logins"].as_u64().unwrap_or(0),
         verdict: if ok {
-            "nothing lost, nothing duplicated: the billing DB equals the org.".into()
+            format!(
+                "nothing lost, nothing duplicated: sync --verify finds the billing DB equal to the org in all {} fields.",
+                v.fields.len()
+            )
         } else {
-            "MISMATCH: the billing DB differs from the org.".into()
+            format!(
+                "MISMATCH: the billing DB differs from the org: {}",
+                v.first_difference.as_deref().unwrap_or("?")
+            )
         },
         elapsed_ms: run.started.elapsed().as_millis() as u64,
         timeline: run.timeline,
