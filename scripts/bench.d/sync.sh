@@ -4,7 +4,8 @@
 # Then incremental runs: CHANGES (default 1000) Accounts touched, then one `sfkeep sync` into
 # the loaded database, RUNS times, with the default look-back and with `--look-back 0s`
 # (the cost of the look-back window). SFKEEP_BIN=PATH benchmarks another build of sfkeep
-# (an older one without --look-back measures the default only).
+# (an older one without --look-back measures the default only); ORG_BIN=PATH runs the
+# simulated org from another build, so two builds of the client can face the same org.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ACCOUNTS="${1:-100000}"
@@ -20,7 +21,7 @@ PY="${SFKEEP_PYTHON:-$(./scripts/python-venv)}"
 WORK="$(mktemp -d)"
 trap 'kill "$ORG_PID" 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
-"$BIN" fake-org --accounts "$ACCOUNTS" --state-dir "$WORK/org" > "$WORK/ready.json" &
+"${ORG_BIN:-$BIN}" fake-org --accounts "$ACCOUNTS" --state-dir "$WORK/org" > "$WORK/ready.json" &
 ORG_PID=$!
 for _ in $(seq 1 600); do [ -s "$WORK/ready.json" ] && break; sleep 0.1; done
 field() { python3 -c "import json,sys; print(json.load(open('$WORK/ready.json'))['$1'])"; }

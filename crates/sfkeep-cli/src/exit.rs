@@ -4,10 +4,10 @@
 //! | code | class (`--json`) | meaning | what to do |
 //! |---|---|---|---|
 //! | 0 | `ok` | success | |
-//! | 1 | `unexpected` | unexpected error (a bug, or a response nothing recognises) | run with `SFKEEP_LOG=debug` and report it |
+//! | 1 | `unexpected` | unexpected error (a bug, or a response nothing recognises), or `sync --verify` found the billing database different from the org (the first difference is printed) | run with `SFKEEP_LOG=debug` and report it; after `--verify`, sync again |
 //! | 2 | `usage` | usage or configuration error (bad flag, bad config file, missing secret, missing profile, a consumer key or secret the org does not know, an API version without the call), or a request the org refuses as malformed (bad SOQL, unknown field or path) | fix the command line or the config file |
 //! | 3 | `reauth_required` | re-authentication required (refresh token revoked or expired, user frozen or deactivated, app not approved, IP restricted) | a person must act: `sfkeep login`, or the fix printed with the error |
-//! | 4 | `transient` | transient failure (network, timeout, HTTP 5xx, rate limit) | retry later, with backoff |
+//! | 4 | `transient` | transient failure (network, timeout, HTTP 5xx, rate limit), or another `sfkeep sync` is writing to the same billing database | retry later, with backoff |
 //! | 5 | `store` | storage error: the token store (cannot read, write or decrypt it) or `sync`'s billing database (missing directory, read-only, full, another tool's schema) | fix the path, its permissions, or the cache key |
 
 use std::process::ExitCode;

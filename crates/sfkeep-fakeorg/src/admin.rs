@@ -95,7 +95,7 @@ pub async fn dispatch(
     };
     let (response, wait) = respond(org.clone(), method, uri, seg, body);
     // A touch that lagged is answered once it commits, like any write (src/commits.rs).
-    crate::commits::wait_for(&org, wait).await;
+    org.wait_for_commits(wait).await;
     response
 }
 

@@ -12,13 +12,12 @@
 //! write once it is committed. A later write to the same record commits the pending one first
 //! (the row lock), so writes to one record still commit in stamp order.
 
-use std::time::Duration as StdDuration;
-
 use serde::Serialize;
 use time::{Duration, OffsetDateTime};
 
-use crate::records::Row;
-use crate::state::Org;
+/// A row of the table (`records::Row`, named here without importing it: the table uses this
+/// module, not the other way round).
+type Row = serde_json::Map<String, serde_json::Value>;
 
 /// How often a write lags and by how much; off by default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -63,8 +62,10 @@ pub struct Committed {
 /// What a request that wrote must wait for before it answers.
 #[derive(Clone, Debug, Default)]
 pub struct CommitWait {
-    writes: Vec<u64>,
-    until: Option<OffsetDateTime>,
+    /// The lagged writes, by number.
+    pub writes: Vec<u64>,
+    /// When the last of them commits at the latest (org time).
+    pub until: Option<OffsetDateTime>,
 }
 
 /// The writes waiting to commit, and the lag setting.
@@ -163,41 +164,12 @@ impl Commits {
     }
 
     /// Whether every write in `wait` has committed.
-    fn all_committed(&self, wait: &CommitWait) -> bool {
+    pub fn all_committed(&self, wait: &CommitWait) -> bool {
         !self.pending.iter().any(|p| wait.writes.contains(&p.write))
     }
 
     /// What the request that made the lagged writes since the last call must wait for.
     pub fn take_wait(&mut self) -> Option<CommitWait> {
         (!self.wait.writes.is_empty()).then(|| std::mem::take(&mut self.wait))
-    }
-}
-
-/// Waits until the writes in `wait` are committed: when the org clock reaches their commit
-/// time (a `clock/advance` brings it forward), then commits them, so the response that follows
-/// is never sent before the write is visible.
-pub async fn wait_for(org: &Org, wait: Option<CommitWait>) {
-    let Some(wait) = wait else {
-        return;
-    };
-    loop {
-        let remaining = {
-            let mut inner = org.lock();
-            if inner.accounts.commits().all_committed(&wait) {
-                return;
-            }
-            let until = wait.until.unwrap_or_else(|| inner.now());
-            let left = until - inner.now();
-            if left <= Duration::ZERO {
-                for w in &wait.writes {
-                    inner.accounts.commit_write(*w);
-                }
-                return;
-            }
-            left
-        };
-        // Re-check at least every 50 ms: the org clock may be moved forward meanwhile.
-        let ms = remaining.whole_milliseconds().clamp(1, 50) as u64;
-        tokio::time::sleep(StdDuration::from_millis(ms)).await;
     }
 }

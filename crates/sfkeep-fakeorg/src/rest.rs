@@ -138,7 +138,7 @@ pub async fn dispatch(
     segs.remove(0);
     let (r, wait) = respond(&org, peer, &method, &uri, &headers, &body, &version, &segs);
     // A lagged write is answered once it commits (src/commits.rs).
-    crate::commits::wait_for(&org, wait).await;
+    org.wait_for_commits(wait).await;
     r
 }
 

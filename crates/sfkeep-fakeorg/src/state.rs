@@ -429,6 +429,35 @@ impl Org {
         inner
     }
 
+    /// Waits until the lagged writes in `wait` are committed: when the org clock reaches their
+    /// commit time (a `clock/advance` brings it forward), then commits them, so the response
+    /// that follows is never sent before its write is visible (src/commits.rs).
+    pub async fn wait_for_commits(&self, wait: Option<crate::commits::CommitWait>) {
+        let Some(wait) = wait else {
+            return;
+        };
+        loop {
+            let remaining = {
+                let mut inner = self.lock();
+                if inner.accounts.commits().all_committed(&wait) {
+                    return;
+                }
+                let now = inner.now();
+                let left = wait.until.map_or(Duration::ZERO, |u| u - now);
+                if left <= Duration::ZERO {
+                    for w in &wait.writes {
+                        inner.accounts.commit_write(*w);
+                    }
+                    return;
+                }
+                left
+            };
+            // Re-check at least every 50 ms: the org clock may be moved forward meanwhile.
+            let ms = remaining.whole_milliseconds().clamp(1, 50) as u64;
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+    }
+
     /// The identity URL of a user.
     pub fn identity_url(&self, user_id: &str) -> String {
         format!("{}/id/{}/{}", self.base_url, self.org_id, user_id)

@@ -10,18 +10,32 @@ use serde_json::{Value, json};
 use common::*;
 
 async fn patch(org: &sfkeep_fakeorg::FakeOrg, tok: &str, id: &str, body: Value) -> u16 {
-    client()
-        .patch(format!(
-            "{}/services/data/v59.0/sobjects/Account/{id}",
-            org.base_url()
-        ))
-        .bearer_auth(tok)
-        .json(&body)
-        .send()
+    spawn_write(org, tok, reqwest::Method::PATCH, id, Some(body))
         .await
         .unwrap()
-        .status()
-        .as_u16()
+}
+
+/// Sends `method` to Account `id` (with `body`, if any) on a task of its own: a lagged write is
+/// answered only when it commits. Resolves to the status.
+fn spawn_write(
+    org: &sfkeep_fakeorg::FakeOrg,
+    tok: &str,
+    method: reqwest::Method,
+    id: &str,
+    body: Option<Value>,
+) -> tokio::task::JoinHandle<u16> {
+    let url = format!(
+        "{}/services/data/v59.0/sobjects/Account/{id}",
+        org.base_url()
+    );
+    let tok = tok.to_owned();
+    tokio::spawn(async move {
+        let mut request = client().request(method, url).bearer_auth(&tok);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap().status().as_u16()
+    })
 }
 
 async fn commit_lag(org: &sfkeep_fakeorg::FakeOrg) -> Value {
@@ -74,22 +88,13 @@ async fn a_lagged_write_is_seen_after_a_later_stamped_one_and_answered_at_its_co
     )
     .await;
     assert_eq!(v, json!({"every": 1, "lag_ms": 600_000, "pending": 0}));
-    let first = {
-        let (org_url, tok, a) = (org.base_url().to_owned(), tok.clone(), a.clone());
-        tokio::spawn(async move {
-            client()
-                .patch(format!(
-                    "{org_url}/services/data/v59.0/sobjects/Account/{a}"
-                ))
-                .bearer_auth(&tok)
-                .json(&json!({"Name": "written first"}))
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
+    let first = spawn_write(
+        &org,
+        &tok,
+        reqwest::Method::PATCH,
+        &a,
+        Some(json!({"Name": "written first"})),
+    );
     until_pending(&org, 1).await;
     // Off again: the next write commits at once, with a later stamp.
     put_admin(&org, "/records/Account/commit-lag", json!({"every": 0})).await;
@@ -153,19 +158,7 @@ async fn a_lagged_write_commits_on_its_own_and_a_second_write_to_its_record_wait
         json!({"every": 1, "lag_ms": 600_000}),
     )
     .await;
-    let deleting = {
-        let (url, tok, id) = (org.base_url().to_owned(), tok.clone(), id.clone());
-        tokio::spawn(async move {
-            client()
-                .delete(format!("{url}/services/data/v59.0/sobjects/Account/{id}"))
-                .bearer_auth(&tok)
-                .send()
-                .await
-                .unwrap()
-                .status()
-                .as_u16()
-        })
-    };
+    let deleting = spawn_write(&org, &tok, reqwest::Method::DELETE, &id, None);
     until_pending(&org, 1).await;
     assert_eq!(records(&org, &tok, &q).await.len(), 1, "not deleted yet");
     put_admin(&org, "/records/Account/commit-lag", json!({"every": 0})).await;

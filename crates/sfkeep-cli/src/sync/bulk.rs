@@ -71,10 +71,8 @@ pub async fn load(
         Ok(())
     }
     .await;
-    // The writer is done before this returns, error or not: the load is committed whole,
-    // or (cut short) rolled back whole.
-    let applied = writer.finish().await?;
-    fetching?;
+    // The load is committed whole, or (cut short) rolled back whole.
+    let applied = writer.finish_after(fetching).await?;
     Ok(Pass {
         applied,
         fetched,

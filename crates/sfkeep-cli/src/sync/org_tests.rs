@@ -27,7 +27,7 @@ fn client(org: &FakeOrg) -> Client {
         .without_tracing_sink()
         .build()
         .unwrap();
-    Client::new(manager)
+    Client::new(manager).unwrap()
 }
 
 /// The admin API.
@@ -90,15 +90,7 @@ async fn assert_equal(client: &Client, path: &Path, fields: &[&str], context: &s
     assert_eq!(v.org_records as usize, org.len());
 }
 
-const FIELDS: &[&str] = &[
-    "Id",
-    "Name",
-    "AccountNumber",
-    "Industry",
-    "AnnualRevenue",
-    "BillingCity",
-    "SystemModstamp",
-];
+const FIELDS: &[&str] = DEFAULT_FIELDS;
 
 fn default_fields() -> Vec<String> {
     DEFAULT_FIELDS.iter().map(|s| s.to_string()).collect()
@@ -172,20 +164,14 @@ async fn writers_and_syncs(org: &FakeOrg, client: &Client, seed: u64, syncs_done
                     };
                     let path = client.data_path(&format!("/sobjects/Account/{pick}"));
                     let r = match rng.below(10) {
-                        0 => {
-                            client
-                                .send(reqwest::Method::DELETE, &path, None, false)
-                                .await
-                        }
+                        0 => client.request(reqwest::Method::DELETE, &path).send().await,
                         1 => {
                             let body = json!({"Name": format!("new {w}"), "BillingCity": ""});
+                            let accounts = client.data_path("/sobjects/Account");
                             let created = client
-                                .send(
-                                    reqwest::Method::POST,
-                                    &client.data_path("/sobjects/Account"),
-                                    Some(&body),
-                                    false,
-                                )
+                                .request(reqwest::Method::POST, &accounts)
+                                .json(&body)
+                                .send()
                                 .await
                                 .unwrap();
                             let id = created.json().unwrap()["id"].as_str().unwrap().to_owned();
@@ -201,7 +187,9 @@ async fn writers_and_syncs(org: &FakeOrg, client: &Client, seed: u64, syncs_done
                             }
                             let body = Value::Object(body);
                             client
-                                .send(reqwest::Method::PATCH, &path, Some(&body), false)
+                                .request(reqwest::Method::PATCH, &path)
+                                .json(&body)
+                                .send()
                                 .await
                         }
                     };
@@ -322,7 +310,9 @@ async fn a_write_committed_after_a_later_stamped_one_is_read_by_the_look_back() 
         tokio::spawn(async move {
             let body = json!({"Name": "stamped first, committed last"});
             client
-                .send(reqwest::Method::PATCH, &path, Some(&body), false)
+                .request(reqwest::Method::PATCH, &path)
+                .json(&body)
+                .send()
                 .await
                 .map(drop)
         })
@@ -344,13 +334,11 @@ async fn a_write_committed_after_a_later_stamped_one_is_read_by_the_look_back() 
     )
     .await;
     let path_b = client.data_path(&format!("/sobjects/Account/{b}"));
+    let second = json!({"Name": "stamped second"});
     client
-        .send(
-            reqwest::Method::PATCH,
-            &path_b,
-            Some(&json!({"Name": "stamped second"})),
-            false,
-        )
+        .request(reqwest::Method::PATCH, &path_b)
+        .json(&second)
+        .send()
         .await
         .unwrap();
     for (db, opts) in [(&mut db_with, &with_opts), (&mut db_without, &without_opts)] {
@@ -396,7 +384,9 @@ async fn patch_all(client: &Client, ids: &[String], body: Value) {
             let path = client.data_path(&format!("/sobjects/Account/{id}"));
             async move {
                 client
-                    .send(reqwest::Method::PATCH, &path, Some(&body), false)
+                    .request(reqwest::Method::PATCH, &path)
+                    .json(&body)
+                    .send()
                     .await
                     .unwrap()
             }

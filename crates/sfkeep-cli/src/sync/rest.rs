@@ -79,10 +79,8 @@ pub async fn pass(
         Ok(())
     }
     .await;
-    // The writer is done before this returns, error or not: every page handed over is
-    // committed with its watermark (or the database error is what this returns).
-    let applied = writer.finish().await?;
-    fetching?;
+    // Every page handed over is committed with its watermark.
+    let applied = writer.finish_after(fetching).await?;
     Ok(Pass {
         applied,
         fetched,

@@ -128,6 +128,18 @@ impl Writer {
         self.tx.send(work).await.is_ok()
     }
 
+    /// Waits for the writer once `fetching` has ended, error or not, so the database is
+    /// settled before the run returns: the writer's error comes first (a fetch cut short by a
+    /// stopped writer is its consequence), then the fetch's.
+    pub async fn finish_after(
+        self,
+        fetching: Result<(), super::SyncError>,
+    ) -> Result<Applied, super::SyncError> {
+        let applied = self.finish().await?;
+        fetching?;
+        Ok(applied)
+    }
+
     /// Waits until everything sent is committed (or the writer failed).
     pub async fn finish(self) -> Result<Applied, DbError> {
         drop(self.tx);
@@ -157,14 +169,11 @@ mod tests {
         vec!["Id".into(), "SystemModstamp".into()]
     }
 
-    #[tokio::test]
-    async fn a_load_that_is_not_committed_leaves_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = BillingDb::open(&dir.path().join("b.db")).unwrap();
-        let writer = Writer::start(&db, Commit::AtEnd).unwrap();
-        for id in ["001A", "001B"] {
+    /// Sends pages of `pages` then the state (watermark at 001B's stamp) to an at-end writer.
+    async fn send_load(writer: &Writer, pages: &[&[&str]]) {
+        for ids in pages {
             let work = Work::Page {
-                records: vec![record(id)],
+                records: ids.iter().map(|id| record(id)).collect(),
                 fields: None,
             };
             assert!(writer.send(work).await);
@@ -174,22 +183,21 @@ mod tests {
             fields: fields(),
         };
         assert!(writer.send(state).await);
+    }
+
+    #[tokio::test]
+    async fn a_load_that_is_not_committed_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = BillingDb::open(&dir.path().join("b.db")).unwrap();
+        let writer = Writer::start(&db, Commit::AtEnd).unwrap();
+        send_load(&writer, &[&["001A"], &["001B"]]).await;
         // The fetch failed here: no Commit.
         writer.finish().await.unwrap();
         assert_eq!(db.count().unwrap(), 0);
         assert_eq!(db.state().unwrap(), Default::default());
 
         let writer = Writer::start(&db, Commit::AtEnd).unwrap();
-        let work = Work::Page {
-            records: vec![record("001A"), record("001B")],
-            fields: None,
-        };
-        assert!(writer.send(work).await);
-        let state = Work::State {
-            newest: Some(record("001B").system_modstamp),
-            fields: fields(),
-        };
-        assert!(writer.send(state).await);
+        send_load(&writer, &[&["001A", "001B"]]).await;
         assert!(writer.send(Work::Commit).await);
         let applied = writer.finish().await.unwrap();
         assert_eq!((applied.pages, applied.changes.inserted), (1, 2));

@@ -188,9 +188,7 @@ impl Client {
         let idempotent = idempotent || retry::is_idempotent_method(&method);
         let mut run = retry::RetryRun::start(&self.retry, &self.budget, idempotent);
         loop {
-            let result = self
-                .send_healing(method.clone(), path, body, headers)
-                .await;
+            let result = self.send_healing(method.clone(), path, body, headers).await;
             let retry_after = match &result {
                 Err(Error::Transport { .. }) => None,
                 Err(Error::Api(e)) if e.is_transient() => e.retry_after,
