@@ -221,3 +221,28 @@ async fn verify(client: &sfkeep::client::Client, path: &std::path::Path) -> CliR
         Exit::Unexpected
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A cursor that kept expiring is worth a rerun (exit 4), not a fix of the command line
+    /// (exit 2, as an `INVALID_QUERY_LOCATOR` used to be); a page too wide at 200 records is the
+    /// field list to change.
+    #[test]
+    fn an_expired_cursor_is_transient_and_a_page_too_wide_is_usage() {
+        let path = std::path::Path::new("billing.db");
+        let e = sync_error(SyncError::CursorExpired { restarts: 3 }, path);
+        assert_eq!(e.exit, Exit::Transient, "{}", e.message);
+        assert!(e.message.contains("a rerun resumes"), "{}", e.message);
+        let e = sync_error(
+            SyncError::PageTooLarge {
+                batch: 200,
+                cap: 64 * 1024 * 1024,
+            },
+            path,
+        );
+        assert_eq!(e.exit, Exit::Usage, "{}", e.message);
+        assert!(e.message.contains("--fields"), "{}", e.message);
+    }
+}
