@@ -64,7 +64,7 @@ timed() {
   t0=$(date +%s.%N)
   "$BIN" sync accounts --to "sqlite:$WORK/sfkeep.db" --config "$PROFILE" --profile fake "$@" --json > "$WORK/inc.json" 2>/dev/null
   t1=$(date +%s.%N)
-  python3 -c "import json; s=json.load(open('$WORK/inc.json')); print(f'{$t1 - $t0:.3f}', s['fetched'])"
+  python3 -c "import json; s=json.load(open('$WORK/inc.json')); s=s.get('result', s); print(f'{$t1 - $t0:.3f}', s['fetched'])"
 }
 touch_some() {
   curl -fsS -X POST "$ADMIN/records/Account/touch" -H 'Content-Type: application/json' \

@@ -439,7 +439,7 @@ fn an_initial_load_through_bulk_then_incremental_passes_equal_the_org() {
     c.arg("--json");
     let (code, out, err) = run(c);
     assert_eq!(code, 0, "{err}");
-    let summary: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let summary: serde_json::Value = result_of(&out);
     assert_eq!(summary["updated"], 300, "{summary}");
     assert_eq!(summary["inserted"], 0, "{summary}");
     let (rows, n) = db_accounts(&db);
