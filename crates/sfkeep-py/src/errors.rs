@@ -146,7 +146,10 @@ pub fn to_py(py: Python<'_>, e: &Error, ctx: &Context) -> PyErr {
             raise(py, Kind::StoreUnavailable, &message, &common(vec![]))
         }
         Error::Config(_) => raise(py, Kind::Config, &message, &common(vec![])),
-        Error::MalformedResponse { .. } => raise(py, Kind::Malformed, &message, &common(vec![])),
+        // A body over the size cap was a MalformedResponse before the library named it.
+        Error::MalformedResponse { .. } | Error::ResponseTooLarge { .. } => {
+            raise(py, Kind::Malformed, &message, &common(vec![]))
+        }
         Error::Api(a) => raise(
             py,
             Kind::Api,
