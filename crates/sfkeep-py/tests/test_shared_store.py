@@ -58,7 +58,7 @@ class Fleet:
         return r.stdout
 
     def cli_status(self) -> dict:
-        return json.loads(self.cli("status", "--json"))
+        return json.loads(self.cli("status", "--json"))["result"]
 
     def manager(self) -> sfkeep.TokenManager:
         return sfkeep.TokenManager(**self.kw)
