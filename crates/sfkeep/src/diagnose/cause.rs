@@ -28,7 +28,9 @@ pub enum Cause {
     AudienceInvalid,
     /// The authorization code expired or was reused.
     AuthorizationCodeExpired,
-    /// The consumer key is unknown (or the app has not propagated yet).
+    /// The consumer key is unknown (or a new app has not propagated yet): configuration, not a
+    /// passing failure. Retrying a typo only spends the login budget; the fix names the
+    /// propagation delay for a brand-new app.
     InvalidClientId,
     /// The consumer secret is wrong.
     InvalidClient,
@@ -83,14 +85,12 @@ impl Cause {
         matches!(self, Cause::SessionExpired)
     }
 
-    /// Trying again later, unchanged, may succeed.
+    /// Trying again later, unchanged, may succeed. A wrong consumer key or secret is not:
+    /// it is the configuration's mistake ([`Cause::InvalidClientId`], [`Cause::InvalidClient`]).
     pub fn is_transient(self) -> bool {
         matches!(
             self,
-            Cause::Transient
-                | Cause::RateLimited
-                | Cause::InvalidClientId
-                | Cause::AuthorizationPending
+            Cause::Transient | Cause::RateLimited | Cause::AuthorizationPending
         )
     }
 
@@ -157,5 +157,18 @@ impl Cause {
 impl fmt::Display for Cause {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wrong_client_id_or_secret_is_configuration_not_a_passing_failure() {
+        for cause in [Cause::InvalidClientId, Cause::InvalidClient] {
+            assert!(!cause.is_transient(), "{cause}");
+            assert!(cause.needs_human(), "{cause}");
+        }
     }
 }
