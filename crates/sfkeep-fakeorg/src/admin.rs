@@ -26,6 +26,8 @@
 //! | `GET /_fake/network`, `GET /_fake/faults` | current settings |
 //! | `GET /_fake/limits` · `PUT /_fake/limits {"daily_api_limit","login_rate_limit_per_hour","api_used"}` | API and login limits |
 //! | `PUT /_fake/records/Account/commit-lag {"every":N,"lag_ms":M}` · `GET` | commit lag, as on Salesforce: every Nth Account write (create, update, upsert, delete, touch) becomes visible M ms of org time after its `SystemModstamp`, so later-stamped writes are seen first; its writer is answered at the commit. `{"every":0}` turns it off; `GET` also counts the writes `pending` (src/commits.rs) |
+//! | `POST /_fake/clock/skew {"seconds":N}` | the org's clock moves by N seconds (negative: back) and nothing ages: sessions, refresh tokens and codes move with it, as when the calling machine's clock is off by −N (clock skew, not time passing) |
+//! | `PUT /_fake/users/{username}/permissions {"api_enabled":false,"unreadable_objects":["SetupAuditTrail"]}` | partial update of the user's profile permissions: without "API Enabled" every REST, SOAP and Bulk call (and SOAP `login()`) is refused with `API_DISABLED_FOR_ORG` while OAuth still issues tokens; an unreadable object answers SOQL with `INVALID_TYPE` (a diagnosis object whose permission was taken away) |
 //!
 //! Setup actions write SetupAuditTrail rows. Salesforce's exact `Action` values for these
 //! events are UNVERIFIED (docs/salesforce-wire.md §9); ours are plausible lower-case verbs.
@@ -136,6 +138,10 @@ fn respond(
         }
         (&Method::GET, ["clock"]) => ok(json!({"now": ids::sf_datetime(inner.now())})),
         (&Method::POST, ["clock", "advance"]) => clock_advance(&mut inner, &body),
+        (&Method::POST, ["clock", "skew"]) => clock_skew(&mut inner, &body),
+        (&Method::PUT | &Method::PATCH, ["users", name, "permissions"]) => {
+            permissions(&org, &mut inner, name, &body)
+        }
         (&Method::GET, ["users"]) => ok(users(&inner)),
         (&Method::POST, ["users", name, action]) => {
             user_action(&org, &mut inner, name, action, &body).unwrap_or_else(|| unknown(m, &uri))
@@ -192,15 +198,95 @@ fn clock_advance(inner: &mut Inner, body: &Value) -> Response {
     ok(json!({"now": ids::sf_datetime(inner.now())}))
 }
 
+fn clock_skew(inner: &mut Inner, body: &Value) -> Response {
+    let Some(secs) = body.get("seconds").and_then(Value::as_i64) else {
+        return bad("\"seconds\" must be an integer (negative moves back)", json!({}));
+    };
+    inner.skew(time::Duration::seconds(secs));
+    ok(json!({"now": ids::sf_datetime(inner.now())}))
+}
+
 fn users(inner: &Inner) -> Value {
     let list: Vec<Value> = inner
         .users
         .iter()
-        .map(
-            |u| json!({"id": u.id, "username": u.username, "active": u.active, "frozen": u.frozen}),
-        )
+        .map(|u| {
+            json!({"id": u.id, "username": u.username, "active": u.active, "frozen": u.frozen,
+                   "api_enabled": u.api_enabled, "unreadable_objects": u.unreadable_objects})
+        })
         .collect();
     json!({"users": list})
+}
+
+/// `PUT /_fake/users/{username}/permissions`: a partial update of the user's profile
+/// permissions, written to SetupAuditTrail like a profile edit.
+fn permissions(org: &Org, inner: &mut Inner, name: &str, body: &Value) -> Response {
+    let Some(ui) = inner.user_by_name(name) else {
+        return wire::admin_error(
+            StatusCode::NOT_FOUND,
+            "unknown user",
+            json!({"username": name}),
+        );
+    };
+    let mut api_enabled = inner.users[ui].api_enabled;
+    let mut unreadable = inner.users[ui].unreadable_objects.clone();
+    for (k, v) in body.as_object().into_iter().flatten() {
+        match k.as_str() {
+            "api_enabled" => match v.as_bool() {
+                Some(b) => api_enabled = b,
+                None => return bad("api_enabled must be a boolean", json!({})),
+            },
+            "unreadable_objects" => {
+                let mut list = Vec::new();
+                for o in v.as_array().into_iter().flatten() {
+                    let canonical = o.as_str().and_then(|o| {
+                        crate::objects::OBJECTS
+                            .iter()
+                            .find(|c| c.eq_ignore_ascii_case(o))
+                    });
+                    match canonical {
+                        Some(c) => list.push((*c).to_owned()),
+                        None => {
+                            return bad(
+                                "unreadable_objects must name queryable objects",
+                                json!({"object": o, "objects": crate::objects::OBJECTS}),
+                            );
+                        }
+                    }
+                }
+                if !v.is_array() && !v.is_null() {
+                    return bad("unreadable_objects must be a list of object names", json!({}));
+                }
+                unreadable = list;
+            }
+            _ => return bad("unknown permission", json!({"field": k})),
+        }
+    }
+    let u = &mut inner.users[ui];
+    let changed_api = u.api_enabled != api_enabled;
+    u.api_enabled = api_enabled;
+    u.unreadable_objects = unreadable.clone();
+    let username = u.username.clone();
+    let mut what = Vec::new();
+    if changed_api {
+        what.push(format!(
+            "API Enabled was changed from {} to {}",
+            !api_enabled, api_enabled
+        ));
+    }
+    if body.get("unreadable_objects").is_some() {
+        what.push(format!("objects not readable: [{}]", unreadable.join(", ")));
+    }
+    if !what.is_empty() {
+        // UNVERIFIED wording: Salesforce's Display text of a profile permission change.
+        inner.audit(
+            &org.pod,
+            "profilepermissionchanged",
+            "Manage Users",
+            format!("Changed profile permissions of user {username}: {}", what.join("; ")),
+        );
+    }
+    ok(json!({"username": username, "api_enabled": api_enabled, "unreadable_objects": unreadable}))
 }
 
 fn user_action(

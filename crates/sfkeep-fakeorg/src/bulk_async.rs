@@ -197,6 +197,15 @@ pub async fn dispatch(
             inner.stats.invalid_session_responses += 1;
             return bad(f, "InvalidSessionId", "Invalid session id");
         }
+        // UNVERIFIED: the Bulk API's answer to a user without "API Enabled".
+        Err(Refusal::ApiDisabled) => {
+            return error(
+                f,
+                StatusCode::FORBIDDEN,
+                "API_DISABLED_FOR_ORG",
+                "API is not enabled for this Organization or Partner",
+            );
+        }
         // UNVERIFIED: the Bulk API's answer to a session without the `api` scope.
         Err(Refusal::NotApi) => {
             return bad(

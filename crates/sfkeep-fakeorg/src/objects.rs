@@ -76,6 +76,7 @@ pub fn with_selection<T>(
     let Some(object) = OBJECTS
         .iter()
         .find(|o| o.eq_ignore_ascii_case(&query.object))
+        .filter(|o| readable(inner, o, current))
     else {
         let e = query.invalid_type_error();
         return Err(QueryError {
@@ -117,6 +118,17 @@ pub fn run(
         total: s.total,
         count_only: s.count_only,
     })
+}
+
+/// Whether the user of session `current` may read `object`. A user without the permission
+/// behind an object (`/_fake/users/{username}/permissions`) is told it does not exist, as
+/// Salesforce does (`INVALID_TYPE`), not that access is denied.
+pub fn readable(inner: &Inner, object: &str, current: &str) -> bool {
+    inner
+        .sessions
+        .get(current)
+        .and_then(|s| inner.user_by_id(&s.user_id))
+        .is_none_or(|i| !inner.users[i].unreadable_objects.iter().any(|u| u == object))
 }
 
 /// Every row of `object` as the org sees it now.
@@ -232,6 +244,9 @@ pub fn key_prefix(object: &str) -> Option<&'static str> {
 /// The record of `object` whose Id is `id` (15 or 18 characters), with every field.
 pub fn row_by_id(org: &Org, inner: &Inner, object: &str, id: &str, current: &str) -> Option<Row> {
     if id.len() != 15 && id.len() != 18 {
+        return None;
+    }
+    if !readable(inner, object, current) {
         return None;
     }
     let id15 = id.get(..15)?;

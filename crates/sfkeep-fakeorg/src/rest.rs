@@ -204,6 +204,12 @@ fn refused(r: Refusal) -> Response {
             "INVALID_SESSION_ID",
             "This session is not valid for use with the REST API",
         ),
+        // docs/salesforce-wire.md §4.3 (RECORDED in tutorials).
+        Refusal::ApiDisabled => wire::rest_error(
+            StatusCode::FORBIDDEN,
+            "API_DISABLED_FOR_ORG",
+            "The REST API is not enabled for this Organization.",
+        ),
     }
 }
 

@@ -20,6 +20,8 @@ pub enum Refusal {
     Invalid,
     /// Valid session without the `api` scope: "This session is not valid for use with the REST API".
     NotApi,
+    /// Valid session of a user without the "API Enabled" permission: `API_DISABLED_FOR_ORG`.
+    ApiDisabled,
 }
 
 /// The outcome of reading the `Authorization` header.
@@ -87,10 +89,21 @@ pub fn validate(inner: &mut Inner, token: &str, peer: IpAddr) -> Result<Session,
     Ok(s.clone())
 }
 
-/// Like [`validate`], and also requires the `api` scope (REST and SOAP API calls).
+/// Like [`validate`], and also requires the `api` scope and the user's "API Enabled"
+/// permission (REST, SOAP and Bulk API calls).
 pub fn validate_api(inner: &mut Inner, token: &str, peer: IpAddr) -> Result<Session, Refusal> {
     let s = validate(inner, token, peer)?;
-    if s.api { Ok(s) } else { Err(Refusal::NotApi) }
+    if !s.api {
+        return Err(Refusal::NotApi);
+    }
+    let api_enabled = inner
+        .user_by_id(&s.user_id)
+        .is_some_and(|i| inner.users[i].api_enabled);
+    if api_enabled {
+        Ok(s)
+    } else {
+        Err(Refusal::ApiDisabled)
+    }
 }
 
 #[cfg(test)]

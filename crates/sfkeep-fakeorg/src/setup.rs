@@ -125,6 +125,8 @@ pub fn initial_state(pod: &str, secrets: &Secrets, key: &KeyPem, s: &Settings) -
             last_password_change: now - Duration::days(30),
             last_login: None,
             login_modified: now - Duration::days(30),
+            api_enabled: true,
+            unreadable_objects: Vec::new(),
         },
         User {
             id: id("005"),
@@ -141,6 +143,8 @@ pub fn initial_state(pod: &str, secrets: &Secrets, key: &KeyPem, s: &Settings) -
             last_password_change: now - Duration::days(60),
             last_login: None,
             login_modified: now - Duration::days(60),
+            api_enabled: true,
+            unreadable_objects: Vec::new(),
         },
     ];
     let policy = |rotate: bool| AppPolicy {

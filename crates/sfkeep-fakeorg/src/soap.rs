@@ -28,6 +28,10 @@ const DEFAULT_BATCH: usize = 500;
 const SOAP_LOGIN_TYPE: &str = "Other Apex API";
 const INVALID_LOGIN: &str = "Invalid username, password, security token; or user locked out.";
 
+/// The faultstring's message of `API_DISABLED_FOR_ORG` (a code of the WSDL's ExceptionCode;
+/// this message is the one client logs show, docs/salesforce-wire.md §5.3).
+const API_DISABLED: &str = "API is not enabled for this Organization or Partner";
+
 fn fault(flavour: Flavour, kind: FaultKind, code: &str, message: &str) -> Response {
     wire::soap(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -109,6 +113,15 @@ pub async fn handle(
         .map(|sid| sessions::validate_api(&mut inner, sid, peer))
     {
         Some(Ok(s)) => s,
+        // The WSDL's ExceptionCode; the faultstring is the one jsforce and others log.
+        Some(Err(Refusal::ApiDisabled)) => {
+            return fault(
+                flavour,
+                FaultKind::UnexpectedError,
+                "API_DISABLED_FOR_ORG",
+                API_DISABLED,
+            );
+        }
         // UNVERIFIED: a session without the api scope is refused like a dead one.
         Some(Err(Refusal::Invalid | Refusal::NotApi)) | None => {
             inner.stats.invalid_session_responses += 1;
@@ -218,6 +231,9 @@ fn login(
         (login_status::FROZEN, Some("INVALID_LOGIN"))
     } else if !inner.network.login_allowed(peer) {
         (login_status::RESTRICTED_IP, Some("INVALID_LOGIN"))
+    } else if !u.api_enabled {
+        // UNVERIFIED: the LoginHistory status of a login refused for a missing "API Enabled".
+        (login_status::API_DISABLED, Some("API_DISABLED_FOR_ORG"))
     } else if !inner.rate_limit_ok(&user_id, now) {
         // UNVERIFIED fault code (restforce PR #744 cites LOGIN_RATE_EXCEEDED).
         (login_status::RATE_EXCEEDED, Some("LOGIN_RATE_EXCEEDED"))
@@ -234,12 +250,11 @@ fn login(
         "N/A",
     );
     if let Some(code) = code {
-        let message = if code == "INVALID_LOGIN" {
-            INVALID_LOGIN
-        } else {
-            "Login rate exceeded."
+        return match code {
+            "INVALID_LOGIN" => fault(flavour, FaultKind::Login, code, INVALID_LOGIN),
+            "API_DISABLED_FOR_ORG" => fault(flavour, FaultKind::UnexpectedError, code, API_DISABLED),
+            _ => fault(flavour, FaultKind::Login, code, "Login rate exceeded."),
         };
-        return fault(flavour, FaultKind::Login, code, message);
     }
     inner.users[ui].last_login = Some(now);
     let token = org.new_access_token();

@@ -52,6 +52,13 @@ pub struct User {
     pub last_login: Option<OffsetDateTime>,
     /// When UserLogin last changed.
     pub login_modified: OffsetDateTime,
+    /// The profile's "API Enabled" permission: without it every API call (REST, SOAP, Bulk)
+    /// and SOAP `login()` is refused with `API_DISABLED_FOR_ORG`; OAuth tokens are still issued.
+    pub api_enabled: bool,
+    /// Objects the user may not read: SOQL on them answers `INVALID_TYPE`, as Salesforce does
+    /// when the permission behind an object (Manage Users, View Setup and Configuration) is
+    /// missing.
+    pub unreadable_objects: Vec<String>,
 }
 
 impl User {
@@ -486,12 +493,41 @@ pub mod login_status {
     pub const RESTRICTED_IP: &str = "Restricted IP";
     /// Login rate limit.
     pub const RATE_EXCEEDED: &str = "Login Rate Exceeded";
+    /// A SOAP `login()` of a user without "API Enabled" (UNVERIFIED text).
+    pub const API_DISABLED: &str = "API Disabled";
 }
 
 impl Inner {
     /// The org's clock.
     pub fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc() + self.clock_offset
+    }
+
+    /// Moves the org's clock by `by` (either way) without anything ageing: every session,
+    /// refresh token, pending code and login-rate entry moves with it, as if this org's clock
+    /// had always been that far from its callers' (`/_fake/clock/skew`). Rows already written
+    /// (LoginHistory, SetupAuditTrail, user dates) keep the times they were written with.
+    pub fn skew(&mut self, by: Duration) {
+        self.clock_offset += by;
+        for s in self.sessions.values_mut() {
+            s.created += by;
+            s.last_modified += by;
+        }
+        for f in self.families.values_mut() {
+            f.created += by;
+            f.last_used += by;
+        }
+        for c in self.codes.values_mut() {
+            c.created += by;
+        }
+        for d in &mut self.devices {
+            d.created += by;
+        }
+        for q in self.login_times.values_mut() {
+            for t in q.iter_mut() {
+                *t += by;
+            }
+        }
     }
 
     /// A new 18-char id with `prefix`.

@@ -706,3 +706,107 @@ async fn daily_api_limit() {
     put_admin(&org, "/limits", json!({"api_used": 0})).await;
     assert_eq!(api_get(&org, &tok, QUERY_IDS).await.0, 200);
 }
+
+#[tokio::test]
+async fn clock_skew_moves_the_clock_but_ages_nothing() {
+    let org = org().await;
+    let tok = access_token(&org).await;
+    let date = |h: &reqwest::header::HeaderMap| {
+        let d = h["date"].to_str().unwrap().to_owned();
+        let f = time::macros::format_description!(
+            "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
+        );
+        time::PrimitiveDateTime::parse(&d, &f).unwrap()
+    };
+    let (_, h, _) = api_get(&org, &tok, QUERY_IDS).await;
+    let before = date(&h);
+    // Three hours ahead: longer than the session timeout, yet the session lives on.
+    post_admin(&org, "/clock/skew", json!({"seconds": 3 * 3600})).await;
+    let (s, h, b) = api_get(&org, &tok, QUERY_IDS).await;
+    assert_eq!(s, 200, "{b}");
+    let ahead = (date(&h) - before).whole_seconds();
+    assert!((3 * 3600 - 5..=3 * 3600 + 60).contains(&ahead), "{ahead}");
+    // The refresh token still works; a JWT assertion signed on the caller's clock has expired.
+    let _ = access_token(&org).await;
+    // Back the other way, past where it started.
+    post_admin(&org, "/clock/skew", json!({"seconds": -4 * 3600})).await;
+    assert_eq!(api_get(&org, &tok, QUERY_IDS).await.0, 200);
+    // Time passing still ages sessions.
+    post_admin(&org, "/clock/advance", json!({"seconds": 7300})).await;
+    let (s, h, b) = api_get(&org, &tok, QUERY_IDS).await;
+    assert_session_dead(s, &h, &b);
+    let (s, _) = admin(&org, reqwest::Method::POST, "/clock/skew", json!({"seconds": "x"})).await;
+    assert_eq!(s, 400);
+}
+
+#[tokio::test]
+async fn permissions_take_away_the_api_and_diagnosis_objects() {
+    let org = org().await;
+    let tok = access_token(&org).await;
+    let audit = "SELECT Action FROM SetupAuditTrail";
+    assert_eq!(soql(&org, &tok, audit).await.0, 200);
+    put_admin(
+        &org,
+        &format!("/users/{USER}/permissions"),
+        json!({"unreadable_objects": ["setupaudittrail", "LoginHistory"]}),
+    )
+    .await;
+    let (s, v) = soql(&org, &tok, audit).await;
+    assert_eq!(s, 400, "{v}");
+    assert_eq!(v[0]["errorCode"], "INVALID_TYPE", "{v}");
+    assert!(
+        v[0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sObject type 'SetupAuditTrail' is not supported"),
+        "{v}"
+    );
+    assert_eq!(
+        soql(&org, &tok, "SELECT Status FROM LoginHistory").await.0,
+        400
+    );
+    assert_eq!(soql(&org, &tok, "SELECT Id FROM User").await.0, 200);
+
+    // Without "API Enabled": tokens are issued, the API refuses them, SOAP login too.
+    put_admin(
+        &org,
+        &format!("/users/{USER}/permissions"),
+        json!({"api_enabled": false, "unreadable_objects": []}),
+    )
+    .await;
+    let tok = access_token(&org).await;
+    let (s, _, b) = api_get(&org, &tok, QUERY_IDS).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(b[0]["errorCode"], "API_DISABLED_FOR_ORG", "{b}");
+    let i = org.ready_info();
+    let (s, xml) = soap_post(
+        &org,
+        soap_login_body(&i.username, &format!("{}{}", i.password, i.security_token)),
+    )
+    .await;
+    assert_eq!(s, 500);
+    assert!(xml.contains("sf:API_DISABLED_FOR_ORG"), "{xml}");
+    // The userinfo endpoint is not the API: it still answers.
+    let r = client()
+        .get(format!("{}/services/oauth2/userinfo", org.base_url()))
+        .bearer_auth(&tok)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    put_admin(
+        &org,
+        &format!("/users/{USER}/permissions"),
+        json!({"api_enabled": true}),
+    )
+    .await;
+    assert_eq!(api_get(&org, &tok, QUERY_IDS).await.0, 200);
+    let (s, v) = admin(
+        &org,
+        reqwest::Method::PUT,
+        &format!("/users/{USER}/permissions"),
+        json!({"unreadable_objects": ["Opportunity"]}),
+    )
+    .await;
+    assert_eq!(s, 400, "{v}");
+}
