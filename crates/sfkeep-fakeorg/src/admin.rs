@@ -200,7 +200,10 @@ fn clock_advance(inner: &mut Inner, body: &Value) -> Response {
 
 fn clock_skew(inner: &mut Inner, body: &Value) -> Response {
     let Some(secs) = body.get("seconds").and_then(Value::as_i64) else {
-        return bad("\"seconds\" must be an integer (negative moves back)", json!({}));
+        return bad(
+            "\"seconds\" must be an integer (negative moves back)",
+            json!({}),
+        );
     };
     inner.skew(time::Duration::seconds(secs));
     ok(json!({"now": ids::sf_datetime(inner.now())}))
@@ -255,7 +258,10 @@ fn permissions(org: &Org, inner: &mut Inner, name: &str, body: &Value) -> Respon
                     }
                 }
                 if !v.is_array() && !v.is_null() {
-                    return bad("unreadable_objects must be a list of object names", json!({}));
+                    return bad(
+                        "unreadable_objects must be a list of object names",
+                        json!({}),
+                    );
                 }
                 unreadable = list;
             }
@@ -283,7 +289,10 @@ fn permissions(org: &Org, inner: &mut Inner, name: &str, body: &Value) -> Respon
             &org.pod,
             "profilepermissionchanged",
             "Manage Users",
-            format!("Changed profile permissions of user {username}: {}", what.join("; ")),
+            format!(
+                "Changed profile permissions of user {username}: {}",
+                what.join("; ")
+            ),
         );
     }
     ok(json!({"username": username, "api_enabled": api_enabled, "unreadable_objects": unreadable}))

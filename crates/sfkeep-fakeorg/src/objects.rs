@@ -128,7 +128,12 @@ pub fn readable(inner: &Inner, object: &str, current: &str) -> bool {
         .sessions
         .get(current)
         .and_then(|s| inner.user_by_id(&s.user_id))
-        .is_none_or(|i| !inner.users[i].unreadable_objects.iter().any(|u| u == object))
+        .is_none_or(|i| {
+            !inner.users[i]
+                .unreadable_objects
+                .iter()
+                .any(|u| u == object)
+        })
 }
 
 /// Every row of `object` as the org sees it now.

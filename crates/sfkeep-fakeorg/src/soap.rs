@@ -252,7 +252,9 @@ fn login(
     if let Some(code) = code {
         return match code {
             "INVALID_LOGIN" => fault(flavour, FaultKind::Login, code, INVALID_LOGIN),
-            "API_DISABLED_FOR_ORG" => fault(flavour, FaultKind::UnexpectedError, code, API_DISABLED),
+            "API_DISABLED_FOR_ORG" => {
+                fault(flavour, FaultKind::UnexpectedError, code, API_DISABLED)
+            }
             _ => fault(flavour, FaultKind::Login, code, "Login rate exceeded."),
         };
     }

@@ -735,7 +735,13 @@ async fn clock_skew_moves_the_clock_but_ages_nothing() {
     post_admin(&org, "/clock/advance", json!({"seconds": 7300})).await;
     let (s, h, b) = api_get(&org, &tok, QUERY_IDS).await;
     assert_session_dead(s, &h, &b);
-    let (s, _) = admin(&org, reqwest::Method::POST, "/clock/skew", json!({"seconds": "x"})).await;
+    let (s, _) = admin(
+        &org,
+        reqwest::Method::POST,
+        "/clock/skew",
+        json!({"seconds": "x"}),
+    )
+    .await;
     assert_eq!(s, 400);
 }
 

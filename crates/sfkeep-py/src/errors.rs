@@ -172,10 +172,7 @@ fn diagnosed(cause: Cause, detail: &str, ctx: &Context) -> (String, String) {
         dry_refresh: ctx
             .grants
             .iter()
-            .map(|&grant| GrantAttempt {
-                grant,
-                outcome: Err((cause, detail.to_owned())),
-            })
+            .map(|&grant| GrantAttempt::requested(grant, Err((cause, detail.to_owned()))))
             .collect(),
         ..Facts::default()
     };

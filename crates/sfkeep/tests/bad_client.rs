@@ -27,20 +27,19 @@ async fn a_wrong_client_id_or_secret_fails_once_and_is_not_retryable() {
     let key = std::fs::read_to_string(&info.jwt_key_file).unwrap();
     let cases = [
         (
-            Grant::JwtBearer {
-                client_id: "3MVG9-not-a-consumer-key".into(),
-                username: info.username.clone(),
-                private_key: PrivateKeyPem::new(&key),
-                audience: None,
-            },
+            Grant::jwt_bearer(
+                "3MVG9-not-a-consumer-key",
+                info.username.clone(),
+                PrivateKeyPem::new(&key),
+            ),
             Cause::InvalidClientId,
         ),
         (
-            Grant::RefreshToken {
-                client_id: info.client_id.clone(),
-                client_secret: Some(ClientSecret::new("0000-not-the-secret")),
-                refresh_token: RefreshToken::new(&info.refresh_token),
-            },
+            Grant::refresh_token(
+                info.client_id.clone(),
+                Some(ClientSecret::new("0000-not-the-secret")),
+                RefreshToken::new(&info.refresh_token),
+            ),
             Cause::InvalidClient,
         ),
     ];

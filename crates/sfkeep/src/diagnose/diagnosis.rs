@@ -263,27 +263,41 @@ pub struct Diagnosis {
     pub causes: Vec<Finding>,
 }
 
-impl Diagnosis {
-    /// Ranks `findings` (highest confidence first; one finding per cause, evidence merged,
-    /// highest confidence kept) and takes the top one as the verdict. Empty → `unknown`.
-    pub fn ranked(mut findings: Vec<Finding>, recoverable: Option<bool>) -> Self {
-        let mut merged: Vec<Finding> = Vec::new();
-        for f in findings.drain(..) {
-            match merged.iter_mut().find(|m| m.cause == f.cause) {
-                Some(m) => {
-                    if f.confidence > m.confidence {
-                        m.confidence = f.confidence;
-                        m.fix = f.fix;
-                    }
-                    for e in f.evidence {
-                        if !m.evidence.contains(&e) {
-                            m.evidence.push(e);
-                        }
+/// The most combined findings can reach: agreement is never certainty.
+pub const MAX_CONFIDENCE: f64 = 0.99;
+
+/// One finding per cause, in first-seen order: evidence joined, confidences combined as
+/// independent findings (`1 − Π(1 − cᵢ)`, at most [`MAX_CONFIDENCE`]), the strongest
+/// finding's fix kept.
+pub(super) fn merge(findings: Vec<Finding>) -> Vec<Finding> {
+    let mut merged: Vec<Finding> = Vec::new();
+    for f in findings {
+        match merged.iter_mut().find(|m| m.cause == f.cause) {
+            Some(m) => {
+                let combined = 1.0 - (1.0 - m.confidence) * (1.0 - f.confidence);
+                if f.confidence > m.confidence {
+                    m.fix = f.fix;
+                }
+                m.confidence = combined.min(MAX_CONFIDENCE.max(m.confidence));
+                for e in f.evidence {
+                    if !m.evidence.contains(&e) {
+                        m.evidence.push(e);
                     }
                 }
-                None => merged.push(f),
             }
+            None => merged.push(f),
         }
+    }
+    merged
+}
+
+impl Diagnosis {
+    /// Ranks `findings` (highest confidence first) and takes the top one as the verdict.
+    /// Empty → `unknown`. Findings of one cause are merged: their evidence is joined, and
+    /// independent findings add up (`1 − Π(1 − cᵢ)`, at most [`MAX_CONFIDENCE`]), so two
+    /// separate signs of a cause outrank one generic guess; the strongest finding's fix is kept.
+    pub fn ranked(findings: Vec<Finding>, recoverable: Option<bool>) -> Self {
+        let mut merged = merge(findings);
         // Stable: ties keep the order the rules produced them in.
         merged.sort_by(|a, b| {
             b.confidence

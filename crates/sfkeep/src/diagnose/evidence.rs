@@ -9,7 +9,10 @@
 //!
 //! All times are on the server's clock (local time plus the measured `Date` offset).
 
-pub use super::facts::{AuditRow, Facts, GrantAttempt, LoginRow, PastEvent, TokenProbe, UserFacts};
+pub use super::facts::{
+    AuditRow, Facts, GrantAttempt, GrantCheck, LoginRow, OauthTokenRow, OrgReads, PastEvent,
+    RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
+};
 pub use super::rules::SKEW_WARN;
 pub use super::time_text::{clock_offset_text, human, human_exact, parse_sf_datetime};
 
@@ -45,6 +48,14 @@ mod tests {
     use std::time::Duration;
 
     const H: i64 = 3_600_000;
+    const ALL_READ: OrgReads = OrgReads {
+        user: true,
+        user_login: true,
+        login_history: true,
+        auth_session: true,
+        oauth_token: true,
+        setup_audit: true,
+    };
     const NOW: UnixMillis = UnixMillis(1_800_000_000_000);
 
     fn base() -> Facts {
@@ -62,11 +73,9 @@ mod tests {
                         .into(),
             },
             introspection: Some(false),
-            dry_refresh: vec![GrantAttempt {
-                grant: GrantKind::RefreshToken,
-                outcome: Ok(()),
-            }],
+            dry_refresh: vec![GrantAttempt::requested(GrantKind::RefreshToken, Ok(()))],
             org_queried: true,
+            reads: ALL_READ,
             user: Some(UserFacts {
                 is_active: true,
                 is_frozen: false,
@@ -84,18 +93,12 @@ mod tests {
                 Cause::RefreshTokenRevoked,
                 "invalid_grant: expired access/refresh token",
             ),
-            GrantAttempt {
-                grant: GrantKind::JwtBearer,
-                outcome: Ok(()),
-            },
+            GrantAttempt::requested(GrantKind::JwtBearer, Ok(())),
         ]
     }
 
     fn fail(grant: GrantKind, cause: Cause, detail: &str) -> GrantAttempt {
-        GrantAttempt {
-            grant,
-            outcome: Err((cause, detail.into())),
-        }
+        GrantAttempt::requested(grant, Err((cause, detail.into())))
     }
 
     #[test]
@@ -476,14 +479,15 @@ mod tests {
                 Cause::RefreshTokenRevoked,
                 "invalid_grant: expired access/refresh token",
             ),
-            GrantAttempt {
-                grant: GrantKind::JwtBearer,
-                outcome: Ok(()),
-            },
+            GrantAttempt::requested(GrantKind::JwtBearer, Ok(())),
         ];
         f.approvals = Some(
             (0..5)
-                .map(|i| ("Billing Sync".to_owned(), UnixMillis(NOW.0 - i * H)))
+                .map(|i| OauthTokenRow {
+                    app: "Billing Sync".to_owned(),
+                    created: UnixMillis(NOW.0 - i * H),
+                    last_used: None,
+                })
                 .collect(),
         );
         let d = diagnose(&f);
@@ -509,5 +513,144 @@ mod tests {
                 .iter()
                 .any(|c| c.cause == D::RefreshTokenEvicted)
         );
+    }
+
+    fn audit(at: i64, action: &str, display: &str) -> AuditRow {
+        AuditRow {
+            at: UnixMillis(at),
+            action: action.into(),
+            display: display.into(),
+        }
+    }
+
+    fn dead_refresh_token() -> Vec<GrantAttempt> {
+        vec![fail(
+            GrantKind::RefreshToken,
+            Cause::RefreshTokenRevoked,
+            "invalid_grant: expired access/refresh token",
+        )]
+    }
+
+    #[test]
+    fn a_refresh_token_policy_is_told_apart_from_a_revoke() {
+        // The policy was set a day ago and ended the token now; no revoke shows, and
+        // OauthToken still lists the approval.
+        let mut f = base();
+        f.dry_refresh = dead_refresh_token();
+        f.setup_audit.push(audit(
+            NOW.0 - 24 * H,
+            "connectedappupdatepolicy",
+            "Changed OAuth policies (refresh_token_policy) of connected app Billing Sync",
+        ));
+        f.approvals = Some(vec![OauthTokenRow {
+            app: "Billing Sync".into(),
+            created: UnixMillis(NOW.0 - 48 * H),
+            last_used: Some(UnixMillis(NOW.0 - 30 * H)),
+        }]);
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::RefreshTokenExpiredByPolicy, "{d:#?}");
+        assert!(!d.recoverable);
+        let revoke = d.causes.iter().find(|c| c.cause == D::AppTokensRevoked);
+        assert!(
+            revoke.is_none_or(|c| c.evidence.iter().any(|e| e.contains("no revoke"))),
+            "{d:#?}"
+        );
+        // A revoke after the last use, with the same policy row: the revoke.
+        f.setup_audit.push(audit(
+            NOW.0 - 10_000,
+            "connectedapprevoketokens",
+            "Revoked all OAuth tokens of connected app Billing Sync",
+        ));
+        f.approvals = Some(Vec::new());
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::AppTokensRevoked, "{d:#?}");
+        // A rotate setting is not a refresh-token policy.
+        let mut f = base();
+        f.dry_refresh = dead_refresh_token();
+        f.setup_audit.push(audit(
+            NOW.0 - 10_000,
+            "connectedappupdatepolicy",
+            "Changed OAuth policies (rotate_refresh_tokens) of connected app Billing Sync",
+        ));
+        let d = diagnose(&f);
+        assert_ne!(d.verdict, D::RefreshTokenExpiredByPolicy, "{d:#?}");
+    }
+
+    #[test]
+    fn an_undone_freeze_is_still_the_cause_of_death_and_recoverable() {
+        let mut f = base();
+        f.setup_audit
+            .push(audit(NOW.0 - 20_000, "frozeuser", "Froze user x"));
+        f.setup_audit
+            .push(audit(NOW.0 - 10_000, "unfrozeuser", "Unfroze user x"));
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::UserFrozen, "{d:#?}");
+        assert!(d.recoverable, "undone: a new token can be had");
+        assert!(
+            d.top().evidence.iter().any(|e| e.contains("undone since")),
+            "{d:#?}"
+        );
+        // And the logout's evidence never says "no freeze shows".
+        for c in &d.causes {
+            assert!(
+                !c.evidence
+                    .iter()
+                    .any(|e| e.contains("freeze") && e.contains("no ")),
+                "{d:#?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_logout_is_demoted_when_the_refresh_token_died_too_or_introspection_disagrees() {
+        // Rotation reuse without SOQL access: the refresh token died with the session.
+        let mut f = base();
+        f.reads = OrgReads::default();
+        f.org_queried = false;
+        f.user = None;
+        f.recent_events
+            .push(past(NOW.0 - 120_000, "token_refreshed", None, false));
+        f.recent_events[0].rotated = true;
+        f.dry_refresh = dead_refresh_token();
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::RefreshTokenReused, "{d:#?}");
+        // Nothing about the org is claimed: it was not read.
+        for c in &d.causes {
+            assert!(
+                !c.evidence.iter().any(|e| e.contains("shows in the org")),
+                "{d:#?}"
+            );
+        }
+        // An IP lock after a move: introspection active while the call is refused, and two
+        // IP findings.
+        let mut f = base();
+        f.introspection = Some(true);
+        f.current_source_ip = Some("127.0.0.2".into());
+        f.setup_audit.push(audit(
+            NOW.0 - 10_000,
+            "changedsessionsettings",
+            "Changed login IP ranges / session IP locking",
+        ));
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::IpRestricted, "{d:#?}");
+    }
+
+    #[test]
+    fn independent_findings_of_one_cause_add_up() {
+        use crate::diagnose::Finding;
+        let d = Diagnosis::ranked(
+            vec![
+                Finding::new(D::LoggedOutElsewhere, 0.65, vec!["a".into()]),
+                Finding::new(D::IpRestricted, 0.5, vec!["b".into()]),
+                Finding::new(D::IpRestricted, 0.5, vec!["c".into()]),
+            ],
+            Some(true),
+        );
+        assert_eq!(d.verdict, D::IpRestricted, "{d:#?}");
+        assert_eq!(d.top().confidence, 0.75);
+        assert_eq!(d.top().evidence, vec!["b".to_owned(), "c".to_owned()]);
+        let many = (0..20).map(|i| Finding::new(D::UserFrozen, 0.9, vec![i.to_string()]));
+        let d = Diagnosis::ranked(many.collect(), Some(false));
+        assert!(d.top().confidence <= 0.99, "{d:#?}");
     }
 }

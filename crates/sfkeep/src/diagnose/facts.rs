@@ -28,6 +28,19 @@ pub enum TokenProbe {
     Unreachable(String),
 }
 
+/// How a grant was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum GrantCheck {
+    /// A token request was sent (and its answer is `outcome`).
+    #[default]
+    TokenRequest,
+    /// The refresh token was introspected, not used: an active one says the refresh token
+    /// lives, not that the server would grant a refresh to this user from this address now.
+    Introspection,
+    /// The token store remembers this refresh token as refused; nothing was sent.
+    StoreMemory,
+}
+
 /// One grant's dry refresh.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GrantAttempt {
@@ -35,6 +48,152 @@ pub struct GrantAttempt {
     pub grant: GrantKind,
     /// `Ok` or the cause and the server's words.
     pub outcome: Result<(), (Cause, String)>,
+    /// How it was checked.
+    pub check: GrantCheck,
+}
+
+impl GrantAttempt {
+    /// A token request's outcome.
+    pub fn requested(grant: GrantKind, outcome: Result<(), (Cause, String)>) -> Self {
+        Self {
+            grant,
+            outcome,
+            check: GrantCheck::TokenRequest,
+        }
+    }
+
+    /// What the outcome says, for evidence: which check was made and its answer.
+    pub fn said(&self) -> String {
+        let g = self.grant.as_str();
+        match (self.check, &self.outcome) {
+            (GrantCheck::TokenRequest, Ok(())) => {
+                format!("a dry refresh with the {g} grant succeeded")
+            }
+            (GrantCheck::TokenRequest, Err((_, d))) => {
+                format!("a dry refresh with the {g} grant was refused: {d}")
+            }
+            (GrantCheck::Introspection, Ok(())) => "introspection shows the refresh token the integration uses active (it was not used)".to_owned(),
+            (GrantCheck::Introspection, Err((_, d))) => {
+                format!("introspection of the refresh token the integration uses (not used): {d}")
+            }
+            (GrantCheck::StoreMemory, Ok(())) => {
+                "the token store holds a refresh token not known to be refused".to_owned()
+            }
+            (GrantCheck::StoreMemory, Err((_, d))) => format!(
+                "the token store remembers the refresh token as refused by the server (not sent again): {d}"
+            ),
+        }
+    }
+}
+
+/// Where the session timeout in [`Facts::session_timeout`] comes from, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum TimeoutSource {
+    /// The dead token's own record: its expiry came from introspection or SOAP
+    /// `sessionSecondsValid` when it was issued.
+    StoredToken,
+    /// Introspection of a token doctor just obtained (`exp − iat`).
+    Introspection,
+    /// `AuthSession.NumSecondsValid` of the session doctor reads with.
+    AuthSession,
+    /// SOAP `sessionSecondsValid` (a login or `getUserInfo`).
+    SoapSessionSecondsValid,
+    /// The profile's `session_timeout_secs`.
+    Profile,
+    /// sfkeep's default (2 hours): nothing better was known.
+    #[default]
+    Default,
+}
+
+impl TimeoutSource {
+    /// Told by the org rather than assumed.
+    pub fn is_the_orgs(self) -> bool {
+        !matches!(self, TimeoutSource::Profile | TimeoutSource::Default)
+    }
+
+    /// Where it came from, for evidence.
+    pub fn describe(self) -> &'static str {
+        match self {
+            TimeoutSource::StoredToken => "the org's, recorded when the token was issued",
+            TimeoutSource::Introspection => "the org's, from introspection of a new token",
+            TimeoutSource::AuthSession => "the org's AuthSession.NumSecondsValid",
+            TimeoutSource::SoapSessionSecondsValid => "the org's SOAP sessionSecondsValid",
+            TimeoutSource::Profile => "the profile's session_timeout_secs",
+            TimeoutSource::Default => "sfkeep's default; the org did not say",
+        }
+    }
+}
+
+/// The refresh token the integration uses (the store's, else the profile's), checked without
+/// using it.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct RefreshTokenFacts {
+    /// Introspection's answer: `Some(true)` active, `Some(false)` not; `None` not asked
+    /// (no client secret) or no answer.
+    pub active: Option<bool>,
+    /// When it was authorized (introspection `iat`, or the OauthToken row's CreatedDate).
+    pub authorized_at: Option<UnixMillis>,
+    /// When a policy ends it (introspection `exp`).
+    pub expires_at: Option<UnixMillis>,
+    /// The token store remembers it as refused by the server.
+    pub remembered_refused: bool,
+}
+
+/// Which of the org's diagnosis objects doctor could read (statements about the org are made
+/// only from these).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct OrgReads {
+    /// User.
+    pub user: bool,
+    /// UserLogin.
+    pub user_login: bool,
+    /// LoginHistory.
+    pub login_history: bool,
+    /// AuthSession.
+    pub auth_session: bool,
+    /// OauthToken.
+    pub oauth_token: bool,
+    /// SetupAuditTrail.
+    pub setup_audit: bool,
+}
+
+impl OrgReads {
+    /// Every object was read.
+    pub fn all(self) -> bool {
+        self.user
+            && self.user_login
+            && self.login_history
+            && self.auth_session
+            && self.oauth_token
+            && self.setup_audit
+    }
+
+    /// The objects that could not be read, by name.
+    pub fn missing(self) -> Vec<&'static str> {
+        [
+            (self.user, "User"),
+            (self.user_login, "UserLogin"),
+            (self.login_history, "LoginHistory"),
+            (self.auth_session, "AuthSession"),
+            (self.oauth_token, "OauthToken"),
+            (self.setup_audit, "SetupAuditTrail"),
+        ]
+        .into_iter()
+        .filter(|(read, _)| !read)
+        .map(|(_, name)| name)
+        .collect()
+    }
+}
+
+/// An OauthToken row (one approval of a connected app by the user).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OauthTokenRow {
+    /// `AppName`.
+    pub app: String,
+    /// `CreatedDate`: when the user approved (authorized) the app.
+    pub created: UnixMillis,
+    /// `LastUsedDate`: the refresh token's last use, when shown.
+    pub last_used: Option<UnixMillis>,
 }
 
 /// The integration user as SOQL shows it.
@@ -104,10 +263,14 @@ pub struct Facts {
     pub now: UnixMillis,
     /// The session timeout in force.
     pub session_timeout: Duration,
+    /// Where [`Facts::session_timeout`] comes from.
+    pub session_timeout_source: TimeoutSource,
     /// The last successful API call (server clock), from the audit log.
     pub last_success_at: Option<UnixMillis>,
     /// The local source address of that call.
     pub last_success_source_ip: Option<String>,
+    /// Server minus local clock (ms) measured at that call.
+    pub last_success_clock_offset_ms: Option<i64>,
     /// The local source address now.
     pub current_source_ip: Option<String>,
     /// When the stored token was issued (server clock).
@@ -116,11 +279,15 @@ pub struct Facts {
     pub probe: TokenProbe,
     /// Introspection of the stored token: `Some(active)` when the app may introspect.
     pub introspection: Option<bool>,
+    /// The refresh token the integration uses, when a grant of the profile has one.
+    pub refresh_token: Option<RefreshTokenFacts>,
     /// The dry refresh, one attempt per grant in order (primary, fallback), stopping at the
     /// first that works.
     pub dry_refresh: Vec<GrantAttempt>,
     /// Whether the org could be queried (some grant yielded a working token).
     pub org_queried: bool,
+    /// Which diagnosis objects were read.
+    pub reads: OrgReads,
     /// The integration user.
     pub user: Option<UserFacts>,
     /// LoginHistory rows of the user, any order.
@@ -131,8 +298,8 @@ pub struct Facts {
     pub auth_sessions: Option<usize>,
     /// OauthToken rows (refresh tokens) of the user.
     pub oauth_tokens: Option<usize>,
-    /// The user's approvals (OauthToken rows): app name and creation time.
-    pub approvals: Option<Vec<(String, UnixMillis)>>,
+    /// The user's approvals (OauthToken rows), when OauthToken was read.
+    pub approvals: Option<Vec<OauthTokenRow>>,
     /// The org's login IP ranges, when known.
     pub login_ip_ranges: Option<Vec<(String, String)>>,
     /// Server minus local clock, from the `Date` header.
@@ -143,6 +310,9 @@ pub struct Facts {
     /// cause and the server's words: a session not valid for the REST API, the daily limit
     /// used up. A token that userinfo accepts but the API refuses is not healthy.
     pub own_call_failures: Vec<(Cause, String)>,
+    /// The API refused doctor's calls with `API_DISABLED_FOR_ORG` / `API_CURRENTLY_DISABLED`
+    /// (the user lacks "API Enabled", or the org's API is off): the server's words.
+    pub api_disabled: Option<String>,
 }
 
 impl Default for Facts {
@@ -150,14 +320,18 @@ impl Default for Facts {
         Self {
             now: UnixMillis(0),
             session_timeout: crate::token::DEFAULT_SESSION_TIMEOUT,
+            session_timeout_source: TimeoutSource::Default,
             last_success_at: None,
             last_success_source_ip: None,
+            last_success_clock_offset_ms: None,
             current_source_ip: None,
             token_issued_at: None,
             probe: TokenProbe::Missing,
             introspection: None,
+            refresh_token: None,
             dry_refresh: Vec::new(),
             org_queried: false,
+            reads: OrgReads::default(),
             user: None,
             login_history: Vec::new(),
             setup_audit: Vec::new(),
@@ -168,6 +342,7 @@ impl Default for Facts {
             clock_offset_ms: None,
             recent_events: Vec::new(),
             own_call_failures: Vec::new(),
+            api_disabled: None,
         }
     }
 }

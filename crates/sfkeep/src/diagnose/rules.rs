@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use super::Cause;
-use super::diagnosis::{DiagnosisCause as D, Finding, NEW_PASSWORD_FIX};
-use super::facts::{AuditRow, Facts, LoginRow, PastEvent, TokenProbe};
+use super::diagnosis::{DiagnosisCause as D, Finding, NEW_PASSWORD_FIX, merge};
+use super::facts::{AuditRow, Facts, GrantAttempt, GrantCheck, LoginRow, PastEvent, TokenProbe};
 use super::time_text::{at_text, human, human_exact};
 use crate::clock::UnixMillis;
 use crate::token::GrantKind;
@@ -24,6 +24,9 @@ pub(super) struct Context<'f> {
     pub grants_failed_for_good: bool,
     /// The stored token is refused (probe), or introspection says it is inactive.
     pub token_dead: bool,
+    /// The refresh token the integration uses is dead: refused by the server, remembered as
+    /// refused, or inactive by introspection. A logout or a timeout never kills it.
+    pub refresh_token_dead: bool,
     /// The last time the session is known to have been used.
     pub since: Option<UnixMillis>,
     /// What happened before this cannot have killed the stored token: it was issued later
@@ -39,17 +42,59 @@ fn later(a: Option<UnixMillis>, b: Option<UnixMillis>) -> Option<UnixMillis> {
     }
 }
 
+/// A refusal that refuses every grant of this user from this address, not just the grant
+/// asked: the address, the user or the org, or a limit. (A frozen user's token requests are
+/// refused as a plain authentication failure when no password is sent.)
+fn refuses_every_grant(a: &GrantAttempt) -> bool {
+    match &a.outcome {
+        Err((c, _)) => {
+            matches!(
+                c,
+                Cause::IpRestricted
+                    | Cause::InactiveUser
+                    | Cause::InactiveOrg
+                    | Cause::RateLimited
+                    | Cause::RequestLimitExceeded
+            ) || (*c == Cause::AuthenticationFailure && !sends_password(a.grant))
+        }
+        Ok(()) => false,
+    }
+}
+
+/// Some grant of the profile would get a token now: a token request worked, or a refresh
+/// token introspection shows alive (not used) while no token request was refused for a reason
+/// that refuses the refresh too. Introspection says the refresh token lives, not that the
+/// server grants a refresh to this user from this address.
+fn any_grant_works(f: &Facts) -> bool {
+    let requested_ok = f
+        .dry_refresh
+        .iter()
+        .any(|a| a.outcome.is_ok() && a.check == GrantCheck::TokenRequest);
+    let introspected_ok = f
+        .dry_refresh
+        .iter()
+        .any(|a| a.outcome.is_ok() && a.check != GrantCheck::TokenRequest);
+    requested_ok || (introspected_ok && !f.dry_refresh.iter().any(refuses_every_grant))
+}
+
 impl<'f> Context<'f> {
     pub fn of(f: &'f Facts) -> Self {
         Self {
             f,
-            any_grant_ok: f.dry_refresh.iter().any(|a| a.outcome.is_ok()),
+            any_grant_ok: any_grant_works(f),
             grants_failed_for_good: f
                 .dry_refresh
                 .iter()
                 .any(|a| matches!(&a.outcome, Err((c, _)) if *c != Cause::Transient)),
             token_dead: matches!(f.probe, TokenProbe::Rejected { .. })
                 || (f.introspection == Some(false) && f.probe != TokenProbe::Alive),
+            refresh_token_dead: f.dry_refresh.iter().any(|a| {
+                a.grant == GrantKind::RefreshToken
+                    && matches!(a.outcome, Err((Cause::RefreshTokenRevoked, _)))
+            }) || f
+                .refresh_token
+                .as_ref()
+                .is_some_and(|r| r.active == Some(false)),
             since: later(f.last_success_at, f.token_issued_at),
             cutoff: later(
                 f.last_success_at.map(|t| UnixMillis(t.0 - 1_000)),
@@ -82,6 +127,8 @@ pub(super) const RULES: &[(&str, Rule)] = &[
     ("the dry refresh's answers", dry_refresh),
     ("the user as SOQL shows it", user_state),
     ("setup changes since the last use", setup_changes),
+    // Re-weighs the dry refresh's guesses about a dead refresh token.
+    ("a refresh-token policy or a revoke", policy_or_revoke),
     ("refused logins since the last use", refused_logins),
     ("the source address", source_address),
     ("a probe refused by policy", probe_policy),
@@ -104,8 +151,8 @@ fn strongest(out: &[Finding]) -> f64 {
 /// The dry refresh: the server's own words about each grant.
 fn dry_refresh(cx: &Context<'_>, out: &mut Vec<Finding>) {
     for a in &cx.f.dry_refresh {
-        if let Err((cause, detail)) = &a.outcome {
-            out.extend(grant_failure(a.grant, *cause, detail, cx.f, 1.0));
+        if let Err((cause, _)) = &a.outcome {
+            out.extend(grant_failure(a, *cause, cx.f, 1.0));
         }
     }
 }
@@ -168,8 +215,10 @@ fn setup_change_cause(cx: &Context<'_>, r: &AuditRow) -> Option<(D, f64)> {
     } else if a.contains("policy") {
         if r.display.contains("jwt_preapproved") || r.display.contains("Permitted") {
             (D::AppNotApproved, 0.4)
-        } else {
+        } else if is_refresh_token_policy(r) {
             (D::RefreshTokenExpiredByPolicy, 0.35)
+        } else {
+            return None;
         }
     } else {
         return None;
@@ -188,17 +237,98 @@ fn setup_changes(cx: &Context<'_>, out: &mut Vec<Finding>) {
         let Some((cause, conf)) = setup_change_cause(cx, r) else {
             continue;
         };
-        if cx.undone(cause) {
-            continue;
-        }
-        let line = format!(
+        let mut line = format!(
             "SetupAuditTrail {}: {} ({})",
             at_text(cx.f.now, r.at),
             r.display,
             r.action
         );
+        // Undone since (unfrozen, reactivated) is still what ended the session: every
+        // session ends with a freeze or a deactivation, and undoing it brings none back.
+        if cx.undone(cause) {
+            line.push_str(", undone since: it ended the session, and a new token can be had now");
+        }
         out.push(Finding::new(cause, conf, vec![line]));
     }
+}
+
+/// A SetupAuditTrail row that changed a connected app's refresh-token policy.
+fn is_refresh_token_policy(r: &AuditRow) -> bool {
+    let d = r.display.to_ascii_lowercase().replace('_', " ");
+    r.action.to_ascii_lowercase().contains("policy") && d.contains("refresh token policy")
+}
+
+/// A SetupAuditTrail row that revoked tokens.
+fn is_revoke(r: &AuditRow) -> bool {
+    r.action.to_ascii_lowercase().contains("revoke")
+}
+
+/// A dead refresh token: a refresh-token policy (absolute, idle or immediate expiry) and an
+/// admin revoke give the server's same answer, so SetupAuditTrail tells them apart. A revoke
+/// is written there when it happens; a policy is written when it is set, possibly long before
+/// it ends a token, so a policy change counts at any time, a revoke only after the last use.
+/// OauthToken still listing the user's approval speaks against a revoke (it removes the
+/// approval; an expiry by policy leaves it listed, docs/salesforce-wire.md §9).
+fn policy_or_revoke(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    let f = cx.f;
+    if !cx.refresh_token_dead || !f.reads.setup_audit {
+        return;
+    }
+    let now = f.now;
+    let revoked_since = f
+        .setup_audit
+        .iter()
+        .any(|r| is_revoke(r) && cx.after_cutoff(r.at));
+    if revoked_since {
+        return;
+    }
+    let policy = f
+        .setup_audit
+        .iter()
+        .filter(|r| is_refresh_token_policy(r) && r.at.0 <= now.0)
+        .max_by_key(|r| r.at);
+    let listed = f
+        .approvals
+        .as_ref()
+        .filter(|_| f.reads.oauth_token)
+        .and_then(|a| a.iter().max_by_key(|r| r.created));
+    for x in out.iter_mut().filter(|x| x.cause == D::AppTokensRevoked) {
+        // Not to nothing: a user's own revoke in personal settings is no Setup change.
+        x.confidence *= if listed.is_some() { 0.4 } else { 0.7 };
+        x.evidence.push(format!(
+            "but SetupAuditTrail shows no revoke since the session was last used{}",
+            cx.since
+                .map(|s| format!(" ({})", at_text(now, s)))
+                .unwrap_or_default()
+        ));
+    }
+    let Some(p) = policy else {
+        return;
+    };
+    let mut ev = vec![
+        format!(
+            "SetupAuditTrail {}: {} ({}): a refresh-token policy ends refresh tokens by age or idleness without a revoke",
+            at_text(now, p.at),
+            p.display,
+            p.action
+        ),
+        "SetupAuditTrail shows no revoke of tokens since the session was last used".to_owned(),
+    ];
+    if let Some(a) = listed {
+        ev.push(format!(
+            "OauthToken still lists the user's approval of {} (authorized {}{}): a revoke would have removed it",
+            a.app,
+            at_text(now, a.created),
+            a.last_used
+                .map(|u| format!(", refresh token last used {}", at_text(now, u)))
+                .unwrap_or_default()
+        ));
+    }
+    out.push(Finding::new(
+        D::RefreshTokenExpiredByPolicy,
+        if listed.is_some() { 0.88 } else { 0.8 },
+        ev,
+    ));
 }
 
 /// Refused logins since the session was last used (LoginHistory), newest five.
@@ -323,8 +453,11 @@ fn audit_log_failure(cx: &Context<'_>, out: &mut Vec<Finding>) {
     let Some(c) = e.cause.filter(|c| *c != Cause::SessionExpired) else {
         return;
     };
-    let detail = format!("{} ({})", e.kind, c);
-    for mut fi in grant_failure(GrantKind::RefreshToken, c, &detail, cx.f, 0.5) {
+    let attempt = GrantAttempt::requested(
+        GrantKind::RefreshToken,
+        Err((c, format!("{} ({})", e.kind, c))),
+    );
+    for mut fi in grant_failure(&attempt, c, cx.f, 0.5) {
         fi.evidence = vec![format!(
             "the audit log's last failure: {} with cause {c}",
             e.kind
@@ -417,6 +550,7 @@ fn timeout_or_logout(cx: &Context<'_>, out: &mut Vec<Finding>) {
     };
     let idle = f.now.since(since);
     let timeout = f.session_timeout;
+    let source = f.session_timeout_source.describe();
     if idle >= timeout {
         out.push(Finding::new(
             D::SessionTimeout,
@@ -424,7 +558,7 @@ fn timeout_or_logout(cx: &Context<'_>, out: &mut Vec<Finding>) {
             vec![
                 refused,
                 format!(
-                    "the session was last used {} ago, longer than the session timeout of {}",
+                    "the session was last used {} ago, longer than the session timeout of {} ({source})",
                     human(idle),
                     human(timeout)
                 ),
@@ -435,30 +569,51 @@ fn timeout_or_logout(cx: &Context<'_>, out: &mut Vec<Finding>) {
     let mut ev = vec![
         refused,
         format!(
-            "the session was last used {} ago, well within the session timeout of {}: it did not time out",
+            "the session was last used {} ago, well within the session timeout of {} ({source}): it did not time out",
             human(idle),
             human(timeout)
         ),
     ];
-    // Only what is not already a finding: never "no revoke shows" next to one.
+    // What a logout cannot explain: it leaves the refresh token alive, ends the session for
+    // introspection too, and needs no Setup change.
+    let (logout, against) = logout_weight(cx, out);
+    ev.extend(against);
+    // Only what is not already a finding, and only what was read: never "no revoke shows"
+    // next to one, nor about an object doctor could not see.
+    let r = f.reads;
     let absent: Vec<&str> = [
-        (D::PasswordChanged, "password change"),
-        (D::UserFrozen, "freeze"),
-        (D::UserDeactivated, "deactivation"),
-        (D::AppTokensRevoked, "token revoke"),
-        (D::IpRestricted, "IP change"),
+        (
+            D::PasswordChanged,
+            "password change",
+            r.user && r.setup_audit,
+        ),
+        (D::UserFrozen, "freeze", r.user_login && r.setup_audit),
+        (D::UserDeactivated, "deactivation", r.user && r.setup_audit),
+        (D::AppTokensRevoked, "token revoke", r.setup_audit),
+        (
+            D::IpRestricted,
+            "IP change",
+            r.setup_audit && r.login_history,
+        ),
     ]
     .into_iter()
-    .filter(|(c, _)| !out.iter().any(|x| x.cause == *c))
-    .map(|(_, n)| n)
+    .filter(|(c, _, read)| *read && !out.iter().any(|x| x.cause == *c))
+    .map(|(_, n, _)| n)
     .collect();
-    if f.org_queried && !absent.is_empty() {
+    if !absent.is_empty() {
         ev.push(format!(
             "no {} shows in the org since then",
             or_list(&absent)
         ));
     }
-    out.push(Finding::new(D::LoggedOutElsewhere, 0.65 * scale, ev));
+    let unread = f.reads.missing();
+    if !unread.is_empty() {
+        ev.push(format!(
+            "not checked (could not be read): {}",
+            unread.join(", ")
+        ));
+    }
+    out.push(Finding::new(D::LoggedOutElsewhere, logout * scale, ev));
     out.push(Finding::new(
         D::SessionTimeout,
         0.1 * scale,
@@ -467,6 +622,40 @@ fn timeout_or_logout(cx: &Context<'_>, out: &mut Vec<Finding>) {
             human(timeout)
         )],
     ));
+}
+
+/// How much a logout elsewhere is believed (0.65 with nothing against it), and what speaks
+/// against it: the refresh token died at the same moment (a logout leaves it alive),
+/// introspection says the stored token is active while the call is refused (a logout ends it
+/// for both; a session locked to another address does not), or the org shows a freeze, a
+/// deactivation or an IP change since the last use (found above).
+fn logout_weight(cx: &Context<'_>, out: &[Finding]) -> (f64, Vec<String>) {
+    let f = cx.f;
+    let mut w = 0.65;
+    let mut against = Vec::new();
+    if cx.refresh_token_dead {
+        w *= 0.4;
+        against.push("but the refresh token died too, which a logout never causes".to_owned());
+    }
+    if f.introspection == Some(true) && matches!(f.probe, TokenProbe::Rejected { .. }) {
+        w *= 0.5;
+        against.push(
+            "but introspection says the stored token is still active while the call is refused, which a logout never causes (a session locked to another address does)".to_owned(),
+        );
+    }
+    if out.iter().any(|x| {
+        matches!(
+            x.cause,
+            D::UserFrozen | D::UserDeactivated | D::IpRestricted
+        ) && x.confidence >= 0.3
+    }) {
+        w *= 0.5;
+        against.push(
+            "but the org shows a freeze, a deactivation or an IP change since the last use"
+                .to_owned(),
+        );
+    }
+    (w, against)
 }
 
 /// Fixes that depend on the profile: a dead refresh token with a fallback grant, a changed
@@ -500,6 +689,8 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
     // refresh token's death stays the verdict (recoverable: the fallback works).
     let on_fallback = running_on_fallback(f);
     let refused = api_refused(f);
+    // Each warning as a whole (its findings added up) is weighed against the working token.
+    *out = merge(std::mem::take(out));
     for x in out.iter_mut() {
         let stands = (on_fallback && refresh_token_dead(x.cause))
             || (refused && matches!(x.cause, D::SessionNotValidForApi | D::RateLimited));
@@ -515,27 +706,28 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
         ev.push("but only through the fallback grant: the refresh token is dead".to_owned());
     }
     match f.dry_refresh.iter().find(|a| a.outcome.is_ok()) {
-        Some(a) => ev.push(format!(
-            "a dry refresh with the {} grant succeeded",
-            a.grant.as_str()
-        )),
+        Some(a) => ev.push(a.said()),
         None if f.dry_refresh.is_empty() => ev.push(
             "but no grant of the profile can run, so nothing can replace this token when it ends"
                 .to_owned(),
         ),
         None => {
             for a in &f.dry_refresh {
-                if let Err((c, d)) = &a.outcome {
-                    ev.push(format!(
-                        "but a dry refresh with the {} grant was refused ({c}): {d}",
-                        a.grant.as_str()
-                    ));
+                if let Err((c, _)) = &a.outcome {
+                    ev.push(format!("but {} ({c})", a.said()));
                 }
             }
         }
     }
     let fix = working_token_fix(cx, out);
-    let confidence = if on_fallback || refused { 0.45 } else { 0.9 };
+    // Below any cause of the refresh token's death, which stays the verdict.
+    let confidence = if on_fallback {
+        0.25
+    } else if refused {
+        0.45
+    } else {
+        0.9
+    };
     out.push(Finding::new(D::Healthy, confidence, ev).with_fix(fix));
 }
 
@@ -601,24 +793,21 @@ fn healthy(cx: &Context<'_>, out: &mut Vec<Finding>) {
         ev.push("no token is stored yet".to_owned());
     }
     if let Some(a) = f.dry_refresh.iter().find(|a| a.outcome.is_ok()) {
-        ev.push(format!(
-            "a dry refresh with the {} grant succeeded",
-            a.grant.as_str()
-        ));
+        ev.push(a.said());
     }
     out.push(Finding::new(D::Healthy, 0.9, ev));
 }
 
 /// What a failed grant's cause says, as findings, scaled by `weight`.
 pub(super) fn grant_failure(
-    grant: GrantKind,
+    a: &GrantAttempt,
     cause: Cause,
-    detail: &str,
     f: &Facts,
     weight: f64,
 ) -> Vec<Finding> {
+    let grant = a.grant;
     let g = grant.as_str();
-    let said = format!("a dry refresh with the {g} grant was refused: {detail}");
+    let said = a.said();
     let one = |c: D, conf: f64, why: String| Finding::new(c, conf * weight, vec![why]);
     match cause {
         Cause::InactiveUser => vec![one(D::UserDeactivated, 0.95, said)],
@@ -727,8 +916,11 @@ pub const APPROVALS_PER_USER_PER_APP: usize = 5;
 fn eviction(f: &Facts) -> Option<String> {
     let approvals = f.approvals.as_ref()?;
     let mut by_app: std::collections::BTreeMap<&str, Vec<UnixMillis>> = Default::default();
-    for (app, created) in approvals {
-        by_app.entry(app.as_str()).or_default().push(*created);
+    for row in approvals {
+        by_app
+            .entry(row.app.as_str())
+            .or_default()
+            .push(row.created);
     }
     let (app, created) = by_app
         .into_iter()

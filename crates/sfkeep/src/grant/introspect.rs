@@ -52,3 +52,105 @@ pub async fn access_token(
         .map(|s| UnixMillis(s * 1000));
     Ok(Introspection::Active { exp })
 }
+
+/// Which kind of token is introspected (`token_type_hint`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenKind {
+    /// An access token or session id.
+    Access,
+    /// A refresh token. Introspecting it does not use it: no new token, no rotation, no
+    /// change to its idle timer (docs/salesforce-wire.md §3.1).
+    Refresh,
+}
+
+/// Everything introspection says about a live token (times on the server's clock).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct TokenInfo {
+    /// When it was issued (`iat`): for a refresh token, the original authorization.
+    pub issued_at: Option<UnixMillis>,
+    /// When it ends (`exp`): for an access token, the session's end if not used again; for a
+    /// refresh token, only when a policy ends it.
+    pub expires_at: Option<UnixMillis>,
+}
+
+/// Introspects any token without using it: `Some` with what the server said when it is
+/// active, `None` when it is inactive, unknown or not this app's to see. A `token` of `kind`
+/// is sent as `token_type_hint`. An answer that is not a JSON object is an error that says so.
+pub async fn token_info(
+    endpoint: &TokenEndpoint,
+    client_id: &str,
+    client_secret: &ClientSecret,
+    token: &str,
+    kind: TokenKind,
+) -> Result<Option<TokenInfo>> {
+    let hint = match kind {
+        TokenKind::Access => "access_token",
+        TokenKind::Refresh => "refresh_token",
+    };
+    let raw = endpoint
+        .post_form(
+            "/services/oauth2/introspect",
+            &[("token", token), ("token_type_hint", hint)],
+            ClientAuth::Body {
+                client_id,
+                client_secret: Some(client_secret),
+            },
+        )
+        .await?;
+    if raw.status != 200 {
+        return Err(super::endpoint::token_failure(raw.status, &raw.body));
+    }
+    parse_token_info(&raw.body).map_err(|problem| crate::error::Error::MalformedResponse {
+        source_name: "the introspection endpoint".to_owned(),
+        problem,
+        status: raw.status,
+        snippet: crate::redact::redacted_snippet(&raw.body),
+    })
+}
+
+/// Reads an introspection answer (`exp`/`iat` in seconds, RFC 7662).
+fn parse_token_info(body: &[u8]) -> std::result::Result<Option<TokenInfo>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("not JSON ({e})"))?;
+    let obj = v.as_object().ok_or("not a JSON object")?;
+    match obj.get("active") {
+        Some(serde_json::Value::Bool(true)) => {}
+        Some(serde_json::Value::Bool(false)) => return Ok(None),
+        _ => return Err("no boolean \"active\" field".to_owned()),
+    }
+    let secs = |k: &str| {
+        obj.get(k)
+            .and_then(serde_json::Value::as_i64)
+            .map(|s| UnixMillis(s.saturating_mul(1000)))
+    };
+    Ok(Some(TokenInfo {
+        issued_at: secs("iat"),
+        expires_at: secs("exp"),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn token_info_reads_seconds_and_refuses_other_shapes() {
+        let live =
+            br#"{"active":true,"token_type":"refresh_token","iat":1700000000,"exp":1700003600}"#;
+        assert_eq!(
+            parse_token_info(live),
+            Ok(Some(TokenInfo {
+                issued_at: Some(UnixMillis(1_700_000_000_000)),
+                expires_at: Some(UnixMillis(1_700_003_600_000)),
+            }))
+        );
+        assert_eq!(parse_token_info(br#"{"active":false}"#), Ok(None));
+        assert_eq!(
+            parse_token_info(br#"{"active":true}"#),
+            Ok(Some(TokenInfo::default()))
+        );
+        for bad in [&b"<html/>"[..], b"[]", br#"{"active":"yes"}"#, b""] {
+            assert!(parse_token_info(bad).is_err(), "{bad:?}");
+        }
+    }
+}
