@@ -134,6 +134,12 @@ async fn freeze_and_unfreeze() {
         (s, err_desc(&e)),
         (400, ("invalid_grant", "authentication failure"))
     );
+    // No grant logs a frozen user in: a JWT bearer fallback fails the same way.
+    let (s, e) = jwt(&org, USER, "https://login.salesforce.com", 60).await;
+    assert_eq!(
+        (s, err_desc(&e)),
+        (400, ("invalid_grant", "authentication failure"))
+    );
     post_admin(&org, &format!("/users/{USER}/unfreeze"), json!({})).await;
     let tok = access_token(&org).await;
     let hist = records(
@@ -142,7 +148,7 @@ async fn freeze_and_unfreeze() {
         "SELECT Status, LoginType, Application FROM LoginHistory WHERE Status = 'User Is Frozen'",
     )
     .await;
-    assert_eq!(hist.len(), 1);
+    assert_eq!(hist.len(), 2);
     assert_eq!(hist[0]["LoginType"], "Remote Access 2.0");
     let ul = records(
         &org,
