@@ -101,6 +101,8 @@ pub struct Client {
     api_version: String,
     retry: RetryPolicy,
     budget: Arc<RetryBudget>,
+    /// Report each successful call as [`AuthEventKind::ApiCallSucceeded`].
+    report_success: bool,
 }
 
 impl Client {
@@ -124,7 +126,17 @@ impl Client {
             api_version: DEFAULT_API_VERSION.into(),
             retry: RetryPolicy::default(),
             budget: Arc::new(RetryBudget::new()),
+            report_success: true,
         }
+    }
+
+    /// Does not report this client's successful calls as
+    /// [`AuthEventKind::ApiCallSucceeded`]: for a monitor's own reads (`sfkeep serve`'s org
+    /// checks), which are not the integration's calls and must not move its last successful
+    /// call. Dead sessions it meets are healed, and reported, as with any client.
+    pub fn without_success_events(mut self) -> Self {
+        self.report_success = false;
+        self
     }
 
     /// Uses API version `v` (e.g. `62.0`). Defaults to [`DEFAULT_API_VERSION`].
@@ -248,7 +260,9 @@ impl Client {
             match step.decide(&self.manager, &token, resp.status, Some(&resp.body), true) {
                 Heal::Replay => continue,
                 Heal::Deliver if (200..300).contains(&resp.status) => {
-                    self.manager.emit(AuthEventKind::ApiCallSucceeded);
+                    if self.report_success {
+                        self.manager.emit(AuthEventKind::ApiCallSucceeded);
+                    }
                     return Ok(resp);
                 }
                 _ => return Err(resp.into_error(api)),
