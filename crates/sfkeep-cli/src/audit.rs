@@ -33,6 +33,8 @@ use crate::error::CliError;
 pub const SCHEMA_VERSION: i64 = 2;
 /// The `origin` of events recorded by `sfkeep doctor`'s own probing.
 pub const ORIGIN_DOCTOR: &str = "doctor";
+/// The kind [`AuditLog::bucket_counts`] reports doctor's probe events under.
+pub const PROBE_KIND: &str = "doctor.probe";
 /// Overrides the audit log's location.
 pub const AUDIT_DB_ENV: &str = "SFKEEP_AUDIT_DB";
 /// The file name next to a file store.
@@ -477,11 +479,12 @@ impl AuditLog {
             .map_err(|x| io(&self.path, x))
     }
 
-    /// How many of the integration's events `scope` has in `[since_ms, until_ms)`.
+    /// How many events `scope` has in `[since_ms, until_ms)`: the integration's and doctor's
+    /// probes (the status page draws both).
     pub fn count(&self, scope: &Scope, since_ms: i64, until_ms: i64) -> Result<u64, AuditError> {
         self.conn()
             .query_row(
-                "SELECT COUNT(*) FROM events WHERE store_key = ?1 AND profile = ?4 AND at >= ?2 AND at < ?3 AND origin IS NULL",
+                "SELECT COUNT(*) FROM events WHERE store_key = ?1 AND profile = ?4 AND at >= ?2 AND at < ?3",
                 params![scope.store_key, since_ms, until_ms, scope.profile],
                 |r| r.get::<_, i64>(0),
             )
@@ -489,9 +492,9 @@ impl AuditLog {
             .map_err(|x| io(&self.path, x))
     }
 
-    /// The integration's events of `scope` in `[since_ms, until_ms)` counted per bucket of
-    /// `bucket_ms` and kind: `(bucket index, kind, count)`. For windows too large to send
-    /// event by event (`sfkeep serve`'s status page).
+    /// The events of `scope` in `[since_ms, until_ms)` counted per bucket of `bucket_ms` and
+    /// kind: `(bucket index, kind, count)`, doctor's probes under [`PROBE_KIND`]. For windows
+    /// too large to send event by event (`sfkeep serve`'s status page).
     pub fn bucket_counts(
         &self,
         scope: &Scope,
@@ -502,9 +505,10 @@ impl AuditLog {
         let conn = self.conn();
         let mut st = conn
             .prepare_cached(
-                "SELECT (at - ?2) / ?4 AS b, kind, COUNT(*) FROM events
-                 WHERE store_key = ?1 AND profile = ?5 AND at >= ?2 AND at < ?3 AND origin IS NULL
-                 GROUP BY b, kind ORDER BY b",
+                "SELECT (at - ?2) / ?4 AS b,
+                        CASE WHEN origin IS NULL THEN kind ELSE ?6 END AS k, COUNT(*) FROM events
+                 WHERE store_key = ?1 AND profile = ?5 AND at >= ?2 AND at < ?3
+                 GROUP BY b, k ORDER BY b",
             )
             .map_err(|x| io(&self.path, x))?;
         let rows = st
@@ -514,7 +518,8 @@ impl AuditLog {
                     since_ms,
                     until_ms,
                     bucket_ms.max(1),
-                    scope.profile
+                    scope.profile,
+                    PROBE_KIND
                 ],
                 |r| {
                     Ok((

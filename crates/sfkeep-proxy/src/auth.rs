@@ -35,9 +35,11 @@ pub(crate) fn host_ok(sh: &Shared, head: &RequestHead) -> bool {
     if host == sh.host.as_bytes() {
         return true;
     }
-    let Ok(host) = std::str::from_utf8(host) else {
-        return false;
-    };
+    host_is_loopback(host) || host_ip(host).is_some_and(|ip| ip == sh.addr.ip())
+}
+
+/// The host name of a `Host` header value (`name[:port]`, `[v6][:port]`), without brackets.
+fn host_name(host: &str) -> &str {
     let name = match host.rfind(':') {
         Some(i)
             if !host[i..].contains(']') && host[i + 1..].bytes().all(|b| b.is_ascii_digit()) =>
@@ -46,14 +48,22 @@ pub(crate) fn host_ok(sh: &Shared, head: &RequestHead) -> bool {
         }
         _ => host,
     };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    if name.eq_ignore_ascii_case("localhost") {
-        return true;
-    }
-    match name.parse::<IpAddr>() {
-        Ok(ip) => ip.is_loopback() || ip == sh.addr.ip(),
-        Err(_) => false,
-    }
+    name.trim_start_matches('[').trim_end_matches(']')
+}
+
+fn host_ip(host: &[u8]) -> Option<IpAddr> {
+    host_name(std::str::from_utf8(host).ok()?).parse().ok()
+}
+
+/// Whether a `Host` header value names a loopback address or `localhost` (with or without a
+/// port). A loopback listener without a client key answers only such requests, so a page
+/// served under another name that resolves to 127.0.0.1 (DNS rebinding) cannot use it.
+pub fn host_is_loopback(host: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(host) else {
+        return false;
+    };
+    host_name(text).eq_ignore_ascii_case("localhost")
+        || host_ip(host).is_some_and(|ip| ip.is_loopback())
 }
 
 /// The bearer value or `X-SFDC-Session` value a request presents. Credentials are visible
@@ -108,5 +118,29 @@ mod tests {
         assert!(password_has_key("KEYsecuritytoken", "KEY"));
         assert!(!password_has_key("KE", "KEY"));
         assert!(!password_has_key("XEYsecuritytoken", "KEY"));
+    }
+
+    #[test]
+    fn loopback_host_names() {
+        for h in [
+            "127.0.0.1:8788",
+            "localhost",
+            "LOCALHOST:1",
+            "[::1]:8788",
+            "[::1]",
+            "127.0.0.2",
+        ] {
+            assert!(host_is_loopback(h.as_bytes()), "{h}");
+        }
+        for h in [
+            "evil.example:80",
+            "10.0.0.5:1",
+            "[::2]:1",
+            "",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!host_is_loopback(h.as_bytes()), "{h}");
+        }
+        assert!(!host_is_loopback(b"\xff"));
     }
 }

@@ -40,6 +40,13 @@ impl ClientKey {
     pub(crate) fn expose(&self) -> &str {
         self.0.expose_secret()
     }
+
+    /// Whether `presented` is this key, compared in constant time (neither the content nor
+    /// the length of the key leaks through timing). Other listeners that share the proxy's
+    /// trust model (`sfkeep serve`'s status listener) check their clients with it.
+    pub fn matches(&self, presented: &str) -> bool {
+        crate::auth::ct_eq(presented.as_bytes(), self.expose().as_bytes())
+    }
 }
 
 impl fmt::Debug for ClientKey {

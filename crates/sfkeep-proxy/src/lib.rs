@@ -60,6 +60,7 @@ mod soap;
 mod stats;
 mod upstream;
 
+pub use auth::host_is_loopback;
 pub use browser::BrowserGuard;
 pub use config::{
     BuildError, ClientKey, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_BODY, DEFAULT_MAX_CONNECTIONS,

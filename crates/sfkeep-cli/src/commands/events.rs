@@ -1,7 +1,9 @@
-//! `sfkeep events [--since 1h] [--follow]`: the profile's auth events from the audit log,
-//! oldest first; `--follow` keeps polling the log until Ctrl-C. With `--json`, the envelope's
-//! `result.events` holds them; with `--follow`, one envelope line per new event, each of the
-//! same shape.
+//! `sfkeep events [--since 1h] [--follow] [--patterns]`: the profile's auth events from the
+//! audit log, oldest first; `--follow` keeps polling the log until Ctrl-C. With `--json`, the
+//! envelope's `result.events` holds them; with `--follow`, one envelope line per new event, each
+//! of the same shape. `--patterns` names the patterns in the window instead (default the last
+//! 24 h), with the status page's own analysis (`serve::patterns::of_profile`) on the same
+//! history: the audit log, and the `LoginHistory` rows `sfkeep serve` last read.
 
 use std::time::Duration;
 
@@ -27,7 +29,14 @@ pub struct EventsArgs {
     /// Keep printing new events until interrupted.
     #[arg(long)]
     pub follow: bool,
+    /// Name the patterns in the window (`--since`, default 24h) instead of listing the events:
+    /// token churn, refresh storms, same-hour deaths, … as the status page shows them.
+    #[arg(long, conflicts_with = "follow")]
+    pub patterns: bool,
 }
+
+/// The window `--patterns` looks at without `--since` (the status page's default).
+const PATTERN_WINDOW: Duration = Duration::from_secs(86_400);
 
 /// `90s`, `15m`, `1h`, `2d`, `1h30m`.
 pub fn parse_since(s: &str) -> Result<Duration, String> {
@@ -97,8 +106,77 @@ fn rows_json(rows: &[EventRow]) -> serde_json::Value {
     serde_json::json!({"events": rows.iter().map(EventRow::to_json).collect::<Vec<_>>()})
 }
 
+/// `--patterns`: the patterns of the window, as the status page names them.
+async fn patterns(g: &Globals, since: Option<Duration>) -> CliResult<Exit> {
+    use crate::serve::{guardian, patterns};
+    let p = session::load_profile(g)?;
+    let scope = session::audit_scope(&p);
+    let window = since.unwrap_or(PATTERN_WINDOW);
+    let now = SystemClock.now().0 + 1;
+    let from = now - window.as_millis() as i64;
+    let rows = match AuditLog::open_existing(&audit::path_for(&p)).map_err(|e| e.into_cli())? {
+        Some(log) => log
+            .events(&scope, from, 0)
+            .map_err(|e| e.into_cli())?
+            .into_iter()
+            .filter(|r| r.at < now)
+            .collect(),
+        None => Vec::new(),
+    };
+    let logins = guardian::read_login_history(&p);
+    let (found, login_note) = match &logins {
+        Some(Ok((rows_l, offset))) => (
+            patterns::of_profile(&p, &rows, Some(rows_l), *offset, window, now),
+            None,
+        ),
+        other => (
+            patterns::of_profile(&p, &rows, None, 0, window, now),
+            Some(match other {
+                Some(Err(e)) => format!("LoginHistory could not be read by sfkeep serve: {e}"),
+                _ => "LoginHistory not read: no sfkeep serve has watched this profile, so the patterns that need it (deaths after IP changes, people using the integration user) are not checked".to_owned(),
+            }),
+        ),
+    };
+    let span = sfkeep::diagnose::evidence::human_exact(window);
+    if output::json() {
+        output::set_result(serde_json::json!({
+            "window_secs": window.as_secs(),
+            "events": rows.len(),
+            "patterns": found,
+            "login_history": login_note.as_deref().map_or_else(
+                || serde_json::json!({"read": true}),
+                |n| serde_json::json!({"read": false, "why": n})
+            ),
+        }));
+        return Ok(Exit::Ok);
+    }
+    let paint = Paint::stdout();
+    if found.is_empty() {
+        print_line(&format!(
+            "No pattern in the last {span} of {} ({} events).",
+            p.describe(),
+            rows.len()
+        ))?;
+    }
+    for f in &found {
+        print_line(&paint.bold(f.name))?;
+        print_line(&format!("  {}", f.explanation))?;
+        for e in &f.evidence {
+            print_line(&format!("  - {e}"))?;
+        }
+        print_line(&format!("  what to do: {}", f.what_to_do))?;
+    }
+    if let Some(n) = login_note {
+        print_line(&paint.dim(&n))?;
+    }
+    Ok(Exit::Ok)
+}
+
 /// Prints the events.
 pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
+    if a.patterns {
+        return patterns(g, a.since).await;
+    }
     let p = session::load_profile(g)?;
     let scope = session::audit_scope(&p);
     let path = audit::path_for(&p);

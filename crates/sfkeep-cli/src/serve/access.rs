@@ -1,21 +1,19 @@
-//! Who may read the status listener, with the proxy's trust model: loopback by default (any
-//! local process may read it, as it could read the profile), a client key required off
-//! loopback, and read-only to browsers.
+//! Who may read the status listener: the proxy's trust model, with the proxy's own checks
+//! ([`sfkeep_proxy::BrowserGuard`], [`sfkeep_proxy::ClientKey::matches`],
+//! [`sfkeep_proxy::host_is_loopback`]) and what a read-only page adds to them:
 //!
-//! - With a client key every request presents it: `Authorization: Bearer KEY`, or HTTP Basic
-//!   with the key as the password (so a person's browser can open the page); compared in
-//!   constant time.
-//! - Without one, `Host` must name a loopback address or `localhost` (a DNS-rebinding page
-//!   cannot read the status through its own name).
-//! - Only `GET` and `HEAD`; a request a page of another site makes (`Sec-Fetch-Site:
-//!   cross-site` or `same-site`) is refused unless it is a person following a link to the page
-//!   itself (a top-level navigation).
-
-use std::net::IpAddr;
+//! - only `GET` and `HEAD`;
+//! - with a client key every request presents it: `Authorization: Bearer KEY`, or HTTP Basic
+//!   with the key as the password (so a person's browser can open the page);
+//! - without one, `Host` must name a loopback address or `localhost` (a DNS-rebinding page
+//!   cannot read the status through its own name);
+//! - a request a page of another site makes is refused by the browser guard, except a person
+//!   following a link to the page itself (a top-level navigation to `/`: its answer is the
+//!   static page, which holds no data; the page's own reads are same-origin).
 
 use base64::Engine as _;
-use http::{HeaderMap, Method};
-use sha2::{Digest, Sha256};
+use http::{HeaderMap, Method, Request};
+use sfkeep_proxy::{BrowserGuard, ClientKey};
 
 /// Why a request is refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,32 +24,26 @@ pub enum Refusal {
     Key,
     /// `Host` is not loopback.
     Host,
-    /// A cross-site request that is not a navigation.
-    CrossSite,
+    /// The browser guard refused it: another site's page made it.
+    Browser(sfkeep_proxy::browser::BrowserRefusal),
 }
 
 impl Refusal {
     /// The status code and the one-line reason.
-    pub fn status_and_reason(self) -> (u16, &'static str) {
+    pub fn status_and_reason(self) -> (u16, String) {
         match self {
-            Self::Method => (405, "sfkeep serve is read-only: GET and HEAD only"),
+            Self::Method => (405, "sfkeep serve is read-only: GET and HEAD only".into()),
             Self::Key => (
                 401,
-                "present the client key: Authorization: Bearer KEY (or Basic with the key as the password)",
+                "present the client key: Authorization: Bearer KEY (or Basic with the key as the password)".into(),
             ),
-            Self::Host => (403, "the Host header does not name this loopback listener"),
-            Self::CrossSite => (403, "cross-site requests are refused"),
+            Self::Host => (
+                403,
+                "the Host header does not name this loopback listener".into(),
+            ),
+            Self::Browser(r) => (403, r.to_string()),
         }
     }
-}
-
-/// Constant-time equality of two secrets: compares their SHA-256 digests.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
 }
 
 /// The key a request presents, as bearer or as a Basic password.
@@ -75,90 +67,79 @@ fn presented(headers: &HeaderMap) -> Option<String> {
     None
 }
 
-fn host_is_loopback(headers: &HeaderMap) -> bool {
-    let Some(host) = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-    else {
-        return true; // HTTP/1.0: the loopback bind is the proof
-    };
-    let name = match host.rfind(':') {
-        Some(i) if !host[i..].contains(']') => &host[..i],
-        _ => host,
-    };
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+/// A person following a link to the page (no data in its answer).
+fn navigation_to_the_page<B>(req: &Request<B>) -> bool {
+    req.uri().path() == "/"
+        && req
+            .headers()
+            .get("sec-fetch-mode")
+            .and_then(|v| v.to_str().ok())
+            == Some("navigate")
+        && !req.headers().contains_key(http::header::ORIGIN)
 }
 
-/// Checks one request.
-pub fn check(
-    method: &Method,
-    path: &str,
-    headers: &HeaderMap,
-    key: Option<&str>,
+/// Checks one request against `guard` and `key`.
+pub fn check<B>(
+    req: &Request<B>,
+    guard: &BrowserGuard,
+    key: Option<&ClientKey>,
 ) -> Result<(), Refusal> {
-    if method != Method::GET && method != Method::HEAD {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(Refusal::Method);
     }
-    let site = headers
-        .get("sec-fetch-site")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("none");
-    if matches!(site, "cross-site" | "same-site") {
-        let navigate =
-            headers.get("sec-fetch-mode").and_then(|v| v.to_str().ok()) == Some("navigate");
-        if !(navigate && path == "/") {
-            return Err(Refusal::CrossSite);
-        }
+    if !navigation_to_the_page(req) {
+        guard.check_request(req).map_err(Refusal::Browser)?;
     }
+    let headers = req.headers();
     match key {
         Some(k) => match presented(headers) {
-            Some(p) if same(p.as_bytes(), k.as_bytes()) => Ok(()),
+            Some(p) if k.matches(&p) => Ok(()),
             _ => Err(Refusal::Key),
         },
-        None if host_is_loopback(headers) => Ok(()),
-        None => Err(Refusal::Host),
+        // HTTP/1.0 without Host: the loopback bind is the proof.
+        None => match headers.get(http::header::HOST) {
+            Some(h) if !sfkeep_proxy::host_is_loopback(h.as_bytes()) => Err(Refusal::Host),
+            _ => Ok(()),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sfkeep_proxy::browser::BrowserRefusal;
 
-    fn h(pairs: &[(&'static str, &str)]) -> HeaderMap {
-        let mut m = HeaderMap::new();
+    fn req(method: Method, path: &str, pairs: &[(&'static str, &str)]) -> Request<()> {
+        let mut b = Request::builder().method(method).uri(path);
         for (k, v) in pairs {
-            m.insert(*k, v.parse().unwrap());
+            b = b.header(*k, *v);
         }
-        m
+        b.body(()).unwrap()
+    }
+
+    fn get(
+        path: &str,
+        pairs: &[(&'static str, &str)],
+        key: Option<&ClientKey>,
+    ) -> Result<(), Refusal> {
+        check(&req(Method::GET, path, pairs), &BrowserGuard::new(), key)
     }
 
     #[test]
     fn loopback_without_a_key() {
+        for host in ["127.0.0.1:8788", "localhost:8788", "[::1]:8788"] {
+            assert_eq!(get("/", &[("host", host)], None), Ok(()), "{host}");
+        }
         assert_eq!(
-            check(&Method::GET, "/", &h(&[("host", "127.0.0.1:8788")]), None),
-            Ok(())
-        );
-        assert_eq!(
-            check(&Method::GET, "/", &h(&[("host", "localhost:8788")]), None),
-            Ok(())
-        );
-        assert_eq!(
-            check(&Method::GET, "/", &h(&[("host", "[::1]:8788")]), None),
-            Ok(())
-        );
-        assert_eq!(
-            check(
-                &Method::GET,
-                "/api/v1/status",
-                &h(&[("host", "evil.example:8788")]),
-                None
-            ),
+            get("/api/v1/status", &[("host", "evil.example:8788")], None),
             Err(Refusal::Host)
         );
         assert_eq!(
-            check(&Method::POST, "/", &h(&[("host", "127.0.0.1")]), None),
+            check(
+                &req(Method::POST, "/", &[("host", "127.0.0.1")]),
+                &BrowserGuard::new(),
+                None
+            ),
             Err(Refusal::Method)
         );
     }
@@ -166,54 +147,70 @@ mod tests {
     #[test]
     fn browsers_read_only_and_same_origin() {
         let cross = |mode: &str, path: &str| {
-            check(
-                &Method::GET,
+            get(
                 path,
-                &h(&[
+                &[
                     ("host", "127.0.0.1:1"),
                     ("sec-fetch-site", "cross-site"),
                     ("sec-fetch-mode", mode),
-                ]),
+                ],
                 None,
             )
         };
-        assert_eq!(cross("cors", "/api/v1/status"), Err(Refusal::CrossSite));
-        assert_eq!(cross("no-cors", "/metrics"), Err(Refusal::CrossSite));
+        assert_eq!(
+            cross("cors", "/api/v1/status"),
+            Err(Refusal::Browser(BrowserRefusal::CrossSite))
+        );
+        assert_eq!(
+            cross("no-cors", "/metrics"),
+            Err(Refusal::Browser(BrowserRefusal::CrossSite))
+        );
         assert_eq!(cross("navigate", "/"), Ok(()));
-        assert_eq!(cross("navigate", "/api/v1/status"), Err(Refusal::CrossSite));
+        assert_eq!(
+            cross("navigate", "/api/v1/status"),
+            Err(Refusal::Browser(BrowserRefusal::CrossSite))
+        );
+        // The page's own reads.
+        assert_eq!(
+            get(
+                "/api/v1/events",
+                &[("host", "127.0.0.1:1"), ("sec-fetch-site", "same-origin")],
+                None
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            get(
+                "/api/v1/status",
+                &[("host", "127.0.0.1:1"), ("origin", "http://evil.example")],
+                None
+            ),
+            Err(Refusal::Browser(BrowserRefusal::Origin))
+        );
     }
 
     #[test]
     fn a_key_is_required_when_set() {
-        let k = Some("a-long-random-client-key");
+        let k = ClientKey::new("a-long-random-client-key");
         let basic = format!(
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode("ops:a-long-random-client-key")
         );
         assert_eq!(
-            check(&Method::GET, "/", &h(&[("host", "10.0.0.5:1")]), k),
+            get("/", &[("host", "10.0.0.5:1")], Some(&k)),
             Err(Refusal::Key)
         );
         assert_eq!(
-            check(
-                &Method::GET,
+            get(
                 "/",
-                &h(&[("authorization", "Bearer a-long-random-client-key")]),
-                k
+                &[("authorization", "Bearer a-long-random-client-key")],
+                Some(&k)
             ),
             Ok(())
         );
+        assert_eq!(get("/", &[("authorization", &basic)], Some(&k)), Ok(()));
         assert_eq!(
-            check(&Method::GET, "/", &h(&[("authorization", &basic)]), k),
-            Ok(())
-        );
-        assert_eq!(
-            check(
-                &Method::GET,
-                "/",
-                &h(&[("authorization", "Bearer wrong")]),
-                k
-            ),
+            get("/", &[("authorization", "Bearer wrong")], Some(&k)),
             Err(Refusal::Key)
         );
     }

@@ -12,7 +12,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::body::Body;
 use axum::extract::{Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -21,6 +20,7 @@ use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sfkeep::clock::{Clock, SystemClock};
+use sfkeep_proxy::{BrowserGuard, ClientKey};
 
 use super::access;
 use super::guardian::Guardian;
@@ -36,14 +36,16 @@ const BUCKETS: i64 = 96;
 #[derive(Clone)]
 struct App {
     guardian: Arc<Guardian>,
-    key: Option<Arc<str>>,
+    key: Option<Arc<ClientKey>>,
+    browser_guard: Arc<BrowserGuard>,
 }
 
 /// The router, guarded by [`access::check`].
 pub fn router(guardian: Arc<Guardian>, key: Option<String>) -> axum::Router {
     let app = App {
         guardian,
-        key: key.map(Arc::from),
+        key: key.map(|k| Arc::new(ClientKey::new(k))),
+        browser_guard: Arc::new(BrowserGuard::new()),
     };
     axum::Router::new()
         .route("/", get(index))
@@ -59,12 +61,7 @@ pub fn router(guardian: Arc<Guardian>, key: Option<String>) -> axum::Router {
 }
 
 async fn guard(State(app): State<App>, req: Request, next: Next) -> Response {
-    if let Err(r) = access::check(
-        req.method(),
-        req.uri().path(),
-        req.headers(),
-        app.key.as_deref(),
-    ) {
+    if let Err(r) = access::check(&req, &app.browser_guard, app.key.as_deref()) {
         let (status, reason) = r.status_and_reason();
         let mut resp = (
             StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN),
@@ -202,7 +199,11 @@ pub fn category(r: &EventRow, previous: Option<&EventRow>) -> &'static str {
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
+    if r.is_doctor_probe() {
+        return "probe";
+    }
     match r.kind.as_str() {
+        crate::audit::PROBE_KIND => "probe",
         "token.invalidated" if api(r).as_deref() == Some("keep_alive") => "keep_alive",
         "token.invalidated" => "death",
         "token.refreshed" => match previous {
@@ -288,11 +289,7 @@ pub fn events_doc(
             let total = log.count(&key, from, to).unwrap_or(0);
             let rows = if total <= MAX_MARKS {
                 log.events(&key, from, 0)
-                    .map(|r| {
-                        r.into_iter()
-                            .filter(|e| e.origin.is_none() && e.at < to)
-                            .collect::<Vec<_>>()
-                    })
+                    .map(|r| r.into_iter().filter(|e| e.at < to).collect::<Vec<_>>())
                     .ok()
             } else {
                 None
@@ -303,7 +300,10 @@ pub fn events_doc(
             (total, rows, buckets)
         }
         Ok(None) => {
-            audit_error = Some("no audit log yet: no event recorded for this profile".to_owned());
+            audit_error = Some(format!(
+                "no audit log yet at {}: no event has been recorded for this profile",
+                crate::audit::path_for(&p).display()
+            ));
             (0, Some(Vec::new()), Vec::new())
         }
         Err(e) => {
@@ -347,15 +347,12 @@ pub fn events_doc(
             })
             .collect()
     });
-    let logins = g.login_history(w);
+    let (logins, logins_read_at) = g.login_history(w);
     let offset = w.manager.server_clock().offset();
     let view = g.view(w);
-    let session_timeout = p
-        .session_timeout
-        .unwrap_or(sfkeep::token::DEFAULT_SESSION_TIMEOUT);
     let patterns = rows
         .as_ref()
-        .map(|r| super::patterns::find(r, logins.as_deref().ok(), session_timeout, window, to))
+        .map(|r| super::patterns::of_profile(&p, r, logins.as_deref().ok(), offset, window, to))
         .unwrap_or_default();
     let alerts: Vec<Value> = g
         .alerts
@@ -378,7 +375,7 @@ pub fn events_doc(
         "audit_error": audit_error,
         "buckets": {"size_ms": bucket_ms, "series": series},
         "login_history": match logins {
-            Ok(rows) => json!({"rows": rows.iter().map(|l| json!({
+            Ok(rows) => json!({"read_at": logins_read_at, "rows": rows.iter().map(|l| json!({
                 "server_at": l.at, "at": l.at.0 - offset, "source_ip": l.source_ip, "status": l.status,
                 "application": l.application, "login_type": l.login_type,
             })).collect::<Vec<_>>()}),
@@ -403,5 +400,3 @@ pub async fn serve(
         .await
 }
 
-#[allow(dead_code)]
-fn _body_type_check(_: Body) {}

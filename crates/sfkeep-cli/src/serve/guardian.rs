@@ -758,7 +758,16 @@ impl Guardian {
         }
         // 6. The state file.
         let view = self.view(w);
-        write_state(&profile, &view);
+        let (logins, read_at) = self.login_history(w);
+        let logins = match logins {
+            Ok(rows) => json!({
+                "read_at": read_at,
+                "clock_offset_ms": w.manager.server_clock().offset(),
+                "rows": rows,
+            }),
+            Err(e) => json!({"error": e}),
+        };
+        write_state(&profile, &view, &logins);
     }
 
     fn note_recovery(
@@ -883,12 +892,16 @@ impl Guardian {
         })
     }
 
-    /// The login history rows of the last org read, or why there are none.
-    pub fn login_history(&self, w: &Watch) -> Result<Vec<orgfacts::Login>, String> {
+    /// The login history rows of the last org read (or why there are none), and when that
+    /// read was (server clock).
+    pub fn login_history(
+        &self,
+        w: &Watch,
+    ) -> (Result<Vec<orgfacts::Login>, String>, Option<UnixMillis>) {
         let st = w.lock();
         match &st.org {
-            Ok(o) => o.login_history.clone(),
-            Err(e) => Err(e.clone()),
+            Ok(o) => (o.login_history.clone(), Some(o.read_at)),
+            Err(e) => (Err(e.clone()), None),
         }
     }
 
@@ -1028,8 +1041,9 @@ pub fn state_path(p: &Profile) -> PathBuf {
     dir.join(format!("guardian-{}.json", session::store_key(p)))
 }
 
-/// Writes the state file atomically (0600: it names the org's users and apps).
-fn write_state(p: &Profile, view: &Value) {
+/// Writes the state file atomically (0600: it names the org's users and apps, and holds the
+/// integration user's `LoginHistory` rows for `sfkeep events --patterns`).
+fn write_state(p: &Profile, view: &Value, login_history: &Value) {
     let path = state_path(p);
     let Some(dir) = path.parent() else { return };
     let _ = std::fs::create_dir_all(dir);
@@ -1044,6 +1058,7 @@ fn write_state(p: &Profile, view: &Value) {
         "written_at": SystemClock.now(),
         "writer_pid": std::process::id(),
         "profile": view,
+        "login_history": login_history,
     });
     let write = || -> std::io::Result<()> {
         use std::io::Write;
@@ -1070,4 +1085,18 @@ pub fn read_state(p: &Profile) -> Option<(UnixMillis, Value)> {
     let v: Value = serde_json::from_str(&text).ok()?;
     let at = UnixMillis(v.get("written_at")?.as_i64()?);
     Some((at, v.get("profile")?.clone()))
+}
+
+/// The integration user's `LoginHistory` as `sfkeep serve` last read it for `p`: the rows and
+/// the clock offset then, or why there are none (`None`: no guardian has written a state).
+pub fn read_login_history(p: &Profile) -> Option<Result<(Vec<orgfacts::Login>, i64), String>> {
+    let text = std::fs::read_to_string(state_path(p)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let l = v.get("login_history")?;
+    if let Some(e) = l.get("error").and_then(Value::as_str) {
+        return Some(Err(e.to_owned()));
+    }
+    let rows = serde_json::from_value(l.get("rows")?.clone()).ok()?;
+    let offset = l.get("clock_offset_ms").and_then(Value::as_i64).unwrap_or(0);
+    Some(Ok((rows, offset)))
 }

@@ -52,7 +52,7 @@ impl Approval {
 }
 
 /// One `LoginHistory` row.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Login {
     /// `LoginTime`.
     pub at: UnixMillis,

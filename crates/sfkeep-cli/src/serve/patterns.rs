@@ -51,6 +51,33 @@ fn ts(ms: i64) -> String {
     sfkeep::clock::UnixMillis(ms).to_string()
 }
 
+/// The patterns of `profile`'s history: its events of the window `[now - window, now)`
+/// (oldest first, local clock) and, when known, the integration user's `LoginHistory` (server
+/// clock, `clock_offset_ms` ahead of the local one). The status page (`/api/v1/events`) and
+/// `sfkeep events --patterns` both call this, so they name the same patterns for the same
+/// history.
+pub fn of_profile(
+    profile: &crate::config::Profile,
+    events: &[EventRow],
+    logins: Option<&[Login]>,
+    clock_offset_ms: i64,
+    window: Duration,
+    now_ms: i64,
+) -> Vec<Pattern> {
+    let session_timeout = profile
+        .session_timeout
+        .unwrap_or(sfkeep::token::DEFAULT_SESSION_TIMEOUT);
+    let local: Option<Vec<Login>> = logins.map(|rows| {
+        rows.iter()
+            .map(|l| Login {
+                at: sfkeep::clock::UnixMillis(l.at.0 - clock_offset_ms),
+                ..l.clone()
+            })
+            .collect()
+    });
+    find(events, local.as_deref(), session_timeout, window, now_ms)
+}
+
 /// Finds the patterns in `events` (one profile, oldest first, the integration's own: doctor's
 /// probes are left out) over a window of `window` ending at `now`.
 pub fn find(

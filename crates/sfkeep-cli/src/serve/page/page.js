@@ -10,7 +10,7 @@ const LANES = [
   { id: 'refresh', title: 'refreshes', cats: ['refresh', 'adopted'] },
   { id: 'death', title: 'deaths · heals', cats: ['death', 'heal'] },
   { id: 'keep_alive', title: 'keep-alives', cats: ['keep_alive'] },
-  { id: 'reauth', title: 're-auth · failures', cats: ['reauth', 'failure', 'fallback', 'store', 'other'] },
+  { id: 'reauth', title: 're-auth · failures', cats: ['reauth', 'failure', 'fallback', 'store', 'probe', 'other'] },
   { id: 'api', title: 'API calls', cats: ['api'] },
   { id: 'alerts', title: 'alerts sent', cats: [] },
   { id: 'logins', title: 'LoginHistory', cats: [] },
@@ -157,7 +157,7 @@ function drawTimeline(box, doc) {
   const height = top + LANES.length * laneH + 8;
   const span = doc.to - doc.from;
   const x = (t) => left + ((t - doc.from) / span) * (width - left - 10);
-  const svg = s('svg', { viewBox: '0 0 ' + width + ' ' + height, class: 'chart', role: 'img', 'aria-label': 'timeline of ' + doc.profile });
+  const svg = s('svg', { viewBox: '0 0 ' + width + ' ' + height, class: 'chart', role: 'img', 'aria-label': 'timeline of ' + doc.profile, 'data-from': doc.from, 'data-to': doc.to });
   LANES.forEach((l, i) => {
     const y = top + i * laneH;
     svg.append(s('rect', { x: 0, y: y, width: width, height: laneH, class: i % 2 ? 'lane odd' : 'lane' }));
@@ -201,8 +201,17 @@ function drawTimeline(box, doc) {
     marks.append(m);
   }
   const gi = LANES.findIndex((l) => l.id === 'logins');
+  let loginNote = null;
   if (doc.login_history.rows) {
-    for (const l of doc.login_history.rows) {
+    const inWindow = doc.login_history.rows.filter((l) => l.at >= doc.from && l.at < doc.to);
+    const outside = doc.login_history.rows.length - inWindow.length;
+    box.setAttribute('data-login-read-at', doc.login_history.read_at);
+    loginNote = inWindow.length + ' LoginHistory row(s) in the window, read from the org ' + when(doc.login_history.read_at) +
+      (outside ? ' (' + outside + ' older not drawn)' : '');
+    if (!inWindow.length) {
+      svg.append(s('text', { x: left, y: top + gi * laneH + 15, class: 'missing' }, 'no LoginHistory row in this window'));
+    }
+    for (const l of inWindow) {
       const m = s('path', { d: 'M' + x(l.at).toFixed(1) + ' ' + (top + gi * laneH + 5) + ' l5 12 h-10 z', class: 'login ' + (l.status === 'Success' ? 'ok' : 'fail'), 'data-login-at': l.server_at, 'data-login-status': l.status });
       tip(m, when(l.server_at) + ' — LoginHistory: ' + l.status + ' from ' + l.source_ip + ' (' + (l.application || l.login_type) + ')');
       marks.append(m);
@@ -225,7 +234,8 @@ function drawTimeline(box, doc) {
   const note = doc.events
     ? (doc.total === 0 ? (doc.audit_error || 'No auth event in this window.') : doc.total + ' events in the window (' + doc.window + ')')
     : doc.total + ' events in the window: too many to draw one by one, shown as counts per ' + dur(doc.buckets.size_ms / 1000);
-  box.append(h('div', { class: 'tl-head' }, h('strong', {}, 'timeline'), ' ', h('span', { class: 'dim', 'data-total': doc.total }, note)), svg);
+  box.append(h('div', { class: 'tl-head' }, h('strong', {}, 'timeline'), ' ', h('span', { class: 'dim', 'data-total': doc.total }, note),
+    loginNote ? h('span', { class: 'dim' }, ' · ' + loginNote) : null), svg);
 }
 
 function drawPatterns(box, doc) {
