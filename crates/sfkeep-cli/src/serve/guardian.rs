@@ -3,11 +3,14 @@
 //! Every check, in order (server clock throughout, measured from the org's `Date` header):
 //!
 //! 1. the time: an unauthenticated `GET /services/data/` (no token, no API request counted);
-//! 2. the stored record, and the keep-alive when its refresh token nears its idle TTL;
+//! 2. the stored record, and the keep-alive when its refresh token nears its idle TTL; a newer
+//!    fresh record another process stored is adopted when the watch's own token is no longer
+//!    live (no token request);
 //! 3. the token: with a live one, `userinfo` through the healing client (a dead session is
 //!    healed now, not on the integration's next call; a dead credential raises `ReauthRequired`);
 //! 4. every `org_check_interval`, with a live token only (reading the org never costs a token
-//!    request): `User`, `OauthToken`, `LoginHistory` and `/limits`;
+//!    request, and the reads are not recorded as the integration's calls): `User`,
+//!    `OauthToken`, `LoginHistory` and `/limits`;
 //! 5. the forecasts, and the incidents they open or close;
 //! 6. the state file `sfkeep status` reads.
 //!
@@ -16,7 +19,7 @@
 //! both alert with `sfkeep doctor`'s verdict, evidence and fix, and close when a token from the
 //! primary grant is obtained or stored (`sfkeep recover`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,8 +31,9 @@ use sfkeep::TokenManager;
 use sfkeep::clock::{Clock, SystemClock, UnixMillis};
 use sfkeep::diagnose::Cause;
 use sfkeep::event::{AuthEvent, AuthEventKind, EventSink};
+use sfkeep::manager::TokenStatus;
 use sfkeep::store::Store;
-use sfkeep::token::TokenRecord;
+use sfkeep::token::{TokenRecord, TokenState};
 use tokio::sync::mpsc;
 
 use super::alerts::{Alert, IncidentKind, Incidents, Observation, judge_forecast};
@@ -127,8 +131,12 @@ pub struct WatchState {
     pending_fallback: Option<Cause>,
     /// Re-auth required since (server clock), with the cause.
     pub reauth: Option<(UnixMillis, Cause)>,
-    /// A diagnosis is running.
-    diagnosing: bool,
+    /// The record the store held at the last check (to judge an adopted token by its own
+    /// expiry: see [`token_state`]).
+    stored: Option<TokenRecord>,
+    /// The incidents a diagnosis is running for (one per kind: a re-auth incident is not
+    /// lost while a diagnosis of the lost primary grant still runs).
+    diagnosing: BTreeSet<IncidentKind>,
 }
 
 /// One watched profile.
@@ -244,7 +252,9 @@ impl Guardian {
                 refreshes: Arc::clone(&refreshes),
             });
             let (manager, store) = open_manager(&p, &sink).await?;
-            let client = session::api_client(&p, manager.clone())?;
+            // Its org reads are not the integration's calls: they must not fill the audit
+            // log with successes or move the last successful call doctor reports.
+            let client = session::api_client(&p, manager.clone())?.without_success_events();
             watches.push(Arc::new(Watch {
                 name: p.name.clone(),
                 profile: RwLock::new(p),
@@ -268,7 +278,8 @@ impl Guardian {
                     primary_lost: None,
                     pending_fallback: None,
                     reauth: None,
-                    diagnosing: false,
+                    stored: None,
+                    diagnosing: BTreeSet::new(),
                 }),
             }));
             receivers.push(rx);
@@ -484,11 +495,12 @@ impl Guardian {
     }
 
     /// Runs `sfkeep doctor`'s diagnosis in the background, then opens the incident with its
-    /// verdict, evidence and fix (once: a running diagnosis or an open incident is enough).
+    /// verdict, evidence and fix (once: a running diagnosis of that kind or an open incident
+    /// is enough).
     fn diagnose_and_alert(self: &Arc<Self>, w: &Arc<Watch>, kind: IncidentKind, cause: Cause) {
         {
             let mut st = w.lock();
-            if st.diagnosing
+            if st.diagnosing.contains(&kind)
                 || self
                     .incidents
                     .lock()
@@ -497,7 +509,7 @@ impl Guardian {
             {
                 return;
             }
-            st.diagnosing = true;
+            st.diagnosing.insert(kind);
         }
         let me = Arc::clone(self);
         let w = Arc::clone(w);
@@ -548,7 +560,7 @@ impl Guardian {
             };
             {
                 let mut st = w.lock();
-                st.diagnosing = false;
+                st.diagnosing.remove(&kind);
                 if let Some(d) = view {
                     st.diagnosis = Some(DiagnosisView {
                         at: now,
@@ -634,8 +646,26 @@ impl Guardian {
         // A newer stored token from the primary grant (`sfkeep recover` in another process)
         // ends a re-auth incident even before this manager adopts it.
         self.note_recovery(w, &profile, stored.as_ref(), now);
+        // A newer token another process stored (the integration's own refresh after a
+        // death, `sfkeep recover`) replaces ours once ours is no longer live. Adopting it
+        // costs no token request (a refresh adopts a newer usable stored record before it
+        // asks for one); without it the guardian would stop probing the token and reading
+        // the org as soon as its own token timed out, while the integration carries on.
+        let reauth_open = w.lock().reauth.is_some();
+        let m = w.manager.status();
+        if !matches!(
+            w.token_state(stored.as_ref(), reauth_open, now),
+            TokenStatus::Fresh | TokenStatus::Stale
+        ) && let Some(r) = &stored
+            && !r.is_tombstone()
+            && r.generation > m.generation.unwrap_or(0)
+            && r.state_at(now) == TokenState::Fresh
+        {
+            let _ = w.manager.token().await;
+        }
         // 3. The token.
-        let fresh = w.manager.status().state == sfkeep::manager::TokenStatus::Fresh;
+        let reauth_open = w.lock().reauth.is_some();
+        let fresh = w.token_state(stored.as_ref(), reauth_open, now) == TokenStatus::Fresh;
         let probe = if fresh && reachable.is_ok() {
             w.probe_token().await
         } else {
@@ -656,7 +686,7 @@ impl Guardian {
         let mut usage = None;
         if org_due
             && reachable.is_ok()
-            && w.manager.status().state == sfkeep::manager::TokenStatus::Fresh
+            && w.token_state(stored.as_ref(), reauth_open, now) == TokenStatus::Fresh
         {
             let mut facts = orgfacts::read(&w.client, now).await;
             let u = orgfacts::api_usage(&w.client, now).await;
@@ -672,6 +702,7 @@ impl Guardian {
             let mut st = w.lock();
             st.checks += 1;
             st.last_check_at = Some(now);
+            st.stored = stored.clone();
             st.org_reachable = reachable.clone();
             if probe.is_some() {
                 st.token_probe = probe;
@@ -830,7 +861,7 @@ impl Guardian {
         let state = if st.reauth.is_some() {
             "reauth_required"
         } else {
-            m.state.as_str()
+            w.token_state(st.stored.as_ref(), false, now).as_str()
         };
         let forecasts: Vec<Value> = st
             .forecasts
@@ -914,6 +945,40 @@ impl Guardian {
 impl Watch {
     fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The state of the manager's token as the guardian reports it and acts on it, given
+    /// the record the store holds (`stored`) and whether a re-auth incident is open.
+    ///
+    /// The manager reports its last re-auth failure until it makes a successful token request
+    /// of its own, even after it has adopted and serves a newer token another process stored
+    /// (`sfkeep recover`'s, say). Once the incident is closed and the manager serves the
+    /// stored generation, fresh and not declared dead, the token is fresh.
+    fn token_state(
+        &self,
+        stored: Option<&TokenRecord>,
+        reauth_open: bool,
+        now: UnixMillis,
+    ) -> TokenStatus {
+        let m = self.manager.status();
+        if m.state != TokenStatus::ReauthRequired || reauth_open {
+            return m.state;
+        }
+        match stored {
+            Some(r)
+                if !r.is_tombstone()
+                    && Some(r.generation) == m.generation
+                    && r.state_at(now) == TokenState::Fresh
+                    // Not declared dead by a 401 (a fresh token has no side effect here).
+                    && self
+                        .manager
+                        .cached_token()
+                        .is_some_and(|t| t.generation() == r.generation) =>
+            {
+                TokenStatus::Fresh
+            }
+            _ => m.state,
+        }
     }
 
     /// Shows the current token to `userinfo` (no API request is counted, no event recorded:
@@ -1097,6 +1162,9 @@ pub fn read_login_history(p: &Profile) -> Option<Result<(Vec<orgfacts::Login>, i
         return Some(Err(e.to_owned()));
     }
     let rows = serde_json::from_value(l.get("rows")?.clone()).ok()?;
-    let offset = l.get("clock_offset_ms").and_then(Value::as_i64).unwrap_or(0);
+    let offset = l
+        .get("clock_offset_ms")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     Some(Ok((rows, offset)))
 }
