@@ -51,6 +51,7 @@ pub fn router(guardian: Arc<Guardian>, key: Option<String>) -> axum::Router {
         .route("/", get(index))
         .route("/page.js", get(script))
         .route("/page.css", get(style))
+        .route("/icon.svg", get(icon))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route("/api/v1/status", get(status))
@@ -137,6 +138,10 @@ async fn style() -> Response {
         page::STYLE,
     )
         .into_response()
+}
+
+async fn icon() -> Response {
+    ([(header::CONTENT_TYPE, "image/svg+xml")], page::ICON).into_response()
 }
 
 async fn healthz(State(app): State<App>) -> Response {
@@ -307,8 +312,9 @@ pub fn events_doc(
             (0, Some(Vec::new()), Vec::new())
         }
         Err(e) => {
+            // No events to draw, and why (not "too many to draw").
             audit_error = Some(e.to_string());
-            (0, None, Vec::new())
+            (0, Some(Vec::new()), Vec::new())
         }
     };
     let mut series: BTreeMap<&'static str, Vec<u64>> = BTreeMap::new();
@@ -399,4 +405,3 @@ pub async fn serve(
         .with_graceful_shutdown(stop)
         .await
 }
-
