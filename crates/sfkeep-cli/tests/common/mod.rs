@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI tests: run the real binary, start the simulated org through it.
 #![allow(dead_code)]
 
+pub mod serve;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

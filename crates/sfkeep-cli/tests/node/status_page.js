@@ -1,0 +1,109 @@
+// Opens each of PAGES (a JSON list of {name, url, shots: [{file, width, height, full}]}) in
+// Debian's headless Chromium through playwright-core, waits until the page has drawn
+// (body[data-ready]), reads back what it shows, saves the screenshots into OUT_DIR, and prints
+// one JSON line: per page, the console errors, every request's URL, the DOM's profiles and
+// timeline marks, the page's text and HTML, and the /api/v1/status answer the rows were drawn
+// from.
+const path = require('path');
+const { chromium } = require(path.join(process.env.NODE_DEPS_DIR, 'node_modules', 'playwright-core'));
+const fs = require('fs');
+
+// What the page shows, read from the DOM only.
+function readPage() {
+  const num = (v) => (v === undefined || v === null || v === '' ? null : Number(v));
+  return {
+    profiles: [...document.querySelectorAll('section[data-profile]')].map((sec) => {
+      const tl = sec.querySelector('[data-timeline]');
+      const svg = tl.querySelector('svg');
+      return {
+        name: sec.dataset.profile,
+        state: (sec.querySelector('[data-state]') || {}).dataset?.state ?? null,
+        state_text: (sec.querySelector('[data-state]') || {}).textContent ?? null,
+        forecasts: [...sec.querySelectorAll('tr[data-forecast-kind]')].map((tr) => ({
+          kind: tr.dataset.forecastKind, at: num(tr.dataset.at), text: tr.innerText,
+        })),
+        from: svg ? num(svg.dataset.from) : null,
+        to: svg ? num(svg.dataset.to) : null,
+        total: num((tl.querySelector('[data-total]') || { dataset: {} }).dataset.total),
+        marks: [...tl.querySelectorAll('[data-event-id]')].map((m) => num(m.dataset.eventId)),
+        bucket_rects: tl.querySelectorAll('[data-bucket-count]').length,
+        bucket_sum: [...tl.querySelectorAll('[data-bucket-count]')].reduce((a, r) => a + num(r.dataset.bucketCount), 0),
+        logins: [...tl.querySelectorAll('[data-login-at]')].map((m) => ({
+          at: num(m.dataset.loginAt), status: m.dataset.loginStatus,
+        })),
+        login_read_at: num(tl.dataset.loginReadAt),
+        missing: [...sec.querySelectorAll('[data-missing]')].map((e) => ({ what: e.dataset.missing, text: e.textContent })),
+        patterns: [...sec.querySelectorAll('[data-pattern]')].map((e) => e.dataset.pattern),
+        patterns_none: !!sec.querySelector('[data-patterns-none]'),
+        timeline_text: tl.innerText,
+        svg_nodes: tl.querySelectorAll('svg *').length,
+      };
+    }),
+    status_now: document.body.dataset.statusNow ?? null,
+    text: document.body.innerText,
+    html: document.documentElement.outerHTML,
+  };
+}
+
+async function visit(browser, p, outDir) {
+  const report = { name: p.name, console_errors: [], requests: [], shots: [] };
+  const first = p.shots[0] || { width: 1280, height: 800 };
+  const ctx = await browser.newContext({ viewport: { width: first.width, height: first.height } });
+  const page = await ctx.newPage();
+  page.on('console', (m) => { if (m.type() === 'error') report.console_errors.push(m.text()); });
+  page.on('pageerror', (e) => report.console_errors.push('pageerror: ' + e.message));
+  page.on('request', (r) => report.requests.push(r.url()));
+  page.on('response', (r) => { if (r.status() >= 400) report.console_errors.push('HTTP ' + r.status() + ': ' + r.url()); });
+  // Every /api/v1/status answer the page received: the rows are compared with the one they
+  // were drawn from (the page names it), not with a later one (forecasts move as the
+  // guardian samples the org).
+  const statusBodies = [];
+  page.on('response', (r) => {
+    if (new URL(r.url()).pathname === '/api/v1/status') statusBodies.push(r.text().catch(() => null));
+  });
+  page.on('requestfailed', (r) => report.console_errors.push('request failed: ' + r.url() + ' ' + (r.failure() || {}).errorText));
+  await page.goto(p.url);
+  await page.waitForFunction(() => document.body.dataset.ready === '1', null, { timeout: 90000 });
+  report.dom = await page.evaluate(readPage);
+  const drawn = report.dom.status_now;
+  const bodies = (await Promise.all(statusBodies)).filter(Boolean).map((b) => JSON.parse(b));
+  report.status = bodies.find((b) => String(b.sfkeep.now) === drawn) || null;
+  for (const shot of p.shots) {
+    await page.setViewportSize({ width: shot.width, height: shot.height });
+    // Let the layout settle at the new width (no timer: two animation frames).
+    await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    const file = path.join(outDir, shot.file);
+    await page.screenshot({ path: file, fullPage: !!shot.full });
+    report.shots.push(file);
+  }
+  if (p.click_windows) {
+    // Every window of the timeline draws without an error.
+    for (const w of ['7d', '30d', '24h']) {
+      await page.click('#windows button[data-window="' + w + '"]');
+      await page.waitForFunction((w) => [...document.querySelectorAll('[data-timeline]')]
+        .every((t) => t.getAttribute('data-loaded') === w), w, { timeout: 60000 });
+    }
+  }
+  await ctx.close();
+  return report;
+}
+
+(async () => {
+  const pages = JSON.parse(process.env.PAGES);
+  const outDir = process.env.OUT_DIR;
+  fs.mkdirSync(outDir, { recursive: true });
+  // Chromium as root needs --no-sandbox; no background traffic of its own.
+  const browser = await chromium.launch({
+    executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
+           '--disable-component-update', '--disable-sync'],
+  });
+  const out = [];
+  try {
+    for (const p of pages) out.push(await visit(browser, p, outDir));
+  } finally {
+    await browser.close();
+  }
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e); process.exit(1); });
