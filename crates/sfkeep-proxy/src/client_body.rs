@@ -9,10 +9,10 @@ use std::task::{Context, Poll, ready};
 use bytes::{Bytes, BytesMut};
 use http_body::{Frame, SizeHint};
 use http_body_util::BodyExt;
-use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use crate::body::{self, Body, BoxError};
+use crate::client_io::ClientIo;
 use crate::h1::{self, Chunk, ChunkedDecoder, Framing};
 
 /// What a client waiting on `Expect: 100-continue` is sent before its body is read.
@@ -102,12 +102,14 @@ impl ClientBody {
 
 /// A request body read from the client connection as it is polled.
 pub(crate) struct ClientBody {
-    stream: Arc<TcpStream>,
+    stream: Arc<ClientIo>,
     buf: BytesMut,
     state: ClientBodyState,
     read: u64,
     limit: u64,
     continue_left: usize,
+    /// `100 Continue` is written but may still sit in the TLS session.
+    continue_unflushed: bool,
     /// Where the bytes after the body go when it ends, for the next request on the connection.
     handback: Arc<Mutex<Option<BytesMut>>>,
     /// How long the body may go without a byte, and the deadline for the next one.
@@ -127,7 +129,7 @@ impl ClientBody {
     /// What follows the body goes to `handback` when it ends.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        stream: Arc<TcpStream>,
+        stream: Arc<ClientIo>,
         buf: BytesMut,
         framing: Framing,
         limit: u64,
@@ -146,6 +148,7 @@ impl ClientBody {
             read: 0,
             limit,
             continue_left: if expect_continue { CONTINUE.len() } else { 0 },
+            continue_unflushed: expect_continue,
             handback,
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
@@ -185,6 +188,12 @@ impl http_body::Body for ClientBody {
                 }
                 Err(e) => return this.fail(ClientBodyError::Io(e)),
             }
+        }
+        if this.continue_unflushed {
+            if let Err(e) = ready!(this.stream.poll_flush(cx)) {
+                return this.fail(ClientBodyError::Io(e));
+            }
+            this.continue_unflushed = false;
         }
         loop {
             match &mut this.state {

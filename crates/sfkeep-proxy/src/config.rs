@@ -8,6 +8,7 @@ use sfkeep::TokenManager;
 use sfkeep::secret::ClientSecret;
 
 use crate::browser::BrowserGuard;
+use crate::tls::LocalCa;
 
 /// Default size up to which a request body is kept for a replay: 1 MiB.
 pub const DEFAULT_MAX_REPLAY_BODY: usize = 1 << 20;
@@ -89,6 +90,7 @@ pub struct ProxyBuilder {
     pub(crate) expected_username: Option<String>,
     pub(crate) max_connections: usize,
     pub(crate) browser_guard: BrowserGuard,
+    pub(crate) tls: Option<LocalCa>,
 }
 
 /// A configured proxy, not yet listening: [`Proxy::spawn`] or [`Proxy::run`] it.
@@ -112,6 +114,7 @@ impl Proxy {
             expected_username: None,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             browser_guard: BrowserGuard::new(),
+            tls: None,
         }
     }
 }
@@ -180,6 +183,14 @@ impl ProxyBuilder {
         self
     }
 
+    /// Serve HTTPS instead of plain HTTP, with a server certificate `ca` issues at start for
+    /// the loopback names (see [`LocalCa`]); clients trust `ca`'s certificate
+    /// ([`LocalCa::cert_path`]). Loopback listen addresses only. Default: plain HTTP.
+    pub fn tls(mut self, ca: Option<LocalCa>) -> Self {
+        self.tls = ca;
+        self
+    }
+
     /// Checks the configuration.
     pub fn build(self) -> Result<Proxy, BuildError> {
         if let Some(k) = &self.client_key {
@@ -189,6 +200,12 @@ impl ProxyBuilder {
             return Err(BuildError::Invalid(
                 "max_connections must be at least 1".into(),
             ));
+        }
+        if self.tls.is_some() && !self.listen.ip().is_loopback() {
+            return Err(BuildError::Invalid(format!(
+                "TLS is served on loopback only: the local CA signs loopback names only, and {} is not one",
+                self.listen.ip()
+            )));
         }
         if !self.listen.ip().is_loopback() {
             if self.client_key.is_none() {

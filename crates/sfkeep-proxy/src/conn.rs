@@ -20,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Sleep;
 
 use crate::client_body::{ClientBody, ReqBody};
+use crate::client_io::{ClientIo, TlsIo};
 use crate::h1::{self, Framing, RequestHead};
 use crate::reply::{Reply, ReplyBody, ReplyHead};
 use crate::respond::{Shape, refuse};
@@ -55,19 +56,24 @@ pub(crate) struct ConnState {
 /// (nginx's `send_timeout` has the same default): it holds a task and an upstream connection.
 const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Writes all of `b` to the client.
-async fn write_all(s: &TcpStream, mut b: &[u8]) -> std::io::Result<()> {
+/// Writes all of `b` to the client, and sends it (TLS holds back what the socket did not take).
+async fn write_all(s: &ClientIo, mut b: &[u8]) -> std::io::Result<()> {
     while !b.is_empty() {
         match s.try_write(b) {
             Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
             Ok(n) => b = &b[n..],
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                tokio::time::timeout(SEND_TIMEOUT, s.writable())
+                tokio::time::timeout(SEND_TIMEOUT, s.tcp().writable())
                     .await
                     .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
             }
             Err(e) => return Err(e),
         }
+    }
+    if let ClientIo::Tls(_) = s {
+        tokio::time::timeout(SEND_TIMEOUT, std::future::poll_fn(|cx| s.poll_flush(cx)))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))??;
     }
     Ok(())
 }
@@ -81,7 +87,7 @@ enum HeadWait {
 
 /// Reads more of a head (or a kept body) into `buf`, or times out.
 fn poll_read_or_timeout(
-    s: &TcpStream,
+    s: &ClientIo,
     buf: &mut BytesMut,
     timer: Pin<&mut Sleep>,
     cx: &mut Context<'_>,
@@ -126,6 +132,9 @@ pub(crate) async fn serve<H: Handler>(
     slot: Slot,
     state: Arc<ConnState>,
 ) {
+    let Some(stream) = accept(&sh, stream).await else {
+        return;
+    };
     let stream = Arc::new(stream);
     let mut affinity = Affinity::new(Arc::clone(&sh.upstream));
     let mut buf = BytesMut::with_capacity(8 << 10);
@@ -257,6 +266,31 @@ pub(crate) async fn serve<H: Handler>(
     }
 }
 
+/// The connection's transport: the TCP stream itself, or, when the proxy serves TLS, the
+/// stream after a TLS handshake, which must end within the head's read timeout (a handshake
+/// that never ends holds a connection slot like a head that never ends). `None`: it failed.
+async fn accept(sh: &Shared, tcp: TcpStream) -> Option<ClientIo> {
+    let Some(tls) = &sh.tls else {
+        return Some(ClientIo::Plain(tcp));
+    };
+    match tokio::time::timeout(sh.header_read_timeout, tls.accept(tcp)).await {
+        Ok(Ok(stream)) => {
+            let (tcp, session) = stream.into_inner();
+            Some(ClientIo::Tls(Box::new(TlsIo::new(tcp, session))))
+        }
+        Ok(Err(e)) => {
+            sh.stats.inc(Counter::tls_handshake_failures);
+            // The reason only: a client that does not trust the CA yet ends here, and says so.
+            tracing::debug!(target: "sfkeep_proxy", error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            sh.stats.inc(Counter::tls_handshake_failures);
+            None
+        }
+    }
+}
+
 /// A client connection's place under the connection cap, given back when the connection ends
 /// (before it lingers).
 pub(crate) struct Slot {
@@ -289,7 +323,9 @@ const BUSY_BODY: &str = r#"[{"errorCode":"SFKEEP_PROXY_BUSY","message":"sfkeep p
 
 /// Answers a connection past the cap with a 503 and closes it. What the client already sent is
 /// read and dropped for a moment (at most 64 KiB, 500 ms), so the close does not reset the
-/// connection before the 503 is read; the connection holds no slot meanwhile.
+/// connection before the 503 is read; the connection holds no slot meanwhile. With TLS the
+/// connection is closed before its handshake: answering would cost the handshake's work and
+/// memory, which is what the cap bounds.
 pub(crate) async fn refuse_over_capacity(sh: Arc<Shared>, stream: TcpStream, cap: usize) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     sh.stats.inc(Counter::connections_refused);
@@ -302,8 +338,11 @@ pub(crate) async fn refuse_over_capacity(sh: Arc<Shared>, stream: TcpStream, cap
             target: "sfkeep_proxy",
             cap,
             refused_total = sh.stats.connections_refused.load(Ordering::Relaxed),
-            "connection refused with 503: the proxy is at its connection cap"
+            "connection refused: the proxy is at its connection cap"
         );
+    }
+    if sh.tls.is_some() {
+        return;
     }
     let mut out = Vec::with_capacity(256);
     h1::push_status_line(&mut out, 503);
@@ -339,15 +378,15 @@ const LINGER_BYTES: usize = 16 << 20;
 /// it was refused, say) is read and dropped for a moment, so that closing with unread bytes
 /// does not send a reset that can destroy the reply before the client reads it
 /// (RFC 9112 §9.6).
-async fn linger_close(stream: Arc<TcpStream>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+async fn linger_close(stream: Arc<ClientIo>) {
+    use tokio::io::AsyncReadExt;
     // A request body still held elsewhere keeps a reference: then just close.
-    let Ok(mut s) = Arc::try_unwrap(stream) else {
+    let Ok(s) = Arc::try_unwrap(stream) else {
         return;
     };
-    if s.shutdown().await.is_err() {
+    let Ok(mut s) = s.close_write().await else {
         return;
-    }
+    };
     let mut sink = vec![0u8; 16 << 10];
     let mut drained = 0;
     let _ = tokio::time::timeout(LINGER, async {
@@ -365,7 +404,7 @@ async fn linger_close(stream: Arc<TcpStream>) {
 /// REST-shaped refusal that closes the connection.
 async fn refuse_and_close(
     sh: &Shared,
-    stream: &TcpStream,
+    stream: &ClientIo,
     out: &mut Vec<u8>,
     affinity: &mut Affinity,
     status: http::StatusCode,
@@ -393,7 +432,7 @@ const CLOSE: Exchange = Exchange {
 
 /// Writes `reply`; `Ok(true)` if the connection may carry another request.
 async fn write_reply(
-    s: &TcpStream,
+    s: &ClientIo,
     out: &mut Vec<u8>,
     proxy_base: &str,
     reply: Reply,
@@ -503,7 +542,7 @@ async fn write_reply(
 }
 
 async fn write_piece(
-    s: &TcpStream,
+    s: &ClientIo,
     out: &mut Vec<u8>,
     data: &[u8],
     chunked: bool,

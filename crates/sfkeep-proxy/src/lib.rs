@@ -16,6 +16,8 @@
 //! - It is not an open proxy: absolute-form targets, `CONNECT`, foreign `Host`s and paths
 //!   outside `/services/` are refused; it binds to loopback unless given a client key.
 //! - `/healthz`, `/metrics` (Prometheus text), `POST /_sfkeep/reload` (loopback only).
+//! - It speaks plain `http`, or `https` with a certificate from a CA made on this machine
+//!   ([`ProxyBuilder::tls`], [`LocalCa`]) for clients that accept only `https`.
 //! - It speaks HTTP/1.1 (and 1.0) on both sides with its own forwarding path (`h1`, `conn`,
 //!   `upstream`): each head is parsed once and its lines copied through filtered, which is
 //!   what lets it forward as fast as nginx (BENCHMARKS.md). Framing is strict on the client
@@ -41,6 +43,7 @@ mod auth;
 mod body;
 pub mod browser;
 mod client_body;
+mod client_io;
 mod config;
 mod conn;
 mod forward;
@@ -58,6 +61,7 @@ mod sessions;
 mod shared;
 mod soap;
 mod stats;
+pub mod tls;
 mod upstream;
 
 pub use auth::host_is_loopback;
@@ -69,3 +73,4 @@ pub use config::{
 };
 pub use server::ProxyHandle;
 pub use stats::StatsSnapshot;
+pub use tls::{LocalCa, TlsError};

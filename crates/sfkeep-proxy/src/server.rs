@@ -43,7 +43,8 @@ impl ProxyHandle {
         self.addr
     }
 
-    /// `http://ADDR`: the URL to give the integration as its login and instance URL.
+    /// `http://ADDR` (`https://ADDR` with TLS): the URL to give the integration as its login
+    /// and instance URL.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -112,6 +113,13 @@ impl Proxy {
         let listener = TcpListener::bind(cfg.listen).await?;
         let addr = listener.local_addr()?;
         let upstream = Arc::new(Upstream::new().map_err(std::io::Error::other)?);
+        let tls = match &cfg.tls {
+            Some(ca) => Some(tokio_rustls::TlsAcceptor::from(
+                ca.server_config(addr.ip()).map_err(std::io::Error::other)?,
+            )),
+            None => None,
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let shared = Arc::new(Shared {
             manager: cfg.manager,
             client_key: cfg.client_key,
@@ -122,7 +130,8 @@ impl Proxy {
             upstream,
             prepared: Default::default(),
             shutting_down: AtomicBool::new(false),
-            base_url: format!("http://{addr}"),
+            tls,
+            base_url: format!("{scheme}://{addr}"),
             host: addr.to_string(),
             addr,
             sessions: Sessions::default(),

@@ -29,7 +29,9 @@ pub(crate) struct Shared {
     pub prepared: PreparedCache,
     /// Set when the proxy stops: connections end after the reply in progress.
     pub shutting_down: AtomicBool,
-    /// `http://ADDR`, what clients are told to use.
+    /// Set when the proxy serves TLS: the handshake every connection starts with.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+    /// `http://ADDR` (`https://` with TLS), what clients are told to use.
     pub base_url: String,
     /// `ADDR`, the `Host` those clients send.
     pub host: String,

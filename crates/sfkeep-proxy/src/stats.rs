@@ -76,5 +76,6 @@ counters! {
     reloads => "sfkeep_proxy_reloads_total", "Forced refreshes through /_sfkeep/reload.";
     browser_refused => "sfkeep_proxy_browser_refused_total", "Requests refused because a web browser made them for a page (Origin, Sec-Fetch-Site, OPTIONS).";
     connections => "sfkeep_proxy_connections_total", "Client connections accepted.";
-    connections_refused => "sfkeep_proxy_connections_refused_total", "Client connections refused with a 503 at the connection cap.";
+    connections_refused => "sfkeep_proxy_connections_refused_total", "Client connections refused at the connection cap (a 503 on plain HTTP; a close before the handshake on TLS).";
+    tls_handshake_failures => "sfkeep_proxy_tls_handshake_failures_total", "TLS handshakes that failed or did not end in time (a client that does not trust the proxy's CA ends here).";
 }
