@@ -56,7 +56,8 @@ pub fn path_for(p: &Profile) -> PathBuf {
     }
 }
 
-fn state_dir() -> PathBuf {
+/// `$XDG_STATE_HOME`, else `~/.local/state`: where sfkeep keeps what is not configuration.
+pub(crate) fn state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return PathBuf::from(x);
     }

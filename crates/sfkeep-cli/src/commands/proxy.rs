@@ -1,12 +1,13 @@
-//! `sfkeep proxy [--listen 127.0.0.1:PORT] [--client-key-env VAR]`: the auth-injecting reverse
-//! proxy on loopback, for integrations in any language. Prints one JSON ready line
-//! (`{"url": …}`), serves until SIGINT/SIGTERM, and re-authenticates on SIGHUP (as
-//! `sfkeep recover` does through `POST /_sfkeep/reload`).
+//! `sfkeep proxy [--listen 127.0.0.1:PORT] [--client-key-env VAR] [--tls]`: the auth-injecting
+//! reverse proxy on loopback, for integrations in any language. Prints one JSON ready line
+//! (`{"url": …}`, plus `"ca"` with `--tls`), serves until SIGINT/SIGTERM, and re-authenticates
+//! on SIGHUP (as `sfkeep recover` does through `POST /_sfkeep/reload`).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::Args;
-use sfkeep_proxy::{ClientKey, Proxy};
+use sfkeep_proxy::{ClientKey, LocalCa, Proxy};
 
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
@@ -37,6 +38,14 @@ pub struct ProxyArgs {
     /// The most client connections open at once; past it a new connection gets a 503.
     #[arg(long, default_value_t = sfkeep_proxy::DEFAULT_MAX_CONNECTIONS)]
     pub max_connections: usize,
+    /// Serve HTTPS on loopback, with a certificate from a CA made on this machine (kept in
+    /// --tls-dir, 0600, and valid only for loopback names). Point https-only clients at its
+    /// `ca.pem` (REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS); the ready line names it.
+    #[arg(long)]
+    pub tls: bool,
+    /// Where the local CA lives with --tls [default: $XDG_STATE_HOME/sfkeep/proxy-ca].
+    #[arg(long, value_name = "DIR", requires = "tls")]
+    pub tls_dir: Option<PathBuf>,
 }
 
 /// Runs the proxy until a stop signal.
@@ -75,6 +84,16 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
             &format!("starting the proxy for {}", profile.describe()),
         )
     })?;
+    let ca = if a.tls {
+        let dir = a
+            .tls_dir
+            .clone()
+            .unwrap_or_else(|| crate::audit::state_dir().join("sfkeep").join("proxy-ca"));
+        Some(LocalCa::load_or_create(&dir).map_err(|e| CliError::usage(format!("--tls: {e}.")))?)
+    } else {
+        None
+    };
+    let ca_path = ca.as_ref().map(LocalCa::cert_path);
     let proxy = Proxy::builder(manager.clone())
         .listen(a.listen)
         .client_key(key)
@@ -82,6 +101,7 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
         .max_connections(a.max_connections)
         .browser_guard(guard)
         .expected_username(profile.username.clone())
+        .tls(ca)
         .build()
         .map_err(|e| match e {
             sfkeep_proxy::BuildError::ClientKeyRequired(addr) => CliError::usage(format!(
@@ -122,7 +142,13 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
     proxy
         .run(
             |addr| {
-                let ready = serde_json::json!({"url": format!("http://{addr}")});
+                let ready = match &ca_path {
+                    None => serde_json::json!({"url": format!("http://{addr}")}),
+                    Some(ca) => serde_json::json!({
+                        "url": format!("https://{addr}"),
+                        "ca": ca.display().to_string(),
+                    }),
+                };
                 let _ = if crate::output::json() {
                     crate::output::emit(ready)
                 } else {
