@@ -46,7 +46,7 @@ impl ClientKey {
     /// the length of the key leaks through timing). Other listeners that share the proxy's
     /// trust model (`sfkeep serve`'s status listener) check their clients with it.
     pub fn matches(&self, presented: &str) -> bool {
-        crate::auth::ct_eq(presented.as_bytes(), self.expose().as_bytes())
+        crate::ct::ct_eq(presented.as_bytes(), self.expose().as_bytes())
     }
 }
 

@@ -46,6 +46,7 @@ mod client_body;
 mod client_io;
 mod config;
 mod conn;
+mod ct;
 mod forward;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -11,8 +11,9 @@ use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use sha2::Sha256;
 
-use crate::auth::{credential_ok, ct_eq, password_has_key, presented_credential};
+use crate::auth::{credential_ok, password_has_key, presented_credential};
 use crate::body::{self, Body};
+use crate::ct::ct_eq;
 use crate::h1::RequestHead;
 use crate::respond::{Shape, error_response, unauthorized};
 use crate::shared::Shared;
