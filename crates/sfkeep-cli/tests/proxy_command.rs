@@ -3,39 +3,15 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::time::Duration;
-
-use common::{Org, sfkeep};
+use common::{Org, spawn_proxy};
 
 #[test]
 fn the_proxy_command_serves_heals_and_stops() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let org = Org::start(h, 20);
-    let mut child = sfkeep(h)
-        .args(["proxy", "--listen", "127.0.0.1:0", "--config"])
-        .arg(org.field("profile_file"))
-        .args(["--profile", "fake"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .expect("ready line");
-    let url = serde_json::from_str::<serde_json::Value>(line.trim()).unwrap()["url"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let (mut child, ready) = spawn_proxy(h, &org, &[]);
+    let url = ready["url"].as_str().unwrap().to_owned();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

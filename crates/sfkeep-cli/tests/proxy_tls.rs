@@ -6,23 +6,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{Org, sfkeep};
-
-fn python() -> String {
-    if let Ok(p) = std::env::var("SFKEEP_PYTHON") {
-        return p;
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-venv");
-    let out = Command::new(script)
-        .output()
-        .expect("scripts/python-venv runs");
-    assert!(out.status.success(), "scripts/python-venv failed");
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
+use common::{Org, python, spawn_proxy};
 
 #[test]
 fn simple_salesforce_heals_through_the_tls_proxy_with_only_its_ca_bundle() {
@@ -30,27 +16,8 @@ fn simple_salesforce_heals_through_the_tls_proxy_with_only_its_ca_bundle() {
     let h = home.path();
     let org = Org::start(h, 7);
     let ca_dir = h.join("proxy-ca");
-    let mut child = sfkeep(h)
-        .args(["proxy", "--listen", "127.0.0.1:0", "--tls", "--tls-dir"])
-        .arg(&ca_dir)
-        .arg("--config")
-        .arg(org.field("profile_file"))
-        .args(["--profile", "fake"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(90))
-        .expect("ready line");
-    let ready: serde_json::Value = serde_json::from_str(line.trim()).unwrap();
+    let tls_dir = ca_dir.to_str().unwrap();
+    let (mut child, ready) = spawn_proxy(h, &org, &["--tls", "--tls-dir", tls_dir]);
     let url = ready["url"].as_str().unwrap().to_owned();
     let ca = ready["ca"].as_str().expect("the ready line names the CA");
     assert!(url.starts_with("https://127.0.0.1:"), "{ready}");
@@ -67,17 +34,18 @@ fn simple_salesforce_heals_through_the_tls_proxy_with_only_its_ca_bundle() {
         }
     }
 
-    let out = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/python/simple_salesforce_tls.py"
-        ))
-        .env("PROXY_URL", &url)
-        .env("SF_ADMIN_URL", org.field("admin_url"))
-        .env("SF_USERNAME", org.field("username"))
-        .env("REQUESTS_CA_BUNDLE", ca)
-        .output()
-        .expect("python runs");
+    let out =
+        Command::new(python().expect("a Python with simple-salesforce (scripts/python-venv)"))
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/python/simple_salesforce_tls.py"
+            ))
+            .env("PROXY_URL", &url)
+            .env("SF_ADMIN_URL", org.field("admin_url"))
+            .env("SF_USERNAME", org.field("username"))
+            .env("REQUESTS_CA_BUNDLE", ca)
+            .output()
+            .expect("python runs");
     let _ = child.kill();
     let _ = child.wait();
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -31,7 +31,7 @@ use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig, ReadyInfo};
 use sfkeep_proxy::Proxy;
 
 mod common;
-use common::Redis;
+use common::{Redis, python};
 
 /// xorshift64*, seeded from the clock (or `SFKEEP_SOAK_SEED`, printed in the report).
 static RNG: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -138,17 +138,6 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
 /// How long the org's counters must stay quiet (no 401 sent, no token requested, API calls
 /// going through) to count as settled.
 const SETTLE_QUIET: Duration = Duration::from_millis(150);
-
-fn python() -> Option<String> {
-    if let Ok(p) = std::env::var("SFKEEP_PYTHON") {
-        return Some(p);
-    }
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-venv");
-    let out = Command::new(script).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-}
 
 fn manager(info: &ReadyInfo, redis_port: u16, key: &CacheKey) -> TokenManager {
     let pem = std::fs::read_to_string(&info.jwt_key_file).unwrap();

@@ -25,6 +25,46 @@ pub fn sfkeep(home: &Path) -> Command {
     c
 }
 
+/// The Python with the real third-party clients (simple-salesforce): `SFKEEP_PYTHON` (set by
+/// `scripts/test`), else the venv `scripts/python-venv` makes; `None` when neither is there.
+pub fn python() -> Option<String> {
+    if let Ok(p) = std::env::var("SFKEEP_PYTHON") {
+        return Some(p);
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/python-venv");
+    let out = Command::new(script).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `sfkeep proxy --listen 127.0.0.1:0 ARGS… --config PROFILE_FILE --profile fake`, started, and
+/// its JSON ready line (waited for up to 90 s, for loaded machines).
+pub fn spawn_proxy(home: &Path, org: &Org, args: &[&str]) -> (Child, serde_json::Value) {
+    let mut child = sfkeep(home)
+        .args(["proxy", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .arg("--config")
+        .arg(org.field("profile_file"))
+        .args(["--profile", "fake"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(90))
+        .expect("the proxy's ready line");
+    let ready = serde_json::from_str(line.trim()).expect("a JSON ready line");
+    (child, ready)
+}
+
 /// Runs to completion; returns (exit code, stdout, stderr).
 pub fn run(mut c: Command) -> (i32, String, String) {
     let Output {
