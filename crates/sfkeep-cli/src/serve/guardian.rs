@@ -132,7 +132,7 @@ pub struct WatchState {
     /// Re-auth required since (server clock), with the cause.
     pub reauth: Option<(UnixMillis, Cause)>,
     /// The record the store held at the last check (to judge an adopted token by its own
-    /// expiry: see [`token_state`]).
+    /// expiry: see [`Watch::token_state`]).
     stored: Option<TokenRecord>,
     /// The incidents a diagnosis is running for (one per kind: a re-auth incident is not
     /// lost while a diagnosis of the lost primary grant still runs).
