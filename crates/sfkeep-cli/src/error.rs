@@ -100,6 +100,10 @@ impl CliError {
                 "Check the profile's `client_secret` against the connected app's consumer secret.".to_owned(),
             ),
             E::ReauthRequired { .. } => (Exit::ReauthRequired, String::new()),
+            E::LegacyStoreRecord { .. } | E::UnattributableRecord { .. } => (
+                Exit::ReauthRequired,
+                "Authorize the profile anew with `sfkeep login --web` or `--device` (the old record is left as it is).".to_owned(),
+            ),
             E::CoolingDown { cause, .. } if cause.needs_human() => {
                 (Exit::ReauthRequired, cause.fix().to_owned())
             }

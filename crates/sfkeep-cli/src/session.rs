@@ -2,14 +2,17 @@
 //!
 //! Every grant of a profile writes to one store key, derived from the profile's primary grant
 //! (the same formula the library uses by default), so `sfkeep login --jwt` stores a token that
-//! `sfkeep token` then serves.
+//! `sfkeep token` then serves. The key names the identity as far as the profile does: its
+//! username and its configured refresh token, or else the profile's name
+//! (`sfkeep::store::KeyIdentity`), so two profiles of one connected app for two users never
+//! share a record.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use sfkeep::event::{AuthEvent, AuthEventKind, EventSink};
 use sfkeep::secret::{ClientSecret, Password, PrivateKeyPem, RefreshToken, SecurityToken};
-use sfkeep::store::{CacheKey, EncryptedFileStore, MemoryStore, Store, StoreKey};
+use sfkeep::store::{CacheKey, EncryptedFileStore, KeyIdentity, MemoryStore, Store, StoreKey};
 use sfkeep::token::TokenRecord;
 use sfkeep::{Grant, TokenManager};
 
@@ -67,14 +70,80 @@ pub fn load_profile(g: &Globals) -> CliResult<Profile> {
 }
 
 /// The profile's store key (a hash, safe to show): the one the library derives for the
-/// profile's primary grant.
+/// profile's primary grant, naming its username and its configured refresh token.
 pub fn store_key(p: &Profile) -> StoreKey {
-    StoreKey::for_identity(
-        &p.login_url,
-        p.grant.kind(),
-        p.client_id.as_deref(),
-        p.username.as_deref(),
-    )
+    let rt = configured_refresh_token(p);
+    key_identity(p, rt.as_ref()).key()
+}
+
+/// What the profile says about whose credential it is.
+fn key_identity<'a>(p: &'a Profile, rt: Option<&'a RefreshToken>) -> KeyIdentity<'a> {
+    KeyIdentity::new(&p.login_url, p.grant.kind())
+        .client_id(p.client_id.as_deref())
+        .username(p.username.as_deref())
+        .bootstrap_refresh_token(rt)
+        .label(Some(&p.name))
+}
+
+/// The configured refresh token, for the key. One that cannot be read (a missing file or
+/// variable: the grant reports it) stands as its source, so the key is still this profile's
+/// own and never the key of a profile that configures none.
+fn configured_refresh_token(p: &Profile) -> Option<RefreshToken> {
+    let r = p.refresh_token.as_ref()?;
+    Some(match p.optional_secret(&p.refresh_token, "refresh_token") {
+        Ok(Some(v)) => RefreshToken::new(v.as_str()),
+        _ => RefreshToken::new(format!("unreadable:{}", r.source())),
+    })
+}
+
+/// The record an earlier sfkeep stored for this profile under the app's shared key (before
+/// keys named the identity), when the key changed for it and that key holds a token. It is
+/// never adopted: nothing in it says whose it is.
+async fn legacy_record(p: &Profile, store: &dyn Store) -> CliResult<Option<TokenRecord>> {
+    let rt = configured_refresh_token(p);
+    let id = key_identity(p, rt.as_ref());
+    let legacy = id.legacy_key();
+    if legacy == id.key() {
+        return Ok(None);
+    }
+    let r = store.load(&legacy).await.map_err(|e| {
+        CliError::from_sfkeep(&e, &format!("reading the token store of {}", p.describe()))
+    })?;
+    // An unreadable record there is not this profile's business: no warning.
+    let _ = store.take_warnings();
+    Ok(r.filter(|r| !r.is_tombstone() && r.refresh_token.is_some()))
+}
+
+/// Refuses to send the configured refresh token while an earlier sfkeep's record under the
+/// app's shared key holds a different one and this profile's own key holds none: that record
+/// may hold the rotated successor of the configured token (sending the configured one would
+/// then make Salesforce revoke the whole token family), or another user's token. sfkeep can
+/// tell neither from the record, so it uses neither (docs/token-lifecycle.md, "Store keys").
+async fn check_legacy_record(
+    p: &Profile,
+    configured: &RefreshToken,
+    store: &dyn Store,
+) -> CliResult<()> {
+    if load_record(p, store)
+        .await?
+        .is_some_and(|r| r.refresh_token.is_some())
+    {
+        return Ok(());
+    }
+    let Some(old) = legacy_record(p, store).await? else {
+        return Ok(());
+    };
+    if old.refresh_token.as_ref() == Some(configured) {
+        // The configured token is the stored one: nothing rotated, and it is this profile's.
+        return Ok(());
+    }
+    Err(CliError::reauth(format!(
+        "the token store of {} ({}) holds a refresh token that an earlier sfkeep stored under the shared key {} of this connected app, which does not record whose it is. It is not the configured refresh token: either another profile's user stored it, or the app rotates refresh tokens and the configured one is already spent, and sending a spent one makes Salesforce revoke every token of its family. sfkeep sends neither. Authorize this profile anew with `sfkeep login --web` or `--device` (its token is then stored under the profile's own key {}); the old record is left as it is.",
+        p.describe(),
+        describe_store(p),
+        key_identity(p, Some(configured)).legacy_key(),
+        store_key(p),
+    )))
 }
 
 /// Whose events in the audit log are the profile's: its name and its store key.
@@ -219,12 +288,23 @@ pub async fn build_grant(p: &Profile, name: GrantName, store: &dyn Store) -> Cli
                 .optional_secret(&p.client_secret, "client_secret")?
                 .map(|s| ClientSecret::new(s.as_str()));
             let refresh_token = match p.optional_secret(&p.refresh_token, "refresh_token")? {
-                Some(s) => RefreshToken::new(s.as_str()),
+                Some(s) => {
+                    let configured = RefreshToken::new(s.as_str());
+                    check_legacy_record(p, &configured, store).await?;
+                    configured
+                }
                 None => match load_record(p, store).await?.and_then(|r| r.refresh_token) {
                     Some(rt) => rt,
                     None => {
+                        let old = match legacy_record(p, store).await? {
+                            Some(_) => format!(
+                                " The store holds a refresh token an earlier sfkeep stored under the shared key of this connected app; it is not used, because nothing in it says it is `{}`'s.",
+                                p.username.as_deref().unwrap_or_default()
+                            ),
+                            None => String::new(),
+                        };
                         return Err(CliError::reauth(format!(
-                            "{} uses the refresh_token grant but has no `refresh_token` and none is stored. Log in once with `sfkeep login --web`, `--device` or `--sfdx-url URL` (or add `refresh_token = {{ env = \"NAME\" }}`).",
+                            "{} uses the refresh_token grant but has no `refresh_token` and none is stored.{old} Log in once with `sfkeep login --web`, `--device` or `--sfdx-url URL` (or add `refresh_token = {{ env = \"NAME\" }}`).",
                             p.describe()
                         )));
                     }
@@ -274,13 +354,20 @@ static STORE_FAILED: OnceLock<String> = OnceLock::new();
 
 /// Remembers store trouble the manager would otherwise only log: a CLI process lives for one
 /// command, so a token it could not persist is a token the next invocation requests again.
+/// Also warns when the manager did not use a stored record (`record.rejected`).
 #[derive(Debug)]
 struct StoreFailureSink;
 
 impl EventSink for StoreFailureSink {
     fn emit(&self, event: &AuthEvent) {
-        if let AuthEventKind::StoreUnavailable { detail } = &event.kind {
-            let _ = STORE_FAILED.set(detail.clone());
+        match &event.kind {
+            AuthEventKind::StoreUnavailable { detail } => {
+                let _ = STORE_FAILED.set(detail.clone());
+            }
+            // A record the manager would not use (another identity's, or nobody can tell
+            // whose): said, not only recorded.
+            AuthEventKind::RecordRejected { detail } => crate::output::warn(&format!("{detail}.")),
+            _ => {}
         }
     }
 }

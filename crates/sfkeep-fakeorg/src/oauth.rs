@@ -750,7 +750,9 @@ fn redirect(target: &str, pairs: &[(&str, &str)]) -> Response {
 }
 
 /// `GET /services/oauth2/authorize`: the integration user approves at once and the browser
-/// is redirected to `redirect_uri?code=…&state=…`.
+/// is redirected to `redirect_uri?code=…&state=…`. With `login_hint=USERNAME` (Salesforce
+/// pre-fills the login page with it) that user logs in and approves instead, so tests can hold
+/// refresh tokens of two users of one app; an unknown one is `access_denied`.
 pub async fn authorize(State(org): State<Arc<Org>>, uri: Uri) -> Response {
     let p = ids::query_pairs(uri.query());
     let Some(redirect_uri) = param(&p, "redirect_uri") else {
@@ -795,7 +797,17 @@ pub async fn authorize(State(org): State<Arc<Org>>, uri: Uri) -> Response {
     }
     let code = format!("aPrx{}", ids::random_token_chars(60));
     let now = inner.now();
-    let user_id = inner.users[0].id.clone();
+    let user = match param(&p, "login_hint") {
+        None => Some(0),
+        Some(name) => inner.user_by_name(name),
+    };
+    let Some(user) = user else {
+        return send(with_state(vec![
+            ("error", "access_denied".into()),
+            ("error_description", "end-user denied authorization".into()),
+        ]));
+    };
+    let user_id = inner.users[user].id.clone();
     inner.codes.insert(
         code.clone(),
         AuthCode {

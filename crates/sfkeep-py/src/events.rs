@@ -108,6 +108,7 @@ fn level(kind: &AuthEventKind) -> i32 {
         AuthEventKind::ReauthRequired { .. } => ERROR,
         AuthEventKind::RefreshFailed { .. }
         | AuthEventKind::StoreUnavailable { .. }
+        | AuthEventKind::RecordRejected { .. }
         | AuthEventKind::LoginBudgetHeld { .. }
         | AuthEventKind::FallbackUsed { .. } => WARNING,
         AuthEventKind::ApiCallSucceeded => DEBUG,
@@ -144,7 +145,9 @@ fn message(e: &AuthEvent) -> String {
         }
         AuthEventKind::TokenInvalidated { api } => add("api", api),
         AuthEventKind::LoginBudgetHeld { retry_after_ms } => add("retry_after_ms", retry_after_ms),
-        AuthEventKind::StoreUnavailable { detail } => add("detail", &format!("{detail:?}")),
+        AuthEventKind::StoreUnavailable { detail } | AuthEventKind::RecordRejected { detail } => {
+            add("detail", &format!("{detail:?}"))
+        }
         AuthEventKind::TokenWrittenBack {
             replaced: Some(g), ..
         } => add("replaced", g),

@@ -116,6 +116,34 @@ pub enum Error {
         /// The failed attempt's own message (a refused connection, a 503, …): what to fix.
         last_error: String,
     },
+    /// The store holds no refresh token under this credential's key, but an earlier sfkeep's
+    /// record under the key it used for every user of the connected app (before keys named
+    /// the identity) holds one other than the configured token. That record may be another
+    /// user's, or hold the rotated successor of the configured token (which is then spent:
+    /// sending it makes Salesforce revoke the whole family). Neither is sent; only a new
+    /// authorization fixes it (`docs/token-lifecycle.md`, "Store keys").
+    #[error(
+        "the token store holds a refresh token under the key {old_key}, which an earlier sfkeep used for every user of this connected app, and none under this credential's key {key}: it may be another user's token or the rotated successor of the configured one, so sfkeep sends neither; authorize anew"
+    )]
+    LegacyStoreRecord {
+        /// The earlier format's key (a hash, safe to show).
+        old_key: String,
+        /// This credential's key.
+        key: String,
+    },
+    /// The store holds a record nobody can attribute to an identity (its identity URL has
+    /// an unexpected shape, or it has none) with a refresh token other than the configured
+    /// one: it may be the configured token's rotated successor, so the configured token is not
+    /// sent, and the record is not used either. Only a new authorization fixes it.
+    #[error(
+        "the stored record of generation {generation} was not used: {detail}; it holds a refresh token other than the configured one, which may be its rotated successor, so sfkeep sends neither; authorize anew"
+    )]
+    UnattributableRecord {
+        /// The record's generation.
+        generation: u64,
+        /// Why it cannot be attributed (names the identity URL, never a token).
+        detail: String,
+    },
     /// The configuration is wrong.
     #[error("configuration error: {0}")]
     Config(String),
@@ -155,8 +183,12 @@ impl Error {
 
     /// Only re-authentication by a person (or a different grant) fixes this.
     pub fn is_reauth_required(&self) -> bool {
-        matches!(self, Error::ReauthRequired { .. })
-            || matches!(self, Error::CoolingDown { cause, .. } if cause.needs_human())
+        matches!(
+            self,
+            Error::ReauthRequired { .. }
+                | Error::LegacyStoreRecord { .. }
+                | Error::UnattributableRecord { .. }
+        ) || matches!(self, Error::CoolingDown { cause, .. } if cause.needs_human())
     }
 
     /// A transport failure while doing `what`, keeping `e` as the source.

@@ -104,6 +104,13 @@ pub enum AuthEventKind {
         /// The generation the write replaced, `None` when the store held no usable record.
         replaced: Option<u64>,
     },
+    /// A stored record was not used because it belongs to another identity than this
+    /// manager's tokens, or its identity URL has an unexpected shape
+    /// (`src/manager/store_sync.rs`, "Identity").
+    RecordRejected {
+        /// Why, naming the org and user ids involved (never a token).
+        detail: String,
+    },
     /// An API call succeeded (the CLI records the last one for `doctor`).
     ApiCallSucceeded,
 }
@@ -123,6 +130,7 @@ impl AuthEventKind {
             AuthEventKind::StoreUnavailable { .. } => "store.unavailable",
             AuthEventKind::StoreRecovered => "store.recovered",
             AuthEventKind::TokenWrittenBack { .. } => "token.written_back",
+            AuthEventKind::RecordRejected { .. } => "record.rejected",
             AuthEventKind::ApiCallSucceeded => "api.succeeded",
         }
     }
@@ -206,6 +214,10 @@ impl EventSink for TracingSink {
                 tracing::info!(target: "sfkeep::auth", event = name, api = %api, generation = e.generation,
                     fingerprint = e.fingerprint.as_deref(), key = %e.key);
                 metrics::counter!("sfkeep_unauthorized_total", "api" => api.clone()).increment(1);
+            }
+            AuthEventKind::RecordRejected { detail } => {
+                tracing::warn!(target: "sfkeep::auth", event = name, grant, detail = %detail, key = %e.key);
+                metrics::counter!("sfkeep_auth_events_total", "event" => name).increment(1);
             }
             other => {
                 tracing::info!(target: "sfkeep::auth", event = name, grant, generation = e.generation,

@@ -81,7 +81,9 @@ impl TokenManagerBuilder {
         self
     }
     /// The record's key in the store. Defaults to [`StoreKey::for_grant`] of the primary
-    /// grant.
+    /// grant (which names the user and the configured refresh token; with the default, the
+    /// key an earlier sfkeep used is checked before the configured refresh token is sent, see
+    /// [`Error::LegacyStoreRecord`]).
     pub fn store_key(mut self, key: StoreKey) -> Self {
         self.key = Some(key);
         self
@@ -165,6 +167,11 @@ impl TokenManagerBuilder {
         let source = self
             .source
             .unwrap_or_else(|| Arc::new(HttpTokenSource::new(endpoint.clone())));
+        // An explicit key is the caller's own scheme: no earlier default key to look at.
+        let legacy_key = match self.key {
+            Some(_) => None,
+            None => StoreKey::legacy_for_grant(&self.login_url, &primary),
+        };
         let key = self
             .key
             .unwrap_or_else(|| StoreKey::for_grant(&self.login_url, &primary));
@@ -187,7 +194,7 @@ impl TokenManagerBuilder {
             cooldown: Cooldown::default(),
             budget: LoginBudget::new(self.login_budget),
             rotation: RotationMemory::new(self.rotation),
-            sync: StoreSync::new(store, key, self.on_store_unavailable),
+            sync: StoreSync::new(store, key, self.on_store_unavailable).with_legacy_key(legacy_key),
             forgotten: ForgetEpochs::default(),
         };
         Ok(TokenManager {

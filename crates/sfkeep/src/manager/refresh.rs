@@ -226,6 +226,11 @@ impl Inner {
                 .and_then(|p| p.refresh_token.clone())
                 .unwrap_or_else(|| configured.clone())
         });
+        let sends_configured = previous.and_then(|p| p.refresh_token.as_ref()).is_none();
+        if let (Some(rt), true) = (&presented, sends_configured) {
+            self.check_unattributable(rt)?;
+            self.check_legacy_key(rt).await?;
+        }
         if let Some(rt) = &presented {
             let fp = rt.fingerprint();
             if self.rotation.is_refused(&fp, previous) {

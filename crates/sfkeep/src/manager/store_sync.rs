@@ -44,8 +44,27 @@
 //! being written back, a refresh starts at once and replaces it in the store. After an outage,
 //! a refresh presents the refresh token of the newer of the stored and the in-memory record
 //! (the store may still hold one that rotated away meanwhile).
+//!
+//! **Identity.** The store key names the identity as far as the configuration does
+//! (`src/store/key.rs`); the record names it exactly, by the org and user of its identity URL.
+//! The manager remembers the org and user of its own tokens (the org's answer to its own
+//! credentials; before it has one, of the first record it adopted). A stored record is treated
+//! as absent (`record.rejected`, once per generation) when its identity URL has an unexpected
+//! shape, or when it names another org or user than this manager's tokens, or none at all once
+//! this manager knows its own. It is then neither adopted nor used for its refresh token, and
+//! the next write replaces it by compare-and-set. A record nobody can attribute (an identity
+//! URL of another shape, or none) that carries a refresh token other than the configured one
+//! also stops the configured token from being sent ([`Error::UnattributableRecord`]): it may
+//! be this identity's rotated successor, and sending the spent one revokes the family.
+//!
+//! Before the configured refresh token is sent (no record holds a newer one), the key an
+//! earlier sfkeep used for every user of the app (before keys named the identity) is read:
+//! a record there with another refresh token may be another user's, or hold the rotated
+//! successor of the configured token, so nothing is sent and the caller gets
+//! [`Error::LegacyStoreRecord`]. A record there with the configured token itself is no
+//! obstacle (nothing rotated). Such a record is never adopted.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,7 +76,8 @@ use crate::clock::UnixMillis;
 use crate::error::{Error, Result};
 use crate::event::{AuthEventKind, RefreshReason};
 use crate::grant::Grant;
-use crate::store::{CasOutcome, RefreshLock, Store, StoreKey};
+use crate::secret::RefreshToken;
+use crate::store::{CasOutcome, OrgUser, RefreshLock, Store, StoreKey};
 use crate::sync::lock;
 use crate::token::{TokenRecord, TokenState};
 
@@ -99,6 +119,16 @@ pub(crate) struct StoreSync {
     probing: AtomicBool,
     /// Local time (ms) before which no new recovery probe starts.
     next_probe: AtomicI64,
+    /// The org and user this manager's tokens belong to, once known (see "Identity").
+    identity: Mutex<Option<OrgUser>>,
+    /// The generation of the last record rejected for its identity (0: none), so that the
+    /// event is emitted once per record, not once per read.
+    last_rejected: AtomicU64,
+    /// The key an earlier sfkeep used for this credential, when it differs (see "Identity").
+    legacy_key: Option<StoreKey>,
+    /// The last read found a record nobody can attribute, carrying this refresh token, and
+    /// why (see "Identity").
+    unattributable: Mutex<Option<(u64, RefreshToken, String)>>,
 }
 
 impl StoreSync {
@@ -112,6 +142,50 @@ impl StoreSync {
             serial: tokio::sync::Mutex::new(()),
             probing: AtomicBool::new(false),
             next_probe: AtomicI64::new(i64::MIN),
+            identity: Mutex::new(None),
+            last_rejected: AtomicU64::new(0),
+            legacy_key: None,
+            unattributable: Mutex::new(None),
+        }
+    }
+
+    /// Also checks the key an earlier sfkeep used for this credential before the configured
+    /// refresh token is sent (see "Identity").
+    pub(crate) fn with_legacy_key(mut self, legacy: Option<StoreKey>) -> Self {
+        self.legacy_key = legacy.filter(|k| *k != self.key);
+        self
+    }
+
+    /// Remembers the identity of `rec`: always for a token this manager obtained itself
+    /// (`own`), else only when none is known yet. An identity URL that does not parse is
+    /// never remembered.
+    fn note_identity(&self, rec: &TokenRecord, own: bool) {
+        if let Some(Ok(id)) = OrgUser::of_record(rec) {
+            let mut known = lock(&self.identity);
+            if own || known.is_none() {
+                *known = Some(id);
+            }
+        }
+    }
+
+    /// Why `rec` may not be used by this manager (see "Identity"), or `Ok`. The flag says
+    /// whether the record is certainly another identity's (else nobody can tell whose it is).
+    fn identity_verdict(&self, rec: &TokenRecord) -> std::result::Result<(), (String, bool)> {
+        let ours = lock(&self.identity).clone();
+        match (OrgUser::of_record(rec), ours) {
+            (Some(Err(e)), _) => Err((
+                format!("{e}, so sfkeep cannot tell whose token it is"),
+                false,
+            )),
+            (Some(Ok(theirs)), Some(ours)) if theirs != ours => Err((
+                format!("it belongs to {theirs}, this process's tokens to {ours}"),
+                true,
+            )),
+            (None, Some(ours)) => Err((
+                format!("it has no identity URL, and this process's tokens belong to {ours}"),
+                false,
+            )),
+            _ => Ok(()),
         }
     }
 
@@ -217,6 +291,7 @@ impl Inner {
             return None;
         }
         let rec = Arc::new(stored.clone());
+        self.sync.note_identity(&rec, false);
         self.rotation.note_record(&self.primary, &rec);
         self.current.set(Some(Arc::clone(&rec)));
         self.emit(AuthEventKind::TokenAdopted, Some(&rec));
@@ -294,10 +369,87 @@ impl Inner {
         match self.sync.store.load(&self.sync.key).await {
             Ok(r) => {
                 self.store_ok();
-                self.write_back(r).await
+                let r = self.write_back(r).await;
+                self.attributable(r)
             }
             Err(e) => {
                 self.store_failed(&e, None);
+                None
+            }
+        }
+    }
+
+    /// Whether the configured refresh token `configured` may be sent as far as the earlier
+    /// key format is concerned (see "Identity"): an error when the key an earlier sfkeep used
+    /// holds a record with another refresh token. A store that cannot be read is the same
+    /// outage the caller already decided on (fail open or closed), so it is no obstacle here.
+    pub(super) async fn check_legacy_key(&self, configured: &RefreshToken) -> Result<()> {
+        let Some(old) = &self.sync.legacy_key else {
+            return Ok(());
+        };
+        let found = match self.sync.store.load(old).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.store_failed(&e, None);
+                return Ok(());
+            }
+        };
+        match found {
+            Some(r)
+                if !r.is_tombstone()
+                    && r.refresh_token.as_ref().is_some_and(|t| t != configured) =>
+            {
+                Err(Error::LegacyStoreRecord {
+                    old_key: old.to_string(),
+                    key: self.sync.key.to_string(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the configured refresh token `configured` may be sent although the last read
+    /// found a record nobody can attribute (see "Identity"): not when that record carries
+    /// another refresh token, which may be the configured one's rotated successor.
+    pub(super) fn check_unattributable(&self, configured: &RefreshToken) -> Result<()> {
+        match &*lock(&self.sync.unattributable) {
+            Some((generation, rt, detail)) if rt != configured => {
+                Err(Error::UnattributableRecord {
+                    generation: *generation,
+                    detail: detail.clone(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// `stored`, or `None` when it belongs to another identity (see "Identity" in the module
+    /// docs; the event once per generation).
+    fn attributable(&self, stored: Option<TokenRecord>) -> Option<TokenRecord> {
+        *lock(&self.sync.unattributable) = None;
+        let rec = stored?;
+        if rec.is_tombstone() {
+            return Some(rec);
+        }
+        match self.sync.identity_verdict(&rec) {
+            Ok(()) => Some(rec),
+            Err((detail, certain)) => {
+                if let (false, Some(rt)) = (certain, &rec.refresh_token) {
+                    *lock(&self.sync.unattributable) =
+                        Some((rec.generation, rt.clone(), detail.clone()));
+                }
+                if self
+                    .sync
+                    .last_rejected
+                    .swap(rec.generation, Ordering::AcqRel)
+                    != rec.generation
+                {
+                    let detail = format!(
+                        "the stored record of generation {} was not used: {detail}",
+                        rec.generation
+                    );
+                    self.emit(AuthEventKind::RecordRejected { detail }, None);
+                }
                 None
             }
         }
@@ -439,6 +591,7 @@ impl Inner {
             }
         }
         let rec = Arc::new(rec);
+        self.sync.note_identity(&rec, true);
         // A newer record supersedes any older one waiting for write-back. Only a store that
         // failed queues one: losing the compare-and-set to a healthy store does not.
         *lock(&self.sync.write_back) =

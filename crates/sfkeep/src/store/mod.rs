@@ -18,12 +18,14 @@
 
 mod envelope;
 mod file;
+mod key;
 mod memory;
 #[cfg(feature = "redis")]
 mod redis;
 
 pub use envelope::{CacheKey, decode_record, encode_record};
 pub use file::EncryptedFileStore;
+pub use key::{IdUrlError, IdUrlProblem, KeyIdentity, OrgUser, StoreKey};
 pub use memory::MemoryStore;
 #[cfg(feature = "redis")]
 pub use redis::{RedisStore, RedisStoreBuilder};
@@ -32,86 +34,10 @@ use std::fmt;
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use sha2::{Digest, Sha256};
 
 use crate::clock::UnixMillis;
 use crate::error::{Error, Result};
 use crate::token::{GrantKind, TokenRecord};
-
-/// The identity of one credential in a store: a hash, never a secret.
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct StoreKey(String);
-
-impl StoreKey {
-    /// `hex(sha256(login_url | client_id | subject | grant))[..16]`.
-    pub fn derive(login_url: &str, client_id: &str, subject: &str, grant: GrantKind) -> Self {
-        let mut h = Sha256::new();
-        for part in [login_url, client_id, subject, grant.as_str()] {
-            h.update(part.as_bytes());
-            h.update(b"|");
-        }
-        let hex: String = h.finalize()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        Self(hex)
-    }
-
-    /// The key of `grant`'s credential at `login_url`: what [`crate::TokenManagerBuilder`]
-    /// uses unless told otherwise.
-    pub fn for_grant(login_url: &str, grant: &crate::Grant) -> Self {
-        Self::for_identity(login_url, grant.kind(), grant.client_id(), grant.subject())
-    }
-
-    /// The key of a credential of grant `kind` for the app `client_id` and the user
-    /// `username`, before the grant itself is built (the CLI reads the store to build it).
-    /// The username counts only for grants that name a subject (JWT bearer, password, SOAP
-    /// login), the client id for every grant but the SOAP login: the same as
-    /// [`StoreKey::for_grant`] of the grant built from these values.
-    pub fn for_identity(
-        login_url: &str,
-        kind: GrantKind,
-        client_id: Option<&str>,
-        username: Option<&str>,
-    ) -> Self {
-        let subject = match kind {
-            GrantKind::JwtBearer | GrantKind::Password | GrantKind::SoapLogin => username,
-            _ => None,
-        };
-        let client_id = match kind {
-            GrantKind::SoapLogin => None,
-            _ => client_id,
-        };
-        Self::derive(
-            login_url,
-            client_id.unwrap_or(""),
-            subject.unwrap_or(""),
-            kind,
-        )
-    }
-
-    /// A key from its string form.
-    pub fn from_string(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-
-    /// The key's text.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for StoreKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "StoreKey({})", self.0)
-    }
-}
-
-impl fmt::Display for StoreKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
 
 /// The result of a compare-and-set.
 #[derive(Debug)]

@@ -22,6 +22,7 @@ use crate::store::{CasOutcome, MemoryStore, RefreshLock, Store, StoreKey};
 use crate::sync::lock;
 use crate::token::{ExpirySource, GrantKind, TokenRecord};
 
+mod identity;
 mod tables;
 
 const T0: UnixMillis = UnixMillis(1_800_000_000_000);
