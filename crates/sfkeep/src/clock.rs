@@ -167,12 +167,18 @@ impl ServerClock {
         }
     }
 
-    /// Starts from an offset measured elsewhere (the one stored with a token record), unless
-    /// this clock has measured its own from a `Date` header.
+    /// Starts from an offset measured elsewhere, unless this clock has measured its own from a
+    /// `Date` header. The token manager never seeds from a stored record: that offset is
+    /// another host's clock (`docs/token-lifecycle.md`, "Clock skew").
     pub fn seed(&self, offset_ms: i64) {
         if !self.observed.load(Ordering::Acquire) {
             self.offset_ms.store(offset_ms, Ordering::Relaxed);
         }
+    }
+
+    /// Whether a `Date` header has been seen (the offset is measured, not assumed).
+    pub fn observed(&self) -> bool {
+        self.observed.load(Ordering::Acquire)
     }
 
     /// The local clock.

@@ -68,9 +68,10 @@ pub struct TokenRecord {
     /// later death goes straight to the fallback instead of one refused request first.
     /// Cleared when a different refresh token is configured or stored.
     pub refused_refresh_token: Option<String>,
-    /// The writer's estimate of server time minus local time (ms) when it wrote the record.
-    /// A process that has not seen a `Date` header yet (a fresh CLI invocation) starts from
-    /// it, so its expiry checks are skew-corrected from the first call.
+    /// The writer's estimate of server time minus local time (ms) when it wrote the record:
+    /// a fact about the writer's host, for display. The manager never judges a record with
+    /// it; a reader whose clock is behind measures the server's own (see "Clock" in
+    /// `src/manager/store_sync.rs`).
     pub server_offset_ms: i64,
 }
 

@@ -84,6 +84,21 @@ impl TokenEndpoint {
         format!("{}{}", self.login_url.as_str().trim_end_matches('/'), path)
     }
 
+    /// Asks the login host for its time: `GET /services/data/` (the list of API versions: no
+    /// session, nothing consumed, nothing counted against a limit) for its `Date` header.
+    /// Returns whether the clock took a measurement from it.
+    pub async fn probe_date(&self) -> bool {
+        let url = self.url("/services/data/");
+        let Ok(resp) = self.http.get(&url).send().await else {
+            return false;
+        };
+        let received_at = self.clock.local().now();
+        match date_header(&resp) {
+            Some(date) => self.clock.observe_date_header(&date, received_at).is_some(),
+            None => false,
+        }
+    }
+
     /// POSTs a form to `path` and returns the status and the capped body. Updates the clock
     /// offset from the `Date` header.
     pub(crate) async fn post_form(

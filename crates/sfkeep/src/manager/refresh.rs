@@ -94,7 +94,7 @@ impl Inner {
     ) -> Result<Arc<TokenRecord>> {
         let _sync = self.sync.serial.lock().await;
         let stored = self.load_stored().await;
-        if let Some(r) = self.adopt_if_newer(&stored, reason) {
+        if let Some(r) = self.adopt_if_newer(&stored, reason).await {
             return Ok(r);
         }
         if let Some(r) = self.fail_closed_now() {
@@ -106,7 +106,7 @@ impl Inner {
         }
         // Double-check after the lock: another process may have refreshed while we waited.
         let stored = self.load_stored().await;
-        if let Some(r) = self.adopt_if_newer(&stored, reason) {
+        if let Some(r) = self.adopt_if_newer(&stored, reason).await {
             return Ok(r);
         }
         if let Some(r) = self.fail_closed_now() {
@@ -197,7 +197,7 @@ impl Inner {
         // Under rotation another process may have rotated first: re-read before declaring
         // the credential dead.
         let again = self.load_stored().await;
-        if let Some(r) = self.adopt_if_newer(&again, reason) {
+        if let Some(r) = self.adopt_if_newer(&again, reason).await {
             return Ok(Escalation::Adopted(r));
         }
         let Some(fallback) = &self.fallback else {

@@ -44,6 +44,14 @@ pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
         client_secret: &'a ClientSecret,
         access_token: &'a AccessToken,
     ) -> BoxFuture<'a, Option<UnixMillis>>;
+
+    /// Measures the server's clock (a `Date` header) with a request that consumes nothing,
+    /// updating the manager's [`crate::clock::ServerClock`]; returns whether it did. The
+    /// manager asks before it judges a stored record issued in the local future. Default:
+    /// measures nothing.
+    fn probe_server_date(&self) -> BoxFuture<'_, bool> {
+        async { false }.boxed()
+    }
 }
 
 /// The default [`TokenSource`]: HTTP to the login host's `/services/oauth2/token` (and
@@ -84,5 +92,9 @@ impl TokenSource for HttpTokenSource {
             }
         }
         .boxed()
+    }
+
+    fn probe_server_date(&self) -> BoxFuture<'_, bool> {
+        self.endpoint.probe_date().boxed()
     }
 }

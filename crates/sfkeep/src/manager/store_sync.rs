@@ -57,6 +57,17 @@
 //! also stops the configured token from being sent ([`Error::UnattributableRecord`]): it may
 //! be this identity's rotated successor, and sending the spent one revokes the family.
 //!
+//! **Clock.** A stored record carries its writer's clock offset (`server_offset_ms`), but a
+//! reader never takes it: it is another host's clock, and one host hours off would make every
+//! reader misjudge every record. A reader that has not seen a `Date` header yet judges with its
+//! own clock, except when the record was issued more than [`FUTURE_ISSUE_TOLERANCE`] in its
+//! future: then its own clock is behind, and it measures the server's `Date` first (one
+//! request that consumes nothing, [`super::TokenSource::probe_server_date`]). If the record
+//! is still in the future, or nothing could be measured, it is not adopted (`record.rejected`)
+//! and the refresh that follows measures the clock from the token response. A record that
+//! looks expired to an unmeasured clock is also judged after a measurement (that clock may be
+//! ahead, and a refresh would be spent for nothing).
+//!
 //! Before the configured refresh token is sent (no record holds a newer one), the key an
 //! earlier sfkeep used for every user of the app (before keys named the identity) is read:
 //! a record there with another refresh token may be another user's, or hold the rotated
@@ -80,6 +91,11 @@ use crate::secret::RefreshToken;
 use crate::store::{CasOutcome, OrgUser, RefreshLock, Store, StoreKey};
 use crate::sync::lock;
 use crate::token::{TokenRecord, TokenState};
+
+/// How far in the future of this machine's clock a stored record's `issued_at` may lie before
+/// the clock is taken to be behind the server's (see "Clock" in the module docs): above the
+/// one-second resolution of `Date`, far below the 30-second expiry margin.
+pub const FUTURE_ISSUE_TOLERANCE: Duration = Duration::from_secs(5);
 
 /// While the store is unreachable, the fast path starts at most one background store probe
 /// this often (local clock), so a recovery is noticed, and a token obtained during the outage
@@ -275,15 +291,20 @@ pub(crate) fn decide_write_back(
 
 impl Inner {
     /// Adopts `stored` if the adopt table says so; returns it as the current record then.
-    pub(super) fn adopt_if_newer(
+    pub(super) async fn adopt_if_newer(
         &self,
         stored: &Option<TokenRecord>,
         reason: RefreshReason,
     ) -> Option<Arc<TokenRecord>> {
         let stored = stored.as_ref().filter(|r| !r.is_tombstone())?;
-        // Before judging its state: a process that has not heard from the server yet takes
-        // the writer's skew estimate.
-        self.clock.seed(stored.server_offset_ms);
+        let local_gen = self.current.generation();
+        if stored.generation <= local_gen && reason != RefreshReason::Startup {
+            return None;
+        }
+        // Before judging its state (see "Clock"): never with the writer's offset.
+        if !self.clock_can_judge(stored).await {
+            return None;
+        }
         let now = self.clock.now();
         if !adoptable(stored, self.current.generation(), reason, now, |r| {
             self.usable(r)
@@ -296,6 +317,51 @@ impl Inner {
         self.current.set(Some(Arc::clone(&rec)));
         self.emit(AuthEventKind::TokenAdopted, Some(&rec));
         Some(rec)
+    }
+
+    /// Whether this process's clock may judge `stored` (see "Clock" in the module docs). A
+    /// record issued more than [`FUTURE_ISSUE_TOLERANCE`] in the future of a clock that has
+    /// not measured the server's yet means the local clock is behind: the server's `Date` is
+    /// measured first. A record still in the future then (or when nothing could be measured)
+    /// is not judged, so not adopted: the refresh that follows measures the clock. A record
+    /// that looks unusable to an unmeasured clock is judged after a measurement too (the
+    /// clock may be ahead), whatever the measurement gave.
+    async fn clock_can_judge(&self, stored: &TokenRecord) -> bool {
+        let ahead = |now: UnixMillis| {
+            stored.issued_at.0
+                > now
+                    .0
+                    .saturating_add(FUTURE_ISSUE_TOLERANCE.as_millis() as i64)
+        };
+        if self.clock.observed() {
+            return true;
+        }
+        let in_future = ahead(self.clock.now());
+        if !in_future && self.usable(stored) {
+            return true;
+        }
+        // In the future, or unusable by this clock (which may be ahead: then a refresh would
+        // be spent for nothing): measure first.
+        let measured = self.source.probe_server_date().await;
+        if !in_future {
+            return true;
+        }
+        let fits = measured && !ahead(self.clock.now());
+        if !fits {
+            let detail = format!(
+                "the stored record of generation {} was issued at {} (server clock), after this machine's time {}, and {}: it is not used until a token response measures the clock",
+                stored.generation,
+                stored.issued_at,
+                self.clock.local().now(),
+                if measured {
+                    "the server's Date says so too"
+                } else {
+                    "the server's Date could not be read"
+                }
+            );
+            self.emit(AuthEventKind::RecordRejected { detail }, None);
+        }
+        fits
     }
 
     /// Refreshing without the shared store is refused: a rotating refresh token, or
@@ -545,7 +611,7 @@ impl Inner {
         };
         let stored = self.load_stored().await;
         // The reason only selects the check: any usable newer record is adopted.
-        self.adopt_if_newer(&stored, RefreshReason::Expired);
+        self.adopt_if_newer(&stored, RefreshReason::Expired).await;
     }
 
     /// Writes the new record with compare-and-set and makes it current; see "Persist" in the

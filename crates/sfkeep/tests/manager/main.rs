@@ -13,7 +13,7 @@ use sfkeep::event::{AuthEventKind, MemorySink, RefreshReason};
 use sfkeep::store::{
     CacheKey, CasOutcome, EncryptedFileStore, MemoryStore, RefreshLock, Store, StoreKey,
 };
-use support::{Org, Outcome, call, eventually};
+use support::{Org, Outcome, call, eventually, get_limits};
 
 const MIN15: Duration = Duration::from_secs(15 * 60);
 
@@ -330,10 +330,11 @@ async fn a_refused_refresh_token_is_never_sent_again_by_any_process_sharing_the_
     }
 }
 
-/// A process that has not heard from the server yet (a fresh CLI invocation) judges a stored
-/// token with the skew its writer measured, not with its own clock alone.
+/// A process that has not heard from the server yet (a fresh CLI invocation) and finds a
+/// record issued in its future measures the server's `Date` before judging it (issue 24 item
+/// 5): its clock is behind. It never takes the writer's offset (here made absurd in the store).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_new_process_starts_from_the_stored_clock_offset() {
+async fn a_new_process_behind_the_server_measures_its_date_before_judging_a_record() {
     let org = Org::start(Duration::from_secs(3600)).await;
     // The org's clock runs two hours ahead of this machine's.
     org.advance(7200).await;
@@ -351,6 +352,13 @@ async fn a_new_process_starts_from_the_stored_clock_offset() {
     writer.token().await.unwrap();
     let offset = writer.server_clock().offset();
     assert!((7_190_000..7_210_000).contains(&offset), "{offset}");
+    // Another host's estimate, wildly off: no reader may take it.
+    let key = writer.store_key().clone();
+    let mut rec = store.load(&key).await.unwrap().unwrap();
+    rec.server_offset_ms = -3 * 3600 * 1000;
+    let expected = Some(rec.generation);
+    rec.generation += 1;
+    store.compare_and_set(&key, expected, &rec).await.unwrap();
 
     let reader = process();
     reader.token().await.unwrap();
@@ -359,11 +367,77 @@ async fn a_new_process_starts_from_the_stored_clock_offset() {
         1,
         "adopted, not refreshed"
     );
+    let measured = reader.server_clock().offset();
+    assert!(
+        (7_190_000..7_210_000).contains(&measured),
+        "the reader measured the server's clock: {measured}"
+    );
     let left = reader.status().expires_in.unwrap();
     assert!(
         left <= Duration::from_secs(3600) && left > Duration::from_secs(3500),
         "an hour from the server's point of view, not three: {left:?}"
     );
+}
+
+/// A writer whose clock is stepped (3 h fast, 10 min slow) stores its measured offset with the
+/// record; readers with a correct clock that have not heard from the server yet must not take
+/// it: with the 3 h one, a token that timed out looked an hour from expiry (issue 24 item 5:
+/// `sfkeep token` printed a timed-out session 3 times out of 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_with_a_stepped_clock_never_makes_a_reader_serve_a_timed_out_token() {
+    // (writer's clock step in s, server time passed before the readers run in s, timed out)
+    for (step, later, timed_out) in [(3 * 3600i64, 7200u64, true), (-600, 1800, false)] {
+        let org = Org::start(Duration::from_secs(3600)).await;
+        let stepped = ManualClock::starting_now_offset(step * 1000);
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let process = |clock: &ManualClock| {
+            org.manager(org.refresh_grant(), clock)
+                .store(Arc::clone(&store))
+                .introspect(false)
+                .session_timeout(Duration::from_secs(3600))
+                .build()
+                .unwrap()
+        };
+        let writer = process(&stepped);
+        let first = writer.token().await.unwrap();
+        let offset = writer.server_clock().offset();
+        assert!(
+            (-step * 1000 - 10_000..-step * 1000 + 10_000).contains(&offset),
+            "step {step}: the writer measured {offset}"
+        );
+        org.advance(later).await;
+        for run in 0..3 {
+            let correct = ManualClock::starting_now_offset(later as i64 * 1000);
+            let reader = process(&correct);
+            let t = reader.token().await.unwrap();
+            if timed_out {
+                assert_ne!(
+                    t.access_token().expose_secret(),
+                    first.access_token().expose_secret(),
+                    "step {step}, run {run}: the timed-out token was served"
+                );
+            }
+            assert_eq!(
+                get_limits(&org.http, &t).await,
+                200,
+                "step {step}, run {run}"
+            );
+        }
+        let stats = org.stats().await;
+        assert_eq!(
+            stats["invalid_session_responses"], 0,
+            "step {step}: {stats}"
+        );
+        assert_eq!(
+            stats["refresh_token_reuse_detected"], 0,
+            "step {step}: {stats}"
+        );
+        let expected_refreshes = if timed_out { 2 } else { 1 };
+        assert_eq!(
+            stats["token_requests"]["refresh_token"], expected_refreshes,
+            "step {step}: one refresh per timed-out session, none for a valid one: {stats}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
