@@ -236,6 +236,7 @@ impl PyTokenManager {
             fallback,
             store: store_spec,
             session_timeout,
+            username: creds.username.clone(),
         };
         let recipe: Recipe = Arc::new(move |sink| spec.build(sink));
         Self::create(py, recipe, ctx, describe)

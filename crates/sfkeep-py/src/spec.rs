@@ -215,6 +215,9 @@ pub struct ManagerSpec {
     pub store: StoreSpec,
     /// The session timeout assumed when introspection does not tell.
     pub session_timeout: Option<Duration>,
+    /// The `username` keyword argument: it names the user in the store key of a grant that
+    /// does not name one (as a CLI profile's `username` does).
+    pub username: Option<String>,
 }
 
 impl ManagerSpec {
@@ -231,6 +234,9 @@ impl ManagerSpec {
         }
         if let Some(t) = self.session_timeout {
             b = b.session_timeout(t);
+        }
+        if let Some(u) = &self.username {
+            b = b.key_username(u.clone());
         }
         let m = b.build()?;
         probe_store(store.as_ref(), m.store_key(), &self.store.describe())?;

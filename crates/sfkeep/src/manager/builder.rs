@@ -17,7 +17,7 @@ use crate::clock::{Clock, ServerClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{EventSink, FanOut, TracingSink};
 use crate::grant::{Grant, TokenEndpoint};
-use crate::store::{MemoryStore, Store, StoreKey};
+use crate::store::{KeyIdentity, MemoryStore, Store, StoreKey};
 use crate::token;
 
 /// Builds a [`TokenManager`].
@@ -28,6 +28,7 @@ pub struct TokenManagerBuilder {
     fallback: Option<Grant>,
     store: Option<Arc<dyn Store>>,
     key: Option<StoreKey>,
+    key_username: Option<String>,
     clock: Option<Arc<dyn Clock>>,
     settings: Settings,
     login_budget: u32,
@@ -47,6 +48,7 @@ impl TokenManagerBuilder {
             fallback: None,
             store: None,
             key: None,
+            key_username: None,
             clock: None,
             settings: Settings {
                 session_timeout: token::DEFAULT_SESSION_TIMEOUT,
@@ -86,6 +88,15 @@ impl TokenManagerBuilder {
     /// [`Error::LegacyStoreRecord`]).
     pub fn store_key(mut self, key: StoreKey) -> Self {
         self.key = Some(key);
+        self
+    }
+    /// The user this credential is for, when the grant does not name one itself (refresh
+    /// token, client credentials): it counts in the default store key
+    /// ([`KeyIdentity::username`]), so processes configured for one user share records with
+    /// each other (and with a CLI profile of the same `username`), never with another user's.
+    /// Ignored with an explicit [`Self::store_key`]. Defaults to none.
+    pub fn key_username(mut self, username: impl Into<String>) -> Self {
+        self.key_username = Some(username.into());
         self
     }
     /// The local clock. Defaults to the system clock.
@@ -167,14 +178,19 @@ impl TokenManagerBuilder {
         let source = self
             .source
             .unwrap_or_else(|| Arc::new(HttpTokenSource::new(endpoint.clone())));
-        // An explicit key is the caller's own scheme: no earlier default key to look at.
-        let legacy_key = match self.key {
-            Some(_) => None,
-            None => StoreKey::legacy_for_grant(&self.login_url, &primary),
+        // The default key is `StoreKey::for_grant`, with the `key_username` when the grant
+        // names no user. An explicit key is the caller's own scheme: no earlier default key to
+        // look at.
+        let (key, legacy_key) = match self.key {
+            Some(k) => (k, None),
+            None => {
+                let id = KeyIdentity::new(&self.login_url, primary.kind())
+                    .client_id(primary.client_id())
+                    .username(primary.subject().or(self.key_username.as_deref()))
+                    .bootstrap_refresh_token(primary.configured_refresh_token());
+                (id.key(), Some(id.legacy_key()))
+            }
         };
-        let key = self
-            .key
-            .unwrap_or_else(|| StoreKey::for_grant(&self.login_url, &primary));
         let store = self.store.unwrap_or_else(|| Arc::new(MemoryStore::new()));
         let mut sinks = self.sinks;
         if self.tracing {

@@ -203,3 +203,30 @@ async fn an_explicit_store_key_skips_the_old_shared_key() {
     let t = r.manager.token().await.unwrap();
     assert_eq!(t.access_token().expose_secret(), "access-a1");
 }
+
+/// `key_username` names the user in the default key of a grant that names none, as a CLI
+/// profile's `username` does, so a Python or Rust process and the CLI share one record.
+#[test]
+fn key_username_names_the_user_in_the_default_key() {
+    use crate::store::KeyIdentity;
+    use crate::token::GrantKind;
+    let login = "https://login.salesforce.com";
+    let key = |u: Option<&str>| {
+        let mut b = crate::TokenManager::builder(login).grant(super::refresh_grant());
+        if let Some(u) = u {
+            b = b.key_username(u);
+        }
+        b.build().unwrap().store_key().clone()
+    };
+    let rt = RefreshToken::new("rt-0");
+    let cli = |u: Option<&str>| {
+        KeyIdentity::new(login, GrantKind::RefreshToken)
+            .client_id(Some("3MVG9client"))
+            .username(u)
+            .bootstrap_refresh_token(Some(&rt))
+            .key()
+    };
+    assert_eq!(key(Some("a@x")), cli(Some("a@x")));
+    assert_eq!(key(None), cli(None));
+    assert_ne!(key(Some("a@x")), key(Some("b@x")));
+}
