@@ -8,6 +8,8 @@
 mod support;
 
 mod fleet;
+mod rotation_safety;
+mod store_truth;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
