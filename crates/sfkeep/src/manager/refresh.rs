@@ -166,7 +166,12 @@ impl Inner {
         };
         let mut attempt = Attempt {
             previous,
-            expected: stored.as_ref().map(|r| r.generation),
+            // A record rejected for its identity still stands in the store: the declaration
+            // and the outcome replace it by the compare-and-set on its generation.
+            expected: stored
+                .as_ref()
+                .map(|r| r.generation)
+                .or_else(|| self.read_generation()),
             declared: None,
             lock,
         };

@@ -149,6 +149,10 @@ pub(crate) struct StoreSync {
     /// The last read found a record nobody can attribute, carrying this refresh token, and
     /// why (see "Identity").
     unattributable: Mutex<Option<(u64, RefreshToken, String)>>,
+    /// The generation the store held at the last successful read, whether or not that record
+    /// was used: a rotating refresh declares its intent over it with the compare-and-set
+    /// (`intent.rs`), also when the record was rejected for its identity.
+    read_generation: Mutex<Option<u64>>,
 }
 
 impl StoreSync {
@@ -166,6 +170,7 @@ impl StoreSync {
             last_rejected: AtomicU64::new(0),
             legacy_key: None,
             unattributable: Mutex::new(None),
+            read_generation: Mutex::new(None),
         }
     }
 
@@ -447,6 +452,7 @@ impl Inner {
             Ok(r) => {
                 self.store_ok();
                 let r = self.write_back(r).await;
+                *lock(&self.sync.read_generation) = r.as_ref().map(|r| r.generation);
                 self.attributable(r)
             }
             Err(e) => {
@@ -498,6 +504,11 @@ impl Inner {
             }
             _ => Ok(()),
         }
+    }
+
+    /// The generation the store held at the last successful read, used or rejected.
+    pub(super) fn read_generation(&self) -> Option<u64> {
+        *lock(&self.sync.read_generation)
     }
 
     /// `stored`, or `None` when it belongs to another identity (see "Identity" in the module
