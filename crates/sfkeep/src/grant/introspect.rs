@@ -5,7 +5,7 @@
 use super::{ClientAuth, TokenEndpoint};
 use crate::clock::UnixMillis;
 use crate::error::Result;
-use crate::secret::{AccessToken, ClientSecret, RefreshToken};
+use crate::secret::{AccessToken, ClientSecret};
 
 /// What introspection said about a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,46 +26,13 @@ pub async fn access_token(
     client_secret: &ClientSecret,
     token: &AccessToken,
 ) -> Result<Introspection> {
-    introspect(
-        endpoint,
-        client_id,
-        client_secret,
-        token.expose_secret(),
-        "access_token",
-    )
-    .await
-}
-
-/// Introspects a refresh token without consuming it: whether it is still the live one. An
-/// answer of `Inactive` does not tell a rotated-out token from one this app may not see
-/// (`docs/rotation-safety.md`), so only `Active` proves a token safe to present.
-pub async fn refresh_token(
-    endpoint: &TokenEndpoint,
-    client_id: &str,
-    client_secret: &ClientSecret,
-    token: &RefreshToken,
-) -> Result<Introspection> {
-    introspect(
-        endpoint,
-        client_id,
-        client_secret,
-        token.expose_secret(),
-        "refresh_token",
-    )
-    .await
-}
-
-async fn introspect(
-    endpoint: &TokenEndpoint,
-    client_id: &str,
-    client_secret: &ClientSecret,
-    token: &str,
-    hint: &str,
-) -> Result<Introspection> {
     let raw = endpoint
         .post_form(
             "/services/oauth2/introspect",
-            &[("token", token), ("token_type_hint", hint)],
+            &[
+                ("token", token.expose_secret()),
+                ("token_type_hint", "access_token"),
+            ],
             ClientAuth::Body {
                 client_id,
                 client_secret: Some(client_secret),
