@@ -2,7 +2,13 @@
 upserts through sfkeep.simple_salesforce.connect, until STOP_FILE exists.
 
 Environment: SF_LOGIN_URL, SF_CLIENT_ID, SF_USERNAME, SF_JWT_KEY_FILE, SF_STORE_PATH,
-SF_CACHE_KEY, WORKER (its number), THREADS, STOP_FILE.
+SF_CACHE_KEY, WORKER (its number), THREADS, STOP_FILE, EPOCH_FILE, ACK_DIR.
+
+Epochs let the test wait on the condition it needs before the next death, instead of a count of
+calls (which the dead calls themselves would satisfy): the test writes a number to EPOCH_FILE,
+and once every thread has completed an iteration that began after it read that number, the
+worker creates ACK_DIR/<worker>-<number>. From then on, every call in flight started on the
+token that was current after the test's last death.
 
 Prints one JSON line: {"written": [ExtId__c, ...], "calls": n, "exceptions": [repr, ...]}.
 """
@@ -34,11 +40,30 @@ def main() -> int:
     lock = threading.Lock()
     written, exceptions = [], []
     calls = [0]
+    threads_n = int(os.environ["THREADS"])
+    epoch_file, ack_dir = Path(os.environ["EPOCH_FILE"]), Path(os.environ["ACK_DIR"])
+    seen = [0] * threads_n
+    acked = [0]
+
+    def epoch() -> int:
+        try:
+            return int(epoch_file.read_text() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def completed(thread: int, began_in: int) -> None:
+        # Called with `lock` held.
+        seen[thread] = max(seen[thread], began_in)
+        reached = min(seen)
+        if reached > acked[0]:
+            acked[0] = reached
+            (ack_dir / f"{worker}-{reached}").touch()
 
     def run(thread: int) -> None:
         n = 0
         while not stop.exists():
             ext = f"W{worker}-T{thread}-{n}"
+            began_in = epoch()
             try:
                 sf.query("SELECT Id, Name FROM Account LIMIT 5")
                 status = sf.Account.upsert(f"ExtId__c/{ext}", {"Name": f"fleet {ext}"})
@@ -46,12 +71,13 @@ def main() -> int:
                 with lock:
                     written.append(ext)
                     calls[0] += 2
+                    completed(thread, began_in)
             except Exception as e:  # noqa: BLE001 (the test counts every exception)
                 with lock:
                     exceptions.append(f"{type(e).__name__}: {e}")
             n += 1
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in range(int(os.environ["THREADS"]))]
+    threads = [threading.Thread(target=run, args=(t,)) for t in range(threads_n)]
     for t in threads:
         t.start()
     for t in threads:
