@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use pyo3::prelude::*;
-use sfkeep::client::{Heal, HealStep, RetryPolicy, retry};
+use std::sync::Arc;
+
+use sfkeep::client::{Heal, HealStep, RetryBudget, RetryPolicy, retry};
 use sfkeep::diagnose::api_error::Api;
 
 use crate::manager::{PyTokenManager, parse_api};
@@ -133,6 +135,76 @@ impl PyRetryPolicy {
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
         self.0.backoff(attempt, ra).as_secs_f64()
+    }
+}
+
+/// Bounds retries to a share of traffic (the library's `RetryBudget`): every call deposits a
+/// fifth of a retry, every retry withdraws one, and a full budget holds 10 (the burst). A
+/// session has its own unless it is given one; sessions given the same budget share it.
+#[pyclass(frozen, name = "RetryBudget", module = "sfkeep._native")]
+pub struct PyRetryBudget(pub Arc<RetryBudget>);
+
+#[pymethods]
+impl PyRetryBudget {
+    /// A full budget.
+    #[new]
+    fn new() -> Self {
+        Self(Arc::new(RetryBudget::new()))
+    }
+
+    /// Retries a quiet spell allows at once, and what a new budget holds.
+    #[classattr]
+    const BURST: i64 = RetryBudget::BURST;
+
+    /// Retries earned per call, in thousandths (200: a fifth).
+    #[classattr]
+    const RATIO_PER_MILLE: i64 = RetryBudget::RATIO_PER_MILLE;
+
+    fn __repr__(&self) -> String {
+        "RetryBudget(20 % of calls, burst 10)".into()
+    }
+}
+
+/// One call's retries under a policy and a budget (the library's `RetryRun`): create it
+/// before the first attempt (the call earns the budget its share), ask `next_wait` after each
+/// transient failure.
+#[pyclass(frozen, name = "RetryRun", module = "sfkeep._native")]
+pub struct PyRetryRun(Mutex<retry::RetryRun<'static>>);
+
+#[pymethods]
+impl PyRetryRun {
+    /// A call under `policy` and `budget`; `idempotent`: sending it twice cannot duplicate an
+    /// effect (GET, HEAD, PUT, DELETE with a body that can be sent again).
+    #[new]
+    fn new(policy: &PyRetryPolicy, budget: &PyRetryBudget, idempotent: bool) -> Self {
+        Self(Mutex::new(retry::RetryRun::start_shared(
+            policy.0,
+            Arc::clone(&budget.0),
+            idempotent,
+        )))
+    }
+
+    /// After an attempt that failed transiently (`retry_after`: the server's `Retry-After` in
+    /// seconds, if it sent one): seconds to wait before the next attempt, or `None` to give up
+    /// and return the failure (not idempotent, attempts used up, or the budget spent).
+    #[pyo3(signature = (retry_after = None))]
+    fn next_wait(&self, retry_after: Option<f64>) -> Option<f64> {
+        let ra = retry_after
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(Duration::from_secs_f64);
+        self.run().next_wait(ra).map(|d| d.as_secs_f64())
+    }
+
+    /// Attempts so far that failed transiently.
+    #[getter]
+    fn failed_attempts(&self) -> u32 {
+        self.run().failed_attempts()
+    }
+}
+
+impl PyRetryRun {
+    fn run(&self) -> std::sync::MutexGuard<'_, retry::RetryRun<'static>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

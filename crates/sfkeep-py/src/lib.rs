@@ -18,6 +18,7 @@ pub mod errors;
 pub mod events;
 pub mod heal;
 pub mod manager;
+pub mod profile;
 pub mod runtime;
 pub mod spec;
 pub mod token;
@@ -39,6 +40,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<token::PyStatus>()?;
     m.add_class::<heal::PyHealStep>()?;
     m.add_class::<heal::PyRetryPolicy>()?;
+    m.add_class::<heal::PyRetryBudget>()?;
+    m.add_class::<heal::PyRetryRun>()?;
     m.add_function(wrap_pyfunction!(_after_fork_in_child, m)?)?;
     m.add_function(wrap_pyfunction!(heal::api_for_path, m)?)?;
     m.add_function(wrap_pyfunction!(heal::is_idempotent_method, m)?)?;

@@ -127,6 +127,20 @@ impl PyTokenManager {
         match e {
             BuildError::Lib(e) => errors::to_py(py, &e, &self.ctx),
             BuildError::Spec(s) => errors::raise(py, s.kind, &s.message, &[]),
+            BuildError::Reauth {
+                cause,
+                message,
+                fix,
+            } => errors::raise(
+                py,
+                Kind::ReauthRequired,
+                &message,
+                &[
+                    ("cause", errors::Attr::Str(cause.into())),
+                    ("fix", errors::Attr::Str(fix.into())),
+                    ("detail", errors::Attr::Str(String::new())),
+                ],
+            ),
         }
     }
 
@@ -238,6 +252,41 @@ impl PyTokenManager {
             session_timeout,
             username: creds.username.clone(),
         };
+        let recipe: Recipe = Arc::new(move |sink| spec.build(sink));
+        Self::create(py, recipe, ctx, describe)
+    }
+
+    /// A manager from profile `name` of an sfkeep config file, built as the `sfkeep` CLI builds
+    /// it: the same file lookup (`config`, else `./sfkeep.toml`, else the user config dir), the
+    /// same secrets, grants, store and store key, so this process and the profile's CLI
+    /// processes share one token. `name` defaults to `$SFKEEP_PROFILE`, else `default`.
+    #[staticmethod]
+    #[pyo3(signature = (name = None, config = None))]
+    fn from_profile(
+        py: Python<'_>,
+        name: Option<String>,
+        config: Option<std::path::PathBuf>,
+    ) -> PyResult<Self> {
+        let name = name
+            .or_else(|| {
+                std::env::var("SFKEEP_PROFILE")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "default".to_owned());
+        let spec = crate::profile::load(&name, config.as_deref())
+            .map_err(|e| errors::raise(py, e.kind, &e.message, &[]))?;
+        let ctx = Context {
+            grants: spec.grant_kinds(),
+        };
+        let describe = format!(
+            "{}, login_url={:?}, grant={:?}, fallback_grant={:?}, store={:?}",
+            spec.describe,
+            spec.login_url,
+            spec.grant,
+            spec.fallback,
+            spec.store.describe()
+        );
         let recipe: Recipe = Arc::new(move |sink| spec.build(sink));
         Self::create(py, recipe, ctx, describe)
     }

@@ -37,6 +37,15 @@ pub enum BuildError {
     Lib(sfkeep::Error),
     /// The settings are wrong, with the exception class to raise.
     Spec(SpecError),
+    /// Only a person can give the manager a credential (`ReauthRequired`).
+    Reauth {
+        /// `.cause`.
+        cause: &'static str,
+        /// The message.
+        message: String,
+        /// `.fix`.
+        fix: &'static str,
+    },
 }
 
 impl From<sfkeep::Error> for BuildError {
@@ -247,7 +256,7 @@ impl ManagerSpec {
 /// Reads the manager's record once: a record this key cannot decrypt is an error naming the
 /// store, not a miss that would cost a token request per process. A store that does not
 /// answer is left to the manager (it serves from memory and reports the outage).
-fn probe_store(store: &dyn Store, key: &StoreKey, describe: &str) -> Result<(), BuildError> {
+pub fn probe_store(store: &dyn Store, key: &StoreKey, describe: &str) -> Result<(), BuildError> {
     let handle = tokio::runtime::Handle::current();
     let loaded = handle.block_on(store.load(key));
     if let Err(e) = loaded {

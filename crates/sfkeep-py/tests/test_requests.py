@@ -111,3 +111,71 @@ def test_token_failures_raise_the_library_exceptions(org):
         assert e.fix
     else:
         raise AssertionError("no ReauthRequired after the app's tokens were revoked")
+
+
+def _retries_the_budget_allows(calls, max_attempts):
+    """The documented rule (docs/token-lifecycle.md, `RetryBudget`) as an oracle: each call
+    earns a fifth of a retry, each retry costs one, a full budget holds 10."""
+    balance, retries = 10_000, 0
+    for _ in range(calls):
+        balance = min(balance + 200, 10_000)
+        for _ in range(max_attempts - 1):
+            if balance < 1000:
+                break
+            balance -= 1000
+            retries += 1
+    return retries
+
+
+def test_retries_stop_when_the_shared_retry_budget_is_spent(org):
+    m = manager_for(org)
+    m.token()
+    # No waiting between attempts: the test counts attempts, not time.
+    policy = sfkeep.RetryPolicy(max_attempts=3, base=0, cap=0)
+    budget = sfkeep.RetryBudget()
+    a = sfkeep.requests.session(m, retry=policy, budget=budget)
+    b = sfkeep.requests.session(m, retry=policy, budget=budget)
+    org.admin("POST", "/faults", {"path_prefix": f"/services/data/{V}/limits", "status": 503, "count": 1000})
+
+    def answered():
+        # The org counts down what it answered with the fault.
+        return 1000 - sum(f.get("count", 0) for f in org.admin("GET", "/faults")["faults"])
+
+    calls = 21
+    for i in range(calls):
+        s = a if i % 2 == 0 else b
+        assert s.get(url(org, "/limits")).status_code == 503
+    expected = calls + _retries_the_budget_allows(calls, 3)
+    assert answered() == expected, (answered(), expected)
+    # The oracle is not trivially the attempt limit: without a budget 21 calls would send 63.
+    assert expected < calls * 3
+    assert _retries_the_budget_allows(calls, 3) == 14, "the burst of 10, and 4 earned by 21 calls"
+    # Spent: the next call of either session is sent once (it earned a fifth of a retry).
+    before = answered()
+    assert b.get(url(org, "/limits")).status_code == 503
+    assert answered() - before == 1
+    # A session with a budget of its own still retries: its calls are not bounded by theirs.
+    before = answered()
+    assert sfkeep.requests.session(m, retry=policy).get(url(org, "/limits")).status_code == 503
+    assert answered() - before == 3
+    # A POST is never retried after a transient failure, and costs the budget nothing.
+    fresh = sfkeep.RetryBudget()
+    org.admin("POST", "/faults", {"path_prefix": f"/services/data/{V}/sobjects/Account", "status": 503, "count": 5})
+    s = sfkeep.requests.session(m, retry=policy, budget=fresh)
+    assert s.post(url(org, "/sobjects/Account"), json={"Name": "x"}).status_code == 503
+    left = [f["count"] for f in org.admin("GET", "/faults")["faults"] if f["path_prefix"].endswith("/sobjects/Account")]
+    assert left == [4], left
+    before = answered()
+    assert s.get(url(org, "/limits")).status_code == 503
+    assert answered() - before == 3, "the POST left the budget full"
+
+
+def test_a_retry_run_is_the_library_rule():
+    policy = sfkeep.RetryPolicy(max_attempts=3, base=0, cap=0)
+    budget = sfkeep.RetryBudget()
+    run = sfkeep._native.RetryRun(policy, budget, True)
+    assert run.next_wait(None) == 0.0
+    assert run.next_wait(1.5) == 0.0, "Retry-After is capped by the policy's cap"
+    assert run.next_wait(None) is None and run.failed_attempts == 3
+    assert sfkeep._native.RetryRun(policy, budget, False).next_wait(None) is None
+    assert (sfkeep.RetryBudget.BURST, sfkeep.RetryBudget.RATIO_PER_MILLE) == (10, 200)

@@ -1,6 +1,7 @@
 """sfkeep keeps Salesforce integrations authenticated, in-process.
 
-- :class:`TokenManager`: proactive refresh, and one token request per session death across
+- :class:`TokenManager` (``TokenManager.from_profile("prod")`` reads an sfkeep profile, as the
+  CLI does): proactive refresh, and one token request per session death across
   every thread of the process and, with a file or Redis store, every process sharing it
   (``sfkeep`` CLI processes included).
 - :mod:`sfkeep.requests`: an ``AuthBase`` that injects the token, and a ``requests.Session``
@@ -17,7 +18,7 @@ from __future__ import annotations
 import os as _os
 
 from . import _native
-from ._native import Status, Token, TokenManager
+from ._native import RetryBudget, RetryPolicy, Status, Token, TokenManager
 from .errors import (
     ApiError,
     ConfigError,
@@ -32,6 +33,8 @@ __all__ = [
     "TokenManager",
     "Token",
     "Status",
+    "RetryPolicy",
+    "RetryBudget",
     "SfkeepError",
     "ReauthRequired",
     "StoreUnavailable",

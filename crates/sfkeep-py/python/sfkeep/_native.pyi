@@ -68,6 +68,20 @@ class TokenManager:
         (base64 of 32 bytes; default ``$SFKEEP_CACHE_KEY``). Raises ``ConfigError`` naming the
         keyword that is missing or wrong, ``StoreUnavailable`` for a store it cannot read.
         """
+    @staticmethod
+    def from_profile(
+        name: Optional[str] = None, config: Optional[Union[str, PathLike[str]]] = None
+    ) -> "TokenManager":
+        """A manager from profile ``name`` of an sfkeep config file, built as the ``sfkeep`` CLI
+        builds it: the same file (``config``, else ``./sfkeep.toml``, else
+        ``$XDG_CONFIG_HOME/sfkeep/sfkeep.toml``), secrets, grants, store and store key, so this
+        process shares the profile's token with its CLI processes. ``name`` defaults to
+        ``$SFKEEP_PROFILE``, else ``default``.
+
+        Raises ``ConfigError`` naming the file and key that is wrong, ``StoreUnavailable`` for a
+        store it cannot read, ``ReauthRequired`` when the profile has no credential yet
+        (``cause == "no_refresh_token"``: run ``sfkeep login`` once).
+        """
     def token(self) -> Token:
         """A valid token (waits, with the GIL released, for the one shared refresh if needed).
 
@@ -112,6 +126,24 @@ class RetryPolicy:
     def max_attempts(self) -> int: ...
     def backoff(self, attempt: int, retry_after: Optional[float] = None) -> float:
         """Seconds to wait before retry ``attempt`` (0-based)."""
+
+class RetryBudget:
+    """Bounds retries to about a fifth of the calls (burst 10): the library client's budget.
+    A session has its own unless given one; sessions given the same one share it."""
+
+    BURST: int
+    RATIO_PER_MILLE: int
+    def __init__(self) -> None: ...
+
+class RetryRun:
+    """One call's retries under a policy and a budget; create it before the first attempt."""
+
+    def __init__(self, policy: RetryPolicy, budget: RetryBudget, idempotent: bool) -> None: ...
+    def next_wait(self, retry_after: Optional[float] = None) -> Optional[float]:
+        """After a transient failure: seconds to wait before the next attempt, or ``None`` to
+        give up (not idempotent, attempts used up, or the budget spent)."""
+    @property
+    def failed_attempts(self) -> int: ...
 
 def api_for_path(path: str) -> str:
     """``soap``, ``bulk`` or ``rest`` for a path on the instance."""

@@ -22,6 +22,10 @@ the library decides; nothing here reads a status or a body to judge it):
 - **Transient failures** (a connection that failed or timed out, 429, 502, 503, 504, a
   concurrency limit): retried with backoff and ``Retry-After`` only for GET, HEAD, PUT and
   DELETE. A POST or PATCH is never replayed after a transient failure: the org may have run it.
+- **Retry budget**: retries are at most about a fifth of the calls (a burst of 10 after a quiet
+  spell), so an outage does not triple the load on an org that is already struggling. Each
+  session has its own :class:`RetryBudget` unless given one; give every session of a process
+  the same one to bound them together.
 - A body that cannot be sent twice (a generator, a file) is never replayed.
 - **Clock**: every answer's ``Date`` goes to the manager, which keeps expiries and JWT
   assertions on the server's clock.
@@ -42,7 +46,10 @@ from requests.auth import AuthBase
 from . import _native
 from ._native import Token, TokenManager
 
-__all__ = ["SfkeepAuth", "Session", "session"]
+__all__ = ["SfkeepAuth", "Session", "session", "RetryBudget", "RetryPolicy"]
+
+RetryBudget = _native.RetryBudget
+RetryPolicy = _native.RetryPolicy
 
 # A dead-session answer is small; this much of a body is enough to judge it.
 _BODY_PREFIX = 64 * 1024
@@ -68,14 +75,22 @@ class Session(_requests.Session):
         manager: the token manager.
         retry: attempts and backoff for transient failures; defaults to 3 attempts, 0.2 s
             base, 20 s cap (the library client's defaults).
+        budget: the retry budget this session's retries draw on (at most about a fifth of
+            its calls, burst 10); defaults to a budget of its own. Sessions given the same
+            budget share it.
     """
 
     def __init__(
-        self, manager: TokenManager, *, retry: Optional[_native.RetryPolicy] = None
+        self,
+        manager: TokenManager,
+        *,
+        retry: Optional[_native.RetryPolicy] = None,
+        budget: Optional[_native.RetryBudget] = None,
     ) -> None:
         super().__init__()
         self.manager = manager
         self.retry = retry or _native.RetryPolicy()
+        self.budget = budget or _native.RetryBudget()
         # Hosts (host:port) this session has seen as the org's instance: requests to them are
         # sent to the current token's instance.
         self._instance_hosts: Set[str] = set()
@@ -87,7 +102,8 @@ class Session(_requests.Session):
         step = _native.HealStep(api)
         replayable = request.body is None or isinstance(request.body, (bytes, str))
         retryable = replayable and _native.is_idempotent_method(request.method or "")
-        attempt = 0
+        # The call earns the budget its share now; each retry below withdraws one.
+        run = _native.RetryRun(self.retry, self.budget, retryable)
         while True:
             token = self.manager.token()
             prepared = request.copy()
@@ -96,11 +112,11 @@ class Session(_requests.Session):
             try:
                 response = super().send(prepared, **kwargs)
             except (_requests.ConnectionError, _requests.Timeout):
-                attempt += 1
-                if retryable and attempt < self.retry.max_attempts:
-                    time.sleep(self.retry.backoff(attempt - 1))
-                    continue
-                raise
+                wait = run.next_wait()
+                if wait is None:
+                    raise
+                time.sleep(wait)
+                continue
             date = response.headers.get("Date")
             if date is not None:
                 self.manager.observe_server_date(date)
@@ -113,10 +129,11 @@ class Session(_requests.Session):
                     response.close()
                     continue
                 return response
-            if retryable and attempt + 1 < self.retry.max_attempts:
-                if _native.answer_is_transient(status, _prefix(response) if status >= 400 else b""):
-                    wait = self.retry.backoff(attempt, _retry_after(response))
-                    attempt += 1
+            if retryable and _native.answer_is_transient(
+                status, _prefix(response) if status >= 400 else b""
+            ):
+                wait = run.next_wait(_retry_after(response))
+                if wait is not None:
                     response.close()
                     time.sleep(wait)
                     continue
@@ -140,9 +157,14 @@ class Session(_requests.Session):
         self._instance_hosts.add(urlsplit(url).netloc)
 
 
-def session(manager: TokenManager, *, retry: Optional[_native.RetryPolicy] = None) -> Session:
-    """A :class:`Session` over ``manager``."""
-    return Session(manager, retry=retry)
+def session(
+    manager: TokenManager,
+    *,
+    retry: Optional[_native.RetryPolicy] = None,
+    budget: Optional[_native.RetryBudget] = None,
+) -> Session:
+    """A :class:`Session` over ``manager`` (``retry`` and ``budget`` as for :class:`Session`)."""
+    return Session(manager, retry=retry, budget=budget)
 
 
 def _api_of(r: _requests.PreparedRequest) -> str:

@@ -140,16 +140,39 @@ pub fn retry_after_header(headers: &http::HeaderMap) -> Option<Duration> {
 /// attempt, [`RetryRun::next_wait`] after each transient failure.
 #[derive(Debug)]
 pub struct RetryRun<'a> {
-    policy: &'a RetryPolicy,
-    budget: &'a RetryBudget,
+    policy: RetryPolicy,
+    budget: BudgetRef<'a>,
     idempotent: bool,
     attempts: u32,
+}
+
+/// The budget a run draws on: borrowed from a client, or shared by reference count (a run that
+/// outlives any borrow, such as the Python wheel's, crates/sfkeep-py).
+#[derive(Debug)]
+enum BudgetRef<'a> {
+    Borrowed(&'a RetryBudget),
+    Shared(std::sync::Arc<RetryBudget>),
+}
+
+impl std::ops::Deref for BudgetRef<'_> {
+    type Target = RetryBudget;
+
+    fn deref(&self) -> &RetryBudget {
+        match self {
+            BudgetRef::Borrowed(b) => b,
+            BudgetRef::Shared(b) => b,
+        }
+    }
 }
 
 impl<'a> RetryRun<'a> {
     /// Starts a call (it earns the budget its share). `idempotent`: sending the request twice
     /// cannot duplicate an effect ([`is_idempotent_method`], or the caller says so).
     pub fn start(policy: &'a RetryPolicy, budget: &'a RetryBudget, idempotent: bool) -> Self {
+        Self::begin(*policy, BudgetRef::Borrowed(budget), idempotent)
+    }
+
+    fn begin(policy: RetryPolicy, budget: BudgetRef<'a>, idempotent: bool) -> Self {
         budget.deposit();
         Self {
             policy,
@@ -158,7 +181,20 @@ impl<'a> RetryRun<'a> {
             attempts: 0,
         }
     }
+}
 
+impl RetryRun<'static> {
+    /// [`RetryRun::start`] on a budget shared by reference count: the run borrows nothing.
+    pub fn start_shared(
+        policy: RetryPolicy,
+        budget: std::sync::Arc<RetryBudget>,
+        idempotent: bool,
+    ) -> Self {
+        Self::begin(policy, BudgetRef::Shared(budget), idempotent)
+    }
+}
+
+impl RetryRun<'_> {
     /// After an attempt that failed transiently (the server said wait `retry_after`, if it
     /// did): how long to wait before the next attempt, or `None` to give up and return the
     /// failure (not idempotent, attempts used up, or the budget spent).
@@ -220,6 +256,33 @@ mod tests {
         while empty.withdraw() {}
         let mut run = RetryRun::start(&policy, &empty, true);
         assert_eq!(run.next_wait(None), None, "no budget, no retry");
+    }
+
+    #[test]
+    fn runs_on_a_shared_budget_spend_one_budget() {
+        let policy = RetryPolicy {
+            max_attempts: 100,
+            base: Duration::ZERO,
+            cap: Duration::ZERO,
+        };
+        let budget = std::sync::Arc::new(RetryBudget::new());
+        let mut a = RetryRun::start_shared(policy, std::sync::Arc::clone(&budget), true);
+        let first = std::iter::from_fn(|| a.next_wait(None)).count();
+        assert_eq!(
+            first,
+            RetryBudget::BURST as usize,
+            "the burst, then nothing"
+        );
+        let mut b = RetryRun::start_shared(policy, std::sync::Arc::clone(&budget), true);
+        assert_eq!(
+            b.next_wait(None),
+            None,
+            "b's share (a fifth) is not a whole retry"
+        );
+        assert!(
+            !budget.withdraw(),
+            "the budget the runs spent is the caller's"
+        );
     }
 
     #[test]
