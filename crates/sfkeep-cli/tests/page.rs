@@ -299,6 +299,95 @@ fn check_clean(report: &Value, url: &str, org: &Org) {
     }
 }
 
+/// Every screenshot's layout: nothing wider than the viewport (no horizontal scroll, at 1280 px
+/// and at 390 px), and no text drawn smaller than 10 px (the timeline's SVG is drawn at its
+/// box's width, so its text is not shrunk on a phone).
+fn check_layout(report: &Value) {
+    let name = &report["name"];
+    let layouts = report["layout"].as_array().unwrap();
+    assert_eq!(layouts.len(), 3, "{name}: {layouts:?}");
+    for l in layouts {
+        let (width, scroll) = (
+            l["width"].as_i64().unwrap(),
+            l["scroll_width"].as_i64().unwrap(),
+        );
+        assert!(
+            scroll <= width,
+            "{name}: horizontal scroll ({scroll} > {width}): {l}"
+        );
+        assert_eq!(
+            l["offenders"],
+            json!([]),
+            "{name}: sticks out of the viewport: {l}"
+        );
+        let min = l["min_font_px"].as_f64().unwrap();
+        assert!(min >= 10.0, "{name}: text at {min} px: {l}");
+    }
+    assert!(
+        layouts.iter().any(|l| l["width"].as_i64() == Some(390)),
+        "{name}: a 390 px layout was checked"
+    );
+}
+
+/// The `(kind, cause)` of event `id` in the audit log at `db`.
+fn audit_row(db: &Path, id: i64) -> (String, Option<String>) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row("SELECT kind, cause FROM events WHERE id = ?1", [id], |r| {
+        Ok((r.get(0)?, r.get(1)?))
+    })
+    .unwrap_or_else(|e| panic!("event {id}: {e}"))
+}
+
+/// The tooltips the browser showed when the real mouse hovered the marks: inside the viewport,
+/// listing the hovered event, each listed event's cause in words; a re-auth among them.
+fn check_hovers(report: &Value, db: &Path) {
+    let hovers = report["hovers"].as_array().unwrap();
+    let mut reauth_causes = BTreeSet::new();
+    for shot in ["demo-1280x800.png", "demo-390-full.png"] {
+        let on: Vec<&Value> = hovers.iter().filter(|h| h["shot"] == shot).collect();
+        assert!(on.len() >= 3, "{shot}: hovered lanes: {on:?}");
+        for h in on {
+            let (r, v) = (&h["rect"], &h["viewport"]);
+            let within = |lo: &str, hi: &str, max: &str| {
+                r[lo].as_f64().unwrap() >= 0.0
+                    && r[hi].as_f64().unwrap() <= v[max].as_f64().unwrap()
+            };
+            assert!(
+                within("left", "right", "width") && within("top", "bottom", "height"),
+                "{shot}: the tooltip leaves the screen: {h}"
+            );
+            let ids: Vec<i64> = h["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i.as_i64().unwrap())
+                .collect();
+            assert!(ids.contains(&h["hovered"].as_i64().unwrap()), "{h}");
+            let text = h["text"].as_str().unwrap();
+            for id in ids {
+                let (kind, cause) = audit_row(db, id);
+                if let Some(c) = cause {
+                    assert!(
+                        text.contains(&c.replace('_', " ")),
+                        "{shot}: event {id} ({kind}) has cause {c}, the tooltip says: {text}"
+                    );
+                    if kind == "reauth.required" {
+                        reauth_causes.insert(c);
+                    }
+                }
+                if kind == "token.invalidated" {
+                    assert!(text.contains("INVALID_SESSION_ID"), "{text}");
+                }
+            }
+        }
+    }
+    assert!(
+        !reauth_causes.is_empty(),
+        "no re-auth event with its cause was shown: {:#?}",
+        hovers.iter().map(|h| &h["text"]).collect::<Vec<_>>()
+    );
+}
+
 fn profile_dom<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["dom"]["profiles"]
         .as_array()
@@ -624,9 +713,9 @@ fn the_status_page_in_chromium() {
 
     let shots = |name: &str| {
         json!([
-            {"file": format!("{name}-1280x800.png"), "width": 1280, "height": 800, "full": false},
+            {"file": format!("{name}-1280x800.png"), "width": 1280, "height": 800, "full": false, "hover": true},
             {"file": format!("{name}-1280-full.png"), "width": 1280, "height": 800, "full": true},
-            {"file": format!("{name}-390-full.png"), "width": 390, "height": 844, "full": true},
+            {"file": format!("{name}-390-full.png"), "width": 390, "height": 844, "full": true, "hover": true},
         ])
     };
     let pages = json!([
@@ -650,6 +739,7 @@ fn the_status_page_in_chromium() {
     let orgs = [&demo_org, &storm_org, &healthy_org, &bad_org];
     for ((r, url), org) in reports.iter().zip(&urls).zip(orgs) {
         check_clean(r, url, org);
+        check_layout(r);
         for f in r["shots"].as_array().unwrap() {
             let f = Path::new(f.as_str().unwrap());
             assert!(
@@ -740,6 +830,23 @@ fn the_status_page_in_chromium() {
         alerts.iter().any(|a| a["verdict"] == "user_frozen"),
         "{alerts:?}"
     );
+    let demo_dom = profile_dom(&reports[0], "fake");
+
+    // Hovering a mark shows its events in words, each with its cause, inside the screen (on a
+    // phone too); marks of one minute overlap, so the tooltip lists every event under the
+    // pointer.
+    check_hovers(&reports[0], &demo_db);
+    // The demo's history is one death after another, each healed by one token request (the
+    // app's revoked tokens by the refresh token's failure and then the JWT fallback): not a
+    // refresh storm. Its IP move is named.
+    assert!(
+        !demo_dom["patterns"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("refresh_storm")),
+        "{}",
+        demo_dom["patterns_text"]
+    );
 
     // storm and healthy: the patterns panel.
     let storm_dom = profile_dom(&reports[1], "fake");
@@ -761,7 +868,6 @@ fn the_status_page_in_chromium() {
     assert_eq!(healthy_dom["patterns"], json!([]), "{healthy_dom}");
     assert_eq!(healthy_dom["patterns_none"], true);
     // `sfkeep events --patterns` names the same patterns for the same history.
-    let demo_dom = profile_dom(&reports[0], "fake");
     for (home, cfg, dom) in [
         (demo_home.path(), &demo_cfg, demo_dom),
         (storm_home.path(), &storm_cfg, storm_dom),

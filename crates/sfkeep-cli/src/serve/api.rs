@@ -215,7 +215,15 @@ pub fn category(r: &EventRow, previous: Option<&EventRow>) -> &'static str {
             Some(p) if p.kind == "token.invalidated" && api(p).as_deref() == Some("keep_alive") => {
                 "keep_alive"
             }
-            _ if r.event.get("reason").and_then(Value::as_str) == Some("reactive_401") => "heal",
+            // The event's JSON spells the reason as serde does (`reactive401`); `RefreshReason::as_str`
+            // as `reactive_401`.
+            _ if matches!(
+                r.event.get("reason").and_then(Value::as_str),
+                Some("reactive401" | "reactive_401")
+            ) =>
+            {
+                "heal"
+            }
             _ => "refresh",
         },
         "reauth.required" => "reauth",
@@ -348,6 +356,8 @@ pub fn events_doc(
                 json!({
                     "id": r.id, "at": r.at, "kind": r.kind, "category": category(r, prev),
                     "cause": r.cause, "generation": r.generation, "grant": r.grant,
+                    "api": r.event.get("api").and_then(Value::as_str),
+                    "reason": r.event.get("reason").and_then(Value::as_str),
                     "label": label(r),
                 })
             })

@@ -6,7 +6,7 @@
 //! | pattern | rule |
 //! |---|---|
 //! | token churn | more than 3× the token requests the session timeout explains (and at least 6) |
-//! | refresh storm | one session death answered by several token requests: two refreshes of the same generation, or 3 within a minute |
+//! | refresh storm | one session death answered by several token requests: two refreshes of the same generation, or 3 within a minute for fewer than 2 deaths (a death after a death, each answered once, is not a storm) |
 //! | same-hour deaths | session deaths in the same hour of the day on 3 or more days |
 //! | logout elsewhere, repeatedly | 3 or more sessions dead well before their timeout (with a person's logins in LoginHistory as evidence) |
 //! | deaths after IP changes | a session death within an hour after the integration's source IP changed (LoginHistory) |
@@ -129,13 +129,34 @@ pub fn find(
             ));
         }
     }
-    let ats: Vec<i64> = refreshes.iter().map(|r| r.at).collect();
-    if let Some(w) = ats.windows(3).find(|w| w[2] - w[0] <= 60_000) {
-        storm.push(format!(
-            "3 token requests within {} s at {}",
-            (w[2] - w[0]) / 1000,
-            ts(w[0])
-        ));
+    // 3 token requests within a minute, counted against the deaths they answered: the deaths
+    // since the token request before the first of them (in the log's order: a death and the
+    // refresh that answers it can share a millisecond).
+    let at_index: Vec<usize> = events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == "token.refreshed")
+        .map(|(i, _)| i)
+        .collect();
+    for k in 0..at_index.len().saturating_sub(2) {
+        let (first, last) = (events[at_index[k]], events[at_index[k + 2]]);
+        if last.at - first.at > 60_000 {
+            continue;
+        }
+        let since = if k == 0 { 0 } else { at_index[k - 1] + 1 };
+        let deaths = events[since..=at_index[k + 2]]
+            .iter()
+            .filter(|e| is_death(e))
+            .count();
+        if deaths < 2 {
+            storm.push(format!(
+                "3 token requests within {} s at {} for {} session death(s)",
+                (last.at - first.at) / 1000,
+                ts(first.at),
+                deaths
+            ));
+            break;
+        }
     }
     if !storm.is_empty() {
         storm.truncate(5);
@@ -327,6 +348,62 @@ mod tests {
         assert_eq!(
             p.iter().map(|p| p.id).collect::<Vec<_>>(),
             ["refresh_storm"]
+        );
+    }
+
+    #[test]
+    fn deaths_in_quick_succession_each_answered_once_are_not_a_storm() {
+        // The demo's history: a death every second or so, each healed by one token request
+        // (the revoked app's by the JWT fallback after the refresh token failed).
+        let mut e = vec![ev(1, 0, "token.refreshed", Some(1), None)];
+        for g in 1..6 {
+            e.push(ev(
+                2 * g,
+                g * 1_000,
+                "token.invalidated",
+                Some(g),
+                Some("rest"),
+            ));
+            e.push(ev(
+                2 * g + 1,
+                g * 1_000 + 100,
+                "token.refreshed",
+                Some(g + 1),
+                None,
+            ));
+        }
+        let mut failed = ev(20, 7_000, "refresh.failed", Some(6), None);
+        failed.cause = Some("app_tokens_revoked".into());
+        e.push(ev(19, 6_900, "token.invalidated", Some(6), Some("rest")));
+        e.push(failed);
+        e.push(ev(21, 7_100, "fallback.used", Some(6), None));
+        e.push(ev(22, 7_200, "token.refreshed", Some(7), None));
+        let none = find(
+            &e,
+            None,
+            Duration::from_secs(7200),
+            Duration::from_secs(86_400),
+            H,
+        );
+        assert!(none.iter().all(|p| p.id != "refresh_storm"), "{none:?}");
+        // The same requests for one death are a storm.
+        let one_death: Vec<EventRow> = e
+            .iter()
+            .filter(|r| r.kind != "token.invalidated" || r.id == 2)
+            .cloned()
+            .collect();
+        let p = find(
+            &one_death,
+            None,
+            Duration::from_secs(7200),
+            Duration::from_secs(86_400),
+            H,
+        );
+        let storm = p.iter().find(|p| p.id == "refresh_storm").expect("a storm");
+        assert!(
+            storm.evidence[0].contains("for 1 session death(s)"),
+            "{:?}",
+            storm.evidence
         );
     }
 

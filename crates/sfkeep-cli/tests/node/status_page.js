@@ -1,4 +1,4 @@
-// Opens each of PAGES (a JSON list of {name, url, shots: [{file, width, height, full}]}) in
+// Opens each of PAGES (a JSON list of {name, url, shots: [{file, width, height, full, hover}]}) in
 // Debian's headless Chromium through playwright-core, waits until the page has drawn
 // (body[data-ready]), reads back what it shows, saves the screenshots into OUT_DIR, and prints
 // one JSON line: per page, the console errors, every request's URL, the DOM's profiles and
@@ -34,6 +34,7 @@ function readPage() {
         login_read_at: num(tl.dataset.loginReadAt),
         missing: [...sec.querySelectorAll('[data-missing]')].map((e) => ({ what: e.dataset.missing, text: e.textContent })),
         patterns: [...sec.querySelectorAll('[data-pattern]')].map((e) => e.dataset.pattern),
+        patterns_text: [...sec.querySelectorAll('[data-pattern]')].map((e) => e.innerText),
         patterns_none: !!sec.querySelector('[data-patterns-none]'),
         timeline_text: tl.innerText,
         svg_nodes: tl.querySelectorAll('svg *').length,
@@ -45,8 +46,79 @@ function readPage() {
   };
 }
 
+// The layout at the current viewport: horizontal overflow, the elements that stick out of the
+// viewport, and the smallest text as rendered (an SVG's text scaled as the SVG is drawn).
+function readLayout() {
+  const vw = document.documentElement.clientWidth;
+  const offenders = [];
+  let minFont = Infinity, minFontAt = null;
+  for (const e of document.querySelectorAll('body *')) {
+    if (e.closest('#tip')) continue;
+    const r = e.getBoundingClientRect();
+    if (!r.width && !r.height) continue;
+    if (r.right > vw + 0.5 || r.left < -0.5) {
+      offenders.push(e.tagName.toLowerCase() + (e.getAttribute('class') ? '.' + e.getAttribute('class') : '') + ' [' + Math.round(r.left) + ', ' + Math.round(r.right) + ']');
+    }
+    if (![...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+    let px = parseFloat(getComputedStyle(e).fontSize);
+    const svg = e.closest('svg');
+    if (svg) px *= svg.getScreenCTM().a;
+    if (px < minFont) { minFont = px; minFontAt = e.tagName.toLowerCase() + ': ' + e.textContent.slice(0, 40); }
+  }
+  return {
+    width: vw, scroll_width: document.documentElement.scrollWidth,
+    offenders: offenders.slice(0, 20), min_font_px: minFont === Infinity ? null : minFont, min_font_at: minFontAt,
+  };
+}
+
+// Waits until every timeline is drawn at its box's width (the page draws them again after a
+// resize).
+async function timelinesFit(page) {
+  await page.waitForFunction(() => [...document.querySelectorAll('[data-timeline]')].every((box) => {
+    const svg = box.querySelector('svg');
+    return !svg || Number(svg.getAttribute('data-width')) === Math.max(280, Math.floor(box.clientWidth));
+  }), null, { timeout: 30000 });
+}
+
+// Hovers, lane by lane, the timeline mark that is on top at its centre (marks of one minute
+// overlap on a day's axis) with the real mouse, and reads the tooltip back.
+async function hoverMarks(page) {
+  const out = [];
+  const lanes = await page.evaluate(() => [...new Set([...document.querySelectorAll('[data-timeline] [data-event-id]')]
+    .map((m) => m.closest('[data-timeline]').dataset.timeline + '|' + m.getAttribute('data-lane')))]);
+  for (const key of lanes) {
+    const [profile, lane] = key.split('|');
+    const at = await page.evaluate(([profile, lane]) => {
+      const box = document.querySelector('[data-timeline="' + CSS.escape(profile) + '"]');
+      box.scrollIntoView({ block: 'center' });
+      for (const m of [...box.querySelectorAll('[data-event-id][data-lane="' + lane + '"]')].reverse()) {
+        const r = m.getBoundingClientRect();
+        const x = r.left + r.width / 2, y = r.top + r.height / 2;
+        const top = document.elementFromPoint(x, y);
+        if (top === m) return { x, y, id: Number(m.dataset.eventId) };
+      }
+      return null;
+    }, [profile, lane]);
+    if (!at) continue;
+    await page.mouse.move(1, 1);
+    await page.mouse.move(at.x, at.y);
+    await page.waitForFunction(() => { const t = document.getElementById('tip'); return t && !t.hidden; }, null, { timeout: 10000 });
+    out.push(await page.evaluate(([profile, at]) => {
+      const t = document.getElementById('tip');
+      const r = t.getBoundingClientRect();
+      return {
+        profile, hovered: at.id, ids: (t.dataset.ids || '').split(',').filter(Boolean).map(Number), text: t.innerText,
+        rect: { left: r.left, top: r.top, right: r.right, bottom: r.bottom },
+        viewport: { width: document.documentElement.clientWidth, height: window.innerHeight },
+      };
+    }, [profile, at]));
+  }
+  await page.mouse.move(1, 1);
+  return out;
+}
+
 async function visit(browser, p, outDir) {
-  const report = { name: p.name, console_errors: [], requests: [], shots: [] };
+  const report = { name: p.name, console_errors: [], requests: [], shots: [], layout: [], hovers: [] };
   const first = p.shots[0] || { width: 1280, height: 800 };
   const ctx = await browser.newContext({ viewport: { width: first.width, height: first.height } });
   const page = await ctx.newPage();
@@ -72,9 +144,15 @@ async function visit(browser, p, outDir) {
     await page.setViewportSize({ width: shot.width, height: shot.height });
     // Let the layout settle at the new width (no timer: two animation frames).
     await page.evaluate(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r))));
+    await timelinesFit(page);
+    report.layout.push(Object.assign({ shot: shot.file }, await page.evaluate(readLayout)));
     const file = path.join(outDir, shot.file);
     await page.screenshot({ path: file, fullPage: !!shot.full });
     report.shots.push(file);
+    if (shot.hover) {
+      report.hovers.push(...(await hoverMarks(page)).map((h) => Object.assign({ shot: shot.file }, h)));
+      await page.evaluate(() => window.scrollTo(0, 0));
+    }
   }
   if (p.click_windows) {
     // Every window of the timeline draws without an error.

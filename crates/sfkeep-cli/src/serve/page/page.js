@@ -4,18 +4,42 @@
 'use strict';
 
 const SVG = 'http://www.w3.org/2000/svg';
-const state = { window: '24h', timer: null };
+const state = { window: '24h', timer: null, docs: {} };
 
+// `short`: the title on a narrow screen, where the lane titles get a narrower column.
 const LANES = [
-  { id: 'refresh', title: 'refreshes', cats: ['refresh', 'adopted'] },
-  { id: 'death', title: 'deaths · heals', cats: ['death', 'heal'] },
-  { id: 'keep_alive', title: 'keep-alives', cats: ['keep_alive'] },
-  { id: 'reauth', title: 're-auth · failures', cats: ['reauth', 'failure', 'fallback', 'store', 'probe', 'other'] },
-  { id: 'api', title: 'API calls', cats: ['api'] },
-  { id: 'alerts', title: 'alerts sent', cats: [] },
-  { id: 'logins', title: 'LoginHistory', cats: [] },
-  { id: 'usage', title: 'API usage', cats: [] },
+  { id: 'refresh', title: 'refreshes', short: 'refreshes', cats: ['refresh', 'adopted'] },
+  { id: 'death', title: 'deaths · heals', short: 'deaths', cats: ['death', 'heal'] },
+  { id: 'keep_alive', title: 'keep-alives', short: 'keep-alive', cats: ['keep_alive'] },
+  { id: 'reauth', title: 're-auth · failures', short: 're-auth', cats: ['reauth', 'failure', 'fallback', 'store', 'probe', 'other'] },
+  { id: 'api', title: 'API calls', short: 'API calls', cats: ['api'] },
+  { id: 'alerts', title: 'alerts sent', short: 'alerts', cats: [] },
+  { id: 'logins', title: 'LoginHistory', short: 'logins', cats: [] },
+  { id: 'usage', title: 'API usage', short: 'API usage', cats: [] },
 ];
+
+// What an event of the timeline was, in plain words, with its cause when it has one.
+function words(id) { return String(id || '').replace(/_/g, ' '); }
+function describeEvent(e) {
+  const api = e.api ? ' (' + ({ rest: 'REST API', soap: 'SOAP API', bulk: 'Bulk API', bulk2: 'Bulk 2.0' }[e.api] || e.api) + ')' : '';
+  const by = e.grant ? ' by ' + words(e.grant) : '';
+  const gen = e.generation !== null && e.generation !== undefined ? ', generation ' + e.generation : '';
+  const cause = e.cause ? ' — cause: ' + words(e.cause) : '';
+  switch (e.category) {
+    case 'death': return 'session died: the org answered INVALID_SESSION_ID' + api + gen;
+    case 'heal': return 'healed: a new token after the 401' + by + gen;
+    case 'refresh': return 'token refreshed' + (e.reason ? ' (' + words(e.reason) + ')' : '') + by + gen;
+    case 'adopted': return 'token taken from the shared store (no token request)' + gen;
+    case 'keep_alive': return e.kind === 'token.invalidated' ? 'keep-alive: token given up to use the refresh token' + gen : 'keep-alive refresh' + by + gen;
+    case 'reauth': return 're-authentication required' + cause;
+    case 'failure': return 'token request failed' + by + cause;
+    case 'fallback': return 'fallback grant used' + cause;
+    case 'api': return 'API call succeeded' + api;
+    case 'store': return 'token store: ' + words(e.kind.replace(/^store\./, '')) + cause;
+    case 'probe': return "doctor's probe: " + e.kind + cause;
+    default: return e.kind + cause;
+  }
+}
 
 function h(tag, attrs, ...kids) {
   const e = document.createElement(tag);
@@ -146,28 +170,109 @@ function profileSection(p) {
   return sec;
 }
 
-function tip(node, text) {
-  node.append(s('title', {}, text));
+// A mark's tooltip text lives in data-tip; one tooltip element shows it on hover, on focus
+// (keyboard) and on tap, listing every mark of the same lane under the pointer (marks of one
+// minute overlap on a day's axis). No SVG <title>: it would show a second, browser tooltip.
+function tip(node, at, what, lane, x) {
+  const text = at + ' — ' + what;
+  node.setAttribute('data-tip', text);
+  node.setAttribute('data-tip-at', at);
+  node.setAttribute('data-tip-what', what);
+  node.setAttribute('data-lane', lane);
+  node.setAttribute('data-x', x.toFixed(1));
   node.setAttribute('tabindex', '0');
   node.setAttribute('aria-label', text);
 }
 
+function tipBox() {
+  let t = document.getElementById('tip');
+  if (!t) {
+    t = h('div', { id: 'tip', role: 'tooltip', hidden: '' });
+    document.body.append(t);
+  }
+  return t;
+}
+
+function showTip(mark, clientX, clientY) {
+  const svg = mark.ownerSVGElement;
+  const x = Number(mark.getAttribute('data-x'));
+  const lane = mark.getAttribute('data-lane');
+  // The marks of this lane within 4 px (in drawing units: the chart is drawn at its own width).
+  const near = [...svg.querySelectorAll('[data-tip][data-lane="' + lane + '"]')]
+    .filter((m) => Math.abs(Number(m.getAttribute('data-x')) - x) <= 4);
+  const shown = near.length ? near : [mark];
+  // Alike events (same words) as one line with their count; the newest first.
+  const groups = new Map();
+  for (const m of shown) {
+    const what = m.getAttribute('data-tip-what');
+    const g = groups.get(what) || { what, marks: [] };
+    g.marks.push(m);
+    groups.delete(what);
+    groups.set(what, g);
+  }
+  const list = [...groups.values()].reverse().slice(0, 8);
+  const t = tipBox();
+  t.textContent = '';
+  if (shown.length > 1) t.append(h('div', { class: 'tip-head' }, shown.length + ' events here'));
+  for (const g of list) {
+    const last = g.marks[g.marks.length - 1].getAttribute('data-tip-at');
+    t.append(h('div', { class: 'tip-item' }, (g.marks.length > 1 ? g.marks.length + ' × ' : '') + g.what + ' · ' + (g.marks.length > 1 ? 'latest ' : '') + last));
+  }
+  if (groups.size > list.length) t.append(h('div', { class: 'tip-more' }, '… and ' + (groups.size - list.length) + ' older kinds of event'));
+  t.setAttribute('data-ids', list.flatMap((g) => g.marks.map((m) => m.getAttribute('data-event-id'))).filter(Boolean).join(','));
+  // Measured at the top left, where nothing narrows it, then placed.
+  t.style.left = '0px';
+  t.style.top = '0px';
+  t.hidden = false;
+  // Beside the pointer (or the mark), always inside the viewport.
+  const r = mark.getBoundingClientRect();
+  const px = clientX === undefined ? r.left + r.width / 2 : clientX;
+  const py = clientY === undefined ? r.top + r.height / 2 : clientY;
+  const vw = document.documentElement.clientWidth, vh = window.innerHeight;
+  const w = t.offsetWidth, ht = t.offsetHeight;
+  let left = px + 12, top = py + 14;
+  if (left + w > vw - 4) left = Math.max(4, px - 12 - w);
+  if (left + w > vw - 4) left = Math.max(4, vw - 4 - w);
+  if (top + ht > vh - 4) top = Math.max(4, py - 14 - ht);
+  t.style.left = left + 'px';
+  t.style.top = top + 'px';
+}
+
+function hideTip() {
+  const t = document.getElementById('tip');
+  if (t) t.hidden = true;
+}
+
+function initTips() {
+  const markOf = (e) => (e.target instanceof Element ? e.target.closest('[data-tip]') : null);
+  document.addEventListener('pointerover', (e) => { const m = markOf(e); if (m) showTip(m, e.clientX, e.clientY); });
+  document.addEventListener('pointerout', (e) => { if (markOf(e)) hideTip(); });
+  document.addEventListener('focusin', (e) => { const m = markOf(e); if (m) showTip(m); });
+  document.addEventListener('focusout', (e) => { if (markOf(e)) hideTip(); });
+  document.addEventListener('keydown', (e) => { if (e.key === 'Escape') hideTip(); });
+  window.addEventListener('scroll', hideTip, { passive: true });
+}
+
 function drawTimeline(box, doc) {
   box.textContent = '';
-  const width = 1000, laneH = 22, left = 130, top = 18;
+  // Drawn at the box's own width, so its text keeps its size on any screen.
+  const width = Math.max(280, Math.floor(box.clientWidth || 1000));
+  const narrow = width < 600;
+  const laneH = 22, left = narrow ? 78 : 130, top = 18;
   const height = top + LANES.length * laneH + 8;
   const span = doc.to - doc.from;
   const x = (t) => left + ((t - doc.from) / span) * (width - left - 10);
-  const svg = s('svg', { viewBox: '0 0 ' + width + ' ' + height, class: 'chart', role: 'img', 'aria-label': 'timeline of ' + doc.profile, 'data-from': doc.from, 'data-to': doc.to });
+  const svg = s('svg', { viewBox: '0 0 ' + width + ' ' + height, class: 'chart', role: 'img', 'aria-label': 'timeline of ' + doc.profile, 'data-from': doc.from, 'data-to': doc.to, 'data-width': width });
   LANES.forEach((l, i) => {
     const y = top + i * laneH;
     svg.append(s('rect', { x: 0, y: y, width: width, height: laneH, class: i % 2 ? 'lane odd' : 'lane' }));
-    svg.append(s('text', { x: 6, y: y + 15, class: 'lanetitle' }, l.title));
+    svg.append(s('text', { x: 6, y: y + 15, class: 'lanetitle' }, narrow ? l.short : l.title));
   });
-  for (let k = 0; k <= 4; k++) {
-    const t = doc.from + (span * k) / 4;
+  const ticks = narrow ? 2 : 4;
+  for (let k = 0; k <= ticks; k++) {
+    const t = doc.from + (span * k) / ticks;
     svg.append(s('line', { x1: x(t), x2: x(t), y1: top, y2: height - 8, class: 'grid' }));
-    svg.append(s('text', { x: Math.min(x(t), width - 90), y: 12, class: 'axis' }, when(t).slice(5, 16)));
+    svg.append(s('text', { x: Math.min(x(t), width - 66), y: 12, class: 'axis' }, when(t).slice(5, 16)));
   }
   const laneOf = (cat) => LANES.findIndex((l) => l.cats.includes(cat));
   const marks = s('g', { class: 'marks' });
@@ -176,7 +281,7 @@ function drawTimeline(box, doc) {
       const li = laneOf(e.category);
       const cy = top + (li < 0 ? 3 : li) * laneH + laneH / 2;
       const m = s('circle', { cx: x(e.at).toFixed(1), cy: cy, r: 4.5, class: 'mark ' + e.category, 'data-event-id': e.id, 'data-category': e.category });
-      tip(m, when(e.at) + ' — ' + e.label);
+      tip(m, when(e.at), describeEvent(e), li < 0 ? 3 : li, x(e.at));
       marks.append(m);
     }
   } else {
@@ -189,7 +294,7 @@ function drawTimeline(box, doc) {
         const y0 = top + (li < 0 ? 3 : li) * laneH;
         const hgt = Math.max(2, (n / max) * (laneH - 4));
         const r = s('rect', { x: x(doc.from + b * size).toFixed(1), y: (y0 + laneH - 2 - hgt).toFixed(1), width: Math.max(2, ((width - left) / 96) - 1).toFixed(1), height: hgt.toFixed(1), class: 'bucket ' + cat, 'data-bucket-count': n });
-        tip(r, n + ' × ' + cat + ' from ' + when(doc.from + b * size));
+        tip(r, 'from ' + when(doc.from + b * size), n + ' × ' + cat, 'bucket-' + cat + '-' + b, x(doc.from + b * size));
         marks.append(r);
       });
     }
@@ -198,11 +303,11 @@ function drawTimeline(box, doc) {
   for (const a of doc.alerts || []) {
     if (a.at < doc.from || a.at > doc.to) continue;
     const m = s('rect', { x: (x(a.at) - 4).toFixed(1), y: top + ai * laneH + 6, width: 8, height: 10, class: 'alert ' + a.status, 'data-alert': a.kind });
-    tip(m, when(a.at) + ' — alert ' + a.status + ': ' + a.summary);
+    tip(m, when(a.at), 'alert ' + a.status + ': ' + a.summary, ai, x(a.at));
     marks.append(m);
   }
   const gi = LANES.findIndex((l) => l.id === 'logins');
-  let loginNote = null;
+  let loginNote = null, missingNote = null;
   if (doc.login_history.rows) {
     const inWindow = doc.login_history.rows.filter((l) => l.at >= doc.from && l.at < doc.to);
     const outside = doc.login_history.rows.length - inWindow.length;
@@ -214,11 +319,13 @@ function drawTimeline(box, doc) {
     }
     for (const l of inWindow) {
       const m = s('path', { d: 'M' + x(l.at).toFixed(1) + ' ' + (top + gi * laneH + 5) + ' l5 12 h-10 z', class: 'login ' + (l.status === 'Success' ? 'ok' : 'fail'), 'data-login-at': l.server_at, 'data-login-status': l.status });
-      tip(m, when(l.server_at) + ' — LoginHistory: ' + l.status + ' from ' + l.source_ip + ' (' + (l.application || l.login_type) + ')');
+      tip(m, when(l.server_at), 'LoginHistory: ' + l.status + ' from ' + l.source_ip + ' (' + (l.application || l.login_type) + ')', gi, x(l.at));
       marks.append(m);
     }
   } else {
-    svg.append(s('text', { x: left, y: top + gi * laneH + 15, class: 'missing', 'data-missing': 'login_history' }, 'LoginHistory not available: ' + doc.login_history.error));
+    // The org's words can be long: said in full under the chart, where they wrap.
+    svg.append(s('text', { x: left, y: top + gi * laneH + 15, class: 'missing' }, 'not available (see below)'));
+    missingNote = h('p', { class: 'note missing-note', 'data-missing': 'login_history' }, 'LoginHistory not available: ' + doc.login_history.error);
   }
   const ui = LANES.findIndex((l) => l.id === 'usage');
   const samples = (doc.api_samples || []).filter((p) => p[0] >= doc.from);
@@ -226,7 +333,7 @@ function drawTimeline(box, doc) {
     const y = (p) => top + ui * laneH + laneH - 3 - (p[2] ? (p[1] / p[2]) * (laneH - 6) : 0);
     const pts = samples.map((p) => x(p[0]).toFixed(1) + ',' + y(p).toFixed(1)).join(' ');
     const line = s('polyline', { points: pts, class: 'usage-line' });
-    tip(line, 'daily API requests used: ' + samples[samples.length - 1][1] + ' of ' + samples[samples.length - 1][2]);
+    tip(line, when(samples[samples.length - 1][0]), 'daily API requests used: ' + samples[samples.length - 1][1] + ' of ' + samples[samples.length - 1][2], ui, x(samples[samples.length - 1][0]));
     marks.append(line);
   } else {
     svg.append(s('text', { x: left, y: top + ui * laneH + 15, class: 'missing' }, 'no API usage sample in this window'));
@@ -237,6 +344,7 @@ function drawTimeline(box, doc) {
     : doc.total + ' events in the window: too many to draw one by one, shown as counts per ' + dur(doc.buckets.size_ms / 1000);
   box.append(h('div', { class: 'tl-head' }, h('strong', {}, 'timeline'), ' ', h('span', { class: 'dim', 'data-total': doc.total }, note),
     loginNote ? h('span', { class: 'dim' }, ' · ' + loginNote) : null), svg);
+  if (missingNote) box.append(missingNote);
 }
 
 function drawPatterns(box, doc) {
@@ -264,6 +372,7 @@ async function loadTimeline(name) {
   const pat = document.querySelector('[data-patterns="' + CSS.escape(name) + '"]');
   try {
     const doc = await getJSON('/api/v1/events?profile=' + encodeURIComponent(name) + '&window=' + state.window);
+    state.docs[name] = doc;
     drawTimeline(box, doc);
     drawPatterns(pat, doc);
     box.setAttribute('data-loaded', state.window);
@@ -295,7 +404,25 @@ async function refresh() {
   document.body.setAttribute('data-ready', '1');
 }
 
+// The timelines are drawn at their box's width: draw them again when it changes.
+function redrawTimelines() {
+  hideTip();
+  for (const [name, doc] of Object.entries(state.docs)) {
+    const box = document.querySelector('[data-timeline="' + CSS.escape(name) + '"]');
+    if (box && box.querySelector('svg') && Number(box.querySelector('svg').getAttribute('data-width')) !== Math.max(280, Math.floor(box.clientWidth))) {
+      drawTimeline(box, doc);
+    }
+  }
+}
+
 function init() {
+  initTips();
+  let pending = false;
+  window.addEventListener('resize', () => {
+    if (pending) return;
+    pending = true;
+    requestAnimationFrame(() => { pending = false; redrawTimelines(); });
+  });
   for (const b of document.querySelectorAll('#windows button')) {
     b.addEventListener('click', () => {
       state.window = b.getAttribute('data-window');
