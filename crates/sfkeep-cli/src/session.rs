@@ -45,11 +45,16 @@ pub struct Explicit {
     pub config: bool,
 }
 
+/// HTTP client options with these timeouts, bound to [`crate::net::bind_address`] when one is
+/// set.
+pub fn http_options(timeout: Duration, connect: Duration) -> sfkeep::http::ClientOptions {
+    sfkeep::http::ClientOptions::new(timeout, connect).local_address(crate::net::bind_address())
+}
+
 /// An HTTP client with these timeouts, bound to [`crate::net::bind_address`] when one is set.
 pub fn http_client(timeout: Duration, connect: Duration) -> CliResult<reqwest::Client> {
-    let options = sfkeep::http::ClientOptions::new(timeout, connect)
-        .local_address(crate::net::bind_address());
-    sfkeep::http::build_client(options).map_err(|e| CliError::unexpected(format!("{e}.")))
+    sfkeep::http::build_client(http_options(timeout, connect))
+        .map_err(|e| CliError::unexpected(format!("{e}.")))
 }
 
 /// A REST client over `m` for profile `p`: its API version, the CLI's HTTP client.
@@ -458,10 +463,12 @@ pub fn manager_with_sinks(
         .store(store)
         .store_key(store_key(p))
         .event_sink(Arc::new(StoreFailureSink))
-        .http_client(http_client(
+        // Built on the first token request: `sfkeep token` serving a fresh stored token
+        // loads no root certificates and touches no network (issue 19).
+        .http_client_options(http_options(
             Duration::from_secs(10),
             Duration::from_secs(3),
-        )?);
+        ));
     if let Some(a) = &audit {
         b = b.event_sink(Arc::clone(a) as Arc<dyn EventSink>);
     }

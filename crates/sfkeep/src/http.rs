@@ -2,6 +2,7 @@
 //! HTTP client is built, URL policy, capped body reads.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use url::Url;
@@ -50,6 +51,7 @@ impl ClientOptions {
 /// Builds an HTTP client with `options`. Fails (a configuration error) only when reqwest
 /// cannot: no TLS roots can be loaded.
 pub fn build_client(options: ClientOptions) -> Result<reqwest::Client> {
+    tracing::debug!(target: "sfkeep::http", "building an HTTP client");
     let mut b = reqwest::Client::builder().timeout(options.timeout);
     if let Some(c) = options.connect_timeout {
         b = b.connect_timeout(c);
@@ -59,6 +61,49 @@ pub fn build_client(options: ClientOptions) -> Result<reqwest::Client> {
     }
     b.build()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))
+}
+
+/// An HTTP client built on first use: building one loads the system's root certificates
+/// (~10 ms), which a process that only hands out a cached token never needs (`sfkeep token`,
+/// a [`crate::TokenManager`] serving a fresh stored record).
+#[derive(Debug)]
+pub struct LazyClient {
+    options: ClientOptions,
+    client: OnceLock<reqwest::Client>,
+}
+
+impl LazyClient {
+    /// A client built with `options` when [`Self::get`] is first called.
+    pub fn new(options: ClientOptions) -> Self {
+        Self {
+            options,
+            client: OnceLock::new(),
+        }
+    }
+
+    /// A client already built (the caller's own).
+    pub fn ready(client: reqwest::Client) -> Self {
+        Self {
+            options: ClientOptions::timeout_only(Duration::ZERO),
+            client: OnceLock::from(client),
+        }
+    }
+
+    /// The client, built now if this is the first call. Fails like [`build_client`]; a
+    /// failure is not remembered (the next call tries again).
+    pub fn get(&self) -> Result<&reqwest::Client> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let built = build_client(self.options)?;
+        // Two first callers at once may both build; one client is kept, the other dropped.
+        Ok(self.client.get_or_init(|| built))
+    }
+
+    /// Whether the client has been built.
+    pub fn is_built(&self) -> bool {
+        self.client.get().is_some()
+    }
 }
 
 /// Checks the transport policy: `https` anywhere, plain `http` only to a loopback host.
@@ -129,6 +174,19 @@ pub fn date_header(resp: &reqwest::Response) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lazy_client_is_built_on_first_use_only() {
+        let lazy = LazyClient::new(ClientOptions::new(
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        ));
+        assert!(!lazy.is_built());
+        let first = lazy.get().unwrap() as *const reqwest::Client;
+        assert!(lazy.is_built());
+        assert_eq!(first, lazy.get().unwrap() as *const reqwest::Client);
+        assert!(LazyClient::ready(reqwest::Client::new()).is_built());
+    }
 
     #[test]
     fn plain_http_only_to_loopback() {

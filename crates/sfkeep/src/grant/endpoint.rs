@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::Duration;
 
 use url::Url;
@@ -6,7 +7,7 @@ use super::response::{TokenResponse, parse_token_response};
 use crate::clock::ServerClock;
 use crate::diagnose::token_error::{self, OAuthErrorBody};
 use crate::error::{Error, Result, redacted_snippet};
-use crate::http::{MAX_AUTH_BODY, check_url, date_header, read_capped};
+use crate::http::{ClientOptions, LazyClient, MAX_AUTH_BODY, check_url, date_header, read_capped};
 use crate::secret::ClientSecret;
 
 /// Token-endpoint timeout: 10 s in total, 3 s to connect (`docs/token-lifecycle.md#constants-and-why`).
@@ -36,30 +37,46 @@ pub(crate) struct RawResponse {
 }
 
 /// The login host's OAuth endpoints, with the HTTP client and the skew-corrected clock.
+///
+/// The HTTP client is built on the first request, not with the endpoint: a manager that only
+/// serves a cached token never loads root certificates nor touches the network.
 #[derive(Debug, Clone)]
 pub struct TokenEndpoint {
     login_url: Url,
-    http: reqwest::Client,
+    http: Arc<LazyClient>,
     clock: ServerClock,
 }
 
 impl TokenEndpoint {
-    /// An endpoint for `login_url` (https, or http to loopback only).
+    /// An endpoint for `login_url` (https, or http to loopback only), whose HTTP client (10 s
+    /// timeout, 3 s to connect) is built on first use.
     pub fn new(login_url: &str, clock: ServerClock) -> Result<Self> {
-        let http = crate::http::build_client(crate::http::ClientOptions::new(
-            TOKEN_REQUEST_TIMEOUT,
-            TOKEN_CONNECT_TIMEOUT,
-        ))?;
-        Self::with_client(login_url, clock, http)
+        Self::with_options(
+            login_url,
+            clock,
+            ClientOptions::new(TOKEN_REQUEST_TIMEOUT, TOKEN_CONNECT_TIMEOUT),
+        )
     }
 
-    /// An endpoint for `login_url` over `http`, without building a default client first
-    /// (building one loads the system's root certificates, ~10 ms).
+    /// An endpoint for `login_url` whose HTTP client is built with `options` on first use.
+    pub fn with_options(
+        login_url: &str,
+        clock: ServerClock,
+        options: ClientOptions,
+    ) -> Result<Self> {
+        Self::with_lazy(login_url, clock, LazyClient::new(options))
+    }
+
+    /// An endpoint for `login_url` over `http`, a client the caller already built.
     pub fn with_client(login_url: &str, clock: ServerClock, http: reqwest::Client) -> Result<Self> {
+        Self::with_lazy(login_url, clock, LazyClient::ready(http))
+    }
+
+    fn with_lazy(login_url: &str, clock: ServerClock, http: LazyClient) -> Result<Self> {
         let login_url = check_url("login_url", login_url)?;
         Ok(Self {
             login_url,
-            http,
+            http: Arc::new(http),
             clock,
         })
     }
@@ -74,9 +91,15 @@ impl TokenEndpoint {
         &self.clock
     }
 
-    /// The HTTP client.
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The HTTP client, built now if nothing has used it yet. Fails (a configuration error)
+    /// only when no TLS roots can be loaded.
+    pub fn http(&self) -> Result<&reqwest::Client> {
+        self.http.get()
+    }
+
+    /// Whether the HTTP client has been built (nothing has needed it yet, if not).
+    pub fn http_is_built(&self) -> bool {
+        self.http.is_built()
     }
 
     /// `login_url` joined with `path`.
@@ -89,7 +112,10 @@ impl TokenEndpoint {
     /// Returns whether the clock took a measurement from it.
     pub async fn probe_date(&self) -> bool {
         let url = self.url("/services/data/");
-        let Ok(resp) = self.http.get(&url).send().await else {
+        let Ok(http) = self.http() else {
+            return false;
+        };
+        let Ok(resp) = http.get(&url).send().await else {
             return false;
         };
         let received_at = self.clock.local().now();
@@ -121,7 +147,7 @@ impl TokenEndpoint {
         }
         let what = format!("POST {url}");
         let resp = self
-            .http
+            .http()?
             .post(&url)
             .header(reqwest::header::ACCEPT, "application/json")
             .form(&form)

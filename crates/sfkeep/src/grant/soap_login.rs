@@ -89,7 +89,7 @@ pub async fn request(
     ));
     let what = format!("SOAP login at {url}");
     let resp = endpoint
-        .http()
+        .http()?
         .post(&url)
         .header("Content-Type", "text/xml; charset=UTF-8")
         .header("SOAPAction", "login")

@@ -17,6 +17,7 @@ use crate::clock::{Clock, ServerClock, SystemClock};
 use crate::error::{Error, Result};
 use crate::event::{EventSink, FanOut, TracingSink};
 use crate::grant::{Grant, TokenEndpoint};
+use crate::http::ClientOptions;
 use crate::store::{KeyIdentity, MemoryStore, Store, StoreKey};
 use crate::token;
 
@@ -35,6 +36,7 @@ pub struct TokenManagerBuilder {
     sinks: Vec<Arc<dyn EventSink>>,
     tracing: bool,
     http: Option<reqwest::Client>,
+    http_options: Option<ClientOptions>,
     source: Option<Arc<dyn TokenSource>>,
     on_store_unavailable: OnStoreUnavailable,
     rotation: Rotation,
@@ -60,6 +62,7 @@ impl TokenManagerBuilder {
             sinks: Vec::new(),
             tracing: true,
             http: None,
+            http_options: None,
             source: None,
             on_store_unavailable: OnStoreUnavailable::Auto,
             rotation: Rotation::Auto,
@@ -141,9 +144,19 @@ impl TokenManagerBuilder {
         self.tracing = false;
         self
     }
-    /// The HTTP client for token requests. Defaults to one with a 10 s timeout.
+    /// The HTTP client for token requests. Defaults to one with a 10 s timeout (3 s to
+    /// connect), built on the first token request: a manager serving a fresh stored token
+    /// builds none (see [`Self::http_client_options`]).
     pub fn http_client(mut self, http: reqwest::Client) -> Self {
         self.http = Some(http);
+        self
+    }
+    /// How to build the HTTP client for token requests, on the first one: unlike
+    /// [`Self::http_client`], nothing is built (no root certificates loaded) until a token
+    /// request or an introspection needs it. Ignored when [`Self::http_client`] is set.
+    /// Defaults to a 10 s timeout, 3 s to connect.
+    pub fn http_client_options(mut self, options: ClientOptions) -> Self {
+        self.http_options = Some(options);
         self
     }
     /// Where token requests go. Defaults to [`HttpTokenSource`] on the login URL (with the
@@ -171,9 +184,10 @@ impl TokenManagerBuilder {
             .grant
             .ok_or_else(|| Error::Config("TokenManager needs a grant".into()))?;
         let clock = ServerClock::new(self.clock.unwrap_or_else(|| Arc::new(SystemClock)));
-        let endpoint = match self.http {
-            Some(http) => TokenEndpoint::with_client(&self.login_url, clock.clone(), http)?,
-            None => TokenEndpoint::new(&self.login_url, clock.clone())?,
+        let endpoint = match (self.http, self.http_options) {
+            (Some(http), _) => TokenEndpoint::with_client(&self.login_url, clock.clone(), http)?,
+            (None, Some(o)) => TokenEndpoint::with_options(&self.login_url, clock.clone(), o)?,
+            (None, None) => TokenEndpoint::new(&self.login_url, clock.clone())?,
         };
         let source = self
             .source
