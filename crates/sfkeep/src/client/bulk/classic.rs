@@ -197,7 +197,7 @@ impl Bulk1Job {
         })
     }
 
-    /// Polls a batch (backing off from 200 ms to 10 s) until it is `Completed`, `Failed` or
+    /// Polls a batch (backing off from 10 ms to 10 s) until it is `Completed`, `Failed` or
     /// `NotProcessed`, for at most 10 minutes.
     pub async fn wait_batch(&self, batch_id: &str) -> Result<Bulk1Batch> {
         poll_until(|| async {

@@ -226,7 +226,7 @@ impl IngestJob {
         self.client.get_json(&self.path("")).await
     }
 
-    /// Polls the job (backing off from 200 ms to 10 s) until it is `JobComplete`, `Failed` or
+    /// Polls the job (backing off from 10 ms to 10 s) until it is `JobComplete`, `Failed` or
     /// `Aborted`, for at most 10 minutes.
     pub async fn wait(&self) -> Result<IngestOutcome> {
         poll_until(|| async {
