@@ -269,15 +269,22 @@ impl Load<'_> {
     /// never over a newer deletion; a deleted one removes an older row and leaves a tombstone.
     pub fn upsert(&self, records: &[SyncRecord]) -> Result<Changes, DbError> {
         // Insert first and update only on a conflict: one statement per new row (all of an
-        // initial load) instead of an existence check plus an upsert.
+        // initial load) instead of an existence check plus an upsert. A single-row
+        // `INSERT … VALUES`, not `INSERT … SELECT … WHERE NOT EXISTS`: SQLite gives the
+        // `SELECT` form a statement journal inside a transaction, a 16 KiB page copy to a temp
+        // file per row (410,000 writes for a 100,000-row load, twice its time).
         let mut insert = self
             .tx
             .prepare_cached(
                 "INSERT INTO accounts (id, name, system_modstamp, record, modstamp_ms)
-                 SELECT ?1, ?2, ?3, ?4, ?5
-                 WHERE NOT EXISTS (SELECT 1 FROM tombstones WHERE id = ?1 AND modstamp_ms >= ?5)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(id) DO NOTHING",
             )
+            .map_err(|e| self.wrap(e))?;
+        // A deletion at least as new as the record: the record is not inserted.
+        let mut buried = self
+            .tx
+            .prepare_cached("SELECT 1 FROM tombstones WHERE id = ?1 AND modstamp_ms >= ?2")
             .map_err(|e| self.wrap(e))?;
         let mut update = self
             .tx
@@ -298,10 +305,13 @@ impl Load<'_> {
                 continue;
             }
             let stamp = r.system_modstamp.as_str();
-            if insert
-                .execute(params![r.id, r.name, stamp, r.json, ms])
-                .map_err(|e| self.wrap(e))?
-                == 1
+            let is_buried = self.tombstones.get()
+                && buried.exists(params![r.id, ms]).map_err(|e| self.wrap(e))?;
+            if !is_buried
+                && insert
+                    .execute(params![r.id, r.name, stamp, r.json, ms])
+                    .map_err(|e| self.wrap(e))?
+                    == 1
             {
                 changes.inserted += 1;
                 if self.tombstones.get() {
