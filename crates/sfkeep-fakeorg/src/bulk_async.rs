@@ -27,7 +27,7 @@ use crate::soql;
 use crate::state::{Inner, Org};
 use crate::versions;
 use crate::wire::{self, RawBody};
-use crate::xmltree;
+use crate::xmltree::{self, xml_escape};
 
 /// The Bulk API's XML namespace.
 const NS: &str = "http://www.force.com/2009/06/asyncapi/dataload";
@@ -75,10 +75,6 @@ fn error(f: Format, status: StatusCode, code: &str, message: &str) -> Response {
 
 fn bad(f: Format, code: &str, message: &str) -> Response {
     error(f, StatusCode::BAD_REQUEST, code, message)
-}
-
-fn xml_escape(s: &str) -> String {
-    quick_xml::escape::escape(s).into_owned()
 }
 
 fn xml_value(v: &Value) -> String {

@@ -28,8 +28,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use crate::soapxml::xml_escape;
 use crate::wire;
+use crate::xmltree::xml_escape;
 
 const XML_DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 /// Content type of urlencoded token responses (UNVERIFIED, see the module notes).

@@ -29,6 +29,8 @@ use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
 use serde_json::{Map, Value as Json};
 
+use crate::xmltree::xml_escape;
+
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -784,26 +786,6 @@ pub fn invalid_session_fault(flavour: Flavour, session_id: Option<&str>) -> Stri
         "INVALID_SESSION_ID",
         &message,
     )
-}
-
-/// Escapes text for XML element content and attribute values (`& < > " '`); characters that XML 1.0
-/// cannot carry are replaced by U+FFFD and `\r` is kept as `&#13;`.
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' | '\n' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -6,6 +6,22 @@ use quick_xml::escape::resolve_predefined_entity;
 use quick_xml::events::Event;
 use quick_xml::{Reader, XmlVersion};
 
+/// Escapes text for XML element content and attribute values: `& < > " '` by
+/// `quick_xml::escape::escape`; characters that XML 1.0 cannot carry are replaced by U+FFFD and
+/// `\r` is kept as `&#13;` (a parser would read a bare one as `\n`). The one escaper of the XML
+/// the org writes (SOAP, Bulk API 1.0, the XML formats of REST).
+pub fn xml_escape(s: &str) -> String {
+    let carried: String = s
+        .chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => '\u{FFFD}',
+            c => c,
+        })
+        .collect();
+    quick_xml::escape::escape(carried.as_str()).replace('\r', "&#13;")
+}
+
 /// Deepest nesting read (`sObjects/sObject/field` needs 3).
 const MAX_DEPTH: usize = 16;
 
