@@ -140,13 +140,9 @@ fn client_auth(headers: &HeaderMap, p: &[(String, String)]) -> (Option<String>, 
     )
 }
 
-/// Constant-time comparison of secrets.
+/// Constant-time comparison of secrets (`subtle`; only the length may differ in time).
 pub fn secret_eq(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
+    subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()).into()
 }
 
 fn app_for(inner: &Inner, client_id: Option<&str>) -> Result<usize, TokenError> {

@@ -3,14 +3,12 @@
 //! importing each other.
 
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-/// Constant-time equality: compares SHA-256 digests, so neither content nor length leaks.
+/// Constant-time equality: compares SHA-256 digests with `subtle`, so neither content nor
+/// length leaks.
 pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    let (x, y) = (Sha256::digest(a), Sha256::digest(b));
-    x.iter()
-        .zip(y.iter())
-        .fold(0u8, |acc, (p, q)| acc | (p ^ q))
-        == 0
+    Sha256::digest(a).ct_eq(&Sha256::digest(b)).into()
 }
 
 #[cfg(test)]
