@@ -222,7 +222,7 @@ impl AsyncJob {
             ("numberRetries", json!(0)),
             (
                 "apiVersion",
-                json!(self.api_version.parse::<f64>().unwrap_or(59.0)),
+                json!(crate::versions::job_version(&self.api_version)),
             ),
             ("numberRecordsFailed", json!(failed)),
             ("totalProcessingTime", json!(0)),

@@ -128,7 +128,7 @@ impl IngestJob {
 
     /// The job-info document; `detailed` adds the counters `GET jobs/ingest/{id}` reports.
     pub fn info(&self, detailed: bool) -> Value {
-        let version: f64 = self.api_version.parse().unwrap_or(59.0);
+        let version = crate::versions::job_version(&self.api_version);
         let mut v = json!({
             "id": self.id,
             "operation": self.spec.operation.name(),

@@ -29,7 +29,7 @@ pub struct QueryJob {
 impl QueryJob {
     /// The job-info document; `detailed` adds what `GET jobs/query/{id}` reports.
     pub fn info(&self, detailed: bool) -> Value {
-        let version: f64 = self.api_version.parse().unwrap_or(59.0);
+        let version = crate::versions::job_version(&self.api_version);
         let mut v = json!({
             "id": self.id,
             "operation": self.operation,

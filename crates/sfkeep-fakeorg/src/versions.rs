@@ -9,6 +9,15 @@ pub const LATEST: u32 = 66;
 /// SOAP `login()` is not available from this version on.
 pub const FIRST_WITHOUT_SOAP_LOGIN: u32 = 65;
 
+/// The version a job reports as its `apiVersion` when its own cannot be read as a number.
+const DEFAULT_JOB_VERSION: f64 = 59.0;
+
+/// A job's `apiVersion` field: the version of the request that created it, as a number
+/// (`"62.0"` → 62.0; `DEFAULT_JOB_VERSION` if it is not one).
+pub fn job_version(version: &str) -> f64 {
+    version.parse().unwrap_or(DEFAULT_JOB_VERSION)
+}
+
 /// `"59.0"` → 59. Anything else (no version, a malformed one) → `None`: the endpoint answers
 /// it as before rather than guessing a version.
 pub fn major(version: &str) -> Option<u32> {

@@ -107,7 +107,7 @@ pub(crate) async fn soap_login(
     let version = segs
         .next()
         .filter(|v| !v.is_empty() && v.chars().all(|c| c.is_ascii_digit() || c == '.'))
-        .unwrap_or("59.0");
+        .unwrap_or(sfkeep::client::DEFAULT_API_VERSION);
     let (org, user_id) = ids(&token);
     let session = sh.sessions.issue(&org);
     let rec = token.record();

@@ -10,8 +10,8 @@ use crate::config::profile::{GrantName, Profile, SecretRef, StoreConfig};
 use crate::config::schema::{RawProfile, RawSecret, RawStore};
 use crate::error::{CliError, CliResult};
 
-/// The API version used when a profile does not set one.
-pub const DEFAULT_API_VERSION: &str = "59.0";
+/// The API version used when a profile does not set one: the library's default.
+pub const DEFAULT_API_VERSION: &str = sfkeep::client::DEFAULT_API_VERSION;
 /// API versions up to this one are retired (Summer '25 retired 21.0 to 30.0).
 const LAST_RETIRED_API_VERSION: u32 = 30;
 /// The login host used when a profile does not set one.

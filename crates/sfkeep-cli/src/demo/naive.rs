@@ -28,7 +28,7 @@ impl NaiveClient {
             Some(&sfkeep::secret::SecurityToken::new(
                 i.security_token.clone(),
             )),
-            "59.0",
+            sfkeep::client::DEFAULT_API_VERSION,
         )
         .await
         .map_err(|e| CliError::unexpected(format!("the naive client's login failed: {e}")))?;
@@ -47,8 +47,9 @@ impl NaiveClient {
             return "✗".into();
         }
         let url = format!(
-            "{}/services/data/v59.0/query?q=SELECT+Id+FROM+Account+LIMIT+1",
-            self.instance_url
+            "{}/services/data/v{}/query?q=SELECT+Id+FROM+Account+LIMIT+1",
+            self.instance_url,
+            sfkeep::client::DEFAULT_API_VERSION
         );
         match self
             .http
