@@ -217,14 +217,13 @@ impl ServerClock {
     }
 }
 
-/// Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the only form servers must send.
+/// Parses an HTTP date with the `httpdate` crate: the IMF-fixdate servers must send
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`) and the two obsolete forms recipients must accept
+/// (RFC 9110 §5.6.7).
 pub fn parse_http_date(s: &str) -> Option<UnixMillis> {
-    let fmt = time::macros::format_description!(
-        "[weekday repr:short], [day] [month repr:short] [year] [hour]:[minute]:[second] GMT"
-    );
-    let t = time::PrimitiveDateTime::parse(s.trim(), &fmt).ok()?;
-    let t = t.assume_utc();
-    Some(UnixMillis((t.unix_timestamp_nanos() / 1_000_000) as i64))
+    let t = httpdate::parse_http_date(s.trim()).ok()?;
+    let ms = t.duration_since(UNIX_EPOCH).ok()?.as_millis();
+    Some(UnixMillis(i64::try_from(ms).ok()?))
 }
 
 #[cfg(test)]
