@@ -19,6 +19,7 @@ pub struct ClientOptions {
     timeout: Duration,
     connect_timeout: Option<Duration>,
     local_address: Option<IpAddr>,
+    follow_redirects: bool,
 }
 
 impl ClientOptions {
@@ -28,6 +29,7 @@ impl ClientOptions {
             timeout,
             connect_timeout: Some(connect_timeout),
             local_address: None,
+            follow_redirects: true,
         }
     }
 
@@ -37,6 +39,7 @@ impl ClientOptions {
             timeout,
             connect_timeout: None,
             local_address: None,
+            follow_redirects: true,
         }
     }
 
@@ -44,6 +47,13 @@ impl ClientOptions {
     /// address). Defaults to none: the operating system picks.
     pub fn local_address(mut self, ip: Option<IpAddr>) -> Self {
         self.local_address = ip;
+        self
+    }
+
+    /// Answers a redirect as it is instead of following it (reqwest follows up to 10 by
+    /// default), e.g. for webhooks, where a redirect must not carry an alert elsewhere.
+    pub fn no_redirects(mut self) -> Self {
+        self.follow_redirects = false;
         self
     }
 }
@@ -58,6 +68,9 @@ pub fn build_client(options: ClientOptions) -> Result<reqwest::Client> {
     }
     if let Some(ip) = options.local_address {
         b = b.local_address(ip);
+    }
+    if !options.follow_redirects {
+        b = b.redirect(reqwest::redirect::Policy::none());
     }
     b.build()
         .map_err(|e| Error::Config(format!("cannot build the HTTP client: {e}")))

@@ -217,16 +217,11 @@ async fn open_manager(
 
 /// The HTTP client for the time probe and webhooks.
 pub fn http_client() -> CliResult<reqwest::Client> {
-    let mut b = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .connect_timeout(Duration::from_secs(3))
-        .redirect(reqwest::redirect::Policy::none());
-    if let Some(ip) = crate::net::bind_address() {
-        b = b.local_address(ip);
-    }
-    b.build().map_err(|e| {
-        crate::error::CliError::unexpected(format!("cannot build the HTTP client: {e}."))
-    })
+    let options = sfkeep::http::ClientOptions::new(Duration::from_secs(10), Duration::from_secs(3))
+        .local_address(crate::net::bind_address())
+        .no_redirects();
+    sfkeep::http::build_client(options)
+        .map_err(|e| crate::error::CliError::unexpected(format!("{e}.")))
 }
 
 impl Guardian {
