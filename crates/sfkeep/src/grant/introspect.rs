@@ -2,6 +2,7 @@
 //! seconds). An app may introspect only its own tokens unless it has "Introspect All Tokens";
 //! otherwise the answer is `{"active":false}` and the configured timeout is used instead.
 
+use super::endpoint::RawResponse;
 use super::{ClientAuth, TokenEndpoint};
 use crate::clock::UnixMillis;
 use crate::error::Result;
@@ -26,22 +27,14 @@ pub async fn access_token(
     client_secret: &ClientSecret,
     token: &AccessToken,
 ) -> Result<Introspection> {
-    let raw = endpoint
-        .post_form(
-            "/services/oauth2/introspect",
-            &[
-                ("token", token.expose_secret()),
-                ("token_type_hint", "access_token"),
-            ],
-            ClientAuth::Body {
-                client_id,
-                client_secret: Some(client_secret),
-            },
-        )
-        .await?;
-    if raw.status != 200 {
-        return Err(super::endpoint::token_failure(raw.status, &raw.body));
-    }
+    let raw = post(
+        endpoint,
+        client_id,
+        client_secret,
+        token.expose_secret(),
+        TokenKind::Access,
+    )
+    .await?;
     let v: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
     if v.get("active").and_then(|a| a.as_bool()) != Some(true) {
         return Ok(Introspection::Inactive);
@@ -61,6 +54,41 @@ pub enum TokenKind {
     /// A refresh token. Introspecting it does not use it: no new token, no rotation, no
     /// change to its idle timer (docs/salesforce-wire.md §3.1).
     Refresh,
+}
+
+impl TokenKind {
+    /// The `token_type_hint` that names this kind.
+    fn hint(self) -> &'static str {
+        match self {
+            TokenKind::Access => "access_token",
+            TokenKind::Refresh => "refresh_token",
+        }
+    }
+}
+
+/// Sends `token` of `kind` to the introspection endpoint as this app: the one introspection
+/// request. An answer other than 200 is the token endpoint's error for that status.
+async fn post(
+    endpoint: &TokenEndpoint,
+    client_id: &str,
+    client_secret: &ClientSecret,
+    token: &str,
+    kind: TokenKind,
+) -> Result<RawResponse> {
+    let raw = endpoint
+        .post_form(
+            "/services/oauth2/introspect",
+            &[("token", token), ("token_type_hint", kind.hint())],
+            ClientAuth::Body {
+                client_id,
+                client_secret: Some(client_secret),
+            },
+        )
+        .await?;
+    if raw.status != 200 {
+        return Err(super::endpoint::token_failure(raw.status, &raw.body));
+    }
+    Ok(raw)
 }
 
 /// Everything introspection says about a live token (times on the server's clock).
@@ -83,23 +111,7 @@ pub async fn token_info(
     token: &str,
     kind: TokenKind,
 ) -> Result<Option<TokenInfo>> {
-    let hint = match kind {
-        TokenKind::Access => "access_token",
-        TokenKind::Refresh => "refresh_token",
-    };
-    let raw = endpoint
-        .post_form(
-            "/services/oauth2/introspect",
-            &[("token", token), ("token_type_hint", hint)],
-            ClientAuth::Body {
-                client_id,
-                client_secret: Some(client_secret),
-            },
-        )
-        .await?;
-    if raw.status != 200 {
-        return Err(super::endpoint::token_failure(raw.status, &raw.body));
-    }
+    let raw = post(endpoint, client_id, client_secret, token, kind).await?;
     parse_token_info(&raw.body).map_err(|problem| crate::error::Error::MalformedResponse {
         source_name: "the introspection endpoint".to_owned(),
         problem,
