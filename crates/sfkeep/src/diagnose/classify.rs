@@ -603,23 +603,181 @@ fn classify_login_status(what: String, status: &str) -> (Vec<Finding>, bool) {
     }
 }
 
+/// An OAuth error answer: `invalid_grant` told apart by its description (who or what refused
+/// the login, then what was wrong with the request), the other codes by themselves.
 fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>, bool) {
     let d = description.to_ascii_lowercase();
-    let ev = |s: &str| vec![what.clone(), s.to_owned()];
-    match error {
-        "invalid_grant" if d.contains("expired access/refresh token") => (
+    let found = match error {
+        "invalid_grant" => refused_grant(&what, &d).or_else(|| bad_grant_request(&what, &d)),
+        "invalid_request" if d.contains("jti") => Some(config_error(
+            what.clone(),
+            "a JWT `jti` was used twice",
+            "A client bug: use a fresh `jti` per assertion.",
+        )),
+        _ => other_oauth_error(&what, error),
+    };
+    found.unwrap_or_else(|| {
+        let unknown = Finding::new(
+            D::Unknown,
+            0.3,
+            vec![what, "an OAuth error sfkeep does not know".to_owned()],
+        );
+        (vec![unknown], false)
+    })
+}
+
+/// `invalid_grant` because of who is logging in or from where: a dead refresh token, an
+/// inactive user, an IP or login-hours restriction, an unapproved user, a refused password.
+/// `d` is the lowercased description.
+fn refused_grant(what: &str, d: &str) -> Option<(Vec<Finding>, bool)> {
+    let ev = |s: &str| vec![what.to_owned(), s.to_owned()];
+    Some(match () {
+        _ if d.contains("expired access/refresh token") => (
             vec![
-                Finding::new(D::AppTokensRevoked, 0.4, ev("the refresh token is dead: Salesforce says this when an admin revokes the app's tokens (the most common reason)")),
-                Finding::new(D::RefreshTokenExpiredByPolicy, 0.3, ev("the same answer comes when the app's refresh-token policy expired the token (idle or absolute TTL)")),
-                Finding::new(D::RefreshTokenReused, 0.2, ev("with refresh-token rotation, reusing a rotated-out token revokes the whole family and gets this answer")),
-                Finding::new(D::UserDeactivated, 0.05, ev("removing the user's sessions or access also kills refresh tokens")),
+                Finding::new(
+                    D::AppTokensRevoked,
+                    0.4,
+                    ev(
+                        "the refresh token is dead: Salesforce says this when an admin revokes the app's tokens (the most common reason)",
+                    ),
+                ),
+                Finding::new(
+                    D::RefreshTokenExpiredByPolicy,
+                    0.3,
+                    ev(
+                        "the same answer comes when the app's refresh-token policy expired the token (idle or absolute TTL)",
+                    ),
+                ),
+                Finding::new(
+                    D::RefreshTokenReused,
+                    0.2,
+                    ev(
+                        "with refresh-token rotation, reusing a rotated-out token revokes the whole family and gets this answer",
+                    ),
+                ),
+                Finding::new(
+                    D::UserDeactivated,
+                    0.05,
+                    ev("removing the user's sessions or access also kills refresh tokens"),
+                ),
             ],
             false,
         ),
-        "invalid_grant" if d.contains("inactive user") => (
-            vec![Finding::new(D::UserDeactivated, 0.95, ev("Salesforce refuses logins of a deactivated user this way"))],
+        _ if d.contains("inactive user") => (
+            vec![Finding::new(
+                D::UserDeactivated,
+                0.95,
+                ev("Salesforce refuses logins of a deactivated user this way"),
+            )],
             false,
         ),
+        _ if d.contains("ip restricted") => (
+            vec![Finding::new(
+                D::IpRestricted,
+                0.95,
+                ev(if d.contains("login hours") {
+                    "the login came from outside the Login IP Ranges or outside the profile's login hours"
+                } else {
+                    "the login came from outside the allowed IP ranges (profile Login IP Ranges or the app's IP policy)"
+                }),
+            )],
+            false,
+        ),
+        _ if d.contains("hasn't approved") || d.contains("has not approved") => (
+            vec![Finding::new(
+                D::AppNotApproved,
+                0.95,
+                ev(
+                    "the JWT bearer flow needs the user pre-authorized for the app (admin-approved users, with the profile or permission set added)",
+                ),
+            )],
+            false,
+        ),
+        _ if d.contains("authentication failure") => authentication_failure(what, d),
+        _ => return None,
+    })
+}
+
+/// `invalid_grant` "authentication failure": a refused password when the description says so,
+/// else a password, a frozen user or a blocked flow, which only the grant that was used tells
+/// apart. `d` is the lowercased description.
+fn authentication_failure(what: &str, d: &str) -> (Vec<Finding>, bool) {
+    let ev = |s: &str| vec![what.to_owned(), s.to_owned()];
+    if d.contains("invalid password") {
+        (
+            vec![
+                Finding::new(
+                    D::WrongPassword,
+                    0.6,
+                    ev(
+                        "the password (or password + security token) was refused: most often a mistyped password or a missing or old security token",
+                    ),
+                ),
+                Finding::new(
+                    D::PasswordChanged,
+                    0.3,
+                    ev(
+                        "a password change also resets the security token, so the stored pair stops working",
+                    ),
+                ),
+            ],
+            false,
+        )
+    } else {
+        (
+            vec![
+                Finding::new(D::WrongPassword, 0.4, ev("for the password grant this is a wrong password or security token; a password change resets the security token too"))
+                    .with_fix("If the refused login sends a password (the password grant, SOAP login()), put the new password and its new security token in the profile's secrets, then run `sfkeep recover`. If it was a refresh-token or JWT login, the password is not the problem: an admin must unfreeze the user, or run `sfkeep doctor` against the org to see why."),
+                Finding::new(D::UserFrozen, 0.3, ev("Salesforce refuses a frozen user's logins as an authentication failure, for every grant")),
+                Finding::new(D::Unknown, 0.2, ev("also: the username-password flow is blocked in the org (the default since Summer '23), or the JWT certificate does not match the app")),
+            ],
+            false,
+        )
+    }
+}
+
+/// `invalid_grant` because of what the request carried: a JWT assertion, its audience or
+/// clock, an authorization code, a PKCE verifier, a device secret, or a request already in
+/// flight. `d` is the lowercased description.
+fn bad_grant_request(what: &str, d: &str) -> Option<(Vec<Finding>, bool)> {
+    let ev = |s: &str| vec![what.to_owned(), s.to_owned()];
+    Some(match () {
+        _ if d.contains("invalid assertion") => (
+            vec![
+                Finding::new(D::Unknown, 0.55, ev("the JWT assertion was rejected: a signing key that does not match the app's certificate, a wrong `sub`, or a malformed token"))
+                    .with_fix("Check that the JWT signing key matches the certificate uploaded to the connected app, and that `sub` is the integration user's username."),
+                Finding::new(D::ClockSkew, 0.25, ev("an `exp` the server thinks is too far ahead or already past also makes an assertion invalid")),
+            ],
+            false,
+        ),
+        _ if d.contains("audience") => config_error(
+            what.to_owned(),
+            "the JWT `aud` is not the login host",
+            "Set the JWT audience to https://login.salesforce.com, https://test.salesforce.com or the community URL.",
+        ),
+        _ if d.contains("expired authorization code") => (
+            vec![
+                Finding::new(D::ClockSkew, 0.45, ev("for the JWT bearer flow this means the assertion's `exp` had already passed on the server's clock: the local clock is behind")),
+                Finding::new(D::Unknown, 0.4, ev("for the web-server flow, the authorization code was reused or is older than a few minutes"))
+                    .with_fix("Start the authorization-code login again (codes are single-use and short-lived); for JWT, check the machine's clock."),
+            ],
+            false,
+        ),
+        _ if d.contains("code verifier") => config_error(what.to_owned(), "the PKCE code_verifier does not match the code_challenge", "A client bug: send the same verifier whose challenge was used to authorize."),
+        _ if d.contains("activation secret") => config_error(what.to_owned(), "the device activation / verification secret is invalid", "Run the device or verification login again."),
+        _ if d.contains("already being processed") => (
+            vec![Finding::new(D::RateLimited, 0.5, ev("another token request for the same credential is in flight; retry in a moment"))
+                .with_fix("Retry shortly; share one token store between processes so only one refreshes.")],
+            true,
+        ),
+        _ => return None,
+    })
+}
+
+/// The OAuth error codes other than `invalid_grant` (and a `jti` reuse).
+fn other_oauth_error(what: &str, error: &str) -> Option<(Vec<Finding>, bool)> {
+    let ev = |s: &str| vec![what.to_owned(), s.to_owned()];
+    Some(match error {
         "inactive_user" => (
             vec![Finding::new(D::UserDeactivated, 0.95, ev("the documented code for an inactive user"))],
             false,
@@ -629,68 +787,6 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
                 .with_fix("The org is locked or suspended: contact the org's admin or Salesforce support.")],
             false,
         ),
-        "invalid_grant" if d.contains("ip restricted") => (
-            vec![Finding::new(D::IpRestricted, 0.95, ev(if d.contains("login hours") {
-                "the login came from outside the Login IP Ranges or outside the profile's login hours"
-            } else {
-                "the login came from outside the allowed IP ranges (profile Login IP Ranges or the app's IP policy)"
-            }))],
-            false,
-        ),
-        "invalid_grant" if d.contains("hasn't approved") || d.contains("has not approved") => (
-            vec![Finding::new(D::AppNotApproved, 0.95, ev("the JWT bearer flow needs the user pre-authorized for the app (admin-approved users, with the profile or permission set added)"))],
-            false,
-        ),
-        "invalid_grant" if d.contains("authentication failure") => {
-            if d.contains("invalid password") {
-                (
-                    vec![
-                        Finding::new(D::WrongPassword, 0.6, ev("the password (or password + security token) was refused: most often a mistyped password or a missing or old security token")),
-                        Finding::new(D::PasswordChanged, 0.3, ev("a password change also resets the security token, so the stored pair stops working")),
-                    ],
-                    false,
-                )
-            } else {
-                (
-                    vec![
-                        Finding::new(D::WrongPassword, 0.4, ev("for the password grant this is a wrong password or security token; a password change resets the security token too"))
-                            .with_fix("If the refused login sends a password (the password grant, SOAP login()), put the new password and its new security token in the profile's secrets, then run `sfkeep recover`. If it was a refresh-token or JWT login, the password is not the problem: an admin must unfreeze the user, or run `sfkeep doctor` against the org to see why."),
-                        Finding::new(D::UserFrozen, 0.3, ev("Salesforce refuses a frozen user's logins as an authentication failure, for every grant")),
-                        Finding::new(D::Unknown, 0.2, ev("also: the username-password flow is blocked in the org (the default since Summer '23), or the JWT certificate does not match the app")),
-                    ],
-                    false,
-                )
-            }
-        }
-        "invalid_grant" if d.contains("invalid assertion") => (
-            vec![
-                Finding::new(D::Unknown, 0.55, ev("the JWT assertion was rejected: a signing key that does not match the app's certificate, a wrong `sub`, or a malformed token"))
-                    .with_fix("Check that the JWT signing key matches the certificate uploaded to the connected app, and that `sub` is the integration user's username."),
-                Finding::new(D::ClockSkew, 0.25, ev("an `exp` the server thinks is too far ahead or already past also makes an assertion invalid")),
-            ],
-            false,
-        ),
-        "invalid_grant" if d.contains("audience") => config_error(
-            what,
-            "the JWT `aud` is not the login host",
-            "Set the JWT audience to https://login.salesforce.com, https://test.salesforce.com or the community URL.",
-        ),
-        "invalid_grant" if d.contains("expired authorization code") => (
-            vec![
-                Finding::new(D::ClockSkew, 0.45, ev("for the JWT bearer flow this means the assertion's `exp` had already passed on the server's clock: the local clock is behind")),
-                Finding::new(D::Unknown, 0.4, ev("for the web-server flow, the authorization code was reused or is older than a few minutes"))
-                    .with_fix("Start the authorization-code login again (codes are single-use and short-lived); for JWT, check the machine's clock."),
-            ],
-            false,
-        ),
-        "invalid_grant" if d.contains("code verifier") => config_error(what, "the PKCE code_verifier does not match the code_challenge", "A client bug: send the same verifier whose challenge was used to authorize."),
-        "invalid_grant" if d.contains("activation secret") => config_error(what, "the device activation / verification secret is invalid", "Run the device or verification login again."),
-        "invalid_grant" if d.contains("already being processed") => (
-            vec![Finding::new(D::RateLimited, 0.5, ev("another token request for the same credential is in flight; retry in a moment"))
-                .with_fix("Retry shortly; share one token store between processes so only one refreshes.")],
-            true,
-        ),
-        "invalid_request" if d.contains("jti") => config_error(what, "a JWT `jti` was used twice", "A client bug: use a fresh `jti` per assertion."),
         "invalid_client_id" => (
             vec![Finding::new(D::InvalidClient, 0.9, ev("the consumer key is unknown (or a new connected app has not propagated yet, 2-10 minutes)"))
                 .with_fix("Check the profile's client_id against the connected app's consumer key; wait 10 minutes after creating an app.")],
@@ -701,8 +797,8 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
                 .with_fix("Check the profile's client_secret against the connected app's consumer secret (where the profile reads it from: a file or an environment variable).")],
             false,
         ),
-        "unsupported_grant_type" => config_error(what, "the token request's grant_type is wrong or the parameters were not form-encoded", "A client bug: send grant_type and the parameters as application/x-www-form-urlencoded."),
-        "unsupported_response_type" | "invalid_scope" | "invalid_request" | "access_denied" => config_error(what, "the authorization request is malformed or was denied", "Check the requested scopes and the connected app's OAuth settings, then log in again."),
+        "unsupported_grant_type" => config_error(what.to_owned(), "the token request's grant_type is wrong or the parameters were not form-encoded", "A client bug: send grant_type and the parameters as application/x-www-form-urlencoded."),
+        "unsupported_response_type" | "invalid_scope" | "invalid_request" | "access_denied" => config_error(what.to_owned(), "the authorization request is malformed or was denied", "Check the requested scopes and the connected app's OAuth settings, then log in again."),
         "rate_limit_exceeded" => (
             vec![Finding::new(D::RateLimited, 0.95, ev("the user's login rate limit (about 3,600 token requests per hour) is used up"))],
             false,
@@ -716,69 +812,41 @@ fn classify_oauth(what: String, error: &str, description: &str) -> (Vec<Finding>
             session_death(&format!("{what}: the token given to the revoke endpoint is not valid (already expired or revoked)")),
             true,
         ),
-        _ => (
-            vec![Finding::new(D::Unknown, 0.3, ev("an OAuth error sfkeep does not know"))],
-            false,
-        ),
-    }
+        _ => return None,
+    })
 }
 
+/// A REST, SOAP or Bulk error code with its message.
 fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool) {
-    match super::soap_fault::soap_operation_not_available(code, message) {
-        Some("login") => {
-            return config_error(
-                what,
+    missing_soap_operation(&what, code, message)
+        .or_else(|| refused_login_code(&what, code))
+        .unwrap_or_else(|| api_code(&what, code, message))
+}
+
+/// A SOAP call posted to an endpoint that has no such operation (`login()` at v65.0 and later).
+fn missing_soap_operation(what: &str, code: &str, message: &str) -> Option<(Vec<Finding>, bool)> {
+    Some(
+        match super::soap_fault::soap_operation_not_available(code, message)? {
+            "login" => config_error(
+                what.to_owned(),
                 "SOAP login() is not available in API v65.0 and later",
                 "Log in with OAuth (`sfkeep login --jwt`, `--client-credentials` or `--web`), or use api_version 64.0 or lower until Summer '27. An integration that cannot change can keep calling login() through `sfkeep proxy`, whose login shim answers it.",
-            );
-        }
-        Some(_) => {
-            return config_error(
-                what,
+            ),
+            _ => config_error(
+                what.to_owned(),
                 "the SOAP endpoint has no such operation: the URL's API (partner /u/, enterprise /c/, metadata /m/) or its version is wrong",
                 "Post the call to the endpoint whose WSDL defines it, at a version that has it.",
-            );
-        }
-        None => {}
-    }
-    let m = message.to_ascii_lowercase();
-    let ev = |s: &str| vec![what.clone(), s.to_owned()];
-    match code {
-        "INVALID_SESSION_ID" | "InvalidSessionId"
-            if m.contains("not valid for use with the rest api")
-                || m.contains("not attached to agent") =>
-        {
-            (
-                vec![Finding::new(D::SessionNotValidForApi, 0.95, ev("this 401 is a policy block (high-assurance session required, API Access Control, or no `api` scope), not a dead session: a refresh returns the same"))],
-                false,
-            )
-        }
-        "INVALID_SESSION_ID" | "InvalidSessionId" => {
-            let what = if m.contains("logs out") || m.contains("session not found") {
-                format!("{what}: the session no longer exists on the server")
-            } else {
-                format!("{what}: the access token or session id is no longer accepted")
-            };
-            (session_death(&what), true)
-        }
-        "INVALID_AUTH_HEADER" => config_error(what, "the Authorization header is missing or malformed", "A client bug: send `Authorization: Bearer <access token>`."),
-        "REQUEST_LIMIT_EXCEEDED" if message.contains("Concurrent") => not_auth(what, "too many requests are running at once in the org (the concurrent API or long-transaction limit), not the daily allowance", "Retry with backoff (sfkeep's client does, for idempotent calls) and lower the integration's parallelism; long-running requests (over 20 s) count against this limit."),
-        "REQUEST_LIMIT_EXCEEDED" => (
-            vec![Finding::new(D::RateLimited, 0.95, ev("the org's daily API request limit (rolling 24 h) is used up"))
-                .with_fix("Wait for the rolling 24-hour limit to free up, or have the admin raise it; see /limits DailyApiRequests.")],
-            false,
-        ),
+            ),
+        },
+    )
+}
+
+/// The codes of a refused login (SOAP `login()` faults and their REST forms).
+fn refused_login_code(what: &str, code: &str) -> Option<(Vec<Finding>, bool)> {
+    let ev = |s: &str| vec![what.to_owned(), s.to_owned()];
+    Some(match code {
         "LOGIN_RATE_EXCEEDED" => (
             vec![Finding::new(D::RateLimited, 0.95, ev("the user's login rate limit is used up"))],
-            false,
-        ),
-        "API_DISABLED_FOR_ORG" | "API_CURRENTLY_DISABLED" => (
-            vec![Finding::new(D::ApiDisabled, 0.95, ev("the API is not enabled for the org, its edition, or the user's profile"))],
-            false,
-        ),
-        "ORG_LOCKED" => (
-            vec![Finding::new(D::ApiDisabled, 0.8, ev("the org is locked"))
-                .with_fix("The org is locked: contact the org's admin or Salesforce support.")],
             false,
         ),
         "INVALID_LOGIN" => (
@@ -812,11 +880,54 @@ fn classify_code(what: String, code: &str, message: &str) -> (Vec<Finding>, bool
             vec![Finding::new(D::IpRestricted, 0.85, ev("the login came from a restricted domain or address"))],
             false,
         ),
-        "LOGIN_CHALLENGE_ISSUED" | "LOGIN_CHALLENGE_PENDING" => config_error(what, "Salesforce wants identity verification for this login (a new device or address)", "Use OAuth (JWT bearer) for the integration, or verify the login once, or add the address to the trusted IP ranges."),
-        "UNSUPPORTED_API_VERSION" | "InvalidVersion" => config_error(what, "the API version is retired", "Use a supported API version (api_version in the profile; v31.0 or later, SOAP login() needs v64.0 or earlier)."),
-        "SERVER_UNAVAILABLE" | "UNKNOWN_EXCEPTION" => not_auth(what, "a Salesforce server error", "Retry with backoff; if it persists, include the ErrorId when contacting support."),
-        "INVALID_OPERATION" => not_auth(what, "the operation is not permitted for this user (a 403 that is not a session death)", "Check the integration user's permissions for this operation."),
-        _ => not_auth(what, "a request error (field, query or record problem)", "Fix the request: the message says what is wrong with it."),
+        "LOGIN_CHALLENGE_ISSUED" | "LOGIN_CHALLENGE_PENDING" => config_error(what.to_owned(), "Salesforce wants identity verification for this login (a new device or address)", "Use OAuth (JWT bearer) for the integration, or verify the login once, or add the address to the trusted IP ranges."),
+        _ => return None,
+    })
+}
+
+/// The codes of an API call: a dead or unusable session, limits, a disabled API, and the
+/// errors that are not about authentication at all.
+fn api_code(what: &str, code: &str, message: &str) -> (Vec<Finding>, bool) {
+    let m = message.to_ascii_lowercase();
+    let ev = |s: &str| vec![what.to_owned(), s.to_owned()];
+    match code {
+        "INVALID_SESSION_ID" | "InvalidSessionId"
+            if m.contains("not valid for use with the rest api")
+                || m.contains("not attached to agent") =>
+        {
+            (
+                vec![Finding::new(D::SessionNotValidForApi, 0.95, ev("this 401 is a policy block (high-assurance session required, API Access Control, or no `api` scope), not a dead session: a refresh returns the same"))],
+                false,
+            )
+        }
+        "INVALID_SESSION_ID" | "InvalidSessionId" => {
+            let what = if m.contains("logs out") || m.contains("session not found") {
+                format!("{what}: the session no longer exists on the server")
+            } else {
+                format!("{what}: the access token or session id is no longer accepted")
+            };
+            (session_death(&what), true)
+        }
+        "INVALID_AUTH_HEADER" => config_error(what.to_owned(), "the Authorization header is missing or malformed", "A client bug: send `Authorization: Bearer <access token>`."),
+        "REQUEST_LIMIT_EXCEEDED" if message.contains("Concurrent") => not_auth(what.to_owned(), "too many requests are running at once in the org (the concurrent API or long-transaction limit), not the daily allowance", "Retry with backoff (sfkeep's client does, for idempotent calls) and lower the integration's parallelism; long-running requests (over 20 s) count against this limit."),
+        "REQUEST_LIMIT_EXCEEDED" => (
+            vec![Finding::new(D::RateLimited, 0.95, ev("the org's daily API request limit (rolling 24 h) is used up"))
+                .with_fix("Wait for the rolling 24-hour limit to free up, or have the admin raise it; see /limits DailyApiRequests.")],
+            false,
+        ),
+        "API_DISABLED_FOR_ORG" | "API_CURRENTLY_DISABLED" => (
+            vec![Finding::new(D::ApiDisabled, 0.95, ev("the API is not enabled for the org, its edition, or the user's profile"))],
+            false,
+        ),
+        "ORG_LOCKED" => (
+            vec![Finding::new(D::ApiDisabled, 0.8, ev("the org is locked"))
+                .with_fix("The org is locked: contact the org's admin or Salesforce support.")],
+            false,
+        ),
+        "UNSUPPORTED_API_VERSION" | "InvalidVersion" => config_error(what.to_owned(), "the API version is retired", "Use a supported API version (api_version in the profile; v31.0 or later, SOAP login() needs v64.0 or earlier)."),
+        "SERVER_UNAVAILABLE" | "UNKNOWN_EXCEPTION" => not_auth(what.to_owned(), "a Salesforce server error", "Retry with backoff; if it persists, include the ErrorId when contacting support."),
+        "INVALID_OPERATION" => not_auth(what.to_owned(), "the operation is not permitted for this user (a 403 that is not a session death)", "Check the integration user's permissions for this operation."),
+        _ => not_auth(what.to_owned(), "a request error (field, query or record problem)", "Fix the request: the message says what is wrong with it."),
     }
 }
 
