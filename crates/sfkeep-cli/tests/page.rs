@@ -174,36 +174,6 @@ fn newest_events(db: &Path) -> Vec<String> {
     .collect()
 }
 
-/// The org's secrets, for a value-based search of what the page shows.
-fn secrets(org: &Org) -> Vec<String> {
-    let mut out: Vec<String> = [
-        "client_secret",
-        "password",
-        "security_token",
-        "refresh_token",
-    ]
-    .iter()
-    .map(|k| org.field(k))
-    .collect();
-    let issued = org.admin_get("/tokens");
-    for t in issued["access_tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(issued["refresh_tokens"].as_array().into_iter().flatten())
-    {
-        if let Some(t) = t.as_str() {
-            out.push(t.to_owned());
-            if let Some((_, tail)) = t.split_once('!') {
-                out.push(tail.to_owned());
-            }
-        }
-    }
-    let key = std::fs::read_to_string(org.field("jwt_key_file")).unwrap();
-    out.extend(key.lines().filter(|l| l.len() > 40).map(str::to_owned));
-    out
-}
-
 /// The integration user's `LoginHistory` rows as the org has them: `(LoginTime ms, Status)`.
 fn org_logins(home: &Path, cfg: &Path, org: &Org) -> BTreeSet<(i64, String)> {
     let users = org.admin_get("/users");
@@ -291,7 +261,7 @@ fn check_clean(report: &Value, url: &str, org: &Org) {
             .any(|l| matches!(l.trim(), "null" | "undefined" | "NaN")),
         "{name}: a missing value drawn as text: {text}"
     );
-    for s in secrets(org) {
+    for s in org_secrets(org) {
         assert!(
             !text.contains(&s) && !html.contains(&s),
             "{name}: the page shows a secret of the org"
@@ -585,9 +555,7 @@ fn the_status_page_in_chromium() {
         "200ms",
         &["--org-check-interval", "1s", "--webhook", &hook.url()],
     );
-    wait_for("a fresh token", 60, || {
-        (demo.profile()["state"] == "fresh").then_some(())
-    });
+    demo.wait_fresh(60);
     demo_history(demo_home.path(), &demo_cfg, &demo_org, &demo, &hook);
     let demo_logins = org_logins(demo_home.path(), &demo_cfg, &demo_org);
     let demo_db = audit_db(&demo_org);
@@ -602,9 +570,7 @@ fn the_status_page_in_chromium() {
         "200ms",
         &["--org-check-interval", "1s"],
     );
-    wait_for("a fresh token", 60, || {
-        (storm.profile()["state"] == "fresh").then_some(())
-    });
+    storm.wait_fresh(60);
     let other = separate_store_config(storm_home.path(), &storm_org);
     assert_eq!(call(storm_home.path(), &other, None), 0);
     let user = storm_org.field("username");
@@ -624,9 +590,7 @@ fn the_status_page_in_chromium() {
         "200ms",
         &["--org-check-interval", "1s"],
     );
-    wait_for("a fresh token", 60, || {
-        (healthy.profile()["state"] == "fresh").then_some(())
-    });
+    healthy.wait_fresh(60);
     assert_eq!(call(healthy_home.path(), &healthy_cfg, None), 0);
     healthy_org.advance(2 * 3600 + 60);
     assert_eq!(call(healthy_home.path(), &healthy_cfg, None), 0);

@@ -412,9 +412,7 @@ fn a_frozen_user_alerts_once_and_recover_resolves_it() {
             &format!("slack+{}", slack.url()),
         ],
     );
-    wait_for("a fresh token", 30, || {
-        (s.profile()["state"] == "fresh").then_some(())
-    });
+    s.wait_fresh(30);
     // Transient trouble first: 503s and connection resets on every path, then healthy again.
     assert_eq!(
         org.admin_post(
@@ -599,29 +597,8 @@ fn no_secret_in_any_payload() {
     ] {
         texts.push((path.into(), get(&format!("{}{path}", s.url())).1));
     }
-    let mut secrets: Vec<String> = [
-        "client_secret",
-        "password",
-        "security_token",
-        "refresh_token",
-    ]
-    .iter()
-    .map(|k| org.field(k))
-    .collect();
-    let issued = org.admin_get("/tokens");
-    for t in issued["access_tokens"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .chain(issued["refresh_tokens"].as_array().into_iter().flatten())
-    {
-        if let Some(t) = t.as_str() {
-            secrets.push(t.to_owned());
-        }
-    }
-    let key = std::fs::read_to_string(org.field("jwt_key_file")).unwrap();
-    secrets.extend(key.lines().filter(|l| l.len() > 40).map(str::to_owned));
-    assert!(secrets.len() > 5, "{issued}");
+    let secrets = org_secrets(&org);
+    assert!(secrets.len() > 5, "only {} secrets", secrets.len());
     for (what, text) in &texts {
         for secret in &secrets {
             assert!(!text.contains(secret.as_str()), "{what} holds a secret");

@@ -185,6 +185,11 @@ impl Serve {
         }
     }
 
+    /// Waits until the first profile's token is fresh, for at most `secs` seconds.
+    pub fn wait_fresh(&self, secs: u64) -> Value {
+        self.wait_profile("a fresh token", secs, |p| p["state"] == "fresh")
+    }
+
     /// Waits until a check completed after the org's clock read `org_ms` (so its decisions
     /// used the moved clock).
     pub fn caught_up(&self, org_ms: i64) -> Value {
@@ -362,4 +367,36 @@ pub fn cert_pem(days_left: i64) -> String {
     params.not_after = now + time::Duration::days(days_left);
     let key = rcgen::KeyPair::generate().unwrap();
     params.self_signed(&key).unwrap().pem()
+}
+
+/// The org's secrets: its client secret, password, security token and refresh token, every
+/// token it issued (and the part after the org id of each), and the JWT key's lines. For a
+/// value-based search of what a page, a payload or an answer shows.
+pub fn org_secrets(org: &Org) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "client_secret",
+        "password",
+        "security_token",
+        "refresh_token",
+    ]
+    .iter()
+    .map(|k| org.field(k))
+    .collect();
+    let issued = org.admin_get("/tokens");
+    for t in issued["access_tokens"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .chain(issued["refresh_tokens"].as_array().into_iter().flatten())
+    {
+        if let Some(t) = t.as_str() {
+            out.push(t.to_owned());
+            if let Some((_, tail)) = t.split_once('!') {
+                out.push(tail.to_owned());
+            }
+        }
+    }
+    let key = std::fs::read_to_string(org.field("jwt_key_file")).unwrap();
+    out.extend(key.lines().filter(|l| l.len() > 40).map(str::to_owned));
+    out
 }
