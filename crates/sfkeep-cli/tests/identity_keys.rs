@@ -9,11 +9,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{Org, Redis, result_of, run, sfkeep};
+use common::{Org, Redis, result_of, run, sfkeep, web_server_login};
 use serde_json::{Value, json};
 
 const USER_A: &str = "integration@example.com";
 const USER_B: &str = "admin@example.com";
+/// The profiles' cache key (base64 of 32 bytes).
+const KEY_B64: &str = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
@@ -34,53 +36,44 @@ fn write_secret(dir: &Path, name: &str, value: &str) -> PathBuf {
 /// A refresh token of `username` for the org's connected app: the web-server flow, with the
 /// user named by `login_hint` approving.
 fn refresh_token_of(org: &Org, username: &str) -> String {
-    let login = org.field("login_url");
-    let client_id = org.field("client_id");
-    let secret = org.field("client_secret");
-    let redirect = "http://127.0.0.1:9/callback";
-    block_on(async {
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let r = http
-            .get(format!("{login}/services/oauth2/authorize"))
-            .query(&[
-                ("response_type", "code"),
-                ("client_id", client_id.as_str()),
-                ("redirect_uri", redirect),
-                ("login_hint", username),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let code = url::Url::parse(&location)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .unwrap_or_else(|| panic!("no code in {location}"));
-        let v: Value = http
-            .post(format!("{login}/services/oauth2/token"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("client_id", client_id.as_str()),
-                ("client_secret", secret.as_str()),
-                ("redirect_uri", redirect),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        v["refresh_token"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no refresh token: {v}"))
-            .to_owned()
-    })
+    let (_, v) = web_server_login(org, Some(username), "http://127.0.0.1:9/callback");
+    v["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh token: {v}"))
+        .to_owned()
+}
+
+/// What every test here starts from: an org (with `policy` on its app first, when given), a
+/// refresh token of each user for the app, and a config directory holding the cache key.
+struct TwoUsers {
+    home: tempfile::TempDir,
+    org: Org,
+    rt_a: String,
+    rt_b: String,
+    dir: PathBuf,
+    key: PathBuf,
+}
+
+fn two_users(policy: Option<Value>) -> TwoUsers {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    if let Some(policy) = policy {
+        let app = org.field("client_id");
+        assert_eq!(org.admin_put(&format!("/apps/{app}/policy"), policy), 200);
+    }
+    let rt_a = refresh_token_of(&org, USER_A);
+    let rt_b = refresh_token_of(&org, USER_B);
+    let dir = home.path().join("cfg");
+    std::fs::create_dir_all(&dir).unwrap();
+    let key = write_secret(&dir, "cache.key", KEY_B64);
+    TwoUsers {
+        home,
+        org,
+        rt_a,
+        rt_b,
+        dir,
+        key,
+    }
 }
 
 /// Whose token `token` is, by the org's own userinfo endpoint.
@@ -152,26 +145,15 @@ fn token(home: &Path, config: &Path, name: &str) -> String {
 /// Two profiles for two users on one store: each run of each profile gets a token of its own
 /// user, and each profile sent its own refresh token exactly once.
 fn two_users_on_one_store(store: &str, with_usernames: bool) {
-    let home = tempfile::tempdir().unwrap();
+    let TwoUsers {
+        home,
+        org,
+        rt_a,
+        rt_b,
+        dir,
+        key,
+    } = two_users(Some(json!({"rotate_refresh_tokens": true})));
     let h = home.path();
-    let org = Org::start(h, 10);
-    let app = org.field("client_id");
-    assert_eq!(
-        org.admin_put(
-            &format!("/apps/{app}/policy"),
-            json!({"rotate_refresh_tokens": true})
-        ),
-        200
-    );
-    let rt_a = refresh_token_of(&org, USER_A);
-    let rt_b = refresh_token_of(&org, USER_B);
-    let dir = h.join("cfg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = write_secret(
-        &dir,
-        "cache.key",
-        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-    );
     let (ua, ub) = match with_usernames {
         true => (Some(USER_A), Some(USER_B)),
         false => (None, None),
@@ -260,15 +242,15 @@ fn a_record_under_the_old_shared_key_is_not_adopted() {
     use sfkeep::store::{CacheKey, EncryptedFileStore, KeyIdentity, Store};
     use sfkeep::token::{GrantKind, TokenRecord};
 
-    let home = tempfile::tempdir().unwrap();
+    let TwoUsers {
+        home,
+        org,
+        rt_a,
+        rt_b,
+        dir,
+        key,
+    } = two_users(None);
     let h = home.path();
-    let org = Org::start(h, 10);
-    let rt_a = refresh_token_of(&org, USER_A);
-    let rt_b = refresh_token_of(&org, USER_B);
-    let dir = h.join("cfg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key_b64 = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
-    let key = write_secret(&dir, "cache.key", key_b64);
     let path = dir.join("tokens.enc");
     let store = format!("kind = \"file\"\npath = \"{}\"", path.display());
     let config = format!(
@@ -336,7 +318,7 @@ fn a_record_under_the_old_shared_key_is_not_adopted() {
         generation: 1,
         ..record
     };
-    let file = EncryptedFileStore::new(path.clone(), CacheKey::from_base64(key_b64).unwrap());
+    let file = EncryptedFileStore::new(path.clone(), CacheKey::from_base64(KEY_B64).unwrap());
     block_on(file.compare_and_set(&legacy, None, &record)).unwrap();
     let before = stats(&org)["token_requests"]["refresh_token"]
         .as_u64()
@@ -368,19 +350,16 @@ fn a_record_under_the_old_shared_key_is_not_adopted() {
 /// apart, so each prints its own user's token.
 #[test]
 fn two_profiles_that_name_no_user_on_one_redis_keep_their_logins_apart() {
-    let home = tempfile::tempdir().unwrap();
+    let TwoUsers {
+        home,
+        org,
+        rt_a,
+        rt_b,
+        dir,
+        key,
+    } = two_users(None);
     let h = home.path();
-    let org = Org::start(h, 10);
     let redis = Redis::start();
-    let rt_a = refresh_token_of(&org, USER_A);
-    let rt_b = refresh_token_of(&org, USER_B);
-    let dir = h.join("cfg");
-    std::fs::create_dir_all(&dir).unwrap();
-    let key = write_secret(
-        &dir,
-        "cache.key",
-        "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
-    );
     let store = format!(
         "kind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"",
         redis.port

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 
 use common::serve::*;
-use common::{Org, Redis, result_of, run, sfkeep};
+use common::{Org, Redis, result_of, run, sfkeep, web_server_login};
 use serde_json::{Value, json};
 
 #[test]
@@ -646,45 +646,8 @@ fn a_refusing_receiver_is_given_up_and_garbage_answers_count_as_delivered() {
 /// One more approval of the profile's app by the integration user, through the web-server
 /// flow — a person logging in to the same app on a laptop.
 fn approve_elsewhere(org: &Org) {
-    let redirect = "http://localhost:1717/OauthRedirect";
-    let (client_id, secret) = (org.field("client_id"), org.field("client_secret"));
-    let base = org.field("login_url");
-    rt().block_on(async {
-        let c = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let r = c
-            .get(format!("{base}/services/oauth2/authorize"))
-            .query(&[
-                ("response_type", "code"),
-                ("client_id", client_id.as_str()),
-                ("redirect_uri", redirect),
-            ])
-            .send()
-            .await
-            .unwrap();
-        let location = r.headers()["location"].to_str().unwrap().to_owned();
-        let code = url::Url::parse(&location)
-            .unwrap()
-            .query_pairs()
-            .find(|(k, _)| k == "code")
-            .map(|(_, v)| v.into_owned())
-            .unwrap();
-        let r = c
-            .post(format!("{base}/services/oauth2/token"))
-            .form(&[
-                ("grant_type", "authorization_code"),
-                ("code", code.as_str()),
-                ("client_id", client_id.as_str()),
-                ("client_secret", secret.as_str()),
-                ("redirect_uri", redirect),
-            ])
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status().as_u16(), 200);
-    });
+    let (status, _) = web_server_login(org, None, "http://localhost:1717/OauthRedirect");
+    assert_eq!(status, 200);
 }
 
 /// Four approvals of the app by the integration user: a warning naming them. A sixth from

@@ -253,3 +253,57 @@ pub fn result_of(out: &str) -> serde_json::Value {
     assert_eq!(v["sfkeep"], 1, "not an sfkeep envelope: {v}");
     v["result"].clone()
 }
+
+/// One approval of the org's connected app through the web-server flow: the authorize page
+/// (for `login_hint`, when given) redirects to `redirect` with a code, which is exchanged at
+/// the token endpoint. Returns the token endpoint's status and answer (`null` if not JSON).
+pub fn web_server_login(
+    org: &Org,
+    login_hint: Option<&str>,
+    redirect: &str,
+) -> (u16, serde_json::Value) {
+    let login = org.field("login_url");
+    let client_id = org.field("client_id");
+    let secret = org.field("client_secret");
+    serve::rt().block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let mut query = vec![
+            ("response_type", "code"),
+            ("client_id", client_id.as_str()),
+            ("redirect_uri", redirect),
+        ];
+        if let Some(user) = login_hint {
+            query.push(("login_hint", user));
+        }
+        let r = http
+            .get(format!("{login}/services/oauth2/authorize"))
+            .query(&query)
+            .send()
+            .await
+            .unwrap();
+        let location = r.headers()["location"].to_str().unwrap().to_owned();
+        let code = url::Url::parse(&location)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "code")
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_else(|| panic!("no code in {location}"));
+        let r = http
+            .post(format!("{login}/services/oauth2/token"))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code.as_str()),
+                ("client_id", client_id.as_str()),
+                ("client_secret", secret.as_str()),
+                ("redirect_uri", redirect),
+            ])
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    })
+}
