@@ -21,27 +21,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::node::{chromium, node_deps_dir};
 use common::serve::*;
 use common::{Org, result_of, run, sfkeep};
 use serde_json::{Value, json};
-
-fn chromium() -> Option<String> {
-    let c = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    Path::new(&c).exists().then_some(c)
-}
-
-fn node_deps_dir() -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/node-deps");
-    let out = Command::new(script)
-        .output()
-        .expect("scripts/node-deps runs");
-    assert!(
-        out.status.success(),
-        "scripts/node-deps failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// Where the screenshots go: `target/artifacts/status-page` (or under `CARGO_TARGET_DIR`).
 fn artifacts() -> PathBuf {

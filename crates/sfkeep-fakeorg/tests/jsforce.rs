@@ -2,27 +2,14 @@
 //! the org: arrays of records through SObject Collections, `identity()`, and one session death
 //! that costs exactly one refresh-token request, counted by the org (tests/node/jsforce_collections.js).
 
-use std::process::Command;
+mod common;
 
 use serde_json::Value;
 use sfkeep_fakeorg::{FakeOrg, FakeOrgConfig};
 
-fn jsforce_dir() -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/node-deps");
-    let out = Command::new(script)
-        .output()
-        .expect("scripts/node-deps runs");
-    assert!(
-        out.status.success(),
-        "scripts/node-deps failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jsforce_writes_arrays_through_collections_and_reads_its_identity() {
-    let dir = jsforce_dir();
+    let dir = common::node::node_deps_dir();
     let org = FakeOrg::start(FakeOrgConfig::default().accounts(10))
         .await
         .unwrap();

@@ -8,25 +8,10 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-
-fn node_deps_dir() -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/node-deps");
-    let out = Command::new(script)
-        .output()
-        .expect("scripts/node-deps runs");
-    assert!(
-        out.status.success(),
-        "scripts/node-deps failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 /// The page: each attempt in turn, then `window.sfkeepDone`.
 fn page(proxy: &str) -> String {
@@ -84,12 +69,11 @@ async fn serve_page(html: String) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_on_another_origin_cannot_use_the_proxy_in_chromium() {
-    let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    if !std::path::Path::new(&chromium).exists() {
-        eprintln!("SKIPPED: no Chromium at {chromium} (scripts/test installs Debian's chromium)");
+    let Some(chromium) = common::node::chromium() else {
+        eprintln!("SKIPPED: no Chromium (scripts/test installs Debian's chromium)");
         return;
-    }
-    let deps = node_deps_dir();
+    };
+    let deps = common::node::node_deps_dir();
     let env = start(3).await;
     let c = client();
     // The proxy has its token before the page loads: any token request later is the page's doing.

@@ -5,27 +5,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use serde_json::Value;
 
-fn jsforce_dir() -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/node-deps");
-    let out = Command::new(script)
-        .output()
-        .expect("scripts/node-deps runs");
-    assert!(
-        out.status.success(),
-        "scripts/node-deps failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jsforce_survives_every_session_death_through_the_proxy() {
-    let dir = jsforce_dir();
+    let dir = common::node::node_deps_dir();
     let env = start(20).await;
     let out = tokio::process::Command::new("node")
         .arg(concat!(

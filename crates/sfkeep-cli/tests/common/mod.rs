@@ -1,6 +1,8 @@
 //! Helpers shared by the CLI tests: run the real binary, start the simulated org through it.
 #![allow(dead_code)]
 
+#[path = "../../../sfkeep-fakeorg/tests/common/node.rs"]
+pub mod node;
 pub mod serve;
 
 use std::io::{BufRead, BufReader};

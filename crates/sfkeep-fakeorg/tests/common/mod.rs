@@ -1,6 +1,8 @@
 //! Shared helpers: start an org, talk to it like a Salesforce client, drive the admin API.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::net::{IpAddr, Ipv4Addr};
 
 use serde_json::{Value, json};

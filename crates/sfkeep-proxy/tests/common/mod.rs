@@ -1,6 +1,9 @@
 //! Shared helpers: a simulated org, a proxy in front of it, raw sockets, the org's counters.
 #![allow(dead_code)]
 
+#[path = "../../../sfkeep-fakeorg/tests/common/node.rs"]
+pub mod node;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
