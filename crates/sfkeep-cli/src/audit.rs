@@ -370,7 +370,7 @@ impl AuditLog {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.conn)
     }
 
     /// Appends one event of the integration; for `api.succeeded` also records the last

@@ -49,20 +49,17 @@ fn command() -> &'static str {
 
 /// The command's result, printed in the envelope when it ends (the last one set wins).
 pub fn set_result(result: Value) {
-    *RESULT.lock().unwrap_or_else(|p| p.into_inner()) = Some(result);
+    *sfkeep::sync::lock(&RESULT) = Some(result);
 }
 
 /// A warning: on stderr at once, and in the envelope's `warnings`.
 pub fn warn(message: &str) {
     eprintln!("sfkeep: warning: {message}");
-    WARNINGS
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(message.to_owned());
+    sfkeep::sync::lock(&WARNINGS).push(message.to_owned());
 }
 
 fn take_warnings() -> Vec<String> {
-    std::mem::take(&mut *WARNINGS.lock().unwrap_or_else(|p| p.into_inner()))
+    std::mem::take(&mut *sfkeep::sync::lock(&WARNINGS))
 }
 
 /// The error part of an envelope.
@@ -77,7 +74,7 @@ fn error_json(e: &CliError) -> Value {
 
 /// The envelope for a command that ended with `outcome`, and the result it set.
 pub fn envelope(outcome: Result<Exit, &CliError>) -> Value {
-    let result = RESULT.lock().unwrap_or_else(|p| p.into_inner()).take();
+    let result = sfkeep::sync::lock(&RESULT).take();
     let mut v = json!({
         "sfkeep": ENVELOPE_VERSION,
         "command": command(),
@@ -114,7 +111,7 @@ pub fn finish(outcome: Result<Exit, &CliError>) {
     if !json() {
         return;
     }
-    let nothing_left = RESULT.lock().unwrap_or_else(|p| p.into_inner()).is_none();
+    let nothing_left = sfkeep::sync::lock(&RESULT).is_none();
     if nothing_left && EMITTED.load(Ordering::Relaxed) && matches!(outcome, Ok(Exit::Ok)) {
         return;
     }

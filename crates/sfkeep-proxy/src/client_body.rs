@@ -157,8 +157,7 @@ impl ClientBody {
 
     fn finish(&mut self) {
         self.state = ClientBodyState::Done;
-        *self.handback.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(std::mem::take(&mut self.buf));
+        *sfkeep::sync::lock(&self.handback) = Some(std::mem::take(&mut self.buf));
     }
 
     /// Counts `n` more bytes; false past the limit.

@@ -60,7 +60,7 @@ impl TlsIo {
     }
 
     fn session(&self) -> MutexGuard<'_, ServerConnection> {
-        self.session.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.session)
     }
 
     /// Sends what rustls holds; `WouldBlock` when the socket takes no more.

@@ -224,7 +224,7 @@ pub(crate) async fn serve<H: Handler>(
         if let Some(slot) = handback {
             // The body was read to its end: what followed it is the next request. Else where
             // the next request starts is unknown, and the connection ends after this reply.
-            match slot.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            match sfkeep::sync::lock(&slot).take() {
                 Some(rest) => buf = rest,
                 None => keep_alive = false,
             }

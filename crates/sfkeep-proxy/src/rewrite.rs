@@ -190,7 +190,7 @@ pub(crate) struct PreparedCache(Mutex<Option<Arc<Prepared>>>);
 impl PreparedCache {
     /// The prepared values for `token`.
     pub(crate) fn get(&self, token: &Token) -> Arc<Prepared> {
-        let mut cached = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut cached = sfkeep::sync::lock(&self.0);
         if let Some(p) = cached.as_ref()
             && std::ptr::eq(p.token.record(), token.record())
         {

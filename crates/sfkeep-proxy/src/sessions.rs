@@ -30,7 +30,7 @@ impl Sessions {
         let prefix: String = org.chars().take(15).collect();
         let id = format!("{prefix}!SFKEEP.{}", URL_SAFE_NO_PAD.encode(random));
         let d = digest(&id);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = sfkeep::sync::lock(&self.inner);
         if g.0.insert(d) {
             g.1.push_back(d);
         }
@@ -44,16 +44,12 @@ impl Sessions {
 
     pub(crate) fn contains(&self, s: &str) -> bool {
         let d = digest(s);
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .0
-            .contains(&d)
+        sfkeep::sync::lock(&self.inner).0.contains(&d)
     }
 
     pub(crate) fn remove(&self, s: &str) {
         let d = digest(s);
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let mut g = sfkeep::sync::lock(&self.inner);
         if g.0.remove(&d) {
             g.1.retain(|x| *x != d);
         }

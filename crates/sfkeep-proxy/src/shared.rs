@@ -53,7 +53,7 @@ impl Shared {
     /// Feeds the instance's `Date` to the manager's skew correction, once per distinct value.
     pub(crate) fn observe_date(&self, date: &[u8]) {
         {
-            let mut last = self.last_date.lock().unwrap_or_else(|p| p.into_inner());
+            let mut last = sfkeep::sync::lock(&self.last_date);
             if last.as_deref() == Some(date) {
                 return;
             }

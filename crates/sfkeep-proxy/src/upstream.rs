@@ -170,7 +170,7 @@ impl Upstream {
     }
 
     fn idle(&self) -> MutexGuard<'_, Vec<Conn>> {
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.idle)
     }
 
     fn take_idle(&self, target: &Target) -> Option<Conn> {

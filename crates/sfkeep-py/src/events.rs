@@ -57,7 +57,7 @@ impl EventQueue {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<AuthEvent>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.pending)
     }
 
     /// Logs every queued event (the caller holds the GIL).

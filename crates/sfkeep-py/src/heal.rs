@@ -92,7 +92,7 @@ impl PyHealStep {
 
 impl PyHealStep {
     fn step(&self) -> std::sync::MutexGuard<'_, HealStep> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.0)
     }
 }
 

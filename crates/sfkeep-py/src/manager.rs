@@ -68,7 +68,7 @@ impl PyTokenManager {
     }
 
     fn slot(&self) -> std::sync::MutexGuard<'_, Option<Arc<Live>>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.live)
     }
 
     /// The live manager of this epoch, built if needed.

@@ -105,5 +105,5 @@ pub fn current() -> Result<Arc<ProcessRuntime>, std::io::Error> {
 }
 
 fn lock_current() -> std::sync::MutexGuard<'static, Option<Arc<ProcessRuntime>>> {
-    CURRENT.lock().unwrap_or_else(|p| p.into_inner())
+    sfkeep::sync::lock(&CURRENT)
 }

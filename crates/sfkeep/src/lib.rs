@@ -79,7 +79,7 @@ pub mod manager;
 mod redact;
 pub mod secret;
 pub mod store;
-mod sync;
+pub mod sync;
 pub mod token;
 
 pub use error::{Error, Result};

@@ -171,7 +171,7 @@ async fn metrics(State(app): State<App>) -> Response {
 /// The whole status document.
 pub fn status_doc(g: &Guardian) -> Value {
     let settings = g.settings();
-    let alerts = g.alerts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let alerts = sfkeep::sync::lock(&g.alerts).clone();
     json!({
         "sfkeep": {"version": env!("CARGO_PKG_VERSION"), "started_at": g.started_at, "now": SystemClock.now()},
         "settings": {
@@ -181,7 +181,7 @@ pub fn status_doc(g: &Guardian) -> Value {
             "api_usage_thresholds_percent": settings.api_usage_thresholds,
         },
         "profiles": g.watches.iter().map(|w| g.view(w)).collect::<Vec<_>>(),
-        "webhooks": g.webhooks.lock().unwrap_or_else(|p| p.into_inner()).stats(),
+        "webhooks": sfkeep::sync::lock(&g.webhooks).stats(),
         "alerts": alerts.iter().rev().take(100).collect::<Vec<_>>(),
     })
 }
@@ -370,10 +370,7 @@ pub fn events_doc(
         .as_ref()
         .map(|r| super::patterns::of_profile(&p, r, logins.as_deref().ok(), offset, window, to))
         .unwrap_or_default();
-    let alerts: Vec<Value> = g
-        .alerts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+    let alerts: Vec<Value> = sfkeep::sync::lock(&g.alerts)
         .iter()
         .filter(|a| a.profile == w.name)
         .map(|a| {

@@ -163,7 +163,7 @@ pub fn render(g: &Guardian) -> String {
             v["incidents"].as_array().map_or(0, Vec::len) as f64,
         );
     }
-    let alerts = g.alerts.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let alerts = sfkeep::sync::lock(&g.alerts).clone();
     f.head(
         "sfkeep_alerts_total",
         "counter",
@@ -186,7 +186,7 @@ pub fn render(g: &Guardian) -> String {
             n as f64,
         );
     }
-    let hooks = g.webhooks.lock().unwrap_or_else(|p| p.into_inner()).stats();
+    let hooks = sfkeep::sync::lock(&g.webhooks).stats();
     f.head(
         "sfkeep_webhook_deliveries_total",
         "counter",

@@ -102,10 +102,10 @@ impl Webhooks {
     /// Queues `alert` for every receiver. Never waits.
     pub fn send(&self, alert: &Alert) {
         for q in self.queues.iter() {
-            let mut a = q.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut a = sfkeep::sync::lock(&q.alerts);
             if a.len() >= MAX_QUEUE {
                 a.pop_front();
-                q.stats.lock().unwrap_or_else(|p| p.into_inner()).dropped += 1;
+                sfkeep::sync::lock(&q.stats).dropped += 1;
             }
             a.push_back(alert.clone());
             drop(a);
@@ -118,8 +118,8 @@ impl Webhooks {
         self.queues
             .iter()
             .map(|q| {
-                let mut s = q.stats.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                s.pending = q.alerts.lock().unwrap_or_else(|p| p.into_inner()).len();
+                let mut s = sfkeep::sync::lock(&q.stats).clone();
+                s.pending = sfkeep::sync::lock(&q.alerts).len();
                 s
             })
             .collect()
@@ -190,19 +190,14 @@ async fn worker(q: Arc<Queue>, t: WebhookTarget, http: reqwest::Client) {
     let mut backoff = FIRST_BACKOFF;
     let mut refusals = 0u32;
     loop {
-        let next = q
-            .alerts
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .front()
-            .cloned();
+        let next = sfkeep::sync::lock(&q.alerts).front().cloned();
         let Some(alert) = next else {
             q.wake.notified().await;
             continue;
         };
         let outcome = attempt(&http, &t, &alert).await;
         let done = {
-            let mut stats = q.stats.lock().unwrap_or_else(|p| p.into_inner());
+            let mut stats = sfkeep::sync::lock(&q.stats);
             match outcome {
                 Outcome::Delivered => {
                     stats.delivered += 1;
@@ -228,7 +223,7 @@ async fn worker(q: Arc<Queue>, t: WebhookTarget, http: reqwest::Client) {
             }
         };
         if done {
-            let mut a = q.alerts.lock().unwrap_or_else(|p| p.into_inner());
+            let mut a = sfkeep::sync::lock(&q.alerts);
             if a.front().is_some_and(|f| f.id == alert.id) {
                 a.pop_front();
             }
