@@ -117,16 +117,7 @@ pub fn parse_query_response(xml: &str) -> Result<SoapQueryResult> {
             }
             Ok(Event::Text(t)) => text.push_str(&t.xml10_content()),
             Ok(Event::GeneralRef(r)) => {
-                let n: &str = r.as_ref();
-                let c = match n {
-                    "amp" => Some('&'),
-                    "lt" => Some('<'),
-                    "gt" => Some('>'),
-                    "quot" => Some('"'),
-                    "apos" => Some('\''),
-                    _ => r.resolve_char_ref().ok().flatten(),
-                };
-                if let Some(c) = c {
+                if let Some(c) = crate::diagnose::soap_fault::reference_char(&r) {
                     text.push(c);
                 }
             }

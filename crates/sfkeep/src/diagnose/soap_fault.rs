@@ -112,6 +112,17 @@ impl<'a> SoapFault<'a> {
     }
 }
 
+/// The character an entity or character reference in SOAP text stands for: one of the five
+/// predefined entities (`&amp;`, by quick-xml) or a character reference (`&#233;`); `None`
+/// for anything else.
+pub(crate) fn reference_char(r: &quick_xml::events::BytesRef<'_>) -> Option<char> {
+    let name: &str = r.as_ref();
+    match quick_xml::escape::resolve_predefined_entity(name) {
+        Some(s) => s.chars().next(),
+        None => r.resolve_char_ref().ok().flatten(),
+    }
+}
+
 fn position(reader: &quick_xml::Reader<&[u8]>) -> usize {
     usize::try_from(reader.buffer_position()).unwrap_or(usize::MAX)
 }

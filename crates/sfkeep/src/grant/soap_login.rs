@@ -45,15 +45,7 @@ pub(crate) fn element_texts(body: &[u8], names: &[&str]) -> Option<Vec<Option<St
             }
             Ok(Event::GeneralRef(r)) => {
                 if let Some(i) = current {
-                    let name: &str = r.as_ref();
-                    let ch = match name {
-                        "amp" => Some('&'),
-                        "lt" => Some('<'),
-                        "gt" => Some('>'),
-                        "quot" => Some('"'),
-                        "apos" => Some('\''),
-                        _ => r.resolve_char_ref().ok().flatten(),
-                    };
+                    let ch = crate::diagnose::soap_fault::reference_char(&r);
                     if let (Some(s), Some(c)) = (out[i].as_mut(), ch) {
                         s.push(c);
                     }
