@@ -204,7 +204,7 @@ impl PyRetryRun {
 
 impl PyRetryRun {
     fn run(&self) -> std::sync::MutexGuard<'_, retry::RetryRun<'static>> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
+        sfkeep::sync::lock(&self.0)
     }
 }
 
