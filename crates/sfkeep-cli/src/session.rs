@@ -421,6 +421,10 @@ pub fn manager_with(
     manager_with_audit(p, primary, fallback, store, Recording::Integration)
 }
 
+/// The spent-token ledger's file name, in the audit log's directory: the configured refresh
+/// tokens seen rotated away, so a store loss never makes the CLI send one again.
+pub const SPENT_LEDGER_FILE: &str = "spent-refresh-tokens.json";
+
 /// Whose events a manager's audit records are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recording {
@@ -462,6 +466,8 @@ pub fn manager_with_sinks(
         .grant(primary)
         .store(store)
         .store_key(store_key(p))
+        // Outside the store it protects: next to the audit log (docs/rotation-safety.md).
+        .spent_ledger(crate::audit::path_for(p).with_file_name(SPENT_LEDGER_FILE))
         .event_sink(Arc::new(StoreFailureSink))
         // Built on the first token request: `sfkeep token` serving a fresh stored token
         // loads no root certificates and touches no network (issue 19).

@@ -316,6 +316,9 @@ fn grant_stat(grant: &str) -> &'static str {
 
 /// `POST /services/oauth2/token`. Every answer, success or error, is in the format the
 /// request asks for (`format` in the body, else in the query string, else `Accept`; §1.1).
+///
+/// The server runs it in a task of its own (`server::faults`): it completes even when the
+/// client has gone away, as Salesforce does (docs/fake-org.md, "Faults").
 pub async fn token(
     State(org): State<Arc<Org>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,

@@ -18,6 +18,7 @@ use tokio::net::TcpSocket;
 use tower::Layer;
 use tower::util::{MapRequest, MapRequestLayer};
 
+use crate::activity::Busy;
 use crate::oauth::TokenLatency;
 use crate::state::{Fault, Org};
 use crate::{admin, bulk_async, identity, oauth, rest, soap, wire};
@@ -154,19 +155,63 @@ fn take_fault(faults: &mut Vec<Fault>, path: &str) -> Option<Fault> {
     Some(f)
 }
 
+/// The token endpoint, whose requests are processed to the end even when the client goes away.
+const TOKEN_PATH: &str = "/services/oauth2/token";
+
 /// Applies injected faults to everything but the admin API, and counts the request as in
 /// flight until its processing ends (`/_fake/stats` `requests_in_flight`).
-async fn faults(State(org): State<Arc<Org>>, mut req: Request, next: Next) -> Response {
+///
+/// A token request runs in a task of its own: Salesforce completes a token request it has
+/// received (a refresh token it rotates stays rotated) whether or not the client is still
+/// there, while hyper drops a handler whose client disconnected. Without the task, a killed or
+/// stalled client's refresh would never rotate anything, and the window in which a new refresh
+/// token exists only in a dead process could not be tested (docs/fake-org.md, "Faults").
+async fn faults(State(org): State<Arc<Org>>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_owned();
     if path.starts_with("/_fake") {
         return next.run(req).await;
     }
-    let _busy = org.activity.request();
+    let busy = org.activity.request();
     let fault = take_fault(&mut org.lock().faults, &path);
+    if path != TOKEN_PATH {
+        return apply_fault(org, fault, path, req, next, busy).await;
+    }
+    let work = tokio::spawn(apply_fault(org, fault, path.clone(), req, next, busy));
+    match work.await {
+        Ok(resp) => resp,
+        // The task panicked: answer as Salesforce's front end does for an internal failure.
+        Err(_) => fault_response(&path, StatusCode::INTERNAL_SERVER_ERROR),
+    }
+}
+
+/// Processes `req` under `fault` (if any). `busy` is dropped as soon as the request has been
+/// processed, so a test waiting for `requests_in_flight` to reach 0 does not also wait out a
+/// latency injected after the commit.
+async fn apply_fault(
+    org: Arc<Org>,
+    fault: Option<Fault>,
+    path: String,
+    mut req: Request,
+    next: Next,
+    busy: Busy,
+) -> Response {
     let Some(fault) = fault else {
-        return next.run(req).await;
+        let resp = next.run(req).await;
+        drop(busy);
+        return resp;
     };
     let latency = Duration::from_millis(fault.latency_ms.unwrap_or(0));
+    if fault.after_commit {
+        // Processed and committed first; then the answer is late, or lost.
+        let resp = next.run(req).await;
+        drop(busy);
+        tokio::time::sleep(latency).await;
+        return if fault.reset || fault.reset_after {
+            reset()
+        } else {
+            resp
+        };
+    }
     if fault.reset {
         tokio::time::sleep(latency).await;
         return reset();
@@ -188,12 +233,14 @@ async fn faults(State(org): State<Arc<Org>>, mut req: Request, next: Next) -> Re
         }
         return fault_response(&path, status);
     }
-    if path == "/services/oauth2/token" {
+    if path == TOKEN_PATH {
         req.extensions_mut().insert(TokenLatency(latency));
     } else {
         tokio::time::sleep(latency).await;
     }
-    next.run(req).await
+    let resp = next.run(req).await;
+    drop(busy);
+    resp
 }
 
 /// A response whose body fails at once: hyper gives up on the connection before the
@@ -285,6 +332,7 @@ mod tests {
             latency_ms: None,
             reset: false,
             reset_after: false,
+            after_commit: false,
             html: false,
         }];
         assert!(take_fault(&mut faults, "/services/oauth2/token").is_none());

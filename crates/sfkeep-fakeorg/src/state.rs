@@ -274,6 +274,13 @@ pub struct Fault {
     /// after the org committed (a connection reset on the way back).
     #[serde(default)]
     pub reset_after: bool,
+    /// For the token endpoint: process the request first (the grant is committed: a refresh
+    /// token is rotated, a token issued), then wait `latency_ms` before answering, and with
+    /// `reset` drop the connection instead of answering. This is the window in which
+    /// Salesforce has rotated a refresh token and the client has not yet heard of it: a
+    /// stalled or crashed client, or a response lost on the way.
+    #[serde(default)]
+    pub after_commit: bool,
     /// Answer with an HTML page instead of Salesforce's error body, as a load balancer or a
     /// maintenance page in front of the org does.
     #[serde(default)]

@@ -63,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             generation: 1,
             grant: GrantKind::ClientCredentials,
             refused_refresh_token: None,
+            intent: None,
             server_offset_ms: 0,
         };
         store.compare_and_set(&key, None, &record).await?;

@@ -68,6 +68,9 @@ pub struct TokenRecord {
     /// later death goes straight to the fallback instead of one refused request first.
     /// Cleared when a different refresh token is configured or stored.
     pub refused_refresh_token: Option<String>,
+    /// A rotating refresh in flight from this record's refresh token, when one was declared
+    /// and its outcome has not replaced the record yet (see [`RefreshIntent`]).
+    pub intent: Option<Box<RefreshIntent>>,
     /// The writer's estimate of server time minus local time (ms) when it wrote the record:
     /// a fact about the writer's host, for display. The manager never judges a record with
     /// it; a reader whose clock is behind measures the server's own (see "Clock" in
@@ -93,6 +96,29 @@ pub struct Issue {
     pub server_offset_ms: i64,
     /// In [0, 1): moves `refresh_at` earlier so a fleet does not refresh all at once.
     pub jitter: f64,
+}
+
+/// A refresh that may rotate the refresh token, declared in the store before it is sent.
+///
+/// Salesforce revokes the whole token family when a rotated-out refresh token is presented
+/// again (`docs/salesforce-wire.md` §8.2), and it completes a token request it has received even
+/// if the client is gone. So between sending a rotating refresh and storing its answer, the
+/// stored refresh token may already be dead. The sender first writes this intent (with the
+/// generation compare-and-set) into the record; the outcome replaces the record. A refresh that
+/// finds an unfinished intent for the token it would present never presents it blindly (see
+/// `docs/rotation-safety.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RefreshIntent {
+    /// Fingerprint of the refresh token sent.
+    pub refresh_token: String,
+    /// Which manager sent it (a random id per manager; never a secret).
+    pub owner: String,
+    /// When it was declared (server clock).
+    pub since: UnixMillis,
+    /// The token endpoint answered with an error: nothing was rotated, and the refresh token
+    /// may be sent again. The record still is no newer token than the one it replaced, so it
+    /// is not adopted as one (`manager/store_sync.rs`).
+    pub settled: bool,
 }
 
 /// A record's state at a given time.
@@ -130,6 +156,7 @@ impl TokenRecord {
             generation,
             grant,
             refused_refresh_token: None,
+            intent: None,
             server_offset_ms: 0,
         }
     }
@@ -171,6 +198,7 @@ impl TokenRecord {
             generation: 0,
             grant,
             refused_refresh_token: issue.refused_refresh_token,
+            intent: None,
             server_offset_ms: issue.server_offset_ms,
         }
     }
@@ -291,6 +319,7 @@ mod tests {
             generation: 1,
             grant: GrantKind::RefreshToken,
             refused_refresh_token: None,
+            intent: None,
             server_offset_ms: 0,
         };
         assert_eq!(r.state_at(issued), TokenState::Fresh);

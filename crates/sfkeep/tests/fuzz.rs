@@ -242,6 +242,7 @@ fn fuzz_store_envelope_decoder() {
         generation: 1,
         grant: sfkeep::token::GrantKind::RefreshToken,
         refused_refresh_token: None,
+        intent: None,
         server_offset_ms: 0,
     };
     let blob = encode_record(&key, &rec);

@@ -88,6 +88,12 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
             p.describe(),
             session::describe_store(&p)
         );
+        if !a.revoke && rotated_away(&p, rec.as_ref()) {
+            // What the logout costs under rotation (docs/rotation-safety.md).
+            eprintln!(
+                "sfkeep: the stored refresh token was the only valid one (it rotated away from the configured one): the next command needs `sfkeep login`; the configured refresh token is spent and is not sent again."
+            );
+        }
     } else {
         eprintln!("sfkeep: nothing was stored for {}.", p.describe());
     }
@@ -99,6 +105,20 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
         "revoked": revoked,
     }));
     Ok(Exit::Ok)
+}
+
+/// Whether the stored record's refresh token is not the configured one: it rotated, so the
+/// configured one is spent and the stored one was the only valid refresh token.
+fn rotated_away(p: &Profile, rec: Option<&sfkeep::token::TokenRecord>) -> bool {
+    let Some(stored) = rec.and_then(|r| r.refresh_token.as_ref()) else {
+        return false;
+    };
+    // A configured secret that cannot be read now says nothing either way.
+    let configured = p
+        .optional_secret(&p.refresh_token, "refresh_token")
+        .ok()
+        .flatten();
+    configured.is_some_and(|c| c.as_str() != stored.expose_secret())
 }
 
 /// The logout and each revocation, in the audit log.

@@ -73,7 +73,7 @@ async fn local_token(p: &Profile, m: &TokenManager, context: &str) -> CliResult<
         .token()
         .await
         .map_err(|e| session::grant_error(p, &e, context))?;
-    if seen_refused(p, token.generation()) {
+    if seen_refused(p, token.generation(), &token.record().fingerprint()) {
         // An earlier command's call got a 401 with this very token: handing it to a script
         // would only move the failure there. Get a new one, or say why there is none.
         return m
@@ -94,13 +94,18 @@ async fn local_token(p: &Profile, m: &TokenManager, context: &str) -> CliResult<
 }
 
 /// Whether the audit log records a 401 (`token.invalidated`) for this generation of the
-/// profile's token. A session Salesforce refused never works again, whatever its expiry says.
-fn seen_refused(p: &Profile, generation: u64) -> bool {
+/// profile's token, or for this very access token (a refresh declared or settled without a new
+/// token keeps the access token at a new generation: docs/rotation-safety.md). A session
+/// Salesforce refused never works again, whatever its expiry says.
+fn seen_refused(p: &Profile, generation: u64, fingerprint: &str) -> bool {
     let Ok(Some(log)) = AuditLog::open_existing(&audit::path_for(p)) else {
         return false;
     };
     log.recent(&session::audit_scope(p), 50).is_ok_and(|rows| {
-        rows.iter()
-            .any(|r| r.kind == "token.invalidated" && r.generation == Some(generation as i64))
+        rows.iter().any(|r| {
+            r.kind == "token.invalidated"
+                && (r.generation == Some(generation as i64)
+                    || r.fingerprint.as_deref() == Some(fingerprint))
+        })
     })
 }

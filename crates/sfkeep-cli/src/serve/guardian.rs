@@ -653,6 +653,7 @@ impl Guardian {
             TokenStatus::Fresh | TokenStatus::Stale
         ) && let Some(r) = &stored
             && !r.is_tombstone()
+            && r.intent.is_none()
             && r.generation > m.generation.unwrap_or(0)
             && r.state_at(now) == TokenState::Fresh
         {
@@ -806,8 +807,11 @@ impl Guardian {
         let Some(r) = stored else { return };
         let current = w.manager.status().generation.unwrap_or(0);
         let since = w.lock().reauth.map(|(t, _)| t);
+        // A record carrying a refresh intent is a refresh declared (or settled without a
+        // token) at a new generation, not a new token (docs/rotation-safety.md).
         if let Some(since) = since
             && r.generation > current
+            && r.intent.is_none()
             && r.issued_at >= since.minus(Duration::from_secs(5))
         {
             w.lock().reauth = None;

@@ -200,6 +200,7 @@ pub async fn seeded_manager(instance_url: &str) -> TokenManager {
         generation: 1,
         grant: GrantKind::ClientCredentials,
         refused_refresh_token: None,
+        intent: None,
         server_offset_ms: 0,
     };
     store.compare_and_set(&key, None, &record).await.unwrap();

@@ -47,6 +47,14 @@ pub enum Cause {
     RequestLimitExceeded,
     /// The device-flow user has not approved yet.
     AuthorizationPending,
+    /// A rotating refresh was interrupted (a crashed or stalled sender, a lost response) after
+    /// the org may have rotated the refresh token: the new refresh token was lost, and the old
+    /// one is not sent again because presenting it would revoke the whole token family.
+    RefreshInterrupted,
+    /// Under rotation the store lost the only valid refresh token (store loss, a logout
+    /// tombstone), and the configured one is spent: it is not sent, since presenting a
+    /// rotated-out token revokes the whole token family (`docs/rotation-safety.md`).
+    RefreshTokenLost,
     /// A temporary failure: 5xx, network error, or a refresh already in flight elsewhere.
     Transient,
     /// A response nothing here recognises.
@@ -75,6 +83,8 @@ impl Cause {
             Cause::SessionNotValidForApi => "session_not_valid_for_api",
             Cause::RequestLimitExceeded => "request_limit_exceeded",
             Cause::AuthorizationPending => "authorization_pending",
+            Cause::RefreshInterrupted => "refresh_interrupted",
+            Cause::RefreshTokenLost => "refresh_token_lost",
             Cause::Transient => "transient",
             Cause::Unknown => "unknown",
         }
@@ -149,6 +159,12 @@ impl Cause {
             }
             Cause::AuthorizationPending => "Approve the login on the device page, then poll again.",
             Cause::Transient => "Temporary: retry with backoff.",
+            Cause::RefreshInterrupted => {
+                "Re-authorize: run `sfkeep login` (or `sfkeep recover`); a JWT bearer fallback grant heals this by itself."
+            }
+            Cause::RefreshTokenLost => {
+                "Re-authorize: run `sfkeep login` (the configured refresh token was rotated away; do not put it back); a JWT bearer fallback grant heals this by itself."
+            }
             Cause::Unknown => "Run `sfkeep doctor` for a diagnosis.",
         }
     }

@@ -6,7 +6,7 @@ use super::endpoint::RawResponse;
 use super::{ClientAuth, TokenEndpoint};
 use crate::clock::UnixMillis;
 use crate::error::Result;
-use crate::secret::{AccessToken, ClientSecret};
+use crate::secret::{AccessToken, ClientSecret, RefreshToken};
 
 /// What introspection said about a token.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,15 +35,40 @@ pub async fn access_token(
         TokenKind::Access,
     )
     .await?;
-    let v: serde_json::Value = serde_json::from_slice(&raw.body).unwrap_or_default();
+    Ok(introspection_of(&raw.body))
+}
+
+/// Introspects a refresh token without consuming it: whether it is still the live one. An
+/// answer of `Inactive` does not tell a rotated-out token from one this app may not see
+/// (`docs/rotation-safety.md`), so only `Active` proves a token safe to present.
+pub async fn refresh_token(
+    endpoint: &TokenEndpoint,
+    client_id: &str,
+    client_secret: &ClientSecret,
+    token: &RefreshToken,
+) -> Result<Introspection> {
+    let raw = post(
+        endpoint,
+        client_id,
+        client_secret,
+        token.expose_secret(),
+        TokenKind::Refresh,
+    )
+    .await?;
+    Ok(introspection_of(&raw.body))
+}
+
+/// `Active` only for an answer that says `"active": true`; anything else is `Inactive`.
+fn introspection_of(body: &[u8]) -> Introspection {
+    let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
     if v.get("active").and_then(|a| a.as_bool()) != Some(true) {
-        return Ok(Introspection::Inactive);
+        return Introspection::Inactive;
     }
     let exp = v
         .get("exp")
         .and_then(|e| e.as_i64())
         .map(|s| UnixMillis(s * 1000));
-    Ok(Introspection::Active { exp })
+    Introspection::Active { exp }
 }
 
 /// Which kind of token is introspected (`token_type_hint`).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::fast_path::Current;
 use super::forget::ForgetEpochs;
+use super::ledger::SpentLedger;
 use super::limits::{Cooldown, DEFAULT_LOGIN_BUDGET, LoginBudget};
 use super::rotation::{Rotation, RotationMemory};
 use super::single_flight::SingleFlight;
@@ -40,6 +41,7 @@ pub struct TokenManagerBuilder {
     source: Option<Arc<dyn TokenSource>>,
     on_store_unavailable: OnStoreUnavailable,
     rotation: Rotation,
+    spent_ledger: Option<std::path::PathBuf>,
 }
 
 impl TokenManagerBuilder {
@@ -66,6 +68,7 @@ impl TokenManagerBuilder {
             source: None,
             on_store_unavailable: OnStoreUnavailable::Auto,
             rotation: Rotation::Auto,
+            spent_ledger: None,
         }
     }
 
@@ -116,6 +119,16 @@ impl TokenManagerBuilder {
     /// consumer secret. Defaults to true.
     pub fn introspect(mut self, on: bool) -> Self {
         self.settings.introspect = on;
+        self
+    }
+    /// A file (JSON, fingerprints only) where the manager remembers configured refresh tokens
+    /// it has seen rotated away, outside the store it protects: after a store loss, such a
+    /// token is never sent again (it would revoke the whole token family), and the refresh
+    /// fails with the cause `refresh_token_lost` instead (`src/manager/ledger.rs`). Several
+    /// profiles may share one file. Defaults to none: without it only a logout tombstone is
+    /// recognised.
+    pub fn spent_ledger(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.spent_ledger = Some(path.into());
         self
     }
     /// Token requests allowed per rolling hour. Defaults to 600.
@@ -226,6 +239,8 @@ impl TokenManagerBuilder {
             rotation: RotationMemory::new(self.rotation),
             sync: StoreSync::new(store, key, self.on_store_unavailable).with_legacy_key(legacy_key),
             forgotten: ForgetEpochs::default(),
+            owner: format!("{:016x}", fastrand::u64(..)),
+            ledger: SpentLedger::new(self.spent_ledger),
         };
         Ok(TokenManager {
             inner: Arc::new(inner),

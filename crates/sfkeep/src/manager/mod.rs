@@ -22,6 +22,8 @@
 //! | `limits.rs` | the cooldown after failures and the login budget |
 //! | `rotation.rs` | learned rotation and the refused refresh token |
 //! | `store_sync.rs` | adopt / persist / write-back / probe, with their decision tables |
+//! | `intent.rs` | the intent record: no rotating refresh sent blindly after an interruption |
+//! | `ledger.rs` | the spent-token ledger: the configured refresh token is a bootstrap |
 //! | `forget.rs` | a logout that no refresh in flight undoes |
 //! | `source.rs` | the seam to the token endpoint ([`TokenSource`]) |
 //!
@@ -37,6 +39,8 @@
 mod builder;
 mod fast_path;
 mod forget;
+mod intent;
+mod ledger;
 mod limits;
 mod refresh;
 mod rotation;

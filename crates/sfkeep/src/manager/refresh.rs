@@ -20,12 +20,14 @@ use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::forget::Epoch;
+use super::intent::{Attempt, outcome_unknown};
 use super::state::Inner;
 use crate::diagnose::Cause;
 use crate::error::{Error, Result};
 use crate::event::{AuthEventKind, RefreshReason};
 use crate::grant::{Grant, TokenResponse};
 use crate::secret::RefreshToken;
+use crate::store::RefreshLock;
 use crate::token::{GrantKind, Issue, TokenRecord};
 
 impl Inner {
@@ -45,8 +47,11 @@ impl Inner {
                 {
                     return Err(Ok(cur));
                 }
+                // After an interrupted refresh the owner's outcome may land in the store at any
+                // moment: no cooldown keeps this process from reading it.
                 if reason != RefreshReason::Forced
                     && let Some(e) = self.cooldown.check(self.clock.local().now())
+                    && e.cause() != Some(Cause::RefreshInterrupted)
                 {
                     return Err(Err(e));
                 }
@@ -95,24 +100,27 @@ impl Inner {
         let _sync = self.sync.serial.lock().await;
         let stored = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&stored, reason).await {
+            self.note_spent(&r);
             return Ok(r);
         }
         if let Some(r) = self.fail_closed_now() {
             return r;
         }
-        let _lock = self.take_refresh_lock().await;
+        let lock = self.take_refresh_lock().await;
         if let Some(r) = self.fail_closed_now() {
             return r;
         }
         // Double-check after the lock: another process may have refreshed while we waited.
         let stored = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&stored, reason).await {
+            self.note_spent(&r);
             return Ok(r);
         }
         if let Some(r) = self.fail_closed_now() {
             return r;
         }
-        match self.obtain(reason, &stored, epoch).await {
+        // The lock is held until the outcome is persisted (it is dropped with the attempt).
+        match self.obtain(reason, &stored, epoch, lock).await {
             Ok(rec) => {
                 self.cooldown.clear();
                 Ok(rec)
@@ -147,6 +155,7 @@ impl Inner {
         reason: RefreshReason,
         stored: &Option<TokenRecord>,
         epoch: Epoch,
+        lock: Option<Box<dyn RefreshLock>>,
     ) -> Result<Arc<TokenRecord>> {
         // The newer of the stored and the in-memory record: after an outage the store may
         // still hold an older one whose refresh token has rotated away since.
@@ -155,8 +164,19 @@ impl Inner {
             (Some(s), _) => Some(s.clone()),
             (None, c) => c.map(|c| (*c).clone()),
         };
+        let mut attempt = Attempt {
+            previous,
+            // A record rejected for its identity still stands in the store: the declaration
+            // and the outcome replace it by the compare-and-set on its generation.
+            expected: stored
+                .as_ref()
+                .map(|r| r.generation)
+                .or_else(|| self.read_generation()),
+            declared: None,
+            lock,
+        };
         let started = Instant::now();
-        let (resp, used, sent_rt) = match self.escalate(reason, previous.as_ref()).await? {
+        let (resp, used, sent_rt) = match self.escalate(reason, &mut attempt).await? {
             Escalation::Obtained { resp, used, sent } => (resp, used, sent),
             Escalation::Adopted(rec) => return Ok(rec),
         };
@@ -165,12 +185,18 @@ impl Inner {
         if rotated {
             self.rotation.note_rotated();
         }
-        let mut rec = self
-            .issue_record(resp, used, sent_rt, previous.as_ref())
-            .await;
-        let expected = stored.as_ref().map(|r| r.generation);
-        rec.generation = expected.unwrap_or(0).max(self.current.generation()) + 1;
-        let rec = self.persist(rec, expected, epoch).await;
+        let previous = attempt.previous.as_ref();
+        let mut rec = self.issue_record(resp, used, sent_rt, previous).await;
+        let expected = attempt.expected;
+        rec.generation = match attempt.declared {
+            // The outcome replaces the declaration at its generation: one refresh, one
+            // generation, as without an intent (`intent.rs`).
+            Some(declared) => declared.max(self.current.generation() + 1),
+            None => expected.unwrap_or(0).max(self.current.generation()) + 1,
+        };
+        let declared = attempt.declared.is_some();
+        let rec = self.persist(rec, expected, epoch, declared).await;
+        self.note_spent(&rec);
         let event = AuthEventKind::TokenRefreshed {
             reason,
             latency_ms,
@@ -184,9 +210,9 @@ impl Inner {
     async fn escalate<'g>(
         self: &'g Arc<Self>,
         reason: RefreshReason,
-        previous: Option<&TokenRecord>,
+        attempt: &mut Attempt,
     ) -> Result<Escalation<'g>> {
-        let e = match self.send(&self.primary, previous).await {
+        let e = match self.send(&self.primary, attempt).await {
             Ok((resp, sent)) => {
                 let used = &self.primary;
                 return Ok(Escalation::Obtained { resp, used, sent });
@@ -198,14 +224,22 @@ impl Inner {
         // the credential dead.
         let again = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&again, reason).await {
+            self.note_spent(&r);
             return Ok(Escalation::Adopted(r));
         }
         let Some(fallback) = &self.fallback else {
             return Err(e);
         };
+        if let Some(s) = &again {
+            // The fallback's record replaces whatever the store holds now.
+            attempt.expected = Some(s.generation);
+        }
         let cause = e.cause().unwrap_or(Cause::Unknown);
-        self.emit(AuthEventKind::FallbackUsed { cause }, previous);
-        let (resp, sent) = self.send(fallback, previous).await?;
+        self.emit(
+            AuthEventKind::FallbackUsed { cause },
+            attempt.previous.as_ref(),
+        );
+        let (resp, sent) = self.send(fallback, attempt).await?;
         Ok(Escalation::Obtained {
             resp,
             used: fallback,
@@ -214,38 +248,58 @@ impl Inner {
     }
 
     /// One token request for `grant`, spending one unit of the login budget. A refresh-token
-    /// grant presents `previous`'s refresh token, else its configured one, and never one the
-    /// server refused before. Returns the refresh token it presented, if any.
+    /// grant presents the previous record's refresh token, else its configured one; never one
+    /// the server refused before, never one an interrupted refresh may have rotated
+    /// (`intent.rs`), and only after declaring its intent. Returns the refresh token it
+    /// presented, if any.
     async fn send(
         &self,
         grant: &Grant,
-        previous: Option<&TokenRecord>,
+        attempt: &mut Attempt,
     ) -> Result<(TokenResponse, Option<RefreshToken>)> {
-        let presented: Option<RefreshToken> = grant.configured_refresh_token().map(|configured| {
-            previous
-                .and_then(|p| p.refresh_token.clone())
-                .unwrap_or_else(|| configured.clone())
-        });
-        let sends_configured = previous.and_then(|p| p.refresh_token.as_ref()).is_none();
-        if let (Some(rt), true) = (&presented, sends_configured) {
+        let previous = attempt.previous.as_ref();
+        let stored_rt = previous.and_then(|p| p.refresh_token.clone());
+        let bootstrap = stored_rt.is_none();
+        let presented: Option<RefreshToken> = grant
+            .configured_refresh_token()
+            .map(|configured| stored_rt.unwrap_or_else(|| configured.clone()));
+        if let (Some(rt), true) = (&presented, bootstrap) {
             self.check_unattributable(rt)?;
             self.check_legacy_key(rt).await?;
         }
         if let Some(rt) = &presented {
             let fp = rt.fingerprint();
+            // An unfinished intent first: a token refused because of one keeps its precise
+            // cause (`refresh_interrupted`) on every later attempt. Then the configured token
+            // is a bootstrap only (`ledger.rs`).
+            if self.needs_intent(grant) {
+                self.judge_intent(attempt, grant, rt).await?;
+                if bootstrap {
+                    self.judge_bootstrap(attempt, grant, rt).await?;
+                }
+            }
+            let previous = attempt.previous.as_ref();
             if self.rotation.is_refused(&fp, previous) {
                 return Err(Error::ReauthRequired {
                     cause: Cause::RefreshTokenRevoked,
                     detail: format!("refresh token {fp} was already refused by the server"),
                 });
             }
+            self.spend_budget()?;
+            if self.needs_intent(grant) {
+                self.declare_intent(attempt, rt).await?;
+            }
+        } else {
+            self.spend_budget()?;
         }
-        self.spend_budget()?;
         let r = self.source.request(grant, presented.as_ref()).await;
-        if let (Err(e), Some(rt)) = (&r, &presented)
-            && e.cause() == Some(Cause::RefreshTokenRevoked)
-        {
-            self.rotation.refuse(rt.fingerprint());
+        if let (Err(e), Some(rt)) = (&r, &presented) {
+            if e.cause() == Some(Cause::RefreshTokenRevoked) {
+                self.rotation.refuse(rt.fingerprint());
+            }
+            if !outcome_unknown(e) {
+                self.withdraw_intent(attempt).await;
+            }
         }
         r.map(|resp| (resp, presented))
     }

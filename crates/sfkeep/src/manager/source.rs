@@ -52,6 +52,19 @@ pub trait TokenSource: Send + Sync + fmt::Debug + 'static {
     fn probe_server_date(&self) -> BoxFuture<'_, bool> {
         async { false }.boxed()
     }
+
+    /// Whether `refresh_token` is still the live one (not rotated out, not revoked), asked as
+    /// the app `client_id` without consuming it. `Some(true)` only when the server says so;
+    /// `None` when it cannot tell (not allowed to ask, no answer). The default cannot tell.
+    fn refresh_token_active<'a>(
+        &'a self,
+        client_id: &'a str,
+        client_secret: &'a ClientSecret,
+        refresh_token: &'a RefreshToken,
+    ) -> BoxFuture<'a, Option<bool>> {
+        let _ = (client_id, client_secret, refresh_token);
+        async { None }.boxed()
+    }
 }
 
 /// The default [`TokenSource`]: HTTP to the login host's `/services/oauth2/token` (and
@@ -96,5 +109,23 @@ impl TokenSource for HttpTokenSource {
 
     fn probe_server_date(&self) -> BoxFuture<'_, bool> {
         self.endpoint.probe_date().boxed()
+    }
+
+    fn refresh_token_active<'a>(
+        &'a self,
+        client_id: &'a str,
+        client_secret: &'a ClientSecret,
+        refresh_token: &'a RefreshToken,
+    ) -> BoxFuture<'a, Option<bool>> {
+        async move {
+            let endpoint = &self.endpoint;
+            match introspect::refresh_token(endpoint, client_id, client_secret, refresh_token).await
+            {
+                Ok(Introspection::Active { .. }) => Some(true),
+                Ok(Introspection::Inactive) => Some(false),
+                Err(_) => None,
+            }
+        }
+        .boxed()
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use super::fast_path::Current;
 use super::forget::ForgetEpochs;
+use super::ledger::SpentLedger;
 use super::limits::{Cooldown, LoginBudget};
 use super::rotation::RotationMemory;
 use super::single_flight::SingleFlight;
@@ -41,6 +42,10 @@ pub(crate) struct Inner {
     pub(super) sync: StoreSync,
     /// Logouts under way ([`super::forget`]).
     pub(super) forgotten: ForgetEpochs,
+    /// This manager's id in refresh intents (random; never a secret).
+    pub(super) owner: String,
+    /// Configured refresh tokens seen rotated away ([`super::ledger`]).
+    pub(super) ledger: SpentLedger,
 }
 
 /// The builder's plain settings.

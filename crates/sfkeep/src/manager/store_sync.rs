@@ -8,6 +8,7 @@
 //! | the store holds | adopted when |
 //! |---|---|
 //! | nothing, or a logout tombstone | never |
+//! | a record whose refresh is in flight (an intent, `intent.rs`) | only at startup: its access token is the one being replaced |
 //! | a generation not above ours | only at startup (nothing of ours yet), if usable |
 //! | a newer generation, refreshing ahead of expiry (`Proactive`) | it is Fresh |
 //! | a newer generation, `recover`'s forced refresh | never: a new token is asked for |
@@ -36,11 +37,14 @@
 //! | a higher generation | nothing is written (`refresh.discarded`); the record is adopted if usable |
 //! | the same generation, another token | nothing is written (`refresh.discarded`); ours stays in memory until the next refresh |
 //! | the same generation, our token | nothing to do |
+//! | the same generation, this manager's own declaration of the refresh that obtained ours (`intent.rs`) | ours replaces it |
 //!
 //! Only a token kept in memory because the store was unavailable waits for write-back; one
 //! that lost the compare-and-set to a healthy store never does. A record that carries a
-//! refresh token is never written back unless rotation is declared off: with rotation it could
-//! put one refresh token into use in two places. If a 401 invalidates the token while it is
+//! refresh token is written back only when rotation is declared off, or when it is the outcome
+//! of a rotating refresh this manager declared in the store first (`intent.rs`): no rotating
+//! refresh is sent without that declaration, so the token it rotated from is used nowhere
+//! else, and the store must get the only valid refresh token back. If a 401 invalidates the token while it is
 //! being written back, a refresh starts at once and replaces it in the store. After an outage,
 //! a refresh presents the refresh token of the newer of the stored and the in-memory record
 //! (the store may still hold one that rotated away meanwhile).
@@ -145,6 +149,10 @@ pub(crate) struct StoreSync {
     /// The last read found a record nobody can attribute, carrying this refresh token, and
     /// why (see "Identity").
     unattributable: Mutex<Option<(u64, RefreshToken, String)>>,
+    /// The generation the store held at the last successful read, whether or not that record
+    /// was used: a rotating refresh declares its intent over it with the compare-and-set
+    /// (`intent.rs`), also when the record was rejected for its identity.
+    read_generation: Mutex<Option<u64>>,
 }
 
 impl StoreSync {
@@ -162,6 +170,7 @@ impl StoreSync {
             last_rejected: AtomicU64::new(0),
             legacy_key: None,
             unattributable: Mutex::new(None),
+            read_generation: Mutex::new(None),
         }
     }
 
@@ -243,7 +252,9 @@ pub(crate) fn adoptable(
     now: UnixMillis,
     usable: impl Fn(&TokenRecord) -> bool,
 ) -> bool {
-    if stored.is_tombstone() || (stored.generation <= local_gen && reason != RefreshReason::Startup)
+    if stored.is_tombstone()
+        || (stored.generation <= local_gen && reason != RefreshReason::Startup)
+        || (stored.intent.is_some() && reason != RefreshReason::Startup)
     {
         return false;
     }
@@ -424,9 +435,14 @@ impl Inner {
         }
     }
 
-    /// Whether a record kept in memory during an outage may be written back later.
-    fn may_write_back(&self, rec: &TokenRecord) -> bool {
-        rec.refresh_token.is_none() || self.rotation.configured() == super::Rotation::Off
+    /// Whether a record kept in memory during an outage may be written back later: one
+    /// without a refresh token, one whose refresh token does not rotate, or the outcome of a
+    /// rotating refresh this manager declared (`intent.rs`): nobody else may send that refresh
+    /// token, so the store must get the new one back.
+    fn may_write_back(&self, rec: &TokenRecord, declared: bool) -> bool {
+        rec.refresh_token.is_none()
+            || self.rotation.configured() == super::Rotation::Off
+            || declared
     }
 
     /// Reads the store's record. When the store answers and a token obtained during an outage
@@ -436,6 +452,7 @@ impl Inner {
             Ok(r) => {
                 self.store_ok();
                 let r = self.write_back(r).await;
+                *lock(&self.sync.read_generation) = r.as_ref().map(|r| r.generation);
                 self.attributable(r)
             }
             Err(e) => {
@@ -489,6 +506,11 @@ impl Inner {
         }
     }
 
+    /// The generation the store held at the last successful read, used or rejected.
+    pub(super) fn read_generation(&self) -> Option<u64> {
+        *lock(&self.sync.read_generation)
+    }
+
     /// `stored`, or `None` when it belongs to another identity (see "Identity" in the module
     /// docs; the event once per generation).
     fn attributable(&self, stored: Option<TokenRecord>) -> Option<TokenRecord> {
@@ -537,7 +559,22 @@ impl Inner {
                 None => self.sync.store.unreadable_generation(&self.sync.key),
                 Some(_) => None,
             };
-            let replaced = match decide_write_back(stored.as_ref(), unreadable, &ours) {
+            // The store still holds this manager's own declaration of the refresh whose
+            // outcome it could not store: the outcome replaces it (`intent.rs`).
+            let own_declaration = stored.as_ref().is_some_and(|s| {
+                s.generation == ours.generation
+                    && s.intent
+                        .as_ref()
+                        .is_some_and(|i| i.owner == self.owner && !i.settled)
+            });
+            let decision = if own_declaration {
+                WriteBack::Write {
+                    replaced: Some(ours.generation),
+                }
+            } else {
+                decide_write_back(stored.as_ref(), unreadable, &ours)
+            };
+            let replaced = match decision {
                 WriteBack::Keep => return stored,
                 WriteBack::Discard => {
                     self.emit(AuthEventKind::RefreshDiscarded, stored.as_ref());
@@ -623,6 +660,7 @@ impl Inner {
         mut rec: TokenRecord,
         expected: Option<u64>,
         epoch: super::forget::Epoch,
+        declared: bool,
     ) -> Arc<TokenRecord> {
         if !self.forgotten.unchanged_since(epoch) {
             self.emit(AuthEventKind::RefreshDiscarded, Some(&rec));
@@ -661,7 +699,7 @@ impl Inner {
         // A newer record supersedes any older one waiting for write-back. Only a store that
         // failed queues one: losing the compare-and-set to a healthy store does not.
         *lock(&self.sync.write_back) =
-            (unavailable && self.may_write_back(&rec)).then(|| Arc::clone(&rec));
+            (unavailable && self.may_write_back(&rec, declared)).then(|| Arc::clone(&rec));
         self.current.set(Some(Arc::clone(&rec)));
         rec
     }

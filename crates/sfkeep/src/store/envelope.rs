@@ -16,7 +16,7 @@ use zeroize::Zeroizing;
 use crate::clock::UnixMillis;
 use crate::error::{Error, Result};
 use crate::secret::{AccessToken, RefreshToken};
-use crate::token::{ExpirySource, GrantKind, TokenRecord};
+use crate::token::{ExpirySource, GrantKind, RefreshIntent, TokenRecord};
 
 const MAGIC: &[u8; 4] = b"SFKE";
 const VERSION: u8 = 1;
@@ -196,6 +196,20 @@ pub(crate) struct StoredRecord {
     /// Absent in records written before it existed.
     #[serde(default)]
     server_offset_ms: i64,
+    /// Absent in records written before it existed, and when no refresh is in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    intent: Option<StoredIntent>,
+}
+
+/// The serialized form of a [`RefreshIntent`].
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
+struct StoredIntent {
+    refresh_token: String,
+    owner: String,
+    since: UnixMillis,
+    /// Absent in intents written before it existed.
+    #[serde(default)]
+    settled: bool,
 }
 
 impl From<&TokenRecord> for StoredRecord {
@@ -217,6 +231,12 @@ impl From<&TokenRecord> for StoredRecord {
             grant: r.grant,
             refused_refresh_token: r.refused_refresh_token.clone(),
             server_offset_ms: r.server_offset_ms,
+            intent: r.intent.as_ref().map(|i| StoredIntent {
+                refresh_token: i.refresh_token.clone(),
+                owner: i.owner.clone(),
+                since: i.since,
+                settled: i.settled,
+            }),
         }
     }
 }
@@ -237,6 +257,14 @@ impl From<StoredRecord> for TokenRecord {
             grant: s.grant,
             refused_refresh_token: s.refused_refresh_token,
             server_offset_ms: s.server_offset_ms,
+            intent: s.intent.map(|i| {
+                Box::new(RefreshIntent {
+                    refresh_token: i.refresh_token,
+                    owner: i.owner,
+                    since: i.since,
+                    settled: i.settled,
+                })
+            }),
         }
     }
 }

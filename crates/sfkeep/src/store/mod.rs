@@ -53,7 +53,15 @@ pub enum CasOutcome {
 pub struct StoreWarning(pub String);
 
 /// A held refresh lock; dropping it releases the lock.
-pub trait RefreshLock: Send + fmt::Debug {}
+pub trait RefreshLock: Send + Sync + fmt::Debug {
+    /// Whether this process still holds the lock (and, where the lock expires, that it was
+    /// extended just now). A refresh asks it immediately before it sends a rotating refresh:
+    /// a process that stalled past the lock's expiry must not send (docs/rotation-safety.md).
+    /// `Err` when the store cannot tell. The default: a lock that cannot be lost while held.
+    fn still_held(&self) -> BoxFuture<'_, Result<bool>> {
+        Box::pin(async { Ok(true) })
+    }
+}
 
 /// A token store. See the module docs for the contract.
 pub trait Store: Send + Sync + fmt::Debug + 'static {

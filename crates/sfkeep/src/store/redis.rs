@@ -23,7 +23,7 @@
 //!
 //! | key | value |
 //! |---|---|
-//! | `sfkeep:v1:{K}:tok` | HASH `gen` (plaintext u64, the fencing token) and `env` (the encrypted record); TTL = token lifetime + 60 s |
+//! | `sfkeep:v1:{K}:tok` | HASH `gen` (plaintext u64, the fencing token) and `env` (the encrypted record); TTL = token lifetime + 60 s, none while it carries a refresh token |
 //! | `sfkeep:v1:{K}:lock` | the refresh lock's owner id, `SET NX PX 15000` |
 //! | `sfkeep:v1:{K}:evt` | pub/sub channel: `gen:N` after each write, `unlock` after each release |
 //!
@@ -75,11 +75,24 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
 /// Extra TTL on a stored record beyond the token's lifetime.
 const RECORD_TTL_EXTRA: Duration = Duration::from_secs(60);
 
+/// How long Redis keeps a record. One that carries a refresh token has no TTL: under rotation
+/// it holds the only valid refresh token, which must outlive any idle gap (a night, a
+/// redeploy) far past the access token's session timeout; the access token inside it simply
+/// expires. Any other record (and a logout tombstone) lives as long as its access token, plus
+/// a minute.
+fn record_ttl(record: &TokenRecord) -> Option<Duration> {
+    if record.refresh_token.is_some() && !record.is_tombstone() {
+        return None;
+    }
+    Some(record.expires_at.since(record.issued_at) + RECORD_TTL_EXTRA)
+}
+
 const PREFIX: &str = "sfkeep:v1";
 const OWNER_PREFIX: &str = "sfkeep-";
 
 /// `CAS_GEN`. KEYS[1] = tok. ARGV: expected gen ("" = nothing stored, "!type" = a foreign
-/// value seen by `load`), new gen, envelope, TTL ms, channel. Returns `{1, gen}` or `{0, current}`.
+/// value seen by `load`), new gen, envelope, TTL ms (0: none), channel. Returns `{1, gen}` or
+/// `{0, current}`.
 const CAS_GEN: &str = r#"
 local t = redis.call('TYPE', KEYS[1])['ok']
 local cur = ''
@@ -95,7 +108,11 @@ if t ~= 'hash' then
   redis.call('DEL', KEYS[1])
 end
 redis.call('HSET', KEYS[1], 'gen', ARGV[2], 'env', ARGV[3])
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
+if ARGV[4] == '0' then
+  redis.call('PERSIST', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[4])
+end
 redis.call('PUBLISH', ARGV[5], 'gen:' .. ARGV[2])
 return {1, ARGV[2]}
 "#;
@@ -474,8 +491,7 @@ impl Inner {
                 .unwrap_or_default(),
         };
         let env = encode_record(&self.key, record);
-        let lifetime = record.expires_at.since(record.issued_at);
-        let ttl_ms = (lifetime + RECORD_TTL_EXTRA).as_millis().max(1) as u64;
+        let ttl_ms = record_ttl(record).map_or(0, |t| t.as_millis().max(1) as u64);
         let channel = RedisStore::channel(key);
         let script = &self.cas;
         let (written, _current): (i64, String) = self
@@ -673,7 +689,12 @@ impl fmt::Debug for RedisLockGuard {
     }
 }
 
-impl RefreshLock for RedisLockGuard {}
+impl RefreshLock for RedisLockGuard {
+    fn still_held(&self) -> BoxFuture<'_, Result<bool>> {
+        // Extending is the check: it succeeds only while this owner holds the lock.
+        Box::pin(self.store.extend(&self.lock, &self.owner))
+    }
+}
 
 impl Drop for RedisLockGuard {
     fn drop(&mut self) {

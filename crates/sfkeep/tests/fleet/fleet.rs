@@ -191,6 +191,8 @@ pub struct WorkerSpec {
     pub cache_key: String,
     pub lock_ttl: Duration,
     pub probe_interval: Duration,
+    /// A JWT bearer fallback grant behind the refresh-token grant.
+    pub jwt_fallback: bool,
 }
 
 impl WorkerSpec {
@@ -201,6 +203,7 @@ impl WorkerSpec {
             cache_key: new_cache_key_b64(),
             lock_ttl: Duration::from_secs(15),
             probe_interval: Duration::from_millis(500),
+            jwt_fallback: false,
         }
     }
 }
@@ -280,6 +283,16 @@ impl Worker {
         self.recv().await
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, …) to the worker process.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("the worker runs").to_string();
+        let status = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// SIGKILL, and reap.
     pub async fn kill(&mut self) {
         self.child.start_kill().unwrap();
@@ -331,6 +344,10 @@ impl Fleet {
                 spec.probe_interval.as_millis().to_string(),
             )
             .env("SFKEEP_CACHE_KEY", &spec.cache_key)
+            .env(
+                "FLEET_JWT_FALLBACK",
+                if spec.jwt_fallback { "1" } else { "" },
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_path).unwrap())
@@ -427,7 +444,15 @@ pub async fn worker_main() {
     };
     // The system clock: tokens last 2 h, the tests take seconds; `issued_at` must be real
     // time for the second-heal rule of `one_call`.
-    let m = TokenManager::builder(env("FLEET_LOGIN_URL"))
+    let mut b = TokenManager::builder(env("FLEET_LOGIN_URL"));
+    if !env("FLEET_JWT_FALLBACK").is_empty() {
+        b = b.fallback_grant(Grant::jwt_bearer(
+            env("FLEET_CLIENT_ID"),
+            env("FLEET_USERNAME"),
+            PrivateKeyPem::new(std::fs::read_to_string(env("FLEET_JWT_KEY_FILE")).unwrap()),
+        ));
+    }
+    let m = b
         .grant(grant)
         .store(store)
         .introspect(false)
@@ -468,6 +493,8 @@ struct Tally {
     healed: u64,
     store_unavailable: u64,
     other_err: u64,
+    /// Errors whose cause is `refresh_interrupted`.
+    interrupted: u64,
     max_gen: u64,
     first_err: Option<String>,
     token_latency_us: Vec<u64>,
@@ -479,6 +506,9 @@ impl Tally {
             self.store_unavailable += 1;
         } else {
             self.other_err += 1;
+            if e.cause() == Some(sfkeep::diagnose::Cause::RefreshInterrupted) {
+                self.interrupted += 1;
+            }
             self.first_err.get_or_insert_with(|| e.to_string());
         }
     }
@@ -502,11 +532,12 @@ impl Tally {
             }
         };
         format!(
-            "ok={} healed={} store_unavailable={} err={} gen={} p50_us={} p99_us={} max_us={} n_lat={} lat={} first_err={}",
+            "ok={} healed={} store_unavailable={} err={} interrupted={} gen={} p50_us={} p99_us={} max_us={} n_lat={} lat={} first_err={}",
             self.ok,
             self.healed,
             self.store_unavailable,
             self.other_err,
+            self.interrupted,
             self.max_gen,
             pct(0.5),
             pct(0.99),

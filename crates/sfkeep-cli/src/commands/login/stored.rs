@@ -79,6 +79,7 @@ pub async fn store_response(
         generation: 0,
         grant,
         refused_refresh_token: None,
+        intent: None,
         server_offset_ms: ep.clock().offset(),
     };
     for _ in 0..3 {

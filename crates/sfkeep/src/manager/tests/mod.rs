@@ -23,6 +23,7 @@ use crate::sync::lock;
 use crate::token::{ExpirySource, GrantKind, TokenRecord};
 
 mod identity;
+mod intent;
 mod tables;
 
 const T0: UnixMillis = UnixMillis(1_800_000_000_000);
@@ -42,6 +43,13 @@ struct Scripted {
     sent: Mutex<Vec<Sent>>,
     rotate: AtomicBool,
     issued: Mutex<u32>,
+    /// What refresh-token introspection answers (`None`: cannot tell).
+    live: Mutex<Option<bool>>,
+    /// A store to look at while a request is in flight, and what it held then.
+    watch: Mutex<Option<(Arc<dyn Store>, StoreKey)>>,
+    seen_in_flight: Mutex<Vec<Option<TokenRecord>>>,
+    /// A store that goes down while a request is in flight (a Redis crash during a refresh).
+    crash_in_flight: Mutex<Option<Arc<Flaky>>>,
 }
 
 impl Scripted {
@@ -85,7 +93,18 @@ impl TokenSource for Scripted {
         });
         let scripted = lock(&self.answers).pop_front();
         let answer = scripted.unwrap_or_else(|| Ok(self.response()));
-        async move { answer }.boxed()
+        let watch = lock(&self.watch).clone();
+        if let Some(store) = lock(&self.crash_in_flight).take() {
+            store.down.store(true, Ordering::SeqCst);
+        }
+        async move {
+            if let Some((store, key)) = watch {
+                let held = store.load(&key).await.unwrap();
+                lock(&self.seen_in_flight).push(held);
+            }
+            answer
+        }
+        .boxed()
     }
 
     fn access_token_expiry<'a>(
@@ -95,6 +114,16 @@ impl TokenSource for Scripted {
         _access_token: &'a AccessToken,
     ) -> BoxFuture<'a, Option<UnixMillis>> {
         async { None }.boxed()
+    }
+
+    fn refresh_token_active<'a>(
+        &'a self,
+        _client_id: &'a str,
+        _client_secret: &'a ClientSecret,
+        _refresh_token: &'a RefreshToken,
+    ) -> BoxFuture<'a, Option<bool>> {
+        let live = *lock(&self.live);
+        async move { live }.boxed()
     }
 }
 
@@ -317,6 +346,7 @@ pub(super) fn record(generation: u64, access: &str) -> TokenRecord {
         generation,
         grant: GrantKind::RefreshToken,
         refused_refresh_token: None,
+        intent: None,
         server_offset_ms: 0,
     }
 }

@@ -1,0 +1,285 @@
+//! Rotation safety when a refresh is interrupted (issue #21; docs/rotation-safety.md): the org
+//! commits a rotating refresh whose sender then crashes, stalls past its lock, or never gets
+//! the answer. In every case the rotated-out refresh token is never presented again
+//! (`refresh_token_reuse_detected` = 0 on the org's `/_fake/stats`), and the fleet either heals
+//! (the owner's outcome, or a JWT fallback) or says `refresh_interrupted`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sfkeep::TokenManager;
+use sfkeep::diagnose::Cause;
+use sfkeep::event::MemorySink;
+use sfkeep::manager::Rotation;
+use sfkeep::store::{CacheKey, RedisStore, Store};
+
+use super::fleet::{Fleet, FleetGrant, RedisServer, SERIAL, WorkerSpec};
+use super::support::Org;
+use super::{assert_all_ok, poll_until, start_org};
+
+/// A fleet of `n` rotating-refresh workers whose worker 0 holds the refresh lock after a
+/// session death, with its refresh committed at the org and the answer held back for
+/// `answer_after` (the org's `after_commit` fault).
+struct Committed {
+    org: Org,
+    fleet: Fleet,
+    /// Refresh-token requests before worker 0's.
+    before: u64,
+}
+
+async fn refresh_committed_answer_held(
+    redis: &RedisServer,
+    n: usize,
+    lock_ttl: Duration,
+    answer_after: Duration,
+    jwt_fallback: bool,
+) -> Committed {
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let mut spec = WorkerSpec::new(FleetGrant::Refresh, redis);
+    spec.lock_ttl = lock_ttl;
+    spec.jwt_fallback = jwt_fallback;
+    let mut fleet = Fleet::spawn(n, &org, &spec).await;
+    let r = fleet.all("calls 5").await;
+    assert_all_ok(&r, 5);
+    let before = org.token_requests("refresh_token").await;
+    assert_eq!(before, 1);
+    org.post(
+        "/faults",
+        json!({
+            "path_prefix": "/services/oauth2/token",
+            "after_commit": true,
+            "latency_ms": answer_after.as_millis() as u64,
+            "count": 1
+        }),
+    )
+    .await;
+    org.logout().await;
+    fleet.workers[0].send("calls 1").await;
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        "worker 0's refresh committed at the org, its answer held back",
+        || async {
+            let s = org.stats().await;
+            s["token_requests"]["refresh_token"] == before + 1 && s["requests_in_flight"] == 0
+        },
+    )
+    .await;
+    Committed { org, fleet, before }
+}
+
+/// The holder is SIGKILLed after the org committed its rotation: the new refresh token is
+/// gone with it. Nobody presents the old one; without a fallback every member says
+/// `refresh_interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_commit_no_reuse_and_the_members_say_refresh_interrupted() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let Committed {
+        org,
+        mut fleet,
+        before,
+    } = refresh_committed_answer_held(
+        &redis,
+        3,
+        Duration::from_millis(1000),
+        Duration::from_secs(60),
+        false,
+    )
+    .await;
+    fleet.workers[0].kill().await;
+    for w in &mut fleet.workers[1..] {
+        w.send("calls 5").await;
+    }
+    for w in &mut fleet.workers[1..] {
+        let r = w.recv().await;
+        assert_eq!(r.n("ok"), 0, "{r:?}");
+        assert_eq!(r.n("interrupted"), 5, "the precise cause: {r:?}");
+    }
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(
+        stats["token_requests"]["refresh_token"],
+        before + 1,
+        "only the killed holder's refresh: {stats}"
+    );
+    fleet.workers.remove(0);
+    fleet.quit().await;
+}
+
+/// The same crash with a JWT bearer fallback: the fleet heals by itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_commit_with_a_jwt_fallback_the_fleet_heals() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let Committed {
+        org,
+        mut fleet,
+        before,
+    } = refresh_committed_answer_held(
+        &redis,
+        3,
+        Duration::from_millis(1000),
+        Duration::from_secs(60),
+        true,
+    )
+    .await;
+    fleet.workers[0].kill().await;
+    for w in &mut fleet.workers[1..] {
+        w.send("calls 10").await;
+    }
+    let mut r = Vec::new();
+    for w in &mut fleet.workers[1..] {
+        r.push(w.recv().await);
+    }
+    assert_all_ok(&r, 10);
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(
+        stats["token_requests"]["refresh_token"],
+        before + 1,
+        "{stats}"
+    );
+    assert!(
+        stats["token_requests"]["jwt_bearer"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    fleet.workers.remove(0);
+    fleet.quit().await;
+}
+
+/// Eight members; the holder is SIGSTOPped after the org committed its rotation, for three
+/// lock TTLs, while the others keep calling; then SIGCONTed. Nobody presents the rotated-out
+/// token meanwhile: without a fallback the others say `refresh_interrupted`; with a JWT
+/// fallback they keep serving. Once the holder resumes it stores its answer through the
+/// compare-and-set and the whole fleet works.
+async fn stall_past_the_lock_ttl(jwt_fallback: bool) {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let lock_ttl = Duration::from_millis(1000);
+    let stall = lock_ttl * 3;
+    // The answer is held back longer than the stall, so the holder is stopped before it.
+    let Committed {
+        org,
+        mut fleet,
+        before,
+    } = refresh_committed_answer_held(&redis, 8, lock_ttl, stall + lock_ttl * 2, jwt_fallback)
+        .await;
+    fleet.workers[0].signal("STOP");
+    let stopped = Instant::now();
+    for w in &mut fleet.workers[1..] {
+        w.send("calls 5").await;
+    }
+    for w in &mut fleet.workers[1..] {
+        let r = w.recv().await;
+        if jwt_fallback {
+            assert_eq!(r.n("ok"), 5, "the others keep serving: {r:?}");
+        } else {
+            assert_eq!(r.n("ok"), 0, "{r:?}");
+            assert_eq!(r.n("interrupted"), 5, "the precise cause: {r:?}");
+        }
+    }
+    // Nobody sent the rotated-out token while the holder was stopped.
+    let during = org.stats().await;
+    assert_eq!(during["refresh_token_reuse_detected"], 0, "{during}");
+    assert_eq!(
+        during["token_requests"]["refresh_token"],
+        before + 1,
+        "{during}"
+    );
+    // The stall itself lasts three lock TTLs (the others acted meanwhile: they answered).
+    if let Some(rest) = stall.checked_sub(stopped.elapsed()) {
+        tokio::time::sleep(rest).await;
+    }
+    fleet.workers[0].signal("CONT");
+    let r = fleet.workers[0].recv().await;
+    assert_eq!(r.n("ok"), 1, "the holder stores and uses its answer: {r:?}");
+    for (i, w) in fleet.workers.iter_mut().enumerate() {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = w.ask("calls 1").await;
+            if r.n("ok") == 1 {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "worker {i} never works again: {r:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(
+        stats["token_requests"]["refresh_token"],
+        before + 1,
+        "the fleet runs on the holder's answer: {stats}"
+    );
+    eprintln!("stall (jwt fallback: {jwt_fallback}): {stats}");
+    fleet.quit().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_past_the_lock_ttl_no_reuse_the_others_say_refresh_interrupted() {
+    stall_past_the_lock_ttl(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stall_past_the_lock_ttl_with_a_jwt_fallback_the_others_keep_serving() {
+    stall_past_the_lock_ttl(true).await;
+}
+
+/// One process: the org commits the rotation and the answer is lost (connection reset). The
+/// refresh is not retried with the same refresh token; introspection says it is no longer
+/// live, and the error says `refresh_interrupted`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_response_in_one_process_no_reuse_and_the_cause_is_refresh_interrupted() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let key = CacheKey::generate();
+    let store = RedisStore::new(&redis.url(), key).unwrap();
+    let a = TokenManager::builder(org.info().login_url.clone())
+        .grant(org.refresh_grant())
+        .store(Arc::new(store.clone()))
+        .rotation(Rotation::Auto)
+        .introspect(true)
+        .event_sink(Arc::new(MemorySink::new()))
+        .build()
+        .unwrap();
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "reset": true, "count": 1}),
+    )
+    .await;
+    let first = a.token().await.unwrap_err();
+    assert!(first.is_retryable(), "a lost answer is transient: {first}");
+    let held = store.load(a.store_key()).await.unwrap().unwrap();
+    assert!(
+        held.intent.as_ref().is_some_and(|i| !i.settled),
+        "the refresh stays declared: its outcome is unknown"
+    );
+    // However often it is asked, the same refresh token is never presented again (a forced
+    // refresh skips the transient backoff; a plain token() after it is not held back either).
+    for _ in 0..3 {
+        let e = a.force_refresh().await.unwrap_err();
+        assert_eq!(e.cause(), Some(Cause::RefreshInterrupted), "{e}");
+        assert!(e.to_string().contains("interrupted"), "{e}");
+    }
+    let e = a.token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshInterrupted), "{e}");
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
+}

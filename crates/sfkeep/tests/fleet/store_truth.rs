@@ -1,0 +1,173 @@
+//! The token store as the source of truth (issue #24 items 1–3; docs/rotation-safety.md):
+//! under rotation the store holds the only valid refresh token; when it loses it, sfkeep never
+//! falls back to the spent configured one. Each manager here stands for a process of its own
+//! (its own `RedisStore` connection, nothing shared in memory); the spent-token ledger is a
+//! file, as a host's processes share it. Counts from the org's `/_fake/stats`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::json;
+use sfkeep::TokenManager;
+use sfkeep::diagnose::Cause;
+use sfkeep::manager::Rotation;
+use sfkeep::store::{CacheKey, EncryptedFileStore, RedisStore, Store, StoreKey};
+
+use super::fleet::{RedisServer, SERIAL};
+use super::start_org;
+use super::support::{Org, Outcome, call};
+
+/// A manager ("a process") on Redis with rotation learned (`Auto`, the default), the
+/// org's refresh token configured, and the spent-token ledger at `ledger`.
+fn on_redis(redis: &RedisServer, key: &CacheKey, org: &Org, ledger: &Path) -> TokenManager {
+    let store = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    TokenManager::builder(org.info().login_url.clone())
+        .grant(org.refresh_grant())
+        .store(Arc::new(store))
+        .rotation(Rotation::Auto)
+        .introspect(false)
+        .spent_ledger(ledger)
+        .without_tracing_sink()
+        .build()
+        .unwrap()
+}
+
+async fn rotating_org() -> Org {
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    org
+}
+
+fn tok_key_ttl(redis: &RedisServer) -> i64 {
+    let mut c = redis.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("sfkeep:v1:*:tok")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    redis::cmd("PTTL").arg(&keys[0]).query(&mut c).unwrap()
+}
+
+/// Item 1: the record carrying the rotated refresh token has no TTL, so an idle gap past the
+/// session timeout (here the org's clock moves 2 h 2 min) finds it still there: a new process
+/// refreshes with it, and the configured (spent) token is never presented.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_past_the_session_timeout_the_rotated_refresh_token_stays_in_redis() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = CacheKey::generate();
+    let http = reqwest::Client::new();
+    let a = on_redis(&redis, &key, &org, &dir.path().join("a.json"));
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+    assert_eq!(
+        tok_key_ttl(&redis),
+        -1,
+        "no TTL on a record with a refresh token"
+    );
+    drop(a);
+    org.advance(2 * 3600 + 120).await;
+    // A new process on another host (its own, empty ledger).
+    let b = on_redis(&redis, &key, &org, &dir.path().join("b.json"));
+    assert_eq!(call(&http, &b).await, Ok(Outcome::Healed));
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 2, "{stats}");
+}
+
+/// Item 2, FLUSHALL: a new process finds no record. The ledger says the configured token was
+/// rotated away, so it is not sent: `refresh_token_lost`, naming the generation. A running
+/// member still holds the newest refresh token: its next refresh stores it again, and the
+/// new process then works on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flushall_a_new_process_never_sends_the_spent_configured_token() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("spent.json");
+    let key = CacheKey::generate();
+    let http = reqwest::Client::new();
+    let a = on_redis(&redis, &key, &org, &ledger);
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+    let _: () = redis::cmd("FLUSHALL").query(&mut redis.conn()).unwrap();
+
+    let b = on_redis(&redis, &key, &org, &ledger);
+    let e = b.token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    assert!(
+        e.to_string()
+            .contains("lost the rotated refresh token of generation 1"),
+        "{e}"
+    );
+    assert_eq!(org.token_requests("refresh_token").await, 1);
+
+    // The running member's next refresh (a session death) presents the refresh token it
+    // holds, and stores the new one; the new process adopts it.
+    org.logout().await;
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Healed));
+    let c = on_redis(&redis, &key, &org, &ledger);
+    assert_eq!(call(&http, &c).await, Ok(Outcome::Ok));
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 2, "{stats}");
+}
+
+/// Item 2, `logout`: the tombstone means "re-authorize", never "use the configured token",
+/// even in a process that never saw a rotation and has no ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_logout_the_tombstone_means_reauthorize() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let key = CacheKey::generate();
+    let http = reqwest::Client::new();
+    let a = on_redis(&redis, &key, &org, &dir.path().join("a.json"));
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+    a.forget().await.unwrap();
+    let b = on_redis(&redis, &key, &org, &dir.path().join("b.json"));
+    let e = b.token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    assert!(e.to_string().contains("logged out"), "{e}");
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
+}
+
+/// Item 2, a deleted store file: the same precise cause, no token request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_file_store_never_sends_the_spent_configured_token() {
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store/tokens.bin");
+    let ledger = dir.path().join("spent.json");
+    let key = CacheKey::generate();
+    let manager = |org: &Org| {
+        TokenManager::builder(org.info().login_url.clone())
+            .grant(org.refresh_grant())
+            .store(Arc::new(EncryptedFileStore::new(&path, key.clone())) as Arc<dyn Store>)
+            .store_key(StoreKey::from_string("file"))
+            .introspect(false)
+            .spent_ledger(&ledger)
+            .without_tracing_sink()
+            .build()
+            .unwrap()
+    };
+    let http = reqwest::Client::new();
+    assert_eq!(call(&http, &manager(&org)).await, Ok(Outcome::Ok));
+    assert!(path.exists());
+    std::fs::remove_file(&path).unwrap();
+    let e = manager(&org).token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
+}
