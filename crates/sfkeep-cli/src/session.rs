@@ -425,6 +425,12 @@ pub fn manager_with(
 /// tokens seen rotated away, so a store loss never makes the CLI send one again.
 pub const SPENT_LEDGER_FILE: &str = "spent-refresh-tokens.json";
 
+/// Where the profile's spent-token ledger lives: outside the store it protects, next to the
+/// audit log (docs/rotation-safety.md).
+pub fn spent_ledger_path(p: &Profile) -> std::path::PathBuf {
+    crate::audit::path_for(p).with_file_name(SPENT_LEDGER_FILE)
+}
+
 /// Whose events a manager's audit records are.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Recording {
@@ -466,8 +472,7 @@ pub fn manager_with_sinks(
         .grant(primary)
         .store(store)
         .store_key(store_key(p))
-        // Outside the store it protects: next to the audit log (docs/rotation-safety.md).
-        .spent_ledger(crate::audit::path_for(p).with_file_name(SPENT_LEDGER_FILE))
+        .spent_ledger(spent_ledger_path(p))
         .event_sink(Arc::new(StoreFailureSink))
         // Built on the first token request: `sfkeep token` serving a fresh stored token
         // loads no root certificates and touches no network (issue 19).

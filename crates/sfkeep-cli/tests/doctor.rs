@@ -503,3 +503,85 @@ fn a_working_session_that_cannot_be_renewed() {
         "{out}"
     );
 }
+
+/// A rotating refresh whose answer is lost after the org committed the rotation (issue #21;
+/// docs/rotation-safety.md): the CLI never presents the rotated-out refresh token again and
+/// says `refresh_interrupted`; doctor names it with the store's intent record as evidence; the
+/// profile's JWT bearer fallback restores service through `recover`. The org counts no reuse.
+#[test]
+fn an_interrupted_rotating_refresh_is_named_and_recovered() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 5);
+    let (cid, user) = (org.field("client_id"), org.field("username"));
+    assert_eq!(
+        org.admin_put(
+            &format!("/apps/{cid}/policy"),
+            json!({"rotate_refresh_tokens": true})
+        ),
+        200
+    );
+    // The same store as the org's profile, without its fallback grant.
+    let text = std::fs::read_to_string(org.field("profile_file"))
+        .unwrap()
+        .replace("fallback_grant = \"jwt_bearer\"\n", "");
+    let rt_only = Run {
+        home: h,
+        config: {
+            let p = h.join("rt.toml");
+            std::fs::write(&p, text).unwrap();
+            p
+        },
+        bind: None,
+    };
+    assert_eq!(rt_only.cmd(&["api", "GET", "limits"]).0, 0);
+    // The session dies; the refresh that follows is committed by the org, and its answer lost.
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/logout"), json!({})),
+        200
+    );
+    assert_eq!(
+        org.admin_post(
+            "/faults",
+            json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "reset": true, "count": 1})
+        ),
+        200
+    );
+    // The first command may report the lost answer as transient; by the second at the latest
+    // the interrupted refresh is judged (introspection: the token is no longer live).
+    let (first, _, first_err) = rt_only.cmd(&["api", "GET", "limits"]);
+    assert_ne!(first, 0, "{first_err}");
+    let (code, out, err) = rt_only.cmd(&["api", "GET", "limits"]);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(err.contains("refresh_interrupted"), "{err}");
+
+    let d = doctor_json(&rt_only);
+    assert_eq!(d["verdict"], "refresh_interrupted", "{d:#}");
+    assert_eq!(d["recoverable"], false, "{d:#}");
+    let evidence = d["causes"][0]["evidence"].to_string();
+    assert!(
+        evidence.contains("unfinished rotating refresh") && evidence.contains("no longer active"),
+        "{evidence}"
+    );
+    let s = org.stats();
+    assert_eq!(s["refresh_token_reuse_detected"], 0, "{s}");
+    // The first token and the refresh whose answer was lost; nothing presented it again.
+    assert_eq!(s["token_requests"]["refresh_token"], 2, "{s}");
+
+    // The org's own profile has the JWT bearer fallback: recover heals without a person.
+    let with_fallback = Run {
+        home: h,
+        config: PathBuf::from(org.field("profile_file")),
+        bind: None,
+    };
+    let (code, out, err) = with_fallback.cmd(&["recover"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(with_fallback.cmd(&["api", "GET", "limits"]).0, 0);
+    let s = org.stats();
+    assert_eq!(s["refresh_token_reuse_detected"], 0, "{s}");
+    assert_eq!(s["token_requests"]["refresh_token"], 2, "{s}");
+    for f in ["client_secret", "refresh_token"] {
+        assert!(!err.contains(&org.field(f)) && !out.contains(&org.field(f)));
+        assert!(!evidence.contains(&org.field(f)));
+    }
+}

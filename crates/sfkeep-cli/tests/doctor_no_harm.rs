@@ -46,24 +46,8 @@ impl Integration<'_> {
     }
 }
 
-fn stats(org: &Org) -> Value {
-    let url = format!("{}/stats", org.field("admin_url"));
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        reqwest::get(&url)
-            .await
-            .expect("stats")
-            .json::<Value>()
-            .await
-            .expect("stats JSON")
-    })
-}
-
 fn reuse(org: &Org) -> u64 {
-    stats(org)["refresh_token_reuse_detected"]
+    org.stats()["refresh_token_reuse_detected"]
         .as_u64()
         .expect("refresh_token_reuse_detected")
 }
@@ -96,7 +80,7 @@ fn a_hundred_doctor_runs_never_reuse_a_rotated_refresh_token() {
     };
     // The first refresh rotates: the refresh token in the profile is now rotated out.
     it.works("at the start");
-    let before = stats(&org)["token_requests"]["refresh_token"].clone();
+    let before = org.stats()["token_requests"]["refresh_token"].clone();
     assert_eq!(before, 1, "{before}");
     for i in 0..100 {
         match i % 20 {
@@ -131,7 +115,7 @@ fn a_hundred_doctor_runs_never_reuse_a_rotated_refresh_token() {
     // The integration refreshed itself (the refresh token still works, rotated each time),
     // and doctor never used the refresh token: introspection told it was alive.
     it.works("at the end");
-    let s = stats(&org);
+    let s = org.stats();
     assert_eq!(s["refresh_token_reuse_detected"], 0, "{s:#}");
     let human = it.doctor_human();
     assert!(

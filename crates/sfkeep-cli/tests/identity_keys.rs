@@ -96,18 +96,6 @@ fn user_of(org: &Org, token: &str) -> String {
         .to_owned()
 }
 
-fn stats(org: &Org) -> Value {
-    let url = format!("{}/stats", org.field("admin_url"));
-    block_on(async {
-        reqwest::get(&url)
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    })
-}
-
 /// One profile of the org's app: `name`, with refresh token `rt` (a file) and, when given,
 /// `username`; the store table is appended by the caller.
 fn profile(org: &Org, dir: &Path, name: &str, rt: &str, username: Option<&str>) -> String {
@@ -166,7 +154,7 @@ fn two_users_on_one_store(store: &str, with_usernames: bool) {
         store_table("b", store, &key),
     );
     let config_path = write_secret(&dir, "sfkeep.toml", &config);
-    let before = stats(&org)["token_requests"]["refresh_token"]
+    let before = org.stats()["token_requests"]["refresh_token"]
         .as_u64()
         .unwrap();
 
@@ -191,7 +179,7 @@ fn two_users_on_one_store(store: &str, with_usernames: bool) {
         seen[1].1, seen[3].1,
         "b's second run adopts b's stored token"
     );
-    let s = stats(&org);
+    let s = org.stats();
     assert_eq!(
         s["token_requests"]["refresh_token"].as_u64().unwrap() - before,
         2,
@@ -320,7 +308,7 @@ fn a_record_under_the_old_shared_key_is_not_adopted() {
     };
     let file = EncryptedFileStore::new(path.clone(), CacheKey::from_base64(KEY_B64).unwrap());
     block_on(file.compare_and_set(&legacy, None, &record)).unwrap();
-    let before = stats(&org)["token_requests"]["refresh_token"]
+    let before = org.stats()["token_requests"]["refresh_token"]
         .as_u64()
         .unwrap();
 
@@ -337,7 +325,7 @@ fn a_record_under_the_old_shared_key_is_not_adopted() {
     );
     assert!(err.contains("sfkeep login --web"), "{err}");
     assert!(!err.contains(&rt_a) && !err.contains(&rt_b), "{err}");
-    let s = stats(&org);
+    let s = org.stats();
     assert_eq!(
         s["token_requests"]["refresh_token"].as_u64().unwrap(),
         before,
@@ -415,6 +403,6 @@ fn two_profiles_that_name_no_user_on_one_redis_keep_their_logins_apart() {
             "profile {name} received another user's token"
         );
     }
-    let s = stats(&org);
+    let s = org.stats();
     assert_eq!(s["refresh_token_reuse_detected"], 0, "{s}");
 }

@@ -12,7 +12,8 @@
 //!    new token's introspection (see [`org_reads`]);
 //! 3. those reads with the refreshed token, when round 2 had no other.
 //!
-//! The local audit log gives the last successful call, its source address and clock offset,
+//! The token store and the spent-token ledger show an interrupted rotating refresh or a lost
+//! refresh token ([`rotation_facts`]). The local audit log gives the last successful call, its source address and clock offset,
 //! and the recent events. Then `sfkeep::diagnose::evidence::diagnose` ranks the causes.
 
 mod attempt;
@@ -20,6 +21,7 @@ mod audit_facts;
 mod grants;
 mod org_reads;
 mod probe;
+mod rotation_facts;
 
 use std::time::Duration;
 
@@ -121,6 +123,7 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
     audit_facts(&p, &mut facts, &mut notes)?;
     let store = session::open_store(&p)?;
     let rec = session::load_record(&p, store.as_ref()).await?;
+    rotation_facts::rotation_facts(&p, store.as_ref(), &mut facts, &mut notes).await?;
     let http = session::http_client(Duration::from_secs(10), Duration::from_secs(3))?;
     let _spin = crate::ui::Spinner::start("examining the org…");
     if let Some(r) = &rec {

@@ -141,6 +141,24 @@ impl Org {
         self.admin(reqwest::Method::PUT, path, body)
     }
 
+    /// The org's counters (`GET /_fake/stats`): what the org saw, not what sfkeep counted.
+    #[allow(dead_code)] // Not every test binary asks.
+    pub fn stats(&self) -> serde_json::Value {
+        let url = format!("{}/stats", self.field("admin_url"));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            reqwest::get(&url)
+                .await
+                .expect("stats")
+                .json::<serde_json::Value>()
+                .await
+                .expect("stats JSON")
+        })
+    }
+
     /// Calls the admin API and returns the status.
     pub fn admin(&self, method: reqwest::Method, path: &str, body: serde_json::Value) -> u16 {
         let url = format!("{}{path}", self.field("admin_url"));

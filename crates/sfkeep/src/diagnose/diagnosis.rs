@@ -35,6 +35,14 @@ pub enum DiagnosisCause {
     /// The user approved the app a sixth time elsewhere: Salesforce revoked the least recently
     /// used of five approvals, the integration's.
     RefreshTokenEvicted,
+    /// A rotating refresh was interrupted after the org rotated the refresh token (the sender
+    /// crashed, stalled past its lock, or lost the answer): the new refresh token was lost
+    /// (`docs/rotation-safety.md`).
+    RefreshInterrupted,
+    /// The store lost the only valid refresh token under rotation (Redis flushed or restarted
+    /// without persistence, a deleted or restored store file, a logout), and the configured
+    /// one is spent.
+    RefreshTokenLost,
     /// The session cannot be used with this API (high assurance, API Access Control, scope).
     SessionNotValidForApi,
     /// The local clock is far from the server's.
@@ -56,7 +64,7 @@ pub enum DiagnosisCause {
 
 impl DiagnosisCause {
     /// Every cause, in declaration order.
-    pub const ALL: [DiagnosisCause; 19] = [
+    pub const ALL: [DiagnosisCause; 21] = [
         Self::SessionTimeout,
         Self::LoggedOutElsewhere,
         Self::PasswordChanged,
@@ -68,6 +76,8 @@ impl DiagnosisCause {
         Self::RefreshTokenReused,
         Self::RefreshTokenExpiredByPolicy,
         Self::RefreshTokenEvicted,
+        Self::RefreshInterrupted,
+        Self::RefreshTokenLost,
         Self::SessionNotValidForApi,
         Self::ClockSkew,
         Self::ApiDisabled,
@@ -92,6 +102,8 @@ impl DiagnosisCause {
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::RefreshTokenExpiredByPolicy => "refresh_token_expired_by_policy",
             Self::RefreshTokenEvicted => "refresh_token_evicted",
+            Self::RefreshInterrupted => "refresh_interrupted",
+            Self::RefreshTokenLost => "refresh_token_lost",
             Self::SessionNotValidForApi => "session_not_valid_for_api",
             Self::ClockSkew => "clock_skew",
             Self::ApiDisabled => "api_disabled",
@@ -118,6 +130,12 @@ impl DiagnosisCause {
             Self::RefreshTokenExpiredByPolicy => "the refresh token expired by the app's policy",
             Self::RefreshTokenEvicted => {
                 "a sixth approval of the app by the user revoked the integration's refresh token"
+            }
+            Self::RefreshInterrupted => {
+                "a refresh was interrupted after the org rotated the refresh token; the new refresh token was lost"
+            }
+            Self::RefreshTokenLost => {
+                "the token store lost the rotated refresh token, and the configured one is spent"
             }
             Self::SessionNotValidForApi => "the session is not valid for this API",
             Self::ClockSkew => "the local clock is off",
@@ -165,6 +183,12 @@ impl DiagnosisCause {
             }
             Self::RefreshTokenEvicted => {
                 "Re-authorize (`sfkeep login --web`, or `sfkeep recover` with a JWT fallback), and stop approving this connected app as the integration user elsewhere (a person on a laptop, the sf CLI): a user keeps at most five approvals per app and a sixth revokes the least recently used. Revoke approvals you do not need under Settings > Advanced User Details > OAuth Connected Apps."
+            }
+            Self::RefreshInterrupted => {
+                "Re-authorize: `sfkeep login --web` (or `sfkeep recover` with a JWT bearer fallback grant, which heals this by itself). sfkeep did not send the old refresh token again: that would have made Salesforce revoke every token of the family."
+            }
+            Self::RefreshTokenLost => {
+                "Re-authorize: `sfkeep login --web` (or `sfkeep recover` with a JWT bearer fallback grant). Do not put the configured refresh token back: it was rotated away, and presenting it revokes every token of the family. Keep the token store durable (Redis persistence, a backed-up file) so the rotated token survives."
             }
             Self::SessionNotValidForApi => {
                 "Refreshing will not help: give the session API access (no high-assurance requirement for the integration user, API Access Control allows the app, the `api` scope is granted)."

@@ -10,8 +10,8 @@
 //! All times are on the server's clock (local time plus the measured `Date` offset).
 
 pub use super::facts::{
-    AuditRow, Facts, GrantAttempt, GrantCheck, LoginRow, OauthTokenRow, OrgReads, PastEvent,
-    RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
+    AuditRow, Facts, GrantAttempt, GrantCheck, InterruptedRefresh, LoginRow, OauthTokenRow,
+    OrgReads, PastEvent, RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
 };
 pub use super::rules::SKEW_WARN;
 pub use super::time_text::{clock_offset_text, human, human_exact, parse_sf_datetime};

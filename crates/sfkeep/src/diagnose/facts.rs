@@ -313,6 +313,23 @@ pub struct Facts {
     /// The API refused doctor's calls with `API_DISABLED_FOR_ORG` / `API_CURRENTLY_DISABLED`
     /// (the user lacks "API Enabled", or the org's API is off): the server's words.
     pub api_disabled: Option<String>,
+    /// The token store holds an unfinished rotating refresh (an intent record nobody replaced
+    /// with the answer, `docs/rotation-safety.md`).
+    pub interrupted_refresh: Option<InterruptedRefresh>,
+    /// Why the store holds no usable refresh token under rotation while the configured one is
+    /// spent (a logout tombstone; the spent-token ledger naming it): one sentence.
+    pub refresh_token_lost: Option<String>,
+}
+
+/// An unfinished rotating refresh found in the token store.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InterruptedRefresh {
+    /// The generation of the record that declared it.
+    pub generation: u64,
+    /// Which manager declared it (a random id, never a secret).
+    pub owner: String,
+    /// When it was declared (server clock).
+    pub since: UnixMillis,
 }
 
 impl Default for Facts {
@@ -343,6 +360,8 @@ impl Default for Facts {
             recent_events: Vec::new(),
             own_call_failures: Vec::new(),
             api_disabled: None,
+            interrupted_refresh: None,
+            refresh_token_lost: None,
         }
     }
 }

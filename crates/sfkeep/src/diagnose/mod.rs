@@ -6,6 +6,7 @@
 //! | refresh token revoked or expired by policy, rotated-out reuse | token 400 `expired access/refresh token` ([`token_error`]) |
 //! | user deactivated / frozen / IP restricted / app not approved | token 400 `inactive user` / `authentication failure` / `ip restricted` / `user hasn't approved this consumer` ([`token_error`]) |
 //! | session not valid for the REST API | REST 401 with that message ([`api_error`]): never refreshed |
+//! | a rotating refresh interrupted after the org rotated, the store losing the rotated refresh token | the manager (`manager/intent.rs`, `manager/ledger.rs`) before anything is sent; `doctor` from the store's intent record and the spent-token ledger (`rotation`) |
 //!
 //! For operators: [`Diagnosis`] ranks [`DiagnosisCause`]s with evidence and a fix, either
 //! offline from a pasted error ([`classify`]) or from facts gathered about an org
@@ -17,6 +18,7 @@ pub mod classify;
 pub mod diagnosis;
 pub mod evidence;
 mod facts;
+mod rotation;
 mod rules;
 pub mod soap_fault;
 pub mod time_text;

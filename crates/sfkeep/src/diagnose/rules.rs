@@ -133,6 +133,10 @@ pub(super) const RULES: &[(&str, Rule)] = &[
     ("the source address", source_address),
     ("a probe refused by policy", probe_policy),
     ("the audit log's last unhealed failure", audit_log_failure),
+    (
+        "an interrupted rotating refresh or a lost refresh token",
+        rotation_safety,
+    ),
     ("clock skew", clock_skew),
     ("doctor's own calls refused", own_call_failures),
     // Reads the strength of everything above.
@@ -464,6 +468,12 @@ fn audit_log_failure(cx: &Context<'_>, out: &mut Vec<Finding>) {
         )];
         out.push(fi);
     }
+}
+
+/// The store's unfinished intent record, the spent-token ledger, a logout tombstone
+/// (`diagnose/rotation.rs`).
+fn rotation_safety(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    out.extend(super::rotation::findings(cx.f));
 }
 
 /// The server's clock differs from this machine's by [`SKEW_WARN`] or more.
@@ -825,6 +835,8 @@ pub(super) fn grant_failure(
             }),
         ],
         Cause::RefreshTokenRevoked => refresh_token_revoked(&said, f, weight),
+        // Their findings, with the store's evidence, come from `rotation.rs`.
+        Cause::RefreshInterrupted | Cause::RefreshTokenLost => Vec::new(),
         Cause::AuthenticationFailure if sends_password(grant) => vec![
             one(
                 D::PasswordChanged,
@@ -951,6 +963,8 @@ fn refresh_token_dead(c: D) -> bool {
             | D::RefreshTokenExpiredByPolicy
             | D::RefreshTokenReused
             | D::RefreshTokenEvicted
+            | D::RefreshInterrupted
+            | D::RefreshTokenLost
     )
 }
 
@@ -969,6 +983,12 @@ fn refresh_token_fix(c: D, f: &Facts) -> Option<String> {
         }
         D::RefreshTokenEvicted => {
             "Stop approving the app as the integration user elsewhere: a sixth approval revokes the least recently used."
+        }
+        D::RefreshInterrupted => {
+            "sfkeep held the old refresh token back, so Salesforce revoked nothing else."
+        }
+        D::RefreshTokenLost => {
+            "Keep the token store durable (Redis persistence, a backed-up file): under rotation it holds the only valid refresh token."
         }
         _ => {
             "Make every process share one token store so a rotated refresh token is never used twice."

@@ -105,6 +105,21 @@ impl SpentLedger {
     }
 }
 
+/// When the spent-token ledger at `path` saw `refresh_token` rotated away: the generation of
+/// the record that showed it and the time (server clock); `None` if the ledger does not name it
+/// (or there is no ledger file yet). An error says why the file cannot be read. For `sfkeep
+/// doctor`'s evidence: the manager itself consults the ledger before every bootstrap.
+pub fn seen_spent(
+    path: &Path,
+    refresh_token: &crate::secret::RefreshToken,
+) -> std::result::Result<Option<(u64, UnixMillis)>, String> {
+    let file = read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(file
+        .spent
+        .get(&refresh_token.fingerprint())
+        .map(|s| (s.generation, s.at)))
+}
+
 fn read(path: &Path) -> std::result::Result<LedgerFile, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
