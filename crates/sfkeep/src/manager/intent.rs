@@ -116,10 +116,16 @@ impl Inner {
             .previous
             .as_ref()
             .filter(|p| p.is_tombstone() && p.intent.is_none());
+        let unreadable = self.sync.store.holds_unreadable(&self.sync.key);
         let why = match logout {
             Some(t) => format!(
                 "this identity was logged out (the {store} store holds a logout tombstone of generation {}, written at {})",
                 t.generation, t.expires_at
+            ),
+            // Not an empty store: the record this process cannot read may hold the rotated
+            // refresh token.
+            None if unreadable => format!(
+                "the {store} store holds a record this process cannot read (written with another cache key, corrupted, or of another format; see the store's warning), which may hold the rotated refresh token: use the cache key it was written with"
             ),
             None => match self.ledger.lookup(&fp) {
                 Lookup::Unspent => return Ok(()),

@@ -13,6 +13,7 @@
 //! | before presenting the configured refresh token (rotation not off) | what happens |
 //! |---|---|
 //! | the store holds a logout tombstone | not sent unless introspection says it is live; else `ReauthRequired` (`refresh_token_lost`: re-authorize) |
+//! | the store holds a record this process cannot read (another cache key, corrupted) | not sent unless introspection says it is live; else `ReauthRequired` (`refresh_token_lost`, naming the unreadable record) |
 //! | the ledger names it spent | not sent unless introspection says it is live; else `ReauthRequired` (`refresh_token_lost`, with the generation and time it was seen rotated) |
 //! | the ledger cannot be read (corrupt, unreadable) | not sent unless introspection says it is live; else `ReauthRequired`, naming the ledger |
 //! | no ledger configured, the file is missing, or it does not name the token | sent (a first bootstrap) |

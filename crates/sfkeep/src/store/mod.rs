@@ -94,6 +94,13 @@ pub trait Store: Send + Sync + fmt::Debug + 'static {
         None
     }
 
+    /// Whether the last `load` of `key` found a value it could not read and reported as a
+    /// miss (another cache key, corrupted bytes, another format). Under rotation that value may
+    /// hold the only valid refresh token, so the store is not empty (`docs/rotation-safety.md`).
+    fn holds_unreadable(&self, key: &StoreKey) -> bool {
+        self.unreadable_generation(key).is_some()
+    }
+
     /// Warnings collected since the last call (undecryptable records and the like).
     fn take_warnings(&self) -> Vec<StoreWarning> {
         Vec::new()

@@ -744,6 +744,10 @@ impl Store for RedisStore {
             .and_then(|g| g.parse().ok())
     }
 
+    fn holds_unreadable(&self, key: &StoreKey) -> bool {
+        crate::sync::lock(&self.inner.unreadable).contains_key(&Self::record_key(key))
+    }
+
     fn take_warnings(&self) -> Vec<StoreWarning> {
         std::mem::take(&mut *crate::sync::lock(&self.inner.warnings))
     }

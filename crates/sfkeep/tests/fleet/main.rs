@@ -18,7 +18,9 @@ use fleet::{Fleet, FleetGrant, RedisServer, SERIAL, WorkerSpec, sum};
 use serde_json::json;
 use sfkeep::clock::UnixMillis;
 use sfkeep::clock::{Clock, ManualClock};
+use sfkeep::diagnose::Cause;
 use sfkeep::event::{AuthEventKind, MemorySink};
+use sfkeep::manager::Rotation;
 use sfkeep::store::{CacheKey, CasOutcome, RedisStore, Store, StoreKey, encode_record};
 use sfkeep::token::GrantKind;
 use sfkeep::{Error, TokenManager};
@@ -1085,19 +1087,24 @@ async fn bad_values_are_a_miss_with_a_warning_and_foreign_locks_stay() {
         assert_eq!(store.load(&k).await.unwrap().unwrap().generation, 4);
     }
 
-    // A manager on a store with a corrupt value gets a token (a miss, never served).
+    // A manager on a store with a corrupt value: the value is a miss, never served. Unless
+    // rotation is ruled out, the configured refresh token is not sent over it (the value may
+    // hold the rotated one: docs/rotation-safety.md); with rotation off, a token is obtained.
     let org = start_org().await;
     redis::cmd("DEL").arg(&tok).query::<()>(&mut c).unwrap();
     let sink = MemorySink::new();
-    let clock = ManualClock::starting_now_offset(0);
-    let m = TokenManager::builder(org.info().login_url.clone())
-        .grant(org.refresh_grant())
-        .clock(Arc::new(clock) as Arc<dyn Clock>)
-        .store(Arc::new(store.clone()))
-        .introspect(false)
-        .event_sink(Arc::new(sink.clone()))
-        .build()
-        .unwrap();
+    let manager = |rotation: Rotation| {
+        TokenManager::builder(org.info().login_url.clone())
+            .grant(org.refresh_grant())
+            .clock(Arc::new(ManualClock::starting_now_offset(0)) as Arc<dyn Clock>)
+            .store(Arc::new(store.clone()))
+            .rotation(rotation)
+            .introspect(false)
+            .event_sink(Arc::new(sink.clone()))
+            .build()
+            .unwrap()
+    };
+    let m = manager(Rotation::Off);
     let mk = m.store_key().clone();
     let mtok = RedisStore::record_key(&mk);
     redis::cmd("HSET")
@@ -1108,6 +1115,10 @@ async fn bad_values_are_a_miss_with_a_warning_and_foreign_locks_stay() {
         .arg(b"SFKE\x01garbage-garbage-garbage-garbage-garbage-garbage".to_vec())
         .query::<()>(&mut c)
         .unwrap();
+    let e = manager(Rotation::Auto).token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    assert!(e.to_string().contains("cannot read"), "{e}");
+    assert_eq!(org.token_requests("refresh_token").await, 0);
     let t = m.token().await.unwrap();
     assert_ne!(t.access_token().expose_secret(), "x");
     assert!(!store.take_warnings().is_empty());

@@ -171,3 +171,61 @@ async fn a_deleted_file_store_never_sends_the_spent_configured_token() {
     assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
     assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
 }
+
+/// Bad input (issue #21): a record this member cannot read — written with another cache key,
+/// or its bytes corrupted in Redis — is not "nothing stored". The configured refresh token may
+/// be spent, so it is not presented (even without a ledger); the member says which record it
+/// could not read, and the org counts no reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_record_is_never_taken_for_an_empty_store() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let key = CacheKey::generate();
+    let a = on_redis(&redis, &key, &org, &dir.path().join("a.json"));
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+
+    // Another cache key: the record does not decrypt. A fresh ledger: nothing says "spent".
+    let other_key = on_redis(
+        &redis,
+        &CacheKey::generate(),
+        &org,
+        &dir.path().join("b.json"),
+    );
+    let e = other_key.token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    assert!(e.to_string().contains("cannot read"), "{e}");
+    assert_eq!(org.token_requests("refresh_token").await, 1, "{e}");
+
+    // Corrupted bytes under the same key (a truncated value, as a bad restore leaves it).
+    let mut c = redis.conn();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("sfkeep:v1:*:tok")
+        .query(&mut c)
+        .unwrap();
+    let fields: Vec<String> = redis::cmd("HKEYS").arg(&keys[0]).query(&mut c).unwrap();
+    for f in fields.iter().filter(|f| f.as_str() != "gen") {
+        let v: Vec<u8> = redis::cmd("HGET")
+            .arg(&keys[0])
+            .arg(f)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("HSET")
+            .arg(&keys[0])
+            .arg(f)
+            .arg(&v[..v.len() / 2])
+            .query(&mut c)
+            .unwrap();
+    }
+    let corrupt = on_redis(&redis, &key, &org, &dir.path().join("c.json"));
+    let e = corrupt.token().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    assert!(e.to_string().contains("cannot read"), "{e}");
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
+}
