@@ -36,35 +36,19 @@ pub const ORIGIN_DOCTOR: &str = "doctor";
 /// The kind [`AuditLog::bucket_counts`] reports doctor's probe events under.
 pub const PROBE_KIND: &str = "doctor.probe";
 /// Overrides the audit log's location.
-pub const AUDIT_DB_ENV: &str = "SFKEEP_AUDIT_DB";
-/// The file name next to a file store.
-pub const FILE_NAME: &str = "audit.db";
+pub use sfkeep::paths::AUDIT_DB_ENV;
 
-/// Where the profile's audit log lives.
+/// Where the profile's audit log lives (`sfkeep::paths`: the Python wheel finds the same).
 pub fn path_for(p: &Profile) -> PathBuf {
-    if let Some(v) = std::env::var_os(AUDIT_DB_ENV).filter(|v| !v.is_empty()) {
-        return PathBuf::from(v);
-    }
-    match &p.store {
-        StoreConfig::File { path, .. } => path
-            .parent()
-            .map(|d| d.join(FILE_NAME))
-            .unwrap_or_else(|| PathBuf::from(FILE_NAME)),
-        StoreConfig::Memory | StoreConfig::Redis { .. } => {
-            state_dir().join("sfkeep").join(FILE_NAME)
-        }
-    }
+    sfkeep::paths::audit_db(match &p.store {
+        StoreConfig::File { path, .. } => Some(path.as_path()),
+        StoreConfig::Memory | StoreConfig::Redis { .. } => None,
+    })
 }
 
 /// `$XDG_STATE_HOME`, else `~/.local/state`: where sfkeep keeps what is not configuration.
 pub(crate) fn state_dir() -> PathBuf {
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-        return PathBuf::from(x);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local").join("state")
+    sfkeep::paths::state_dir()
 }
 
 /// An audit-log failure.

@@ -421,14 +421,11 @@ pub fn manager_with(
     manager_with_audit(p, primary, fallback, store, Recording::Integration)
 }
 
-/// The spent-token ledger's file name, in the audit log's directory: the configured refresh
-/// tokens seen rotated away, so a store loss never makes the CLI send one again.
-pub const SPENT_LEDGER_FILE: &str = "spent-refresh-tokens.json";
-
-/// Where the profile's spent-token ledger lives: outside the store it protects, next to the
-/// audit log (docs/rotation-safety.md).
+/// Where the profile's spent-token ledger lives: outside the store it protects, in the audit
+/// log's directory (docs/rotation-safety.md; `sfkeep::paths`, so the Python wheel's
+/// `from_profile` finds the same file).
 pub fn spent_ledger_path(p: &Profile) -> std::path::PathBuf {
-    crate::audit::path_for(p).with_file_name(SPENT_LEDGER_FILE)
+    crate::audit::path_for(p).with_file_name(sfkeep::paths::SPENT_LEDGER_FILE)
 }
 
 /// Whose events a manager's audit records are.

@@ -19,8 +19,9 @@
 //!   successor: docs/token-lifecycle.md, "Store keys").
 //!
 //! Keys the manager does not use (the guardian's, `proxy_url`, …) are not read here: the CLI
-//! checks the whole file (`sfkeep status` names a misspelt key). What the CLI adds that a
-//! library does not: its audit log (`sfkeep events` shows the CLI's own events only).
+//! checks the whole file (`sfkeep status` names a misspelt key). The spent-token ledger is the
+//! CLI's file (`sfkeep::paths`). What the CLI adds that a library does not: its audit log
+//! (`sfkeep events` shows the CLI's own events only).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -436,6 +437,9 @@ impl ProfileSpec {
             .grant(primary)
             .store(store)
             .store_key(self.key.clone())
+            // The CLI's ledger for this store (`sfkeep::paths`): after a store loss, neither
+            // presents a configured refresh token the other saw rotated away.
+            .spent_ledger(sfkeep::paths::spent_ledger(self.store.file_path()))
             .event_sink(sink);
         if let Some(f) = fallback {
             b = b.fallback_grant(f);

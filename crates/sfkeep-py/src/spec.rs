@@ -152,6 +152,14 @@ pub enum StoreSpec {
 }
 
 impl StoreSpec {
+    /// The file of a file store (`None` for memory and Redis).
+    pub fn file_path(&self) -> Option<&std::path::Path> {
+        match self {
+            Self::File { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
     /// The store named `kind` with its settings.
     pub fn parse(
         kind: &str,

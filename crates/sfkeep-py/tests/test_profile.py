@@ -179,3 +179,31 @@ def test_a_profile_that_cannot_work_is_a_config_error_naming_file_and_key(org, c
     captured.add(e.value)
     assert "tokens.enc" in str(e.value), str(e.value)
     assert org.token_requests() == before
+
+
+def test_from_profile_never_presents_a_refresh_token_the_cli_saw_rotated_away(org, cli_env, captured):
+    """Under rotation the store holds the only valid refresh token. The CLI's first refresh
+    rotates the configured one away and writes that in its spent-token ledger; when the store
+    file is lost, a Python process of the profile reads the same ledger (``sfkeep::paths``),
+    does not present the spent token (the org would revoke the whole family), and heals through
+    the profile's JWT fallback (docs/rotation-safety.md)."""
+    import tomllib
+
+    org.admin("PUT", f"/apps/{org['client_id']}/policy", {"rotate_refresh_tokens": True})
+    cli(org, cli_env, "api", "GET", "limits")
+    assert org.stats()["token_requests"]["refresh_token"] == 1
+    profile = tomllib.loads(Path(org["profile_file"]).read_text())["profiles"]["fake"]
+    store = Path(profile["store"]["path"])
+    ledger = store.parent / "spent-refresh-tokens.json"
+    assert ledger.exists(), "the CLI's ledger beside its file store"
+    assert org["refresh_token"] not in ledger.read_text()
+    store.unlink()
+
+    m = sfkeep.TokenManager.from_profile("fake", config=org["profile_file"])
+    captured.add(m, m.status())
+    t = m.token()
+    assert t.instance_url == org["instance_url"]
+    s = org.stats()
+    assert s["refresh_token_reuse_detected"] == 0, s
+    assert s["token_requests"]["refresh_token"] == 1, s["token_requests"]
+    assert s["token_requests"]["jwt_bearer"] == 1, s["token_requests"]

@@ -76,6 +76,7 @@ pub mod event;
 pub mod grant;
 pub mod http;
 pub mod manager;
+pub mod paths;
 mod redact;
 pub mod secret;
 pub mod store;

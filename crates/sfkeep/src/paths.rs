@@ -1,0 +1,63 @@
+//! Where sfkeep keeps what is not configuration, the same for the `sfkeep` CLI and the
+//! Python wheel's `TokenManager.from_profile`: the audit log and, in its directory, the
+//! spent-token ledger (`docs/rotation-safety.md`). Every process of a host that shares a store
+//! finds the same ledger, outside the store it protects.
+
+use std::path::{Path, PathBuf};
+
+/// Overrides the audit log's location (its directory then holds the ledger too).
+pub const AUDIT_DB_ENV: &str = "SFKEEP_AUDIT_DB";
+/// The audit log's file name beside a file store, or in [`state_dir`]`/sfkeep`.
+pub const AUDIT_DB_FILE: &str = "audit.db";
+/// The spent-token ledger's file name, beside the audit log.
+pub const SPENT_LEDGER_FILE: &str = "spent-refresh-tokens.json";
+
+/// `$XDG_STATE_HOME`, else `~/.local/state`.
+pub fn state_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return PathBuf::from(x);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".local").join("state")
+}
+
+/// The audit log of a profile whose store is the file `store_file` (`None`: a memory or Redis
+/// store): `$SFKEEP_AUDIT_DB` when set, else beside the file store, else
+/// [`state_dir`]`/sfkeep/audit.db`.
+pub fn audit_db(store_file: Option<&Path>) -> PathBuf {
+    if let Some(v) = std::env::var_os(AUDIT_DB_ENV).filter(|v| !v.is_empty()) {
+        return PathBuf::from(v);
+    }
+    match store_file {
+        Some(path) => path
+            .parent()
+            .map(|d| d.join(AUDIT_DB_FILE))
+            .unwrap_or_else(|| PathBuf::from(AUDIT_DB_FILE)),
+        None => state_dir().join("sfkeep").join(AUDIT_DB_FILE),
+    }
+}
+
+/// The spent-token ledger of the same profile: in the audit log's directory.
+pub fn spent_ledger(store_file: Option<&Path>) -> PathBuf {
+    audit_db(store_file).with_file_name(SPENT_LEDGER_FILE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ledger_sits_beside_a_file_store() {
+        // Only when the override is not set in the test's environment.
+        if std::env::var_os(AUDIT_DB_ENV).is_some() {
+            return;
+        }
+        assert_eq!(
+            spent_ledger(Some(Path::new("/srv/app/tokens.enc"))),
+            Path::new("/srv/app/spent-refresh-tokens.json")
+        );
+        assert!(spent_ledger(None).ends_with("sfkeep/spent-refresh-tokens.json"));
+    }
+}
