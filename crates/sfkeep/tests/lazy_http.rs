@@ -54,6 +54,7 @@ async fn a_fresh_stored_token_is_served_without_building_an_http_client() {
         generation: 4,
         grant: GrantKind::RefreshToken,
         refused_refresh_token: None,
+        intent: None,
         server_offset_ms: 0,
     };
     store
