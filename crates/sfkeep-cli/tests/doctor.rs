@@ -264,6 +264,20 @@ fn healthy() {
     scenario(Scenario::Healthy);
 }
 
+/// The org's profile without its fallback grant (refresh token only), on the same store.
+fn without_fallback<'a>(home: &'a Path, org: &Org) -> Run<'a> {
+    let text = std::fs::read_to_string(org.field("profile_file"))
+        .unwrap()
+        .replace("fallback_grant = \"jwt_bearer\"\n", "");
+    let config = home.join("rt.toml");
+    std::fs::write(&config, text).unwrap();
+    Run {
+        home,
+        config,
+        bind: None,
+    }
+}
+
 /// A revoked refresh token without a fallback grant: doctor says so (not recoverable) and
 /// recover exits 3 with one paragraph naming the cause, never a secret.
 #[test]
@@ -271,18 +285,7 @@ fn revoked_token_without_a_fallback() {
     let home = tempfile::tempdir().unwrap();
     let h = home.path();
     let org = Org::start(h, 5);
-    let text = std::fs::read_to_string(org.field("profile_file"))
-        .unwrap()
-        .replace("fallback_grant = \"jwt_bearer\"\n", "");
-    let r = Run {
-        home: h,
-        config: {
-            let p = h.join("rt.toml");
-            std::fs::write(&p, text).unwrap();
-            p
-        },
-        bind: None,
-    };
+    let r = without_fallback(h, &org);
     assert_eq!(r.cmd(&["api", "GET", "limits"]).0, 0);
     let cid = org.field("client_id");
     assert_eq!(
@@ -521,19 +524,7 @@ fn an_interrupted_rotating_refresh_is_named_and_recovered() {
         ),
         200
     );
-    // The same store as the org's profile, without its fallback grant.
-    let text = std::fs::read_to_string(org.field("profile_file"))
-        .unwrap()
-        .replace("fallback_grant = \"jwt_bearer\"\n", "");
-    let rt_only = Run {
-        home: h,
-        config: {
-            let p = h.join("rt.toml");
-            std::fs::write(&p, text).unwrap();
-            p
-        },
-        bind: None,
-    };
+    let rt_only = without_fallback(h, &org);
     assert_eq!(rt_only.cmd(&["api", "GET", "limits"]).0, 0);
     // The session dies; the refresh that follows is committed by the org, and its answer lost.
     assert_eq!(

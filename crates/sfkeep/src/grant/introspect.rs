@@ -27,15 +27,8 @@ pub async fn access_token(
     client_secret: &ClientSecret,
     token: &AccessToken,
 ) -> Result<Introspection> {
-    let raw = post(
-        endpoint,
-        client_id,
-        client_secret,
-        token.expose_secret(),
-        TokenKind::Access,
-    )
-    .await?;
-    Ok(introspection_of(&raw.body))
+    let token = token.expose_secret();
+    active(endpoint, client_id, client_secret, token, TokenKind::Access).await
 }
 
 /// Introspects a refresh token without consuming it: whether it is still the live one. An
@@ -47,14 +40,26 @@ pub async fn refresh_token(
     client_secret: &ClientSecret,
     token: &RefreshToken,
 ) -> Result<Introspection> {
-    let raw = post(
+    let token = token.expose_secret();
+    active(
         endpoint,
         client_id,
         client_secret,
-        token.expose_secret(),
+        token,
         TokenKind::Refresh,
     )
-    .await?;
+    .await
+}
+
+/// Whether `token` of `kind` is active, and until when.
+async fn active(
+    endpoint: &TokenEndpoint,
+    client_id: &str,
+    client_secret: &ClientSecret,
+    token: &str,
+    kind: TokenKind,
+) -> Result<Introspection> {
+    let raw = post(endpoint, client_id, client_secret, token, kind).await?;
     Ok(introspection_of(&raw.body))
 }
 
