@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import sfkeep
-from conftest import manager_for
+from conftest import manager_for, wait_for
 
 
 def test_token_has_what_a_call_needs_and_repr_shows_no_secret(org, captured):
@@ -55,8 +55,12 @@ def test_auth_events_are_logging_records_on_sfkeep_auth(org, caplog):
     t = m.token()
     assert m.invalidate_if_current(t.generation, "rest")
     m.token()
-    events = [r.sfkeep_event for r in caplog.records if r.name == "sfkeep.auth"]
-    assert events == ["token.refreshed", "token.invalidated", "token.refreshed"], events
+    # Events reach `logging` from the wheel's delivery thread: a record may land just after
+    # token() returned, so the test waits for the condition, not for token().
+    def events():
+        return [r.sfkeep_event for r in caplog.records if r.name == "sfkeep.auth"]
+    wait_for("three auth events", lambda: len(events()) >= 3, timeout=30)
+    assert events() == ["token.refreshed", "token.invalidated", "token.refreshed"], events()
     refreshed = [r for r in caplog.records if getattr(r, "sfkeep_event", "") == "token.refreshed"]
     assert refreshed[0].sfkeep_generation == 1 and refreshed[0].sfkeep_grant == "refresh_token"
     assert refreshed[1].sfkeep_fingerprint == m.token().fingerprint
