@@ -311,4 +311,35 @@ mod tests {
         );
         assert!(!format!("{k:?}").contains(&format!("{:?}", k.0.as_slice())));
     }
+
+    /// Intent records of an older format or a wrong shape (docs/rotation-safety.md): an intent
+    /// written before `settled` existed is an unfinished one (the safe reading); a malformed
+    /// intent makes the whole record unreadable (a miss that, under rotation, is not taken for
+    /// an empty store), never a record without its intent.
+    #[test]
+    fn intents_of_an_older_format_or_a_wrong_shape() {
+        let k = CacheKey::generate();
+        let mut rec = TokenRecord::tombstone(3, GrantKind::RefreshToken, UnixMillis(5));
+        rec.intent = Some(Box::new(RefreshIntent {
+            refresh_token: "0a1b2c3d".into(),
+            owner: "m-1".into(),
+            since: UnixMillis(4),
+            settled: true,
+        }));
+        let mut json = serde_json::to_value(StoredRecord::from(&rec)).unwrap();
+        let seal = |v: &serde_json::Value| k.seal(&serde_json::to_vec(v).unwrap());
+
+        json["intent"].as_object_mut().unwrap().remove("settled");
+        let older = decode_record(&k, &seal(&json)).unwrap();
+        let intent = older.intent.expect("the intent is kept");
+        assert!(!intent.settled, "an older intent is read as unfinished");
+        assert_eq!(
+            (intent.owner.as_str(), intent.since),
+            ("m-1", UnixMillis(4))
+        );
+
+        json["intent"] = serde_json::json!(42);
+        let e = decode_record(&k, &seal(&json)).unwrap_err();
+        assert!(e.contains("undecodable record"), "{e}");
+    }
 }
