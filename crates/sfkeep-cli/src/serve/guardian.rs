@@ -33,6 +33,7 @@ use sfkeep::diagnose::Cause;
 use sfkeep::event::{AuthEvent, AuthEventKind, EventSink};
 use sfkeep::manager::TokenStatus;
 use sfkeep::store::Store;
+use sfkeep::sync::{lock, read, write};
 use sfkeep::token::{TokenRecord, TokenState};
 use tokio::sync::mpsc;
 
@@ -301,10 +302,7 @@ impl Guardian {
 
     /// The settings now.
     pub fn settings(&self) -> ServeSettings {
-        self.settings
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        read(&self.settings).clone()
     }
 
     /// Applies a reloaded config: settings, webhooks, and each watched profile's guardian
@@ -313,13 +311,12 @@ impl Guardian {
         let mut notes = Vec::new();
         let http = http_client().ok();
         if let Some(http) = http {
-            *self.webhooks.lock().unwrap_or_else(|p| p.into_inner()) =
-                Webhooks::start(&settings.webhooks, http);
+            *lock(&self.webhooks) = Webhooks::start(&settings.webhooks, http);
         }
         for w in &self.watches {
             match profiles.iter().find(|p| p.name == w.name) {
                 Some(p) => {
-                    let mut cur = w.profile.write().unwrap_or_else(|e| e.into_inner());
+                    let mut cur = write(&w.profile);
                     if cur.login_url != p.login_url
                         || cur.client_id != p.client_id
                         || cur.grant != p.grant
@@ -336,7 +333,7 @@ impl Guardian {
                         &p.config_path,
                     ) {
                         Ok(k) => {
-                            *w.keys.write().unwrap_or_else(|e| e.into_inner()) = k;
+                            *write(&w.keys) = k;
                             cur.guardian = p.guardian.clone();
                         }
                         Err(e) => notes.push(format!(
@@ -351,18 +348,15 @@ impl Guardian {
                 )),
             }
         }
-        *self.settings.write().unwrap_or_else(|p| p.into_inner()) = settings;
+        *write(&self.settings) = settings;
         notes
     }
 
     /// Sends `alert` to every webhook and keeps it for the page.
     fn send(&self, alert: Alert) {
         let alert = redact_alert(alert);
-        self.webhooks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(&alert);
-        let mut a = self.alerts.lock().unwrap_or_else(|p| p.into_inner());
+        lock(&self.webhooks).send(&alert);
+        let mut a = lock(&self.alerts);
         if a.len() >= RECENT_ALERTS {
             a.pop_front();
         }
@@ -370,11 +364,7 @@ impl Guardian {
     }
 
     fn observe(&self, profile: &str, kind: IncidentKind, now: UnixMillis, o: Observation) {
-        let alert = self
-            .incidents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .observe(profile, kind, now, o);
+        let alert = lock(&self.incidents).observe(profile, kind, now, o);
         if let Some(a) = alert {
             self.send(a);
         }
@@ -409,12 +399,7 @@ impl Guardian {
     }
 
     fn on_event(self: &Arc<Self>, w: &Arc<Watch>, ev: AuthEvent) {
-        let primary = w
-            .profile
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .grant
-            .kind();
+        let primary = read(&w.profile).grant.kind();
         let now = w.manager.server_clock().now();
         match ev.kind {
             AuthEventKind::ReauthRequired { cause } => {
@@ -465,12 +450,7 @@ impl Guardian {
     }
 
     fn resolve(&self, w: &Watch, kind: IncidentKind, now: UnixMillis, why: &str) {
-        if !self
-            .incidents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_open(&w.name, kind)
-        {
+        if !lock(&self.incidents).is_open(&w.name, kind) {
             return;
         }
         self.observe(
@@ -495,13 +475,7 @@ impl Guardian {
     fn diagnose_and_alert(self: &Arc<Self>, w: &Arc<Watch>, kind: IncidentKind, cause: Cause) {
         {
             let mut st = w.lock();
-            if st.diagnosing.contains(&kind)
-                || self
-                    .incidents
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .is_open(&w.name, kind)
-            {
+            if st.diagnosing.contains(&kind) || lock(&self.incidents).is_open(&w.name, kind) {
                 return;
             }
             st.diagnosing.insert(kind);
@@ -603,8 +577,8 @@ impl Guardian {
     /// One check of `w` (see the module docs).
     pub async fn check(self: &Arc<Self>, w: &Arc<Watch>) {
         let settings = self.settings();
-        let profile = w.profile.read().unwrap_or_else(|p| p.into_inner()).clone();
-        let keys = w.keys.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let profile = read(&w.profile).clone();
+        let keys = read(&w.keys).clone();
         // 1. The time (asked of the instance the stored token names, else the profile's).
         let stored = session::load_record(&profile, w.store.as_ref())
             .await
@@ -840,14 +814,10 @@ impl Guardian {
 
     /// The profile's document in `/api/v1/status` (and its state file).
     pub fn view(&self, w: &Watch) -> Value {
-        let profile = w.profile.read().unwrap_or_else(|p| p.into_inner()).clone();
+        let profile = read(&w.profile).clone();
         let m = w.manager.status();
         let now = w.manager.server_clock().now();
-        let incidents = self
-            .incidents
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .open_for(&w.name);
+        let incidents = lock(&self.incidents).open_for(&w.name);
         let last_success = crate::audit::AuditLog::open_existing(&crate::audit::path_for(&profile))
             .ok()
             .flatten()
@@ -937,13 +907,13 @@ impl Guardian {
 
     /// The profile of a watch.
     pub fn profile(&self, w: &Watch) -> Profile {
-        w.profile.read().unwrap_or_else(|p| p.into_inner()).clone()
+        read(&w.profile).clone()
     }
 }
 
 impl Watch {
     fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     /// The state of the manager's token as the guardian reports it and acts on it, given
