@@ -28,24 +28,8 @@ fn cmd(home: &Path, cfg: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn stats(org: &Org) -> Value {
-    let url = format!("{}/stats", org.field("admin_url"));
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            reqwest::get(&url)
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-}
-
 fn token_requests(org: &Org) -> u64 {
-    stats(org)["token_requests"]
+    org.stats()["token_requests"]
         .as_object()
         .unwrap()
         .values()
@@ -187,7 +171,7 @@ fn soap_login_at_v65_is_a_configuration_error() {
         "{err}"
     );
     assert!(!err.contains(".."), "{err}");
-    assert_eq!(stats(&org)["soap_logins"], 1);
+    assert_eq!(org.stats()["soap_logins"], 1);
 }
 
 #[test]
@@ -221,7 +205,7 @@ fn a_profile_without_a_refresh_token_starts_with_its_fallback_grant() {
     });
     let (code, out, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
     assert_eq!(code, 0, "stdout: {out} stderr: {err}");
-    let s = stats(&org);
+    let s = org.stats();
     assert_eq!(s["token_requests"]["jwt_bearer"], 1, "{s}");
     assert_eq!(s["token_requests"]["refresh_token"], 0, "{s}");
 }

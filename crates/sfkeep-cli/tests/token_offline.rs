@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{Org, run, sfkeep};
-use serde_json::Value;
 
 const BUILDING: &str = "building an HTTP client";
 
@@ -29,22 +28,6 @@ fn traced(home: &Path, cfg: &Path, args: &[&str]) -> Command {
     c
 }
 
-fn stats(org: &Org) -> Value {
-    let url = format!("{}/stats", org.field("admin_url"));
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            reqwest::get(&url)
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        })
-}
-
 #[test]
 fn a_fresh_cached_token_needs_no_http_client_and_no_network() {
     let home = tempfile::tempdir().unwrap();
@@ -62,7 +45,7 @@ fn a_fresh_cached_token_needs_no_http_client_and_no_network() {
     let first = first.trim().to_owned();
     assert!(!first.is_empty());
 
-    let before = stats(&org);
+    let before = org.stats();
     for args in [&["token"][..], &["token", "--json"]] {
         let (code, out, err) = run(traced(h, &cfg, args));
         assert_eq!(code, 0, "{args:?}: {err}");
@@ -76,7 +59,7 @@ fn a_fresh_cached_token_needs_no_http_client_and_no_network() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("fresh"), "{out}");
     assert!(!err.contains(BUILDING), "status built a client: {err}");
-    let after = stats(&org);
+    let after = org.stats();
     for counter in [
         "token_requests",
         "api_requests",
