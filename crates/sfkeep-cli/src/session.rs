@@ -263,14 +263,22 @@ pub fn grant_error(p: &Profile, e: &sfkeep::Error, context: &str) -> CliError {
 
 /// Loads the profile's stored record, with store errors as exit 5.
 pub async fn load_record(p: &Profile, store: &dyn Store) -> CliResult<Option<TokenRecord>> {
+    // A logout tombstone holds no token: nothing is stored.
+    Ok(load_raw_record(p, store)
+        .await?
+        .filter(|r| !r.is_tombstone()))
+}
+
+/// What the store holds for the profile, tombstones included (a logout, or the placeholder of
+/// a refresh declared over an empty store); the store's warnings are printed.
+pub async fn load_raw_record(p: &Profile, store: &dyn Store) -> CliResult<Option<TokenRecord>> {
     let r = store.load(&store_key(p)).await.map_err(|e| {
         CliError::from_sfkeep(&e, &format!("reading the token store of {}", p.describe()))
     })?;
     for w in store.take_warnings() {
         crate::output::warn(&w.0);
     }
-    // A logout tombstone holds no token: nothing is stored.
-    Ok(r.filter(|r| !r.is_tombstone()))
+    Ok(r)
 }
 
 fn client_id(p: &Profile, why: &str) -> CliResult<String> {

@@ -122,8 +122,10 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
     };
     audit_facts(&p, &mut facts, &mut notes)?;
     let store = session::open_store(&p)?;
-    let rec = session::load_record(&p, store.as_ref()).await?;
-    rotation_facts::rotation_facts(&p, store.as_ref(), &mut facts, &mut notes).await?;
+    let raw = session::load_raw_record(&p, store.as_ref()).await?;
+    rotation_facts::rotation_facts(&p, store.kind(), raw.as_ref(), &mut facts, &mut notes);
+    // A logout tombstone holds no token: nothing is stored.
+    let rec = raw.filter(|r| !r.is_tombstone());
     let http = session::http_client(Duration::from_secs(10), Duration::from_secs(3))?;
     let _spin = crate::ui::Spinner::start("examining the org…");
     if let Some(r) = &rec {

@@ -4,27 +4,21 @@
 
 use sfkeep::diagnose::evidence::{Facts, InterruptedRefresh};
 use sfkeep::secret::RefreshToken;
-use sfkeep::store::Store;
 use sfkeep::token::TokenRecord;
 
 use crate::config::Profile;
-use crate::error::{CliError, CliResult};
 use crate::session;
 
 /// Fills [`Facts::interrupted_refresh`] and [`Facts::refresh_token_lost`] from the raw stored
-/// record (tombstones included) and the ledger; one note per trace found.
-pub async fn rotation_facts(
+/// record `raw` (tombstones included) of a `kind` store and the ledger; one note per trace.
+pub fn rotation_facts(
     p: &Profile,
-    store: &dyn Store,
+    kind: &str,
+    raw: Option<&TokenRecord>,
     facts: &mut Facts,
     notes: &mut Vec<String>,
-) -> CliResult<()> {
-    let raw = store.load(&session::store_key(p)).await.map_err(|e| {
-        CliError::from_sfkeep(&e, &format!("reading the token store of {}", p.describe()))
-    })?;
-    let kind = store.kind();
+) {
     if let Some(i) = raw
-        .as_ref()
         .and_then(|r| r.intent.as_ref().map(|i| (r.generation, i)))
         .filter(|(_, i)| !i.settled)
         .map(|(generation, i)| InterruptedRefresh {
@@ -45,27 +39,27 @@ pub async fn rotation_facts(
         .flatten()
         .map(|s| RefreshToken::new(s.as_str().to_owned()));
     let Some(configured) = configured else {
-        return Ok(());
+        return;
     };
     let ledger = session::spent_ledger_path(p);
     let seen = match sfkeep::manager::seen_spent(&ledger, &configured) {
         Ok(seen) => seen,
         Err(e) => {
             notes.push(format!("the spent-token ledger cannot be read: {e}"));
-            return Ok(());
+            return;
         }
     };
     let Some((generation, at)) = seen else {
-        return Ok(());
+        return;
     };
-    let holds = match raw.as_ref() {
+    let holds = match raw {
         None => "holds no record".to_owned(),
         Some(t) if t.is_tombstone() && t.intent.is_none() => format!(
             "holds a logout tombstone (generation {}): this identity was logged out",
             t.generation
         ),
         // A record with a refresh token: nothing is lost.
-        Some(r) if usable_refresh_token(r) => return Ok(()),
+        Some(r) if usable_refresh_token(r) => return,
         Some(_) => "holds no refresh token".to_owned(),
     };
     facts.refresh_token_lost = Some(format!(
@@ -77,7 +71,6 @@ pub async fn rotation_facts(
         "the configured refresh token {} is spent (spent-token ledger)",
         configured.fingerprint()
     ));
-    Ok(())
 }
 
 fn usable_refresh_token(r: &TokenRecord) -> bool {
