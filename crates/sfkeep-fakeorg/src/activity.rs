@@ -14,11 +14,25 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
-/// The counters.
-#[derive(Debug, Default)]
+/// The counters, and the answers held back until a test releases them.
+#[derive(Debug)]
 pub struct Activity {
     connections: AtomicU64,
     requests: AtomicU64,
+    held: AtomicU64,
+    /// Bumped by every release; a held answer waits for a value above the one it saw.
+    releases: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Activity {
+    fn default() -> Self {
+        Activity {
+            connections: AtomicU64::new(0),
+            requests: AtomicU64::new(0),
+            held: AtomicU64::new(0),
+            releases: tokio::sync::watch::Sender::new(0),
+        }
+    }
 }
 
 impl Activity {
@@ -30,6 +44,31 @@ impl Activity {
     /// Requests outside the admin API whose processing has not finished.
     pub fn requests_in_flight(&self) -> u64 {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// Answers processed and held back (a fault with `hold`) that no release has let go yet.
+    pub fn answers_held(&self) -> u64 {
+        self.held.load(Ordering::SeqCst)
+    }
+
+    /// Lets every answer held so far go (`POST /_fake/faults/release`).
+    pub fn release_held(&self) {
+        self.releases.send_modify(|n| *n += 1);
+    }
+
+    /// Returns a future that resolves at the next release after this call. The answer counts
+    /// as held from this call on, so a test that sees `answers_held` go up may release it
+    /// without a race.
+    pub fn hold(self: &Arc<Self>) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.releases.subscribe();
+        let seen = *rx.borrow_and_update();
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let me = Arc::clone(self);
+        async move {
+            // The sender lives as long as `me`: `wait_for` ends at a release.
+            let _ = rx.wait_for(|n| *n > seen).await;
+            me.held.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 
     /// Counts a request until the returned guard is dropped.

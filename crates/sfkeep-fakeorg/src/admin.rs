@@ -11,7 +11,7 @@
 //! | `POST /_fake/apps/{client_id}/revoke` | all the app's access and refresh tokens are revoked |
 //! | `PUT /_fake/apps/{client_id}/policy` | partial update: `refresh_token_policy`, `rotate_refresh_tokens`, `session_timeout_seconds` (null clears), `introspect_all`, `jwt_preapproved`, `api_scope` |
 //! | `PUT /_fake/network {"login_ip_ranges":[["lo","hi"]],"lock_sessions_to_ip":true}` | partial update; `[]`/null ranges = unrestricted |
-//! | `POST /_fake/faults {"path_prefix","status","count","latency_ms","reset","reset_after","after_commit","html"}` · `DELETE /_fake/faults` | injected failures (`reset`: the connection drops before the request is processed; `reset_after`: after it was processed and committed, so only the answer is lost; `after_commit`: the request is processed and committed first, then `latency_ms` passes before the answer, which `reset` drops) |
+//! | `POST /_fake/faults {"path_prefix","status","count","latency_ms","reset","reset_after","after_commit","hold","html"}` · `DELETE /_fake/faults` · `POST /_fake/faults/release` | injected failures (`reset`: the connection drops before the request is processed; `reset_after`: after it was processed and committed, so only the answer is lost; `after_commit`: the request is processed and committed first, then `latency_ms` passes before the answer, which `reset` drops; `hold` with `after_commit`: the answer then waits for `faults/release`, and `stats` `answers_held` counts the waiting ones) |
 //! | `POST /_fake/device/{user_code}/approve` | the integration user approves a pending device login |
 //! | `POST /_fake/records/Account/touch {"count":N}` | N accounts change (new SystemModstamp) |
 //! | `GET /_fake/stats` | counters, plus `connections_open` (accepted, not yet closed; the caller's own included) and `requests_in_flight` (API requests not yet processed; see `src/activity.rs`) |
@@ -117,6 +117,7 @@ fn respond(
             let mut stats = inner.stats_json();
             stats["connections_open"] = json!(org.activity.connections_open());
             stats["requests_in_flight"] = json!(org.activity.requests_in_flight());
+            stats["answers_held"] = json!(org.activity.answers_held());
             ok(stats)
         }
         // Test hook for leak audits: every access and refresh token this org ever issued.
@@ -155,6 +156,10 @@ fn respond(
         (&Method::PUT | &Method::PATCH, ["network"]) => network(&org, &mut inner, &body),
         (&Method::GET, ["faults"]) => ok(json!({"faults": inner.faults})),
         (&Method::POST, ["faults"]) => add_fault(&mut inner, body),
+        (&Method::POST, ["faults", "release"]) => {
+            org.activity.release_held();
+            ok(json!({"released": true}))
+        }
         (&Method::DELETE, ["faults"]) => {
             inner.faults.clear();
             ok(json!({"faults": []}))

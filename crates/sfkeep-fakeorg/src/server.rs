@@ -204,8 +204,12 @@ async fn apply_fault(
     if fault.after_commit {
         // Processed and committed first; then the answer is late, or lost.
         let resp = next.run(req).await;
+        let held = fault.hold.then(|| org.activity.hold());
         drop(busy);
         tokio::time::sleep(latency).await;
+        if let Some(release) = held {
+            release.await;
+        }
         return if fault.reset || fault.reset_after {
             reset()
         } else {
@@ -333,6 +337,7 @@ mod tests {
             reset: false,
             reset_after: false,
             after_commit: false,
+            hold: false,
             html: false,
         }];
         assert!(take_fault(&mut faults, "/services/oauth2/token").is_none());

@@ -281,6 +281,11 @@ pub struct Fault {
     /// stalled or crashed client, or a response lost on the way.
     #[serde(default)]
     pub after_commit: bool,
+    /// With `after_commit`: after the commit (and `latency_ms`), hold the answer until
+    /// `POST /_fake/faults/release`; `/_fake/stats` `answers_held` counts the ones waiting.
+    /// A test can then act in the window while it is held, and need not race a timer.
+    #[serde(default)]
+    pub hold: bool,
     /// Answer with an HTML page instead of Salesforce's error body, as a load balancer or a
     /// maintenance page in front of the org does.
     #[serde(default)]
