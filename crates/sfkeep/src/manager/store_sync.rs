@@ -8,7 +8,7 @@
 //! | the store holds | adopted when |
 //! |---|---|
 //! | nothing, or a logout tombstone | never |
-//! | a record whose refresh is in flight (an intent, `intent.rs`) | only at startup: its access token is the one being replaced |
+//! | a record whose refresh is in flight (an intent, `intent.rs`) | only at startup, at the generation below (its access token is the one being replaced), so the outcome is adopted after that token's 401 |
 //! | a generation not above ours | only at startup (nothing of ours yet), if usable |
 //! | a newer generation, refreshing ahead of expiry (`Proactive`) | it is Fresh |
 //! | a newer generation, `recover`'s forced refresh | never: a new token is asked for |
@@ -322,7 +322,15 @@ impl Inner {
         }) {
             return None;
         }
-        let rec = Arc::new(stored.clone());
+        let mut rec = stored.clone();
+        if rec.intent.is_some() {
+            // A declaration (adopted only at startup) carries the access token of the
+            // generation below it, and the owner's outcome replaces it at its own generation:
+            // held at the declaration's generation, the outcome would never look newer, and
+            // this process would refresh again after the old token's 401 (`intent.rs`).
+            rec.generation = rec.generation.saturating_sub(1);
+        }
+        let rec = Arc::new(rec);
         self.sync.note_identity(&rec, false);
         self.rotation.note_record(&self.primary, &rec);
         self.current.set(Some(Arc::clone(&rec)));

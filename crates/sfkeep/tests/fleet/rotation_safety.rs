@@ -283,3 +283,70 @@ async fn lost_response_in_one_process_no_reuse_and_the_cause_is_refresh_interrup
     assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
     assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
 }
+
+/// A process that starts while another's rotating refresh is in flight finds its declaration
+/// in Redis: the old access token, one generation up. It serves that token, meets its 401,
+/// and then adopts the owner's outcome instead of refreshing again: one token request for
+/// one death, however the processes' start-up and the refresh interleave. (The org holds the
+/// owner's committed answer until the test has seen the late process's 401.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_started_during_a_refresh_adopts_its_outcome_after_the_old_tokens_401() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let spec = WorkerSpec::new(FleetGrant::Refresh, &redis);
+    let mut owner = Fleet::spawn(1, &org, &spec).await;
+    assert_all_ok(&owner.all("calls 5").await, 5);
+    let before = org.token_requests("refresh_token").await;
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
+    )
+    .await;
+    org.logout().await;
+    owner.workers[0].send("calls 1").await;
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        "the owner's refresh committed at the org, its answer held",
+        || async { org.stats().await["answers_held"] == 1 },
+    )
+    .await;
+    let dead_answers = org.stats().await["invalid_session_responses"]
+        .as_u64()
+        .unwrap();
+
+    let mut late = Fleet::spawn(1, &org, &spec).await;
+    late.workers[0].send("calls 1").await;
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        "the late process served the declaration's old token and met its 401",
+        || async {
+            org.stats().await["invalid_session_responses"]
+                .as_u64()
+                .unwrap()
+                > dead_answers
+        },
+    )
+    .await;
+    org.post("/faults/release", json!({})).await;
+
+    let owner_reply = owner.workers[0].recv().await;
+    let late_reply = late.workers[0].recv().await;
+    assert_eq!(owner_reply.n("ok"), 1, "{owner_reply:?}");
+    assert_eq!(late_reply.n("ok"), 1, "{late_reply:?}");
+    assert_eq!(late_reply.n("healed"), 1, "{late_reply:?}");
+    let stats = org.stats().await;
+    assert_eq!(
+        stats["token_requests"]["refresh_token"],
+        before + 1,
+        "the owner's refresh served both: {stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    owner.quit().await;
+    late.quit().await;
+}

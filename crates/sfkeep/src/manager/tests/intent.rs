@@ -312,3 +312,64 @@ async fn a_logout_tombstone_means_reauthorize_not_the_configured_token() {
     r.manager.force_refresh().await.unwrap();
     assert_eq!(r.source.sent().len(), 2);
 }
+
+/// A manager that starts while another member's rotating refresh is in flight adopts the
+/// declaration (its access token may still serve) at the generation of that token, one below
+/// the declaration's. The owner's outcome lands at the declaration's generation, so after the
+/// old token's 401 it is newer and adopted: no second token request for one death.
+#[tokio::test]
+async fn a_manager_started_during_a_refresh_adopts_the_outcome_after_the_old_tokens_401() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let owner = rig(|b| b.store(Arc::clone(&store)).rotation(Rotation::On));
+    owner.manager.token().await.unwrap();
+    let key = owner.manager.store_key().clone();
+    let first = store.load(&key).await.unwrap().unwrap();
+    // The owner's declaration: the same tokens, one generation up, with its intent.
+    let mut declaration = first.clone();
+    declaration.generation = first.generation + 1;
+    declaration.intent = Some(Box::new(crate::token::RefreshIntent {
+        refresh_token: crate::secret::fingerprint("rt-0"),
+        owner: "another-process".into(),
+        since: super::T0,
+        settled: false,
+    }));
+    let written = store
+        .compare_and_set(&key, Some(first.generation), &declaration)
+        .await
+        .unwrap();
+    assert!(matches!(written, crate::store::CasOutcome::Written));
+
+    let late = rig(|b| b.store(Arc::clone(&store)).rotation(Rotation::On));
+    let t = late.manager.token().await.unwrap();
+    assert_eq!(
+        t.generation(),
+        first.generation,
+        "held at the generation of the token it carries"
+    );
+
+    // The owner's outcome replaces its declaration at the same generation.
+    let mut outcome = declaration.clone();
+    outcome.intent = None;
+    outcome.access_token = crate::secret::AccessToken::new("00D!access-outcome".to_owned());
+    let written = store
+        .compare_and_set(&key, Some(declaration.generation), &outcome)
+        .await
+        .unwrap();
+    assert!(matches!(written, crate::store::CasOutcome::Written));
+
+    assert!(
+        late.manager
+            .invalidate_if_current(t.generation(), Api::Rest)
+    );
+    let healed = late.manager.token().await.unwrap();
+    assert_eq!(healed.generation(), outcome.generation);
+    assert_eq!(
+        healed.record().access_token.expose_secret(),
+        "00D!access-outcome"
+    );
+    assert!(
+        late.source.sent().is_empty(),
+        "the late manager sent nothing of its own: {:?}",
+        late.source.sent()
+    );
+}
