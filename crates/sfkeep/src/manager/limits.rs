@@ -10,6 +10,11 @@
 //! | a failure only a person can fix, or one that will not change (`ReauthRequired`, not retryable) | after [`FAILURE_COOLDOWN`] |
 //! | the n-th transient failure in a row | after [`TRANSIENT_BACKOFF`] × 2^(n−1), at most [`FAILURE_COOLDOWN`] |
 //! | `budget` requests within the last hour | once the oldest of them is an hour old |
+//!
+//! A cooldown withholds token requests, not the store: another process (a `login`, a
+//! `recover`, a member whose credential still works) may store a newer token meanwhile. While
+//! it lasts, a caller that needs a token reads the store at most every [`COOLDOWN_STORE_READ`]
+//! and adopts a newer usable record, which ends the cooldown.
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
@@ -24,6 +29,8 @@ use crate::sync::lock;
 pub const FAILURE_COOLDOWN: Duration = Duration::from_secs(30);
 /// First gap after a transient failure; doubles up to [`FAILURE_COOLDOWN`].
 pub const TRANSIENT_BACKOFF: Duration = Duration::from_secs(1);
+/// While a cooldown lasts, how often a caller may read the store for a newer token.
+pub const COOLDOWN_STORE_READ: Duration = Duration::from_secs(1);
 /// Default login budget: token requests per rolling hour, far under Salesforce's ~3,600.
 pub const DEFAULT_LOGIN_BUDGET: u32 = 600;
 
@@ -33,6 +40,8 @@ struct Failure {
     error: Error,
     next_attempt: UnixMillis,
     consecutive: u32,
+    /// When the store may next be read for a newer token.
+    next_store_read: UnixMillis,
 }
 
 /// The gap after failed token requests; see the module docs.
@@ -59,6 +68,7 @@ impl Cooldown {
             error: error.clone(),
             next_attempt: now.plus(Self::gap(error, consecutive)),
             consecutive,
+            next_store_read: now.plus(COOLDOWN_STORE_READ),
         });
     }
 
@@ -80,6 +90,20 @@ impl Cooldown {
                 last_error: e.to_string(),
             },
         })
+    }
+
+    /// During a cooldown at local time `now`: whether a caller may read the store for a newer
+    /// token now (at most once per [`COOLDOWN_STORE_READ`]); if so, the next read is due later.
+    pub(crate) fn may_read_store(&self, now: UnixMillis) -> bool {
+        let mut f = lock(&self.failure);
+        match f.as_mut() {
+            Some(f) if now >= f.next_store_read => {
+                f.next_store_read = now.plus(COOLDOWN_STORE_READ);
+                true
+            }
+            Some(_) => false,
+            None => true,
+        }
     }
 
     /// The last failure, until a success clears it.
@@ -205,6 +229,20 @@ mod tests {
         ));
         assert!(c.check(t0.plus(FAILURE_COOLDOWN)).is_none());
         assert!(c.last_error().is_some_and(|e| e.is_reauth_required()));
+    }
+
+    #[test]
+    fn during_a_cooldown_the_store_is_read_at_most_once_a_second() {
+        let c = Cooldown::default();
+        let t0 = UnixMillis(0);
+        c.record(&dead(), t0);
+        assert!(!c.may_read_store(t0), "the failed refresh has just read it");
+        let t1 = t0.plus(COOLDOWN_STORE_READ);
+        assert!(c.may_read_store(t1));
+        assert!(!c.may_read_store(t1.plus(Duration::from_millis(999))));
+        assert!(c.may_read_store(t1.plus(COOLDOWN_STORE_READ)));
+        c.clear();
+        assert!(c.may_read_store(t1));
     }
 
     #[test]

@@ -55,7 +55,7 @@ mod tests;
 pub use crate::token::Token;
 pub use builder::TokenManagerBuilder;
 pub use ledger::seen_spent;
-pub use limits::{DEFAULT_LOGIN_BUDGET, FAILURE_COOLDOWN, TRANSIENT_BACKOFF};
+pub use limits::{COOLDOWN_STORE_READ, DEFAULT_LOGIN_BUDGET, FAILURE_COOLDOWN, TRANSIENT_BACKOFF};
 pub use rotation::Rotation;
 pub use source::{HttpTokenSource, TokenSource};
 pub use status::{ManagerStatus, TokenStatus};

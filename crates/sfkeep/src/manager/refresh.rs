@@ -48,16 +48,23 @@ impl Inner {
                     return Err(Ok(cur));
                 }
                 // After an interrupted refresh the owner's outcome may land in the store at any
-                // moment: no cooldown keeps this process from reading it.
+                // moment: no cooldown keeps this process from reading it. Any other cooldown
+                // withholds the token request, not a (rate-limited) look at the store, where
+                // another process may have stored a newer token (`limits.rs`).
+                let now = self.clock.local().now();
+                let mut cooling = None;
                 if reason != RefreshReason::Forced
-                    && let Some(e) = self.cooldown.check(self.clock.local().now())
+                    && let Some(e) = self.cooldown.check(now)
                     && e.cause() != Some(Cause::RefreshInterrupted)
                 {
-                    return Err(Err(e));
+                    if !self.cooldown.may_read_store(now) {
+                        return Err(Err(e));
+                    }
+                    cooling = Some(e);
                 }
                 let me = Arc::clone(self);
                 let epoch = self.forgotten.current();
-                Ok(async move { me.run_refresh(reason, epoch).await })
+                Ok(async move { me.run_refresh(reason, epoch, cooling).await })
             },
             |e| Err(Error::Config(format!("the refresh task failed: {e}"))),
         );
@@ -91,17 +98,22 @@ impl Inner {
         });
     }
 
-    /// One refresh (the job of the single flight); `epoch` is when it was requested.
+    /// One refresh (the job of the single flight); `epoch` is when it was requested. During a
+    /// cooldown (`cooling`: the error it answers with) only the store is read.
     async fn run_refresh(
         self: Arc<Self>,
         reason: RefreshReason,
         epoch: Epoch,
+        cooling: Option<Error>,
     ) -> Result<Arc<TokenRecord>> {
         let _sync = self.sync.serial.lock().await;
         let stored = self.load_stored().await;
         if let Some(r) = self.adopt_if_newer(&stored, reason).await {
             self.note_spent(&r);
             return Ok(r);
+        }
+        if let Some(e) = cooling {
+            return Err(e);
         }
         if let Some(r) = self.fail_closed_now() {
             return r;

@@ -334,6 +334,9 @@ impl Inner {
         self.sync.note_identity(&rec, false);
         self.rotation.note_record(&self.primary, &rec);
         self.current.set(Some(Arc::clone(&rec)));
+        // A usable newer token ends a failure's cooldown (`limits.rs`): the status no longer
+        // says re-authorization is required once another process has re-authorized.
+        self.cooldown.clear();
         self.emit(AuthEventKind::TokenAdopted, Some(&rec));
         Some(rec)
     }

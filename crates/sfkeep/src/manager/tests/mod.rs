@@ -247,6 +247,38 @@ async fn a_dead_credential_waits_the_full_cooldown_and_status_says_reauth_requir
     assert_eq!(r.source.sent().len(), 1);
 }
 
+/// Another process re-authorizes (a `login`, a `recover`) while this manager cools down after
+/// a dead credential: within a second its next call adopts the stored token, with no token
+/// request of its own, and its status stops saying re-authorization is required.
+#[tokio::test]
+async fn a_token_stored_by_another_process_ends_the_reauth_cooldown() {
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let r = rig(|b| b.store(Arc::clone(&store)));
+    r.source.then(Err(revoked()));
+    assert!(r.manager.token().await.unwrap_err().is_reauth_required());
+    assert_eq!(r.manager.status().state, TokenStatus::ReauthRequired);
+
+    // The other process (its own source and manager, the same store and key).
+    let other = rig(|b| b.store(Arc::clone(&store)));
+    other.clock.advance(Duration::from_secs(5));
+    let stored = other.manager.token().await.unwrap();
+
+    // Within the same second as the failure: the store is not read again yet.
+    assert!(r.manager.token().await.unwrap_err().is_reauth_required());
+    r.clock.advance(super::COOLDOWN_STORE_READ);
+    let t = r.manager.token().await.unwrap();
+    assert_eq!(t.generation(), stored.generation());
+    assert_eq!(t.record().fingerprint(), stored.record().fingerprint());
+    assert_eq!(
+        r.source.sent().len(),
+        1,
+        "only the failed request of its own"
+    );
+    let status = r.manager.status();
+    assert_eq!(status.state, TokenStatus::Fresh);
+    assert_eq!(status.last_failure, None);
+}
+
 #[tokio::test]
 async fn the_login_budget_is_a_rolling_hour_of_token_requests() {
     let r = rig(|b| b.login_budget_per_hour(2));
