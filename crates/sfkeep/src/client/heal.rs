@@ -4,7 +4,7 @@
 //!
 //! [`HealStep`] does not send anything: the caller owns the transport and asks the step what
 //! an answer means. That keeps it free of any HTTP stack, and cheap enough for a hot path: it
-//! is two words on the stack, and deciding allocates nothing (a SOAP fault is read in place).
+//! is three words on the stack, and deciding allocates nothing (a SOAP fault is read in place).
 //!
 //! # Contract
 //!
@@ -20,7 +20,11 @@
 //!    - anything else: deliver the answer as it is (or as the caller's error).
 //!
 //! A step replays at most once: a session that is dead again after the replay is
-//! [`Heal::DeadAgain`], never a loop. A dead answer always invalidates the token's generation,
+//! [`Heal::DeadAgain`], never a loop. One exception, bounded: a user-wide death (a logout, a
+//! password change) kills every session issued before it, so a replay whose token was issued
+//! no later than the first dead answer (a newer token adopted from the store, not yet known
+//! dead) may die of the same death; that replay is followed by one more refresh and replay.
+//! A token minted after the death that dies too is [`Heal::DeadAgain`]. A dead answer always invalidates the token's generation,
 //! even when the request cannot be replayed (its body was streamed away), so the next request
 //! gets a new token. An answer a refresh cannot fix ([`Heal::Unfixable`]) invalidates nothing
 //! and costs no token request.
@@ -51,6 +55,7 @@
 //! }
 //! ```
 
+use crate::clock::UnixMillis;
 use crate::diagnose::Cause;
 use crate::diagnose::api_error::{Api, SessionVerdict, session_verdict};
 use crate::manager::{Token, TokenManager};
@@ -59,7 +64,9 @@ use crate::manager::{Token, TokenManager};
 #[derive(Clone, Copy, Debug)]
 pub struct HealStep {
     api: Api,
-    replayed: bool,
+    replays: u8,
+    /// When the first dead answer was seen (server clock).
+    first_death: Option<UnixMillis>,
 }
 
 /// What [`HealStep::decide`] says to do with an answer.
@@ -84,7 +91,8 @@ impl HealStep {
     pub const fn new(api: Api) -> Self {
         Self {
             api,
-            replayed: false,
+            replays: 0,
+            first_death: None,
         }
     }
 
@@ -93,9 +101,9 @@ impl HealStep {
         self.api
     }
 
-    /// The request was replayed once already.
+    /// The request was replayed already (once, or twice after a user-wide death).
     pub fn replayed(&self) -> bool {
-        self.replayed
+        self.replays > 0
     }
 
     /// An answer with `status` may mean a dead session, so its body must be read and given to
@@ -134,10 +142,17 @@ impl HealStep {
             SessionVerdict::Unfixable(cause) => Heal::Unfixable(cause),
             SessionVerdict::Dead => {
                 manager.invalidate_if_current(token.generation(), self.api);
-                if self.replayed || !replayable {
+                let first_death = *self
+                    .first_death
+                    .get_or_insert_with(|| manager.server_clock().now());
+                // The replay's token predates the death the first answer reported: it may
+                // have died of it too (see the module docs).
+                let died_of_the_same_death =
+                    self.replays == 1 && token.record().issued_at <= first_death;
+                if !replayable || (self.replays > 0 && !died_of_the_same_death) {
                     Heal::DeadAgain
                 } else {
-                    self.replayed = true;
+                    self.replays += 1;
                     Heal::Replay
                 }
             }
@@ -157,6 +172,6 @@ mod tests {
         assert!(HealStep::new(Api::Soap).inspects(500));
         assert!(!HealStep::new(Api::Soap).inspects(401));
         assert!(HealStep::new(Api::Bulk1).inspects(400));
-        assert_eq!(std::mem::size_of::<HealStep>(), 2);
+        assert!(std::mem::size_of::<HealStep>() <= 3 * std::mem::size_of::<usize>());
     }
 }

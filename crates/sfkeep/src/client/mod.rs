@@ -6,7 +6,8 @@
 //! heal step, with `sfkeep-proxy`):
 //!
 //! - **Heal** ([`HealStep`]), any method: a 401 means the call did not run. Invalidate the
-//!   token's generation, take the one shared refresh, replay once. A 401 a refresh cannot fix
+//!   token's generation, take the one shared refresh, replay once (twice when the replay's
+//!   token predates a user-wide death, see [`HealStep`]). A 401 a refresh cannot fix
 //!   ("This session is not valid for use with the REST API") fails at once without a token
 //!   request.
 //! - **Transient retry** ([`retry`]): connect errors, timeouts, 429, 502, 503, 504 and a
@@ -242,7 +243,8 @@ impl Client {
 
     /// Sends what `build` makes for the current token, healing through [`HealStep`]: a dead
     /// session (per `api`'s rules) costs one shared refresh and one replay; a second dead
-    /// answer, or one a refresh cannot fix, is an error, never a loop.
+    /// answer (a third after a user-wide death), or one a refresh cannot fix, is an error,
+    /// never a loop.
     pub(crate) async fn execute(
         &self,
         api: Api,

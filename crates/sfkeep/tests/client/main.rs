@@ -354,3 +354,61 @@ async fn tower_layers_heal_a_plain_hyper_client_like_the_client_does() {
     assert!(serde_json::from_slice::<Value>(&body).unwrap()["DailyApiRequests"].is_object());
     assert_eq!(org.token_requests("refresh_token").await, before + 1);
 }
+
+/// A user-wide death (a logout) while the store holds a token newer than this client's, issued
+/// before the death: the first refresh adopts that token (not yet known dead), its replay dies
+/// of the same death, and the client refreshes once more instead of passing a healable 401 to
+/// its caller. Two token requests of its own at most; a fresh token that died would not get a
+/// third attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_wide_death_heals_though_the_store_held_a_newer_token_killed_by_it() {
+    let org = Org::start(Duration::from_secs(7200)).await;
+    let store: Arc<dyn sfkeep::store::Store> = Arc::new(sfkeep::store::MemoryStore::new());
+    let build = || {
+        sfkeep::TokenManager::builder(org.info().login_url.clone())
+            .grant(org.refresh_grant())
+            .store(Arc::clone(&store))
+            .build()
+            .unwrap()
+    };
+    let behind = Client::new(build()).unwrap();
+    behind
+        .get_json("/services/data/v59.0/limits")
+        .await
+        .unwrap();
+    let generation = behind.manager().token().await.unwrap().generation();
+    // Another member moves the store one generation on; this client keeps its (valid) token.
+    let other = build();
+    other.token().await.unwrap();
+    let newer = other.force_refresh().await.unwrap();
+    assert_eq!(newer.generation(), generation + 1);
+    assert_eq!(
+        behind.manager().token().await.unwrap().generation(),
+        generation
+    );
+    let before = org.token_requests("refresh_token").await;
+    let dead_before = org.stats().await["invalid_session_responses"]
+        .as_u64()
+        .unwrap();
+
+    org.logout().await;
+    behind
+        .get_json("/services/data/v59.0/limits")
+        .await
+        .unwrap();
+    let stats = org.stats().await;
+    assert_eq!(
+        stats["invalid_session_responses"].as_u64().unwrap(),
+        dead_before + 2,
+        "its own token and the adopted one both died: {stats}"
+    );
+    assert_eq!(
+        stats["token_requests"]["refresh_token"].as_u64().unwrap(),
+        before + 1,
+        "one token request: the adopted token cost none: {stats}"
+    );
+    assert_eq!(
+        behind.manager().token().await.unwrap().generation(),
+        generation + 2
+    );
+}
