@@ -198,6 +198,24 @@ impl Error {
         if let Some(src) = std::error::Error::source(&e) {
             message = format!("{message}: {src}");
         }
+        // The reason a person recognises, from the innermost I/O error: it survives into
+        // messages that keep only this text (a cooldown's `last_error`).
+        let mut cur = std::error::Error::source(&e);
+        while let Some(err) = cur {
+            if let Some(io) = err.downcast_ref::<std::io::Error>() {
+                let known = match io.kind() {
+                    std::io::ErrorKind::ConnectionRefused => Some("connection refused"),
+                    std::io::ErrorKind::ConnectionReset => Some("connection reset"),
+                    std::io::ErrorKind::TimedOut => Some("timed out"),
+                    _ => None,
+                };
+                if let Some(k) = known {
+                    message = format!("{message} ({k})");
+                    break;
+                }
+            }
+            cur = err.source();
+        }
         Error::Transport {
             what: what.into(),
             message,

@@ -267,10 +267,11 @@ async fn failure(p: &crate::config::Profile, attempts: &[Attempt]) -> CliError {
     if let Err(e) = diagnosis::audit_facts(p, &mut facts, &mut notes) {
         return e;
     }
-    let transient = !attempts.is_empty()
-        && attempts
-            .iter()
-            .all(|a| a.error.as_ref().is_some_and(|e| e.is_retryable()));
+    // One grant that failed for a reason that passes (the org unreachable, a 5xx) may well
+    // work later: that is "retry later" (4), not "a person must act" (3).
+    let transient = attempts
+        .iter()
+        .any(|a| a.error.as_ref().is_some_and(|e| e.is_retryable()));
     if attempts.is_empty() {
         return CliError::reauth(format!(
             "cannot recover {}: no grant of the profile can run ({}). Log in once with `sfkeep login`, or configure a fallback_grant such as jwt_bearer.",
@@ -300,12 +301,14 @@ async fn failure(p: &crate::config::Profile, attempts: &[Attempt]) -> CliError {
     } else {
         d.verdict
     };
-    CliError::reauth(format!(
+    let mut e = CliError::reauth(format!(
         "cannot recover {}: {} — {} (the grants said: {}). Fix: {}",
         p.describe(),
         cause.as_str(),
         cause.title(),
         said.join("; "),
         top.fix
-    ))
+    ));
+    e.cause = Some(cause.as_str().to_owned());
+    e
 }

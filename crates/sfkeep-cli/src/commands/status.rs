@@ -259,7 +259,6 @@ fn to_text(p: &Profile, r: &Report) -> Vec<String> {
         }));
     }
     lines.extend(crate::serve::report::lines_for(p));
-    lines.extend(crate::serve::report::lines_for(p));
     if !r.recent.is_empty() {
         lines.push(line("recent", "(audit log, newest last)"));
         lines.extend(r.recent.iter().map(|e| format!("  {}", e.summary())));
