@@ -367,7 +367,10 @@ static STORE_FAILED: OnceLock<String> = OnceLock::new();
 
 /// Remembers store trouble the manager would otherwise only log: a CLI process lives for one
 /// command, so a token it could not persist is a token the next invocation requests again.
-/// Also warns when the manager did not use a stored record (`record.rejected`).
+/// Also warns when the manager did not use a stored record (`record.rejected`), and when the
+/// fallback grant carried the command because the primary failed (`fallback.used`): the
+/// command succeeds, and without the warning nothing but the audit log would say that the
+/// primary credential is dead.
 #[derive(Debug)]
 struct StoreFailureSink;
 
@@ -380,6 +383,9 @@ impl EventSink for StoreFailureSink {
             // A record the manager would not use (another identity's, or nobody can tell
             // whose): said, not only recorded.
             AuthEventKind::RecordRejected { detail } => crate::output::warn(&format!("{detail}.")),
+            AuthEventKind::FallbackUsed { cause } => crate::output::warn(&format!(
+                "the primary grant failed ({cause}); the fallback grant carries this integration until a person re-authorizes the primary (`sfkeep doctor` says how)."
+            )),
             _ => {}
         }
     }

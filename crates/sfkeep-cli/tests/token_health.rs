@@ -343,3 +343,53 @@ fn logout_revoke_also_revokes_a_stored_access_token_from_a_grant_without_refresh
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("already invalid"), "{err}");
 }
+
+/// The fallback grant carries the integration after the refresh token died: calls still work
+/// (exit 0), and `status` warns, naming the fallback, the primary grant and its cause, in text
+/// and JSON, and the command that healed says so on stderr (issue 24 item 6).
+#[test]
+fn status_warns_while_the_fallback_grant_carries_the_integration() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (code, out, err) = run(cmd(h, &cfg, &["status"]));
+    assert_eq!(code, 0, "stdout: {out} stderr: {err}");
+    let (code, _, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(cmd(h, &cfg, &["status"]));
+    assert!(!out.contains("fallback carries"), "{out}");
+
+    let cid = org.field("client_id");
+    assert_eq!(
+        org.admin_post(&format!("/apps/{cid}/revoke"), json!({})),
+        200
+    );
+    let (code, _, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 0, "the JWT fallback heals: {err}");
+    assert!(
+        err.contains("fallback"),
+        "the healing command says so: {err}"
+    );
+    let s = org.stats();
+    assert_eq!(s["token_requests"]["jwt_bearer"], 1, "{s}");
+
+    let (code, out, err) = run(cmd(h, &cfg, &["status"]));
+    assert_eq!(code, 0, "{err}");
+    let warning = out
+        .lines()
+        .find(|l| l.starts_with("warning"))
+        .unwrap_or_else(|| panic!("a warning line: {out}"));
+    assert!(
+        warning.contains("jwt_bearer fallback carries this integration")
+            && warning.contains("primary refresh_token grant failed (refresh_token_revoked)"),
+        "{warning}"
+    );
+    let (code, out, err) = run(cmd(h, &cfg, &["status", "--json"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        result_of(&out)["fallback"],
+        json!({"grant": "jwt_bearer", "primary": "refresh_token", "primary_cause": "refresh_token_revoked"}),
+        "{out}"
+    );
+}

@@ -215,6 +215,13 @@ impl EventSink for TracingSink {
                     fingerprint = e.fingerprint.as_deref(), key = %e.key);
                 metrics::counter!("sfkeep_unauthorized_total", "api" => api.clone()).increment(1);
             }
+            AuthEventKind::FallbackUsed { cause } => {
+                // Calls keep working on the fallback, so nothing else tells an operator that
+                // the primary credential is dead and only a person can bring it back.
+                tracing::warn!(target: "sfkeep::auth", event = name, grant, primary_cause = cause.as_str(),
+                    fix = cause.fix(), key = %e.key);
+                metrics::counter!("sfkeep_auth_events_total", "event" => name).increment(1);
+            }
             AuthEventKind::RecordRejected { detail } => {
                 tracing::warn!(target: "sfkeep::auth", event = name, grant, detail = %detail, key = %e.key);
                 metrics::counter!("sfkeep_auth_events_total", "event" => name).increment(1);

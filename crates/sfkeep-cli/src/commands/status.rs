@@ -50,6 +50,44 @@ struct Report {
     /// The last API call the audit log saw succeed with the current generation.
     last_confirmed: Option<i64>,
     recent: Vec<EventRow>,
+    /// The fallback grant carries the integration, and why the primary failed.
+    fallback: Option<Fallback>,
+}
+
+/// The stored token came from the profile's fallback grant: every call works, but the primary
+/// credential is dead, and only a person can bring it back (docs/token-lifecycle.md).
+struct Fallback {
+    grant: &'static str,
+    primary: &'static str,
+    /// The cause of the audit log's last `fallback.used` event, when the log has one.
+    cause: Option<String>,
+}
+
+impl Fallback {
+    /// When `rec` came from `p`'s fallback grant.
+    fn of(p: &Profile, rec: Option<&TokenRecord>) -> Option<Fallback> {
+        let fallback = p.fallback_grant.filter(|f| *f != p.grant)?;
+        (rec?.grant == fallback.kind()).then(|| Fallback {
+            grant: fallback.as_str(),
+            primary: p.grant.as_str(),
+            cause: None,
+        })
+    }
+
+    fn to_json(&self) -> Value {
+        json!({"grant": self.grant, "primary": self.primary, "primary_cause": self.cause})
+    }
+
+    fn text(&self) -> String {
+        format!(
+            "the {} fallback carries this integration: the primary {} grant failed ({}); calls work, but re-authorize the primary (`sfkeep doctor` says how)",
+            self.grant,
+            self.primary,
+            self.cause
+                .as_deref()
+                .unwrap_or("cause not in the audit log")
+        )
+    }
 }
 
 /// The state of `p`'s stored token on the server's clock, and its time left.
@@ -137,6 +175,7 @@ async fn estimated(p: &Profile) -> CliResult<Report> {
             identity,
             last_confirmed: None,
             recent: Vec::new(),
+            fallback: None,
         },
     ))
 }
@@ -171,6 +210,7 @@ async fn verified(p: &Profile) -> CliResult<Report> {
             identity,
             last_confirmed: None,
             recent: Vec::new(),
+            fallback: None,
         },
     ))
 }
@@ -178,11 +218,21 @@ async fn verified(p: &Profile) -> CliResult<Report> {
 /// Adds what the audit log knows: recent events, and the last call that worked with the
 /// current generation (never a token: events carry fingerprints only).
 fn history(p: &Profile, mut r: Report) -> Report {
+    r.fallback = Fallback::of(p, r.record.as_ref());
     let Some(log) = AuditLog::open_existing(&audit::path_for(p)).ok().flatten() else {
         return r;
     };
     let scope = session::audit_scope(p);
     r.recent = log.recent(&scope, RECENT_EVENTS).unwrap_or_default();
+    if let Some(f) = r.fallback.as_mut() {
+        f.cause = log
+            .events(&scope, 0, 0)
+            .unwrap_or_default()
+            .iter()
+            .rev()
+            .find(|e| e.kind == "fallback.used")
+            .and_then(|e| e.cause.clone());
+    }
     if let Some(rec) = &r.record {
         r.last_confirmed = log
             .events(&scope, 0, 0)
@@ -219,6 +269,7 @@ fn to_json(p: &Profile, r: &Report) -> Value {
         "store_key": session::store_key(p).to_string(),
         "configured_instance_url": p.instance_url,
         "recent_events": r.recent.iter().map(EventRow::to_json).collect::<Vec<_>>(),
+        "fallback": r.fallback.as_ref().map(Fallback::to_json),
         "guardian": crate::serve::report::json_for(p),
     })
 }
@@ -245,6 +296,9 @@ fn line(label: &str, value: impl std::fmt::Display) -> String {
 
 fn to_text(p: &Profile, r: &Report) -> Vec<String> {
     let mut lines = vec![line("profile", p.describe()), line("state", state_text(r))];
+    if let Some(f) = &r.fallback {
+        lines.push(line("warning", f.text()));
+    }
     if let Some(rec) = &r.record {
         lines.extend(record_lines(rec));
     }

@@ -219,6 +219,12 @@ impl TokenManager {
             store: inner.sync.store.kind(),
             last_failure: failure.and_then(|e| e.cause()),
             clock_offset_ms: inner.clock.offset(),
+            carried_by_fallback: cur.as_ref().is_some_and(|r| {
+                inner
+                    .fallback
+                    .as_ref()
+                    .is_some_and(|f| f.kind() != inner.primary.kind() && r.grant == f.kind())
+            }),
         }
     }
 

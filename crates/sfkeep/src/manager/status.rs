@@ -64,4 +64,7 @@ pub struct ManagerStatus {
     pub last_failure: Option<Cause>,
     /// Measured server-minus-local clock offset.
     pub clock_offset_ms: i64,
+    /// The current token came from the fallback grant: calls work, but the primary
+    /// credential failed in a way only a person can fix.
+    pub carried_by_fallback: bool,
 }
