@@ -34,6 +34,9 @@
 //! - The lock is released by a Lua compare-and-delete: only its owner deletes it, so a lock key
 //!   holding anybody else's value (another process's, or a foreign one) is never deleted.
 //! - A waiter subscribes to the channel and also polls every 100 ms ±25 %, up to its wait.
+//! - A read (`load`, reading the lock) whose connection, made earlier, fails at once is tried
+//!   again on a fresh connection before the failure counts: after a Redis restart the old
+//!   connection is dead and Redis is not. Writes are not retried (the first may have applied).
 //! - Every operation has a 250 ms timeout. After 3 consecutive failures the circuit opens:
 //!   operations fail at once with [`Error::Store`] until a probe, allowed every 5 s, succeeds.
 //!   Once it does, a manager that refreshed locally during the outage writes its token back
@@ -374,34 +377,73 @@ impl Inner {
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
         self.admit()?;
+        let outcome = self.attempt(what, f).await;
+        self.settle(outcome).await
+    }
+
+    /// A read ([`Self::op`] for an operation that changes nothing): when a connection made
+    /// earlier fails at once (Redis restarted, an idle connection was cut), the read is tried
+    /// again on a fresh connection before the failure counts. One dead connection is no
+    /// outage; a write is never sent twice this way (its first attempt may have been applied).
+    async fn read_op<T, F, Fut>(&self, what: &str, mut f: F) -> Result<T>
+    where
+        F: FnMut(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.admit()?;
+        let reused = self.conn.lock().await.is_some();
+        let outcome = match self.attempt(what, &mut f).await {
+            Err(e) if reused && e.fatal && !e.timed_out => {
+                self.forget_connection().await;
+                self.attempt(what, &mut f).await
+            }
+            other => other,
+        };
+        self.settle(outcome).await
+    }
+
+    /// One try of `f` within the operation timeout.
+    async fn attempt<T, F, Fut>(&self, what: &str, f: F) -> std::result::Result<T, OpFailure>
+    where
+        F: FnOnce(MultiplexedConnection) -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let run = async {
-            let conn = self.connection().await.map_err(|m| (m, true))?;
-            f(conn).await.map_err(|e| {
-                let fatal = !matches!(e.kind(), redis::ErrorKind::Server(_));
-                (format!("{what} on {}: {e}", self.shown_url), fatal)
+            let conn = self
+                .connection()
+                .await
+                .map_err(|message| OpFailure::fatal(message, false))?;
+            f(conn).await.map_err(|e| OpFailure {
+                message: format!("{what} on {}: {e}", self.shown_url),
+                fatal: !matches!(e.kind(), redis::ErrorKind::Server(_)),
+                timed_out: e.is_timeout(),
             })
         };
-        let outcome = match tokio::time::timeout(self.op_timeout, run).await {
+        match tokio::time::timeout(self.op_timeout, run).await {
             Ok(r) => r,
-            Err(_) => Err((
+            Err(_) => Err(OpFailure::fatal(
                 format!(
                     "{what} on {} timed out after {:?}",
                     self.shown_url, self.op_timeout
                 ),
                 true,
             )),
-        };
+        }
+    }
+
+    /// The circuit breaker's bookkeeping for an operation's outcome.
+    async fn settle<T>(&self, outcome: std::result::Result<T, OpFailure>) -> Result<T> {
         match outcome {
             Ok(v) => {
                 self.succeeded();
                 Ok(v)
             }
-            Err((msg, fatal)) => {
-                if fatal {
+            Err(e) => {
+                if e.fatal {
                     self.forget_connection().await;
                 }
                 self.failed();
-                Err(store_err(msg))
+                Err(store_err(e.message))
             }
         }
     }
@@ -412,8 +454,9 @@ impl Inner {
         let k2 = tok.clone();
         let script = &self.read;
         let reply: Vec<Value> = self
-            .op("load", |mut c| async move {
-                script.key(&k2).invoke_async(&mut c).await
+            .read_op("load", |mut c| {
+                let k2 = k2.clone();
+                async move { script.key(&k2).invoke_async(&mut c).await }
             })
             .await?;
         let text = |v: Option<&Value>| match v {
@@ -595,7 +638,7 @@ impl Inner {
     /// After a lock wait timed out: warn when the lock key holds something no sfkeep wrote.
     async fn check_foreign_lock(&self, lock: &str) {
         let r: Result<Value> = self
-            .op("read lock", |mut c| async move {
+            .read_op("read lock", |mut c| async move {
                 redis::cmd("GET").arg(lock).query_async(&mut c).await
             })
             .await;
@@ -667,6 +710,24 @@ impl Inner {
                 }
                 None => tokio::time::sleep_until(until).await,
             }
+        }
+    }
+}
+
+/// Why one try of an operation failed.
+struct OpFailure {
+    message: String,
+    /// The connection cannot be trusted any more (anything but an error reply of Redis).
+    fatal: bool,
+    timed_out: bool,
+}
+
+impl OpFailure {
+    fn fatal(message: String, timed_out: bool) -> Self {
+        OpFailure {
+            message,
+            fatal: true,
+            timed_out,
         }
     }
 }

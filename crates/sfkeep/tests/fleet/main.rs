@@ -1213,6 +1213,33 @@ async fn store_down_fails_fast_and_recovers_in_process() {
     assert!(!store.circuit_open());
 }
 
+/// Redis restarts (empty, no persistence) between two operations: the first read after it
+/// runs on a fresh connection and answers. The connection made before the restart is dead;
+/// Redis is not, and one broken connection is no outage (a running proxy's first call used to
+/// answer 503 here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_read_after_a_redis_restart_answers_on_a_fresh_connection() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let store = RedisStore::new(&redis.url(), CacheKey::generate()).unwrap();
+    let k = StoreKey::from_string("0badc0de0badc0de");
+    assert!(matches!(
+        store
+            .compare_and_set(&k, None, &sample_record(1))
+            .await
+            .unwrap(),
+        CasOutcome::Written
+    ));
+    assert!(store.load(&k).await.unwrap().is_some());
+    redis.restart();
+    match store.load(&k).await {
+        Ok(None) => {}
+        other => panic!("the restarted (empty) Redis answers the first read: {other:?}"),
+    }
+    assert!(!store.circuit_open());
+}
+
 // ---------------------------------------------------------------------------------------------
 // `scripts/bench fleet`
 
