@@ -29,6 +29,7 @@ mod diagnosis;
 mod error;
 mod exit;
 mod identity;
+mod killswitch;
 mod net;
 mod output;
 mod serve;

@@ -472,6 +472,20 @@ pub fn manager_with_sinks(
     recording: Recording,
     sinks: &[Arc<dyn EventSink>],
 ) -> CliResult<TokenManager> {
+    build_manager(p, primary, fallback, store, recording, sinks, None)
+}
+
+/// The one place managers are built; `guard` (the kill switch of `logout --revoke`, see
+/// `killswitch.rs`) sits between the manager and the token endpoint when given.
+fn build_manager(
+    p: &Profile,
+    primary: Grant,
+    fallback: Option<Grant>,
+    store: Arc<dyn Store>,
+    recording: Recording,
+    sinks: &[Arc<dyn EventSink>],
+    guard: Option<Arc<crate::killswitch::Guard>>,
+) -> CliResult<TokenManager> {
     let audit = crate::audit::open_for_recording(p, &audit_scope(p)).map(|log| {
         let sink = crate::audit::AuditSink::new(log, p);
         Arc::new(match recording {
@@ -513,9 +527,15 @@ pub fn manager_with_sinks(
         // round trip fewer on its critical path.
         b = b.introspect(false);
     }
+    if let Some(g) = &guard {
+        b = b.token_source(Arc::clone(g) as Arc<dyn sfkeep::manager::TokenSource>);
+    }
     let m = b
         .build()
         .map_err(|e| CliError::from_sfkeep(&e, &format!("setting up {}", p.describe())))?;
+    if let Some(g) = &guard {
+        g.attach(&m);
+    }
     if let Some(a) = audit {
         a.set_server_clock(m.server_clock().clone());
     }
@@ -545,13 +565,17 @@ pub async fn manager_observed(
         (Err(e), Some(fallback)) if e.exit == crate::exit::Exit::ReauthRequired => (fallback, None),
         (Err(e), _) => return Err(e),
     };
-    let m = manager_with_sinks(
+    // The integration's managers honour the kill switch; `login` and `recover` (a person
+    // acting, with the grant they chose) do not.
+    let guard = crate::killswitch::Guard::for_profile(p).map(Arc::new);
+    let m = build_manager(
         p,
         primary,
         fallback,
         Arc::clone(&store),
         Recording::Integration,
         sinks,
+        guard,
     )?;
     Ok((m, store))
 }

@@ -44,6 +44,27 @@ pub fn spent_ledger(store_file: Option<&Path>) -> PathBuf {
     audit_db(store_file).with_file_name(SPENT_LEDGER_FILE)
 }
 
+/// The kill-switch marker's file name prefix, beside the audit log (see [`fallback_disabled`]).
+pub const FALLBACK_DISABLED_PREFIX: &str = "fallback-disabled-";
+
+/// The marker `sfkeep logout --revoke` leaves for the identity stored under `store_key`: while
+/// it exists, no process of the profile uses its fallback grant (README, "Logout and the kill
+/// switch"). In the audit log's directory, where every process of the host finds it. The key
+/// is a hash; anything but ASCII letters, digits, `-` and `_` is replaced.
+pub fn fallback_disabled(store_file: Option<&Path>, store_key: &str) -> PathBuf {
+    let safe: String = store_key
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    audit_db(store_file).with_file_name(format!("{FALLBACK_DISABLED_PREFIX}{safe}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,9 @@
 //! revokes at Salesforce what this profile owns: its refresh token (the stored one, else the
 //! configured one), which takes its access tokens with it, and the stored access token when a
 //! grant without a refresh token (JWT bearer, client credentials, password, SOAP) made it.
-//! Never an access token this profile did not store.
+//! Never an access token this profile did not store. With `--revoke` it is also a kill switch:
+//! the profile's fallback grant is disabled until `sfkeep login` or `sfkeep recover`
+//! (`killswitch.rs`), so nothing logs straight back in.
 
 use clap::Args;
 use serde_json::{Value, json};
@@ -12,13 +14,15 @@ use crate::audit::{self, CliEvent};
 use crate::config::Profile;
 use crate::error::{CliError, CliResult};
 use crate::exit::Exit;
+use crate::killswitch;
 use crate::output;
 use crate::session::{self, Globals};
 
 /// `sfkeep logout` arguments.
 #[derive(Debug, Args)]
 pub struct LogoutArgs {
-    /// Also revoke this profile's refresh token at Salesforce (POST /services/oauth2/revoke).
+    /// Also revoke this profile's refresh token at Salesforce (POST /services/oauth2/revoke),
+    /// and disable its fallback grant until `sfkeep login` or `sfkeep recover`.
     #[arg(long)]
     revoke: bool,
 }
@@ -30,46 +34,20 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
     let key = session::store_key(&p);
     let rec = session::load_record(&p, store.as_ref()).await?;
     let mut revoked = Vec::new();
-    if a.revoke {
-        let rt: Option<RefreshToken> = match rec.as_ref().and_then(|r| r.refresh_token.clone()) {
-            Some(rt) => Some(rt),
-            None => p
-                .optional_secret(&p.refresh_token, "refresh_token")?
-                .map(|s| RefreshToken::new(s.as_str())),
-        };
-        // An access token from another grant is not tied to the refresh token: revoking the
-        // refresh token would leave it working until it times out.
-        let own_access_token = rec
-            .as_ref()
-            .filter(|r| r.grant != sfkeep::token::GrantKind::RefreshToken)
-            .map(|r| r.access_token.clone());
-        if let Some(at) = &own_access_token {
-            revoked.push(
-                revoke(
-                    &p,
-                    Revoked::StoredAccessToken,
-                    at.expose_secret(),
-                    &at.fingerprint(),
-                )
-                .await?,
-            );
+    // The kill switch first: once the refresh token is revoked, a running proxy's next 401
+    // would otherwise mint a new token with the fallback grant (killswitch.rs).
+    let was_disabled = killswitch::disabled(&p).is_some();
+    let stopped = if a.revoke {
+        killswitch::disable(&p)?
+    } else {
+        None
+    };
+    let revoking = revoke_all(&p, rec.as_ref(), a.revoke, &mut revoked).await;
+    if let Err(e) = revoking {
+        if !was_disabled {
+            killswitch::enable(&p);
         }
-        match rt {
-            Some(rt) => revoked.push(
-                revoke(
-                    &p,
-                    Revoked::RefreshToken,
-                    rt.expose_secret(),
-                    &rt.fingerprint(),
-                )
-                .await?,
-            ),
-            None if own_access_token.is_some() => {}
-            None => eprintln!(
-                "sfkeep: nothing to revoke: {} has no refresh token (stored or configured) and no stored access token.",
-                p.describe()
-            ),
-        }
+        return Err(e);
     }
     // A tombstone rather than a deleted key: a process that kept an older token in memory
     // through a store outage cannot write it back after this logout.
@@ -97,14 +75,78 @@ pub async fn run(g: &Globals, a: LogoutArgs) -> CliResult<Exit> {
     } else {
         eprintln!("sfkeep: nothing was stored for {}.", p.describe());
     }
-    record(&p, rec.as_ref(), &revoked);
+    match stopped {
+        Some(kind) => eprintln!(
+            "sfkeep: disabled the {} fallback grant of {}: no sfkeep command, proxy or serve of this profile on this host gets a token with it until `sfkeep login` or `sfkeep recover`.",
+            kind.as_str(),
+            p.describe()
+        ),
+        None if a.revoke => eprintln!(
+            "sfkeep: {} has no fallback grant: nothing can log in again without a person.",
+            p.describe()
+        ),
+        None => {}
+    }
+    let stopped = stopped.map(|k| k.as_str());
+    record(&p, rec.as_ref(), &revoked, stopped);
     output::set_result(json!({
         "profile": p.name,
         "forgot": rec.is_some(),
         "store": session::describe_store(&p),
         "revoked": revoked,
+        "fallback_disabled": stopped,
     }));
     Ok(Exit::Ok)
+}
+
+/// With `revoke`: revokes what the profile owns at the org, adding each outcome to `revoked`.
+async fn revoke_all(
+    p: &Profile,
+    rec: Option<&sfkeep::token::TokenRecord>,
+    revoke_asked: bool,
+    revoked: &mut Vec<Value>,
+) -> CliResult<()> {
+    if revoke_asked {
+        let rt: Option<RefreshToken> = match rec.and_then(|r| r.refresh_token.clone()) {
+            Some(rt) => Some(rt),
+            None => p
+                .optional_secret(&p.refresh_token, "refresh_token")?
+                .map(|s| RefreshToken::new(s.as_str())),
+        };
+        // An access token from another grant is not tied to the refresh token: revoking the
+        // refresh token would leave it working until it times out.
+        let own_access_token = rec
+            .filter(|r| r.grant != sfkeep::token::GrantKind::RefreshToken)
+            .map(|r| r.access_token.clone());
+        if let Some(at) = &own_access_token {
+            revoked.push(
+                revoke(
+                    p,
+                    Revoked::StoredAccessToken,
+                    at.expose_secret(),
+                    &at.fingerprint(),
+                )
+                .await?,
+            );
+        }
+        match rt {
+            Some(rt) => revoked.push(
+                revoke(
+                    p,
+                    Revoked::RefreshToken,
+                    rt.expose_secret(),
+                    &rt.fingerprint(),
+                )
+                .await?,
+            ),
+            None if own_access_token.is_some() => {}
+            None => eprintln!(
+                "sfkeep: nothing to revoke: {} has no refresh token (stored or configured) and no stored access token.",
+                p.describe()
+            ),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the stored record's refresh token is not the configured one: it rotated, so the
@@ -122,7 +164,12 @@ fn rotated_away(p: &Profile, rec: Option<&sfkeep::token::TokenRecord>) -> bool {
 }
 
 /// The logout and each revocation, in the audit log.
-fn record(p: &Profile, rec: Option<&sfkeep::token::TokenRecord>, revoked: &[Value]) {
+fn record(
+    p: &Profile,
+    rec: Option<&sfkeep::token::TokenRecord>,
+    revoked: &[Value],
+    fallback_disabled: Option<&str>,
+) {
     let scope = session::audit_scope(p);
     for r in revoked {
         audit::record_cli(
@@ -145,7 +192,7 @@ fn record(p: &Profile, rec: Option<&sfkeep::token::TokenRecord>, revoked: &[Valu
             grant: rec.map(|r| r.grant.as_str().to_owned()),
             generation: rec.map(|r| r.generation),
             fingerprint: rec.map(|r| r.fingerprint()),
-            detail: json!({"forgot": rec.is_some()}),
+            detail: json!({"forgot": rec.is_some(), "fallback_disabled": fallback_disabled}),
         },
     );
 }

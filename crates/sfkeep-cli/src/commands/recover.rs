@@ -202,6 +202,9 @@ pub async fn run(g: &Globals, a: RecoverArgs) -> CliResult<Exit> {
             Err(msg) => steps.warn(&msg)?,
         },
     }
+    if let Some(was) = crate::killswitch::enable(&p) {
+        steps.ok(&crate::killswitch::enabled_note(&p, &was))?;
+    }
     steps.ok(&format!("recovered {}", p.describe()))?;
     crate::audit::record_cli(
         &p,

@@ -154,6 +154,9 @@ pub async fn run(g: &Globals, a: LoginArgs) -> CliResult<Exit> {
             detail: json!({"method": method.name()}),
         },
     );
+    if let Some(was) = crate::killswitch::enable(&p) {
+        eprintln!("sfkeep: {}", crate::killswitch::enabled_note(&p, &was));
+    }
     let identity = who(&p, &rec).await;
     report(&p, method, &rec, &identity, &changes)?;
     Ok(Exit::Ok)
