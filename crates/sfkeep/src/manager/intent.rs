@@ -151,6 +151,51 @@ impl Inner {
         })
     }
 
+    /// Before presenting the stored refresh token `rt`: the ledger says this host rotated it
+    /// away, so the store went back to an older record (a restored backup, a rollback). `Ok`
+    /// means it may be sent (the table in `ledger.rs`).
+    pub(super) async fn judge_stored(
+        &self,
+        attempt: &Attempt,
+        grant: &Grant,
+        rt: &RefreshToken,
+    ) -> Result<()> {
+        let fp = rt.fingerprint();
+        let Lookup::Spent(s) = self.ledger.lookup(&fp) else {
+            return Ok(());
+        };
+        if self.refresh_token_is_live(grant, rt).await {
+            return Ok(());
+        }
+        let store = self.sync.store.kind();
+        let generation = attempt.previous.as_ref().map_or(0, |p| p.generation);
+        Err(Error::ReauthRequired {
+            cause: Cause::RefreshTokenLost,
+            detail: format!(
+                "the {store} store holds refresh token {fp} (generation {generation}), which this host saw rotated away at generation {} ({}): the store went back to an older record (restored from a backup, rolled back); it is not sent, since presenting a rotated-out refresh token revokes the whole token family; restore the newest store or re-authorize",
+                s.generation, s.at
+            ),
+        })
+    }
+
+    /// The stored refresh token `fp` was rotated away by this manager's refresh, whose outcome
+    /// is `rec`: the ledger names it, so a store that goes back to it is caught (`ledger.rs`).
+    pub(super) fn note_rotated_away(&self, fp: &str, rec: &TokenRecord) {
+        if rec
+            .refresh_token
+            .as_ref()
+            .is_none_or(|r| r.fingerprint() == fp)
+        {
+            return;
+        }
+        let spent = Spent {
+            generation: rec.generation,
+            at: self.clock.now(),
+        };
+        // Best effort, as for the configured token.
+        let _ = self.ledger.record_rotated(fp, spent);
+    }
+
     /// A record this manager obtained or adopted: if its refresh token is not the configured
     /// one and rotation is on or learned, the configured one is spent (`ledger.rs`).
     pub(super) fn note_spent(&self, rec: &TokenRecord) {

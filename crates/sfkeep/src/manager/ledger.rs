@@ -18,6 +18,14 @@
 //! | the ledger cannot be read (corrupt, unreadable) | not sent unless introspection says it is live; else `ReauthRequired`, naming the ledger |
 //! | no ledger configured, the file is missing, or it does not name the token | sent (a first bootstrap) |
 //!
+//! The ledger also names the stored refresh tokens this host rotated away (the last
+//! [`MAX_ROTATED`]): a store restored from an older copy, or rolled back, holds one of them.
+//!
+//! | before presenting a stored refresh token (rotation not off) | what happens |
+//! |---|---|
+//! | the ledger names it rotated away (or spent) | not sent unless introspection says it is live; else `ReauthRequired` (`refresh_token_lost`: the store went back to an older record) |
+//! | anything else, an unreadable ledger included | sent: the stored token is the live one unless the store went back, and an unreadable ledger cannot say that it did |
+//!
 //! The file holds fingerprints (first 8 hex of a SHA-256), never a token.
 
 use std::collections::BTreeMap;
@@ -28,6 +36,10 @@ use crate::clock::UnixMillis;
 use crate::sync::lock;
 
 const VERSION: u32 = 1;
+
+/// How many rotated-away stored refresh tokens the ledger keeps (the newest by generation):
+/// enough for any backup a person would restore, small enough to read before every refresh.
+pub const MAX_ROTATED: usize = 256;
 
 /// When a configured refresh token was seen rotated away.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -43,6 +55,10 @@ struct LedgerFile {
     version: u32,
     /// Fingerprint of a configured refresh token → when it was seen spent.
     spent: BTreeMap<String, Spent>,
+    /// Fingerprint of a stored refresh token this host rotated away → the generation that
+    /// replaced it and when. Absent in files of earlier sfkeep versions.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    rotated: BTreeMap<String, Spent>,
 }
 
 /// What the ledger says about one fingerprint.
@@ -81,6 +97,7 @@ impl SpentLedger {
             Ok(f) => f
                 .spent
                 .get(fp)
+                .or_else(|| f.rotated.get(fp))
                 .map_or(Lookup::Unspent, |s| Lookup::Spent(*s)),
             Err(e) => Lookup::Unreadable(format!("{}: {e}", path.display())),
         }
@@ -103,6 +120,31 @@ impl SpentLedger {
         write(path, &file).map_err(|e| format!("{}: {e}", path.display()))?;
         lock(&self.written).push(fp.to_owned());
         Ok(())
+    }
+}
+
+impl SpentLedger {
+    /// Records that this host rotated the stored refresh token `fp` away (its successor is of
+    /// `spent.generation`). Best effort, like [`SpentLedger::record`]; keeps the newest
+    /// [`MAX_ROTATED`].
+    pub(crate) fn record_rotated(&self, fp: &str, spent: Spent) -> std::result::Result<(), String> {
+        let Some(path) = &self.path else {
+            return Ok(());
+        };
+        let mut file = read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        file.version = VERSION;
+        file.rotated.entry(fp.to_owned()).or_insert(spent);
+        while file.rotated.len() > MAX_ROTATED {
+            let oldest = file
+                .rotated
+                .iter()
+                .min_by_key(|(_, s)| (s.generation, s.at))
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                file.rotated.remove(&k);
+            }
+        }
+        write(path, &file).map_err(|e| format!("{}: {e}", path.display()))
     }
 }
 
@@ -179,5 +221,41 @@ mod tests {
         std::fs::write(&path, br#"{"version":9,"spent":{}}"#).unwrap();
         assert!(matches!(l.lookup("aa"), Lookup::Unreadable(m) if m.contains("format 9")));
         assert_eq!(SpentLedger::new(None).lookup("aa"), Lookup::Unspent);
+    }
+
+    #[test]
+    fn rotated_away_tokens_are_named_and_only_the_newest_are_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("spent.json");
+        let l = SpentLedger::new(Some(path.clone()));
+        l.record(
+            "cfg",
+            Spent {
+                generation: 1,
+                at: UnixMillis(1),
+            },
+        )
+        .unwrap();
+        for g in 2..(MAX_ROTATED as u64 + 12) {
+            let at = UnixMillis(g as i64);
+            l.record_rotated(&format!("rt{g}"), Spent { generation: g, at })
+                .unwrap();
+        }
+        let newest = format!("rt{}", MAX_ROTATED as u64 + 11);
+        assert!(matches!(l.lookup(&newest), Lookup::Spent(_)));
+        assert_eq!(l.lookup("rt2"), Lookup::Unspent, "the oldest went");
+        assert!(
+            matches!(l.lookup("cfg"), Lookup::Spent(s) if s.generation == 1),
+            "the configured token's entry is never pruned"
+        );
+        let file = read(&path).unwrap();
+        assert_eq!(file.rotated.len(), MAX_ROTATED);
+        // A file of an earlier version (no `rotated`) still reads.
+        std::fs::write(
+            &path,
+            br#"{"version":1,"spent":{"aa":{"generation":3,"at":5}}}"#,
+        )
+        .unwrap();
+        assert!(matches!(l.lookup("aa"), Lookup::Spent(_)));
     }
 }

@@ -198,6 +198,7 @@ impl Inner {
             self.rotation.note_rotated();
         }
         let previous = attempt.previous.as_ref();
+        let sent_fp = sent_rt.as_ref().map(RefreshToken::fingerprint);
         let mut rec = self.issue_record(resp, used, sent_rt, previous).await;
         let expected = attempt.expected;
         rec.generation = match attempt.declared {
@@ -209,6 +210,9 @@ impl Inner {
         let declared = attempt.declared.is_some();
         let rec = self.persist(rec, expected, epoch, declared).await;
         self.note_spent(&rec);
+        if rotated && let Some(fp) = sent_fp {
+            self.note_rotated_away(&fp, &rec);
+        }
         let event = AuthEventKind::TokenRefreshed {
             reason,
             latency_ms,
@@ -288,6 +292,8 @@ impl Inner {
                 self.judge_intent(attempt, grant, rt).await?;
                 if bootstrap {
                     self.judge_bootstrap(attempt, grant, rt).await?;
+                } else {
+                    self.judge_stored(attempt, grant, rt).await?;
                 }
             }
             let previous = attempt.previous.as_ref();

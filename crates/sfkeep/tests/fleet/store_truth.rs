@@ -172,6 +172,49 @@ async fn a_deleted_file_store_never_sends_the_spent_configured_token() {
     assert_eq!(stats["token_requests"]["refresh_token"], 1, "{stats}");
 }
 
+/// Item 2, a store file restored from an older copy (a backup, a snapshot rollback): it holds
+/// a refresh token this host has since seen rotated away. It is not presented (that would
+/// revoke the family); the cause says the store went back, and the org counts no reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_older_file_store_never_sends_its_rotated_out_token() {
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store/tokens.bin");
+    let ledger = dir.path().join("spent.json");
+    let key = CacheKey::generate();
+    let manager = |org: &Org| {
+        TokenManager::builder(org.info().login_url.clone())
+            .grant(org.refresh_grant())
+            .store(Arc::new(EncryptedFileStore::new(&path, key.clone())) as Arc<dyn Store>)
+            .store_key(StoreKey::from_string("file"))
+            .rotation(Rotation::On)
+            .introspect(false)
+            .spent_ledger(&ledger)
+            .without_tracing_sink()
+            .build()
+            .unwrap()
+    };
+    let http = reqwest::Client::new();
+    let first = manager(&org);
+    assert_eq!(call(&http, &first).await, Ok(Outcome::Ok));
+    let backup = std::fs::read(&path).unwrap();
+    // Two more rotations: the backup's refresh token is two generations out.
+    first.force_refresh().await.unwrap();
+    first.force_refresh().await.unwrap();
+    assert_eq!(org.token_requests("refresh_token").await, 3);
+    std::fs::write(&path, &backup).unwrap();
+
+    let restored = manager(&org);
+    let e = restored.force_refresh().await.unwrap_err();
+    assert_eq!(e.cause(), Some(Cause::RefreshTokenLost), "{e}");
+    assert!(e.to_string().contains("rotated away"), "{e}");
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(stats["token_requests"]["refresh_token"], 3, "{stats}");
+    // The family is intact: the process that holds the newest refresh token still refreshes.
+    first.force_refresh().await.unwrap();
+}
+
 /// Bad input (issue #21): a record this member cannot read — written with another cache key,
 /// or its bytes corrupted in Redis — is not "nothing stored". The configured refresh token may
 /// be spent, so it is not presented (even without a ledger); the member says which record it
