@@ -27,6 +27,7 @@
 //! | `GET /_fake/limits` · `PUT /_fake/limits {"daily_api_limit","login_rate_limit_per_hour","api_used"}` | API and login limits |
 //! | `PUT /_fake/records/Account/commit-lag {"every":N,"lag_ms":M}` · `GET` | commit lag, as on Salesforce: every Nth Account write (create, update, upsert, delete, touch) becomes visible M ms of org time after its `SystemModstamp`, so later-stamped writes are seen first; its writer is answered at the commit. `{"every":0}` turns it off; `GET` also counts the writes `pending` (src/commits.rs) |
 //! | `POST /_fake/clock/skew {"seconds":N}` | the org's clock moves by N seconds (negative: back) and nothing ages: sessions, refresh tokens and codes move with it, as when the calling machine's clock is off by −N (clock skew, not time passing) |
+//! | `GET /_fake/password-policy` · `PUT /_fake/password-policy {"expire_after_seconds":N}` (`null`: never) | Password Policies' "User passwords expire in" (default: never), counted from `User.LastPasswordChangeDate`, which a password change moves. Once expired, the OAuth password grant answers `invalid_grant` / `authentication failure` (UNVERIFIED) and a SOAP `login()` succeeds with `passwordExpired` true and a session whose every API call is `INVALID_OPERATION_WITH_EXPIRED_PASSWORD` |
 //! | `PUT /_fake/users/{username}/permissions {"api_enabled":false,"unreadable_objects":["SetupAuditTrail"]}` | partial update of the user's profile permissions: without "API Enabled" every REST, SOAP and Bulk call (and SOAP `login()`) is refused with `API_DISABLED_FOR_ORG` while OAuth still issues tokens; an unreadable object answers SOQL with `INVALID_TYPE` (a diagnosis object whose permission was taken away) |
 //!
 //! Setup actions write SetupAuditTrail rows. Salesforce's exact `Action` values for these
@@ -175,6 +176,10 @@ fn respond(
             if obj.eq_ignore_ascii_case("Account") =>
         {
             set_commit_lag(&mut inner, &body)
+        }
+        (&Method::GET, ["password-policy"]) => ok(password_policy_json(&inner)),
+        (&Method::PUT | &Method::PATCH, ["password-policy"]) => {
+            set_password_policy(&org, &mut inner, &body)
         }
         (&Method::GET, ["limits"]) => ok(limits(&inner)),
         (&Method::PUT | &Method::PATCH, ["limits"]) => set_limits(&mut inner, &body),
@@ -607,6 +612,49 @@ fn set_commit_lag(inner: &mut Inner, body: &Value) -> Response {
     }
     inner.accounts.commits_mut().set_lag(lag);
     ok(commit_lag_json(inner))
+}
+
+fn password_policy_json(inner: &Inner) -> Value {
+    let users: Vec<Value> = (0..inner.users.len())
+        .map(|ui| {
+            json!({
+                "username": inner.users[ui].username,
+                "last_password_change": ids::sf_datetime(inner.users[ui].last_password_change),
+                "expires_at": inner.password_expires_at(ui).map(ids::sf_datetime),
+                "expired": inner.password_expired(ui),
+            })
+        })
+        .collect();
+    json!({"expire_after_seconds": inner.password_max_age_secs, "users": users})
+}
+
+/// Password Policies' "User passwords expire in": `{"expire_after_seconds": N}`, or `null`
+/// for "Never expires".
+fn set_password_policy(org: &Org, inner: &mut Inner, body: &Value) -> Response {
+    let value = match body.get("expire_after_seconds") {
+        Some(Value::Null) => None,
+        Some(v) => match v.as_u64().filter(|n| *n > 0) {
+            Some(n) => Some(n),
+            None => {
+                return bad(
+                    "\"expire_after_seconds\" must be a positive integer or null",
+                    json!({}),
+                );
+            }
+        },
+        None => return bad("\"expire_after_seconds\" is required", json!({})),
+    };
+    inner.password_max_age_secs = value;
+    inner.audit(
+        &org.pod,
+        "changedpasswordexpiration",
+        "Password Policies",
+        match value {
+            Some(n) => format!("Changed password expiration to {} days", n / 86_400),
+            None => "Changed password expiration to Never expires".to_owned(),
+        },
+    );
+    ok(password_policy_json(inner))
 }
 
 fn limits(inner: &Inner) -> Value {

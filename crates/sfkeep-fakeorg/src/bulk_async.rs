@@ -202,6 +202,15 @@ pub async fn dispatch(
                 "API is not enabled for this Organization or Partner",
             );
         }
+        // UNVERIFIED: the Bulk API's answer to a session of an expired password.
+        Err(Refusal::PasswordExpired) => {
+            return error(
+                f,
+                StatusCode::FORBIDDEN,
+                "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+                crate::soap::PASSWORD_EXPIRED,
+            );
+        }
         // UNVERIFIED: the Bulk API's answer to a session without the `api` scope.
         Err(Refusal::NotApi) => {
             return bad(

@@ -210,6 +210,13 @@ fn refused(r: Refusal) -> Response {
             "API_DISABLED_FOR_ORG",
             "The REST API is not enabled for this Organization.",
         ),
+        // The code is the WSDL's (docs/salesforce-wire.md §5.3); the status and the message
+        // are UNVERIFIED.
+        Refusal::PasswordExpired => wire::rest_error(
+            StatusCode::FORBIDDEN,
+            "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+            crate::soap::PASSWORD_EXPIRED,
+        ),
     }
 }
 

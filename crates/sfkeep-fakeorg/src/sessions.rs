@@ -22,6 +22,10 @@ pub enum Refusal {
     NotApi,
     /// Valid session of a user without the "API Enabled" permission: `API_DISABLED_FOR_ORG`.
     ApiDisabled,
+    /// A SOAP `login()` session obtained with an expired password (`passwordExpired` true):
+    /// only `setPassword()` is allowed, every other call is
+    /// `INVALID_OPERATION_WITH_EXPIRED_PASSWORD` (docs/guardian.md, password expiry).
+    PasswordExpired,
 }
 
 /// The outcome of reading the `Authorization` header.
@@ -96,14 +100,20 @@ pub fn validate_api(inner: &mut Inner, token: &str, peer: IpAddr) -> Result<Sess
     if !s.api {
         return Err(Refusal::NotApi);
     }
-    let api_enabled = inner
-        .user_by_id(&s.user_id)
-        .is_some_and(|i| inner.users[i].api_enabled);
-    if api_enabled {
-        Ok(s)
-    } else {
-        Err(Refusal::ApiDisabled)
+    let Some(ui) = inner.user_by_id(&s.user_id) else {
+        return Err(Refusal::Invalid);
+    };
+    if !inner.users[ui].api_enabled {
+        return Err(Refusal::ApiDisabled);
     }
+    let expired_at_login = s.client_id.is_none()
+        && inner
+            .password_expires_at(ui)
+            .is_some_and(|at| s.created >= at);
+    if expired_at_login {
+        return Err(Refusal::PasswordExpired);
+    }
+    Ok(s)
 }
 
 #[cfg(test)]

@@ -200,6 +200,7 @@ pub fn initial_state(pod: &str, secrets: &Secrets, key: &KeyPem, s: &Settings) -
         async_jobs: HashMap::new(),
         seq: 10_000,
         issued_access: Vec::new(),
+        password_max_age_secs: None,
     }
 }
 

@@ -31,6 +31,9 @@ const INVALID_LOGIN: &str = "Invalid username, password, security token; or user
 /// The faultstring's message of `API_DISABLED_FOR_ORG` (a code of the WSDL's ExceptionCode;
 /// this message is the one client logs show, docs/salesforce-wire.md §5.3).
 const API_DISABLED: &str = "API is not enabled for this Organization or Partner";
+/// The message of `INVALID_OPERATION_WITH_EXPIRED_PASSWORD` (UNVERIFIED wording; the code is
+/// in the WSDL's ExceptionCode enumeration).
+pub const PASSWORD_EXPIRED: &str = "The users password has expired, you must call SetPassword before attempting any other API operations";
 
 fn fault(flavour: Flavour, kind: FaultKind, code: &str, message: &str) -> Response {
     wire::soap(
@@ -120,6 +123,14 @@ pub async fn handle(
                 FaultKind::UnexpectedError,
                 "API_DISABLED_FOR_ORG",
                 API_DISABLED,
+            );
+        }
+        Some(Err(Refusal::PasswordExpired)) => {
+            return fault(
+                flavour,
+                FaultKind::UnexpectedError,
+                "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+                PASSWORD_EXPIRED,
             );
         }
         // UNVERIFIED: a session without the api scope is refused like a dead one.
@@ -259,6 +270,9 @@ fn login(
         };
     }
     inner.users[ui].last_login = Some(now);
+    // SOAP API Developer Guide, LoginResult: with an expired password the login succeeds,
+    // `passwordExpired` is true and the session may only call setPassword() (src/sessions.rs).
+    let password_expired = inner.password_expired(ui);
     let token = org.new_access_token();
     let session = Session {
         id: inner.next_id("0Ak", &org.pod),
@@ -288,7 +302,7 @@ fn login(
         ),
         session_id: token,
         user_id,
-        password_expired: false,
+        password_expired,
         sandbox: false,
         user_info: info,
     };

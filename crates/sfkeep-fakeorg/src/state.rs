@@ -401,6 +401,9 @@ pub struct Inner {
     pub seq: u64,
     /// Every access token / session id ever issued (for `GET /_fake/tokens`: leak audits).
     pub issued_access: Vec<String>,
+    /// Password Policies' "User passwords expire in", seconds; `None` is "Never expires"
+    /// (`PUT /_fake/password-policy`).
+    pub password_max_age_secs: Option<u64>,
 }
 
 /// The org: fixed facts plus the locked mutable state.
@@ -507,12 +510,29 @@ pub mod login_status {
     pub const RATE_EXCEEDED: &str = "Login Rate Exceeded";
     /// A SOAP `login()` of a user without "API Enabled" (UNVERIFIED text).
     pub const API_DISABLED: &str = "API Disabled";
+    /// A login whose password has expired under the password policy (UNVERIFIED text).
+    pub const PASSWORD_EXPIRED: &str = "Password Expired";
 }
 
 impl Inner {
     /// The org's clock.
     pub fn now(&self) -> OffsetDateTime {
         OffsetDateTime::now_utc() + self.clock_offset
+    }
+
+    /// When user `ui`'s password expires under the password policy (`None`: never).
+    pub fn password_expires_at(&self, ui: usize) -> Option<OffsetDateTime> {
+        let max = self.password_max_age_secs?;
+        Some(
+            self.users[ui].last_password_change
+                + Duration::seconds(max.min(i64::MAX as u64) as i64),
+        )
+    }
+
+    /// Whether user `ui`'s password has expired now.
+    pub fn password_expired(&self, ui: usize) -> bool {
+        self.password_expires_at(ui)
+            .is_some_and(|at| self.now() >= at)
     }
 
     /// Moves the org's clock by `by` (either way) without anything ageing: every session,

@@ -822,3 +822,127 @@ async fn permissions_take_away_the_api_and_diagnosis_objects() {
     .await;
     assert_eq!(s, 400, "{v}");
 }
+
+/// The password policy: the password expires `expire_after_seconds` after
+/// `User.LastPasswordChangeDate`; then the password grant fails, a SOAP `login()` says
+/// `passwordExpired` and its session may call nothing; a password change starts a new period.
+#[tokio::test]
+async fn password_policy_expires_the_password_and_a_change_renews_it() {
+    let org = org().await;
+    let i = org.ready_info();
+    let day = 86_400;
+    let v = put_admin(
+        &org,
+        "/password-policy",
+        json!({"expire_after_seconds": 90 * day}),
+    )
+    .await;
+    assert_eq!(v["expire_after_seconds"], 90 * day, "{v}");
+    let user = |v: &Value| {
+        v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == USER)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(user(&v)["expired"], false, "{v}");
+    assert_eq!(password_grant(&org).await.0, 200);
+    let old_sid = {
+        let (s, xml) = soap_post(
+            &org,
+            soap_login_body(&i.username, &format!("{}{}", i.password, i.security_token)),
+        )
+        .await;
+        assert_eq!(s, 200, "{xml}");
+        assert_eq!(xml_text(&xml, "passwordExpired").as_deref(), Some("false"));
+        xml_text(&xml, "sessionId").unwrap()
+    };
+    // The integration user's password was changed 30 days before the org started.
+    post_admin(&org, "/clock/advance", json!({"seconds": 61 * day})).await;
+    let (_, v) = admin(&org, reqwest::Method::GET, "/password-policy", json!({})).await;
+    assert_eq!(user(&v)["expired"], true, "{v}");
+    let (s, e) = password_grant(&org).await;
+    assert_eq!(
+        (s, err_desc(&e)),
+        (400, ("invalid_grant", "authentication failure")),
+        "{e}"
+    );
+    let (s, xml) = soap_post(
+        &org,
+        soap_login_body(&i.username, &format!("{}{}", i.password, i.security_token)),
+    )
+    .await;
+    assert_eq!(s, 200, "{xml}");
+    assert_eq!(xml_text(&xml, "passwordExpired").as_deref(), Some("true"));
+    let sid = xml_text(&xml, "sessionId").unwrap();
+    let (s, _, b) = api_get(&org, &sid, QUERY_IDS).await;
+    assert_eq!(s, 403, "{b}");
+    assert_eq!(
+        b[0]["errorCode"], "INVALID_OPERATION_WITH_EXPIRED_PASSWORD",
+        "{b}"
+    );
+    let (s, xml) = soap_post(&org, soap_call_body(&sid, "<getUserInfo/>")).await;
+    assert_eq!(s, 500);
+    assert!(
+        xml.contains("INVALID_OPERATION_WITH_EXPIRED_PASSWORD"),
+        "{xml}"
+    );
+    // A session from before the expiry timed out long ago; OAuth tokens are unaffected.
+    assert_eq!(api_get(&org, &old_sid, QUERY_IDS).await.0, 401);
+    let tok = access_token(&org).await;
+    assert_eq!(api_get(&org, &tok, QUERY_IDS).await.0, 200);
+    let hist = records(
+        &org,
+        &tok,
+        "SELECT Status FROM LoginHistory WHERE Status = 'Password Expired'",
+    )
+    .await;
+    assert_eq!(hist.len(), 1, "{hist:?}");
+    // A password change moves LastPasswordChangeDate to now: a new 90 days.
+    post_admin(
+        &org,
+        &format!("/users/{USER}/password"),
+        json!({"password": "N3w-password"}),
+    )
+    .await;
+    let (_, v) = admin(&org, reqwest::Method::GET, "/password-policy", json!({})).await;
+    let u = user(&v);
+    assert_eq!(u["expired"], false, "{v}");
+    let now = admin(&org, reqwest::Method::GET, "/clock", json!({}))
+        .await
+        .1["now"]
+        .clone();
+    let ms = |v: &Value| {
+        let fmt = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour][offset_minute]"
+        );
+        let t = time::OffsetDateTime::parse(v.as_str().unwrap(), &fmt).unwrap();
+        (t.unix_timestamp_nanos() / 1_000_000) as i64
+    };
+    let changed = ms(&u["last_password_change"]);
+    assert!((0..60_000).contains(&(ms(&now) - changed)), "{v} {now}");
+    assert_eq!(ms(&u["expires_at"]) - changed, 90 * day * 1000, "{v}");
+    let new_pw = format!("N3w-password{}", i.security_token);
+    let (s, xml) = soap_post(&org, soap_login_body(&i.username, &new_pw)).await;
+    assert_eq!(s, 200, "{xml}");
+    assert_eq!(xml_text(&xml, "passwordExpired").as_deref(), Some("false"));
+    let sid = xml_text(&xml, "sessionId").unwrap();
+    assert_eq!(api_get(&org, &sid, QUERY_IDS).await.0, 200);
+    // "Never expires" and bad input.
+    put_admin(
+        &org,
+        "/password-policy",
+        json!({"expire_after_seconds": null}),
+    )
+    .await;
+    let (s, _) = admin(
+        &org,
+        reqwest::Method::PUT,
+        "/password-policy",
+        json!({"expire_after_seconds": -1}),
+    )
+    .await;
+    assert_eq!(s, 400);
+}
