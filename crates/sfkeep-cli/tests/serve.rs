@@ -702,3 +702,131 @@ fn approvals_warn_at_four_and_a_sixth_evicts_the_integration() {
         "the fallback carries the integration: {p}"
     );
 }
+
+/// Password expiry against the org's password policy ("User passwords expire in" 90 days;
+/// the integration user's password was changed 30 days before the org started), for a
+/// profile whose fallback grant sends the password: the forecast is dated from
+/// `User.LastPasswordChangeDate` in the status API, `status --json` and the gauge; 47 days
+/// later it is inside 14 days: exactly one alert; the password is changed (the org moves
+/// `LastPasswordChangeDate`): one "resolved". The refresh token is untouched throughout.
+#[test]
+fn password_expiry_is_forecast_from_the_org_alerts_once_and_a_change_resolves_it() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    assert_eq!(
+        org.admin_put(
+            "/password-policy",
+            json!({"expire_after_seconds": 90 * DAY})
+        ),
+        200
+    );
+    let expires_at = |org: &Org| {
+        let v = org.admin_get("/password-policy");
+        let u = v["users"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|u| u["username"] == org.field("username"))
+            .unwrap()
+            .clone();
+        parse_sf(u["expires_at"].as_str().unwrap())
+    };
+    let first = expires_at(&org);
+    let cfg = config(home.path(), &org, "password_max_age = \"90d\"", "");
+    let text = std::fs::read_to_string(&cfg).unwrap().replacen(
+        "fallback_grant = \"jwt_bearer\"",
+        "fallback_grant = \"password\"",
+        1,
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let hook = Receiver::start();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &["--org-check-interval", "50ms", "--webhook", &hook.url()],
+    );
+    let p = s.wait_profile("the password forecast", 60, |p| {
+        forecast(p, "password_expiry")["status"] == "dated"
+    });
+    let f = forecast(&p, "password_expiry");
+    assert_eq!(f["at"].as_i64().unwrap(), first, "{f}");
+    assert!(
+        f["evidence"].to_string().contains("LastPasswordChangeDate"),
+        "{f}"
+    );
+    let (code, metrics) = get(&format!("{}/metrics", s.url()));
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("sfkeep_forecast_seconds{profile=\"fake\",kind=\"password_expiry\"}"),
+        "{metrics}"
+    );
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--profile", "fake", "status", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let st: Value = result_of(&out);
+    let pw = st["guardian"]["forecasts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["kind"] == "password_expiry")
+        .unwrap()
+        .clone();
+    assert_eq!(pw["at"].as_i64().unwrap(), first, "{pw}");
+    assert!(
+        hook.alerts().is_empty(),
+        "60 days left: no alert: {:#?}",
+        hook.alerts()
+    );
+
+    // 47 days on: 13 days left, inside the 14-day threshold.
+    let before = org.stats()["token_requests"].clone();
+    org.advance(47 * DAY);
+    let moved = org.now_ms();
+    s.caught_up(moved);
+    let alert = wait_for("the password alert", 60, || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == "password_expiry")
+    });
+    assert_eq!(alert["threshold"], "14d", "{alert}");
+    assert_eq!(alert["status"], "firing", "{alert}");
+    let checks = s.profile()["checks"].as_u64().unwrap();
+    wait_for("ten more checks", 60, || {
+        (s.profile()["checks"].as_u64().unwrap() > checks + 10).then_some(())
+    });
+    let all = hook.alerts();
+    assert_eq!(all.len(), 1, "exactly one alert: {all:#?}");
+    let after = org.stats()["token_requests"].clone();
+    assert_eq!(
+        after["password"], before["password"],
+        "the password is not used while the refresh token works"
+    );
+
+    // The password is changed: LastPasswordChangeDate moves, a new 90 days, resolved.
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_post(
+            &format!("/users/{user}/password"),
+            json!({"password": "A-new-password-77"})
+        ),
+        200
+    );
+    let renewed = expires_at(&org);
+    assert!(renewed >= moved + 89 * DAY * 1000, "{renewed} vs {moved}");
+    let resolved = wait_for("the resolved alert", 60, || {
+        hook.alerts()
+            .into_iter()
+            .find(|a| a["kind"] == "password_expiry" && a["status"] == "resolved")
+    });
+    assert_eq!(resolved["incident"], alert["incident"], "{resolved}");
+    let p = s.wait_profile("the renewed forecast", 60, |p| {
+        forecast(p, "password_expiry")["at"].as_i64() == Some(renewed)
+    });
+    assert_eq!(p["state"], "fresh", "{p}");
+    assert_eq!(hook.alerts().len(), 2, "{:#?}", hook.alerts());
+    assert_eq!(s.stop(), 0);
+}

@@ -409,17 +409,32 @@ fn approvals(i: &Inputs<'_>) -> Forecast {
 }
 
 /// The usage rate over the samples of the last 24 hours, in requests per millisecond.
-fn usage_rate(samples: &[ApiUsage], now: UnixMillis) -> Option<f64> {
+/// The shortest span of samples a rate is computed from: over seconds, a few requests (the
+/// guardian's own reads among them) extrapolate to a false "runs out in minutes".
+const MIN_RATE_SPAN_MS: i64 = 15 * 60 * 1000;
+
+/// Why no rate: the samples of the last 24 h span too little time, or usage did not grow.
+enum NoRate {
+    TooShort,
+    Flat,
+}
+
+fn usage_rate(samples: &[ApiUsage], now: UnixMillis) -> Result<f64, NoRate> {
     let day = 86_400_000;
     let recent: Vec<&ApiUsage> = samples.iter().filter(|s| now.0 - s.at.0 <= day).collect();
-    let (first, last) = (recent.first()?, recent.last()?);
+    let (Some(first), Some(last)) = (recent.first(), recent.last()) else {
+        return Err(NoRate::TooShort);
+    };
     let dt = last.at.0 - first.at.0;
+    if dt < MIN_RATE_SPAN_MS {
+        return Err(NoRate::TooShort);
+    }
     let used_first = first.max.saturating_sub(first.remaining);
     let used_last = last.max.saturating_sub(last.remaining);
-    if dt <= 0 || used_last < used_first {
-        return None;
+    if used_last <= used_first {
+        return Err(NoRate::Flat);
     }
-    Some((used_last - used_first) as f64 / dt as f64)
+    Ok((used_last - used_first) as f64 / dt as f64)
 }
 
 fn api_usage(i: &Inputs<'_>) -> Forecast {
@@ -457,7 +472,7 @@ fn api_usage(i: &Inputs<'_>) -> Forecast {
         };
     }
     match usage_rate(i.api_samples, i.now) {
-        Some(rate) if rate > 0.0 => {
+        Ok(rate) => {
             let ms = (last.remaining as f64 / rate).min(3.0e12) as i64;
             let at = UnixMillis(last.at.0.saturating_add(ms));
             evidence.push(format!(
@@ -472,7 +487,18 @@ fn api_usage(i: &Inputs<'_>) -> Forecast {
                 fix,
             }
         }
-        _ => {
+        Err(NoRate::TooShort) => Forecast {
+            kind,
+            outlook: Outlook::Unknown {
+                why: format!(
+                    "{}; the samples of the last 24 hours span less than 15 minutes, too little for a rate",
+                    evidence[0]
+                ),
+            },
+            evidence,
+            fix,
+        },
+        Err(NoRate::Flat) => {
             evidence.push("usage did not grow between the samples".to_owned());
             Forecast {
                 kind,
@@ -622,16 +648,37 @@ mod tests {
         // 1,000 an hour, 9,000 left: nine hours.
         assert_eq!(api.remaining(i.now), Some(Duration::from_secs(9 * 3600)));
         let flat = [
-            samples[1],
+            samples[0],
             ApiUsage {
-                at: UnixMillis(100 * DAY + 1),
-                ..samples[1]
+                at: UnixMillis(100 * DAY),
+                ..samples[0]
             },
         ];
         i.api_samples = &flat;
         assert_eq!(
             find(&compute(&i), ForecastKind::ApiRequestsExhausted).outlook,
             Outlook::Clear
+        );
+        // Samples seconds apart (the guardian's own reads among them) give no rate at all,
+        // rather than "runs out in minutes".
+        let burst = [
+            ApiUsage {
+                at: UnixMillis(100 * DAY - 150),
+                max: 15_000,
+                remaining: 14_995,
+            },
+            ApiUsage {
+                at: UnixMillis(100 * DAY),
+                max: 15_000,
+                remaining: 14_990,
+            },
+        ];
+        i.api_samples = &burst;
+        let api = find(&compute(&i), ForecastKind::ApiRequestsExhausted).clone();
+        assert!(
+            matches!(&api.outlook, Outlook::Unknown { why } if why.contains("less than 15 minutes")),
+            "{:?}",
+            api.outlook
         );
     }
 }
