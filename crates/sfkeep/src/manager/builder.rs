@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use super::OnStoreUnavailable;
 use super::fast_path::Current;
 use super::forget::ForgetEpochs;
 use super::ledger::SpentLedger;
@@ -12,7 +13,7 @@ use super::rotation::{Rotation, RotationMemory};
 use super::single_flight::SingleFlight;
 use super::source::{HttpTokenSource, TokenSource};
 use super::state::{Inner, Settings};
-use super::store_sync::{OnStoreUnavailable, StoreSync};
+use super::store_sync::StoreSync;
 use super::{LOCK_WAIT, REFRESH_WAIT_TIMEOUT, TokenManager};
 use crate::clock::{Clock, ServerClock, SystemClock};
 use crate::error::{Error, Result};

@@ -21,7 +21,8 @@
 //! | `refresh.rs` | when to refresh, the grant escalation, record building |
 //! | `limits.rs` | the cooldown after failures and the login budget |
 //! | `rotation.rs` | learned rotation and the refused refresh token |
-//! | `store_sync.rs` | adopt / persist / write-back / probe, with their decision tables |
+//! | `store_sync.rs` | adopt / persist, with the adopt table; identity and clock checks on stored records |
+//! | `outage.rs` | while the store is unreachable: fail open or closed, the recovery probe, the write-back table |
 //! | `intent.rs` | the intent record: no rotating refresh sent blindly after an interruption |
 //! | `ledger.rs` | the spent-token ledger: the configured refresh token is a bootstrap |
 //! | `forget.rs` | a logout that no refresh in flight undoes |
@@ -42,6 +43,7 @@ mod forget;
 mod intent;
 mod ledger;
 mod limits;
+mod outage;
 mod refresh;
 mod rotation;
 mod single_flight;
@@ -56,10 +58,10 @@ pub use crate::token::Token;
 pub use builder::TokenManagerBuilder;
 pub use ledger::seen_spent;
 pub use limits::{COOLDOWN_STORE_READ, DEFAULT_LOGIN_BUDGET, FAILURE_COOLDOWN, TRANSIENT_BACKOFF};
+pub use outage::{OnStoreUnavailable, STORE_PROBE_INTERVAL};
 pub use rotation::Rotation;
 pub use source::{HttpTokenSource, TokenSource};
 pub use status::{ManagerStatus, TokenStatus};
-pub use store_sync::{OnStoreUnavailable, STORE_PROBE_INTERVAL};
 
 use std::sync::Arc;
 use std::time::Duration;

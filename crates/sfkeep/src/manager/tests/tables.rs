@@ -1,10 +1,11 @@
-//! The adopt and write-back decision tables of `store_sync.rs`, one test per row.
+//! The adopt table of `store_sync.rs` and the write-back table of `outage.rs`, one test per row.
 
 use std::time::Duration;
 
 use super::{T0, record};
 use crate::event::RefreshReason;
-use crate::manager::store_sync::{WriteBack, adoptable, decide_write_back};
+use crate::manager::outage::{WriteBack, decide_write_back};
+use crate::manager::store_sync::adoptable;
 use crate::token::{GrantKind, TokenRecord};
 
 // ---- The adopt table (store_sync.rs), one row each ----
@@ -87,7 +88,7 @@ fn adopt_a_newer_generation_when_usable() {
     ));
 }
 
-// ---- The write-back table (store_sync.rs), one row each ----
+// ---- The write-back table (outage.rs), one row each ----
 
 #[test]
 fn write_back_over_nothing_or_a_lower_generation() {
