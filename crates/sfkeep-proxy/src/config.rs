@@ -91,6 +91,7 @@ pub struct ProxyBuilder {
     pub(crate) max_connections: usize,
     pub(crate) browser_guard: BrowserGuard,
     pub(crate) tls: Option<LocalCa>,
+    pub(crate) store: Option<std::sync::Arc<dyn sfkeep::store::Store>>,
 }
 
 /// A configured proxy, not yet listening: [`Proxy::spawn`] or [`Proxy::run`] it.
@@ -115,6 +116,7 @@ impl Proxy {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             browser_guard: BrowserGuard::new(),
             tls: None,
+            store: None,
         }
     }
 }
@@ -188,6 +190,13 @@ impl ProxyBuilder {
     /// ([`LocalCa::cert_path`]). Loopback listen addresses only. Default: plain HTTP.
     pub fn tls(mut self, ca: Option<LocalCa>) -> Self {
         self.tls = ca;
+        self
+    }
+
+    /// The manager's shared store: `/healthz` reads it and is not ok when it cannot (see
+    /// [`crate::health`]). Default: not checked.
+    pub fn health_store(mut self, store: Option<std::sync::Arc<dyn sfkeep::store::Store>>) -> Self {
+        self.store = store;
         self
     }
 

@@ -217,7 +217,10 @@ pub(crate) async fn forward(
             .send(sh.upstream_timeout, target, &out, body, head_request)
             .await;
         let (resp, rbody) = match sent {
-            Ok(Ok(r)) => r,
+            Ok(Ok(r)) => {
+                sh.org_reach.answered();
+                r
+            }
             Ok(Err(e)) => {
                 // The client's body failed while it streamed upstream: the client's fault.
                 if let Some(c) = ClientBodyError::find(e.as_ref()) {
@@ -225,6 +228,8 @@ pub(crate) async fn forward(
                     return upstream_error(api, c.status(), "SFKEEP_PROXY_REFUSED", &c.to_string());
                 }
                 sh.stats.inc(Counter::upstream_errors);
+                sh.org_reach
+                    .failed("no answer from the instance (the connection failed)");
                 tracing::warn!(target: "sfkeep_proxy", error = %e, "request to the instance failed");
                 if safe_method && !transient_retried && payload.is_some() {
                     transient_retried = true;
@@ -239,6 +244,10 @@ pub(crate) async fn forward(
             }
             Err(TimedOut) => {
                 sh.stats.inc(Counter::upstream_errors);
+                sh.org_reach.failed(&format!(
+                    "the instance did not answer within {}s",
+                    sh.upstream_timeout.as_secs()
+                ));
                 return upstream_error(
                     api,
                     StatusCode::GATEWAY_TIMEOUT,

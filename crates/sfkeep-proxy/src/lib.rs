@@ -51,6 +51,7 @@ mod forward;
 #[doc(hidden)]
 pub mod fuzzing;
 mod h1;
+pub mod health;
 mod local;
 mod path;
 mod reply;

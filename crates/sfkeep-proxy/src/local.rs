@@ -296,27 +296,25 @@ pub(crate) async fn revoke(sh: &Arc<Shared>, head: &RequestHead, body: Body) -> 
     Response::new(body::empty())
 }
 
-/// `/healthz`: the token's state, never the token.
-pub(crate) fn healthz(sh: &Arc<Shared>) -> Response<Body> {
-    let s = sh.manager.status();
-    let ok = s.state != sfkeep::manager::TokenStatus::ReauthRequired;
+/// `/healthz`: the token's state, the store's and the org's (see [`crate::health`]); never the
+/// token. 503 with the reasons when not ok.
+pub(crate) async fn healthz(sh: &Arc<Shared>) -> Response<Body> {
+    let h = crate::health::check(
+        &sh.manager,
+        sh.store.as_deref(),
+        sh.org_reach.last_failure(),
+    )
+    .await;
+    let mut body = h.body;
+    body["proxy"] =
+        serde_json::json!({ "listen": sh.addr.to_string(), "client_key": sh.client_key.is_some() });
     json(
-        if ok {
+        if h.ok {
             StatusCode::OK
         } else {
             StatusCode::SERVICE_UNAVAILABLE
         },
-        &serde_json::json!({
-            "status": if ok { "ok" } else { "reauth_required" },
-            "token": {
-                "state": s.state.as_str(),
-                "generation": s.generation,
-                "expires_in": s.expires_in.map(|d| d.as_secs()),
-                "store": s.store,
-                "last_failure": s.last_failure.map(|c| c.to_string()),
-            },
-            "proxy": { "listen": sh.addr.to_string(), "client_key": sh.client_key.is_some() },
-        }),
+        &body,
     )
 }
 

@@ -132,7 +132,7 @@ async fn route(
                 return unauthorized(sh, Shape::Rest).into();
             }
             match (&*path, method) {
-                ("/healthz", &Method::GET | &Method::HEAD) => local::healthz(sh).into(),
+                ("/healthz", &Method::GET | &Method::HEAD) => local::healthz(sh).await.into(),
                 ("/metrics", &Method::GET | &Method::HEAD) => local::metrics(sh).into(),
                 ("/_sfkeep/reload", &Method::POST) => {
                     if !peer.ip().is_loopback() {

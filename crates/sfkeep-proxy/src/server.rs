@@ -142,6 +142,8 @@ impl Proxy {
             guard: cfg.browser_guard,
             last_busy_log: Default::default(),
             last_date: std::sync::Mutex::new(None),
+            org_reach: Default::default(),
+            store: cfg.store,
         });
         Ok((listener, shared))
     }

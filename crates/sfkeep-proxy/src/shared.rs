@@ -47,6 +47,10 @@ pub(crate) struct Shared {
     pub last_busy_log: std::sync::atomic::AtomicU64,
     /// The last `Date` seen from the instance (it changes once a second).
     pub last_date: std::sync::Mutex<Option<Vec<u8>>>,
+    /// Whether the last API call reached the instance (for `/healthz`).
+    pub org_reach: crate::health::OrgReach,
+    /// The manager's shared store, which `/healthz` reads (`None`: not checked).
+    pub store: Option<Arc<dyn sfkeep::store::Store>>,
 }
 
 impl Shared {

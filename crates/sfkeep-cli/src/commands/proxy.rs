@@ -51,7 +51,7 @@ pub struct ProxyArgs {
 /// Runs the proxy until a stop signal.
 pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
     let profile = session::load_profile(g)?;
-    let (manager, _store) = session::manager(&profile).await?;
+    let (manager, store) = session::manager(&profile).await?;
     let key = match &a.client_key_env {
         None => None,
         Some(var) => {
@@ -102,6 +102,7 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
         .browser_guard(guard)
         .expected_username(profile.username.clone())
         .tls(ca)
+        .health_store(Some(store))
         .build()
         .map_err(|e| match e {
             sfkeep_proxy::BuildError::ClientKeyRequired(addr) => CliError::usage(format!(

@@ -144,17 +144,34 @@ async fn icon() -> Response {
     ([(header::CONTENT_TYPE, "image/svg+xml")], page::ICON).into_response()
 }
 
+/// Ok only when every watched profile is: its token manager, its store and the org (the
+/// guardian's last time probe) all answer (`sfkeep_proxy::health`); else 503 with the reasons.
 async fn healthz(State(app): State<App>) -> Response {
     let g = &app.guardian;
-    let profiles: BTreeMap<String, Value> = g
-        .watches
-        .iter()
-        .map(|w| {
-            let v = g.view(w);
-            (w.name.clone(), v["state"].clone())
-        })
-        .collect();
-    json_response(&json!({"status": "ok", "profiles": profiles}))
+    let mut profiles = BTreeMap::new();
+    let mut problems = Vec::new();
+    for w in &g.watches {
+        let v = g.view(w);
+        profiles.insert(w.name.clone(), v["state"].clone());
+        let org = sfkeep::sync::lock(&w.state).org_reachable.clone().err();
+        let h = sfkeep_proxy::health::check(&w.manager, Some(w.store().as_ref()), org).await;
+        for p in h.body["problems"].as_array().into_iter().flatten() {
+            let mut p = p.clone();
+            p["profile"] = json!(w.name);
+            problems.push(p);
+        }
+    }
+    let ok = problems.is_empty();
+    let body = json!({
+        "status": if ok { "ok" } else { "unhealthy" },
+        "profiles": profiles,
+        "problems": problems,
+    });
+    let mut r = json_response(&body);
+    if !ok {
+        *r.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    }
+    r
 }
 
 async fn metrics(State(app): State<App>) -> Response {

@@ -158,6 +158,13 @@ pub struct Watch {
     pub state: Mutex<WatchState>,
 }
 
+impl Watch {
+    /// The profile's token store (what `/healthz` reads).
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+}
+
 impl std::fmt::Debug for Watch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Watch").field("name", &self.name).finish()

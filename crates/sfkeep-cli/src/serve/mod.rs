@@ -200,6 +200,7 @@ pub async fn run(g: &Globals, a: ServeArgs) -> CliResult<Exit> {
             .listen(spec.listen)
             .client_key(key.clone().map(ClientKey::new))
             .expected_username(p.username.clone())
+            .health_store(Some(std::sync::Arc::clone(w.store())))
             .build()
             .map_err(|e| match e {
                 sfkeep_proxy::BuildError::ClientKeyRequired(addr) => CliError::usage(format!(
