@@ -215,6 +215,75 @@ async fn a_restored_older_file_store_never_sends_its_rotated_out_token() {
     first.force_refresh().await.unwrap();
 }
 
+/// Item 3, a store that reads but cannot write (Redis full: `maxmemory` reached with
+/// `noeviction`, as a read-only store directory is for the file store): the rotating refresh
+/// is never sent, since its answer could not be kept; the error says so. Once the store
+/// writes again, one refresh heals, and the org never saw a reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_write_gets_no_rotating_refresh_sent() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let a = on_redis(
+        &redis,
+        &CacheKey::generate(),
+        &org,
+        &dir.path().join("a.json"),
+    );
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+    assert_eq!(org.token_requests("refresh_token").await, 1);
+
+    let mut c = redis.conn();
+    let full = |c: &mut redis::Connection, limit: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("noeviction")
+            .arg("maxmemory")
+            .arg(limit)
+            .query(c)
+            .unwrap();
+    };
+    full(&mut c, "1");
+    org.logout().await;
+    let dead = a.token().await.unwrap();
+    assert!(a.invalidate_if_current(dead.generation(), sfkeep::diagnose::api_error::Api::Rest));
+    // The refresh lock's SET is the first write refused: the store counts as unavailable, and
+    // a rotating refresh fails closed (had the lock been taken, the declaration's write would
+    // have refused the same way: "cannot record the rotating refresh about to be sent").
+    let e = a.token().await.unwrap_err();
+    assert!(
+        matches!(
+            e,
+            sfkeep::Error::StoreUnavailable | sfkeep::Error::Store { .. }
+        ),
+        "{e:?}"
+    );
+    assert_eq!(
+        org.token_requests("refresh_token").await,
+        1,
+        "nothing sent without a store that keeps the answer: {e}"
+    );
+
+    full(&mut c, "0");
+    // Past the transient backoff (1 s after the first failure), one refresh heals.
+    super::poll_until(
+        std::time::Duration::from_secs(15),
+        std::time::Duration::from_millis(100),
+        "the manager refreshes once the store writes again",
+        || async { a.token().await.is_ok() },
+    )
+    .await;
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["refresh_token"], 2, "{stats}");
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+}
+
 /// Bad input (issue #21): a record this member cannot read — written with another cache key,
 /// or its bytes corrupted in Redis — is not "nothing stored". The configured refresh token may
 /// be spent, so it is not presented (even without a ledger); the member says which record it
