@@ -284,6 +284,68 @@ async fn a_store_that_cannot_write_gets_no_rotating_refresh_sent() {
     assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
 }
 
+/// Items 1 and 3, Redis killed during the refresh: the org has committed the rotation (the
+/// old refresh token is dead) and the answer reaches a process whose store is gone. That
+/// process holds the only valid refresh token; when Redis returns (empty: no persistence) it
+/// writes it back over nothing, and a new process adopts it without a token request. No reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_during_the_refresh_the_holder_of_the_new_token_writes_it_back() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    let key = CacheKey::generate();
+    let a = on_redis(&redis, &key, &org, &dir.path().join("a.json"));
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
+    )
+    .await;
+    org.logout().await;
+    let healing = {
+        let (http, a) = (http.clone(), a.clone());
+        tokio::spawn(async move { call(&http, &a).await })
+    };
+    super::poll_until(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(10),
+        "the rotation committed at the org, its answer held",
+        || async { org.stats().await["answers_held"] == 1 },
+    )
+    .await;
+    redis.stop();
+    org.post("/faults/release", json!({})).await;
+    assert_eq!(healing.await.unwrap(), Ok(Outcome::Healed));
+    assert_eq!(org.token_requests("refresh_token").await, 2);
+
+    redis.restart();
+    let reader = RedisStore::new(&redis.url(), key.clone()).unwrap();
+    super::poll_until(
+        std::time::Duration::from_secs(30),
+        std::time::Duration::from_millis(50),
+        "the holder writes its token back to the restarted (empty) Redis",
+        || async {
+            let _ = a.token().await;
+            matches!(reader.load(a.store_key()).await, Ok(Some(r)) if r.intent.is_none())
+        },
+    )
+    .await;
+    let b = on_redis(&redis, &key, &org, &dir.path().join("b.json"));
+    assert_eq!(call(&http, &b).await, Ok(Outcome::Ok));
+    assert_eq!(
+        b.token().await.unwrap().record().fingerprint(),
+        a.token().await.unwrap().record().fingerprint()
+    );
+    let stats = org.stats().await;
+    assert_eq!(stats["token_requests"]["refresh_token"], 2, "{stats}");
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+}
+
 /// Bad input (issue #21): a record this member cannot read — written with another cache key,
 /// or its bytes corrupted in Redis — is not "nothing stored". The configured refresh token may
 /// be spent, so it is not presented (even without a ledger); the member says which record it
