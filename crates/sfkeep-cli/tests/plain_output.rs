@@ -1,0 +1,49 @@
+//! A terminal that is not a TTY (issue 22, "Bad input"): progress, spinners and colour are for
+//! terminals only; piped, every command writes plain lines — no carriage return, no escape
+//! sequence, no other control character but the newline.
+
+mod common;
+
+use common::{Org, run, sfkeep};
+
+#[test]
+fn piped_output_has_no_control_characters() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 1200);
+    let db = format!("sqlite:{}", h.join("billing.db").display());
+    let cfg = org.field("profile_file");
+    let commands: [&[&str]; 7] = [
+        &["token"],
+        &["sync", "accounts", "--to", &db],
+        &["status"],
+        &["recover"],
+        &["events"],
+        &["login", "--jwt"],
+        &["logout"],
+    ];
+    for args in commands {
+        let mut c = sfkeep(h);
+        c.arg("--config")
+            .arg(&cfg)
+            .args(["--profile", "fake"])
+            .args(args)
+            // As a supervisor or CI runs it: a TERM that could draw, but no TTY.
+            .env("TERM", "xterm-256color");
+        let (code, out, err) = run(c);
+        assert_eq!(code, 0, "{args:?}: {err}");
+        for (stream, text) in [("stdout", &out), ("stderr", &err)] {
+            let bad: Vec<char> = text
+                .chars()
+                .filter(|c| c.is_control() && *c != '\n')
+                .collect();
+            assert!(
+                bad.is_empty(),
+                "{args:?} wrote control characters {bad:?} to {stream}: {text:?}"
+            );
+        }
+        if args[0] == "sync" {
+            assert!(err.lines().count() >= 1, "plain progress lines: {err:?}");
+        }
+    }
+}
