@@ -382,6 +382,11 @@ fn the_demo_heals_every_cause_and_loses_nothing() {
     );
     // The timeline is readable text on stderr.
     assert!(err.contains("admin revoked the app's tokens"), "{err}");
+    // The fallback carrying the integration is said, not only healed.
+    assert!(
+        err.contains("sfkeep warns: the JWT fallback carries the integration"),
+        "{err}"
+    );
 }
 
 #[test]

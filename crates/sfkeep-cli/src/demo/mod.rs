@@ -375,7 +375,28 @@ async fn chaos(run: &mut Run) -> CliResult<()> {
 
     run.org.revoke_app().await?;
     run.step("admin revoked the app's tokens", "app_tokens_revoked")
-        .await
+        .await?;
+    // Calls work on the fallback, so only a warning tells a person that the refresh token is
+    // dead (issue 24): what `sfkeep status` and the command's stderr say.
+    if run.client.manager().status().carried_by_fallback {
+        let cause = run
+            .sink
+            .events()
+            .iter()
+            .rev()
+            .find_map(|e| match e.kind {
+                AuthEventKind::FallbackUsed { cause } => Some(cause),
+                _ => None,
+            })
+            .map_or("unknown", |c| c.as_str());
+        run.note(
+            "sfkeep warns",
+            &format!(
+                "the JWT fallback carries the integration; the refresh token failed ({cause}): re-authorize it (`sfkeep login`)"
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// The one cause that cannot heal by itself: diagnosed, then fixed the way an admin would
