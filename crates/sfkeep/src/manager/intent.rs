@@ -19,7 +19,7 @@
 //! | the declaration loses the compare-and-set | nothing is sent; the next refresh re-reads the store |
 //! | the refresh lock was lost by the time the intent is declared | nothing is sent; the intent is withdrawn (compare-and-set) |
 //! | the store cannot take the declaration | nothing is sent ([`Error::Store`]): no rotating refresh without a store that keeps its answer |
-//! | an intent of another member that may still hold the lock (this refresh did not get it), younger than twice the lock wait | nothing is sent; a transient error, so the caller retries and adopts the owner's outcome |
+//! | an intent of another member that may still hold the lock (this refresh did not get it), younger than twice the lock wait | nothing is sent: the store is read again until the owner's outcome replaces it (then adopted), for at most the lock wait; after that a transient error |
 //! | an unfinished intent (ours from an earlier attempt, or its owner lost the lock) | introspection of the refresh token (`token_type_hint=refresh_token`, when the grant has a secret): active → send; anything else → `ReauthRequired` with [`Cause::RefreshInterrupted`], the token is never sent again, and the fallback grant (if any) takes over |
 //!
 //! | outcome | the record |
@@ -27,6 +27,8 @@
 //! | a token response | the new record (no intent) replaces it, at the declaration's generation |
 //! | an error answer from the token endpoint (nothing rotated) | the intent is marked settled (the record is still not adopted as a newer token) |
 //! | no answer (transport failure, timeout, unreadable 200) | the intent stays: the outcome is unknown |
+
+use std::sync::Arc;
 
 use super::ledger::{Lookup, Spent};
 use super::rotation::Rotation;
@@ -37,6 +39,10 @@ use crate::grant::{Grant, GrantKind};
 use crate::secret::RefreshToken;
 use crate::store::{CasOutcome, RefreshLock};
 use crate::token::{RefreshIntent, TokenRecord};
+
+/// How often a member without the refresh lock reads the store while another member's
+/// declared refresh is in flight ([`Inner::await_foreign_intent`]).
+pub(crate) const OWNER_OUTCOME_POLL: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// What one refresh attempt knows about the store while it escalates.
 #[derive(Debug)]
@@ -97,6 +103,37 @@ impl Inner {
                 intent.owner, intent.since
             ),
         })
+    }
+
+    /// After the refresh lock could not be taken (its wait ran out, or the lock operation
+    /// failed: a Redis timeout on a loaded machine): when `stored` is another member's fresh
+    /// declaration, its outcome is due any moment, so the store is read again every
+    /// [`OWNER_OUTCOME_POLL`] until the declaration is replaced or withdrawn, for at most the
+    /// lock wait. Returns what the store holds then (the caller adopts an outcome as usual).
+    /// Without this wait, every caller of this process would get a transient error for one
+    /// slow store operation.
+    pub(super) async fn await_foreign_intent(
+        self: &Arc<Self>,
+        stored: Option<TokenRecord>,
+        has_lock: bool,
+    ) -> Option<TokenRecord> {
+        let pending = |r: &Option<TokenRecord>| {
+            r.as_ref().and_then(|r| r.intent.as_ref()).is_some_and(|i| {
+                i.owner != self.owner
+                    && !i.settled
+                    && self.clock.now().since(i.since) < self.settings.lock_wait * 2
+            })
+        };
+        if has_lock || !pending(&stored) {
+            return stored;
+        }
+        let deadline = tokio::time::Instant::now() + self.settings.lock_wait;
+        let mut stored = stored;
+        while pending(&stored) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(OWNER_OUTCOME_POLL.mul_f64(0.75 + 0.5 * fastrand::f64())).await;
+            stored = self.load_stored().await;
+        }
+        stored
     }
 
     /// Before presenting the configured refresh token `rt` (the previous record carries

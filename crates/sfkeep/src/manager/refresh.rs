@@ -123,7 +123,9 @@ impl Inner {
             return r;
         }
         // Double-check after the lock: another process may have refreshed while we waited.
+        // Without the lock, another member's declared refresh may be in flight: wait for it.
         let stored = self.load_stored().await;
+        let stored = self.await_foreign_intent(stored, lock.is_some()).await;
         if let Some(r) = self.adopt_if_newer(&stored, reason).await {
             self.note_spent(&r);
             return Ok(r);

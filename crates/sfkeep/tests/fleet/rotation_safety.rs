@@ -15,7 +15,7 @@ use sfkeep::manager::Rotation;
 use sfkeep::store::{CacheKey, RedisStore, Store};
 
 use super::fleet::{Fleet, FleetGrant, RedisServer, SERIAL, WorkerSpec};
-use super::support::Org;
+use super::support::{Org, Outcome, call};
 use super::{assert_all_ok, poll_until, start_org};
 
 /// A fleet of `n` rotating-refresh workers whose worker 0 holds the refresh lock after a
@@ -349,4 +349,92 @@ async fn a_process_started_during_a_refresh_adopts_its_outcome_after_the_old_tok
     assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
     owner.quit().await;
     late.quit().await;
+}
+
+/// A member that cannot take the refresh lock (here Redis refuses it its `SET` by ACL, as a
+/// timed-out lock operation on a loaded machine does) finds another member's declared refresh
+/// in flight. It sends nothing and does not fail its callers either: it reads the store until
+/// the owner's outcome lands, then adopts it. One token request for the death.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_without_the_lock_waits_for_the_owners_outcome_instead_of_failing() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    let mut c = redis.conn();
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nolock")
+        .arg("on")
+        .arg(">nolock-pw")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-set")
+        .query(&mut c)
+        .unwrap();
+    let key = CacheKey::generate();
+    let manager = |url: String| {
+        TokenManager::builder(org.info().login_url.clone())
+            .grant(org.refresh_grant())
+            .store(Arc::new(RedisStore::new(&url, key.clone()).unwrap()))
+            .rotation(Rotation::Auto)
+            .introspect(false)
+            .event_sink(Arc::new(MemorySink::new()))
+            .build()
+            .unwrap()
+    };
+    let owner = manager(redis.url());
+    let url = format!("redis://nolock:nolock-pw@127.0.0.1:{}/", redis.port);
+    let member = manager(url);
+    let http = reqwest::Client::new();
+    assert_eq!(call(&http, &owner).await, Ok(Outcome::Ok));
+    assert_eq!(call(&http, &member).await, Ok(Outcome::Ok));
+    assert_eq!(org.token_requests("refresh_token").await, 1);
+
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
+    )
+    .await;
+    org.logout().await;
+    let owner_call = {
+        let (http, owner) = (http.clone(), owner.clone());
+        tokio::spawn(async move { call(&http, &owner).await })
+    };
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        "the owner's refresh committed at the org, its answer held",
+        || async { org.stats().await["answers_held"] == 1 },
+    )
+    .await;
+    let dead = org.stats().await["invalid_session_responses"]
+        .as_u64()
+        .unwrap();
+    let member_call = {
+        let (http, member) = (http.clone(), member.clone());
+        tokio::spawn(async move { call(&http, &member).await })
+    };
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        "the member met its 401 and is refreshing without the lock",
+        || async {
+            org.stats().await["invalid_session_responses"]
+                .as_u64()
+                .unwrap()
+                > dead
+        },
+    )
+    .await;
+    org.post("/faults/release", json!({})).await;
+    assert_eq!(owner_call.await.unwrap(), Ok(Outcome::Healed));
+    assert_eq!(member_call.await.unwrap(), Ok(Outcome::Healed));
+    let stats = org.stats().await;
+    assert_eq!(
+        stats["token_requests"]["refresh_token"], 2,
+        "the owner's refresh served both: {stats}"
+    );
 }
