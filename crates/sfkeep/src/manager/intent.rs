@@ -16,7 +16,7 @@
 //! | found before sending | what happens |
 //! |---|---|
 //! | no intent, or one for another refresh token | declare ours (compare-and-set), then send |
-//! | the declaration loses the compare-and-set | nothing is sent; the next refresh re-reads the store |
+//! | the declaration loses the compare-and-set | nothing is sent; when the winner's declaration is in flight, its outcome is awaited and adopted (as below); else the next refresh re-reads the store |
 //! | the refresh lock was lost by the time the intent is declared | nothing is sent; the intent is withdrawn (compare-and-set) |
 //! | the store cannot take the declaration | nothing is sent ([`Error::Store`]): no rotating refresh without a store that keeps its answer |
 //! | an intent of another member that may still hold the lock (this refresh did not get it), younger than twice the lock wait | nothing is sent: the store is read again until the owner's outcome replaces it (then adopted), for at most the lock wait; after that a transient error |
@@ -55,6 +55,9 @@ pub(crate) struct Attempt {
     pub(crate) declared: Option<u64>,
     /// The store's refresh lock, when this refresh holds it (re-checked before sending).
     pub(crate) lock: Option<Box<dyn RefreshLock>>,
+    /// Another member's write won the declaration's compare-and-set: nothing was sent, and
+    /// that member's refresh may be in flight.
+    pub(crate) lost_declaration: bool,
 }
 
 impl Inner {
@@ -303,6 +306,7 @@ impl Inner {
             }
             Ok(CasOutcome::Conflict(_)) => {
                 self.store_ok();
+                attempt.lost_declaration = true;
                 Err(refused("another process wrote the record while this one was about to send a rotating refresh; nothing was sent".into()))
             }
             Err(e) => {

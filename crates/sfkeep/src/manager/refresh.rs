@@ -188,9 +188,23 @@ impl Inner {
                 .or_else(|| self.read_generation()),
             declared: None,
             lock,
+            lost_declaration: false,
         };
         let started = Instant::now();
-        let (resp, used, sent_rt) = match self.escalate(reason, &mut attempt).await? {
+        let escalation = match self.escalate(reason, &mut attempt).await {
+            Ok(e) => e,
+            // Another member declared first (this one holds no lock): its outcome is due.
+            Err(e) if attempt.lost_declaration => {
+                let stored = self.load_stored().await;
+                let stored = self.await_foreign_intent(stored, false).await;
+                return match self.adopt_if_newer(&stored, reason).await {
+                    Some(r) => Ok(r),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let (resp, used, sent_rt) = match escalation {
             Escalation::Obtained { resp, used, sent } => (resp, used, sent),
             Escalation::Adopted(rec) => return Ok(rec),
         };
