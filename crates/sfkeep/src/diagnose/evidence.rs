@@ -32,6 +32,13 @@ pub fn diagnose(f: &Facts) -> Diagnosis {
         Some(cx.any_grant_ok)
     };
     let mut d = Diagnosis::ranked(out, recoverable);
+    // A new token is refused or limited the same way: no grant brings the integration back.
+    if matches!(
+        d.verdict,
+        D::SessionNotValidForApi | D::ApiDisabled | D::RateLimited
+    ) {
+        d.recoverable = false;
+    }
     if d.verdict == D::Healthy {
         // Healthy now; recoverable says whether a new token can be had when this one ends.
         d.recoverable = cx.any_grant_ok;
@@ -375,7 +382,37 @@ mod tests {
             f.own_call_failures = vec![(cause, "HTTP 401/403 from the query API".into())];
             let d = diagnose(&f);
             assert_eq!(d.verdict, want, "{d:#?}");
+            // A new token is refused the same way: nothing to recover.
+            assert!(!d.recoverable, "{d:#?}");
         }
+        let mut f = alive_healthy();
+        f.api_disabled = Some("SOQL on User: API_DISABLED_FOR_ORG".into());
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::ApiDisabled, "{d:#?}");
+        assert!(!d.recoverable, "{d:#?}");
+    }
+
+    #[test]
+    fn a_refresh_token_dead_after_a_long_idle_is_a_policy_without_the_audit_trail() {
+        let mut f = base();
+        f.org_queried = false;
+        f.user = None;
+        f.reads = OrgReads::default();
+        f.dry_refresh = vec![fail(
+            GrantKind::RefreshToken,
+            Cause::RefreshTokenRevoked,
+            "invalid_grant: expired access/refresh token",
+        )];
+        // Idle for a minute: a revoke is the usual reason.
+        assert_eq!(diagnose(&f).verdict, D::AppTokensRevoked);
+        // Idle past the session timeout: it died by time.
+        f.last_success_at = Some(UnixMillis(NOW.0 - 3 * H));
+        f.token_issued_at = Some(UnixMillis(NOW.0 - 3 * H));
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::RefreshTokenExpiredByPolicy, "{d:#?}");
+        assert!(!d.recoverable);
+        // An eviction is named (OauthToken could not be read to count the approvals).
+        assert!(d.causes.iter().any(|c| c.cause == D::RefreshTokenEvicted));
     }
 
     #[test]

@@ -495,6 +495,15 @@ fn clock_skew(cx: &Context<'_>, out: &mut Vec<Finding>) {
 /// Doctor's own API calls with a working token were refused: the session cannot do its work,
 /// whatever userinfo says.
 fn own_call_failures(cx: &Context<'_>, out: &mut Vec<Finding>) {
+    if let Some(detail) = &cx.f.api_disabled {
+        out.push(Finding::new(
+            D::ApiDisabled,
+            0.95,
+            vec![format!(
+                "doctor's own API call with a working token was refused: the user may not use the API (\"API Enabled\" is off in the profile, or the org's edition has no API): {detail}"
+            )],
+        ));
+    }
     for (cause, detail) in &cx.f.own_call_failures {
         let (diagnosis, why) = match cause {
             Cause::SessionNotValidForApi => (
@@ -517,12 +526,13 @@ fn own_call_failures(cx: &Context<'_>, out: &mut Vec<Finding>) {
 
 /// The API refuses calls that userinfo accepts a token for: not healthy.
 fn api_refused(f: &Facts) -> bool {
-    f.own_call_failures.iter().any(|(c, _)| {
-        matches!(
-            c,
-            Cause::SessionNotValidForApi | Cause::RequestLimitExceeded
-        )
-    })
+    f.api_disabled.is_some()
+        || f.own_call_failures.iter().any(|(c, _)| {
+            matches!(
+                c,
+                Cause::SessionNotValidForApi | Cause::RequestLimitExceeded
+            )
+        })
 }
 
 /// A recoverable death with nothing more specific: the timeout or a logout, told apart by how
@@ -703,7 +713,11 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
     *out = merge(std::mem::take(out));
     for x in out.iter_mut() {
         let stands = (on_fallback && refresh_token_dead(x.cause))
-            || (refused && matches!(x.cause, D::SessionNotValidForApi | D::RateLimited));
+            || (refused
+                && matches!(
+                    x.cause,
+                    D::SessionNotValidForApi | D::RateLimited | D::ApiDisabled
+                ));
         if !stands {
             x.confidence *= 0.6;
         }
@@ -837,18 +851,37 @@ pub(super) fn grant_failure(
         Cause::RefreshTokenRevoked => refresh_token_revoked(&said, f, weight),
         // Their findings, with the store's evidence, come from `rotation.rs`.
         Cause::RefreshInterrupted | Cause::RefreshTokenLost => Vec::new(),
-        Cause::AuthenticationFailure if sends_password(grant) => vec![
-            one(
-                D::PasswordChanged,
-                0.6,
-                format!("{said} (a wrong password or security token)"),
-            ),
-            one(
-                D::UserFrozen,
-                0.35,
-                format!("{said} (a frozen user is refused the same way)"),
-            ),
-        ],
+        Cause::AuthenticationFailure if sends_password(grant) => {
+            let mut v = vec![
+                one(
+                    D::PasswordChanged,
+                    0.6,
+                    format!("{said} (a wrong password or security token)"),
+                ),
+                one(
+                    D::UserFrozen,
+                    0.35,
+                    format!("{said} (a frozen user is refused the same way)"),
+                ),
+            ];
+            // SOAP `login()` answers INVALID_LOGIN for an inactive user and a login from
+            // outside the allowed ranges too, where the OAuth password flow names them
+            // (crates/sfkeep-fakeorg/src/soap.rs); another finding (a moved source address)
+            // adds up with these.
+            if grant == GrantKind::SoapLogin {
+                v.push(one(
+                    D::UserDeactivated,
+                    0.3,
+                    format!("{said} (a deactivated user is refused the same way)"),
+                ));
+                v.push(one(
+                    D::IpRestricted,
+                    0.25,
+                    format!("{said} (a login from outside the allowed IP ranges is refused the same way)"),
+                ));
+            }
+            v
+        }
         Cause::AuthenticationFailure => vec![one(
             D::UserFrozen,
             0.8,
@@ -888,21 +921,46 @@ fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
             vec![format!("{said}; {why}")],
         )
     });
+    // Without SetupAuditTrail (which tells a policy from a revoke, `policy_or_revoke`), time
+    // is the evidence: a session idle past its timeout died by time, and a refresh token that
+    // died with it more likely by an idle or absolute policy than by a revoke at some moment.
+    let idle = later(f.last_success_at, f.token_issued_at).map(|s| f.now.since(s));
+    let by_time = idle.filter(|i| !f.reads.setup_audit && *i >= f.session_timeout);
+    let (revoke, policy) = if by_time.is_some() {
+        (0.4, 0.55)
+    } else {
+        (0.5, 0.3)
+    };
+    let mut policy_why =
+        format!("{said} (an idle or absolute refresh-token policy gives the same answer)");
+    if let Some(i) = by_time {
+        policy_why.push_str(&format!(
+            ", and the session was last used {} ago, past its timeout of {}: it died by time, as such a policy ends refresh tokens (SetupAuditTrail could not be read to tell a revoke)",
+            human(i),
+            human(f.session_timeout)
+        ));
+    }
+    // Unread OauthToken: the approval limit cannot be seen, only named.
+    let evicted = evicted.or_else(|| {
+        f.approvals.is_none().then(|| {
+            Finding::new(
+                D::RefreshTokenEvicted,
+                0.1 * weight,
+                vec![format!(
+                    "{said} (a sixth approval of the app by the user revokes the least recently used refresh token the same way; OauthToken could not be read to count them)"
+                )],
+            )
+        })
+    });
     evicted.into_iter().chain([
         Finding::new(
             D::AppTokensRevoked,
-            0.5 * weight,
+            revoke * weight,
             vec![format!(
                 "{said} (the refresh token is dead; an admin revoke is the usual reason)"
             )],
         ),
-        Finding::new(
-            D::RefreshTokenExpiredByPolicy,
-            0.3 * weight,
-            vec![format!(
-                "{said} (an idle or absolute refresh-token policy gives the same answer)"
-            )],
-        ),
+        Finding::new(D::RefreshTokenExpiredByPolicy, policy * weight, vec![policy_why]),
         Finding::new(
             D::RefreshTokenReused,
             (if rotated { 0.6 } else { 0.15 }) * weight,
