@@ -58,12 +58,25 @@ pub async fn dry_login(
     store: &Arc<dyn Store>,
 ) -> CliResult<(Option<Checked>, Vec<String>)> {
     let mut notes = Vec::new();
-    let Some(grant) = try_build_grant(p, name, store.as_ref(), &mut notes).await? else {
-        return Ok((None, notes));
+    let mut n = 0;
+    let (m, result) = loop {
+        let Some(grant) = try_build_grant(p, name, store.as_ref(), &mut notes).await? else {
+            return Ok((None, notes));
+        };
+        let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let m = session::manager_with_audit(p, grant, None, memory, Recording::DoctorProbe)?;
+        let result = m.token().await.map(|_| ());
+        // A 5xx or a dropped connection says nothing about the grant: ask again, a little
+        // later, with a new manager (a failed one cools down).
+        match &result {
+            Err(e) if passing(e) && n < super::probe::PASSING_RETRIES => {
+                tokio::time::sleep(super::probe::retry_delay(n)).await;
+                n += 1;
+            }
+            _ => break (m, result),
+        }
     };
-    let memory: Arc<dyn Store> = Arc::new(MemoryStore::new());
-    let m = session::manager_with_audit(p, grant, None, memory, Recording::DoctorProbe)?;
-    let attempt = match m.token().await {
+    let attempt = match result {
         Ok(_) => {
             notes.push(format!(
                 "dry login with the {} grant: the org issued a new access token (kept in memory, never stored)",
@@ -95,6 +108,13 @@ pub async fn dry_login(
         }),
         notes,
     ))
+}
+
+/// A token request's failure that says nothing about the grant: the server failed or did not
+/// answer.
+fn passing(e: &sfkeep::Error) -> bool {
+    e.cause() == Some(Cause::Transient)
+        || matches!(e, sfkeep::Error::TokenEndpoint { status, .. } if *status >= 500)
 }
 
 /// What introspection said about the refresh token: not asked, no answer, dead, or alive.

@@ -88,8 +88,7 @@ impl Reader<'_> {
             if let Some(q) = query.take() {
                 req = req.query(&[("q", q)]);
             }
-            let resp = req
-                .send()
+            let resp = super::probe::send_retrying(req)
                 .await
                 .map_err(|e| refused(Err(format!("GET {url} failed: {e}"))))?;
             let status = resp.status().as_u16();

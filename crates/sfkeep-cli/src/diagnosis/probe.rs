@@ -34,6 +34,37 @@ fn date_offset(resp: &reqwest::Response) -> Option<i64> {
     Some(if off.abs() < 2_000 { 0 } else { off })
 }
 
+/// How often doctor asks again after an answer that says nothing (a 5xx, a 429, a dropped
+/// connection): a short 503 storm must not read as a diagnosis. Nothing is retried when the
+/// org answers, so a healthy run makes no extra request.
+pub const PASSING_RETRIES: u32 = 3;
+
+/// The wait before retry `n` (0-based): 150 ms, doubling.
+pub fn retry_delay(n: u32) -> std::time::Duration {
+    std::time::Duration::from_millis(150 << n.min(4))
+}
+
+/// An answer that says nothing about the token or the org: ask again.
+fn passing_status(s: reqwest::StatusCode) -> bool {
+    s.is_server_error() || s == reqwest::StatusCode::TOO_MANY_REQUESTS
+}
+
+/// Sends `req`, again up to [`PASSING_RETRIES`] times while the answer is passing (see
+/// [`passing_status`]) or the connection fails. The last answer or error is returned.
+pub async fn send_retrying(req: reqwest::RequestBuilder) -> reqwest::Result<reqwest::Response> {
+    for n in 0..PASSING_RETRIES {
+        let Some(attempt) = req.try_clone() else {
+            break;
+        };
+        match attempt.send().await {
+            Ok(r) if !passing_status(r.status()) => return Ok(r),
+            Err(e) if e.is_builder() => return Err(e),
+            _ => tokio::time::sleep(retry_delay(n)).await,
+        }
+    }
+    req.send().await
+}
+
 /// Probes the stored token at the instance's userinfo endpoint (or, without a token, asks the
 /// login host for its `Date`). A 401 or 403 refuses the token; any other failure (a 5xx, a
 /// 429, a network error) says nothing about it.
@@ -48,7 +79,7 @@ pub async fn stored_token(
     if let Some(r) = rec {
         req = req.bearer_auth(r.access_token.expose_secret());
     }
-    let resp = match req.send().await {
+    let resp = match send_retrying(req).await {
         Ok(r) => r,
         Err(e) => {
             return StoredProbe {
