@@ -8,7 +8,7 @@
 //! two every time, never "healthy" for a broken integration, the `recoverable` flag right in
 //! every case.
 //!
-//! `SFKEEP_MATRIX_JOBS` sets how many cases run at once (default 3); `SFKEEP_MATRIX_ONLY`
+//! `SFKEEP_MATRIX_JOBS` sets how many cases run at once (default 4); `SFKEEP_MATRIX_ONLY`
 //! runs only the cases whose name contains it (or one of its comma-separated parts; when it is set, the thresholds are not
 //! asserted, only each case's own expectation is printed).
 
@@ -733,7 +733,7 @@ fn every_cause_under_every_grant_kind() {
     let jobs: usize = std::env::var("SFKEEP_MATRIX_JOBS")
         .ok()
         .and_then(|j| j.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(4);
     let queue = Arc::new(Mutex::new(todo));
     let done = Arc::new(Mutex::new(Vec::new()));
     let workers: Vec<_> = (0..jobs.max(1))
@@ -774,6 +774,10 @@ fn every_cause_under_every_grant_kind() {
     println!(
         "\n{total} cases, {jobs} at a time, {:.0} s\n",
         started.elapsed().as_secs_f64()
+    );
+    println!(
+        "rows: the expected cause (the {} undecidable cases, listed below, included); columns: doctor's verdict\n",
+        total - n
     );
     println!("{}", confusion_table(&outcomes));
     let mut by_grants: BTreeMap<Grants, (usize, usize)> = BTreeMap::new();
