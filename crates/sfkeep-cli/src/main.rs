@@ -12,14 +12,6 @@ macro_rules! eprintln {
     }};
 }
 
-/// `eprint!` without the panic, for the same reason as [`eprintln!`].
-macro_rules! eprint {
-    ($($arg:tt)*) => {{
-        use std::io::Write as _;
-        let _ = write!(std::io::stderr(), $($arg)*);
-    }};
-}
-
 mod audit;
 mod commands;
 mod config;

@@ -55,8 +55,8 @@ impl Paint {
     }
 }
 
-/// A spinner on stderr that appears only after a second, and only on a terminal. Dropping it
-/// stops it and clears its line.
+/// A spinner on stderr (indicatif) that appears only after a second, and only on a terminal.
+/// Dropping it stops it and clears its line.
 #[allow(dead_code)]
 pub struct Spinner {
     stop: Arc<AtomicBool>,
@@ -74,26 +74,17 @@ impl Spinner {
         let what = what.to_owned();
         let s = Arc::clone(&stop);
         let handle = std::thread::spawn(move || {
-            use std::io::Write;
-            let frames = ['|', '/', '-', '\\'];
-            let mut waited = Duration::ZERO;
-            let tick = Duration::from_millis(100);
-            let mut shown = false;
-            let mut i = 0;
+            // Nothing shows for a wait under a second.
+            std::thread::park_timeout(Duration::from_secs(1));
+            if s.load(Ordering::Acquire) {
+                return;
+            }
+            let bar = indicatif::ProgressBar::new_spinner().with_message(what);
+            bar.enable_steady_tick(Duration::from_millis(100));
             while !s.load(Ordering::Acquire) {
-                std::thread::park_timeout(tick);
-                waited += tick;
-                if waited >= Duration::from_secs(1) && !s.load(Ordering::Acquire) {
-                    shown = true;
-                    let _ = write!(std::io::stderr(), "\r{} {what}", frames[i % 4]);
-                    let _ = std::io::stderr().flush();
-                    i += 1;
-                }
+                std::thread::park_timeout(Duration::from_millis(100));
             }
-            if shown {
-                let _ = write!(std::io::stderr(), "\r\x1b[2K");
-                let _ = std::io::stderr().flush();
-            }
+            bar.finish_and_clear();
         });
         Self {
             stop,
@@ -108,6 +99,61 @@ impl Drop for Spinner {
         if let Some(h) = self.handle.take() {
             h.thread().unpark();
             let _ = h.join();
+        }
+    }
+}
+
+/// Progress on stderr: an indicatif bar on a terminal (drawn at most 10 times a second),
+/// plain lines otherwise (one per update, no control characters).
+pub struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    /// A bar on a terminal, plain lines elsewhere.
+    pub fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {bar:30} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Self { bar }
+    }
+
+    /// Shows `done` of `total` (if known) with `line` beside the bar, or prints `line`.
+    pub fn update(&self, done: u64, total: Option<u64>, line: &str) {
+        match &self.bar {
+            Some(bar) => {
+                bar.set_message(line.to_owned());
+                match total {
+                    Some(t) => bar.set_length(t.max(done)),
+                    None => bar.set_length(done.max(1)),
+                }
+                bar.set_position(done);
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    /// Starts a new phase: the terminal keeps the finished bar's last line.
+    pub fn next_phase(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+            // The finished bar's line stays; what follows starts below it.
+            eprintln!();
+            *self = Self::new();
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish();
+            eprintln!();
         }
     }
 }

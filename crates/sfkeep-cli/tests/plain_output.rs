@@ -47,3 +47,41 @@ fn piped_output_has_no_control_characters() {
         }
     }
 }
+
+/// On a terminal (a pseudo-terminal from util-linux `script`), `sync` draws an indicatif bar,
+/// and the summary starts on a line of its own after it. Skipped where `script` is missing.
+#[test]
+fn sync_draws_a_progress_bar_on_a_terminal() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no `script` to make a pseudo-terminal");
+        return;
+    }
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 1200);
+    let line = format!(
+        "{} --config {} --profile fake sync accounts --to sqlite:{}",
+        common::BIN,
+        org.field("profile_file"),
+        h.join("billing.db").display()
+    );
+    let mut c = std::process::Command::new("script");
+    c.args(["-qec", &line, "/dev/null"])
+        .env("HOME", h)
+        .env_remove("SFKEEP_PROFILE")
+        .env_remove("SFKEEP_CACHE_KEY")
+        .env("TERM", "xterm-256color")
+        .current_dir(h)
+        .stdin(std::process::Stdio::null());
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(out.contains('█'), "a bar: {out:?}");
+    assert!(
+        out.contains("\nsynced 1200 accounts"),
+        "the summary on its own line: {out:?}"
+    );
+}

@@ -1,7 +1,6 @@
 //! `sfkeep sync accounts --to sqlite:PATH`: the billing sync integration, and `--verify`, its
 //! field-by-field check against the org.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -82,7 +81,6 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
     if a.verify {
         return verify(&client, &path).await;
     }
-    let tty = std::io::stderr().is_terminal();
     let mut opts = sync::SyncOptions::new(fields)
         .bulk(match a.bulk {
             BulkMode::Auto => sync::Bulk::Auto,
@@ -96,22 +94,16 @@ pub async fn run(g: &Globals, a: SyncArgs) -> CliResult<Exit> {
         .map_err(|e| sync_error(e, &path))?;
     let mut db = BillingDb::open(&path).map_err(|e| sync_error(SyncError::Db(e), &path))?;
     let mut last_phase: Option<Phase> = None;
+    let mut bar = crate::ui::Progress::new();
     let summary = sync::sync_accounts(&client, &mut db, &opts, |p| {
-        if tty && last_phase.as_ref().is_some_and(|l| *l != p.phase) {
-            eprintln!();
+        if last_phase.as_ref().is_some_and(|l| *l != p.phase) {
+            bar.next_phase();
         }
         last_phase = Some(p.phase.clone());
-        let line = progress_line(&p);
-        if tty {
-            eprint!("\r  {line}   ");
-        } else {
-            eprintln!("{line}");
-        }
+        bar.update(p.fetched, p.total, &progress_line(&p));
     })
     .await;
-    if tty && last_phase.is_some() {
-        eprintln!();
-    }
+    drop(bar);
     let summary = summary.map_err(|e| sync_error(e, &path))?;
     if crate::output::json() {
         crate::output::set_result(serde_json::to_value(&summary).unwrap_or_default());
