@@ -830,3 +830,117 @@ fn password_expiry_is_forecast_from_the_org_alerts_once_and_a_change_resolves_it
     assert_eq!(hook.alerts().len(), 2, "{:#?}", hook.alerts());
     assert_eq!(s.stop(), 0);
 }
+
+/// The profile sets no idle TTL and the app's policy ("expire if not used for 10 days") is
+/// not readable: the guardian assumes Salesforce's 30-day limit, and says so. After 11 idle
+/// days the refresh token dies by the policy (the JWT fallback carries the integration); the
+/// diagnosis names `refresh_token_expired_by_policy`, and the guardian learns the TTL from
+/// the death (at most the 11 days between the token's last use and its death), says
+/// "learned" with the evidence, and schedules the keep-alive of the next refresh token by it.
+#[test]
+fn the_idle_ttl_is_learned_from_a_death_by_the_idle_policy() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    set_policy(
+        &org,
+        json!({"refresh_token_policy": {"expire_if_unused_seconds": 10 * DAY}}),
+    );
+    let cfg = config(home.path(), &org, "", "");
+    let proxy_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &[
+            "--org-check-interval",
+            "1000d",
+            "--proxy",
+            &format!("127.0.0.1:{proxy_port}"),
+        ],
+    );
+    let proxy = s.ready["proxies"]["fake"].as_str().unwrap().to_owned();
+    let p = s.wait_profile("the first keep-alive schedule", 60, |p| {
+        p["keep_alive"]["plan"].is_object()
+    });
+    assert_eq!(p["keep_alive"]["idle_ttl_source"], "default 30 days", "{p}");
+    assert_eq!(p["keep_alive"]["idle_ttl_secs"], 30 * DAY, "{p}");
+    let last_use = p["keep_alive"]["plan"]["last_use"].as_i64().unwrap();
+    org.advance(11 * DAY);
+    let died = org.now_ms();
+    // The integration calls (through the proxy, on the guardian's manager): the refresh
+    // token is dead, the JWT fallback answers.
+    let (code, body) = get(&format!("{proxy}/services/data/v59.0/limits"));
+    assert_eq!(code, 200, "{body}");
+    let p = s.wait_profile("the learned idle TTL", 120, |p| {
+        p["keep_alive"]["idle_ttl_source"] == "learned"
+    });
+    let learned = &p["keep_alive"]["learned"];
+    let ttl = p["keep_alive"]["idle_ttl_secs"].as_i64().unwrap();
+    assert_eq!(learned["idle_ttl_secs"].as_i64(), Some(ttl), "{p}");
+    assert_eq!(learned["last_use"].as_i64(), Some(last_use), "{p}");
+    // Learned from the gap: at most the time between the last use and the observed death.
+    assert!(
+        ttl >= (died - last_use) / 1000 && ttl <= (died - last_use) / 1000 + 3600,
+        "{ttl} vs {} ({p})",
+        (died - last_use) / 1000
+    );
+    assert!(
+        learned["evidence"]
+            .as_str()
+            .unwrap()
+            .contains("refresh_token_expired_by_policy"),
+        "{p}"
+    );
+    assert_eq!(p["primary_lost"], "refresh_token_revoked", "{p}");
+    assert_eq!(p["state"], "fresh", "the fallback carries it: {p}");
+
+    // A person authorizes again (a new refresh token) and runs `sfkeep recover`: the next
+    // keep-alive is scheduled by the learned TTL, a tenth of it before.
+    let fresh_rt = {
+        let url = format!("{}/tokens", org.field("admin_url"));
+        let v: Value = rt().block_on(async {
+            http()
+                .post(url)
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap()
+        });
+        v["refresh_token"].as_str().unwrap().to_owned()
+    };
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let rt_file = text
+        .lines()
+        .find_map(|l| l.strip_prefix("refresh_token = { file = "))
+        .and_then(|l| l.strip_suffix(" }"))
+        .map(|q| q.trim_matches('"').to_owned())
+        .unwrap();
+    std::fs::write(&rt_file, &fresh_rt).unwrap();
+    let mut c = sfkeep(home.path());
+    c.arg("--config")
+        .arg(&cfg)
+        .args(["--profile", "fake", "recover"]);
+    let (code, _, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let p = s.wait_profile("the keep-alive of the new refresh token", 60, |p| {
+        p["keep_alive"]["plan"]["last_use"].as_i64() > Some(died)
+    });
+    let plan = &p["keep_alive"]["plan"];
+    assert_eq!(
+        plan["dies_at"].as_i64().unwrap() - plan["last_use"].as_i64().unwrap(),
+        ttl * 1000,
+        "{p}"
+    );
+    assert_eq!(p["keep_alive"]["idle_ttl_source"], "learned", "{p}");
+    assert!(
+        ttl * 9 / 10 < 10 * DAY,
+        "due before the real 10 days: {ttl}"
+    );
+}

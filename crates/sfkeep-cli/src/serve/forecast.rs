@@ -152,6 +152,8 @@ pub struct Inputs<'a> {
     /// When the refresh token was last used, as far as the store tells (the newest record
     /// obtained with it).
     pub refresh_token_last_used: Option<UnixMillis>,
+    /// The idle TTL learned from an observed death, if any (used when the profile sets none).
+    pub learned_idle_ttl: Option<&'a crate::serve::keepalive::Learned>,
     /// The JWT certificate's NotAfter, or why it could not be read.
     pub jwt_cert_not_after: Option<Result<UnixMillis, String>>,
     /// The latest facts read from the org, or why there are none.
@@ -258,7 +260,7 @@ fn absolute_expiry(i: &Inputs<'_>) -> Forecast {
 }
 
 fn idle_expiry(i: &Inputs<'_>) -> Forecast {
-    let ttl = i.guardian.idle_ttl();
+    let (ttl, source) = crate::serve::keepalive::idle_ttl(i.guardian.idle_ttl, i.learned_idle_ttl);
     let fix = "Turn keep-alive on (`keep_alive = true`, the default, with `sfkeep serve` running), or call the integration at least once per idle period.".to_owned();
     match i.refresh_token_last_used {
         Some(last) => {
@@ -271,10 +273,10 @@ fn idle_expiry(i: &Inputs<'_>) -> Forecast {
                     format!(
                         "the idle TTL is {} ({}); keep-alive is off",
                         days(ttl),
-                        if i.guardian.idle_ttl.is_some() {
-                            "refresh_token_idle_ttl"
-                        } else {
-                            "Salesforce's 30-day limit, assumed"
+                        match source {
+                            "profile" => "refresh_token_idle_ttl",
+                            "learned" => "learned from the refresh token's death by the idle policy",
+                            _ => "Salesforce's 30-day limit, assumed",
                         }
                     ),
                 ],
@@ -547,6 +549,7 @@ mod tests {
             uses_password: true,
             keep_alive: false,
             refresh_token_last_used: Some(UnixMillis(95 * DAY)),
+            learned_idle_ttl: None,
             jwt_cert_not_after: Some(Ok(UnixMillis(110 * DAY))),
             org: Ok(org),
             api_samples: &[],

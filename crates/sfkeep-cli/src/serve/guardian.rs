@@ -87,6 +87,11 @@ pub struct KeepAliveView {
     pub enabled: bool,
     /// The idle TTL.
     pub idle_ttl_secs: u64,
+    /// Where the idle TTL came from: "profile" (`refresh_token_idle_ttl`), "learned" (an
+    /// observed death by the idle policy, see `learned`) or "default 30 days".
+    pub idle_ttl_source: &'static str,
+    /// The idle TTL learned from an observed death, with its evidence.
+    pub learned: Option<keepalive::Learned>,
     /// The margin.
     pub margin_secs: u64,
     /// The schedule of the stored record.
@@ -138,6 +143,44 @@ pub struct WatchState {
     /// The incidents a diagnosis is running for (one per kind: a re-auth incident is not
     /// lost while a diagnosis of the lost primary grant still runs).
     diagnosing: BTreeSet<IncidentKind>,
+    /// The refresh token's last use and when it was found dead (a revoked-or-expired refresh
+    /// token), until the diagnosis tells whether the idle policy killed it.
+    refresh_death: Option<(UnixMillis, UnixMillis)>,
+}
+
+impl WatchState {
+    /// A refresh token found revoked or expired: remember its last use (from the keep-alive
+    /// schedule of the stored record) and when, for [`Self::learn_idle_ttl`].
+    fn note_refresh_death(&mut self, cause: Cause, now: UnixMillis) {
+        if cause == Cause::RefreshTokenRevoked
+            && let Some(p) = self.keep_alive.plan
+        {
+            self.refresh_death = Some((p.last_use, now));
+        }
+    }
+
+    /// Once the diagnosis says the idle policy killed the refresh token, the gap between its
+    /// last use and its death bounds the policy's TTL: learn it (a shorter one replaces a
+    /// longer one). Used only when the profile sets no `refresh_token_idle_ttl`.
+    fn learn_idle_ttl(&mut self, verdict: Option<&str>) {
+        const IDLE_DEATH: &str = "refresh_token_expired_by_policy";
+        let Some((last_use, died_at)) = self.refresh_death else {
+            return;
+        };
+        if verdict != Some(IDLE_DEATH) {
+            return;
+        }
+        self.refresh_death = None;
+        if let Some(l) = keepalive::Learned::from_death(last_use, died_at, IDLE_DEATH)
+            && self
+                .keep_alive
+                .learned
+                .as_ref()
+                .is_none_or(|old| l.idle_ttl_secs < old.idle_ttl_secs)
+        {
+            self.keep_alive.learned = Some(l);
+        }
+    }
 }
 
 /// One watched profile.
@@ -283,6 +326,7 @@ impl Guardian {
                     reauth: None,
                     stored: None,
                     diagnosing: BTreeSet::new(),
+                    refresh_death: None,
                 }),
             }));
             receivers.push(rx);
@@ -412,6 +456,7 @@ impl Guardian {
             AuthEventKind::ReauthRequired { cause } => {
                 {
                     let mut st = w.lock();
+                    st.note_refresh_death(cause, now);
                     st.pending_fallback = None;
                     if st.reauth.is_none() {
                         st.reauth = Some((now, cause));
@@ -420,7 +465,9 @@ impl Guardian {
                 self.diagnose_and_alert(w, IncidentKind::ReauthRequired, cause);
             }
             AuthEventKind::FallbackUsed { cause } => {
-                w.lock().pending_fallback = Some(cause);
+                let mut st = w.lock();
+                st.note_refresh_death(cause, now);
+                st.pending_fallback = Some(cause);
             }
             AuthEventKind::TokenRefreshed { .. } | AuthEventKind::TokenAdopted => {
                 let from_primary = ev.grant == Some(primary);
@@ -537,6 +584,7 @@ impl Guardian {
             {
                 let mut st = w.lock();
                 st.diagnosing.remove(&kind);
+                st.learn_idle_ttl(verdict.as_deref());
                 if let Some(d) = view {
                     st.diagnosis = Some(DiagnosisView {
                         at: now,
@@ -601,7 +649,8 @@ impl Guardian {
         // 2. The keep-alive.
         let keep_alive_on =
             profile.grant == GrantName::RefreshToken && keys.keep_alive.unwrap_or(true);
-        let ttl = keys.idle_ttl();
+        let learned = w.lock().keep_alive.learned.clone();
+        let (ttl, ttl_source) = keepalive::idle_ttl(keys.idle_ttl, learned.as_ref());
         let margin = settings.margin_for(ttl);
         let plan = keepalive::plan(stored.as_ref(), ttl, margin);
         let mut ka_outcome = None;
@@ -705,6 +754,7 @@ impl Guardian {
             }
             st.keep_alive.enabled = keep_alive_on;
             st.keep_alive.idle_ttl_secs = ttl.as_secs();
+            st.keep_alive.idle_ttl_source = ttl_source;
             st.keep_alive.margin_secs = margin.as_secs();
             st.keep_alive.plan = keepalive::plan(stored.as_ref(), ttl, margin);
             st.keep_alive.note = match (&st.keep_alive.plan, keep_alive_on) {
@@ -743,6 +793,7 @@ impl Guardian {
                 uses_password: uses(GrantName::Password) || uses(GrantName::SoapLogin),
                 keep_alive: keep_alive_on,
                 refresh_token_last_used: st.keep_alive.plan.map(|p| p.last_use),
+                learned_idle_ttl: learned.as_ref(),
                 jwt_cert_not_after: cert,
                 org: st.org.as_ref().map_err(Clone::clone),
                 api_samples: &samples,

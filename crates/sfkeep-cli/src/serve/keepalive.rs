@@ -18,6 +18,56 @@ use sfkeep::TokenManager;
 use sfkeep::clock::UnixMillis;
 use sfkeep::token::{GrantKind, TokenRecord};
 
+/// The idle TTL the keep-alive works with, and where it came from: the profile's
+/// `refresh_token_idle_ttl`, else one learned from an observed death of the refresh token by
+/// the idle policy, else Salesforce's 30-day limit.
+pub fn idle_ttl(profile: Option<Duration>, learned: Option<&Learned>) -> (Duration, &'static str) {
+    match (profile, learned) {
+        (Some(t), _) => (t, "profile"),
+        (None, Some(l)) => (l.ttl(), "learned"),
+        (None, None) => (crate::serve::settings::DEFAULT_IDLE_TTL, "default 30 days"),
+    }
+}
+
+/// An idle TTL learned from a death: the refresh token, last used at `last_use`, was found
+/// expired by the app's policy at `died_at`. The policy's TTL is at most the gap between them
+/// (the token was alive at its last use and dead at the failed one), so the gap is a safe
+/// upper bound to schedule against; a later, shorter death lowers it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Learned {
+    /// The refresh token's last use before it died (server clock).
+    pub last_use: UnixMillis,
+    /// When it was found dead (server clock).
+    pub died_at: UnixMillis,
+    /// The learned TTL, seconds.
+    pub idle_ttl_secs: u64,
+    /// What it was learned from.
+    pub evidence: String,
+}
+
+impl Learned {
+    /// Learned from a death at `died_at` of a refresh token last used at `last_use`, if the
+    /// gap is positive.
+    pub fn from_death(last_use: UnixMillis, died_at: UnixMillis, verdict: &str) -> Option<Self> {
+        let gap = died_at.0.checked_sub(last_use.0).filter(|g| *g > 0)?;
+        let secs = (gap / 1000).max(1) as u64;
+        Some(Self {
+            last_use,
+            died_at,
+            idle_ttl_secs: secs,
+            evidence: format!(
+                "the refresh token, last used {last_use}, was found dead on {died_at} ({verdict}): the app's idle TTL is at most {}",
+                sfkeep::diagnose::evidence::human_exact(Duration::from_secs(secs))
+            ),
+        })
+    }
+
+    /// The TTL.
+    pub fn ttl(&self) -> Duration {
+        Duration::from_secs(self.idle_ttl_secs)
+    }
+}
+
 /// The keep-alive schedule of one stored record.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub struct Plan {
@@ -107,5 +157,26 @@ mod tests {
         r.grant = GrantKind::JwtBearer;
         assert_eq!(plan(Some(&r), ttl, margin), None);
         assert_eq!(plan(None, ttl, margin), None);
+    }
+
+    #[test]
+    fn the_ttl_comes_from_the_profile_then_a_death_then_the_default() {
+        let l = Learned::from_death(
+            UnixMillis(1_000),
+            UnixMillis(1_000 + 11 * 86_400_000),
+            "refresh_token_expired_by_policy",
+        )
+        .unwrap();
+        assert_eq!(l.idle_ttl_secs, 11 * 86_400);
+        assert!(l.evidence.ends_with("at most 11d"), "{}", l.evidence);
+        let day = Duration::from_secs(86_400);
+        assert_eq!(idle_ttl(Some(day), Some(&l)), (day, "profile"));
+        assert_eq!(idle_ttl(None, Some(&l)), (11 * day, "learned"));
+        assert_eq!(idle_ttl(None, None), (30 * day, "default 30 days"));
+        assert_eq!(
+            Learned::from_death(UnixMillis(5), UnixMillis(5), "x"),
+            None,
+            "a death at its last use says nothing"
+        );
     }
 }

@@ -64,8 +64,14 @@ pub fn lines_for(p: &Profile) -> Vec<String> {
         && v["keep_alive"]["enabled"] == json!(true)
     {
         out.push(format!(
-            "keep-alive   next at {}",
-            UnixMillis(plan["due_at"].as_i64().unwrap_or(0))
+            "keep-alive   next at {} (idle TTL {}, {})",
+            UnixMillis(plan["due_at"].as_i64().unwrap_or(0)),
+            sfkeep::diagnose::evidence::human_exact(std::time::Duration::from_secs(
+                v["keep_alive"]["idle_ttl_secs"].as_u64().unwrap_or(0)
+            )),
+            v["keep_alive"]["idle_ttl_source"]
+                .as_str()
+                .unwrap_or("default 30 days")
         ));
     }
     for i in v["incidents"].as_array().into_iter().flatten() {

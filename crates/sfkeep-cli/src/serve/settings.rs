@@ -97,11 +97,6 @@ pub struct ProfileGuardian {
 }
 
 impl ProfileGuardian {
-    /// The idle TTL in force.
-    pub fn idle_ttl(&self) -> Duration {
-        self.idle_ttl.unwrap_or(DEFAULT_IDLE_TTL)
-    }
-
     /// Parses the guardian keys of `[profiles.NAME]` (`t`), named `prefix` in messages.
     pub fn parse(t: &toml::Table, prefix: &str, config_path: &Path) -> CliResult<Self> {
         let r = Reader { config_path };
@@ -572,7 +567,7 @@ app_name = "Billing Sync"
         assert_eq!(g.jwt_cert, Some(PathBuf::from("/etc/sfkeep/certs/jwt.crt")));
         assert_eq!(g.password_policy, Some(PasswordPolicy::Never));
         assert_eq!(g.app_name.as_deref(), Some("Billing Sync"));
-        assert_eq!(ProfileGuardian::default().idle_ttl(), DEFAULT_IDLE_TTL);
+        assert_eq!(ProfileGuardian::default().idle_ttl, None);
     }
 
     #[test]
