@@ -944,3 +944,69 @@ fn the_idle_ttl_is_learned_from_a_death_by_the_idle_policy() {
         "due before the real 10 days: {ttl}"
     );
 }
+
+/// An org that refuses: the objects the guardian reads lose their permission, then every
+/// call answers 503 with an HTML error page, then the org answers again. The guardian keeps
+/// running, says in the status API what could not be checked and why, sends no alert, and
+/// reads the org again when it answers.
+#[test]
+fn an_org_that_refuses_is_reported_not_alerted() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let cfg = config(home.path(), &org, "", "");
+    let hook = Receiver::start();
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &["--org-check-interval", "100ms", "--webhook", &hook.url()],
+    );
+    s.wait_profile("the first org read", 60, |p| {
+        forecast(p, "approval_limit")["status"] == "count"
+    });
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_put(
+            &format!("/users/{user}/permissions"),
+            json!({"unreadable_objects": ["OauthToken", "User", "LoginHistory"]})
+        ),
+        200
+    );
+    let p = s.wait_profile("the unreadable OauthToken", 60, |p| {
+        forecast(p, "approval_limit")["status"] == "unknown"
+    });
+    let why = forecast(&p, "approval_limit")["why"].to_string();
+    assert!(why.contains("OauthToken"), "{p}");
+    // A storm of 503s with HTML pages on everything the guardian calls.
+    assert_eq!(
+        org.admin_post(
+            "/faults",
+            json!({"path_prefix": "/services", "status": 503, "count": 100_000, "html": true})
+        ),
+        200
+    );
+    let p = s.wait_profile("the unreachable org", 60, |p| {
+        p["org"]["reachable"] == false
+    });
+    assert!(p["org"]["error"].is_string(), "{p}");
+    let checks = p["checks"].as_u64().unwrap();
+    s.wait_profile("more checks during the storm", 60, |p| {
+        p["checks"].as_u64().unwrap() > checks + 20
+    });
+    assert_eq!(
+        org.admin(reqwest::Method::DELETE, "/faults", json!({})),
+        200
+    );
+    assert_eq!(
+        org.admin_put(
+            &format!("/users/{user}/permissions"),
+            json!({"unreadable_objects": []})
+        ),
+        200
+    );
+    s.wait_profile("the org read again", 60, |p| {
+        p["org"]["reachable"] == true && forecast(p, "approval_limit")["status"] == "count"
+    });
+    assert!(hook.alerts().is_empty(), "no alert: {:#?}", hook.alerts());
+    assert_eq!(s.stop(), 0);
+}
