@@ -1010,3 +1010,70 @@ fn an_org_that_refuses_is_reported_not_alerted() {
     assert!(hook.alerts().is_empty(), "no alert: {:#?}", hook.alerts());
     assert_eq!(s.stop(), 0);
 }
+
+/// Clock jumps: the org's clock jumps 28 days forward at once (past the keep-alive's due
+/// time), then 10 days back and forward again (a skew, nothing ages), then on. Each due
+/// keep-alive is exactly one token request at the org, a jump back makes none, and no alert
+/// is sent.
+#[test]
+fn clock_jumps_make_one_token_request_per_keep_alive_and_no_alert() {
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    set_policy(
+        &org,
+        json!({"refresh_token_policy": {"expire_if_unused_seconds": 30 * DAY}}),
+    );
+    let cfg = config(home.path(), &org, "refresh_token_idle_ttl = \"30d\"", "");
+    let hook = Receiver::start();
+    // The org is read once, at the start (see the 120-day test).
+    let s = watch(
+        home.path(),
+        &cfg,
+        "50ms",
+        &["--org-check-interval", "1000d", "--webhook", &hook.url()],
+    );
+    s.caught_up(org.now_ms());
+    let before = org.refresh_requests();
+    let refreshed = |s: &Serve| s.profile()["keep_alive"]["refreshed"].as_u64().unwrap();
+    // 28 days at once: past the keep-alive (due at 27): one.
+    org.advance(28 * DAY);
+    s.caught_up(org.now_ms());
+    s.wait_profile("the keep-alive after the jump", 60, |p| {
+        p["keep_alive"]["refreshed"] == 1
+    });
+    assert_eq!(org.refresh_requests() - before, 1);
+    // 10 days back, then forward again: nothing is due, nothing happens.
+    let skew = |secs: i64| assert_eq!(org.admin_post("/clock/skew", json!({"seconds": secs})), 200);
+    skew(-10 * DAY);
+    let back = org.now_ms();
+    s.caught_up(back);
+    let checks = s.profile()["checks"].as_u64().unwrap();
+    s.wait_profile("checks after the jump back", 60, |p| {
+        p["checks"].as_u64().unwrap() > checks + 10
+    });
+    skew(10 * DAY);
+    s.caught_up(org.now_ms());
+    assert_eq!(refreshed(&s), 1);
+    assert_eq!(
+        org.refresh_requests() - before,
+        1,
+        "a jump back costs nothing"
+    );
+    // 26 more days: not due yet; 2 more: the second keep-alive.
+    org.advance(26 * DAY);
+    s.caught_up(org.now_ms());
+    assert_eq!(refreshed(&s), 1);
+    org.advance(2 * DAY);
+    s.caught_up(org.now_ms());
+    s.wait_profile("the second keep-alive", 60, |p| {
+        p["keep_alive"]["refreshed"] == 2
+    });
+    assert_eq!(
+        org.refresh_requests() - before,
+        2,
+        "one token request per keep-alive"
+    );
+    assert!(hook.alerts().is_empty(), "no alert: {:#?}", hook.alerts());
+    let p = s.profile();
+    assert!(p["incidents"].as_array().unwrap().is_empty(), "{p}");
+}
