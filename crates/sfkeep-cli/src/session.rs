@@ -398,7 +398,7 @@ pub fn check_store_kept_up(p: &Profile) -> CliResult<()> {
     match STORE_FAILED.get() {
         None => Ok(()),
         Some(detail) => Err(CliError::store(format!(
-            "the token store of {} ({}) failed: {detail}. The token was not saved, so the next command would have to log in again. Check the store's path and permissions, the cache key (SFKEEP_CACHE_KEY or `{}`), or that Redis is up.",
+            "the token store of {} ({}) failed: {detail}. A token obtained now was not saved: the next command requests one again, and if the org rotates refresh tokens the new refresh token ends with this process (the next command then says refresh_interrupted and never resends the old one; re-authorize with `sfkeep login` once the store works). Check the store's path and permissions, the cache key (SFKEEP_CACHE_KEY or `{}`), or that Redis is up.",
             p.describe(),
             describe_store(p),
             p.key_path("store.key_file")

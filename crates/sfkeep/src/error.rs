@@ -191,6 +191,22 @@ impl Error {
         ) || matches!(self, Error::CoolingDown { cause, .. } if cause.needs_human())
     }
 
+    /// The request never reached the server: no connection could be made (refused,
+    /// unreachable, a name that does not resolve, a failed TLS handshake), so the server
+    /// cannot have acted on it. Any other transport failure may have reached it.
+    pub fn never_reached_server(&self) -> bool {
+        let Error::Transport {
+            source: Some(source),
+            ..
+        } = self
+        else {
+            return false;
+        };
+        source
+            .downcast_ref::<reqwest::Error>()
+            .is_some_and(reqwest::Error::is_connect)
+    }
+
     /// A transport failure while doing `what`, keeping `e` as the source.
     pub(crate) fn transport(what: impl Into<String>, e: reqwest::Error) -> Self {
         // reqwest's Display may include the URL; ours never carry secrets in URLs.

@@ -26,7 +26,8 @@
 //! |---|---|
 //! | a token response | the new record (no intent) replaces it, at the declaration's generation |
 //! | an error answer from the token endpoint (nothing rotated) | the intent is marked settled (the record is still not adopted as a newer token) |
-//! | no answer (transport failure, timeout, unreadable 200) | the intent stays: the outcome is unknown |
+//! | no connection could be made (refused, unreachable) | the intent is marked settled: nothing reached the org |
+//! | no answer (any other transport failure, timeout, unreadable 200) | the intent stays: the outcome is unknown |
 
 use std::sync::Arc;
 
@@ -375,9 +376,10 @@ impl Inner {
 }
 
 /// A transport-level failure: the request may have reached the org, the outcome is unknown.
+/// One that never reached it (connection refused) rotated nothing.
 pub(super) fn outcome_unknown(e: &Error) -> bool {
     !matches!(
         e,
         Error::TokenEndpoint { .. } | Error::ReauthRequired { .. }
-    )
+    ) && !e.never_reached_server()
 }

@@ -373,3 +373,32 @@ async fn a_manager_started_during_a_refresh_adopts_the_outcome_after_the_old_tok
         late.source.sent()
     );
 }
+
+/// The org could not be reached at all (connection refused): nothing was sent, so nothing
+/// rotated. The intent is settled and the next refresh sends the same refresh token, instead
+/// of calling it interrupted.
+#[tokio::test]
+async fn a_refused_connection_is_no_interrupted_refresh() {
+    // A real refused connection (port 1 on loopback), as reqwest reports it.
+    let refused = reqwest::Client::new()
+        .post("http://127.0.0.1:1/services/oauth2/token")
+        .send()
+        .await
+        .unwrap_err();
+    let refused = Error::transport("token request", refused);
+    assert!(refused.never_reached_server(), "{refused}");
+    assert!(!lost_response().never_reached_server());
+
+    let r = rig(|b| b.rotation(Rotation::On));
+    r.source.then(Err(refused));
+    assert!(r.manager.token().await.is_err());
+    r.clock.advance(super::super::FAILURE_COOLDOWN);
+    r.manager.token().await.unwrap();
+    let presented: Vec<Option<String>> = r
+        .source
+        .sent()
+        .into_iter()
+        .map(|s| s.refresh_token)
+        .collect();
+    assert_eq!(presented, [Some("rt-0".into()), Some("rt-0".into())]);
+}
