@@ -31,7 +31,7 @@ pub fn marker(p: &Profile) -> PathBuf {
         StoreConfig::File { path, .. } => Some(path.as_path()),
         StoreConfig::Memory | StoreConfig::Redis { .. } => None,
     };
-    sfkeep::paths::fallback_disabled(file, &crate::session::store_key(p).to_string())
+    sfkeep::paths::fallback_disabled(file, &crate::store_key::store_key(p).to_string())
 }
 
 /// The grant the kill switch stops: the profile's fallback, when it has one of its own.

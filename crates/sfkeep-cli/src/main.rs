@@ -27,6 +27,7 @@ mod output;
 mod serve;
 mod session;
 mod soql;
+mod store_key;
 mod sync;
 mod ui;
 
