@@ -66,8 +66,8 @@ struct Fallback {
 impl Fallback {
     /// When `rec` came from `p`'s fallback grant.
     fn of(p: &Profile, rec: Option<&TokenRecord>) -> Option<Fallback> {
-        let fallback = p.fallback_grant.filter(|f| *f != p.grant)?;
-        (rec?.grant == fallback.kind()).then(|| Fallback {
+        let fallback = crate::killswitch::fallback(p)?;
+        (rec?.grant == fallback).then(|| Fallback {
             grant: fallback.as_str(),
             primary: p.grant.as_str(),
             cause: None,

@@ -80,6 +80,49 @@ where
     }
 }
 
+/// Arms the org's `hold` fault on the next token request: it is committed (a refresh token
+/// rotates), and its answer waits until [`release_held_answer`] (docs/fake-org.md, "Faults").
+async fn hold_next_token_answer(org: &Org) {
+    org.post(
+        "/faults",
+        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
+    )
+    .await;
+}
+
+/// Waits until the org holds one committed token answer.
+async fn until_token_answer_held(org: &Org, what: &str) {
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        what,
+        || async { org.stats().await["answers_held"] == 1 },
+    )
+    .await;
+}
+
+async fn release_held_answer(org: &Org) {
+    org.post("/faults/release", json!({})).await;
+}
+
+/// The 401s the org has answered so far.
+async fn invalid_session_responses(org: &Org) -> u64 {
+    org.stats().await["invalid_session_responses"]
+        .as_u64()
+        .unwrap()
+}
+
+/// Waits until the org has answered more than `seen` 401s.
+async fn until_more_401s(org: &Org, seen: u64, what: &str) {
+    poll_until(
+        Duration::from_secs(30),
+        Duration::from_millis(10),
+        what,
+        || async { invalid_session_responses(org).await > seen },
+    )
+    .await;
+}
+
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,10 @@ use sfkeep::store::{CacheKey, RedisStore, Store};
 
 use super::fleet::{Fleet, FleetGrant, RedisServer, SERIAL, WorkerSpec};
 use super::support::{Org, Outcome, call};
-use super::{assert_all_ok, poll_until, start_org};
+use super::{
+    assert_all_ok, hold_next_token_answer, invalid_session_responses, poll_until,
+    release_held_answer, start_org, until_more_401s, until_token_answer_held,
+};
 
 /// A fleet of `n` rotating-refresh workers whose worker 0 holds the refresh lock after a
 /// session death, with its refresh committed at the org and the answer held back for
@@ -301,39 +304,25 @@ async fn a_process_started_during_a_refresh_adopts_its_outcome_after_the_old_tok
     let mut owner = Fleet::spawn(1, &org, &spec).await;
     assert_all_ok(&owner.all("calls 5").await, 5);
     let before = org.token_requests("refresh_token").await;
-    org.post(
-        "/faults",
-        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
-    )
-    .await;
+    hold_next_token_answer(&org).await;
     org.logout().await;
     owner.workers[0].send("calls 1").await;
-    poll_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
+    until_token_answer_held(
+        &org,
         "the owner's refresh committed at the org, its answer held",
-        || async { org.stats().await["answers_held"] == 1 },
     )
     .await;
-    let dead_answers = org.stats().await["invalid_session_responses"]
-        .as_u64()
-        .unwrap();
+    let dead_answers = invalid_session_responses(&org).await;
 
     let mut late = Fleet::spawn(1, &org, &spec).await;
     late.workers[0].send("calls 1").await;
-    poll_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
+    until_more_401s(
+        &org,
+        dead_answers,
         "the late process served the declaration's old token and met its 401",
-        || async {
-            org.stats().await["invalid_session_responses"]
-                .as_u64()
-                .unwrap()
-                > dead_answers
-        },
     )
     .await;
-    org.post("/faults/release", json!({})).await;
+    release_held_answer(&org).await;
 
     let owner_reply = owner.workers[0].recv().await;
     let late_reply = late.workers[0].recv().await;
@@ -393,43 +382,29 @@ async fn a_member_without_the_lock_waits_for_the_owners_outcome_instead_of_faili
     assert_eq!(call(&http, &member).await, Ok(Outcome::Ok));
     assert_eq!(org.token_requests("refresh_token").await, 1);
 
-    org.post(
-        "/faults",
-        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
-    )
-    .await;
+    hold_next_token_answer(&org).await;
     org.logout().await;
     let owner_call = {
         let (http, owner) = (http.clone(), owner.clone());
         tokio::spawn(async move { call(&http, &owner).await })
     };
-    poll_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
+    until_token_answer_held(
+        &org,
         "the owner's refresh committed at the org, its answer held",
-        || async { org.stats().await["answers_held"] == 1 },
     )
     .await;
-    let dead = org.stats().await["invalid_session_responses"]
-        .as_u64()
-        .unwrap();
+    let dead = invalid_session_responses(&org).await;
     let member_call = {
         let (http, member) = (http.clone(), member.clone());
         tokio::spawn(async move { call(&http, &member).await })
     };
-    poll_until(
-        Duration::from_secs(30),
-        Duration::from_millis(10),
+    until_more_401s(
+        &org,
+        dead,
         "the member met its 401 and is refreshing without the lock",
-        || async {
-            org.stats().await["invalid_session_responses"]
-                .as_u64()
-                .unwrap()
-                > dead
-        },
     )
     .await;
-    org.post("/faults/release", json!({})).await;
+    release_held_answer(&org).await;
     assert_eq!(owner_call.await.unwrap(), Ok(Outcome::Healed));
     assert_eq!(member_call.await.unwrap(), Ok(Outcome::Healed));
     let stats = org.stats().await;

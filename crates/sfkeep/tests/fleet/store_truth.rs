@@ -301,25 +301,16 @@ async fn redis_killed_during_the_refresh_the_holder_of_the_new_token_writes_it_b
     let a = on_redis(&redis, &key, &org, &dir.path().join("a.json"));
     assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
 
-    org.post(
-        "/faults",
-        json!({"path_prefix": "/services/oauth2/token", "after_commit": true, "hold": true, "count": 1}),
-    )
-    .await;
+    super::hold_next_token_answer(&org).await;
     org.logout().await;
     let healing = {
         let (http, a) = (http.clone(), a.clone());
         tokio::spawn(async move { call(&http, &a).await })
     };
-    super::poll_until(
-        std::time::Duration::from_secs(30),
-        std::time::Duration::from_millis(10),
-        "the rotation committed at the org, its answer held",
-        || async { org.stats().await["answers_held"] == 1 },
-    )
-    .await;
+    super::until_token_answer_held(&org, "the rotation committed at the org, its answer held")
+        .await;
     redis.stop();
-    org.post("/faults/release", json!({})).await;
+    super::release_held_answer(&org).await;
     assert_eq!(healing.await.unwrap(), Ok(Outcome::Healed));
     assert_eq!(org.token_requests("refresh_token").await, 2);
 
