@@ -6,10 +6,18 @@
 //! a chaos task injects at random: inactivity timeout (clock advance), logout, password change,
 //! admin revoke (healed by the JWT fallback), freeze + unfreeze (unrecoverable until the admin
 //! unfreezes; then `force_refresh`, as `sfkeep recover` does), 503s, 429s, latency, connection
-//! resets, and Redis stopped and started. At the end: calls, failures by class, token requests
-//! per death by cause, records lost and duplicated, and a secret-leak audit of everything the
-//! run produced (logs, the Python client's output, the proxy's /metrics, Redis, the SQLite
-//! file): zero hits.
+//! resets, Redis stopped and started (empty: no persistence), and the store's own failures:
+//! store loss (FLUSHALL, then a death), an idle gap past the session timeout (every caller
+//! quiet, a new process first, then all wake at once) and a failed save (Redis refusing writes
+//! during a death). The org rotates refresh tokens, so each of these would resend a rotated-out
+//! refresh token if sfkeep lost track of the newest one; the org's
+//! `refresh_token_reuse_detected` must stay 0. At the end: calls, failures by class, token
+//! requests per death by cause, records lost and duplicated, and a secret-leak audit of
+//! everything the run produced (logs, the Python client's output, the proxy's /metrics, Redis,
+//! the SQLite file): zero hits.
+//!
+//! `SFKEEP_SOAK_EVENTS=store_loss,idle_gap` injects only the kinds named (see `KINDS`), to
+//! replay one path; `SFKEEP_SOAK_SEED` replays a schedule.
 //!
 //! Ignored by `cargo test`; run with `SFKEEP_SOAK_SECONDS=N cargo test -p sfkeep-cli --test soak
 //! -- --ignored --nocapture`. The report is printed as a Markdown table and as one JSON line
@@ -78,7 +86,8 @@ impl Write for Capture {
 }
 
 /// Failures seen by callers, by class; `expected` ones happened while the user was frozen
-/// (unrecoverable by design) and must carry the right cause.
+/// (unrecoverable by design) or while Redis refused writes (no rotating refresh then, by
+/// design), and must carry the right cause.
 #[derive(Default)]
 struct Tally {
     calls: u64,
@@ -113,6 +122,13 @@ struct Chaos {
     /// Session deaths injected so far (bumped just before each): a call that two deaths hit
     /// may fail with a dead session, since a call replays once by design.
     deaths: AtomicU64,
+    /// Odd while Redis refuses writes (`maxmemory` reached): a rotating refresh must not be
+    /// sent, so a caller that needs a new token then fails with the store's error, by design.
+    store_full_epoch: AtomicU64,
+    /// Set during an idle gap: the callers stop calling and count themselves in `idle`.
+    paused: AtomicBool,
+    /// Callers (library tasks and the sync) waiting out an idle gap.
+    idle: AtomicU64,
     /// Set at the wind-down: the callers stop.
     stop: AtomicBool,
 }
@@ -131,6 +147,29 @@ impl Chaos {
     fn toggle_freeze(&self) {
         self.freeze_epoch.fetch_add(1, Ordering::SeqCst);
     }
+    /// The store-full epoch, read before a call.
+    fn store_epoch(&self) -> u64 {
+        self.store_full_epoch.load(Ordering::SeqCst)
+    }
+    /// Whether a call that started at `epoch` overlapped a window in which Redis refused writes.
+    fn overlapped_store_full(&self, epoch: u64) -> bool {
+        epoch % 2 == 1 || self.store_epoch() != epoch
+    }
+    /// Marks the start or the end of a store-full window.
+    fn toggle_store_full(&self) {
+        self.store_full_epoch.fetch_add(1, Ordering::SeqCst);
+    }
+    /// During an idle gap, counts the caller as idle and waits until the gap ends.
+    async fn wait_out_idle_gap(&self) {
+        if !self.paused.load(Ordering::SeqCst) {
+            return;
+        }
+        self.idle.fetch_add(1, Ordering::SeqCst);
+        while self.paused.load(Ordering::SeqCst) && !self.stop.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.idle.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// How long the org gets to settle after a death, or at the wind-down, before the soak fails.
@@ -139,7 +178,15 @@ const SETTLE_DEADLINE: Duration = Duration::from_secs(30);
 /// going through) to count as settled.
 const SETTLE_QUIET: Duration = Duration::from_millis(150);
 
-fn manager(info: &ReadyInfo, redis_port: u16, key: &CacheKey) -> TokenManager {
+/// One process's manager: the Redis fleet store under `key`, the refresh-token grant with the
+/// configured (bootstrap) refresh token, the JWT bearer fallback, and the host's spent-token
+/// ledger at `ledger`.
+fn manager(
+    info: &ReadyInfo,
+    redis_port: u16,
+    key: &CacheKey,
+    ledger: &std::path::Path,
+) -> TokenManager {
     let pem = std::fs::read_to_string(&info.jwt_key_file).unwrap();
     let store = RedisStore::builder(&format!("redis://127.0.0.1:{redis_port}/"), key.clone())
         .op_timeout(Duration::from_millis(300))
@@ -158,6 +205,7 @@ fn manager(info: &ReadyInfo, redis_port: u16, key: &CacheKey) -> TokenManager {
             PrivateKeyPem::new(pem),
         ))
         .store(Arc::new(store))
+        .spent_ledger(ledger)
         .introspect(false)
         .build()
         .unwrap()
@@ -225,6 +273,57 @@ async fn settle(
             );
         }
     }
+}
+
+/// Every kind of injection, for `SFKEEP_SOAK_EVENTS`.
+const KINDS: [&str; 14] = [
+    "timeout",
+    "logout",
+    "password",
+    "revoke",
+    "freeze",
+    "503",
+    "429",
+    "latency",
+    "reset",
+    "redis_restart",
+    "store_loss",
+    "idle_gap",
+    "persist_fail",
+    "touch",
+];
+
+/// The injections that kill the session (their token requests are attributed per death).
+fn is_death(kind: &str) -> bool {
+    matches!(
+        kind,
+        "timeout"
+            | "logout"
+            | "password"
+            | "revoke"
+            | "freeze"
+            | "store_loss"
+            | "idle_gap"
+            | "persist_fail"
+    )
+}
+
+/// Sets Redis's `maxmemory` with `noeviction`: `"1"` makes it refuse every write while reads
+/// go on (a full Redis), `"0"` lifts the limit.
+fn redis_config(redis: &Redis, maxmemory: &str) {
+    let out = redis.cli(&[
+        "CONFIG",
+        "SET",
+        "maxmemory-policy",
+        "noeviction",
+        "maxmemory",
+        maxmemory,
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&out).trim(),
+        "OK",
+        "CONFIG SET maxmemory {maxmemory}"
+    );
 }
 
 fn token_requests(s: &Value) -> u64 {
@@ -296,14 +395,20 @@ async fn run(seconds: u64, capture: Capture) {
             // The soak is about session deaths, not the daily allowance: with the org serving
             // pages faster, a 60 s run's calls now pass the default 15,000 and the final sync
             // met REQUEST_LIMIT_EXCEEDED.
-            .daily_api_limit(100_000_000),
+            .daily_api_limit(100_000_000)
+            // Rotation on: the store then holds the only valid refresh token, and a store loss,
+            // a failed save or a stale reader would resend a rotated-out one, which the org
+            // answers by revoking the family (`refresh_token_reuse_detected`, asserted 0).
+            .rotate_refresh_tokens(true),
     )
     .await
     .unwrap();
     let info = org.ready_info().clone();
     let http = reqwest::Client::new();
     let key = CacheKey::generate();
-    let m = manager(&info, redis.port, &key);
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("spent-ledger.json");
+    let m = manager(&info, redis.port, &key, &ledger);
     let client = Client::new(m.clone()).unwrap();
     let proxy = Proxy::builder(m.clone())
         .expected_username(Some(info.username.clone()))
@@ -312,7 +417,6 @@ async fn run(seconds: u64, capture: Capture) {
         .spawn()
         .await
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
     let db_path = dir.path().join("billing.db");
     let db = Arc::new(Mutex::new(rusqlite::Connection::open(&db_path).unwrap()));
     db.lock()
@@ -325,6 +429,9 @@ async fn run(seconds: u64, capture: Capture) {
     let chaos = Arc::new(Chaos {
         freeze_epoch: AtomicU64::new(0),
         deaths: AtomicU64::new(0),
+        store_full_epoch: AtomicU64::new(0),
+        paused: AtomicBool::new(false),
+        idle: AtomicU64::new(0),
         stop: AtomicBool::new(false),
     });
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -336,7 +443,9 @@ async fn run(seconds: u64, capture: Capture) {
         tasks.push(tokio::spawn(async move {
             let path = client.data_path("/query?q=SELECT+Id,+Name+FROM+Account+LIMIT+5");
             while !chaos.stop.load(Ordering::Relaxed) {
+                chaos.wait_out_idle_gap().await;
                 let epoch = chaos.epoch();
+                let store_epoch = chaos.store_epoch();
                 let deaths = chaos.deaths.load(Ordering::SeqCst);
                 let r = if i % 2 == 0 {
                     client.get_json(&path).await.map(|_| ())
@@ -347,6 +456,7 @@ async fn run(seconds: u64, capture: Capture) {
                         .map(|_| ())
                 };
                 let frozen = chaos.overlapped_freeze(epoch);
+                let store_full = chaos.overlapped_store_full(store_epoch);
                 // On a loaded machine one call can outlast two injected deaths: the first is
                 // healed, the replay meets the second, and the call reports the dead session
                 // (one replay, never a loop). That is the contract, not a failure.
@@ -364,7 +474,14 @@ async fn run(seconds: u64, capture: Capture) {
                             let right_cause = e.is_reauth_required();
                             let dead_again = twice_dead
                                 && e.cause() == Some(sfkeep::diagnose::Cause::SessionExpired);
-                            let expected = (frozen && right_cause) || dead_again;
+                            // While Redis refuses writes, a caller that needs a new token gets
+                            // the store's error: no rotating refresh whose answer cannot be kept.
+                            let store_refused = store_full
+                                && matches!(
+                                    e,
+                                    sfkeep::Error::StoreUnavailable | sfkeep::Error::Store { .. }
+                                );
+                            let expected = (frozen && right_cause) || dead_again || store_refused;
                             let bucket = if expected {
                                 &mut t.expected
                             } else if e.is_retryable() {
@@ -406,12 +523,15 @@ async fn run(seconds: u64, capture: Capture) {
         tasks.push(tokio::spawn(async move {
             while !chaos.stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
+                chaos.wait_out_idle_gap().await;
                 let epoch = chaos.epoch();
+                let store_epoch = chaos.store_epoch();
                 let r = sync_round(&client, &db).await;
                 let mut s = st.lock().unwrap();
                 s.0 += 1;
                 if let Err(e) = r
                     && !chaos.overlapped_freeze(epoch)
+                    && !chaos.overlapped_store_full(store_epoch)
                 {
                     s.1 += 1;
                     s.2.push(e.to_string());
@@ -423,6 +543,8 @@ async fn run(seconds: u64, capture: Capture) {
     // simple-salesforce through the proxy.
     let stop_file = dir.path().join("stop");
     let ready_file = dir.path().join("python-ready");
+    let pause_file = dir.path().join("pause");
+    let idle_file = dir.path().join("python-idle");
     let py = python();
     if py.is_none() && std::env::var_os("CI").is_some() {
         panic!("no Python with simple-salesforce (scripts/python-venv) and CI is set");
@@ -439,6 +561,8 @@ async fn run(seconds: u64, capture: Capture) {
             .env("SOAK_SECONDS", (seconds + 30).to_string())
             .env("SOAK_STOP_FILE", &stop_file)
             .env("SOAK_READY_FILE", &ready_file)
+            .env("SOAK_PAUSE_FILE", &pause_file)
+            .env("SOAK_IDLE_FILE", &idle_file)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -471,27 +595,57 @@ async fn run(seconds: u64, capture: Capture) {
     let mut events: BTreeMap<&str, u64> = BTreeMap::new();
     let mut frozen_windows: Vec<(f64, f64)> = Vec::new();
     let mut unrecoverable_reported = 0u64;
+    // Windows in which Redis refused writes, and how often a caller was told so.
+    let mut store_full_windows: Vec<(f64, f64)> = Vec::new();
+    let mut store_refusals_reported = 0u64;
+    // Rotating refreshes the org received while the store could not have kept the answer.
+    let mut refreshes_sent_unwritable = 0u64;
+    let mut idle_gaps = 0u64;
+    let since_py_start = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs_f64()
+            - py_started
+    };
+    // `SFKEEP_SOAK_EVENTS=store_loss,idle_gap` injects only those kinds (to replay one path).
+    let only: Vec<String> = std::env::var("SFKEEP_SOAK_EVENTS")
+        .map(|v| v.split(',').map(|k| k.trim().to_owned()).collect())
+        .unwrap_or_default();
     while Instant::now() + Duration::from_secs(3) < deadline {
         tokio::time::sleep(Duration::from_millis(rand_range(600, 1500))).await;
         let before = token_requests(&stats(&http, &info).await);
         let kind = match rand_range(0, 100) as u32 {
-            0..12 => "timeout",
-            12..24 => "logout",
-            24..34 => "password",
-            34..42 => "revoke",
-            42..47 => "freeze",
-            47..57 => "503",
-            57..67 => "429",
-            67..75 => "latency",
-            75..85 => "reset",
-            85..92 => "redis_restart",
+            0..11 => "timeout",
+            11..22 => "logout",
+            22..31 => "password",
+            31..38 => "revoke",
+            38..43 => "freeze",
+            43..51 => "503",
+            51..59 => "429",
+            59..66 => "latency",
+            66..74 => "reset",
+            74..80 => "redis_restart",
+            80..85 => "store_loss",
+            85..90 => "idle_gap",
+            90..94 => "persist_fail",
             _ => "touch",
         };
+        let kind = match only.len() {
+            0 => kind,
+            n => {
+                let want = &only[rand_range(0, n as u64) as usize];
+                KINDS
+                    .iter()
+                    .copied()
+                    .find(|k| k == want)
+                    .unwrap_or_else(|| {
+                        panic!("SFKEEP_SOAK_EVENTS: unknown kind {want:?} (kinds: {KINDS:?})")
+                    })
+            }
+        };
         *events.entry(kind).or_default() += 1;
-        if matches!(
-            kind,
-            "timeout" | "logout" | "password" | "revoke" | "freeze"
-        ) {
+        if is_death(kind) {
             chaos.deaths.fetch_add(1, Ordering::SeqCst);
         }
         match kind {
@@ -619,9 +773,117 @@ async fn run(seconds: u64, capture: Capture) {
                 .await
             }
             "redis_restart" => {
+                // Without persistence: Redis comes back empty (a store loss while no death).
                 redis.down();
                 tokio::time::sleep(Duration::from_millis(rand_range(500, 2000))).await;
                 redis.up();
+            }
+            "store_loss" => {
+                // Every record gone while Redis stays up (an operator's FLUSHALL, a failover to
+                // an empty replica), then a death: the refresh must use the newest refresh
+                // token this process holds, never the configured one rotated out long ago.
+                let flushed = redis.cli(&["FLUSHALL"]);
+                assert_eq!(String::from_utf8_lossy(&flushed).trim(), "OK", "FLUSHALL");
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/logout"),
+                    json!({}),
+                )
+                .await
+            }
+            "idle_gap" => {
+                // Every caller goes quiet, the org's clock passes the session timeout (the
+                // sessions die of inactivity, as over a night), a new process starts first (a
+                // cron job, a redeploy) and then every caller wakes at once.
+                idle_gaps += 1;
+                chaos.paused.store(true, Ordering::SeqCst);
+                std::fs::write(&pause_file, idle_gaps.to_string()).unwrap();
+                let waited = Instant::now();
+                let python_idle = || {
+                    py_child.is_none()
+                        || std::fs::read_to_string(&idle_file).ok().as_deref()
+                            == Some(idle_gaps.to_string().as_str())
+                };
+                while chaos.idle.load(Ordering::SeqCst) < LIB_TASKS as u64 + 1 || !python_idle() {
+                    assert!(
+                        waited.elapsed() < Duration::from_secs(120),
+                        "the callers did not go idle within 120 s ({} of {} library/sync callers idle, Python idle: {})",
+                        chaos.idle.load(Ordering::SeqCst),
+                        LIB_TASKS + 1,
+                        python_idle()
+                    );
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    "/clock/advance",
+                    json!({"seconds": 7260}),
+                )
+                .await;
+                let newcomer = Client::new(manager(&info, redis.port, &key, &ledger)).unwrap();
+                let r = newcomer
+                    .get_json(&newcomer.data_path("/query?q=SELECT+Id+FROM+Account+LIMIT+1"))
+                    .await;
+                if let Err(e) = r {
+                    let mut t = tally.lock().unwrap();
+                    *t.unexpected
+                        .entry(format!("{} (new process after an idle gap)", class_of(&e)))
+                        .or_default() += 1;
+                    t.samples.push(format!("idle-gap newcomer: {e}"));
+                }
+                chaos.paused.store(false, Ordering::SeqCst);
+                std::fs::remove_file(&pause_file).unwrap();
+            }
+            "persist_fail" => {
+                // Redis refuses writes (`maxmemory` reached, `noeviction`), then a death: no
+                // rotating refresh may be sent whose answer the store could not keep, so the
+                // callers are told the store's error until it writes again; then one refresh
+                // heals.
+                let t0 = since_py_start();
+                let refreshes_before = stats(&http, &info).await["token_requests"]["refresh_token"]
+                    .as_u64()
+                    .unwrap_or(0);
+                chaos.toggle_store_full();
+                redis_config(&redis, "1");
+                admin(
+                    &http,
+                    &info,
+                    "POST",
+                    &format!("/users/{user}/logout"),
+                    json!({}),
+                )
+                .await;
+                let waited = Instant::now();
+                loop {
+                    match m.token().await {
+                        Err(sfkeep::Error::StoreUnavailable | sfkeep::Error::Store { .. }) => {
+                            store_refusals_reported += 1;
+                            break;
+                        }
+                        _ if waited.elapsed() > Duration::from_secs(30) => break,
+                        _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                    }
+                }
+                refreshes_sent_unwritable +=
+                    stats(&http, &info).await["token_requests"]["refresh_token"]
+                        .as_u64()
+                        .unwrap_or(0)
+                        - refreshes_before;
+                redis_config(&redis, "0");
+                let waited = Instant::now();
+                while m.token().await.is_err() {
+                    assert!(
+                        waited.elapsed() < Duration::from_secs(30),
+                        "no token within 30 s after Redis took writes again"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                chaos.toggle_store_full();
+                store_full_windows.push((t0, since_py_start()));
             }
             _ => {
                 admin(
@@ -634,10 +896,7 @@ async fn run(seconds: u64, capture: Capture) {
                 .await
             }
         }
-        if matches!(
-            kind,
-            "timeout" | "logout" | "password" | "revoke" | "freeze"
-        ) {
+        if is_death(kind) {
             // Attribute the token requests once the death has healed: at least one token
             // request since it, then the callers' calls going through with no 401 and no
             // further token request.
@@ -736,6 +995,7 @@ async fn run(seconds: u64, capture: Capture) {
         let t = t.as_f64().unwrap_or(-1.0) + py_shift;
         if frozen_windows
             .iter()
+            .chain(&store_full_windows)
             .any(|(a, b)| t >= a - 1.0 && t <= b + 1.0)
         {
             py_expected += 1;
@@ -877,6 +1137,11 @@ async fn run(seconds: u64, capture: Capture) {
     );
     let _ = writeln!(
         report,
+        "store-full windows: {} · reported as the store's error: {store_refusals_reported} · rotating refreshes sent meanwhile: {refreshes_sent_unwritable} · idle gaps: {idle_gaps}",
+        store_full_windows.len()
+    );
+    let _ = writeln!(
+        report,
         "records: org {} · billing DB rows {rows} · lost {lost} · stale {stale} · duplicated {duplicated}",
         org_records.len()
     );
@@ -900,6 +1165,7 @@ async fn run(seconds: u64, capture: Capture) {
             "seconds": started.elapsed().as_secs(),
             "library": {"calls": t.calls, "ok": t.ok, "unexpected": t.unexpected, "transient": t.transient, "expected": t.expected},
             "python": {"calls": py["calls"], "ok": py["ok"], "unexpected": py_unexpected, "expected": py_expected},
+            "reuse_detected": st["refresh_token_reuse_detected"],
             "deaths": deaths.iter().map(|(k, (n, r))| (k.to_string(), json!({"deaths": n, "token_requests": r}))).collect::<BTreeMap<_, _>>(),
             "records": {"org": org_records.len(), "lost": lost, "stale": stale, "duplicated": duplicated},
             "leaks": leaks.len(),
@@ -934,5 +1200,18 @@ async fn run(seconds: u64, capture: Capture) {
         unrecoverable_reported,
         frozen_windows.len() as u64,
         "every frozen user was reported as ReauthRequired"
+    );
+    assert_eq!(
+        st["refresh_token_reuse_detected"], 0,
+        "the org saw a rotated-out refresh token again (it revokes the family)"
+    );
+    assert_eq!(
+        refreshes_sent_unwritable, 0,
+        "rotating refreshes sent while Redis refused writes"
+    );
+    assert_eq!(
+        store_refusals_reported,
+        store_full_windows.len() as u64,
+        "every store-full window was reported as the store's error"
     );
 }

@@ -3,7 +3,9 @@
 
 Environment: PROXY_URL, SF_USERNAME, SF_PASSWORD, SOAK_SECONDS, SOAK_STOP_FILE (stop early
 when it exists), SOAK_READY_FILE (created after the first successful login, so the soak starts
-its chaos only once this client is running). Logs in with SOAP login() (answered by the proxy's
+its chaos only once this client is running), SOAK_PAUSE_FILE and SOAK_IDLE_FILE (an idle gap:
+while the pause file exists the client makes no call, and it writes the pause file's content
+into the idle file once it is quiet). Logs in with SOAP login() (answered by the proxy's
 shim) inside the loop — a login that fails is a failure like any other, with its time, and is
 tried again — then queries until the time is up. Each failure is classified by what the client
 raised. Prints one JSON
@@ -35,6 +37,19 @@ class HttpRewriteAdapter(HTTPAdapter):
         return super().send(request, **kw)
 
 
+def wait_out_idle_gap(pause_file, idle_file, stop_file):
+    try:
+        with open(pause_file) as f:
+            gap = f.read()
+    except FileNotFoundError:
+        return
+    with open(idle_file + ".tmp", "w") as f:
+        f.write(gap)
+    os.replace(idle_file + ".tmp", idle_file)
+    while os.path.exists(pause_file) and not (stop_file and os.path.exists(stop_file)):
+        time.sleep(0.01)
+
+
 def main():
     env = os.environ
     proxy = env["PROXY_URL"].rstrip("/")
@@ -46,7 +61,12 @@ def main():
     ready_file = env.get("SOAK_READY_FILE", "")
     sf = None
     t0 = time.time()
+    pause_file = env.get("SOAK_PAUSE_FILE", "")
+    idle_file = env.get("SOAK_IDLE_FILE", "")
     while time.monotonic() < deadline and not (stop_file and os.path.exists(stop_file)):
+        if pause_file and os.path.exists(pause_file):
+            wait_out_idle_gap(pause_file, idle_file, stop_file)
+            continue
         out["calls"] += 1
         try:
             if sf is None:
