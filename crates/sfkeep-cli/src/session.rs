@@ -57,6 +57,19 @@ pub fn http_client(timeout: Duration, connect: Duration) -> CliResult<reqwest::C
         .map_err(|e| CliError::unexpected(format!("{e}.")))
 }
 
+/// Why a request of the CLI's own HTTP client failed, for a message (no URL query, no secret).
+pub fn transport_reason(e: &reqwest::Error) -> String {
+    let mut s = if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        "transport error".to_owned()
+    };
+    if let Some(src) = std::error::Error::source(e) {
+        s.push_str(&format!(": {src}"));
+    }
+    s
+}
+
 /// A REST client over `m` for profile `p`: its API version, the CLI's HTTP client.
 pub fn api_client(p: &Profile, m: TokenManager) -> CliResult<sfkeep::client::Client> {
     let http = http_client(Duration::from_secs(120), Duration::from_secs(5))?;

@@ -205,6 +205,17 @@ fn interactive_login(
     args: &[&str],
     on_line: impl Fn(&str) -> bool,
 ) -> (i32, String) {
+    let (code, out, _) = interactive_login_with_stderr(home, org, args, on_line);
+    (code, out)
+}
+
+/// As [`interactive_login`], also returning the stderr lines after the one `on_line` took.
+fn interactive_login_with_stderr(
+    home: &std::path::Path,
+    org: &Org,
+    args: &[&str],
+    on_line: impl Fn(&str) -> bool,
+) -> (i32, String, String) {
     use std::io::{BufRead, Read};
     let mut child = with_profile(home, org, args)
         .stdout(std::process::Stdio::piped())
@@ -242,7 +253,20 @@ fn interactive_login(
     });
     let left = deadline.saturating_duration_since(Instant::now());
     let (code, out) = erx.recv_timeout(left).expect("login exits in time");
-    (code.unwrap(), out)
+    // The child has exited: its stderr reaches end of file, and the reader's channel closes.
+    let mut rest = String::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                rest.push_str(&line);
+                rest.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(e) => panic!("stderr did not close after the exit: {e}"),
+        }
+    }
+    (code.unwrap(), out, rest)
 }
 
 #[test]
@@ -356,4 +380,150 @@ fn login_web_and_device_against_the_fake_org() {
             "{secret} echoed"
         );
     }
+}
+
+/// The live refresh tokens at the org (one per family not revoked).
+fn live_refresh_tokens(org: &Org) -> Vec<String> {
+    let url = format!("{}/tokens", org.field("admin_url"));
+    let v: serde_json::Value = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async { reqwest::get(url).await.unwrap().json().await.unwrap() });
+    v["current_refresh_tokens"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Issue 24, item 4 for interactive logins: a person who signs in to the browser (or approves
+/// the device code) as someone other than the profile's user gets nothing stored under the
+/// profile — every process sharing the store would otherwise act as that person — and the
+/// new refresh token is revoked at once instead of staying valid, held by no one. The web
+/// login also names the profile's user to the login page (`login_hint`).
+#[test]
+fn a_login_as_another_user_stores_nothing_and_revokes_its_token() {
+    const OTHER: &str = "admin@example.com";
+    let home = tempfile::tempdir().unwrap();
+    let org = Org::start(home.path(), 10);
+    let h = home.path();
+    let user = org.field("username");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let status_grant = || {
+        let (code, out, err) = run(with_profile(h, &org, &["status", "--json"]));
+        assert_eq!(code, 0, "{err}");
+        result_of(&out)["grant"].clone()
+    };
+    let live_before = live_refresh_tokens(&org);
+
+    // --web, the browser signed in as another user.
+    let (code, _, err) = interactive_login_with_stderr(
+        h,
+        &org,
+        &[
+            "login",
+            "--web",
+            "--port",
+            "0",
+            "--no-browser",
+            "--timeout",
+            "25",
+        ],
+        |line| {
+            let Some(url) = line
+                .split_whitespace()
+                .find(|w| w.contains("/services/oauth2/authorize"))
+            else {
+                return false;
+            };
+            let mut url = url::Url::parse(url).unwrap();
+            let hint: Vec<String> = url
+                .query_pairs()
+                .filter(|(k, _)| k == "login_hint")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            assert_eq!(hint.len(), 1, "one login_hint: {hint:?}");
+            assert_eq!(hint[0], user, "the login page is told the profile's user");
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .filter(|(k, _)| k != "login_hint")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            url.query_pairs_mut()
+                .clear()
+                .extend_pairs(pairs)
+                .append_pair("login_hint", OTHER);
+            rt.block_on(async {
+                let http = reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .build()
+                    .unwrap();
+                let resp = http.get(url.as_str()).send().await.unwrap();
+                assert_eq!(resp.status().as_u16(), 302);
+                let loc = resp.headers()["location"].to_str().unwrap().to_owned();
+                let _ = http.get(&loc).send().await.unwrap();
+            });
+            true
+        },
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("acted as `{OTHER}`")) && err.contains("nothing was stored"),
+        "{err}"
+    );
+    assert!(err.contains("the new token was revoked"), "{err}");
+    assert_ne!(status_grant(), "authorization_code", "nothing stored");
+    assert_eq!(
+        live_refresh_tokens(&org),
+        live_before,
+        "the other user's new refresh token is revoked at the org"
+    );
+
+    // --device, approved by another user.
+    let (code, _, err) =
+        interactive_login_with_stderr(h, &org, &["login", "--device", "--timeout", "25"], |line| {
+            let Some(code) = line
+                .split("enter the code ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+            else {
+                return false;
+            };
+            assert_eq!(
+                org.admin_post(
+                    &format!("/device/{code}/approve"),
+                    serde_json::json!({"username": OTHER})
+                ),
+                200
+            );
+            true
+        });
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains(&format!("acted as `{OTHER}`")), "{err}");
+    assert_ne!(status_grant(), "device");
+    assert_eq!(live_refresh_tokens(&org), live_before);
+
+    // The profile's own user, for contrast: stored.
+    let (code, out) =
+        interactive_login(h, &org, &["login", "--device", "--timeout", "25"], |line| {
+            let Some(code) = line
+                .split("enter the code ")
+                .nth(1)
+                .and_then(|r| r.split_whitespace().next())
+            else {
+                return false;
+            };
+            assert_eq!(
+                org.admin_post(&format!("/device/{code}/approve"), serde_json::json!({})),
+                200
+            );
+            true
+        });
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(status_grant(), "device");
 }

@@ -12,7 +12,7 @@
 //! | `PUT /_fake/apps/{client_id}/policy` | partial update: `refresh_token_policy`, `rotate_refresh_tokens`, `session_timeout_seconds` (null clears), `introspect_all`, `jwt_preapproved`, `api_scope` |
 //! | `PUT /_fake/network {"login_ip_ranges":[["lo","hi"]],"lock_sessions_to_ip":true}` | partial update; `[]`/null ranges = unrestricted |
 //! | `POST /_fake/faults {"path_prefix","status","count","latency_ms","reset","reset_after","after_commit","hold","html"}` · `DELETE /_fake/faults` · `POST /_fake/faults/release` | injected failures (`reset`: the connection drops before the request is processed; `reset_after`: after it was processed and committed, so only the answer is lost; `after_commit`: the request is processed and committed first, then `latency_ms` passes before the answer, which `reset` drops; `hold` with `after_commit`: the answer then waits for `faults/release`, and `stats` `answers_held` counts the waiting ones) |
-//! | `POST /_fake/device/{user_code}/approve` | the integration user approves a pending device login |
+//! | `POST /_fake/device/{user_code}/approve {"username":"…"}` | the integration user (or the user named) approves a pending device login |
 //! | `POST /_fake/records/Account/touch {"count":N}` | N accounts change (new SystemModstamp) |
 //! | `GET /_fake/stats` | counters, plus `connections_open` (accepted, not yet closed; the caller's own included) and `requests_in_flight` (API requests not yet processed; see `src/activity.rs`) |
 //!
@@ -165,7 +165,9 @@ fn respond(
             inner.faults.clear();
             ok(json!({"faults": []}))
         }
-        (&Method::POST, ["device", user_code, "approve"]) => device_approve(&mut inner, user_code),
+        (&Method::POST, ["device", user_code, "approve"]) => {
+            device_approve(&mut inner, user_code, &body)
+        }
         (&Method::POST, ["records", obj, "touch"]) if obj.eq_ignore_ascii_case("Account") => {
             touch(&mut inner, &body)
         }
@@ -565,8 +567,17 @@ fn add_fault(inner: &mut Inner, body: Value) -> Response {
     ok(json!({"faults": inner.faults}))
 }
 
-fn device_approve(inner: &mut Inner, user_code: &str) -> Response {
-    let user_id = inner.users[0].id.clone();
+fn device_approve(inner: &mut Inner, user_code: &str, body: &Value) -> Response {
+    // The person approving signs in first: the integration user unless `username` names
+    // another (a test of a login by the wrong person).
+    let user = match body.get("username").and_then(Value::as_str) {
+        None => Some(0),
+        Some(name) => inner.user_by_name(name),
+    };
+    let Some(user) = user else {
+        return wire::admin_error(StatusCode::NOT_FOUND, "unknown username", json!({}));
+    };
+    let user_id = inner.users[user].id.clone();
     match inner
         .devices
         .iter_mut()

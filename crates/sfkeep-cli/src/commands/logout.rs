@@ -230,7 +230,7 @@ async fn revoke(p: &Profile, which: Revoked, secret: &str, fingerprint: &str) ->
             CliError::transient(format!(
                 "cannot revoke the {what} of {}: POST {url} failed ({}). Nothing was forgotten; retry when the org is reachable.",
                 p.describe(),
-                if e.is_timeout() { "timed out".to_owned() } else { transport_reason(&e) }
+                if e.is_timeout() { "timed out".to_owned() } else { session::transport_reason(&e) }
             ))
         })?;
     let status = resp.status().as_u16();
@@ -271,16 +271,4 @@ async fn revoke(p: &Profile, which: Revoked, secret: &str, fingerprint: &str) ->
             sfkeep::error::redacted_snippet(&body)
         ))),
     }
-}
-
-fn transport_reason(e: &reqwest::Error) -> String {
-    let mut s = if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        "transport error".to_owned()
-    };
-    if let Some(src) = std::error::Error::source(e) {
-        s.push_str(&format!(": {src}"));
-    }
-    s
 }

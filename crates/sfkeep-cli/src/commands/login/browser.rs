@@ -94,6 +94,15 @@ pub async fn web(p: &Profile, a: &LoginArgs, store: &dyn Store) -> CliResult<Tok
         &state,
         &verifier,
     );
+    // Salesforce pre-fills its login page with `login_hint`: the person is led to sign in as
+    // the profile's user (whom `store_response` then checks).
+    let url = match (&p.username, url::Url::parse(&url)) {
+        (Some(user), Ok(mut u)) => {
+            u.query_pairs_mut().append_pair("login_hint", user);
+            String::from(u)
+        }
+        _ => url,
+    };
     eprintln!(
         "Open this URL in a browser to log in (waiting up to {}s):\n  {url}",
         a.timeout

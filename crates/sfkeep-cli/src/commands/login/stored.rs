@@ -59,6 +59,7 @@ pub async fn store_response(
         expires_at = exp;
         source = ExpirySource::Introspection;
     }
+    check_user(p, &resp).await?;
     let key = session::store_key(p);
     let context = format!("cannot store the new token of {}", p.describe());
     let mut expected = store
@@ -96,4 +97,111 @@ pub async fn store_response(
     Err(CliError::store(format!(
         "{context}: other processes kept writing the same store key. Retry."
     )))
+}
+
+/// What userinfo said about a token from an interactive login.
+enum Who {
+    /// It acts as this username.
+    User(String),
+    /// The org did not say (the reason, no secret in it).
+    Unknown(String),
+}
+
+/// Asks the org's userinfo whom the new access token acts as.
+async fn who_is(resp: &TokenResponse) -> Who {
+    let raw = format!(
+        "{}/services/oauth2/userinfo",
+        resp.instance_url.trim_end_matches('/')
+    );
+    let url = match sfkeep::http::check_url("the instance URL of the token response", &raw) {
+        Ok(u) => u,
+        Err(e) => return Who::Unknown(e.to_string()),
+    };
+    let http = match session::http_client(Duration::from_secs(15), Duration::from_secs(5)) {
+        Ok(h) => h,
+        Err(e) => return Who::Unknown(e.to_string()),
+    };
+    let answer = http
+        .get(url)
+        .bearer_auth(resp.access_token.expose_secret())
+        .send()
+        .await;
+    let answer = match answer {
+        Ok(a) if a.status().is_success() => a,
+        Ok(a) => return Who::Unknown(format!("userinfo answered HTTP {}", a.status().as_u16())),
+        Err(e) => {
+            return Who::Unknown(format!(
+                "userinfo failed ({})",
+                session::transport_reason(&e)
+            ));
+        }
+    };
+    match answer.json::<serde_json::Value>().await {
+        Ok(v) => match v
+            .get("preferred_username")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(u) => Who::User(u.to_owned()),
+            None => Who::Unknown("userinfo named no preferred_username".to_owned()),
+        },
+        Err(_) => Who::Unknown("userinfo did not answer JSON".to_owned()),
+    }
+}
+
+/// A person may sign in to the browser (or approve a device code) as someone other than the
+/// profile's user — their own admin account, say. That token stored under this profile's key
+/// would be handed to every process sharing the store, acting as the wrong user: so when the
+/// profile names its user, the new token must act as that user, or nothing is stored and the
+/// new refresh token is revoked at once (it would otherwise stay valid at Salesforce, held by
+/// no one). When the org will not say who it is, the login goes on with a warning.
+async fn check_user(p: &Profile, resp: &TokenResponse) -> CliResult<()> {
+    let Some(want) = p.username.as_deref() else {
+        return Ok(());
+    };
+    match who_is(resp).await {
+        Who::User(got) if got.eq_ignore_ascii_case(want) => Ok(()),
+        Who::User(got) => {
+            let revoked = revoke_unwanted(p, resp).await;
+            Err(CliError::usage(format!(
+                "the login acted as `{got}`, but {} is for `{want}`: nothing was stored{revoked}. Log in again as `{want}` (a private browser window avoids a session of another user).",
+                p.describe()
+            )))
+        }
+        Who::Unknown(why) => {
+            crate::output::warn(&format!(
+                "could not check that the new token acts as `{want}` ({why}); it is stored. `sfkeep status --verify` asks the org again."
+            ));
+            Ok(())
+        }
+    }
+}
+
+/// Revokes the refresh token (else the access token) of a login that is not kept; returns a
+/// clause for the message.
+async fn revoke_unwanted(p: &Profile, resp: &TokenResponse) -> String {
+    let token = match &resp.refresh_token {
+        Some(rt) => rt.expose_secret().to_owned(),
+        None => resp.access_token.expose_secret().to_owned(),
+    };
+    let token = zeroize::Zeroizing::new(token);
+    let url = format!(
+        "{}/services/oauth2/revoke",
+        p.login_url.trim_end_matches('/')
+    );
+    let Ok(http) = session::http_client(Duration::from_secs(10), Duration::from_secs(3)) else {
+        return " (and its token could not be revoked: no HTTP client)".to_owned();
+    };
+    match http
+        .post(&url)
+        .form(&[("token", token.as_str())])
+        .send()
+        .await
+    {
+        Ok(r) if r.status().is_success() => " and the new token was revoked".to_owned(),
+        Ok(r) => format!(
+            " (revoking the new token answered HTTP {}; it expires on its own or an admin can revoke it)",
+            r.status().as_u16()
+        ),
+        Err(_) => " (the new token could not be revoked: the org did not answer)".to_owned(),
+    }
 }
