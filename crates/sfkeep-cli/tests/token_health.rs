@@ -393,3 +393,92 @@ fn status_warns_while_the_fallback_grant_carries_the_integration() {
         "{out}"
     );
 }
+
+/// Issue 24 item 5 for `status`: a stored record carries the clock offset its *writer*
+/// measured. A writer 3 h fast stores −3 h; `status` on a host with a correct clock must not
+/// apply it (it said the session had 3 h more than it has, and a timed-out one looked alive).
+/// And a record issued in this host's future (this clock behind the org's) makes `status` read
+/// the org's `Date` instead of trusting either clock.
+#[test]
+fn status_judges_a_stored_token_on_this_hosts_clock_not_its_writers() {
+    use sfkeep::clock::UnixMillis;
+    use sfkeep::store::{CacheKey, EncryptedFileStore, Store, StoreKey};
+    use sfkeep::token::TokenRecord;
+
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let cfg = PathBuf::from(org.field("profile_file"));
+    let (code, _, err) = run(cmd(h, &cfg, &["token"]));
+    assert_eq!(code, 0, "{err}");
+    let dir = cfg.parent().unwrap();
+    let key = std::fs::read_to_string(dir.join("cache.key")).unwrap();
+    let file = EncryptedFileStore::new(
+        dir.join("tokens.enc"),
+        CacheKey::from_base64(key.trim()).unwrap(),
+    );
+    let status = |args: &[&str]| {
+        let (code, out, err) = run(cmd(h, &cfg, args));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    let store_key = StoreKey::from_string(
+        result_of(&status(&["status", "--json"]))["store_key"]
+            .as_str()
+            .unwrap(),
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let stored = rt.block_on(file.load(&store_key)).unwrap().unwrap();
+    let lifetime = stored.expires_at.since(stored.issued_at).as_secs();
+    let write = |rec: &TokenRecord, replaced: u64| {
+        rt.block_on(file.compare_and_set(&store_key, Some(replaced), rec))
+            .unwrap();
+    };
+    let expires_in = || {
+        result_of(&status(&["status", "--json"]))["expires_in_secs"]
+            .as_u64()
+            .unwrap()
+    };
+
+    // The same token as a writer 3 h fast would have stored it.
+    let fast_writer = TokenRecord {
+        generation: stored.generation + 1,
+        server_offset_ms: -3 * 3600 * 1000,
+        ..stored.clone()
+    };
+    write(&fast_writer, stored.generation);
+    let left = expires_in();
+    assert!(
+        left <= lifetime,
+        "status applied the writer's clock: {left} s left of a {lifetime} s session"
+    );
+
+    // The org's clock an hour ahead of this host's; a token issued now on the org's clock.
+    assert_eq!(
+        org.admin_post("/clock/advance", json!({"seconds": 3600})),
+        200
+    );
+    let org_now = UnixMillis(stored.issued_at.0 + 3_600_000);
+    let ahead = TokenRecord {
+        generation: fast_writer.generation + 1,
+        issued_at: org_now,
+        refresh_at: org_now.plus(std::time::Duration::from_secs(lifetime / 2)),
+        expires_at: org_now.plus(std::time::Duration::from_secs(lifetime)),
+        server_offset_ms: 0,
+        ..stored.clone()
+    };
+    write(&ahead, fast_writer.generation);
+    let left = expires_in();
+    assert!(
+        left <= lifetime && left + 300 >= lifetime,
+        "judged on the org's clock, the new token has about {lifetime} s left, not {left}"
+    );
+    let text = status(&["status"]);
+    assert!(
+        text.contains("behind the org's (its Date header)"),
+        "the text says the org's clock was read: {text}"
+    );
+}

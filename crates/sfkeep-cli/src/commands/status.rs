@@ -3,13 +3,18 @@
 //!
 //! Without `--verify` nothing is asked of the org: the state is a local estimate from the
 //! stored expiry, and the output says so (with the last API call the audit log saw succeed
-//! with this token, the nearest thing to a confirmation). `--verify` asks the org at
+//! with this token, the nearest thing to a confirmation). The one exception is the org's time,
+//! when the stored times contradict this host's clock (see [`org_now`]). `--verify` asks the org at
 //! `/services/oauth2/userinfo`, healing a dead session once like any call, and reports what
 //! the org said and when.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use clap::Args;
 use serde_json::{Value, json};
-use sfkeep::clock::{Clock, SystemClock, UnixMillis};
+use sfkeep::clock::{Clock, ServerClock, SystemClock, UnixMillis};
+use sfkeep::grant::TokenEndpoint;
 use sfkeep::token::{ExpirySource, TokenRecord, TokenState};
 
 use crate::audit::{self, AuditLog, EventRow};
@@ -24,6 +29,51 @@ use crate::session::{self, Globals};
 const RECENT_EVENTS: usize = 5;
 /// Width of the label column of the text form.
 const LABEL: usize = 13;
+/// A record issued further than this in the local future says this host's clock is behind.
+const FUTURE_TOLERANCE: Duration = Duration::from_secs(60);
+/// How long `status` waits for the org's `Date` header.
+const DATE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The org's time as this host can tell it.
+#[derive(Clone, Copy)]
+struct OrgNow {
+    now: UnixMillis,
+    /// The org's clock minus this host's, when its `Date` header was read (else this host's
+    /// clock stands for the org's).
+    measured_offset_ms: Option<i64>,
+}
+
+/// The org's time, for judging a stored record. The record carries the clock offset its
+/// *writer* measured; another host's clock error is not this one's (a writer 3 h fast made a
+/// host with a correct clock call a timed-out session hours from expiry), so it is never
+/// applied here (`docs/token-lifecycle.md`, "Clock skew"). This host's clock stands for the
+/// org's unless the record contradicts it — issued in its future (this clock is behind), or
+/// expired by it (this clock may be ahead) — and then the org's `Date` header decides: one
+/// unauthenticated `GET /services/data/`, at most [`DATE_PROBE_TIMEOUT`].
+async fn org_now(p: &Profile, rec: Option<&TokenRecord>) -> OrgNow {
+    let local = OrgNow {
+        now: SystemClock.now(),
+        measured_offset_ms: None,
+    };
+    let Some(r) = rec else {
+        return local;
+    };
+    let contradicted = r.issued_at > local.now.plus(FUTURE_TOLERANCE)
+        || matches!(r.state_at(local.now), TokenState::Expired);
+    if !contradicted {
+        return local;
+    }
+    let Ok(ep) = TokenEndpoint::new(&p.login_url, ServerClock::new(Arc::new(SystemClock))) else {
+        return local;
+    };
+    match tokio::time::timeout(DATE_PROBE_TIMEOUT, ep.probe_date()).await {
+        Ok(true) => OrgNow {
+            now: ep.clock().now(),
+            measured_offset_ms: Some(ep.clock().offset()),
+        },
+        _ => local,
+    }
+}
 
 /// `sfkeep status` arguments.
 #[derive(Debug, Args)]
@@ -52,6 +102,8 @@ struct Report {
     recent: Vec<EventRow>,
     /// The fallback grant carries the integration, and why the primary failed.
     fallback: Option<Fallback>,
+    /// The org's time the record is judged at.
+    now: OrgNow,
 }
 
 /// The stored token came from the profile's fallback grant: every call works, but the primary
@@ -99,15 +151,15 @@ async fn stored_state(p: &Profile) -> (&'static str, Option<u64>) {
     match rec {
         None => ("missing", None),
         Some(r) => {
-            let now = r.server_now(SystemClock.now());
-            (local_state(&r), Some(r.remaining_at(now).as_secs()))
+            let now = org_now(p, Some(&r)).await.now;
+            (local_state(&r, now), Some(r.remaining_at(now).as_secs()))
         }
     }
 }
 
-/// `fresh`, `stale` or `expired`, on the server's clock as the record's writer measured it.
-fn local_state(r: &TokenRecord) -> &'static str {
-    match r.state_at(r.server_now(SystemClock.now())) {
+/// `fresh`, `stale` or `expired` at the org's time `now`.
+fn local_state(r: &TokenRecord, now: UnixMillis) -> &'static str {
+    match r.state_at(now) {
         TokenState::Fresh => "fresh",
         TokenState::Stale => "stale",
         TokenState::Expired => "expired",
@@ -159,11 +211,14 @@ pub async fn run(g: &Globals, a: StatusArgs) -> CliResult<Exit> {
     }
 }
 
-/// The local estimate: the stored record against the server's clock as its writer measured it.
+/// The local estimate: the stored record against the org's time (see [`org_now`]).
 async fn estimated(p: &Profile) -> CliResult<Report> {
     let store = session::open_store(p)?;
     let record = session::load_record(p, store.as_ref()).await?;
-    let state = record.as_ref().map_or("missing", local_state);
+    let now = org_now(p, record.as_ref()).await;
+    let state = record
+        .as_ref()
+        .map_or("missing", |r| local_state(r, now.now));
     let identity = record.as_ref().map(|r| Identity::stored(p, r));
     Ok(history(
         p,
@@ -176,6 +231,7 @@ async fn estimated(p: &Profile) -> CliResult<Report> {
             last_confirmed: None,
             recent: Vec::new(),
             fallback: None,
+            now,
         },
     ))
 }
@@ -200,6 +256,7 @@ async fn verified(p: &Profile) -> CliResult<Report> {
         }
     };
     session::check_store_kept_up(p)?;
+    let org_time = org_now(p, record.as_ref()).await;
     Ok(history(
         p,
         Report {
@@ -211,6 +268,7 @@ async fn verified(p: &Profile) -> CliResult<Report> {
             last_confirmed: None,
             recent: Vec::new(),
             fallback: None,
+            now: org_time,
         },
     ))
 }
@@ -247,7 +305,7 @@ fn history(p: &Profile, mut r: Report) -> Report {
 
 fn to_json(p: &Profile, r: &Report) -> Value {
     let rec = r.record.as_ref();
-    let now = rec.map_or(SystemClock.now(), |r| r.server_now(SystemClock.now()));
+    let now = r.now.now;
     json!({
         "profile": p.name,
         "config": p.config_path.display().to_string(),
@@ -300,7 +358,7 @@ fn to_text(p: &Profile, r: &Report) -> Vec<String> {
         lines.push(line("warning", f.text()));
     }
     if let Some(rec) = &r.record {
-        lines.extend(record_lines(rec));
+        lines.extend(record_lines(rec, r.now));
     }
     if let Some(who) = &r.identity {
         lines.extend(who.lines(LABEL));
@@ -343,8 +401,26 @@ fn state_text(r: &Report) -> String {
     }
 }
 
-fn record_lines(r: &TokenRecord) -> Vec<String> {
-    let now = r.server_now(SystemClock.now());
+fn record_lines(r: &TokenRecord, org: OrgNow) -> Vec<String> {
+    let mut lines = record_facts(r, org.now);
+    // Said only when the org's clock was read: the stored times contradicted this host's.
+    if let Some(ms) = org.measured_offset_ms {
+        lines.push(line(
+            "clock",
+            match ms {
+                0 => "this host's clock agrees with the org's (its Date header)".to_owned(),
+                ms => format!(
+                    "this host's clock is {} {} the org's (its Date header); the expiry above is on the org's clock",
+                    sfkeep::diagnose::evidence::human(Duration::from_millis(ms.unsigned_abs())),
+                    if ms > 0 { "behind" } else { "ahead of" }
+                ),
+            },
+        ));
+    }
+    lines
+}
+
+fn record_facts(r: &TokenRecord, now: UnixMillis) -> Vec<String> {
     let source = match r.expiry_source {
         ExpirySource::Introspection => " (from introspection)",
         ExpirySource::SoapSessionSecondsValid => " (from the SOAP login)",
