@@ -482,3 +482,91 @@ fn status_judges_a_stored_token_on_this_hosts_clock_not_its_writers() {
         "the text says the org's clock was read: {text}"
     );
 }
+
+/// Issue 24 item 3 with the file store, as the issue found it: a store directory that reads but
+/// cannot be written, rotation on, and a session death. The rotating refresh must not be sent
+/// (its answer could not be kept, and the next command would resend the stored, rotated-out
+/// token, which revokes the family): exit 5, no refresh request at the org. Once the directory
+/// takes writes again, one refresh heals and the org never saw a reuse.
+///
+/// CI runs as root, which a read-only mode does not stop, so the directory is made immutable
+/// (`chattr +i`, which stops root too). Where the file system or the container refuses
+/// `chattr`, the test says so and checks nothing (the Redis form of this case,
+/// `fleet::store_truth::a_store_that_cannot_write_gets_no_rotating_refresh_sent`, runs
+/// everywhere).
+#[test]
+fn a_read_only_store_directory_gets_no_rotating_refresh_sent() {
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let org = Org::start(h, 10);
+    let app = org.field("client_id");
+    assert_eq!(
+        org.admin_put(
+            &format!("/apps/{app}/policy"),
+            json!({"rotate_refresh_tokens": true})
+        ),
+        200
+    );
+    let store_dir = h.join("store");
+    std::fs::create_dir(&store_dir).unwrap();
+    let cfg = derived_profile(&org, h, "rotating.toml", |t| {
+        t.lines()
+            .map(|l| match l.starts_with("path = ") {
+                true => format!(
+                    "path = {:?}",
+                    store_dir.join("tokens.enc").display().to_string()
+                ),
+                false => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    let refreshes = || {
+        org.stats()["token_requests"]["refresh_token"]
+            .as_u64()
+            .unwrap()
+    };
+    let (code, _, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(refreshes(), 1);
+
+    let immutable = |on: bool| {
+        Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(&store_dir)
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !immutable(true) || std::fs::write(store_dir.join("probe"), "x").is_ok() {
+        immutable(false);
+        eprintln!("SKIPPED: `chattr +i` cannot make a directory read-only for root here");
+        return;
+    }
+    struct Mutable<'a>(&'a dyn Fn(bool) -> bool);
+    impl Drop for Mutable<'_> {
+        fn drop(&mut self) {
+            (self.0)(false);
+        }
+    }
+    let guard = Mutable(&immutable);
+
+    let user = org.field("username");
+    assert_eq!(
+        org.admin_post(&format!("/users/{user}/logout"), json!({})),
+        200
+    );
+    let (code, out, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 5, "stdout: {out} stderr: {err}");
+    assert_eq!(
+        refreshes(),
+        1,
+        "no rotating refresh while the store cannot keep its answer: {err}"
+    );
+    drop(guard);
+
+    let (code, _, err) = run(cmd(h, &cfg, &["api", "GET", "limits"]));
+    assert_eq!(code, 0, "{err}");
+    let s = org.stats();
+    assert_eq!(s["token_requests"]["refresh_token"], 2, "{s}");
+    assert_eq!(s["refresh_token_reuse_detected"], 0, "{s}");
+}

@@ -118,6 +118,43 @@ async fn flushall_a_new_process_never_sends_the_spent_configured_token() {
     assert_eq!(stats["token_requests"]["refresh_token"], 2, "{stats}");
 }
 
+/// Item 2, Redis restarted without persistence (it comes back empty) while nothing was in
+/// flight. The running process holds the newest refresh token: after a death it refreshes
+/// with that one (never the configured, spent one) and stores the outcome, which a process
+/// started afterwards adopts without a token request of its own. No reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_without_persistence_never_sends_the_spent_configured_token() {
+    let _serial = SERIAL.lock().await;
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let org = rotating_org().await;
+    let dir = tempfile::tempdir().unwrap();
+    let ledger = dir.path().join("spent.json");
+    let key = CacheKey::generate();
+    let http = reqwest::Client::new();
+    let a = on_redis(&redis, &key, &org, &ledger);
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Ok));
+    redis.restart();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("*")
+        .query(&mut redis.conn())
+        .unwrap();
+    assert!(keys.is_empty(), "Redis came back empty: {keys:?}");
+
+    org.logout().await;
+    assert_eq!(call(&http, &a).await, Ok(Outcome::Healed));
+    assert_eq!(org.token_requests("refresh_token").await, 2);
+    let b = on_redis(&redis, &key, &org, &ledger);
+    assert_eq!(call(&http, &b).await, Ok(Outcome::Ok));
+    let stats = org.stats().await;
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    assert_eq!(
+        stats["token_requests"]["refresh_token"], 2,
+        "the new process adopted the running one's outcome: {stats}"
+    );
+}
+
 /// Item 2, `logout`: the tombstone means "re-authorize", never "use the configured token",
 /// even in a process that never saw a rotation and has no ledger.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
