@@ -269,54 +269,87 @@ fn interactive_login_with_stderr(
     (code.unwrap(), out, rest)
 }
 
+/// `sfkeep login --web` without a browser: the test plays it.
+const WEB_LOGIN: [&str; 7] = [
+    "login",
+    "--web",
+    "--port",
+    "0",
+    "--no-browser",
+    "--timeout",
+    "25",
+];
+/// `sfkeep login --device`.
+const DEVICE_LOGIN: [&str; 4] = ["login", "--device", "--timeout", "25"];
+
+/// The authorize URL in a line of `login --web`'s stderr.
+fn authorize_url_in(line: &str) -> Option<url::Url> {
+    line.split_whitespace()
+        .find(|w| w.contains("/services/oauth2/authorize"))
+        .map(|u| url::Url::parse(u).unwrap())
+}
+
+/// Plays the browser: the authorize page redirects to the CLI's callback with a code, and the
+/// callback page is fetched.
+fn follow_authorize(url: &url::Url) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let resp = http.get(url.as_str()).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 302);
+        let loc = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            loc.contains("/OauthRedirect?") && loc.contains("code="),
+            "{loc}"
+        );
+        let page = http.get(&loc).send().await.unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+    });
+}
+
+/// A stderr-line handler for `login --device`: approves the code it shows, as `username`
+/// (the integration user when `None`).
+fn approve_device<'a>(org: &'a Org, username: Option<&'a str>) -> impl Fn(&str) -> bool + 'a {
+    move |line| {
+        let Some(code) = line
+            .split("enter the code ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+        else {
+            return false;
+        };
+        let body = match username {
+            Some(u) => serde_json::json!({"username": u}),
+            None => serde_json::json!({}),
+        };
+        assert_eq!(
+            org.admin_post(&format!("/device/{code}/approve"), body),
+            200
+        );
+        true
+    }
+}
+
 #[test]
 fn login_web_and_device_against_the_fake_org() {
     let home = tempfile::tempdir().unwrap();
     let org = Org::start(home.path(), 10);
     let h = home.path();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
 
     // --web: play the browser: follow the authorize URL to the callback.
-    let (code, out) = interactive_login(
-        h,
-        &org,
-        &[
-            "login",
-            "--web",
-            "--port",
-            "0",
-            "--no-browser",
-            "--timeout",
-            "25",
-        ],
-        |line| {
-            let Some(url) = line
-                .split_whitespace()
-                .find(|w| w.contains("/services/oauth2/authorize"))
-            else {
-                return false;
-            };
-            rt.block_on(async {
-                let http = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap();
-                let resp = http.get(url).send().await.unwrap();
-                assert_eq!(resp.status().as_u16(), 302);
-                let loc = resp.headers()["location"].to_str().unwrap().to_owned();
-                assert!(
-                    loc.contains("/OauthRedirect?") && loc.contains("code="),
-                    "{loc}"
-                );
-                let page = http.get(&loc).send().await.unwrap();
-                assert_eq!(page.status().as_u16(), 200);
-            });
-            true
-        },
-    );
+    let (code, out) = interactive_login(h, &org, &WEB_LOGIN, |line| {
+        let Some(url) = authorize_url_in(line) else {
+            return false;
+        };
+        follow_authorize(&url);
+        true
+    });
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("authorization_code"), "{out}");
 
@@ -328,21 +361,7 @@ fn login_web_and_device_against_the_fake_org() {
     assert_eq!(s["has_refresh_token"], true);
 
     // --device: approve the user code through the admin API.
-    let (code, out) =
-        interactive_login(h, &org, &["login", "--device", "--timeout", "25"], |line| {
-            let Some(code) = line
-                .split("enter the code ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-            else {
-                return false;
-            };
-            assert_eq!(
-                org.admin_post(&format!("/device/{code}/approve"), serde_json::json!({})),
-                200
-            );
-            true
-        });
+    let (code, out) = interactive_login(h, &org, &DEVICE_LOGIN, approve_device(&org, None));
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("with device"), "{out}");
 
@@ -410,10 +429,6 @@ fn a_login_as_another_user_stores_nothing_and_revokes_its_token() {
     let org = Org::start(home.path(), 10);
     let h = home.path();
     let user = org.field("username");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let status_grant = || {
         let (code, out, err) = run(with_profile(h, &org, &["status", "--json"]));
         assert_eq!(code, 0, "{err}");
@@ -422,55 +437,29 @@ fn a_login_as_another_user_stores_nothing_and_revokes_its_token() {
     let live_before = live_refresh_tokens(&org);
 
     // --web, the browser signed in as another user.
-    let (code, _, err) = interactive_login_with_stderr(
-        h,
-        &org,
-        &[
-            "login",
-            "--web",
-            "--port",
-            "0",
-            "--no-browser",
-            "--timeout",
-            "25",
-        ],
-        |line| {
-            let Some(url) = line
-                .split_whitespace()
-                .find(|w| w.contains("/services/oauth2/authorize"))
-            else {
-                return false;
-            };
-            let mut url = url::Url::parse(url).unwrap();
-            let hint: Vec<String> = url
-                .query_pairs()
-                .filter(|(k, _)| k == "login_hint")
-                .map(|(_, v)| v.into_owned())
-                .collect();
-            assert_eq!(hint.len(), 1, "one login_hint: {hint:?}");
-            assert_eq!(hint[0], user, "the login page is told the profile's user");
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .filter(|(k, _)| k != "login_hint")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            url.query_pairs_mut()
-                .clear()
-                .extend_pairs(pairs)
-                .append_pair("login_hint", OTHER);
-            rt.block_on(async {
-                let http = reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .unwrap();
-                let resp = http.get(url.as_str()).send().await.unwrap();
-                assert_eq!(resp.status().as_u16(), 302);
-                let loc = resp.headers()["location"].to_str().unwrap().to_owned();
-                let _ = http.get(&loc).send().await.unwrap();
-            });
-            true
-        },
-    );
+    let (code, _, err) = interactive_login_with_stderr(h, &org, &WEB_LOGIN, |line| {
+        let Some(mut url) = authorize_url_in(line) else {
+            return false;
+        };
+        let hint: Vec<String> = url
+            .query_pairs()
+            .filter(|(k, _)| k == "login_hint")
+            .map(|(_, v)| v.into_owned())
+            .collect();
+        assert_eq!(hint.len(), 1, "one login_hint: {hint:?}");
+        assert_eq!(hint[0], user, "the login page is told the profile's user");
+        let pairs: Vec<(String, String)> = url
+            .query_pairs()
+            .filter(|(k, _)| k != "login_hint")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        url.query_pairs_mut()
+            .clear()
+            .extend_pairs(pairs)
+            .append_pair("login_hint", OTHER);
+        follow_authorize(&url);
+        true
+    });
     assert_eq!(code, 2, "{err}");
     assert!(
         err.contains(&format!("acted as `{OTHER}`")) && err.contains("nothing was stored"),
@@ -486,44 +475,14 @@ fn a_login_as_another_user_stores_nothing_and_revokes_its_token() {
 
     // --device, approved by another user.
     let (code, _, err) =
-        interactive_login_with_stderr(h, &org, &["login", "--device", "--timeout", "25"], |line| {
-            let Some(code) = line
-                .split("enter the code ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-            else {
-                return false;
-            };
-            assert_eq!(
-                org.admin_post(
-                    &format!("/device/{code}/approve"),
-                    serde_json::json!({"username": OTHER})
-                ),
-                200
-            );
-            true
-        });
+        interactive_login_with_stderr(h, &org, &DEVICE_LOGIN, approve_device(&org, Some(OTHER)));
     assert_eq!(code, 2, "{err}");
     assert!(err.contains(&format!("acted as `{OTHER}`")), "{err}");
     assert_ne!(status_grant(), "device");
     assert_eq!(live_refresh_tokens(&org), live_before);
 
     // The profile's own user, for contrast: stored.
-    let (code, out) =
-        interactive_login(h, &org, &["login", "--device", "--timeout", "25"], |line| {
-            let Some(code) = line
-                .split("enter the code ")
-                .nth(1)
-                .and_then(|r| r.split_whitespace().next())
-            else {
-                return false;
-            };
-            assert_eq!(
-                org.admin_post(&format!("/device/{code}/approve"), serde_json::json!({})),
-                200
-            );
-            true
-        });
+    let (code, out) = interactive_login(h, &org, &DEVICE_LOGIN, approve_device(&org, None));
     assert_eq!(code, 0, "{out}");
     assert_eq!(status_grant(), "device");
 }

@@ -114,17 +114,37 @@ fn class_of(e: &sfkeep::Error) -> String {
     }
 }
 
+/// A kind of window in which some failures are expected: odd while one is open, bumped at both
+/// ends. A caller reads it before and after a call; the call overlapped a window if it was odd
+/// or changed in between, however long the call took.
+#[derive(Default)]
+struct Window(AtomicU64);
+
+impl Window {
+    /// Read before a call.
+    fn epoch(&self) -> u64 {
+        self.0.load(Ordering::SeqCst)
+    }
+    /// Whether a call that started at `epoch` overlapped a window.
+    fn overlapped(&self, epoch: u64) -> bool {
+        epoch % 2 == 1 || self.epoch() != epoch
+    }
+    /// Marks the start or the end of a window.
+    fn toggle(&self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
 struct Chaos {
-    /// Odd while the user is frozen (from just before the freeze until `force_refresh` after
-    /// unfreezing succeeded), bumped at both ends: a caller reads it before and after a call,
-    /// and the call overlapped a frozen-user window if it was odd or changed in between.
-    freeze_epoch: AtomicU64,
+    /// While the user is frozen: from just before the freeze until `force_refresh` after
+    /// unfreezing succeeded (its failures must carry the right cause).
+    frozen: Window,
     /// Session deaths injected so far (bumped just before each): a call that two deaths hit
     /// may fail with a dead session, since a call replays once by design.
     deaths: AtomicU64,
-    /// Odd while Redis refuses writes (`maxmemory` reached): a rotating refresh must not be
-    /// sent, so a caller that needs a new token then fails with the store's error, by design.
-    store_full_epoch: AtomicU64,
+    /// While Redis refuses writes (`maxmemory` reached): a rotating refresh must not be sent,
+    /// so a caller that needs a new token then fails with the store's error, by design.
+    store_full: Window,
     /// Set during an idle gap: the callers stop calling and count themselves in `idle`.
     paused: AtomicBool,
     /// Callers (library tasks and the sync) waiting out an idle gap.
@@ -134,31 +154,6 @@ struct Chaos {
 }
 
 impl Chaos {
-    /// The freeze epoch, read before a call.
-    fn epoch(&self) -> u64 {
-        self.freeze_epoch.load(Ordering::SeqCst)
-    }
-    /// Whether a call that started at `epoch` overlapped a frozen-user window (its failure is
-    /// expected if it carries the right cause), however long it took.
-    fn overlapped_freeze(&self, epoch: u64) -> bool {
-        epoch % 2 == 1 || self.epoch() != epoch
-    }
-    /// Marks the start or the end of a frozen-user window.
-    fn toggle_freeze(&self) {
-        self.freeze_epoch.fetch_add(1, Ordering::SeqCst);
-    }
-    /// The store-full epoch, read before a call.
-    fn store_epoch(&self) -> u64 {
-        self.store_full_epoch.load(Ordering::SeqCst)
-    }
-    /// Whether a call that started at `epoch` overlapped a window in which Redis refused writes.
-    fn overlapped_store_full(&self, epoch: u64) -> bool {
-        epoch % 2 == 1 || self.store_epoch() != epoch
-    }
-    /// Marks the start or the end of a store-full window.
-    fn toggle_store_full(&self) {
-        self.store_full_epoch.fetch_add(1, Ordering::SeqCst);
-    }
     /// During an idle gap, counts the caller as idle and waits until the gap ends.
     async fn wait_out_idle_gap(&self) {
         if !self.paused.load(Ordering::SeqCst) {
@@ -427,9 +422,9 @@ async fn run(seconds: u64, capture: Capture) {
     sync_round(&client, &db).await.expect("initial load");
 
     let chaos = Arc::new(Chaos {
-        freeze_epoch: AtomicU64::new(0),
+        frozen: Window::default(),
         deaths: AtomicU64::new(0),
-        store_full_epoch: AtomicU64::new(0),
+        store_full: Window::default(),
         paused: AtomicBool::new(false),
         idle: AtomicU64::new(0),
         stop: AtomicBool::new(false),
@@ -444,8 +439,8 @@ async fn run(seconds: u64, capture: Capture) {
             let path = client.data_path("/query?q=SELECT+Id,+Name+FROM+Account+LIMIT+5");
             while !chaos.stop.load(Ordering::Relaxed) {
                 chaos.wait_out_idle_gap().await;
-                let epoch = chaos.epoch();
-                let store_epoch = chaos.store_epoch();
+                let epoch = chaos.frozen.epoch();
+                let store_epoch = chaos.store_full.epoch();
                 let deaths = chaos.deaths.load(Ordering::SeqCst);
                 let r = if i % 2 == 0 {
                     client.get_json(&path).await.map(|_| ())
@@ -455,8 +450,8 @@ async fn run(seconds: u64, capture: Capture) {
                         .await
                         .map(|_| ())
                 };
-                let frozen = chaos.overlapped_freeze(epoch);
-                let store_full = chaos.overlapped_store_full(store_epoch);
+                let frozen = chaos.frozen.overlapped(epoch);
+                let store_full = chaos.store_full.overlapped(store_epoch);
                 // On a loaded machine one call can outlast two injected deaths: the first is
                 // healed, the replay meets the second, and the call reports the dead session
                 // (one replay, never a loop). That is the contract, not a failure.
@@ -524,14 +519,14 @@ async fn run(seconds: u64, capture: Capture) {
             while !chaos.stop.load(Ordering::Relaxed) {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 chaos.wait_out_idle_gap().await;
-                let epoch = chaos.epoch();
-                let store_epoch = chaos.store_epoch();
+                let epoch = chaos.frozen.epoch();
+                let store_epoch = chaos.store_full.epoch();
                 let r = sync_round(&client, &db).await;
                 let mut s = st.lock().unwrap();
                 s.0 += 1;
                 if let Err(e) = r
-                    && !chaos.overlapped_freeze(epoch)
-                    && !chaos.overlapped_store_full(store_epoch)
+                    && !chaos.frozen.overlapped(epoch)
+                    && !chaos.store_full.overlapped(store_epoch)
                 {
                     s.1 += 1;
                     s.2.push(e.to_string());
@@ -695,7 +690,7 @@ async fn run(seconds: u64, capture: Capture) {
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
                     .as_secs_f64();
-                chaos.toggle_freeze();
+                chaos.frozen.toggle();
                 admin(
                     &http,
                     &info,
@@ -733,8 +728,8 @@ async fn run(seconds: u64, capture: Capture) {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
                 // No grace period: a call that started before this still counts as overlapping
-                // the window (`overlapped_freeze`), and calls from now on get the new token.
-                chaos.toggle_freeze();
+                // the window (`Window::overlapped`), and calls from now on get the new token.
+                chaos.frozen.toggle();
                 let t1 = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap()
@@ -847,7 +842,7 @@ async fn run(seconds: u64, capture: Capture) {
                 let refreshes_before = stats(&http, &info).await["token_requests"]["refresh_token"]
                     .as_u64()
                     .unwrap_or(0);
-                chaos.toggle_store_full();
+                chaos.store_full.toggle();
                 redis_config(&redis, "1");
                 admin(
                     &http,
@@ -882,7 +877,7 @@ async fn run(seconds: u64, capture: Capture) {
                     );
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
-                chaos.toggle_store_full();
+                chaos.store_full.toggle();
                 store_full_windows.push((t0, since_py_start()));
             }
             _ => {

@@ -19,6 +19,19 @@ fn derived_profile(org: &Org, home: &Path, name: &str, edit: impl Fn(&str) -> St
     cfg
 }
 
+/// The org's profile with its file store moved to `tokens`, written as `name`.
+fn profile_with_store_at(org: &Org, home: &Path, name: &str, tokens: &Path) -> PathBuf {
+    derived_profile(org, home, name, |t| {
+        t.lines()
+            .map(|l| match l.starts_with("path = ") {
+                true => format!("path = {:?}", tokens.display().to_string()),
+                false => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    })
+}
+
 fn cmd(home: &Path, cfg: &Path, args: &[&str]) -> Command {
     let mut c = sfkeep(home);
     c.args(args)
@@ -99,21 +112,7 @@ fn a_store_that_cannot_be_written_is_exit_5() {
     let org = Org::start(h, 10);
     let not_a_dir = h.join("plain-file");
     std::fs::write(&not_a_dir, "x").unwrap();
-    let cfg = derived_profile(&org, h, "unwritable.toml", |t| {
-        t.lines()
-            .map(|l| {
-                if l.starts_with("path = ") {
-                    format!(
-                        "path = {:?}",
-                        not_a_dir.join("tokens.enc").display().to_string()
-                    )
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    let cfg = profile_with_store_at(&org, h, "unwritable.toml", &not_a_dir.join("tokens.enc"));
     let (code, out, err) = run(cmd(h, &cfg, &["token"]));
     assert_eq!(code, 5, "stdout: {out} stderr: {err}");
     assert!(out.is_empty(), "no token when it could not be kept: {out}");
@@ -509,18 +508,7 @@ fn a_read_only_store_directory_gets_no_rotating_refresh_sent() {
     );
     let store_dir = h.join("store");
     std::fs::create_dir(&store_dir).unwrap();
-    let cfg = derived_profile(&org, h, "rotating.toml", |t| {
-        t.lines()
-            .map(|l| match l.starts_with("path = ") {
-                true => format!(
-                    "path = {:?}",
-                    store_dir.join("tokens.enc").display().to_string()
-                ),
-                false => l.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    });
+    let cfg = profile_with_store_at(&org, h, "rotating.toml", &store_dir.join("tokens.enc"));
     let refreshes = || {
         org.stats()["token_requests"]["refresh_token"]
             .as_u64()
