@@ -26,6 +26,7 @@ mod net;
 mod output;
 mod serve;
 mod session;
+mod signals;
 mod soql;
 mod store_key;
 mod sync;

@@ -1,5 +1,6 @@
 //! `sfkeep proxy` through the real binary: a client with no credentials calls the org through
-//! it, keeps working after the session is killed, and the proxy stops on SIGTERM.
+//! it, keeps working after the session is killed, re-authenticates on SIGHUP, and stops on
+//! SIGTERM.
 
 mod common;
 
@@ -46,8 +47,37 @@ fn the_proxy_command_serves_heals_and_stops() {
             .unwrap();
         assert!(other.status().is_client_error());
     });
-    // SIGTERM stops it cleanly.
+    // SIGHUP re-authenticates (one token request at the org), and the proxy keeps serving.
     let pid = child.id().to_string();
+    let token_requests = || -> u64 {
+        org.stats()["token_requests"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|v| v.as_u64().unwrap())
+            .sum()
+    };
+    let before = token_requests();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-HUP", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while token_requests() == before {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no re-authentication within 30 s of SIGHUP"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(token_requests(), before + 1, "one token request per SIGHUP");
+    rt.block_on(async {
+        assert_eq!(http.get(&query).send().await.unwrap().status(), 200);
+    });
+    // SIGTERM stops it cleanly.
     assert!(
         std::process::Command::new("kill")
             .args(["-TERM", &pid])

@@ -111,35 +111,15 @@ pub async fn run(g: &Globals, a: ProxyArgs) -> CliResult<Exit> {
             e => CliError::usage(format!("cannot start the proxy: {e}.")),
         })?;
     let reload = manager.clone();
-    let stop = async move {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut term), Ok(mut hup)) = (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::hangup()),
-            ) else {
-                let _ = tokio::signal::ctrl_c().await;
-                return;
-            };
-            loop {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => return,
-                    _ = term.recv() => return,
-                    _ = hup.recv() => {
-                        match reload.force_refresh().await {
-                            Ok(_) => eprintln!("sfkeep proxy: SIGHUP: re-authenticated"),
-                            Err(e) => eprintln!("sfkeep proxy: SIGHUP: re-authentication failed: {e}"),
-                        }
-                    }
-                }
+    let stop = crate::signals::until_stopped(move || {
+        let reload = reload.clone();
+        async move {
+            match reload.force_refresh().await {
+                Ok(_) => eprintln!("sfkeep proxy: SIGHUP: re-authenticated"),
+                Err(e) => eprintln!("sfkeep proxy: SIGHUP: re-authentication failed: {e}"),
             }
         }
-        #[cfg(not(unix))]
-        {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    };
+    });
     proxy
         .run(
             |addr| {

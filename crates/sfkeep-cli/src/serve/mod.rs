@@ -251,37 +251,19 @@ fn ready_line(v: &serde_json::Value) -> CliResult<()> {
 
 /// Waits for SIGTERM or Ctrl-C; SIGHUP reloads the config meanwhile.
 async fn wait_for_stop(g: &Globals, guardian: &Arc<guardian::Guardian>, a: &ServeArgs) {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut term), Ok(mut hup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        loop {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => return,
-                _ = term.recv() => return,
-                _ = hup.recv() => {
-                    match load(g).and_then(|c| resolve(g, &c, a)) {
-                        Ok((s, profiles)) => {
-                            for note in guardian.reload(s, &profiles) {
-                                eprintln!("sfkeep serve: SIGHUP: {note}");
-                            }
-                            eprintln!("sfkeep serve: SIGHUP: configuration reloaded");
-                        }
-                        Err(e) => eprintln!("sfkeep serve: SIGHUP: the configuration was not reloaded: {}", e.message),
-                    }
+    crate::signals::until_stopped(|| async {
+        match load(g).and_then(|c| resolve(g, &c, a)) {
+            Ok((s, profiles)) => {
+                for note in guardian.reload(s, &profiles) {
+                    eprintln!("sfkeep serve: SIGHUP: {note}");
                 }
+                eprintln!("sfkeep serve: SIGHUP: configuration reloaded");
             }
+            Err(e) => eprintln!(
+                "sfkeep serve: SIGHUP: the configuration was not reloaded: {}",
+                e.message
+            ),
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = (g, guardian, a);
-        let _ = tokio::signal::ctrl_c().await;
-    }
+    })
+    .await;
 }
