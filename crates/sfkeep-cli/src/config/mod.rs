@@ -41,7 +41,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::config::messages::suggest;
 use crate::config::profile::io_reason;
-pub use crate::config::profile::{GrantName, Profile, StoreConfig, read_secret_file};
+pub use crate::config::profile::{GrantName, Profile, SecretRef, StoreConfig, read_secret_file};
 pub use crate::config::sfdx::{SfdxAuth, parse_sfdx_url};
 pub use crate::config::validate::resolve_path;
 use crate::error::{CliError, CliResult};

@@ -11,7 +11,7 @@
 
 pub use super::facts::{
     AuditRow, Facts, GrantAttempt, GrantCheck, InterruptedRefresh, LoginRow, OauthTokenRow,
-    OrgReads, PastEvent, RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
+    OrgReads, PastEvent, PasswordSecrets, RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
 };
 pub use super::rules::SKEW_WARN;
 pub use super::time_text::{clock_offset_text, human, human_exact, parse_sf_datetime};
@@ -689,5 +689,119 @@ mod tests {
         let many = (0..20).map(|i| Finding::new(D::UserFrozen, 0.9, vec![i.to_string()]));
         let d = Diagnosis::ranked(many.collect(), Some(false));
         assert!(d.top().confidence <= 0.99, "{d:#?}");
+    }
+
+    /// A password login refused, nothing of the org readable: the org answers a wrong
+    /// password, a changed password and a frozen user alike.
+    fn password_refused_blind(secrets: Option<PasswordSecrets>) -> Facts {
+        let mut f = base();
+        f.reads = OrgReads::default();
+        f.org_queried = false;
+        f.user = None;
+        f.introspection = None;
+        f.dry_refresh = vec![fail(
+            GrantKind::Password,
+            Cause::AuthenticationFailure,
+            "invalid_grant: authentication failure",
+        )];
+        f.password_secrets = secrets;
+        f
+    }
+
+    fn secrets(changed_at: i64, last_worked_at: i64) -> Option<PasswordSecrets> {
+        Some(PasswordSecrets {
+            source: "the file /p/password".into(),
+            changed_at: Some(UnixMillis(changed_at)),
+            last_worked_at: Some(UnixMillis(last_worked_at)),
+        })
+    }
+
+    #[test]
+    fn a_password_file_written_after_the_last_login_that_worked_is_a_wrong_password() {
+        let d = diagnose(&password_refused_blind(secrets(NOW.0 - 1_000, NOW.0 - 60_000)));
+        assert_eq!(d.verdict, D::WrongPassword, "{d:#?}");
+        assert!(!d.recoverable);
+        assert!(d.top().evidence.iter().any(|e| e.contains("changed 59s after")), "{d:#?}");
+    }
+
+    #[test]
+    fn an_unchanged_password_file_ties_a_password_change_and_a_freeze_and_says_what_decides() {
+        let d = diagnose(&password_refused_blind(secrets(NOW.0 - 90_000, NOW.0 - 60_000)));
+        let top2: Vec<D> = d.causes.iter().take(2).map(|c| c.cause).collect();
+        assert_eq!(top2, [D::PasswordChanged, D::UserFrozen], "{d:#?}");
+        assert_eq!(d.causes[0].confidence, d.causes[1].confidence);
+        for c in &d.causes[..2] {
+            assert!(
+                c.evidence
+                    .iter()
+                    .any(|e| e.contains("cannot be told apart") && e.contains("LoginHistory")),
+                "{c:#?}"
+            );
+        }
+        let wrong = d.causes.iter().find(|c| c.cause == D::WrongPassword).unwrap();
+        assert!(wrong.confidence < 0.2, "{d:#?}");
+        assert!(!d.recoverable);
+    }
+
+    #[test]
+    fn an_invalid_password_in_login_history_without_a_password_change_is_the_profiles_password() {
+        // The stored session still works; doctor's own password login was refused.
+        let mut f = alive_healthy();
+        f.dry_refresh = vec![fail(
+            GrantKind::Password,
+            Cause::AuthenticationFailure,
+            "invalid_grant: authentication failure",
+        )];
+        f.login_history = vec![LoginRow {
+            at: UnixMillis(NOW.0 - 1_000),
+            status: "Invalid Password".into(),
+            source_ip: "127.0.0.1".into(),
+        }];
+        let d = diagnose(&f);
+        assert_eq!(d.verdict, D::WrongPassword, "{d:#?}");
+        assert!(!d.recoverable, "the next login is refused");
+        // With the org's password changed since the last use, the refused login is the change.
+        f.user.as_mut().unwrap().last_password_change = Some(UnixMillis(NOW.0 - 30_000));
+        let d = diagnose(&f);
+        let of = |c: D| d.causes.iter().find(|x| x.cause == c);
+        assert!(
+            of(D::PasswordChanged)
+                .is_some_and(|x| x.evidence.iter().any(|e| e.contains("LoginHistory"))),
+            "{d:#?}"
+        );
+        assert!(of(D::WrongPassword).is_none_or(|x| x.confidence < 0.5), "{d:#?}");
+    }
+
+    #[test]
+    fn a_dead_refresh_token_with_nothing_readable_ties_revoke_policy_and_eviction() {
+        let mut f = base();
+        f.reads = OrgReads::default();
+        f.org_queried = false;
+        f.user = None;
+        f.dry_refresh = vec![fail(
+            GrantKind::RefreshToken,
+            Cause::RefreshTokenRevoked,
+            "invalid_grant: expired access/refresh token",
+        )];
+        let d = diagnose(&f);
+        let top3: Vec<D> = d.causes.iter().take(3).map(|c| c.cause).collect();
+        assert_eq!(
+            top3,
+            [
+                D::AppTokensRevoked,
+                D::RefreshTokenExpiredByPolicy,
+                D::RefreshTokenEvicted
+            ],
+            "{d:#?}"
+        );
+        assert!(d.causes[..3].iter().all(|c| c.confidence == d.causes[0].confidence));
+        for c in &d.causes[..3] {
+            assert!(
+                c.evidence
+                    .iter()
+                    .any(|e| e.contains("cannot be told apart") && e.contains("SetupAuditTrail")),
+                "{c:#?}"
+            );
+        }
     }
 }

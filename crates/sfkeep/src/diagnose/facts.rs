@@ -319,6 +319,34 @@ pub struct Facts {
     /// Why the store holds no usable refresh token under rotation while the configured one is
     /// spent (a logout tombstone; the spent-token ledger naming it): one sentence.
     pub refresh_token_lost: Option<String>,
+    /// The profile's password secrets against the last login that sent them, when a grant of
+    /// the profile sends a password (password grant, SOAP `login()`).
+    pub password_secrets: Option<PasswordSecrets>,
+}
+
+/// Where the profile's password and security token come from, and whether they changed
+/// since a login with them last worked: the org answers a wrong password, a changed password
+/// and a frozen user alike (`authentication failure`, SOAP `INVALID_LOGIN`,
+/// docs/salesforce-wire.md §2 and §5.3), so only this machine can tell that the profile, not
+/// the org, changed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PasswordSecrets {
+    /// Where they are read from, for the evidence (`the file /etc/sfkeep/password`).
+    pub source: String,
+    /// The latest modification of those files (local clock); `None` when they are not all
+    /// files (an environment variable has no modification time).
+    pub changed_at: Option<UnixMillis>,
+    /// The integration's last login that sent them and got a token (local clock, from the
+    /// audit log; doctor's own logins not counted).
+    pub last_worked_at: Option<UnixMillis>,
+}
+
+impl PasswordSecrets {
+    /// `Some(true)`: they changed after the last login that worked with them; `Some(false)`:
+    /// they are the ones that worked; `None`: not known.
+    pub fn changed_since_it_worked(&self) -> Option<bool> {
+        Some(self.changed_at?.0 > self.last_worked_at?.0)
+    }
 }
 
 /// An unfinished rotating refresh found in the token store.
@@ -362,6 +390,7 @@ impl Default for Facts {
             api_disabled: None,
             interrupted_refresh: None,
             refresh_token_lost: None,
+            password_secrets: None,
         }
     }
 }

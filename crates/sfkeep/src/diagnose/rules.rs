@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use super::Cause;
 use super::diagnosis::{DiagnosisCause as D, Finding, NEW_PASSWORD_FIX, merge};
-use super::facts::{AuditRow, Facts, GrantAttempt, GrantCheck, LoginRow, PastEvent, TokenProbe};
+use super::facts::{
+    AuditRow, Facts, GrantAttempt, GrantCheck, LoginRow, PasswordSecrets, PastEvent, TokenProbe,
+};
 use super::time_text::{at_text, human, human_exact};
 use crate::clock::UnixMillis;
 use crate::token::GrantKind;
@@ -349,6 +351,7 @@ fn refused_logins(cx: &Context<'_>, out: &mut Vec<Finding>) {
             "User is Inactive" => D::UserDeactivated,
             "Restricted IP" => D::IpRestricted,
             "Login Rate Exceeded" => D::RateLimited,
+            "Invalid Password" if password_unchanged_in_org(cx) => D::WrongPassword,
             "Invalid Password" => D::PasswordChanged,
             _ => continue,
         };
@@ -356,17 +359,38 @@ fn refused_logins(cx: &Context<'_>, out: &mut Vec<Finding>) {
         if cx.undone(cause) {
             continue;
         }
-        out.push(Finding::new(
-            cause,
-            0.8,
-            vec![format!(
-                "LoginHistory {}: \"{}\" from {}",
-                at_text(cx.f.now, r.at),
-                r.status,
-                r.source_ip
-            )],
-        ));
+        let mut ev = vec![format!(
+            "LoginHistory {}: \"{}\" from {}",
+            at_text(cx.f.now, r.at),
+            r.status,
+            r.source_ip
+        )];
+        if cause == D::WrongPassword
+            && let Some(pc) = cx.f.user.as_ref().and_then(|u| u.last_password_change)
+        {
+            ev.push(format!(
+                "but User.LastPasswordChangeDate is {}, before the session was last used: the password in the org did not change, the profile's is wrong",
+                at_text(cx.f.now, pc)
+            ));
+        }
+        out.push(Finding::new(cause, 0.8, ev));
     }
+}
+
+/// The org shows no password change since the session was last used: User was read, its
+/// LastPasswordChangeDate is older, and SetupAuditTrail (when read) has no password change
+/// since. An "Invalid Password" login then means the profile's password is wrong.
+fn password_unchanged_in_org(cx: &Context<'_>) -> bool {
+    let f = cx.f;
+    let older = match (f.user.as_ref().and_then(|u| u.last_password_change), cx.cutoff) {
+        (Some(pc), Some(c)) => pc.0 < c.0,
+        _ => false,
+    };
+    let audited = !f.reads.setup_audit
+        || !f.setup_audit.iter().any(|r| {
+            cx.after_cutoff(r.at) && r.action.to_ascii_lowercase().contains("password")
+        });
+    f.reads.user && older && audited
 }
 
 fn ip_in_range(ip: &str, lo: &str, hi: &str) -> Option<bool> {
@@ -711,8 +735,14 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
     let refused = api_refused(f);
     // Each warning as a whole (its findings added up) is weighed against the working token.
     *out = merge(std::mem::take(out));
+    // A wrong password in the profile is configuration: the next login is refused for sure,
+    // whatever the running session does.
+    let misconfigured = out
+        .iter()
+        .any(|x| x.cause == D::WrongPassword && x.confidence >= 0.5);
     for x in out.iter_mut() {
         let stands = (on_fallback && refresh_token_dead(x.cause))
+            || (misconfigured && x.cause == D::WrongPassword)
             || (refused
                 && matches!(
                     x.cause,
@@ -747,7 +777,7 @@ fn working_token(cx: &Context<'_>, out: &mut Vec<Finding>) {
     // Below any cause of the refresh token's death, which stays the verdict.
     let confidence = if on_fallback {
         0.25
-    } else if refused {
+    } else if refused || misconfigured {
         0.45
     } else {
         0.9
@@ -852,35 +882,7 @@ pub(super) fn grant_failure(
         // Their findings, with the store's evidence, come from `rotation.rs`.
         Cause::RefreshInterrupted | Cause::RefreshTokenLost => Vec::new(),
         Cause::AuthenticationFailure if sends_password(grant) => {
-            let mut v = vec![
-                one(
-                    D::PasswordChanged,
-                    0.6,
-                    format!("{said} (a wrong password or security token)"),
-                ),
-                one(
-                    D::UserFrozen,
-                    0.35,
-                    format!("{said} (a frozen user is refused the same way)"),
-                ),
-            ];
-            // SOAP `login()` answers INVALID_LOGIN for an inactive user and a login from
-            // outside the allowed ranges too, where the OAuth password flow names them
-            // (crates/sfkeep-fakeorg/src/soap.rs); another finding (a moved source address)
-            // adds up with these.
-            if grant == GrantKind::SoapLogin {
-                v.push(one(
-                    D::UserDeactivated,
-                    0.3,
-                    format!("{said} (a deactivated user is refused the same way)"),
-                ));
-                v.push(one(
-                    D::IpRestricted,
-                    0.25,
-                    format!("{said} (a login from outside the allowed IP ranges is refused the same way)"),
-                ));
-            }
-            v
+            password_refused(grant, &said, f, weight)
         }
         Cause::AuthenticationFailure => vec![one(
             D::UserFrozen,
@@ -911,6 +913,103 @@ pub(super) fn grant_failure(
     }
 }
 
+/// A login that sends the password refused (`authentication failure`, SOAP `INVALID_LOGIN`).
+/// The org answers a wrong password in the profile, a password changed in the org and a
+/// frozen user alike, and SOAP also a deactivated user and a login from outside the allowed
+/// ranges (docs/salesforce-wire.md §2, §5.3; LoginHistory's Status is the only place the org
+/// tells them apart, §9). What this machine can tell: whether the profile's password secrets
+/// changed since a login with them last worked. Causes the evidence cannot separate get the
+/// same weight, and each says which check would separate them.
+fn password_refused(grant: GrantKind, said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
+    let secrets = f.password_secrets.as_ref();
+    let changed = secrets.and_then(PasswordSecrets::changed_since_it_worked);
+    let mut org: Vec<(D, f64, &str)> = vec![
+        (D::PasswordChanged, 0.5, "a password changed in the org"),
+        (D::UserFrozen, 0.5, "a frozen user"),
+    ];
+    if grant == GrantKind::SoapLogin {
+        org.push((D::UserDeactivated, 0.5, "a deactivated user"));
+        // Needs the ranges changed or the address moved; a moved address is a finding of its
+        // own (`source_address`) that adds up with this one.
+        org.push((
+            D::IpRestricted,
+            0.25,
+            "a login from outside the allowed IP ranges",
+        ));
+    }
+    let times = secrets.and_then(|s| Some((s.changed_at?, s.last_worked_at?)));
+    let (wrong, org_scale, about_secrets) = match (changed, secrets, times) {
+        (Some(true), Some(s), Some((written, worked))) => (
+            0.85,
+            0.4,
+            format!(
+                "the profile's password secrets ({}) changed {} after the integration's last login with them that worked: the profile, not the org, changed",
+                s.source,
+                human(written.since(worked))
+            ),
+        ),
+        (Some(false), Some(s), Some((written, worked))) => (
+            0.1,
+            1.0,
+            format!(
+                "the profile's password secrets ({}) were last written {} before the integration's last login with them that worked: they are the ones that worked, so the org changed, not the profile",
+                s.source,
+                human(worked.since(written))
+            ),
+        ),
+        (_, Some(s), _) if s.last_worked_at.is_none() => (
+            0.45,
+            1.0,
+            format!(
+                "the audit log shows no login of the integration with the profile's password secrets ({}) that worked: they may never have been right",
+                s.source
+            ),
+        ),
+        (_, Some(s), _) => (
+            0.35,
+            1.0,
+            format!(
+                "when the profile's password secrets ({}) last changed is not known",
+                s.source
+            ),
+        ),
+        (_, None, _) => (
+            0.35,
+            1.0,
+            "where the profile's password secrets come from is not known".to_owned(),
+        ),
+    };
+    let mut v = vec![Finding::new(
+        D::WrongPassword,
+        wrong * weight,
+        vec![
+            format!("{said} (a wrong password or security token in the profile)"),
+            about_secrets.clone(),
+        ],
+    )];
+    let tied: Vec<&str> = org
+        .iter()
+        .filter(|(_, w, _)| *w >= 0.5)
+        .map(|(_, _, n)| *n)
+        .collect();
+    let blind = !f.reads.login_history && !f.reads.user_login;
+    for (cause, w, name) in &org {
+        let mut ev = vec![format!("{said} ({name} is refused the same way)")];
+        if changed == Some(false) {
+            ev.push(about_secrets.clone());
+        }
+        if blind && *w >= 0.5 && tied.len() > 1 {
+            let others: Vec<&str> = tied.iter().copied().filter(|n| n != name).collect();
+            ev.push(format!(
+                "cannot be told apart from {}: the org gives the same answer, and no grant of the profile gets a token to read the org. LoginHistory's Status for the integration user (\"Invalid Password\", \"User Is Frozen\", \"User is Inactive\", \"Restricted IP\"), or UserLogin.IsFrozen and User.IsActive, tells them apart: Setup > Users > the user > Login History, or `sfkeep doctor` with a profile of a user with Manage Users",
+                or_list(&others)
+            ));
+        }
+        v.push(Finding::new(*cause, w * org_scale * weight, ev));
+    }
+    v
+}
+
 /// The ways a refresh token dies with `expired access/refresh token`.
 fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
     let rotated = f.recent_events.iter().any(|e| e.rotated);
@@ -926,13 +1025,23 @@ fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
     // died with it more likely by an idle or absolute policy than by a revoke at some moment.
     let idle = later(f.last_success_at, f.token_issued_at).map(|s| f.now.since(s));
     let by_time = idle.filter(|i| !f.reads.setup_audit && *i >= f.session_timeout);
+    // Nothing read that tells a revoke, a policy and an eviction apart: they weigh the same,
+    // and each says which check would.
+    let blind = by_time.is_none() && !f.reads.setup_audit && evicted.is_none();
     let (revoke, policy) = if by_time.is_some() {
         (0.4, 0.55)
+    } else if blind {
+        (0.45, 0.45)
     } else {
         (0.5, 0.3)
     };
+    let tie = |others: &str| {
+        format!(
+            "cannot be told apart from {others}: the org answers each with `expired access/refresh token`, and nothing doctor could read sets one apart. SetupAuditTrail (a revoke, or a refresh-token policy change of the app) and OauthToken (five approvals of the app by the user) tell them apart: Setup > View Setup Audit Trail and Setup > Connected Apps OAuth Usage, or `sfkeep doctor` with a profile of a user who may read them"
+        )
+    };
     let mut policy_why =
-        format!("{said} (an idle or absolute refresh-token policy gives the same answer)");
+        format!("{said} (an idle, absolute or immediate refresh-token policy gives the same answer)");
     if let Some(i) = by_time {
         policy_why.push_str(&format!(
             ", and the session was last used {} ago, past its timeout of {}: it died by time, as such a policy ends refresh tokens (SetupAuditTrail could not be read to tell a revoke)",
@@ -943,24 +1052,37 @@ fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
     // Unread OauthToken: the approval limit cannot be seen, only named.
     let evicted = evicted.or_else(|| {
         f.approvals.is_none().then(|| {
+            let mut ev = vec![format!(
+                "{said} (a sixth approval of the app by the user revokes the least recently used refresh token the same way; OauthToken could not be read to count them)"
+            )];
+            if blind {
+                ev.push(tie("an admin revoke or a refresh-token policy"));
+            }
             Finding::new(
                 D::RefreshTokenEvicted,
-                0.1 * weight,
-                vec![format!(
-                    "{said} (a sixth approval of the app by the user revokes the least recently used refresh token the same way; OauthToken could not be read to count them)"
-                )],
+                (if blind { 0.45 } else { 0.1 }) * weight,
+                ev,
             )
         })
     });
-    evicted.into_iter().chain([
-        Finding::new(
-            D::AppTokensRevoked,
-            revoke * weight,
-            vec![format!(
-                "{said} (the refresh token is dead; an admin revoke is the usual reason)"
-            )],
-        ),
-        Finding::new(D::RefreshTokenExpiredByPolicy, policy * weight, vec![policy_why]),
+    let mut revoke_why = vec![format!(
+        "{said} (the refresh token is dead; an admin revoke is the usual reason)"
+    )];
+    let mut policy_why = vec![policy_why];
+    if blind {
+        revoke_why.push(tie(
+            "a refresh-token policy or an eviction by a sixth approval",
+        ));
+        policy_why.push(tie("an admin revoke or an eviction by a sixth approval"));
+    }
+    // A tie keeps this order: the revoke, the policy, the eviction.
+    [
+        Finding::new(D::AppTokensRevoked, revoke * weight, revoke_why),
+        Finding::new(D::RefreshTokenExpiredByPolicy, policy * weight, policy_why),
+    ]
+    .into_iter()
+    .chain(evicted)
+    .chain([
         Finding::new(
             D::RefreshTokenReused,
             (if rotated { 0.6 } else { 0.15 }) * weight,
