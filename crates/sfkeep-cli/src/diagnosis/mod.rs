@@ -20,6 +20,7 @@ mod attempt;
 mod audit_facts;
 mod grants;
 mod org_reads;
+mod other_profile;
 mod probe;
 mod rotation_facts;
 
@@ -317,9 +318,28 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
             apply_reads(&mut facts, read, &mut notes);
             apply_timeout(&mut facts, working.as_ref(), fresh_info.as_ref());
         }
-        None => notes.push(
-            "no grant yields a working token, so the org's objects could not be read: no statement about the org (freezes, password changes, revokes, policies) can be made".into(),
-        ),
+        None => {
+            let other = match &rec {
+                Some(r) => other_profile::find(&p, &http, r).await,
+                None => (None, Vec::new()),
+            };
+            notes.extend(other.1);
+            match other.0 {
+                Some(o) => {
+                    if o.minted {
+                        notes.push(format!(
+                            "doctor minted a new access token with profile `{}`, into memory",
+                            o.profile
+                        ));
+                    }
+                    read_as_other(&p, &http, &o.record, rec.as_ref(), &mut facts, &mut notes)
+                        .await;
+                }
+                None => notes.push(
+                    "no grant yields a working token, so the org's objects could not be read: no statement about the org (freezes, password changes, revokes, policies) can be made".into(),
+                ),
+            }
+        }
     }
     notes.push(format!(
         "session timeout used: {} ({})",
@@ -336,6 +356,36 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
         diagnosis: evidence::diagnose(&facts),
         notes,
     })
+}
+
+/// Reads the org about the integration user (named by its stored record) with another
+/// profile's working token. What that token's own session says (its timeout, its own calls
+/// refused) is another user's, so only the integration user's records are taken.
+async fn read_as_other(
+    p: &Profile,
+    http: &reqwest::Client,
+    other: &TokenRecord,
+    integration: Option<&TokenRecord>,
+    facts: &mut Facts,
+    notes: &mut Vec<String>,
+) {
+    let Some(uid) = user_of(integration.and_then(|r| r.id_url.as_deref())) else {
+        return;
+    };
+    let reader = Reader {
+        http,
+        instance_url: other.instance_url.clone(),
+        access_token: other.access_token.clone(),
+        api_version: p.api_version.clone(),
+        user_id: uid,
+    };
+    let read = org_reads::read(&reader).await;
+    let (timeout, source) = (facts.session_timeout, facts.session_timeout_source);
+    apply_reads(facts, Some(read), notes);
+    facts.session_timeout = timeout;
+    facts.session_timeout_source = source;
+    facts.own_call_failures.clear();
+    facts.api_disabled = None;
 }
 
 /// Moves what the reads found into the facts.
