@@ -184,7 +184,9 @@ fn tie(mut c: Case, k: usize) -> Case {
 
 /// The same case with an admin's profile in the config (see `Case::admin_profile`).
 fn with_admin(mut c: Case) -> Case {
-    c.name = c.name.replacen(" / ", ", an admin profile in the config / ", 1);
+    c.name = c
+        .name
+        .replacen(" / ", ", an admin profile in the config / ", 1);
     c.admin_profile = true;
     c
 }
@@ -413,7 +415,11 @@ fn cases() -> Vec<Case> {
             );
             // Without a fallback nothing reads the org; only the idle time tells a policy
             // that ends tokens by age or idleness.
-            v.push(if !fallback && advance == 0 { tie(c, 3) } else { c });
+            v.push(if !fallback && advance == 0 {
+                tie(c, 3)
+            } else {
+                c
+            });
         }
         v.push(with(
             case(
@@ -618,9 +624,15 @@ impl Outcome {
     /// profile when the case has one).
     fn org_evidence(&self) -> bool {
         self.want_evidence.iter().any(|e| {
-            ["LoginHistory", "UserLogin.", "User.", "SetupAuditTrail", "OauthToken"]
-                .iter()
-                .any(|k| e.contains(k))
+            [
+                "LoginHistory",
+                "UserLogin.",
+                "User.",
+                "SetupAuditTrail",
+                "OauthToken",
+            ]
+            .iter()
+            .any(|k| e.contains(k))
         })
     }
     /// A tie says so in the expected cause's evidence, with the check that would decide.
@@ -1031,7 +1043,10 @@ fn every_cause_under_every_grant_kind() {
     if only.is_some() {
         return;
     }
-    assert!(top1 * 100 >= n * 95, "top-1 of the decidable cases below 95 %");
+    assert!(
+        top1 * 100 >= n * 95,
+        "top-1 of the decidable cases below 95 %"
+    );
     assert_eq!(
         owed_top2,
         owed.len(),

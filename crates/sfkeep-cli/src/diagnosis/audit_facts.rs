@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sfkeep::clock::{Clock, SystemClock, UnixMillis};
-use sfkeep::diagnose::evidence::{self, Facts, PastEvent, PasswordSecrets};
+use sfkeep::diagnose::evidence::{self, Facts, PasswordSecrets, PastEvent};
 
 use crate::audit::{self, AuditLog};
 use crate::config::{GrantName, Profile, SecretRef};

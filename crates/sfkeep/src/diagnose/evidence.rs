@@ -11,7 +11,7 @@
 
 pub use super::facts::{
     AuditRow, Facts, GrantAttempt, GrantCheck, InterruptedRefresh, LoginRow, OauthTokenRow,
-    OrgReads, PastEvent, PasswordSecrets, RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
+    OrgReads, PasswordSecrets, PastEvent, RefreshTokenFacts, TimeoutSource, TokenProbe, UserFacts,
 };
 pub use super::rules::SKEW_WARN;
 pub use super::time_text::{clock_offset_text, human, human_exact, parse_sf_datetime};
@@ -718,15 +718,27 @@ mod tests {
 
     #[test]
     fn a_password_file_written_after_the_last_login_that_worked_is_a_wrong_password() {
-        let d = diagnose(&password_refused_blind(secrets(NOW.0 - 1_000, NOW.0 - 60_000)));
+        let d = diagnose(&password_refused_blind(secrets(
+            NOW.0 - 1_000,
+            NOW.0 - 60_000,
+        )));
         assert_eq!(d.verdict, D::WrongPassword, "{d:#?}");
         assert!(!d.recoverable);
-        assert!(d.top().evidence.iter().any(|e| e.contains("changed 59s after")), "{d:#?}");
+        assert!(
+            d.top()
+                .evidence
+                .iter()
+                .any(|e| e.contains("changed 59s after")),
+            "{d:#?}"
+        );
     }
 
     #[test]
     fn an_unchanged_password_file_ties_a_password_change_and_a_freeze_and_says_what_decides() {
-        let d = diagnose(&password_refused_blind(secrets(NOW.0 - 90_000, NOW.0 - 60_000)));
+        let d = diagnose(&password_refused_blind(secrets(
+            NOW.0 - 90_000,
+            NOW.0 - 60_000,
+        )));
         let top2: Vec<D> = d.causes.iter().take(2).map(|c| c.cause).collect();
         assert_eq!(top2, [D::PasswordChanged, D::UserFrozen], "{d:#?}");
         assert_eq!(d.causes[0].confidence, d.causes[1].confidence);
@@ -738,7 +750,11 @@ mod tests {
                 "{c:#?}"
             );
         }
-        let wrong = d.causes.iter().find(|c| c.cause == D::WrongPassword).unwrap();
+        let wrong = d
+            .causes
+            .iter()
+            .find(|c| c.cause == D::WrongPassword)
+            .unwrap();
         assert!(wrong.confidence < 0.2, "{d:#?}");
         assert!(!d.recoverable);
     }
@@ -769,7 +785,10 @@ mod tests {
                 .is_some_and(|x| x.evidence.iter().any(|e| e.contains("LoginHistory"))),
             "{d:#?}"
         );
-        assert!(of(D::WrongPassword).is_none_or(|x| x.confidence < 0.5), "{d:#?}");
+        assert!(
+            of(D::WrongPassword).is_none_or(|x| x.confidence < 0.5),
+            "{d:#?}"
+        );
     }
 
     #[test]
@@ -794,7 +813,11 @@ mod tests {
             ],
             "{d:#?}"
         );
-        assert!(d.causes[..3].iter().all(|c| c.confidence == d.causes[0].confidence));
+        assert!(
+            d.causes[..3]
+                .iter()
+                .all(|c| c.confidence == d.causes[0].confidence)
+        );
         for c in &d.causes[..3] {
             assert!(
                 c.evidence

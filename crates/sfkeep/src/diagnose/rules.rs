@@ -382,14 +382,18 @@ fn refused_logins(cx: &Context<'_>, out: &mut Vec<Finding>) {
 /// since. An "Invalid Password" login then means the profile's password is wrong.
 fn password_unchanged_in_org(cx: &Context<'_>) -> bool {
     let f = cx.f;
-    let older = match (f.user.as_ref().and_then(|u| u.last_password_change), cx.cutoff) {
+    let older = match (
+        f.user.as_ref().and_then(|u| u.last_password_change),
+        cx.cutoff,
+    ) {
         (Some(pc), Some(c)) => pc.0 < c.0,
         _ => false,
     };
     let audited = !f.reads.setup_audit
-        || !f.setup_audit.iter().any(|r| {
-            cx.after_cutoff(r.at) && r.action.to_ascii_lowercase().contains("password")
-        });
+        || !f
+            .setup_audit
+            .iter()
+            .any(|r| cx.after_cutoff(r.at) && r.action.to_ascii_lowercase().contains("password"));
     f.reads.user && older && audited
 }
 
@@ -1040,8 +1044,9 @@ fn refresh_token_revoked(said: &str, f: &Facts, weight: f64) -> Vec<Finding> {
             "cannot be told apart from {others}: the org answers each with `expired access/refresh token`, and nothing doctor could read sets one apart. SetupAuditTrail (a revoke, or a refresh-token policy change of the app) and OauthToken (five approvals of the app by the user) tell them apart: Setup > View Setup Audit Trail and Setup > Connected Apps OAuth Usage, or `sfkeep doctor` with a profile of a user who may read them"
         )
     };
-    let mut policy_why =
-        format!("{said} (an idle, absolute or immediate refresh-token policy gives the same answer)");
+    let mut policy_why = format!(
+        "{said} (an idle, absolute or immediate refresh-token policy gives the same answer)"
+    );
     if let Some(i) = by_time {
         policy_why.push_str(&format!(
             ", and the session was last used {} ago, past its timeout of {}: it died by time, as such a policy ends refresh tokens (SetupAuditTrail could not be read to tell a revoke)",
