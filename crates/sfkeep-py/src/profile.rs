@@ -38,7 +38,7 @@ use crate::errors::Kind;
 use crate::spec::{BuildError, Credentials, SpecError, StoreSpec, probe_store};
 
 /// The config file name looked up in the working directory and the user config dir.
-const CONFIG_FILE_NAME: &str = "sfkeep.toml";
+use sfkeep::paths::CONFIG_FILE_NAME;
 /// The API version used when a profile does not set one (as the CLI).
 const DEFAULT_API_VERSION: &str = "59.0";
 /// The login host used when a profile does not set one (as the CLI).
@@ -102,22 +102,14 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, SpecError> {
             )
         }));
     }
-    let mut tried = vec![format!("./{CONFIG_FILE_NAME}")];
-    let local = PathBuf::from(CONFIG_FILE_NAME);
-    if local.is_file() {
-        return Ok(local);
+    let candidates = sfkeep::paths::config_candidates();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
     }
-    let user_dir = match std::env::var_os("XDG_CONFIG_HOME") {
-        Some(x) if !x.is_empty() => Some(PathBuf::from(x)),
-        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")),
-    };
-    if let Some(dir) = user_dir {
-        let p = dir.join("sfkeep").join(CONFIG_FILE_NAME);
-        if p.is_file() {
-            return Ok(p);
-        }
-        tried.push(p.display().to_string());
-    }
+    let tried: Vec<String> = candidates
+        .iter()
+        .map(|p| sfkeep::paths::candidate_name(p))
+        .collect();
     Err(config_error(format!(
         "TokenManager.from_profile: no config file found (looked at {}); pass config=PATH",
         tried.join(" and ")
@@ -238,19 +230,7 @@ fn read_secret_file(path: &Path) -> Result<String, String> {
 
 /// Expands `~/` and makes a relative path relative to the config file's directory (as the CLI).
 fn resolve_path(raw: &str, config_path: &Path) -> PathBuf {
-    if let Some(rest) = raw.strip_prefix("~/")
-        && let Some(home) = std::env::var_os("HOME")
-    {
-        return PathBuf::from(home).join(rest);
-    }
-    let p = PathBuf::from(raw);
-    if p.is_absolute() {
-        return p;
-    }
-    match config_path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
-        _ => p,
-    }
+    sfkeep::paths::resolve_config_relative(raw, config_path)
 }
 
 /// Reads profile `name` of the config file (`config`, or the CLI's lookup).

@@ -12,6 +12,56 @@ pub const AUDIT_DB_FILE: &str = "audit.db";
 /// The spent-token ledger's file name, beside the audit log.
 pub const SPENT_LEDGER_FILE: &str = "spent-refresh-tokens.json";
 
+/// The config file's name, looked up in the working directory, then in [`user_config_dir`]`/sfkeep`.
+pub const CONFIG_FILE_NAME: &str = "sfkeep.toml";
+
+/// `$XDG_CONFIG_HOME`, else `~/.config` (`None` without a home directory).
+pub fn user_config_dir() -> Option<PathBuf> {
+    match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(x) if !x.is_empty() => Some(PathBuf::from(x)),
+        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")),
+    }
+}
+
+/// Where a config file is looked for when none is named, in order: `./sfkeep.toml`, then
+/// `$XDG_CONFIG_HOME/sfkeep/sfkeep.toml` (or `~/.config/sfkeep/sfkeep.toml`). The CLI and the
+/// Python wheel's `from_profile` take the first that is a file.
+pub fn config_candidates() -> Vec<PathBuf> {
+    let mut all = vec![PathBuf::from(CONFIG_FILE_NAME)];
+    if let Some(dir) = user_config_dir() {
+        all.push(dir.join("sfkeep").join(CONFIG_FILE_NAME));
+    }
+    all
+}
+
+/// A candidate of [`config_candidates`] as a message names it (`./sfkeep.toml` for the
+/// working directory's).
+pub fn candidate_name(p: &Path) -> String {
+    match p.is_relative() {
+        true => format!("./{}", p.display()),
+        false => p.display().to_string(),
+    }
+}
+
+/// A path written in the config file: `~/` is the home directory, and a relative path is
+/// relative to the config file's directory (not the working directory), as every sfkeep
+/// process reads it.
+pub fn resolve_config_relative(raw: &str, config_path: &Path) -> PathBuf {
+    if let Some(rest) = raw.strip_prefix("~/")
+        && let Some(home) = std::env::var_os("HOME")
+    {
+        return PathBuf::from(home).join(rest);
+    }
+    let p = PathBuf::from(raw);
+    if p.is_absolute() {
+        return p;
+    }
+    match config_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p,
+    }
+}
+
 /// `$XDG_STATE_HOME`, else `~/.local/state`.
 pub fn state_dir() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {

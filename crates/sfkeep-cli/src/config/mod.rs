@@ -49,7 +49,7 @@ use crate::error::{CliError, CliResult};
 /// The profile used when neither `--profile` nor `SFKEEP_PROFILE` names one.
 pub const DEFAULT_PROFILE: &str = "default";
 /// The config file name looked up in the working directory and the user config dir.
-pub const CONFIG_FILE_NAME: &str = "sfkeep.toml";
+pub use sfkeep::paths::CONFIG_FILE_NAME;
 
 /// A parsed config file.
 #[derive(Clone, Debug)]
@@ -136,30 +136,18 @@ pub fn locate(explicit: Option<&Path>) -> CliResult<PathBuf> {
             p.display()
         )));
     }
-    let mut tried = Vec::new();
-    let local = PathBuf::from(CONFIG_FILE_NAME);
-    if local.is_file() {
-        return Ok(local);
+    let candidates = sfkeep::paths::config_candidates();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
     }
-    tried.push(format!("./{CONFIG_FILE_NAME}"));
-    if let Some(dir) = user_config_dir() {
-        let p = dir.join("sfkeep").join(CONFIG_FILE_NAME);
-        if p.is_file() {
-            return Ok(p);
-        }
-        tried.push(p.display().to_string());
-    }
+    let tried: Vec<String> = candidates
+        .iter()
+        .map(|p| sfkeep::paths::candidate_name(p))
+        .collect();
     Err(CliError::usage(format!(
         "no config file found (looked at {}). Create one with a [profiles.default] table, or pass --config PATH.",
         tried.join(" and ")
     )))
-}
-
-fn user_config_dir() -> Option<PathBuf> {
-    match std::env::var_os("XDG_CONFIG_HOME") {
-        Some(x) if !x.is_empty() => Some(PathBuf::from(x)),
-        _ => std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")),
-    }
 }
 
 #[cfg(test)]

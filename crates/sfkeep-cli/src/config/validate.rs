@@ -190,19 +190,7 @@ fn store(at: &Place<'_>, value: Option<RawStore>) -> CliResult<StoreConfig> {
 
 /// Expands `~/` and makes a relative path relative to the config file's directory.
 pub fn resolve_path(raw: &str, config_path: &Path) -> PathBuf {
-    if let Some(rest) = raw.strip_prefix("~/")
-        && let Some(home) = std::env::var_os("HOME")
-    {
-        return PathBuf::from(home).join(rest);
-    }
-    let p = PathBuf::from(raw);
-    if p.is_absolute() {
-        return p;
-    }
-    match config_path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
-        _ => p,
-    }
+    sfkeep::paths::resolve_config_relative(raw, config_path)
 }
 
 #[cfg(test)]
