@@ -4,16 +4,25 @@
 //! of the same shape. `--patterns` names the patterns in the window instead (default the last
 //! 24 h), with the status page's own analysis (`serve::patterns::of_profile`) on the same
 //! history: the audit log, and the `LoginHistory` rows `sfkeep serve` last read.
+//!
+//! Each death listed (a 401, a re-auth required) shows its cause as the status page gives it
+//! (`serve::death_causes`: the events of the death and its heal, the org's evidence `sfkeep
+//! serve` last read, its latest diagnosis), `death_cause` in the JSON form. `--follow` prints a
+//! death before its heal is known, so without one.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Args;
 use sfkeep::clock::{Clock, SystemClock};
 
 use crate::audit::{self, AuditLog, EventRow};
+use crate::config::Profile;
 use crate::error::CliResult;
 use crate::exit::Exit;
 use crate::output::{self, print_line};
+use crate::serve::api::category;
+use crate::serve::death_causes::{self, DeathCause, Evidence};
 use crate::session::{self, Globals};
 use crate::ui::Paint;
 
@@ -67,7 +76,7 @@ pub fn parse_since(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
-fn line(r: &EventRow, p: Paint) -> String {
+fn line(r: &EventRow, death: Option<&DeathCause>, p: Paint) -> String {
     let mut s = format!("{}  {:<18}", p.dim(&audit::iso(r.at)), r.kind);
     if let Some(g) = &r.grant {
         s.push_str(&format!(" grant={g}"));
@@ -92,18 +101,45 @@ fn line(r: &EventRow, p: Paint) -> String {
         // doctor's own test refresh: real traffic at the org, but not the integration's.
         s.push_str(&p.dim(" (doctor probe)"));
     }
+    if let Some(d) = death {
+        s.push_str(&format!(
+            "\n    death cause: {} ({}: {})",
+            p.red(&d.cause),
+            d.source,
+            d.evidence
+        ));
+    }
     s
 }
 
-fn print_rows(rows: &[EventRow], p: Paint) -> CliResult<()> {
+/// The causes of the deaths among `rows`, as the status page gives them.
+fn death_causes(p: &Profile, rows: &[EventRow]) -> BTreeMap<i64, DeathCause> {
+    let categories: Vec<&str> = rows
+        .iter()
+        .enumerate()
+        .map(|(i, r)| category(r, i.checked_sub(1).map(|j| &rows[j])))
+        .collect();
+    if !categories.iter().any(|c| death_causes::is_death(c)) {
+        return BTreeMap::new();
+    }
+    death_causes::of_deaths(rows, &categories, &Evidence::from_state_file(p))
+}
+
+fn print_rows(rows: &[EventRow], causes: &BTreeMap<i64, DeathCause>, p: Paint) -> CliResult<()> {
     for r in rows {
-        print_line(&line(r, p))?;
+        print_line(&line(r, causes.get(&r.id), p))?;
     }
     Ok(())
 }
 
-fn rows_json(rows: &[EventRow]) -> serde_json::Value {
-    serde_json::json!({"events": rows.iter().map(EventRow::to_json).collect::<Vec<_>>()})
+fn rows_json(rows: &[EventRow], causes: &BTreeMap<i64, DeathCause>) -> serde_json::Value {
+    serde_json::json!({"events": rows.iter().map(|r| {
+        let mut v = r.to_json();
+        if let (Some(d), Some(o)) = (causes.get(&r.id), v.as_object_mut()) {
+            o.insert("death_cause".into(), serde_json::json!(d));
+        }
+        v
+    }).collect::<Vec<_>>()})
 }
 
 /// `--patterns`: the patterns of the window, as the status page names them.
@@ -188,7 +224,7 @@ pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
     let mut log = AuditLog::open_existing(&path).map_err(|e| e.into_cli())?;
     if log.is_none() && !a.follow {
         if output::json() {
-            output::set_result(rows_json(&[]));
+            output::set_result(rows_json(&[], &BTreeMap::new()));
             return Ok(Exit::Ok);
         }
         eprintln!(
@@ -210,12 +246,17 @@ pub async fn run(g: &Globals, a: EventsArgs) -> CliResult<Exit> {
             if let Some(r) = rows.last() {
                 last_id = r.id;
             }
+            let causes = if a.follow {
+                BTreeMap::new()
+            } else {
+                death_causes(&p, &rows)
+            };
             match (output::json(), a.follow) {
-                (false, _) => print_rows(&rows, paint)?,
-                (true, false) => output::set_result(rows_json(&rows)),
+                (false, _) => print_rows(&rows, &causes, paint)?,
+                (true, false) => output::set_result(rows_json(&rows, &causes)),
                 (true, true) => {
                     for r in &rows {
-                        output::emit(rows_json(std::slice::from_ref(r)))?;
+                        output::emit(rows_json(std::slice::from_ref(r), &causes))?;
                     }
                 }
             }

@@ -5,7 +5,9 @@
 //! `/api/v1/events?profile=NAME&window=24h|7d|30d` gives the profile's audit-log events in the
 //! window (each with the category the page draws it as), counted per bucket on the server, the
 //! integration user's `LoginHistory` rows from the last org read (or why there are none), the
-//! alerts sent, the API usage samples and the named patterns. Past [`MAX_MARKS`] events only
+//! alerts sent, the API usage samples and the named patterns. Each death (a 401, a re-auth
+//! required) carries its `death_cause` (`super::death_causes`), and `death_causes` counts them
+//! per cause for the page's legend. Past [`MAX_MARKS`] events only
 //! the buckets are sent, so the page stays responsive with 100,000 events in the window.
 
 use std::collections::BTreeMap;
@@ -365,21 +367,45 @@ pub fn events_doc(
             *slot += n;
         }
     }
+    let categories: Vec<&str> = rows
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .enumerate()
+        .map(|(i, r)| category(r, i.checked_sub(1).and_then(|j| rows.as_ref()?.get(j))))
+        .collect();
+    let causes = rows
+        .as_deref()
+        .map(|r| super::death_causes::of_deaths(r, &categories, &g.org_evidence(w)))
+        .unwrap_or_default();
     let marks: Option<Vec<Value>> = rows.as_ref().map(|rows| {
         rows.iter()
-            .enumerate()
-            .map(|(i, r)| {
-                let prev = i.checked_sub(1).map(|j| &rows[j]);
+            .zip(&categories)
+            .map(|(r, cat)| {
                 json!({
-                    "id": r.id, "at": r.at, "kind": r.kind, "category": category(r, prev),
+                    "id": r.id, "at": r.at, "kind": r.kind, "category": cat,
                     "cause": r.cause, "generation": r.generation, "grant": r.grant,
                     "api": r.event.get("api").and_then(Value::as_str),
                     "reason": r.event.get("reason").and_then(Value::as_str),
                     "label": label(r),
+                    "death_cause": causes.get(&r.id),
                 })
             })
             .collect()
     });
+    // The legend: each cause with its deaths, most first.
+    let mut tally: BTreeMap<&str, (&str, u64)> = BTreeMap::new();
+    for c in causes.values() {
+        tally
+            .entry(c.cause.as_str())
+            .or_insert((c.title.as_str(), 0))
+            .1 += 1;
+    }
+    let mut death_causes: Vec<Value> = tally
+        .into_iter()
+        .map(|(cause, (title, n))| json!({"cause": cause, "title": title, "deaths": n}))
+        .collect();
+    death_causes.sort_by_key(|v| std::cmp::Reverse(v["deaths"].as_u64().unwrap_or(0)));
     let (logins, logins_read_at) = g.login_history(w);
     let offset = w.manager.server_clock().offset();
     let view = g.view(w);
@@ -402,6 +428,7 @@ pub fn events_doc(
         "clock_offset_ms": offset,
         "total": total,
         "events": marks,
+        "death_causes": death_causes,
         "audit_error": audit_error,
         "buckets": {"size_ms": bucket_ms, "series": series},
         "login_history": match logins {

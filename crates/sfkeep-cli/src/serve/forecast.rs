@@ -528,6 +528,7 @@ mod tests {
             }),
             approvals: Ok(approvals),
             login_history: Ok(Vec::new()),
+            setup_audit: Ok(Vec::new()),
             limits_error: None,
         }
     }

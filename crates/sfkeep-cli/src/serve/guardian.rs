@@ -826,7 +826,11 @@ impl Guardian {
             }),
             Err(e) => json!({"error": e}),
         };
-        write_state(&profile, &view, &logins);
+        let setup = match self.org_evidence(w).setup {
+            Ok(rows) => json!({"rows": rows}),
+            Err(e) => json!({"error": e}),
+        };
+        write_state(&profile, &view, &logins, &setup);
     }
 
     fn note_recovery(
@@ -960,6 +964,28 @@ impl Guardian {
         match &st.org {
             Ok(o) => (o.login_history.clone(), Some(o.read_at)),
             Err(e) => (Err(e.clone()), None),
+        }
+    }
+
+    /// What the death causes of `w`'s timeline are worked out from: the last org read's
+    /// `LoginHistory` and `SetupAuditTrail` rows (or why there are none), the measured clock
+    /// offset, the profile's session timeout and the latest diagnosis.
+    pub fn org_evidence(&self, w: &Watch) -> super::death_causes::Evidence {
+        let p = read(&w.profile).clone();
+        let st = w.lock();
+        let (logins, setup) = match &st.org {
+            Ok(o) => (o.login_history.clone(), o.setup_audit.clone()),
+            Err(e) => (Err(e.clone()), Err(e.clone())),
+        };
+        super::death_causes::Evidence {
+            logins,
+            setup,
+            offset_ms: w.manager.server_clock().offset(),
+            session_timeout: p
+                .session_timeout
+                .unwrap_or(sfkeep::token::DEFAULT_SESSION_TIMEOUT),
+            timeout_from_profile: p.session_timeout.is_some(),
+            diagnosis: st.diagnosis.as_ref().map(|d| (d.at, d.diagnosis.clone())),
         }
     }
 
@@ -1134,8 +1160,9 @@ pub fn state_path(p: &Profile) -> PathBuf {
 }
 
 /// Writes the state file atomically (0600: it names the org's users and apps, and holds the
-/// integration user's `LoginHistory` rows for `sfkeep events --patterns`).
-fn write_state(p: &Profile, view: &Value, login_history: &Value) {
+/// integration user's `LoginHistory` rows for `sfkeep events --patterns` and the org's
+/// `SetupAuditTrail` rows for the death causes `sfkeep events` shows).
+fn write_state(p: &Profile, view: &Value, login_history: &Value, setup_audit: &Value) {
     let path = state_path(p);
     let Some(dir) = path.parent() else { return };
     let _ = std::fs::create_dir_all(dir);
@@ -1151,6 +1178,7 @@ fn write_state(p: &Profile, view: &Value, login_history: &Value) {
         "writer_pid": std::process::id(),
         "profile": view,
         "login_history": login_history,
+        "setup_audit": setup_audit,
     });
     let write = || -> std::io::Result<()> {
         use std::io::Write;
@@ -1194,4 +1222,16 @@ pub fn read_login_history(p: &Profile) -> Option<Result<(Vec<orgfacts::Login>, i
         .and_then(Value::as_i64)
         .unwrap_or(0);
     Some(Ok((rows, offset)))
+}
+
+/// The org's `SetupAuditTrail` rows as `sfkeep serve` last read them for `p`, or why there are
+/// none (`None`: no guardian has written a state).
+pub fn read_setup_audit(p: &Profile) -> Option<Result<Vec<orgfacts::SetupChange>, String>> {
+    let text = std::fs::read_to_string(state_path(p)).ok()?;
+    let v: Value = serde_json::from_str(&text).ok()?;
+    let l = v.get("setup_audit")?;
+    if let Some(e) = l.get("error").and_then(Value::as_str) {
+        return Some(Err(e.to_owned()));
+    }
+    Some(serde_json::from_value(l.get("rows")?.clone()).map_err(|e| e.to_string()))
 }

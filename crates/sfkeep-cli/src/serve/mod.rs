@@ -15,6 +15,7 @@
 //!
 //! Modules, one concept each: [`settings`] (config and flags), [`guardian`] (the watches and
 //! their checks), [`keepalive`], [`forecast`] (with [`orgfacts`] and [`cert`] as inputs),
+//! [`death_causes`] (why each death on the timeline happened),
 //! [`alerts`] (incidents) and [`webhook`] (delivery), [`patterns`], and the listener: [`api`],
 //! [`access`], [`metrics`], [`page`].
 
@@ -22,6 +23,7 @@ pub mod access;
 pub mod alerts;
 pub mod api;
 pub mod cert;
+pub mod death_causes;
 pub mod forecast;
 pub mod guardian;
 pub mod keepalive;

@@ -1,6 +1,7 @@
 //! The SOQL evidence the forecasts and the status page read from the org, with a live token:
 //! the integration user (`User.LastPasswordChangeDate`), its approvals (`OauthToken`), its
-//! `LoginHistory`, and the daily API limit (`/limits`). A query the org refuses becomes the
+//! `LoginHistory`, the org's recent `SetupAuditTrail` (what the page's death causes are
+//! correlated with, see [`super::death_causes`]), and the daily API limit (`/limits`). A query the org refuses becomes the
 //! reason a forecast says "unknown", never a guess.
 
 use serde::Serialize;
@@ -66,6 +67,18 @@ pub struct Login {
     pub login_type: String,
 }
 
+/// One `SetupAuditTrail` row: a change an admin made in Setup (a password reset, a freeze, a
+/// token revoke, an IP range change, …).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SetupChange {
+    /// `CreatedDate`.
+    pub at: UnixMillis,
+    /// `Action` (e.g. `changedpassword`, `frozeuser`, `connectedapprevoketokens`).
+    pub action: String,
+    /// `Display`: the change in Setup's words.
+    pub display: String,
+}
+
 /// What the last org check read.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OrgFacts {
@@ -77,6 +90,8 @@ pub struct OrgFacts {
     pub approvals: Result<Vec<Approval>, String>,
     /// Its recent logins, newest first.
     pub login_history: Result<Vec<Login>, String>,
+    /// The org's recent Setup changes, newest first.
+    pub setup_audit: Result<Vec<SetupChange>, String>,
     /// Why the daily API limit could not be read, if it could not.
     pub limits_error: Option<String>,
 }
@@ -234,11 +249,29 @@ pub async fn read(client: &sfkeep::client::Client, now: UnixMillis) -> Result<Or
             .collect()
     })
     .map_err(|e| format!("reading LoginHistory failed: {e}"));
+    let setup_audit = soql(
+        client,
+        "SELECT Action, Display, CreatedDate FROM SetupAuditTrail ORDER BY CreatedDate DESC LIMIT 200",
+    )
+    .await
+    .map(|rows| {
+        rows.iter()
+            .filter_map(|r| {
+                Some(SetupChange {
+                    at: parse_sf_datetime(s(r, "CreatedDate")?)?,
+                    action: s(r, "Action").unwrap_or("").to_owned(),
+                    display: s(r, "Display").unwrap_or("").to_owned(),
+                })
+            })
+            .collect()
+    })
+    .map_err(|e| format!("reading SetupAuditTrail failed: {e}"));
     Ok(OrgFacts {
         read_at: now,
         user,
         approvals,
         login_history,
+        setup_audit,
         limits_error: None,
     })
 }
