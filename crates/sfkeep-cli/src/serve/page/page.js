@@ -20,18 +20,29 @@ const LANES = [
 
 // What an event of the timeline was, in plain words, with its cause when it has one.
 function words(id) { return String(id || '').replace(/_/g, ' '); }
+// A death's colour by its diagnosed cause (the same cause the same colour in every window).
+const CAUSE_CLASS = {
+  session_timeout: 'cause-0', logged_out_elsewhere: 'cause-1', password_changed: 'cause-2', ip_restricted: 'cause-3',
+  app_tokens_revoked: 'cause-4', user_frozen: 'cause-5', user_deactivated: 'cause-6', unknown: 'cause-unknown',
+};
+function causeClass(cause) { return CAUSE_CLASS[cause] || 'cause-7'; }
+// The cause sfkeep diagnosed for a death (server side: /api/v1/events' death_cause).
+function diagnosed(e) {
+  const d = e.death_cause;
+  return d ? ' — cause: ' + words(d.cause) + (d.evidence ? ' (' + d.evidence + ')' : '') : '';
+}
 function describeEvent(e) {
   const api = e.api ? ' (' + ({ rest: 'REST API', soap: 'SOAP API', bulk: 'Bulk API', bulk2: 'Bulk 2.0' }[e.api] || e.api) + ')' : '';
   const by = e.grant ? ' by ' + words(e.grant) : '';
   const gen = e.generation !== null && e.generation !== undefined ? ', generation ' + e.generation : '';
   const cause = e.cause ? ' — cause: ' + words(e.cause) : '';
   switch (e.category) {
-    case 'death': return 'session died: the org answered INVALID_SESSION_ID' + api + gen;
+    case 'death': return 'session died: the org answered INVALID_SESSION_ID' + api + gen + diagnosed(e);
     case 'heal': return 'healed: a new token after the 401' + by + gen;
     case 'refresh': return 'token refreshed' + (e.reason ? ' (' + words(e.reason) + ')' : '') + by + gen;
     case 'adopted': return 'token taken from the shared store (no token request)' + gen;
     case 'keep_alive': return e.kind === 'token.invalidated' ? 'keep-alive: token given up to use the refresh token' + gen : 'keep-alive refresh' + by + gen;
-    case 'reauth': return 're-authentication required' + cause;
+    case 'reauth': return 're-authentication required' + (e.cause ? ' (the token request said: ' + words(e.cause) + ')' : '') + diagnosed(e);
     case 'failure': return 'token request failed' + by + cause;
     case 'fallback': return 'fallback grant used' + cause;
     case 'api': return 'API call succeeded' + api;
@@ -210,7 +221,11 @@ function showTip(mark, clientX, clientY) {
     groups.delete(what);
     groups.set(what, g);
   }
-  const list = [...groups.values()].reverse().slice(0, 8);
+  // The hovered (or focused) event's own line first, then the others newest first.
+  const all = [...groups.values()].reverse();
+  const own = all.findIndex((g) => g.marks.includes(mark));
+  if (own > 0) all.unshift(...all.splice(own, 1));
+  const list = all.slice(0, 8);
   const t = tipBox();
   t.textContent = '';
   if (shown.length > 1) t.append(h('div', { class: 'tip-head' }, shown.length + ' events here'));
@@ -280,7 +295,8 @@ function drawTimeline(box, doc) {
     for (const e of doc.events) {
       const li = laneOf(e.category);
       const cy = top + (li < 0 ? 3 : li) * laneH + laneH / 2;
-      const m = s('circle', { cx: x(e.at).toFixed(1), cy: cy, r: 4.5, class: 'mark ' + e.category, 'data-event-id': e.id, 'data-category': e.category });
+      const dc = e.death_cause ? e.death_cause.cause : null;
+      const m = s('circle', { cx: x(e.at).toFixed(1), cy: cy, r: 4.5, class: 'mark ' + e.category + (dc ? ' ' + causeClass(dc) : ''), 'data-event-id': e.id, 'data-category': e.category, 'data-death-cause': dc });
       tip(m, when(e.at), describeEvent(e), li < 0 ? 3 : li, x(e.at));
       marks.append(m);
     }
@@ -344,7 +360,16 @@ function drawTimeline(box, doc) {
     : doc.total + ' events in the window: too many to draw one by one, shown as counts per ' + dur(doc.buckets.size_ms / 1000);
   box.append(h('div', { class: 'tl-head' }, h('strong', {}, 'timeline'), ' ', h('span', { class: 'dim', 'data-total': doc.total }, note),
     loginNote ? h('span', { class: 'dim' }, ' · ' + loginNote) : null), svg);
+  if (doc.events && (doc.death_causes || []).length) box.append(causeLegend(doc.death_causes));
   if (missingNote) box.append(missingNote);
+}
+
+// The deaths of the window by cause: a swatch of each cause's colour, its words and count.
+function causeLegend(causes) {
+  return h('div', { class: 'legend', 'data-legend': '' }, h('span', { class: 'dim' }, 'deaths by cause:'),
+    causes.map((c) => h('span', { class: 'legend-item', 'data-cause': c.cause, 'data-deaths': c.deaths, title: c.title },
+      s('svg', { viewBox: '0 0 12 12', width: 12, height: 12, 'aria-hidden': 'true' }, s('circle', { cx: 6, cy: 6, r: 5, class: 'mark death ' + causeClass(c.cause) })),
+      ' ' + words(c.cause) + ' × ' + c.deaths)));
 }
 
 function drawPatterns(box, doc) {
