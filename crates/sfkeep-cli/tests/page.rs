@@ -341,6 +341,143 @@ fn check_hovers(report: &Value, db: &Path) {
     );
 }
 
+/// Each death's cause: the status API gives every death in the window one, the scripted
+/// deaths the scripted cause; the timeline draws each death with the API's cause, the legend
+/// counts them per cause, `sfkeep events` lists the same, and each scripted death's own tooltip
+/// line names its cause.
+fn check_death_causes(
+    report: &Value,
+    demo: &Serve,
+    (home, cfg): (&Path, &Path),
+    scripted: &[Scripted],
+) {
+    let doc = get_json(&format!(
+        "{}/api/v1/events?profile=fake&window=24h",
+        demo.url()
+    ));
+    let api: std::collections::BTreeMap<i64, Value> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["category"] == "death" || e["category"] == "reauth")
+        .map(|e| (e["id"].as_i64().unwrap(), e["death_cause"].clone()))
+        .collect();
+    assert!(!api.is_empty(), "no death in {doc}");
+    let timeline: Vec<String> = doc["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {} {} gen={} {}",
+                e["id"], e["at"], e["category"], e["label"], e["generation"], e["death_cause"]
+            )
+        })
+        .collect();
+    let api_dump = format!(
+        "{timeline:#?}\nlogins {:#}\noffset {}",
+        doc["login_history"], doc["clock_offset_ms"]
+    );
+    for (id, c) in &api {
+        assert!(
+            c["cause"].is_string() && c["evidence"].is_string() && c["source"].is_string(),
+            "death {id} has no cause: {c}"
+        );
+    }
+    for s in scripted {
+        assert!(!s.deaths.is_empty(), "no death scripted as {}", s.cause);
+        for id in &s.deaths {
+            let c = &api[id];
+            assert_eq!(
+                c["cause"], s.cause,
+                "death {id}, scripted as {}, has the cause {c}; the timeline: {api_dump}",
+                s.cause
+            );
+        }
+    }
+    let dom = profile_dom(report, "fake");
+    let drawn: std::collections::BTreeMap<i64, String> = dom["death_causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p[0].as_i64().unwrap(), p[1].as_str().unwrap().to_owned()))
+        .collect();
+    let given: std::collections::BTreeMap<i64, String> = api
+        .iter()
+        .map(|(id, c)| (*id, c["cause"].as_str().unwrap().to_owned()))
+        .collect();
+    assert_eq!(
+        drawn, given,
+        "the deaths drawn by cause vs the status API: {api:#?}"
+    );
+    let mut counts: std::collections::BTreeMap<String, i64> = Default::default();
+    for c in given.values() {
+        *counts.entry(c.clone()).or_default() += 1;
+    }
+    let legend: std::collections::BTreeMap<String, i64> = dom["legend"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l[0].as_str().unwrap().to_owned(), l[1].as_i64().unwrap()))
+        .collect();
+    assert_eq!(legend, counts, "the legend");
+    // `sfkeep events` gives each death the same cause (from what the guardian last read).
+    let mut c = sfkeep(home);
+    c.arg("--config")
+        .arg(cfg)
+        .args(["--profile", "fake", "events", "--since", "24h", "--json"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    let listed: std::collections::BTreeMap<i64, String> = result_of(&out)["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| api.contains_key(&e["id"].as_i64().unwrap()))
+        .map(|e| {
+            (
+                e["id"].as_i64().unwrap(),
+                e["death_cause"]["cause"]
+                    .as_str()
+                    .unwrap_or("none")
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(listed, given, "sfkeep events vs the status API: {api_dump}");
+    let mut c = sfkeep(home);
+    c.arg("--config")
+        .arg(cfg)
+        .args(["--profile", "fake", "events", "--since", "24h"]);
+    let (code, out, err) = run(c);
+    assert_eq!(code, 0, "{err}");
+    for s in scripted {
+        assert!(
+            out.contains(&format!("death cause: {}", s.cause)),
+            "sfkeep events does not show {}: {out}",
+            s.cause
+        );
+    }
+    let focused = report["focused"].as_array().unwrap();
+    for s in scripted {
+        for id in &s.deaths {
+            let f = focused
+                .iter()
+                .find(|f| f["id"].as_i64() == Some(*id))
+                .unwrap_or_else(|| panic!("death {id} was not focused: {focused:?}"));
+            let first = f["first"].as_str().unwrap_or_default();
+            let words = format!("cause: {}", s.cause.replace('_', " "));
+            assert!(
+                first.contains(&words) && f["ids"].as_array().unwrap().contains(&json!(id)),
+                "death {id}'s tooltip line does not name {words}: {f}"
+            );
+            assert!(
+                first.contains(api[id]["evidence"].as_str().unwrap()),
+                "death {id}'s tooltip line does not show the API's evidence: {first}"
+            );
+        }
+    }
+}
+
 fn profile_dom<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["dom"]["profiles"]
         .as_array()
@@ -350,9 +487,47 @@ fn profile_dom<'a>(report: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no section for {name}: {}", report["dom"]["profiles"]))
 }
 
+/// The deaths (a 401 of the integration, a re-auth required; not keep-alives, not doctor's
+/// probes) in the audit log at `db` with an id above `after`.
+fn deaths_after(db: &Path, after: i64) -> BTreeSet<i64> {
+    let c = rusqlite::Connection::open(db).unwrap();
+    let mut st = c
+        .prepare(
+            "SELECT id FROM events WHERE id > ?1 AND origin IS NULL AND (kind = 'reauth.required'
+             OR (kind = 'token.invalidated' AND json_extract(json, '$.api') IS NOT 'keep_alive'))",
+        )
+        .unwrap();
+    st.query_map([after], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
+}
+
+/// The newest event id in the audit log at `db` (0 when empty).
+fn last_id(db: &Path) -> i64 {
+    all_ids(db).last().copied().unwrap_or(0)
+}
+
+/// The deaths a scripted step caused, and the cause sfkeep must give each.
+struct Scripted {
+    cause: &'static str,
+    deaths: BTreeSet<i64>,
+}
+
 /// The demo's history through `sfkeep serve`'s profile, from separate integration processes
-/// sharing its token store.
-fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) {
+/// sharing its token store. Returns the deaths of the logout elsewhere, the revoke of the
+/// app's tokens and the freeze, each with the cause it must be given.
+fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) -> Vec<Scripted> {
+    let db = audit_db(org);
+    let mut scripted = Vec::new();
+    let mark = |cause: &'static str, before: i64, scripted: &mut Vec<Scripted>| {
+        let deaths = deaths_after(&db, before);
+        let deaths = deaths
+            .into_iter()
+            .filter(|id| !scripted.iter().any(|s: &Scripted| s.deaths.contains(id)))
+            .collect();
+        scripted.push(Scripted { cause, deaths });
+    };
     let user = org.field("username");
     let client_id = org.field("client_id");
     let step = |what: &str| {
@@ -362,11 +537,14 @@ fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) 
     step("the start");
     org.advance(2 * 3600 + 60);
     step("an inactivity timeout");
+    let before = last_id(&db);
     assert_eq!(
         org.admin_post(&format!("/users/{user}/logout"), json!({})),
         200
     );
     step("a logout elsewhere");
+    mark("logged_out_elsewhere", before, &mut scripted);
+    let after_logout = last_id(&db);
     assert_eq!(
         org.admin_post(
             "/faults",
@@ -409,11 +587,19 @@ fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) 
         200
     );
     step("two connection resets");
+    // Deaths between the logout's and the revoke's are not scripted here.
+    scripted.push(Scripted {
+        cause: "",
+        deaths: deaths_after(&db, after_logout),
+    });
+    let before = last_id(&db);
     assert_eq!(
         org.admin_post(&format!("/apps/{client_id}/revoke"), json!({})),
         200
     );
     step("the app's tokens revoked (the JWT fallback carries)");
+    mark("app_tokens_revoked", before, &mut scripted);
+    let before = last_id(&db);
     assert_eq!(
         org.admin_post(&format!("/users/{user}/freeze"), json!({})),
         200
@@ -442,6 +628,7 @@ fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) 
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     assert_eq!(alert["verdict"], "user_frozen", "{alert}");
+    mark("user_frozen", before, &mut scripted);
     assert_eq!(
         org.admin_post(&format!("/users/{user}/unfreeze"), json!({})),
         200
@@ -453,6 +640,8 @@ fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) 
     let (code, _, err) = run(c);
     assert_eq!(code, 0, "{err}");
     step("recover");
+    scripted.retain(|s| !s.cause.is_empty());
+    scripted
 }
 
 /// A config whose `fake` profile keeps its token in `store_file` (beside the org's store, so
@@ -539,7 +728,7 @@ fn the_status_page_in_chromium() {
         &["--org-check-interval", "1s", "--webhook", &hook.url()],
     );
     demo.wait_fresh(60);
-    demo_history(demo_home.path(), &demo_cfg, &demo_org, &demo, &hook);
+    let scripted = demo_history(demo_home.path(), &demo_cfg, &demo_org, &demo, &hook);
     let demo_logins = org_logins(demo_home.path(), &demo_cfg, &demo_org);
     let demo_db = audit_db(&demo_org);
 
@@ -666,7 +855,8 @@ fn the_status_page_in_chromium() {
         ])
     };
     let pages = json!([
-        {"name": "demo", "url": demo.url(), "shots": shots("demo"), "click_windows": true},
+        {"name": "demo", "url": demo.url(), "shots": shots("demo"), "click_windows": true,
+         "focus_ids": scripted.iter().flat_map(|s| s.deaths.iter().copied()).collect::<Vec<_>>()},
         {"name": "storm", "url": storm.url(), "shots": shots("storm")},
         {"name": "healthy", "url": healthy.url(), "shots": shots("healthy")},
         {"name": "bad", "url": bad.url(), "shots": shots("bad"), "click_windows": true},
@@ -783,6 +973,7 @@ fn the_status_page_in_chromium() {
     // phone too); marks of one minute overlap, so the tooltip lists every event under the
     // pointer.
     check_hovers(&reports[0], &demo_db);
+    check_death_causes(&reports[0], &demo, (demo_home.path(), &demo_cfg), &scripted);
     // The demo's history is one death after another, each healed by one token request (the
     // app's revoked tokens by the refresh token's failure and then the JWT fallback): not a
     // refresh storm. Its IP move is named.

@@ -26,6 +26,8 @@ function readPage() {
         to: svg ? num(svg.dataset.to) : null,
         total: num((tl.querySelector('[data-total]') || { dataset: {} }).dataset.total),
         marks: [...tl.querySelectorAll('[data-event-id]')].map((m) => num(m.dataset.eventId)),
+        death_causes: [...tl.querySelectorAll('[data-event-id][data-death-cause]')].map((m) => [num(m.dataset.eventId), m.dataset.deathCause]),
+        legend: [...sec.querySelectorAll('[data-legend] [data-cause]')].map((e) => [e.dataset.cause, num(e.dataset.deaths)]),
         bucket_rects: tl.querySelectorAll('[data-bucket-count]').length,
         bucket_sum: [...tl.querySelectorAll('[data-bucket-count]')].reduce((a, r) => a + num(r.dataset.bucketCount), 0),
         logins: [...tl.querySelectorAll('[data-login-at]')].map((m) => ({
@@ -153,6 +155,27 @@ async function visit(browser, p, outDir) {
       report.hovers.push(...(await hoverMarks(page)).map((h) => Object.assign({ shot: shot.file }, h)));
       await page.evaluate(() => window.scrollTo(0, 0));
     }
+  }
+  // The tooltip of each event of focus_ids, reached by keyboard focus (on a day's axis the
+  // marks of a few minutes overlap, so the pointer reaches only the top one): the focused
+  // event's line comes first.
+  report.focused = [];
+  for (const id of p.focus_ids || []) {
+    // Scrolled to first (a scroll hides the tooltip), then focused where it is.
+    await page.evaluate(async (id) => {
+      const m = document.querySelector('[data-timeline] [data-event-id="' + id + '"]');
+      m.scrollIntoView({ block: 'center' });
+      await new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(r)));
+      m.focus({ preventScroll: true });
+    }, id);
+    await page.waitForFunction(() => { const t = document.getElementById('tip'); return t && !t.hidden; }, null, { timeout: 10000 });
+    report.focused.push(await page.evaluate((id) => {
+      const t = document.getElementById('tip');
+      const first = t.querySelector('.tip-item');
+      return { id, first: first ? first.innerText : null, text: t.innerText, ids: (t.dataset.ids || '').split(',').filter(Boolean).map(Number) };
+    }, id));
+    await page.keyboard.press('Escape');
+    await page.evaluate(() => document.activeElement && document.activeElement.blur());
   }
   if (p.click_windows) {
     // Every window of the timeline draws without an error.
