@@ -488,24 +488,33 @@ fn profile_dom<'a>(report: &'a Value, name: &str) -> &'a Value {
 }
 
 /// The deaths (a 401 of the integration, a re-auth required; not keep-alives, not doctor's
-/// probes) in the audit log at `db` with an id above `after`.
-fn deaths_after(db: &Path, after: i64) -> BTreeSet<i64> {
+/// probes) in the audit log at `db` after the point `after` ([`last_id`]): an id above it, of
+/// a token at least as new as the newest then (a process that still held an older token, and
+/// finds it dead only now, lost it to an earlier cause).
+fn deaths_after(db: &Path, (after, generation): (i64, i64)) -> BTreeSet<i64> {
     let c = rusqlite::Connection::open(db).unwrap();
     let mut st = c
         .prepare(
-            "SELECT id FROM events WHERE id > ?1 AND origin IS NULL AND (kind = 'reauth.required'
+            "SELECT id FROM events WHERE id > ?1 AND origin IS NULL
+             AND (generation IS NULL OR generation >= ?2) AND (kind = 'reauth.required'
              OR (kind = 'token.invalidated' AND json_extract(json, '$.api') IS NOT 'keep_alive'))",
         )
         .unwrap();
-    st.query_map([after], |r| r.get(0))
+    st.query_map([after, generation], |r| r.get(0))
         .unwrap()
         .map(Result::unwrap)
         .collect()
 }
 
-/// The newest event id in the audit log at `db` (0 when empty).
-fn last_id(db: &Path) -> i64 {
-    all_ids(db).last().copied().unwrap_or(0)
+/// The newest event id and the newest token generation in the audit log at `db`.
+fn last_id(db: &Path) -> (i64, i64) {
+    let c = rusqlite::Connection::open(db).unwrap();
+    c.query_row(
+        "SELECT COALESCE(MAX(id), 0), COALESCE(MAX(generation), 0) FROM events",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .unwrap()
 }
 
 /// The deaths a scripted step caused, and the cause sfkeep must give each.
@@ -515,12 +524,12 @@ struct Scripted {
 }
 
 /// The demo's history through `sfkeep serve`'s profile, from separate integration processes
-/// sharing its token store. Returns the deaths of the logout elsewhere, the revoke of the
-/// app's tokens and the freeze, each with the cause it must be given.
+/// sharing its token store. Returns the deaths of the tokens the logout elsewhere, the revoke of
+/// the app's tokens and the freeze ended, each with the cause it must be given.
 fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) -> Vec<Scripted> {
     let db = audit_db(org);
     let mut scripted = Vec::new();
-    let mark = |cause: &'static str, before: i64, scripted: &mut Vec<Scripted>| {
+    let mark = |cause: &'static str, before: (i64, i64), scripted: &mut Vec<Scripted>| {
         let deaths = deaths_after(&db, before);
         let deaths = deaths
             .into_iter()
@@ -590,7 +599,7 @@ fn demo_history(home: &Path, cfg: &Path, org: &Org, s: &Serve, hook: &Receiver) 
     // Deaths between the logout's and the revoke's are not scripted here.
     scripted.push(Scripted {
         cause: "",
-        deaths: deaths_after(&db, after_logout),
+        deaths: deaths_after(&db, (after_logout.0, i64::MIN)),
     });
     let before = last_id(&db);
     assert_eq!(
