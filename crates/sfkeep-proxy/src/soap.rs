@@ -102,6 +102,25 @@ pub(crate) enum Scan {
     Head(EnvelopeHead),
 }
 
+/// Whether `name` is an XML qualified name: `local` or `prefix:local`, each part a name start
+/// character followed by name characters (ASCII letters, digits, `-`, `.`, `_`, or anything
+/// outside ASCII). quick-xml takes a tag's name to be everything up to the first blank, so
+/// without this check `<a="b:Envelope c">` has the prefix `a="b:`, which the proxy copies into
+/// the `Header` it adds, and the rewritten request no longer reads as the proxy wrote it.
+fn qualified_name(name: &str) -> bool {
+    let part = |p: &str| {
+        let mut cs = p.chars();
+        cs.next()
+            .is_some_and(|c| !c.is_ascii() || c.is_ascii_alphabetic() || c == '_')
+            && cs
+                .all(|c| !c.is_ascii() || c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    };
+    match name.split_once(':') {
+        Some((prefix, local)) => part(prefix) && part(local),
+        None => part(name),
+    }
+}
+
 fn local(name: &[u8]) -> &[u8] {
     match name.iter().rposition(|b| *b == b':') {
         Some(i) => &name[i + 1..],
@@ -207,6 +226,14 @@ fn scan(bytes: &[u8], limits: HeadLimits) -> Result<Option<EnvelopeHead>, Stop> 
             .map_err(|e| Stop::Syntax(e.to_string()))?;
         let after = reader.buffer_position() as usize;
         let depth = stack.len();
+        if let Event::Start(e) | Event::Empty(e) = &ev
+            && !qualified_name(e.name().0)
+        {
+            return Err(SoapError::new(
+                "the request is not well-formed XML: an element name that is not an XML name",
+            )
+            .into());
+        }
         match ev {
             Event::Start(ref e) | Event::Empty(ref e) if depth == 0 => {
                 if st.env_prefix.is_some() || local(e.name().0.as_bytes()) != b"Envelope" {
@@ -612,6 +639,34 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&out)
             );
+        }
+    }
+
+    /// Found by the `soap_head` fuzzer (crates/sfkeep-proxy/fuzz/findings/soap_head): quick-xml
+    /// reads `a="b:Envelope` as one element name, and the `Header` the proxy added then carried
+    /// the prefix `a="b:`, so the rewritten request did not read back as one session, the
+    /// proxy's. Names that are not XML names are refused now.
+    #[test]
+    fn element_names_that_are_not_xml_names_are_refused() {
+        for xml in [
+            r#"<a="b:Envelope c"><b:Body><login/>"#,
+            r#"<":Envelope "><Body><"">"#,
+            r#"<xmlns:env="x:Envelope y"><env:Body><query/></env:Body></xmlns:env="x:Envelope>"#,
+            "<s\0:Envelope><s\0:Body><query/>",
+            r#"<s:Envelope><s:Header/><s:Body><q=x/>"#,
+            r#"<a:b:Envelope><a:b:Body><query/>"#,
+            r#"<1:Envelope><1:Body><query/>"#,
+        ] {
+            assert!(refused(xml).contains("not an XML name"), "{xml:?}");
+            crate::fuzzing::soap_head(xml.as_bytes());
+        }
+        // Names Salesforce's own clients send, and names outside ASCII, still read.
+        for xml in [
+            r#"<soapenv:Envelope xmlns:soapenv="x"><soapenv:Body><urn:query_all.v-2 xmlns:urn="y"/>"#,
+            r#"<é:Envelope xmlns:é="x"><é:Body><requête/>"#,
+            r#"<_s:Envelope xmlns:_s="x"><_s:Body><query/>"#,
+        ] {
+            assert!(!head(xml).operation.is_empty(), "{xml}");
         }
     }
 
