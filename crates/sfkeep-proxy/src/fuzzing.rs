@@ -149,7 +149,8 @@ pub fn soap_head(data: &[u8]) {
 pub struct Framed {
     /// The method.
     pub method: String,
-    /// The request target as sent.
+    /// The request target the proxy routes and forwards: as sent, without a fragment (`#…`
+    /// is never sent on; hyper's `Uri` drops it too).
     pub target: String,
     /// Header lines, names lowercased, in order.
     pub headers: Vec<(String, Vec<u8>)>,
@@ -197,7 +198,7 @@ pub fn frame_request(data: &[u8]) -> Outcome {
     };
     Outcome::Framed(Framed {
         method: head.method_str().to_owned(),
-        target: head.target_raw().to_owned(),
+        target: head.target().to_owned(),
         headers: head
             .headers()
             .map(|(n, v)| (String::from_utf8_lossy(n).to_ascii_lowercase(), v.to_vec()))
