@@ -289,7 +289,7 @@ pub async fn gather_and_diagnose(g: &Globals) -> CliResult<Gathered> {
         .collect();
     minted.dedup();
     notes.push(if minted.is_empty() {
-        "doctor minted no token".to_owned()
+        "doctor minted no token with the profile's grants".to_owned()
     } else {
         format!(
             "doctor minted a new access token with: {} (see above for which was stored)",
