@@ -340,6 +340,24 @@ async fn a_process_started_during_a_refresh_adopts_its_outcome_after_the_old_tok
     late.quit().await;
 }
 
+/// A Redis URL whose user may do anything but `SET`, so it never gets the refresh lock (as a
+/// timed-out lock operation on a loaded machine leaves a member), while it reads and writes
+/// records with the compare-and-set script.
+fn without_lock(redis: &RedisServer) -> String {
+    let _: () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("nolock")
+        .arg("on")
+        .arg(">nolock-pw")
+        .arg("~*")
+        .arg("&*")
+        .arg("+@all")
+        .arg("-set")
+        .query(&mut redis.conn())
+        .unwrap();
+    format!("redis://nolock:nolock-pw@127.0.0.1:{}/", redis.port)
+}
+
 /// A member that cannot take the refresh lock (here Redis refuses it its `SET` by ACL, as a
 /// timed-out lock operation on a loaded machine does) finds another member's declared refresh
 /// in flight. It sends nothing and does not fail its callers either: it reads the store until
@@ -351,18 +369,6 @@ async fn a_member_without_the_lock_waits_for_the_owners_outcome_instead_of_faili
         return;
     };
     let org = start_org().await;
-    let mut c = redis.conn();
-    let _: () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("nolock")
-        .arg("on")
-        .arg(">nolock-pw")
-        .arg("~*")
-        .arg("&*")
-        .arg("+@all")
-        .arg("-set")
-        .query(&mut c)
-        .unwrap();
     let key = CacheKey::generate();
     let manager = |url: String| {
         TokenManager::builder(org.info().login_url.clone())
@@ -375,8 +381,7 @@ async fn a_member_without_the_lock_waits_for_the_owners_outcome_instead_of_faili
             .unwrap()
     };
     let owner = manager(redis.url());
-    let url = format!("redis://nolock:nolock-pw@127.0.0.1:{}/", redis.port);
-    let member = manager(url);
+    let member = manager(without_lock(&redis));
     let http = reqwest::Client::new();
     assert_eq!(call(&http, &owner).await, Ok(Outcome::Ok));
     assert_eq!(call(&http, &member).await, Ok(Outcome::Ok));
@@ -411,5 +416,139 @@ async fn a_member_without_the_lock_waits_for_the_owners_outcome_instead_of_faili
     assert_eq!(
         stats["token_requests"]["refresh_token"], 2,
         "the owner's refresh served both: {stats}"
+    );
+}
+
+/// A [`RedisStore`] whose first compare-and-set of a declaration (a record carrying an intent)
+/// says it arrived and then waits for a release: the window between a member reading the
+/// store and its declaration reaching it, held open on purpose.
+#[derive(Debug)]
+struct DeclarationGate {
+    inner: RedisStore,
+    armed: std::sync::atomic::AtomicBool,
+    arrived: tokio::sync::mpsc::UnboundedSender<()>,
+    release: Arc<tokio::sync::Semaphore>,
+}
+
+type StoreFuture<'a, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = sfkeep::Result<T>> + Send + 'a>>;
+
+impl Store for DeclarationGate {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn load<'a>(
+        &'a self,
+        key: &'a sfkeep::store::StoreKey,
+    ) -> StoreFuture<'a, Option<sfkeep::token::TokenRecord>> {
+        self.inner.load(key)
+    }
+    fn compare_and_set<'a>(
+        &'a self,
+        key: &'a sfkeep::store::StoreKey,
+        expected: Option<u64>,
+        record: &'a sfkeep::token::TokenRecord,
+    ) -> StoreFuture<'a, sfkeep::store::CasOutcome> {
+        Box::pin(async move {
+            let declaration = record.intent.is_some();
+            if declaration && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst) {
+                let _ = self.arrived.send(());
+                let _permit = self.release.acquire().await;
+            }
+            self.inner.compare_and_set(key, expected, record).await
+        })
+    }
+    fn lock<'a>(
+        &'a self,
+        key: &'a sfkeep::store::StoreKey,
+        wait: Duration,
+    ) -> StoreFuture<'a, Option<Box<dyn sfkeep::store::RefreshLock>>> {
+        self.inner.lock(key, wait)
+    }
+    fn unreadable_generation(&self, key: &sfkeep::store::StoreKey) -> Option<u64> {
+        self.inner.unreadable_generation(key)
+    }
+    fn take_warnings(&self) -> Vec<sfkeep::store::StoreWarning> {
+        self.inner.take_warnings()
+    }
+}
+
+/// The lost declaration, deterministically: the lock holder has read the store and is about
+/// to declare its rotating refresh (its declaration held at the gate), when a member that gave
+/// up waiting for the lock finds no declaration, declares, wins, and sends its refresh. Released, the
+/// holder's compare-and-set meets the winner's record: it sends nothing, waits for the
+/// winner's outcome and adopts it. One token request for the death, no reuse.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declaration_that_loses_its_compare_and_set_sends_nothing_and_adopts_the_winner() {
+    let _serial = SERIAL.lock().await;
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let org = start_org().await;
+    org.policy(json!({"rotate_refresh_tokens": true})).await;
+    let key = CacheKey::generate();
+    let manager = |store: Arc<dyn Store>, lock_wait: Duration| {
+        TokenManager::builder(org.info().login_url.clone())
+            .grant(org.refresh_grant())
+            .store(store)
+            .rotation(Rotation::Auto)
+            .introspect(false)
+            .lock_wait(lock_wait)
+            .event_sink(Arc::new(MemorySink::new()))
+            .build()
+            .unwrap()
+    };
+    let (arrived_tx, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let gate = Arc::new(DeclarationGate {
+        inner: RedisStore::new(&redis.url(), key.clone()).unwrap(),
+        armed: std::sync::atomic::AtomicBool::new(false),
+        arrived: arrived_tx,
+        release: Arc::clone(&release),
+    });
+    let holder = manager(gate.clone(), Duration::from_secs(15));
+    // The member gives up waiting for the holder's lock after 200 ms and goes on without it.
+    let member = manager(
+        Arc::new(RedisStore::new(&redis.url(), key.clone()).unwrap()),
+        Duration::from_millis(200),
+    );
+    let http = reqwest::Client::new();
+    assert_eq!(call(&http, &holder).await, Ok(Outcome::Ok));
+    assert_eq!(call(&http, &member).await, Ok(Outcome::Ok));
+    assert_eq!(org.token_requests("refresh_token").await, 1);
+
+    gate.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    org.logout().await;
+    let holder_call = {
+        let (http, holder) = (http.clone(), holder.clone());
+        tokio::spawn(async move { call(&http, &holder).await })
+    };
+    tokio::time::timeout(Duration::from_secs(30), arrived.recv())
+        .await
+        .expect("the holder reaches its declaration within 30 s")
+        .unwrap();
+    assert_eq!(
+        org.token_requests("refresh_token").await,
+        1,
+        "nothing sent before the declaration"
+    );
+
+    // The member reads the store before the holder's declaration lands: it declares and wins.
+    assert_eq!(call(&http, &member).await, Ok(Outcome::Healed));
+    assert_eq!(org.token_requests("refresh_token").await, 2);
+
+    release.add_permits(1);
+    assert_eq!(holder_call.await.unwrap(), Ok(Outcome::Healed));
+    let stats = org.stats().await;
+    assert_eq!(
+        stats["token_requests"]["refresh_token"], 2,
+        "the winner's refresh served both: {stats}"
+    );
+    assert_eq!(stats["refresh_token_reuse_detected"], 0, "{stats}");
+    let (h, m) = (holder.token().await.unwrap(), member.token().await.unwrap());
+    assert_eq!(
+        h.generation(),
+        m.generation(),
+        "one outcome, one generation"
     );
 }
