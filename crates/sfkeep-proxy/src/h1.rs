@@ -551,7 +551,7 @@ impl std::error::Error for BadChunk {}
 
 /// Takes one CRLF-terminated line off `buf` (without the CRLF), or `None` if incomplete.
 fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, BadChunk> {
-    match memchr(b'\n', buf) {
+    match memchr::memchr(b'\n', buf) {
         Some(i) => {
             if i == 0 || buf[i - 1] != b'\r' {
                 return Err(BadChunk("a chunked body line does not end in CRLF"));
@@ -563,10 +563,6 @@ fn take_line(buf: &mut BytesMut) -> Result<Option<BytesMut>, BadChunk> {
         None if buf.len() > MAX_CHUNK_LINE => Err(BadChunk("a chunked body line is too long")),
         None => Ok(None),
     }
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
 }
 
 impl ChunkedDecoder {
@@ -659,18 +655,7 @@ pub(crate) const LAST_CHUNK: &[u8] = b"0\r\n\r\n";
 
 /// Appends a decimal number.
 pub(crate) fn push_decimal(out: &mut Vec<u8>, n: u64) {
-    let mut tmp = [0u8; 20];
-    let mut i = tmp.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        tmp[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&tmp[i..]);
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends `HTTP/1.1 CODE REASON\r\n`.
