@@ -5,25 +5,18 @@
 //! in. So the revoking logout also leaves a marker beside the audit log
 //! (`sfkeep::paths::fallback_disabled`), and every manager the integration commands build
 //! (`token`, `api`, `query`, `sync`, `proxy`, `serve`, `status --verify`) asks its token
-//! requests through [`Guard`], which refuses the fallback grant while the marker exists — read
+//! requests through the library's [`FallbackSwitch`] ([`switch_for`]), which refuses the fallback grant while the marker exists — read
 //! on every request, so processes that were already running honour it too. `sfkeep login` and
 //! `sfkeep recover` (a person acting) remove the marker when they succeed.
 
 use std::path::PathBuf;
-use std::pin::Pin;
-use std::sync::OnceLock;
 
 use serde_json::{Value, json};
-use sfkeep::diagnose::Cause;
-use sfkeep::grant::{Grant, TokenResponse};
-use sfkeep::manager::{HttpTokenSource, TokenSource};
-use sfkeep::secret::{AccessToken, ClientSecret, RefreshToken};
+use sfkeep::manager::FallbackSwitch;
 use sfkeep::token::GrantKind;
 
 use crate::config::{Profile, StoreConfig};
 use crate::error::{CliError, CliResult};
-
-type Fut<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// The profile's marker file (one per stored identity).
 pub fn marker(p: &Profile) -> PathBuf {
@@ -108,102 +101,9 @@ pub fn enabled_note(p: &Profile, was: &Value) -> String {
     )
 }
 
-/// The manager's token source, refusing the fallback grant while the marker exists. The HTTP
-/// source inside is the manager's own (its endpoint and skew-corrected clock), set with
-/// [`Guard::attach`] right after the manager is built, before any request.
-#[derive(Debug)]
-pub struct Guard {
-    inner: OnceLock<HttpTokenSource>,
-    marker: PathBuf,
-    blocked: GrantKind,
-    profile: String,
-}
-
-impl Guard {
-    /// A guard for `p`; `None` when the profile has no fallback grant to stop.
-    pub fn for_profile(p: &Profile) -> Option<Guard> {
-        Some(Guard {
-            inner: OnceLock::new(),
-            marker: marker(p),
-            blocked: fallback(p)?,
-            profile: p.describe(),
-        })
-    }
-
-    /// Sends through the manager's own endpoint from now on.
-    pub fn attach(&self, m: &sfkeep::TokenManager) {
-        let _ = self.inner.set(HttpTokenSource::new(m.endpoint().clone()));
-    }
-
-    fn source(&self) -> sfkeep::Result<&HttpTokenSource> {
-        self.inner.get().ok_or_else(|| {
-            sfkeep::Error::Config("the token source was used before the manager was built".into())
-        })
-    }
-}
-
-impl TokenSource for Guard {
-    fn request<'a>(
-        &'a self,
-        grant: &'a Grant,
-        refresh_token: Option<&'a RefreshToken>,
-    ) -> Fut<'a, sfkeep::Result<TokenResponse>> {
-        Box::pin(async move {
-            if grant.kind() == self.blocked && self.marker.exists() {
-                return Err(sfkeep::Error::ReauthRequired {
-                    cause: Cause::RefreshTokenRevoked,
-                    detail: format!(
-                        "the {} fallback grant of {} is disabled by `sfkeep logout --revoke` (marker {}); no token request was sent. `sfkeep login` or `sfkeep recover` enables it again",
-                        self.blocked.as_str(),
-                        self.profile,
-                        self.marker.display()
-                    ),
-                });
-            }
-            self.source()?.request(grant, refresh_token).await
-        })
-    }
-
-    fn access_token_expiry<'a>(
-        &'a self,
-        client_id: &'a str,
-        client_secret: &'a ClientSecret,
-        access_token: &'a AccessToken,
-    ) -> Fut<'a, Option<sfkeep::clock::UnixMillis>> {
-        Box::pin(async move {
-            match self.source() {
-                Ok(s) => {
-                    s.access_token_expiry(client_id, client_secret, access_token)
-                        .await
-                }
-                Err(_) => None,
-            }
-        })
-    }
-
-    fn probe_server_date(&self) -> Fut<'_, bool> {
-        Box::pin(async move {
-            match self.source() {
-                Ok(s) => s.probe_server_date().await,
-                Err(_) => false,
-            }
-        })
-    }
-
-    fn refresh_token_active<'a>(
-        &'a self,
-        client_id: &'a str,
-        client_secret: &'a ClientSecret,
-        refresh_token: &'a RefreshToken,
-    ) -> Fut<'a, Option<bool>> {
-        Box::pin(async move {
-            match self.source() {
-                Ok(s) => {
-                    s.refresh_token_active(client_id, client_secret, refresh_token)
-                        .await
-                }
-                Err(_) => None,
-            }
-        })
-    }
+/// The manager's token source for `p`, refusing its fallback grant while the marker exists
+/// (the library's [`FallbackSwitch`], which the Python wheel uses too); `None` when the profile
+/// has no fallback grant to stop.
+pub fn switch_for(p: &Profile) -> Option<FallbackSwitch> {
+    Some(FallbackSwitch::new(marker(p), fallback(p)?, p.describe()))
 }

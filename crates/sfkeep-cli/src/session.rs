@@ -473,7 +473,7 @@ fn build_manager(
     store: Arc<dyn Store>,
     recording: Recording,
     sinks: &[Arc<dyn EventSink>],
-    guard: Option<Arc<crate::killswitch::Guard>>,
+    guard: Option<Arc<sfkeep::manager::FallbackSwitch>>,
 ) -> CliResult<TokenManager> {
     let audit = crate::audit::open_for_recording(p, &audit_scope(p)).map(|log| {
         let sink = crate::audit::AuditSink::new(log, p);
@@ -556,7 +556,7 @@ pub async fn manager_observed(
     };
     // The integration's managers honour the kill switch; `login` and `recover` (a person
     // acting, with the grant they chose) do not.
-    let guard = crate::killswitch::Guard::for_profile(p).map(Arc::new);
+    let guard = crate::killswitch::switch_for(p).map(Arc::new);
     let m = build_manager(
         p,
         primary,

@@ -20,7 +20,8 @@
 //!
 //! Keys the manager does not use (the guardian's, `proxy_url`, …) are not read here: the CLI
 //! checks the whole file (`sfkeep status` names a misspelt key). The spent-token ledger is the
-//! CLI's file (`sfkeep::paths`). What the CLI adds that a library does not: its audit log
+//! CLI's file (`sfkeep::paths`), and so is the kill switch of `sfkeep logout --revoke` (its
+//! marker stops the fallback grant here too: `sfkeep::manager::FallbackSwitch`). What the CLI adds that a library does not: its audit log
 //! (`sfkeep events` shows the CLI's own events only).
 
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ use std::time::Duration;
 
 use sfkeep::TokenManager;
 use sfkeep::event::EventSink;
+use sfkeep::manager::{FallbackSwitch, TokenSource};
 use sfkeep::secret::{ClientSecret, Password, PrivateKeyPem, RefreshToken, SecurityToken};
 use sfkeep::store::{KeyIdentity, Store, StoreKey};
 use sfkeep::token::{GrantKind, TokenRecord};
@@ -407,6 +409,15 @@ impl ProfileSpec {
             Some(f) => Some(self.creds.grant(f).map_err(|e| self.grant_error(e))?),
             None => None,
         };
+        // The kill switch (`sfkeep logout --revoke`): the CLI's marker for this stored identity
+        // stops the fallback grant here as in every CLI process.
+        let switch = fallback.as_ref().map(|f| {
+            Arc::new(FallbackSwitch::new(
+                sfkeep::paths::fallback_disabled(self.store.file_path(), self.key.as_str()),
+                f.kind(),
+                self.describe.clone(),
+            ))
+        });
         let (primary, fallback) = match (self.primary(store.as_ref()), fallback) {
             (Ok(p), f) => (p, f),
             // No refresh token yet: the fallback is what the profile has for exactly this.
@@ -427,7 +438,14 @@ impl ProfileSpec {
         if let Some(t) = self.session_timeout {
             b = b.session_timeout(t);
         }
-        Ok(b.build()?)
+        if let Some(s) = &switch {
+            b = b.token_source(Arc::clone(s) as Arc<dyn TokenSource>);
+        }
+        let m = b.build()?;
+        if let Some(s) = &switch {
+            s.attach(&m);
+        }
+        Ok(m)
     }
 
     fn block_on_load(store: &dyn Store, key: &StoreKey) -> Result<Option<TokenRecord>, BuildError> {

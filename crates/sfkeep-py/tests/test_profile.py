@@ -207,3 +207,33 @@ def test_from_profile_never_presents_a_refresh_token_the_cli_saw_rotated_away(or
     assert s["refresh_token_reuse_detected"] == 0, s
     assert s["token_requests"]["refresh_token"] == 1, s["token_requests"]
     assert s["token_requests"]["jwt_bearer"] == 1, s["token_requests"]
+
+
+def test_from_profile_honours_the_kill_switch_of_logout_revoke(org, cli_env, captured):
+    """``sfkeep logout --revoke`` revokes the profile's tokens and disables its fallback grant
+    (a marker file beside the audit log) until ``sfkeep login``/``recover``. A Python manager of
+    the profile must not log straight back in with the JWT fallback either: no jwt_bearer
+    request reaches the org, and the error says why. After ``sfkeep recover`` it works again."""
+    m = sfkeep.TokenManager.from_profile("fake", config=org["profile_file"])
+    captured.add(m, m.status())
+    m.token()
+    before = org.stats()["token_requests"]
+    r = subprocess.run([sfkeep_bin(), "--config", str(org["profile_file"]), "--profile", "fake",
+                        "logout", "--revoke"], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+
+    with pytest.raises(sfkeep.ReauthRequired) as e:
+        fresh = sfkeep.TokenManager.from_profile("fake", config=org["profile_file"])
+        captured.add(fresh, fresh.status())
+        fresh.token()
+    assert "logout --revoke" in str(e.value), str(e.value)
+    after = org.stats()["token_requests"]
+    assert after["jwt_bearer"] == before["jwt_bearer"], after
+
+    # A person re-authorizes: the fallback is enabled again, and the Python manager works.
+    r = subprocess.run([sfkeep_bin(), "--config", str(org["profile_file"]), "--profile", "fake",
+                        "login", "--jwt"], env=cli_env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    again = sfkeep.TokenManager.from_profile("fake", config=org["profile_file"])
+    captured.add(again, again.status())
+    assert again.token().instance_url == org["instance_url"]

@@ -38,6 +38,7 @@
 //! `docs/token-lifecycle.md` walks through a token's life across these modules.
 
 mod builder;
+mod fallback_switch;
 mod fast_path;
 mod forget;
 mod intent;
@@ -56,6 +57,7 @@ mod tests;
 
 pub use crate::token::Token;
 pub use builder::TokenManagerBuilder;
+pub use fallback_switch::FallbackSwitch;
 pub use ledger::seen_spent;
 pub use limits::{COOLDOWN_STORE_READ, DEFAULT_LOGIN_BUDGET, FAILURE_COOLDOWN, TRANSIENT_BACKOFF};
 pub use outage::{OnStoreUnavailable, STORE_PROBE_INTERVAL};
