@@ -585,6 +585,7 @@ async fn run(seconds: u64, capture: Capture) {
 
     // The chaos schedule.
     let user = info.username.clone();
+    let logout = format!("/users/{user}/logout");
     let cid = info.client_id.clone();
     let mut deaths: BTreeMap<&str, (u64, u64)> = BTreeMap::new(); // cause → (deaths, token requests)
     let mut events: BTreeMap<&str, u64> = BTreeMap::new();
@@ -654,16 +655,7 @@ async fn run(seconds: u64, capture: Capture) {
                 )
                 .await
             }
-            "logout" => {
-                admin(
-                    &http,
-                    &info,
-                    "POST",
-                    &format!("/users/{user}/logout"),
-                    json!({}),
-                )
-                .await
-            }
+            "logout" => admin(&http, &info, "POST", &logout, json!({})).await,
             "password" => {
                 let p = format!("New-{:016x}", rand_range(0, u64::MAX));
                 admin(
@@ -699,14 +691,7 @@ async fn run(seconds: u64, capture: Capture) {
                     json!({}),
                 )
                 .await;
-                admin(
-                    &http,
-                    &info,
-                    "POST",
-                    &format!("/users/{user}/logout"),
-                    json!({}),
-                )
-                .await;
+                admin(&http, &info, "POST", &logout, json!({})).await;
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 // The cause is reported: a caller's token() fails with ReauthRequired.
                 match m.token().await {
@@ -779,14 +764,7 @@ async fn run(seconds: u64, capture: Capture) {
                 // token this process holds, never the configured one rotated out long ago.
                 let flushed = redis.cli(&["FLUSHALL"]);
                 assert_eq!(String::from_utf8_lossy(&flushed).trim(), "OK", "FLUSHALL");
-                admin(
-                    &http,
-                    &info,
-                    "POST",
-                    &format!("/users/{user}/logout"),
-                    json!({}),
-                )
-                .await
+                admin(&http, &info, "POST", &logout, json!({})).await
             }
             "idle_gap" => {
                 // Every caller goes quiet, the org's clock passes the session timeout (the
@@ -844,14 +822,7 @@ async fn run(seconds: u64, capture: Capture) {
                     .unwrap_or(0);
                 chaos.store_full.toggle();
                 redis_config(&redis, "1");
-                admin(
-                    &http,
-                    &info,
-                    "POST",
-                    &format!("/users/{user}/logout"),
-                    json!({}),
-                )
-                .await;
+                admin(&http, &info, "POST", &logout, json!({})).await;
                 let waited = Instant::now();
                 loop {
                     match m.token().await {

@@ -104,14 +104,10 @@ pub fn locate(explicit: Option<&Path>) -> Result<PathBuf, SpecError> {
             )
         }));
     }
-    let candidates = sfkeep::paths::config_candidates();
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    let tried: Vec<String> = candidates
-        .iter()
-        .map(|p| sfkeep::paths::candidate_name(p))
-        .collect();
+    let tried = match sfkeep::paths::find_config() {
+        Ok(found) => return Ok(found),
+        Err(tried) => tried,
+    };
     Err(config_error(format!(
         "TokenManager.from_profile: no config file found (looked at {}); pass config=PATH",
         tried.join(" and ")

@@ -34,13 +34,20 @@ pub fn config_candidates() -> Vec<PathBuf> {
     all
 }
 
-/// A candidate of [`config_candidates`] as a message names it (`./sfkeep.toml` for the
-/// working directory's).
-pub fn candidate_name(p: &Path) -> String {
-    match p.is_relative() {
-        true => format!("./{}", p.display()),
-        false => p.display().to_string(),
+/// The first of [`config_candidates`] that is a file; else the candidates as a message names
+/// them (`./sfkeep.toml` for the working directory's), for "looked at …".
+pub fn find_config() -> Result<PathBuf, Vec<String>> {
+    let candidates = config_candidates();
+    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
+        return Ok(found.clone());
     }
+    Err(candidates
+        .iter()
+        .map(|p| match p.is_relative() {
+            true => format!("./{}", p.display()),
+            false => p.display().to_string(),
+        })
+        .collect())
 }
 
 /// A path written in the config file: `~/` is the home directory, and a relative path is

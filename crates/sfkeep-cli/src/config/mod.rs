@@ -136,14 +136,10 @@ pub fn locate(explicit: Option<&Path>) -> CliResult<PathBuf> {
             p.display()
         )));
     }
-    let candidates = sfkeep::paths::config_candidates();
-    if let Some(found) = candidates.iter().find(|p| p.is_file()) {
-        return Ok(found.clone());
-    }
-    let tried: Vec<String> = candidates
-        .iter()
-        .map(|p| sfkeep::paths::candidate_name(p))
-        .collect();
+    let tried = match sfkeep::paths::find_config() {
+        Ok(found) => return Ok(found),
+        Err(tried) => tried,
+    };
     Err(CliError::usage(format!(
         "no config file found (looked at {}). Create one with a [profiles.default] table, or pass --config PATH.",
         tried.join(" and ")
