@@ -218,9 +218,26 @@ impl Redis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server runs (scripts/test installs it)");
+        let pid = child.id();
         self.child = Some(child);
+        // The server that answers must be this child: were the port taken by another test
+        // process's Redis, a connection alone would succeed against that one.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+        loop {
+            let info = String::from_utf8_lossy(&self.cli(&["INFO", "server"])).into_owned();
+            if info
+                .lines()
+                .any(|l| l.trim() == format!("process_id:{pid}"))
+            {
+                return;
+            }
+            if let Some(c) = self.child.as_mut() {
+                assert!(
+                    !matches!(c.try_wait(), Ok(Some(_))),
+                    "redis-server exited: port {} is taken by another process",
+                    self.port
+                );
+            }
             assert!(Instant::now() < deadline, "redis-server did not start");
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -63,16 +63,24 @@ impl RedisServer {
             );
             return None;
         }
-        let mut s = RedisServer {
-            child: None,
-            port: free_port(),
-            dir: tempfile::tempdir().unwrap(),
-        };
-        s.spawn();
-        Some(s)
+        // A port another process took between `free_port` and the bind is tried again.
+        for _ in 0..5 {
+            let mut s = RedisServer {
+                child: None,
+                port: free_port(),
+                dir: tempfile::tempdir().unwrap(),
+            };
+            if s.spawn() {
+                return Some(s);
+            }
+        }
+        panic!("redis-server could not bind a free loopback port in 5 tries");
     }
 
-    fn spawn(&mut self) {
+    /// Starts `redis-server` on `self.port` and waits until it answers; `false` when the port
+    /// was taken (it exited). The server that answers must be this child: with the port taken
+    /// by another test process's Redis, a PING alone would succeed against that one.
+    fn spawn(&mut self) -> bool {
         let dir = self.dir.path();
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
@@ -87,15 +95,26 @@ impl RedisServer {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server starts");
+        let pid = child.id();
         self.child = Some(child);
         let until = Instant::now() + Duration::from_secs(10);
         loop {
-            let ok = redis::Client::open(self.url())
+            if let Some(c) = self.child.as_mut()
+                && let Ok(Some(_)) = c.try_wait()
+            {
+                self.child = None;
+                return false;
+            }
+            let answered = redis::Client::open(self.url())
                 .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(200)))
-                .and_then(|mut c| redis::cmd("PING").query::<String>(&mut c))
-                .is_ok();
-            if ok {
-                return;
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+            if let Ok(info) = answered {
+                let ours = info
+                    .lines()
+                    .any(|l| l.trim() == format!("process_id:{pid}"));
+                if ours {
+                    return true;
+                }
             }
             assert!(
                 Instant::now() < until,
@@ -118,7 +137,11 @@ impl RedisServer {
     /// Starts it again on the same port (empty: no persistence).
     pub fn restart(&mut self) {
         self.stop();
-        self.spawn();
+        assert!(
+            self.spawn(),
+            "redis-server could not bind port {} again: another process took it",
+            self.port
+        );
     }
 
     pub fn url(&self) -> String {
