@@ -29,8 +29,6 @@ use crate::session::{self, Globals};
 const RECENT_EVENTS: usize = 5;
 /// Width of the label column of the text form.
 const LABEL: usize = 13;
-/// A record issued further than this in the local future says this host's clock is behind.
-const FUTURE_TOLERANCE: Duration = Duration::from_secs(60);
 /// How long `status` waits for the org's `Date` header.
 const DATE_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 
@@ -47,7 +45,8 @@ struct OrgNow {
 /// *writer* measured; another host's clock error is not this one's (a writer 3 h fast made a
 /// host with a correct clock call a timed-out session hours from expiry), so it is never
 /// applied here (`docs/token-lifecycle.md`, "Clock skew"). This host's clock stands for the
-/// org's unless the record contradicts it — issued in its future (this clock is behind), or
+/// org's unless the record contradicts it — issued in its future by more than the manager's own
+/// tolerance (this clock is behind), or
 /// expired by it (this clock may be ahead) — and then the org's `Date` header decides: one
 /// unauthenticated `GET /services/data/`, at most [`DATE_PROBE_TIMEOUT`].
 async fn org_now(p: &Profile, rec: Option<&TokenRecord>) -> OrgNow {
@@ -58,7 +57,7 @@ async fn org_now(p: &Profile, rec: Option<&TokenRecord>) -> OrgNow {
     let Some(r) = rec else {
         return local;
     };
-    let contradicted = r.issued_at > local.now.plus(FUTURE_TOLERANCE)
+    let contradicted = r.issued_at > local.now.plus(sfkeep::manager::FUTURE_ISSUE_TOLERANCE)
         || matches!(r.state_at(local.now), TokenState::Expired);
     if !contradicted {
         return local;

@@ -64,6 +64,7 @@ pub use outage::{OnStoreUnavailable, STORE_PROBE_INTERVAL};
 pub use rotation::Rotation;
 pub use source::{HttpTokenSource, TokenSource};
 pub use status::{ManagerStatus, TokenStatus};
+pub use store_sync::FUTURE_ISSUE_TOLERANCE;
 
 use std::sync::Arc;
 use std::time::Duration;
